@@ -1,0 +1,266 @@
+"""The bubble itself: one process that holds resident memory and burns CPU until told to stop.
+
+Run as ``python -m bubbleup.bubble_kernel`` by the pool, or in-process by
+``python -m bubbleup bubble``. It imports only numpy and psutil, so a bubble
+costs about 30 MiB of baseline on top of the region it was asked for.
+
+What ``size_mb`` means: the bubble's own resident *region*, measured as the
+growth of its RSS over the baseline it had before allocating. Both numbers
+are reported on ready, so nothing is assumed.
+
+Life cycle and protocol (JSON lines on stdout, one object per line):
+
+1. Refuse (``{"event": "error"}``, exit 3) if the region would eat into the
+   safety reserve of available memory, unless ``--allow-unsafe``.
+2. Allocate, touch every page, check RSS grew by at least 97% of the request.
+3. ``{"event": "ready", ...}``: memory is resident and the loop is about to run.
+4. Duty-cycle loop: in every period, work until this thread has used
+   ``duty * period`` of CPU time (or the period has passed, if the CPU is
+   contended), then sleep out the period. The work walks the region with the
+   chosen pattern, so the memory stays hot and caches/bandwidth are pressured.
+5. On SIGTERM/SIGINT: ``{"event": "stopped", ...}`` with what it delivered, exit 0.
+
+A bubble never outlives its orchestrator: with ``--parent-pid`` it asks the
+kernel for SIGKILL when the parent dies (PR_SET_PDEATHSIG), and with
+``--watch-stdin`` it exits when the pipe from the parent closes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import psutil
+
+MIB = 1 << 20
+PAGE = 4096
+RESIDENT_TOLERANCE = 0.97
+PR_SET_PDEATHSIG = 1
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL us when the parent dies; exit now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the stdin watch still covers us
+        pass
+    if os.getppid() != parent_pid:  # parent died before prctl took effect
+        os._exit(0)
+
+
+def exit_when_stdin_closes() -> None:
+    """Exit as soon as the parent's end of our stdin pipe closes (the parent died or let go)."""
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        finally:
+            os._exit(0)
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def safe_limit_mb(reserve_mb: int) -> float:
+    """How much this bubble may allocate without touching the reserve."""
+    return psutil.virtual_memory().available / MIB - reserve_mb
+
+
+class Region:
+    """The resident memory block and the ways of walking it."""
+
+    def __init__(self, size_mb: int, seed: int) -> None:
+        self.nbytes = size_mb * MIB
+        self.buf = np.empty(self.nbytes, dtype=np.uint8)
+        self.words = self.buf.view(np.int64) if self.nbytes >= 8 else np.zeros(1, dtype=np.int64)
+        self._cursor = 0
+        self._rng = np.random.default_rng(seed)
+        self.bytes_walked = 0
+
+    def touch(self) -> None:
+        """Write one byte in every page so the kernel has to back it with real memory."""
+        if self.nbytes:
+            self.buf[::PAGE] = 0x5A
+            self.buf[-1] = 0x5A
+
+    def stream_chunk(self, words: int = 32 * 1024) -> None:
+        """Sequential read-modify-write of 256 KiB, wrapping around the region."""
+        end = min(self._cursor + words, self.words.size)
+        view = self.words[self._cursor : end]
+        np.add(view, 1, out=view)
+        self.bytes_walked += view.nbytes
+        self._cursor = 0 if end >= self.words.size else end
+
+    def random_chunk(self, accesses: int = 4096) -> None:
+        """4096 independent random read-modify-writes across the region (cache/TLB misses)."""
+        idx = self._rng.integers(0, self.words.size, accesses)
+        self.words[idx] += 1
+        self.bytes_walked += accesses * 8
+
+
+def compute_chunk() -> None:
+    """Pure integer work with no memory traffic: about 50 microseconds."""
+    x = 0
+    for i in range(1500):
+        x += i * i
+
+
+class Bubble:
+    """Allocates, verifies residency, then runs the duty-cycle loop until stopped."""
+
+    def __init__(self, size_mb: int, cpu_duty: float, pattern: str, period_ms: float, seed: int = 0) -> None:
+        self.size_mb = size_mb
+        self.cpu_duty = cpu_duty
+        self.period_s = period_ms / 1000.0
+        self.seed = seed
+        # With no memory there is nothing to walk: fall back to pure compute, and say so.
+        self.pattern = pattern if size_mb > 0 else "none"
+        self.stop_event = threading.Event()
+        self.region: Region | None = None
+
+    def allocate(self) -> dict[str, Any]:
+        me = psutil.Process()
+        # Exercise every code path once on a tiny region first, so lazily loaded modules and
+        # allocator arenas land in the baseline instead of being counted as the region.
+        warm = Region(1, self.seed)
+        warm.touch()
+        warm.stream_chunk()
+        warm.random_chunk()
+        compute_chunk()
+        del warm
+        baseline = me.memory_info().rss
+        t0 = time.perf_counter()
+        self.region = Region(self.size_mb, self.seed)
+        self.region.touch()
+        region_bytes = me.memory_info().rss - baseline
+        deadline = time.perf_counter() + 5.0
+        while region_bytes < RESIDENT_TOLERANCE * self.region.nbytes and time.perf_counter() < deadline:
+            time.sleep(0.05)  # e.g. the host is still backing pages; never assume, measure
+            self.region.touch()
+            region_bytes = me.memory_info().rss - baseline
+        touch_s = time.perf_counter() - t0
+        if region_bytes < RESIDENT_TOLERANCE * self.region.nbytes:
+            raise MemoryError(
+                f"only {region_bytes / MIB:.1f} of {self.size_mb} MiB became resident within {touch_s:.1f} s"
+            )
+        return {
+            "region_mb": region_bytes / MIB,
+            "baseline_mb": baseline / MIB,
+            "rss_mb": me.memory_info().rss / MIB,
+            "touch_s": touch_s,
+            "pattern": self.pattern,
+        }
+
+    def _work(self) -> Callable[[], None]:
+        if self.pattern == "stream" and self.region is not None:
+            return self.region.stream_chunk
+        if self.pattern == "random" and self.region is not None:
+            return self.region.random_chunk
+        return compute_chunk
+
+    def run(self) -> dict[str, Any]:
+        """The duty-cycle loop. Returns what was delivered."""
+        work = self._work()
+        period = self.period_s
+        busy_target = self.cpu_duty * period
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
+        while not self.stop_event.is_set():
+            start_wall, start_cpu = time.perf_counter(), time.thread_time()
+            if busy_target > 0:
+                # CPU time, not wall time: on a contended core we still ask for our full share.
+                while time.thread_time() - start_cpu < busy_target and time.perf_counter() - start_wall < period:
+                    work()
+            if self.cpu_duty < 1.0:
+                self.stop_event.wait(max(0.0, start_wall + period - time.perf_counter()))
+        wall = time.perf_counter() - wall0
+        cpu = time.thread_time() - cpu0
+        walked = self.region.bytes_walked if self.region else 0
+        return {
+            "wall_s": wall,
+            "cpu_s": cpu,
+            "core_share": cpu / wall if wall > 0 else 0.0,
+            "mb_per_s": walked / MIB / wall if wall > 0 else 0.0,
+        }
+
+
+def emit(event: str, **fields: Any) -> None:
+    sys.stdout.write(json.dumps({"event": event, "pid": os.getpid(), **fields}) + "\n")
+    sys.stdout.flush()
+
+
+def build_parser(prog: str = "bubbleup bubble") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=prog,
+        description="Run one bubble: hold SIZE MiB resident and burn CPU at a duty cycle until stopped (Ctrl-C).",
+    )
+    p.add_argument("--size-mb", type=int, required=True, help="resident region in MiB (2**20 bytes)")
+    p.add_argument("--cpu-duty", type=float, default=1.0, help="share of one core to burn, 0..1 (default 1)")
+    p.add_argument("--pattern", choices=("none", "stream", "random"), default="stream", help="memory walk")
+    p.add_argument("--period-ms", type=float, default=50.0, help="duty-cycle period in ms (default 50)")
+    p.add_argument("--reserve-mb", type=int, default=2048, help="memory always left available (default 2048)")
+    p.add_argument("--allow-unsafe", action="store_true", help="allocate even into the reserve")
+    p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def validate_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.size_mb < 0:
+        p.error("--size-mb must not be negative")
+    if not 0.0 <= args.cpu_duty <= 1.0:
+        p.error("--cpu-duty must be between 0 and 1")
+    if args.period_ms < 1.0:
+        p.error("--period-ms must be at least 1")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    validate_args(parser, args)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    if args.watch_stdin:
+        exit_when_stdin_closes()
+
+    bubble = Bubble(args.size_mb, args.cpu_duty, args.pattern, args.period_ms, args.seed)
+
+    def on_signal(signum: int, _frame: object) -> None:
+        bubble.stop_event.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+
+    limit = safe_limit_mb(args.reserve_mb)
+    if args.size_mb > limit and not args.allow_unsafe:
+        emit(
+            "error",
+            message=(
+                f"refusing to allocate {args.size_mb} MiB: only {max(limit, 0):.0f} MiB available beyond the "
+                f"{args.reserve_mb} MiB reserve (opt in with allow_unsafe_memory / --allow-unsafe)"
+            ),
+        )
+        return 3
+    try:
+        ready = bubble.allocate()
+    except MemoryError as exc:
+        emit("error", message=f"allocation failed: {exc}")
+        return 3
+    emit("ready", size_mb=args.size_mb, cpu_duty=args.cpu_duty, **ready)
+    delivered = bubble.run()
+    emit("stopped", **delivered)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

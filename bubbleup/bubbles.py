@@ -1,0 +1,134 @@
+"""The bubble pool: start N bubble processes, wait until every one is resident and running, stop them.
+
+Readiness is a message from each bubble after it has *measured* its own RSS,
+never a timer: first-touch speed of fresh memory varies 16x on our hosts.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bubbleup import procs
+from bubbleup.errors import BubbleFailed
+from bubbleup.scenario import BubbleSpec
+
+KERNEL_MODULE = "bubbleup.bubble_kernel"
+
+
+@dataclass
+class BubbleHandle:
+    index: int
+    proc: Any  # subprocess.Popen[bytes]
+    reader: procs.LineReader
+    ready: dict[str, Any] | None = None
+    stopped: dict[str, Any] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+
+@dataclass
+class BubblePool:
+    """N identical bubbles. Use as a context manager so they are stopped whatever happens."""
+
+    spec: BubbleSpec
+    count: int
+    size_mb: int
+    reserve_mb: int = 2048
+    allow_unsafe: bool = False
+    bubbles: list[BubbleHandle] = field(default_factory=list)
+    ready_s: float = 0.0
+
+    def start(self) -> None:
+        args = [
+            "--size-mb", str(self.size_mb),
+            "--cpu-duty", str(self.spec.cpu_duty),
+            "--pattern", self.spec.pattern,
+            "--period-ms", str(self.spec.period_ms),
+            "--reserve-mb", str(self.reserve_mb),
+            "--watch-stdin",
+        ]  # fmt: skip
+        if self.allow_unsafe:
+            args.append("--allow-unsafe")
+        own_session = self.spec.placement == "own-session"
+        for i in range(self.count):
+            proc = procs.spawn_child(KERNEL_MODULE, [*args, "--seed", str(i)], own_session=own_session)
+            self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno())))
+
+    def wait_ready(self, timeout_s: float) -> None:
+        """Block until every bubble reported ready; BubbleFailed naming the first that cannot."""
+        t0 = time.monotonic()
+        deadline = t0 + timeout_s
+        while True:
+            pending = [b for b in self.bubbles if b.ready is None]
+            if not pending:
+                self.ready_s = time.monotonic() - t0
+                return
+            for b in pending:
+                self._drain(b)
+                if b.ready is None and (b.reader.closed or b.proc.poll() is not None):
+                    self._drain(b)
+                    if b.ready is None:
+                        raise BubbleFailed(self._death_note(b))
+            if time.monotonic() > deadline:
+                b = next(b for b in self.bubbles if b.ready is None)
+                raise BubbleFailed(
+                    f"bubble {b.index} (pid {b.pid}, {self.size_mb} MiB) not ready after {timeout_s:.0f} s"
+                )
+            open_fds = [b.reader.fd for b in self.bubbles if b.ready is None and not b.reader.closed]
+            procs.wait_readable(open_fds, min(0.1, max(deadline - time.monotonic(), 0)))
+
+    def _drain(self, b: BubbleHandle) -> None:
+        for msg in b.reader.read_available():
+            if msg.get("event") == "ready":
+                b.ready = msg
+            elif msg.get("event") == "stopped":
+                b.stopped = msg
+            elif msg.get("event") == "error":
+                b.ready = None
+                b.proc.poll()
+                raise BubbleFailed(f"bubble {b.index} (pid {b.pid}): {msg.get('message')}")
+
+    def _death_note(self, b: BubbleHandle) -> str:
+        b.proc.wait(timeout=5)
+        tail = procs.stderr_tail(b.proc)
+        return (
+            f"bubble {b.index} (pid {b.pid}, {self.size_mb} MiB) died before ready: "
+            f"{procs.describe_exit(b.proc.returncode)}" + (f": {tail}" if tail else "")
+        )
+
+    def check_alive(self) -> None:
+        """Raise BubbleFailed if a bubble died after it was ready (e.g. OOM-killed)."""
+        for b in self.bubbles:
+            if b.proc.poll() is not None:
+                raise BubbleFailed(
+                    f"bubble {b.index} (pid {b.pid}) died while running: {procs.describe_exit(b.proc.returncode)}"
+                )
+
+    @property
+    def resident_mb(self) -> float:
+        """Sum of the regions the bubbles measured resident when they became ready."""
+        return sum(b.ready["region_mb"] for b in self.bubbles if b.ready)
+
+    def pids(self) -> list[int]:
+        return [b.pid for b in self.bubbles]
+
+    def stop(self) -> list[dict[str, Any]]:
+        """Stop every bubble (SIGTERM, then SIGKILL) and return what each said it delivered."""
+        children = [b.proc for b in self.bubbles]
+        procs.terminate(children)
+        for b in self.bubbles:
+            for msg in b.reader.read_available():
+                if msg.get("event") == "stopped":
+                    b.stopped = msg
+        procs.close_pipes(children)
+        return [b.stopped or {} for b in self.bubbles]
+
+    def __enter__(self) -> BubblePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

@@ -1,0 +1,198 @@
+"""Command line: ``python -m bubbleup {run,validate,list,bubble,report,compare,train}``.
+
+Exit status: 0 success, 1 a run that failed, 2 bad input (one line, no traceback),
+130 interrupted (Ctrl-C / SIGTERM; completed points are kept and can be resumed).
+Heavy imports (pandas, TensorFlow) happen inside the commands that need them,
+so ``--help`` and ``bubble`` start instantly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from bubbleup import __version__
+from bubbleup.errors import RunFailed, UserError
+
+EXIT_INTERRUPTED = 130
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from bubbleup import orchestrator
+    from bubbleup.scenario import load_scenario
+
+    if args.resume is None and args.scenario is None:
+        raise UserError("run: give a scenario file, or --resume RUN_DIR")
+    if args.resume is not None:
+        run_dir = Path(args.resume)
+        if args.scenario is not None:
+            from bubbleup.store import RunStore
+
+            _, given = load_scenario(args.scenario)
+            recorded = RunStore.open_for_resume(run_dir).manifest.get("scenario_given")
+            if given != recorded:
+                raise UserError(f"{args.scenario}: differs from the scenario recorded in {run_dir}; refusing to mix")
+        store = orchestrator.resume(run_dir, progress=not args.quiet)
+    else:
+        scenario, given = load_scenario(args.scenario)
+        out = Path(args.out) if args.out else None
+        store = orchestrator.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet)
+    print(f"run complete: {store.root}", file=sys.stderr)
+    if not args.no_report:
+        return _write_report(store.root)
+    return 0
+
+
+def _write_report(run_dir: Path) -> int:
+    try:
+        from bubbleup.report import write_report
+    except ImportError as exc:
+        print(f"warning: report not written ({exc})", file=sys.stderr)
+        return 0
+    path = write_report(run_dir)
+    print(f"report: {path}")
+    return 0
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from bubbleup.orchestrator import check_memory_safety, plan_points, steps_of
+    from bubbleup.scenario import load_scenario
+
+    scenario, _ = load_scenario(args.scenario)
+    safety = check_memory_safety(scenario)
+    steps = steps_of(scenario)
+    print(
+        f"ok: {args.scenario}: {scenario.name}: {len(plan_points(scenario))} points x {len(steps)} steps of "
+        f"{scenario.workload.kind}; peak bubble memory {safety['peak_bubble_mb']} MiB "
+        f"(safe limit here {safety['allowed_mb']:.0f} MiB)"
+    )
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    from workloads import available_kinds, get_workload_class
+
+    for kind in sorted(available_kinds()):
+        try:
+            cls = get_workload_class(kind)
+            workload = cls(cls.Options())
+            settings, presets = workload.settings(), workload.presets()
+        except Exception as exc:  # a broken third-party workload must not hide the others
+            print(f"{kind}\n  unavailable: {type(exc).__name__}: {exc}\n")
+            continue
+        print(f"{kind}: {cls.summary}")
+        print(f"  settings ({len(settings)}): {', '.join(settings)}")
+        if presets:
+            print(f"  presets: {', '.join(f'{k}={v}' for k, v in presets.items())}")
+        print()
+    return 0
+
+
+def _cmd_bubble(argv: list[str]) -> int:
+    from bubbleup import bubble_kernel
+
+    return bubble_kernel.main(argv)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "manifest.json").is_file():
+        raise UserError(f"{run_dir}: not a run directory (no manifest.json)")
+    return _write_report(run_dir)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    from bubbleup.compare import write_comparison
+
+    for d in (args.run_a, args.run_b):
+        if not (Path(d) / "manifest.json").is_file():
+            raise UserError(f"{d}: not a run directory (no manifest.json)")
+    path = write_comparison(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None)
+    print(f"comparison: {path}")
+    return 0
+
+
+def _cmd_train(argv: list[str]) -> int:
+    import importlib
+
+    if not argv or argv[0].startswith("-"):
+        raise UserError("train: name a workload kind to train, e.g. 'bubbleup train approxnet --help'")
+    kind, rest = argv[0], argv[1:]
+    try:
+        module = importlib.import_module(f"workloads.{kind}.train")
+    except ModuleNotFoundError:
+        raise UserError(f"train: workload {kind!r} has nothing to train") from None
+    return int(module.main(rest) or 0)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bubbleup",
+        description="Bubble-Up style contention testing: how much co-located load can a program take?",
+    )
+    p.add_argument("--version", action="version", version=f"bubbleup {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    r = sub.add_parser("run", help="run a scenario's sweep and write a run directory and report")
+    r.add_argument("scenario", nargs="?", help="scenario YAML file")
+    r.add_argument("--out", help="run directory to create (default: REPORTS_ROOT/<name>/<timestamp>)")
+    r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in place")
+    r.add_argument("--reports-root", default="reports", help="where run directories go (default: reports)")
+    r.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    r.set_defaults(func=_cmd_run)
+
+    v = sub.add_parser("validate", help="check a scenario file (and that it is safe here) without running it")
+    v.add_argument("scenario")
+    v.set_defaults(func=_cmd_validate)
+
+    sub.add_parser("list", help="list workload kinds with their settings and presets").set_defaults(func=_cmd_list)
+
+    sub.add_parser("bubble", help="run one standalone bubble until Ctrl-C (see 'bubble --help')", add_help=False)
+
+    rep = sub.add_parser("report", help="(re)write report.html for a run directory, complete or not")
+    rep.add_argument("run_dir")
+    rep.set_defaults(func=_cmd_report)
+
+    c = sub.add_parser("compare", help="compare two run directories side by side")
+    c.add_argument("run_a")
+    c.add_argument("run_b")
+    c.add_argument("--out", help="output HTML path")
+    c.set_defaults(func=_cmd_compare)
+
+    sub.add_parser("train", help="train a workload's models (see 'train KIND --help')", add_help=False)
+    return p
+
+
+# Commands that take their own arguments wholesale.
+_PASSTHROUGH = {"bubble": _cmd_bubble, "train": _cmd_train}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        if argv and argv[0] in _PASSTHROUGH:
+            return _PASSTHROUGH[argv[0]](argv[1:])
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if not getattr(args, "func", None):
+            parser.print_help()
+            return 2
+        return int(args.func(args) or 0)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except RunFailed as exc:
+        print(f"run failed: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except Exception as exc:
+        from bubbleup.orchestrator import Interrupted
+
+        if isinstance(exc, Interrupted):
+            print(f"interrupted by {exc}; completed points are saved (resume with --resume)", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        raise

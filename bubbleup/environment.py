@@ -1,0 +1,128 @@
+"""What the machine looked like: every run records it, because contention results depend on it.
+
+CPU model, cores, frequency governor and limits (the TX2 shipped throttled),
+memory, swap, transparent huge pages, scheduler autogroup (it decides whether
+N processes are N scheduling entities), cgroup limits, kernel and versions.
+Reading must never fail a run: unknown values are recorded as None.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+MIB = 1 << 20
+
+
+def _read(path: str) -> str | None:
+    try:
+        return Path(path).read_text().strip()
+    except OSError:
+        return None
+
+
+def _cpu_model() -> str | None:
+    text = _read("/proc/cpuinfo") or ""
+    for line in text.splitlines():
+        if line.lower().startswith(("model name", "hardware", "cpu model")):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or None
+
+
+def _governors() -> dict[str, Any]:
+    base = Path("/sys/devices/system/cpu")
+    govs, max_khz, hw_max_khz = set(), [], []
+    for cpu in sorted(base.glob("cpu[0-9]*")):
+        g = _read(str(cpu / "cpufreq/scaling_governor"))
+        if g:
+            govs.add(g)
+        for name, dest in (("scaling_max_freq", max_khz), ("cpuinfo_max_freq", hw_max_khz)):
+            v = _read(str(cpu / "cpufreq" / name))
+            if v and v.isdigit():
+                dest.append(int(v))
+    return {
+        "cpu_governor": ",".join(sorted(govs)) or None,
+        "cpu_max_mhz": max(max_khz) / 1000 if max_khz else None,
+        "cpu_hw_max_mhz": max(hw_max_khz) / 1000 if hw_max_khz else None,
+    }
+
+
+def _thp() -> str | None:
+    text = _read("/sys/kernel/mm/transparent_hugepage/enabled")
+    if text and "[" in text:
+        return text.split("[", 1)[1].split("]", 1)[0]
+    return text
+
+
+def _cgroup() -> dict[str, Any]:
+    info: dict[str, Any] = {"cgroup_version": 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1}
+    own = _read("/proc/self/cgroup") or ""
+    info["cgroup_path"] = own.splitlines()[0] if own else None
+    for key, path in (
+        ("cgroup_memory_max", "/sys/fs/cgroup/memory.max"),
+        ("cgroup_cpu_max", "/sys/fs/cgroup/cpu.max"),
+        ("cgroup_v1_memory_limit", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
+    ):
+        info[key] = _read(path)
+    return info
+
+
+def versions() -> dict[str, str | None]:
+    """Versions of the libraries that shape the numbers. Imports nothing heavy."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for pkg in ("bubbleup", "numpy", "psutil", "pandas", "scipy", "tensorflow", "tensorflow-cpu", "keras"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def collect() -> dict[str, Any]:
+    """A snapshot of the machine, cheap enough to take at the start of every run."""
+    vm, swap = psutil.virtual_memory(), psutil.swap_memory()
+    load = os.getloadavg() if hasattr(os, "getloadavg") else (None, None, None)
+    env: dict[str, Any] = {
+        "hostname": socket.gethostname(),
+        "kernel": platform.release(),
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpu_logical": psutil.cpu_count(logical=True),
+        "cpu_physical": psutil.cpu_count(logical=False),
+        "cpu_affinity": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        **_governors(),
+        "mem_total_mb": vm.total / MIB,
+        "mem_available_mb": vm.available / MIB,
+        "swap_total_mb": swap.total / MIB,
+        "thp": _thp(),
+        "sched_autogroup": _read("/proc/sys/kernel/sched_autogroup_enabled"),
+        "psi_available": Path("/proc/pressure/cpu").exists(),
+        "loadavg_1m": load[0],
+        **_cgroup(),
+        "python_executable": sys.executable,
+        "versions": versions(),
+    }
+    return env
+
+
+def warnings(env: dict[str, Any]) -> list[str]:
+    """Conditions that distort contention results, worded for a human."""
+    out = []
+    gov = env.get("cpu_governor")
+    if gov and gov not in ("performance",):
+        out.append(f"CPU frequency governor is {gov!r}: frequency scaling adds noise; 'performance' is steadier")
+    hw, cap = env.get("cpu_hw_max_mhz"), env.get("cpu_max_mhz")
+    if hw and cap and cap < 0.95 * hw:
+        out.append(f"CPU frequency capped at {cap:.0f} of {hw:.0f} MHz (throttled, as the TX2 shipped)")
+    load, cores = env.get("loadavg_1m"), env.get("cpu_logical") or 1
+    if load is not None and load > 0.5 * cores:
+        out.append(f"the machine was busy at start (1-min load {load:.2f} on {cores} cores)")
+    return out

@@ -1,0 +1,344 @@
+"""The sweep: for each point, bubbles up -> all ready -> settle -> workload runs every step -> record -> bubbles down.
+
+It knows nothing of how a workload infers (that is the worker's business) and
+nothing of statistics beyond a per-step summary (analysis works on saved files).
+
+Failure policy, because under enough pressure failing *is* the result:
+- the worker dies (crash, OOM kill) or overruns ``limits.step_timeout_s``: that
+  step is recorded ``failed``/``timeout``, a fresh worker is started, the sweep goes on;
+- a bubble cannot become ready, or dies mid-point: the point's steps are recorded
+  ``failed`` with the bubble named, since the pressure asked for was not applied;
+- the workload cannot load at all before any pressure: the run fails (exit 1).
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import signal
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from bubbleup import environment, stats
+from bubbleup.bubbles import BubblePool
+from bubbleup.errors import BubbleFailed, RunFailed, UserError
+from bubbleup.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT
+from bubbleup.scenario import Scenario, scenario_from_dict
+from bubbleup.store import RunStore, default_run_dir, now_iso
+from bubbleup.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
+
+MIB = 1 << 20
+
+
+class Interrupted(Exception):
+    """SIGINT or SIGTERM arrived; everything started is being stopped."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    setting: str
+    warmup: int
+    inferences: int
+
+
+def steps_of(scenario: Scenario) -> list[StepPlan]:
+    """What the workload runs at every point: an explicit schedule, or every setting in turn."""
+    w = scenario.workload
+    if w.steps is not None:
+        return [StepPlan(s.setting, s.warmup, s.inferences) for s in w.steps]
+    return [StepPlan(s, w.warmup, w.inferences_per_setting) for s in w.settings]
+
+
+def plan_points(scenario: Scenario) -> list[tuple[int, int]]:
+    """(repeat, value) in execution order. Repeats alternate direction (or shuffle) so drift spreads."""
+    sweep = scenario.sweep
+    ascending = sorted(sweep.values)
+    rng = random.Random(sweep.seed)
+    plan: list[tuple[int, int]] = []
+    for r in range(sweep.repeats):
+        if sweep.order == "ascending":
+            order = ascending
+        elif sweep.order == "alternate":
+            order = ascending if r % 2 == 0 else ascending[::-1]
+        else:
+            order = ascending[:]
+            rng.shuffle(order)
+        plan.extend((r, v) for v in order)
+    return plan
+
+
+def check_memory_safety(scenario: Scenario, available_mb: float | None = None) -> dict[str, float]:
+    """Refuse a scenario whose peak bubble memory would endanger the machine, with the numbers."""
+    lim = scenario.limits
+    available = psutil.virtual_memory().available / MIB if available_mb is None else available_mb
+    allowed = max(0.0, min(available * lim.max_memory_fraction, available - lim.reserve_mb))
+    peak = scenario.peak_bubble_mb()
+    facts = {"peak_bubble_mb": peak, "available_mb": available, "allowed_mb": allowed}
+    if peak > allowed and not lim.allow_unsafe_memory:
+        count, size = max(scenario.points(), key=lambda cs: cs[0] * cs[1])
+        raise UserError(
+            f"refusing to run {scenario.name!r}: peak bubble memory {peak} MiB ({count} x {size} MiB) exceeds the "
+            f"safe limit of {allowed:.0f} MiB (the lesser of {lim.max_memory_fraction:.0%} of the {available:.0f} "
+            f"MiB available and available minus the {lim.reserve_mb} MiB reserve); shrink the sweep or set "
+            f"limits.allow_unsafe_memory: true"
+        )
+    return facts
+
+
+@contextmanager
+def signals_raise() -> Iterator[None]:
+    """Turn SIGINT/SIGTERM into an exception so every ``finally`` runs and children are stopped."""
+
+    def handler(signum: int, _frame: object) -> None:
+        # One signal is enough: ignore repeats so the cleanup it triggers cannot itself be cut short.
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+class Progress:
+    """A progress bar on a terminal, one line per point otherwise (CI logs)."""
+
+    def __init__(self, total_steps: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.bar = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def point(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(text)
+        elif self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def step(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+            self.bar.update(1)
+
+    def advance(self, steps: int) -> None:
+        if self.bar is not None and steps:
+            self.bar.update(steps)
+
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        elif self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+class Orchestrator:
+    def __init__(self, scenario: Scenario, store: RunStore, progress: bool = True) -> None:
+        self.scenario = scenario
+        self.store = store
+        self.steps = steps_of(scenario)
+        self.worker: WorkerClient | None = None
+        self.progress = Progress(len(self.steps) * len(store.manifest["plan"]), progress)
+        self.started_epoch = float(store.manifest["started_epoch"])
+        self.own_session = scenario.bubble.placement == "own-session"
+
+    # -- worker management ----------------------------------------------------
+    def _start_worker(self) -> WorkerClient:
+        w = self.scenario.workload
+        client = WorkerClient(self.store.root / "worker.log", own_session=self.own_session)
+        try:
+            loaded = client.load(w.kind, w.options, self.scenario.limits.load_timeout_s)
+        except BaseException:
+            client.kill()
+            raise
+        if "workload_metadata" not in self.store.manifest or self.store.manifest.get("workload_metadata") is None:
+            self.store.update_manifest(
+                workload_metadata=loaded.get("metadata", {}),
+                workload_load_s=loaded.get("load_s"),
+                workload_rss_after_load_mb=loaded.get("rss_mb"),
+            )
+        return client
+
+    def _drop_worker(self) -> None:
+        if self.worker is not None:
+            self.worker.close()
+            self.worker = None
+
+    # -- the sweep ------------------------------------------------------------
+    def run(self) -> None:
+        done = self.store.completed_points()
+        todo = [(r, v) for r, v in self.store.manifest["plan"] if (r, v) not in done]
+        self.progress.advance(len(self.steps) * (len(self.store.manifest["plan"]) - len(todo)))
+        try:
+            if self.scenario.workload.restart == "never":
+                try:
+                    self.worker = self._start_worker()
+                except (WorkerError, WorkerDied, WorkerTimeout) as exc:
+                    raise RunFailed(f"the workload could not load with no pressure applied: {exc}") from None
+            for repeat, value in todo:
+                self._run_point(repeat, value)
+        finally:
+            self._drop_worker()
+            self.progress.close()
+
+    def _point_shape(self, value: int) -> tuple[int, int]:
+        if self.scenario.sweep.axis == "count":
+            return value, self.scenario.bubble.size_mb
+        return self.scenario.sweep.count, value
+
+    def _run_point(self, repeat: int, value: int) -> None:
+        sc = self.scenario
+        count, size = self._point_shape(value)
+        axis = sc.sweep.axis
+        self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {axis}={value} ({count} x {size} MiB)")
+        sample_rows: list[list[Any]] = []
+        point_rows: list[list[Any]] = []
+        key = [repeat, axis, value, count, size]
+
+        pool = BubblePool(sc.bubble, count, size, sc.limits.reserve_mb, sc.limits.allow_unsafe_memory)
+        try:
+            pool_error = None
+            try:
+                pool.start()
+                pool.wait_ready(sc.limits.ready_timeout_s)
+                self._settle(pool)
+            except BubbleFailed as exc:
+                pool_error = f"pressure not applied: {exc}"
+                self.progress.note(f"  {pool_error}")
+            if sc.workload.restart == "per_point":
+                self._drop_worker()
+            for idx, step in enumerate(self.steps):
+                if pool_error is not None:
+                    point_rows.append(self._point_row(key, idx, step.setting, STATUS_FAILED, [], math.nan, [],
+                                                      pool.resident_mb, pool_error))  # fmt: skip
+                    self.progress.step(f"{step.setting}: failed")
+                    continue
+                status, error, result = self._run_step(step)
+                if status == STATUS_OK:
+                    try:
+                        pool.check_alive()
+                    except BubbleFailed as exc:
+                        status, error = STATUS_FAILED, f"pressure not held: {exc}"
+                        pool_error = error
+                rows = result.rows if result is not None else []
+                pid = self.worker.pid if (self.worker is not None and result is not None) else ""
+                for r in rows:
+                    phase, iteration, first_use, latency, rss, t_epoch, info = r
+                    sample_rows.append([*key, idx, step.setting, phase, iteration, first_use,
+                                        round(latency, 6), round(rss, 3), round(t_epoch - self.started_epoch, 6),
+                                        pid, info])  # fmt: skip
+                point_rows.append(
+                    self._point_row(key, idx, step.setting, status, rows,
+                                    result.select_ms if result is not None else math.nan,
+                                    [r[4] for r in rows], pool.resident_mb, error)  # fmt: skip
+                )
+                self.progress.step(f"{step.setting}: {status}")
+        finally:
+            pool.stop()
+        self.store.append_point(sample_rows, point_rows)
+
+    def _settle(self, pool: BubblePool) -> None:
+        deadline = time.monotonic() + self.scenario.sweep.settle_s
+        while time.monotonic() < deadline:
+            pool.check_alive()
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        pool.check_alive()
+
+    def _run_step(self, step: StepPlan) -> tuple[str, str, Any]:
+        lim = self.scenario.limits
+        try:
+            if self.worker is None or not self.worker.alive():
+                self._drop_worker()
+                self.worker = self._start_worker()
+            result = self.worker.step(step.setting, step.warmup, step.inferences, lim.step_timeout_s)
+            return STATUS_OK, "", result
+        except WorkerTimeout as exc:
+            self._drop_worker()
+            return STATUS_TIMEOUT, str(exc), None
+        except WorkerDied as exc:
+            self._drop_worker()
+            return STATUS_FAILED, str(exc), None
+        except WorkerError as exc:
+            return STATUS_FAILED, str(exc), None
+
+    @staticmethod
+    def _point_row(key: list[Any], idx: int, setting: str, status: str, rows: list[list[Any]], select_ms: float,
+                   rss: list[float], bubbles_mb: float, error: str) -> list[Any]:  # fmt: skip
+        timed = [r[3] for r in rows if r[0] == "timed"]
+        s = stats.summarise(timed)
+        return [*key, idx, setting, status, s["n"], s["median_ms"], s["ci_low_ms"], s["ci_high_ms"], s["mean_ms"],
+                s["p90_ms"], s["p95_ms"], s["p99_ms"], s["min_ms"], s["max_ms"], select_ms,
+                max(rss) if rss else math.nan, round(bubbles_mb, 3), error.replace("\n", " ")]  # fmt: skip
+
+
+def new_manifest(scenario: Scenario, given: dict[str, Any]) -> dict[str, Any]:
+    env = environment.collect()
+    return {
+        "name": scenario.name,
+        "started_epoch": time.time(),
+        "scenario_given": given,
+        "scenario_effective": scenario.model_dump(mode="json"),
+        "plan": [list(p) for p in plan_points(scenario)],
+        "steps": [s.__dict__ for s in steps_of(scenario)],
+        "settings": list(dict.fromkeys(s.setting for s in steps_of(scenario))),
+        "placement": scenario.bubble.placement,
+        "environment": env,
+        "environment_warnings": environment.warnings(env),
+        "workload_metadata": None,
+    }
+
+
+def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_root: Path,
+        progress: bool = True) -> RunStore:  # fmt: skip
+    """Start a new run of ``scenario``; returns its store when the sweep has finished."""
+    safety = check_memory_safety(scenario)
+    root = out if out is not None else default_run_dir(reports_root, scenario.name)
+    store = RunStore.create(root, {**new_manifest(scenario, given), "memory_safety": safety})
+    _execute(scenario, store, progress)
+    return store
+
+
+def resume(run_dir: Path, progress: bool = True) -> RunStore:
+    """Continue an interrupted run in place: completed points are kept, the rest are run."""
+    store = RunStore.open_for_resume(run_dir)
+    scenario = scenario_from_dict(store.manifest["scenario_given"], str(run_dir / "manifest.json"))
+    check_memory_safety(scenario)
+    store.update_manifest(status="running", resumed_at=[*store.manifest.get("resumed_at", []), now_iso()])
+    _execute(scenario, store, progress)
+    return store
+
+
+def _execute(scenario: Scenario, store: RunStore, progress: bool) -> None:
+    for w in store.manifest.get("environment_warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    print(f"run directory: {store.root}", file=sys.stderr, flush=True)
+    try:
+        with signals_raise():
+            Orchestrator(scenario, store, progress).run()
+    except Interrupted:
+        store.update_manifest(status="interrupted", finished_at=now_iso())
+        raise
+    except BaseException:
+        store.update_manifest(status="failed", finished_at=now_iso())
+        raise
+    store.update_manifest(status="complete", finished_at=now_iso())

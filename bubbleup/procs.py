@@ -1,0 +1,133 @@
+"""Child processes that cannot outlive the orchestrator, and line-oriented JSON pipes to them.
+
+Every child the harness starts (bubbles, workers) goes through ``spawn_child``:
+it is started lean (``python -m <module>``, never a fork of the heavy
+orchestrator), told the orchestrator's PID so it can ask Linux for SIGKILL when
+the orchestrator dies (PR_SET_PDEATHSIG), and given a stdin pipe whose closing
+is a second, independent death signal. Stopping is by PID only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+
+# Children run single-threaded numeric code unless told otherwise; keep BLAS pools from
+# multiplying threads behind the scheduler's back.
+_LEAN_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def spawn_child(
+    module: str,
+    args: list[str],
+    *,
+    own_session: bool,
+    env: dict[str, str] | None = None,
+    stderr: Any = subprocess.PIPE,
+) -> subprocess.Popen[bytes]:
+    """Start ``python -m module args`` tied to this process's life."""
+    child_env = {**os.environ, **_LEAN_ENV, **(env or {})}
+    cmd = [sys.executable, "-m", module, *args, "--parent-pid", str(os.getpid())]
+    return subprocess.Popen(
+        cmd,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+        env=child_env,
+        start_new_session=own_session,
+        close_fds=True,
+    )
+
+
+class LineReader:
+    """Non-blocking reader of newline-delimited JSON from a child's pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self._buf = b""
+        self.closed = False
+
+    def read_available(self) -> list[dict[str, Any]]:
+        """Read what is there without blocking; return the complete messages."""
+        messages: list[dict[str, Any]] = []
+        while not self.closed:
+            ready, _, _ = select.select([self.fd], [], [], 0)
+            if not ready:
+                break
+            chunk = os.read(self.fd, 65536)
+            if not chunk:
+                self.closed = True
+                break
+            self._buf += chunk
+        while b"\n" in self._buf:
+            line, self._buf = self._buf.split(b"\n", 1)
+            if line.strip():
+                try:
+                    messages.append(json.loads(line))
+                except json.JSONDecodeError:
+                    messages.append({"event": "garbage", "line": line.decode(errors="replace")[:200]})
+        return messages
+
+
+def wait_readable(fds: list[int], timeout: float) -> None:
+    """Block until one of ``fds`` is readable or ``timeout`` passes."""
+    if fds and timeout > 0:
+        select.select(fds, [], [], timeout)
+    elif timeout > 0:
+        time.sleep(timeout)
+
+
+def stderr_tail(proc: subprocess.Popen[bytes], limit: int = 400) -> str:
+    """The last words a dead child wrote to stderr, on one line."""
+    if proc.stderr is None or proc.poll() is None:
+        return ""
+    try:
+        data = proc.stderr.read() or b""
+    except (OSError, ValueError):
+        return ""
+    text = " | ".join(line.strip() for line in data.decode(errors="replace").splitlines() if line.strip())
+    return text[-limit:]
+
+
+def describe_exit(returncode: int | None) -> str:
+    """'exit status 1' or 'killed by SIGKILL (out of memory?)'."""
+    if returncode is None:
+        return "still running"
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
+        return f"killed by {name}{hint}"
+    return f"exit status {returncode}"
+
+
+def terminate(procs: list[subprocess.Popen[bytes]], grace_s: float = 3.0) -> None:
+    """SIGTERM each child by PID, wait up to ``grace_s``, then SIGKILL the stragglers and reap all."""
+    for p in procs:
+        if p.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                p.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    for p in procs:
+        remaining = deadline - time.monotonic()
+        try:
+            p.wait(timeout=max(remaining, 0.01))
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                p.kill()
+            p.wait()
+
+
+def close_pipes(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Close our ends of the children's pipes (after their last words were read)."""
+    for p in procs:
+        for stream in (p.stdin, p.stdout, p.stderr):
+            if stream is not None:
+                with contextlib.suppress(OSError, BrokenPipeError):
+                    stream.close()

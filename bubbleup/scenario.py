@@ -1,0 +1,256 @@
+"""Scenario files: YAML -> frozen, validated objects, as given and as effective.
+
+A scenario says what to measure (``workload``), what pressure to apply
+(``bubble``), how to vary it (``sweep``) and what is safe (``limits``).
+Unknown keys are errors, not silently ignored: a typo in a benchmark config
+otherwise produces a plausible-looking wrong result.
+
+Every problem is reported as one line: ``FILE: FIELD: PROBLEM``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bubbleup.errors import UserError
+
+
+def _reject_text_and_bool(value: Any) -> Any:
+    # YAML gives us real numbers; a quoted "5" or a `true` where a number belongs is a mistake.
+    if isinstance(value, (str, bool)):
+        raise ValueError(f"expected a number, got {type(value).__name__} {value!r}")
+    return value
+
+
+Int = Annotated[int, BeforeValidator(_reject_text_and_bool)]
+Float = Annotated[float, BeforeValidator(_reject_text_and_bool)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Step(_Strict):
+    """One explicit step of a workload schedule, e.g. "LL for 100 inferences"."""
+
+    setting: StrictStr
+    inferences: Int = Field(ge=1, le=1_000_000)
+    warmup: Int = Field(default=0, ge=0, le=100_000)
+
+
+class WorkloadSpec(_Strict):
+    """What is measured. ``options`` are validated by the workload kind's own Options model."""
+
+    kind: StrictStr
+    #: Setting names or preset aliases to run at every point, or "all".
+    settings: list[StrictStr] | Literal["all"] = "all"
+    inferences_per_setting: Int = Field(default=50, ge=1, le=1_000_000)
+    #: Untimed inferences before each setting's timed ones (recorded, marked "warmup").
+    warmup: Int = Field(default=5, ge=0, le=100_000)
+    #: An explicit schedule instead of settings x inferences_per_setting (e.g. LL, MM, HH, LL...).
+    steps: list[Step] | None = None
+    #: "never": one worker for the whole sweep (loaded once, before any bubble);
+    #: "per_point": a fresh worker process at every point (load and first use under pressure).
+    restart: Literal["never", "per_point"] = "never"
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("settings")
+    @classmethod
+    def _non_empty(cls, v: list[str] | str) -> list[str] | str:
+        if isinstance(v, list) and not v:
+            raise ValueError("must name at least one setting, or be 'all'")
+        return v
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_non_empty(cls, v: list[Step] | None) -> list[Step] | None:
+        if v is not None and not v:
+            raise ValueError("must hold at least one step when given")
+        return v
+
+
+class BubbleSpec(_Strict):
+    """One bubble: a process holding ``size_mb`` MiB resident and burning ``cpu_duty`` of a core."""
+
+    #: Resident region of each bubble in MiB (2**20 bytes), over the bubble process's own baseline.
+    size_mb: Int = Field(default=256, ge=0, le=16 * 1024 * 1024)
+    #: Share of one core the bubble tries to use: 0 holds memory only, 1 spins a full core.
+    cpu_duty: Float = Field(default=1.0, ge=0.0, le=1.0)
+    #: How the busy part walks memory: none (pure compute), stream (sequential RMW), random.
+    pattern: Literal["none", "stream", "random"] = "stream"
+    #: Duty-cycle period in milliseconds.
+    period_ms: Float = Field(default=50.0, ge=1.0, le=10_000.0)
+    #: own-session: each bubble its own scheduling entity (autogroup), like an independent app.
+    #: shared-session: bubbles stay in the orchestrator's session (and autogroup).
+    placement: Literal["own-session", "shared-session"] = "own-session"
+
+
+class SweepSpec(_Strict):
+    """How pressure varies: bubble ``count`` at a fixed size, or bubble ``size_mb`` at a fixed count."""
+
+    axis: Literal["count", "size_mb"]
+    values: list[Int] = Field(min_length=1, max_length=1000)
+    #: Bubbles per point when axis is size_mb.
+    count: Int = Field(default=1, ge=1, le=256)
+    repeats: Int = Field(default=1, ge=1, le=1000)
+    #: Seconds to wait after every bubble is ready, before timing.
+    settle_s: Float = Field(default=1.0, ge=0.0, le=3600.0)
+    #: Point order per repeat. alternate: ascending, then descending, ... so drift spreads evenly.
+    order: Literal["alternate", "shuffle", "ascending"] = "alternate"
+    seed: Int = 0
+
+    @field_validator("values")
+    @classmethod
+    def _values_ok(cls, v: list[int]) -> list[int]:
+        if any(x < 0 for x in v):
+            raise ValueError("values must not be negative")
+        if len(set(v)) != len(v):
+            raise ValueError("values must not repeat (use repeats to measure a point again)")
+        return v
+
+    @model_validator(mode="after")
+    def _count_limit(self) -> SweepSpec:
+        if self.axis == "count" and max(self.values) > 256:
+            raise ValueError("values: at most 256 bubbles per point")
+        return self
+
+
+class Limits(_Strict):
+    """Safety and patience."""
+
+    #: Longest one setting step may take (warm-up + timed) before the point is marked "timeout".
+    step_timeout_s: Float = Field(default=300.0, gt=0.0)
+    #: Longest the bubbles of one point may take to become resident and running.
+    ready_timeout_s: Float = Field(default=120.0, gt=0.0)
+    #: Longest the workload may take to load.
+    load_timeout_s: Float = Field(default=600.0, gt=0.0)
+    #: Memory (MiB) always left available to the rest of the machine.
+    reserve_mb: Int = Field(default=2048, ge=0)
+    #: Peak bubble memory may use at most this share of the memory available at start.
+    max_memory_fraction: Float = Field(default=0.6, gt=0.0, le=1.0)
+    #: Explicit opt-in to go past both limits above (e.g. inside a memory-limited cgroup).
+    allow_unsafe_memory: StrictBool = False
+
+
+class Scenario(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
+    description: StrictStr = ""
+    workload: WorkloadSpec
+    bubble: BubbleSpec = Field(default_factory=BubbleSpec)
+    sweep: SweepSpec
+    limits: Limits = Field(default_factory=Limits)
+
+    def points(self) -> list[tuple[int, int]]:
+        """(bubble_count, bubble_size_mb) for every sweep value, in the order given."""
+        if self.sweep.axis == "count":
+            return [(v, self.bubble.size_mb) for v in self.sweep.values]
+        # A 0 MiB bubble still burns CPU: the right control for isolating the memory effect.
+        return [(self.sweep.count, v) for v in self.sweep.values]
+
+    def peak_bubble_mb(self) -> int:
+        """The most bubble memory any point holds at once."""
+        return max(count * size for count, size in self.points())
+
+
+def _first_error_line(exc: ValidationError) -> tuple[str, str]:
+    errors = exc.errors()
+    first = errors[0]
+    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key (not part of the scenario format)"
+    elif first["type"] == "missing":
+        msg = "required but missing"
+    msg = msg.replace("Value error, ", "")
+    if len(errors) > 1:
+        msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+    return field, msg
+
+
+def scenario_from_dict(data: Any, source: str) -> Scenario:
+    """Validate raw YAML data into a Scenario whose workload options and settings are resolved.
+
+    The returned scenario is the *effective* one: workload options have their defaults filled,
+    and setting names/presets are resolved to canonical setting names.
+    """
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: (top level): expected a mapping of keys, got {type(data).__name__}")
+    try:
+        scenario = Scenario.model_validate(data)
+    except ValidationError as exc:
+        field, msg = _first_error_line(exc)
+        raise UserError(f"{source}: {field}: {msg}") from None
+    return _resolve_workload(scenario, source)
+
+
+def _resolve_workload(scenario: Scenario, source: str) -> Scenario:
+    from workloads import UnknownWorkload, get_workload_class
+
+    spec = scenario.workload
+    try:
+        cls = get_workload_class(spec.kind)
+    except UnknownWorkload as exc:
+        raise UserError(f"{source}: workload.kind: {exc.args[0]}") from None
+    try:
+        options = cls.Options.model_validate(spec.options)
+    except ValidationError as exc:
+        field, msg = _first_error_line(exc)
+        raise UserError(f"{source}: workload.options.{field}: {msg}") from None
+    workload = cls(options)
+
+    def canonical(name: str, where: str) -> str:
+        try:
+            return workload.resolve(name)
+        except KeyError:
+            known = list(workload.presets()) + workload.settings()
+            shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
+            raise UserError(f"{source}: {where}: unknown setting {name!r} for {spec.kind}; known: {shown}") from None
+
+    settings = spec.settings
+    settings = workload.settings() if settings == "all" else [canonical(s, "workload.settings") for s in settings]
+    steps = spec.steps
+    if steps is not None:
+        steps = [
+            st.model_copy(update={"setting": canonical(st.setting, f"workload.steps.{i}.setting")})
+            for i, st in enumerate(steps)
+        ]
+    effective = spec.model_copy(update={"settings": settings, "steps": steps, "options": options.model_dump()})
+    return scenario.model_copy(update={"workload": effective})
+
+
+def load_scenario(path: str | Path) -> tuple[Scenario, dict[str, Any]]:
+    """Read and validate a scenario file. Returns (effective scenario, raw data as given)."""
+    path = Path(path)
+    source = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise UserError(f"{source}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{source}: is a directory, not a scenario file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"{source}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(parse)"
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise UserError(f"{source}: {where}: invalid YAML: {problem}") from None
+    if data is None:
+        raise UserError(f"{source}: (top level): the file is empty")
+    return scenario_from_dict(data, source), data

@@ -1,0 +1,164 @@
+"""The workload worker: one process that loads a workload and times every inference.
+
+As in pyperf, measuring happens in a process of its own and results come back
+over a pipe as JSON. The worker, not the workload, owns the timer
+(``perf_counter_ns`` around ``infer`` and nothing else), reads its own RSS after
+every inference and marks the first use of each setting, so switching costs are
+data rather than noise.
+
+Protocol (JSON lines; commands on stdin, replies on the worker's original stdout,
+which is moved away from fd 1 so a chatty workload cannot corrupt it)::
+
+    -> {"cmd": "load", "kind": K, "options": {...}}
+    <- {"event": "loaded", "load_s", "rss_mb", "settings", "metadata"}
+    -> {"cmd": "step", "setting": S, "warmup": W, "n": N}
+    <- {"event": "step", "select_ms", "columns": [...], "rows": [[...], ...]}
+    -> {"cmd": "close"}
+    <- {"event": "closed"}
+
+Any exception comes back as ``{"event": "error", "message", "traceback"}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import psutil
+
+from workloads.base import Workload
+
+MIB = 1 << 20
+#: Columns of one record in a step reply, in order.
+RECORD_COLUMNS = ("phase", "iteration", "first_use", "latency_ms", "rss_mb", "t_epoch_s", "info")
+
+
+@dataclass
+class StepResult:
+    setting: str
+    select_ms: float
+    rows: list[list[Any]] = field(default_factory=list)
+
+    def latencies(self, phase: str = "timed") -> list[float]:
+        return [r[3] for r in self.rows if r[0] == phase]
+
+
+class Runner:
+    """Drives one workload in this process: the timed loop lives here and only here."""
+
+    def __init__(self, workload: Workload) -> None:
+        self.workload = workload
+        self.used: set[str] = set()
+        self._rss: Callable[[], int] = psutil.Process().memory_info
+        self._current: str | None = None
+
+    def step(self, setting: str, warmup: int, n: int) -> StepResult:
+        """Select ``setting``, run ``warmup`` then ``n`` inferences, return one record per inference."""
+        w = self.workload
+        perf = time.perf_counter_ns
+        t0 = perf()
+        if setting != self._current:
+            w.select(setting)
+            self._current = setting
+        select_ms = (perf() - t0) / 1e6
+        samples = w.samples()
+        if not samples:
+            raise RuntimeError(f"workload returned no samples for setting {setting!r}")
+        first = setting not in self.used
+        self.used.add(setting)
+        result = StepResult(setting, select_ms)
+        rows = result.rows
+        infer, rss, count = w.infer, self._rss, len(samples)
+        for i in range(warmup + n):
+            sample = samples[i % count]
+            start = perf()
+            info = infer(sample)
+            end = perf()
+            phase, iteration = ("warmup", i) if i < warmup else ("timed", i - warmup)
+            rows.append(
+                [phase, iteration, int(first), (end - start) / 1e6, rss().rss / MIB, time.time(), _info(info)]
+            )
+            first = False
+        return result
+
+
+def _info(info: Any) -> str:
+    if not info:
+        return ""
+    return json.dumps(info, separators=(",", ":"), default=str)
+
+
+def load_workload(kind: str, options: dict[str, Any]) -> Workload:
+    from workloads import get_workload_class
+
+    cls = get_workload_class(kind)
+    return cls(cls.Options.model_validate(options))
+
+
+def serve(commands: IO[str], replies: IO[str]) -> int:
+    """The worker's main loop: answer commands until 'close' or end of input."""
+    runner: Runner | None = None
+
+    def reply(event: str, **fields: Any) -> None:
+        replies.write(json.dumps({"event": event, **fields}, default=str) + "\n")
+        replies.flush()
+
+    for line in commands:
+        if not line.strip():
+            continue
+        msg = json.loads(line)
+        cmd = msg.get("cmd")
+        try:
+            if cmd == "load":
+                t0 = time.perf_counter()
+                workload = load_workload(msg["kind"], msg.get("options", {}))
+                workload.load()
+                runner = Runner(workload)
+                reply(
+                    "loaded",
+                    load_s=time.perf_counter() - t0,
+                    rss_mb=psutil.Process().memory_info().rss / MIB,
+                    settings=workload.settings(),
+                    metadata=workload.metadata(),
+                    pid=os.getpid(),
+                )
+            elif cmd == "step":
+                if runner is None:
+                    raise RuntimeError("step before load")
+                res = runner.step(msg["setting"], int(msg["warmup"]), int(msg["n"]))
+                reply("step", setting=res.setting, select_ms=res.select_ms, columns=RECORD_COLUMNS, rows=res.rows)
+            elif cmd == "close":
+                if runner is not None:
+                    runner.workload.close()
+                reply("closed")
+                return 0
+            else:
+                raise ValueError(f"unknown command {cmd!r}")
+        except Exception as exc:  # reported to the orchestrator, which decides what it means
+            reply("error", message=f"{type(exc).__name__}: {exc}", traceback=traceback.format_exc())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bubbleup.worker", description="bubbleup workload worker (internal)")
+    p.add_argument("--parent-pid", type=int, default=None)
+    args = p.parse_args(argv)
+    from bubbleup.bubble_kernel import die_with_parent
+
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    # Keep the protocol channel private: whatever the workload prints goes to stderr (the log).
+    replies = os.fdopen(os.dup(sys.stdout.fileno()), "w", buffering=1)
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    return serve(sys.stdin, replies)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""The orchestrator's handle on a worker process: start, load, run steps with deadlines, stop.
+
+A worker that dies, is OOM-killed or overruns its deadline is data (the workload
+became non-functional under this pressure), so those cases come back as typed
+exceptions the orchestrator records, never as a crash of the orchestrator.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from bubbleup import procs
+from bubbleup.worker import StepResult
+
+WORKER_MODULE = "bubbleup.worker"
+
+
+class WorkerError(Exception):
+    """The workload raised; the worker is still alive."""
+
+
+class WorkerDied(Exception):
+    """The worker process exited (crash, os._exit, OOM kill)."""
+
+
+class WorkerTimeout(Exception):
+    """The worker did not answer within the deadline; it has been killed."""
+
+
+class WorkerClient:
+    def __init__(self, log_path: Path, own_session: bool = True, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self._log: BinaryIO = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self.proc = procs.spawn_child(WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log)
+        self.reader = procs.LineReader(self.proc.stdout.fileno())
+        self.loaded: dict[str, Any] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        try:
+            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise WorkerDied(self._death_note()) from None
+
+    def _await(self, expected: str, timeout_s: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for msg in self.reader.read_available():
+                event = msg.get("event")
+                if event == expected:
+                    return msg
+                if event == "error":
+                    raise WorkerError(msg.get("message", "unknown error"))
+            if self.reader.closed or self.proc.poll() is not None:
+                # Read anything written just before the exit, then report the death.
+                for msg in self.reader.read_available():
+                    if msg.get("event") == expected:
+                        return msg
+                raise WorkerDied(self._death_note())
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                self.kill()
+                raise WorkerTimeout(f"no answer within {timeout_s:.0f} s; worker pid {self.pid} killed")
+            procs.wait_readable([self.reader.fd], min(remaining, 0.5))
+
+    def _death_note(self) -> str:
+        try:
+            self.proc.wait(timeout=5)
+        except Exception:
+            self.kill()
+        return f"worker pid {self.pid} died: {procs.describe_exit(self.proc.returncode)} (log: {self.log_path.name})"
+
+    def load(self, kind: str, options: dict[str, Any], timeout_s: float) -> dict[str, Any]:
+        self._send({"cmd": "load", "kind": kind, "options": options})
+        self.loaded = self._await("loaded", timeout_s)
+        return self.loaded
+
+    def step(self, setting: str, warmup: int, n: int, timeout_s: float) -> StepResult:
+        self._send({"cmd": "step", "setting": setting, "warmup": warmup, "n": n})
+        msg = self._await("step", timeout_s)
+        return StepResult(msg["setting"], msg["select_ms"], msg["rows"])
+
+    def close(self, timeout_s: float = 10.0) -> None:
+        """Ask politely, then make sure: the process is gone when this returns."""
+        if self.proc.poll() is None:
+            try:
+                self._send({"cmd": "close"})
+                self._await("closed", timeout_s)
+            except (WorkerDied, WorkerTimeout, WorkerError):
+                pass
+        self.kill()
+
+    def kill(self) -> None:
+        procs.terminate([self.proc], grace_s=2.0)
+        procs.close_pipes([self.proc])
+        self._log.close()
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None

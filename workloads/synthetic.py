@@ -1,0 +1,73 @@
+"""A synthetic numpy workload: fast, deterministic, sensitive to CPU and cache contention.
+
+Each inference does ``rounds`` passes of a matrix-vector product over a working set
+of ``working_set_kb``, so settings differ in both compute and memory footprint,
+the way ApproxNet's settings do. It needs no TensorFlow, so tests run in seconds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from workloads.base import Workload
+
+
+class SyntheticOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Working-set size per setting, in KiB (each becomes a setting named "ws<N>k").
+    working_sets_kb: tuple[int, ...] = Field(default=(256, 1024, 4096), min_length=1)
+    #: Matrix-vector passes per inference; scales the compute per inference.
+    rounds: int = Field(default=4, ge=1, le=10_000)
+    #: Distinct input vectors cycled through (prepared before timing).
+    n_samples: int = Field(default=8, ge=1, le=1024)
+    seed: int = 0
+
+
+class SyntheticWorkload(Workload):
+    kind = "synthetic"
+    summary = "numpy matrix-vector passes over a tunable working set (no TensorFlow)"
+    Options = SyntheticOptions
+
+    def __init__(self, options: SyntheticOptions) -> None:
+        super().__init__(options)
+        self._matrices: dict[str, np.ndarray] = {}
+        self._current: np.ndarray | None = None
+        self._samples: list[np.ndarray] = []
+
+    def settings(self) -> list[str]:
+        return [f"ws{kb}k" for kb in self.options.working_sets_kb]
+
+    def presets(self) -> dict[str, str]:
+        names = self.settings()
+        return {"small": names[0], "large": names[-1]}
+
+    def load(self) -> None:
+        rng = np.random.default_rng(self.options.seed)
+        for kb, name in zip(self.options.working_sets_kb, self.settings()):
+            side = max(8, int((kb * 1024 / 8) ** 0.5))
+            self._matrices[name] = rng.standard_normal((side, side))
+
+    def select(self, setting: str) -> None:
+        self._current = self._matrices[setting]
+        side = self._current.shape[1]
+        rng = np.random.default_rng(self.options.seed + side)
+        self._samples = [rng.standard_normal(side) for _ in range(self.options.n_samples)]
+
+    def samples(self) -> Sequence[Any]:
+        return self._samples
+
+    def infer(self, sample: np.ndarray) -> Mapping[str, Any] | None:
+        m = self._current
+        v = sample
+        for _ in range(self.options.rounds):
+            v = m @ v
+            v /= np.abs(v).max() + 1e-12
+        return None
+
+    def metadata(self) -> dict[str, Any]:
+        return {"numpy": np.__version__}
