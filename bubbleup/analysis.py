@@ -391,12 +391,14 @@ def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
                     value=float(row.value),
                     samples=smp["latency_ms"].to_numpy(float) if len(smp) else np.array([]),
                     by_repeat=by_rep,
-                    functional=row.status == STATUS_OK and row.n > 0,
-                    status=str(row.status) if row.n > 0 or row.status != STATUS_OK else "no samples",
+                    functional=row.status == STATUS_OK,
+                    status=str(row.status),
                     error=str(row.error or ""),
                 )
             )
-        cliffs.append(detect(setting, run.axis, curve))
+        fixed_col = "bubble_size_mb" if run.axis == "count" else "bubble_count"
+        fixed = rows[fixed_col].dropna()
+        cliffs.append(detect(setting, run.axis, curve, fixed=float(fixed.iloc[0]) if len(fixed) else None))
     return cliffs
 
 

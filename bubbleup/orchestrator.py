@@ -285,9 +285,9 @@ class Orchestrator:
     def _point_row(key: list[Any], idx: int, setting: str, status: str, rows: list[list[Any]], select_ms: float,
                    rss: list[float], bubbles_mb: float, error: str) -> list[Any]:  # fmt: skip
         timed = [r[3] for r in rows if r[0] == "timed"]
-        s = stats.summarise(timed)
+        s = {k: round(v, 6) for k, v in stats.summarise(timed).items()}
         return [*key, idx, setting, status, s["n"], s["median_ms"], s["ci_low_ms"], s["ci_high_ms"], s["mean_ms"],
-                s["p90_ms"], s["p95_ms"], s["p99_ms"], s["min_ms"], s["max_ms"], select_ms,
+                s["p90_ms"], s["p95_ms"], s["p99_ms"], s["min_ms"], s["max_ms"], round(select_ms, 6),
                 max(rss) if rss else math.nan, round(bubbles_mb, 3), error.replace("\n", " ")]  # fmt: skip
 
 

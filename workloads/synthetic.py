@@ -20,9 +20,9 @@ class SyntheticOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Working-set size per setting, in KiB (each becomes a setting named "ws<N>k").
-    working_sets_kb: tuple[int, ...] = Field(default=(256, 1024, 4096), min_length=1)
+    working_sets_kb: tuple[int, ...] = Field(default=(256, 2048, 16384), min_length=1)
     #: Matrix-vector passes per inference; scales the compute per inference.
-    rounds: int = Field(default=4, ge=1, le=10_000)
+    rounds: int = Field(default=8, ge=1, le=10_000)
     #: Distinct input vectors cycled through (prepared before timing).
     n_samples: int = Field(default=8, ge=1, le=1024)
     seed: int = 0

@@ -1,0 +1,303 @@
+"""The contention cliff: where a setting's latency stops degrading gradually and breaks.
+
+Definition
+----------
+For one setting, take the points of its curve in order of pressure ``v_0 < v_1 < ...``
+(bubble count, or bubble size in MiB), each with its pooled timed samples, median ``m_i``
+and ``L_i = ln m_i``. The **cliff** is the first point ``k`` that is either
+
+* **non-functional**: some attempt at ``v_k`` failed or timed out (the workload died, ran out
+  of memory, or hung), or
+* a **break**: the step from ``v_{k-1}`` to ``v_k`` meets all four conditions
+
+  1. *effect*: ``m_k / m_{k-1} >= min_jump`` (1.2: a rise of at least 20%);
+  2. *kink*: the step is at least ``min_kink`` (1.5) times what the gradual trend predicts,
+     both on log latency and on latency. The trend is the average slope per unit of pressure
+     from ``v_0`` to ``v_{k-1}`` (floored at 0), times the step's width ``v_k - v_{k-1}``; for
+     the first step, which has no history, it is the slope of the following step (0 if none),
+     so a level jump at the first bubble counts but the first step of a straight line does not;
+  3. *significance*: the lower bound of the 95% bootstrap CI of ``m_k / m_{k-1}`` (independent
+     resampling of both points' samples, percentile method, 2000 resamples) exceeds the
+     trend's predicted ratio ``exp(trend)`` (itself >= 1): the break is not sampling noise;
+  4. *consistency*: when the points share repeats, every shared repeat's own median rises by
+     more than the trend predicts: one drifted repeat cannot make a cliff.
+
+The **tolerated pressure** is the last point before the cliff (``None`` when the cliff is the
+first point). When no point qualifies the answer is *no cliff in the measured range*.
+
+Why these choices
+-----------------
+Log latency makes "gradual" scale-free: steady relative growth (a constant ratio per bubble)
+is a straight line, and the cliff is where the slope or the level jumps, as the TX2 study
+saw at the 5th bubble. Requiring the kink on linear latency too stops a straight line from a
+small baseline (10, 20, 30 ms: a 2x first step in log space) from being called a cliff, and
+requiring it on log latency stops a smooth exponential from being one. Per point we hold
+tens to thousands of samples, so noise is measured, not guessed: the bootstrap gives each
+step its own uncertainty. A change-point library (``ruptures``) was tried and not used as
+the detector: on 4-10 points a penalised search needs a penalty with no principled value,
+its minimum segment length hides a break at the last point, and it ignores the per-point
+samples that tell us the noise; scipy's bootstrap serves where a library does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+BREAK = "break"
+NON_FUNCTIONAL = "non-functional"
+NONE = "none"
+NO_DATA = "no data"
+
+
+@dataclass(frozen=True)
+class CliffRule:
+    """The detector's parameters (documented in the module docstring)."""
+
+    min_jump: float = 1.2
+    min_kink: float = 1.5
+    confidence: float = 0.95
+    n_resamples: int = 2000
+    seed: int = 0
+
+
+DEFAULT_RULE = CliffRule()
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One pressure value of a setting's curve: its timed samples and whether the workload worked."""
+
+    value: float
+    samples: np.ndarray
+    by_repeat: Mapping[int, np.ndarray] = field(default_factory=dict)
+    functional: bool = True
+    status: str = "ok"
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class Cliff:
+    """The detector's answer for one setting; ``kind`` is break, non-functional, none or no data."""
+
+    setting: str
+    axis: str
+    kind: str
+    at: float | None = None  # first pressure of the cliff
+    tolerated: float | None = None  # last pressure before it
+    jump: float | None = None  # m_at / m_previous
+    jump_low: float | None = None  # its 95% CI
+    jump_high: float | None = None
+    expected_jump: float | None = None  # what the gradual trend predicted for that step
+    slowdown: float | None = None  # m_at / m_first (break) or m_last / m_first (none)
+    baseline: float | None = None  # the first (lowest) pressure measured
+    measured_max: float | None = None  # highest pressure at which the workload worked
+    first_failure: float | None = None  # lowest pressure at which it did not
+    status: str = ""  # status of the failing point (non-functional)
+    error: str = ""
+    note: str = ""  # e.g. the largest step that did not qualify, and why
+    fixed: float | None = None  # the other dimension: bubble size (count axis) or count (size axis)
+
+    @property
+    def found(self) -> bool:
+        return self.kind in (BREAK, NON_FUNCTIONAL)
+
+    def sentence(self) -> str:
+        """The cliff in words, e.g. ``HH tolerates 3 bubbles of 512 MiB; its median latency rises 4.1x at 4``."""
+        s = self.setting
+        if self.kind == NO_DATA:
+            return f"{s}: no measurements."
+        if self.kind == NON_FUNCTIONAL and self.tolerated is None:
+            why = f" ({self.status}{': ' + self.error if self.error else ''})"
+            return f"{s} does not work even at {self._at(self.at)}{why}."
+        if self.kind == NONE:
+            change = _ratio_words(self.slowdown)
+            return (
+                f"{s} shows no cliff up to {self._pressure(self.measured_max)}; "
+                f"its median latency {change} between {self._span()}."
+            )
+        head = f"{s} tolerates {self._pressure(self.tolerated)}"
+        if self.kind == NON_FUNCTIONAL:
+            why = f"{self.status}{': ' + self.error if self.error else ''}"
+            return f"{head}; at {self._at(self.at)} it stops working ({why})."
+        extra = []
+        if self.jump_low is not None and not math.isnan(self.jump_low):
+            extra.append(f"95% CI {times(self.jump_low)}-{times(self.jump_high)}")
+        if self.slowdown is not None and self.tolerated != self.baseline:
+            extra.append(f"{times(self.slowdown)} its latency {self._with(self.baseline)}")
+        detail = f" ({'; '.join(extra)})" if extra else ""
+        return f"{head}; its median latency rises {times(self.jump)} at {self._at(self.at)}{detail}."
+
+    # -- wording helpers ----------------------------------------------------------------------
+    def _at(self, value: float | None) -> str:
+        return _fmt(value) + (" MiB" if self.axis == "size_mb" else "")
+
+    def _span(self) -> str:
+        lo, hi = _fmt(self.baseline), _fmt(self.measured_max)
+        return f"{lo} and {hi} MiB" if self.axis == "size_mb" else f"{lo} and {hi} bubbles"
+
+    def _with(self, value: float | None) -> str:
+        if self.axis == "count" and value == 0:
+            return "with no bubbles"
+        return f"at {self._at(value)}" + (" bubbles" if self.axis == "count" else "")
+
+    def _pressure(self, value: float | None) -> str:
+        """``3 bubbles of 512 MiB`` (count axis) or ``a 512 MiB bubble`` (size axis)."""
+        v = _fmt(value)
+        fixed = _fmt(self.fixed) if self.fixed is not None and not math.isnan(self.fixed) else None
+        if self.axis == "size_mb":
+            if fixed in (None, "1"):
+                return f"a {v} MiB bubble"
+            return f"{fixed} bubbles of {v} MiB"
+        if v == "0":
+            return "no bubbles"
+        noun = "bubble" if v == "1" else "bubbles"
+        return f"{v} {noun}" + (f" of {fixed} MiB" if fixed else "")
+
+
+def _fmt(value: float | None) -> str:
+    if value is None or math.isnan(value):
+        return "?"
+    return f"{int(value)}" if float(value).is_integer() else f"{value:g}"
+
+
+def times(ratio: float | None) -> str:
+    """A ratio for people: ``1.07x``, ``4.1x``, ``12x``."""
+    if ratio is None or math.isnan(ratio):
+        return "?x"
+    if ratio < 2:
+        return f"{ratio:.2f}x"
+    return f"{ratio:.1f}x" if ratio < 10 else f"{ratio:.0f}x"
+
+
+def _ratio_words(ratio: float | None) -> str:
+    if ratio is None or math.isnan(ratio):
+        return "could not be compared"
+    if abs(ratio - 1) < 0.05:
+        return f"stays within 5% ({times(ratio)})"
+    return f"{'rises' if ratio > 1 else 'falls'} {times(ratio)} gradually"
+
+
+def ratio_ci(before: np.ndarray, after: np.ndarray, rule: CliffRule = DEFAULT_RULE) -> tuple[float, float]:
+    """Bootstrap CI of median(after) / median(before), resampling both independently."""
+    before = np.asarray(before, dtype=float)
+    after = np.asarray(after, dtype=float)
+    if len(before) < 2 or len(after) < 2:
+        return (math.nan, math.nan)
+    point = float(np.median(after) / np.median(before))
+    if np.ptp(before) == 0 and np.ptp(after) == 0:
+        return (point, point)
+
+    def ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
+        return np.median(y, axis=axis) / np.median(x, axis=axis)
+
+    res = stats.bootstrap(
+        (before, after),
+        ratio,
+        n_resamples=rule.n_resamples,
+        confidence_level=rule.confidence,
+        method="percentile",
+        paired=False,
+        vectorized=True,
+        batch=max(1, min(rule.n_resamples, 4_000_000 // (len(before) + len(after)))),
+        rng=np.random.default_rng(rule.seed),
+    )
+    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+def _trend_slopes(values: np.ndarray, medians: np.ndarray, k: int) -> tuple[float, float]:
+    """Per-unit slope of the gradual trend before step k, on log and on linear latency (floored at 0)."""
+    logs = np.log(medians)
+    if k >= 2:
+        width = values[k - 1] - values[0]
+        return max(0.0, (logs[k - 1] - logs[0]) / width), max(0.0, (medians[k - 1] - medians[0]) / width)
+    if len(values) > 2:  # first step: no history, so compare with the step that follows
+        width = values[2] - values[1]
+        return max(0.0, (logs[2] - logs[1]) / width), max(0.0, (medians[2] - medians[1]) / width)
+    return 0.0, 0.0
+
+
+def detect(
+    setting: str, axis: str, curve: Sequence[CurvePoint], rule: CliffRule = DEFAULT_RULE, fixed: float | None = None
+) -> Cliff:
+    """Apply the module's definition to one setting's curve (points in any order)."""
+    points = sorted((p for p in curve if p.functional is False or len(p.samples)), key=lambda p: p.value)
+    if not points:
+        return Cliff(setting, axis, NO_DATA, fixed=fixed)
+    bad = next((i for i, p in enumerate(points) if not p.functional), None)
+    good = points if bad is None else points[:bad]
+    failure = points[bad] if bad is not None else None
+    base = dict(setting=setting, axis=axis, fixed=fixed, first_failure=failure.value if failure else None)
+    if not good:
+        return Cliff(kind=NON_FUNCTIONAL, at=failure.value, status=failure.status, error=failure.error, **base)
+
+    values = np.array([p.value for p in good], dtype=float)
+    medians = np.array([np.median(p.samples) for p in good], dtype=float)
+    best_rejected: tuple[float, str] | None = None
+    for k in range(1, len(good)):
+        width = values[k] - values[k - 1]
+        slope_log, slope_lin = _trend_slopes(values, medians, k)
+        expected_log, expected_lin = slope_log * width, slope_lin * width
+        jump = medians[k] / medians[k - 1]
+        why = _rejection(good, k, jump, expected_log, expected_lin, medians, rule)
+        if why is None:
+            low, high = ratio_ci(good[k - 1].samples, good[k].samples, rule)
+            why = _significance(good, k, low, expected_log, rule)
+            if why is None:
+                return Cliff(
+                    kind=BREAK, at=values[k], tolerated=values[k - 1], jump=float(jump), jump_low=low,
+                    jump_high=high, expected_jump=float(math.exp(expected_log)),
+                    slowdown=float(medians[k] / medians[0]), baseline=values[0], measured_max=values[-1],
+                    note=_failure_note(failure), **base,
+                )  # fmt: skip
+        if jump > 1 and (best_rejected is None or jump > best_rejected[0]):
+            best_rejected = (float(jump), f"largest step {jump:.2f}x at {_fmt(values[k])}: {why}")
+
+    note = best_rejected[1] if best_rejected else "latency never rises from one point to the next"
+    common = dict(baseline=values[0], measured_max=values[-1], slowdown=float(medians[-1] / medians[0]), **base)
+    if failure is not None:
+        return Cliff(
+            kind=NON_FUNCTIONAL, at=failure.value, tolerated=values[-1], status=failure.status,
+            error=failure.error, note=note, **common,
+        )  # fmt: skip
+    return Cliff(kind=NONE, note=note, **common)
+
+
+def _rejection(
+    good: Sequence[CurvePoint], k: int, jump: float, expected_log: float, expected_lin: float,
+    medians: np.ndarray, rule: CliffRule,
+) -> str | None:  # fmt: skip
+    """Why step k fails conditions 1-2 (effect, kink), or None if it passes them."""
+    if jump < rule.min_jump:
+        return f"below the {rule.min_jump:.2g}x minimum"
+    step_log = math.log(jump)
+    step_lin = medians[k] - medians[k - 1]
+    if step_log < rule.min_kink * expected_log or step_lin < rule.min_kink * expected_lin:
+        return f"in line with the trend (which predicts {math.exp(expected_log):.2f}x)"
+    return None
+
+
+def _significance(good: Sequence[CurvePoint], k: int, low: float, expected_log: float, rule: CliffRule) -> str | None:
+    """Why step k fails conditions 3-4 (significance, consistency across repeats), or None."""
+    threshold = math.exp(expected_log)
+    if math.isnan(low):
+        return "too few samples to tell it from noise"
+    if low <= threshold:
+        return f"not significant (95% CI of the jump starts at {low:.2f}x)"
+    before, after = good[k - 1].by_repeat, good[k].by_repeat
+    shared = sorted(set(before) & set(after))
+    for r in shared:
+        if len(before[r]) and len(after[r]):
+            if math.log(np.median(after[r]) / np.median(before[r])) <= expected_log:
+                return f"not seen in repeat {r}"
+    return None
+
+
+def _failure_note(failure: CurvePoint | None) -> str:
+    if failure is None:
+        return ""
+    return f"non-functional from {_fmt(failure.value)} ({failure.status})"

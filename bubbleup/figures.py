@@ -1,0 +1,343 @@
+"""The report's figures, drawn with matplotlib/seaborn on the Agg backend and returned as PNG data URIs.
+
+Every figure is built for a reader who has five seconds: one colour-blind-safe colour *and*
+one marker per setting (so it survives greyscale printing), every line named in a legend,
+units on both axes, and the cliff drawn where it is rather than left to the eye.
+Each function returns ``None`` when its data is absent, so a partial run draws what it has.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+
+from bubbleup.analysis import Run, axis_label, format_value  # noqa: E402
+from bubbleup.cliff import BREAK, NON_FUNCTIONAL, Cliff, times  # noqa: E402
+
+#: seaborn's colour-blind palette minus its pale pink and yellow, which vanish on white.
+PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494")
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
+FAIL_COLOUR = "#d55e00"
+#: Above this many settings one panel gets unreadable: draw small multiples instead.
+MAX_LINES = len(PALETTE)
+DPI = 100
+
+
+@dataclass(frozen=True)
+class Style:
+    colour: str
+    marker: str
+
+
+def styles(settings: Sequence[str]) -> dict[str, Style]:
+    """A stable colour and marker per setting, in the run's settings order."""
+    return {s: Style(PALETTE[i % len(PALETTE)], MARKERS[i % len(MARKERS)]) for i, s in enumerate(settings)}
+
+
+def to_data_uri(fig: Figure) -> str:
+    """Encode a figure as a PNG data URI (the report must not reference any file) and close it."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _theme() -> None:
+    sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
+
+
+def _plain_log_y(ax: plt.Axes) -> None:
+    """Log y with ordinary numbers as tick labels (``20``, ``50``), not ``10^1``."""
+    ax.set_yscale("log")
+    fmt = FuncFormatter(lambda y, _pos: f"{y:g}")
+    ax.yaxis.set_major_formatter(fmt)
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos: f"{y:g}" if str(f"{y:g}")[0] in "25" else ""))
+
+
+def _wants_log(values: pd.Series | np.ndarray, ratio: float = 6.0) -> bool:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v) & (v > 0)]
+    return bool(len(v) > 1 and v.max() / v.min() > ratio)
+
+
+def _x_axis(ax: plt.Axes, run: Run, values: Sequence[float]) -> None:
+    """Sweep values as ticks; a log2 axis when sizes double (64, 128, ... MiB)."""
+    vals = sorted(v for v in values if np.isfinite(v))
+    if run.axis == "size_mb" and vals and vals[0] > 0 and vals[-1] / vals[0] >= 8:
+        ax.set_xscale("log", base=2)
+        ax.xaxis.set_minor_formatter(NullFormatter())
+    if 0 < len(vals) <= 16:
+        ax.set_xticks(vals)
+        ax.set_xticklabels([format_value(v, run.axis, unit=False) for v in vals])
+    ax.set_xlabel(axis_label(run))
+
+
+def _cliff_label(cliff: Cliff | None, axis: str) -> str:
+    if cliff is None:
+        return ""
+    if cliff.kind == BREAK:
+        return f"cliff at {format_value(cliff.at, axis)} ({times(cliff.jump)})"
+    if cliff.kind == NON_FUNCTIONAL:
+        return f"fails at {format_value(cliff.at, axis)}"
+    return "no cliff"
+
+
+def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos: bool = False) -> Figure | None:
+    """Median latency (or normalised QoS) vs pressure, one line per setting with its 95% CI band and cliff."""
+    if summary.empty or not summary["median_ms"].notna().any():
+        return None
+    _theme()
+    settings = [s for s in run.settings if s in set(summary["setting"])]
+    style = styles(settings)
+    by_setting = {c.setting: c for c in cliffs}
+    column = "qos" if qos else "median_ms"
+    if qos and not summary["qos"].notna().any():
+        return None
+    small = len(settings) > MAX_LINES
+    ncols = 4 if small else 1
+    nrows = math.ceil(len(settings) / ncols) if small else 1
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(13 if small else 10, 3.2 * nrows if small else 5.2), squeeze=False,
+        sharex=True, sharey=True,
+    )  # fmt: skip
+    flat = list(axes.flat)
+    log_y = not qos and _wants_log(summary[column])
+    for i, setting in enumerate(settings):
+        ax = flat[i] if small else flat[0]
+        if small:  # the other settings in grey, for context
+            for other in settings:
+                o = summary[(summary["setting"] == other) & summary[column].notna()].sort_values("value")
+                ax.plot(o["value"], o[column], color="#dddddd", lw=0.8, zorder=1)
+        _draw_setting(ax, summary, setting, style[setting], by_setting.get(setting), column, run.axis)
+        if small:
+            ax.set_title(f"{setting}: {_cliff_label(by_setting.get(setting), run.axis)}", fontsize=9)
+    for ax in flat[len(settings) if small else 1 :]:
+        ax.set_visible(False)
+    for ax in flat:
+        if log_y:
+            _plain_log_y(ax)
+        _x_axis(ax, run, summary["value"].unique())
+        if qos:
+            ax.axhline(1.0, color="#555555", lw=0.8, ls=":")
+            ax.set_ylim(0, 1.15)
+    ylabel = (
+        "normalised QoS\n(latency with least pressure / latency)"
+        if qos
+        else f"median latency (ms){', log scale' if log_y else ''}"
+    )
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    if not small:
+        _legend(flat[0], settings, style, by_setting, run.axis, summary, qos)
+    fig.tight_layout()
+    return fig
+
+
+def _draw_setting(
+    ax: plt.Axes, summary: pd.DataFrame, setting: str, st: Style, cliff: Cliff | None, column: str, axis: str
+) -> None:
+    rows = summary[summary["setting"] == setting].sort_values("value")
+    ok = rows[rows[column].notna()]
+    ax.plot(ok["value"], ok[column], color=st.colour, marker=st.marker, lw=2, ms=6, zorder=3)
+    if column == "median_ms" and ok["ci_low_ms"].notna().any():
+        ax.fill_between(ok["value"], ok["ci_low_ms"], ok["ci_high_ms"], color=st.colour, alpha=0.2, lw=0, zorder=2)
+    elif column == "qos" and ok["ci_low_ms"].notna().any():
+        base = ok["median_ms"] / ok["qos"]
+        ax.fill_between(ok["value"], base / ok["ci_high_ms"], base / ok["ci_low_ms"], color=st.colour, alpha=0.2, lw=0)
+    bad = rows[rows["status"] != "ok"]
+    if len(bad):  # failed points sit on the top edge: they have no latency to plot
+        trans = ax.get_xaxis_transform()
+        ax.scatter(bad["value"], [0.96] * len(bad), transform=trans, marker="X", s=110, color=st.colour,
+                   edgecolor="black", linewidth=0.8, zorder=5, clip_on=False)  # fmt: skip
+    if cliff is not None and cliff.kind == BREAK:
+        hit = ok[ok["value"] == cliff.at]
+        if len(hit):
+            x, y = float(cliff.at), float(hit[column].iloc[0])
+            ax.scatter([x], [y], s=420, facecolor="none", edgecolor=st.colour, linewidth=2.5, zorder=6)
+            ax.annotate(
+                f"cliff {times(cliff.jump)}", (x, y), xytext=(-12, 16), textcoords="offset points", ha="right",
+                color=st.colour, fontsize=9, fontweight="bold", zorder=7,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
+            )  # fmt: skip
+
+
+def _legend(
+    ax: plt.Axes, settings: Sequence[str], style: dict[str, Style], by_setting: dict[str, Cliff], axis: str,
+    summary: pd.DataFrame, qos: bool,
+) -> None:  # fmt: skip
+    handles = [
+        Line2D([], [], color=style[s].colour, marker=style[s].marker, lw=2,
+               label=f"{s}: {_cliff_label(by_setting.get(s), axis)}")
+        for s in settings
+    ]  # fmt: skip
+    handles.append(Line2D([], [], color="#888888", lw=8, alpha=0.3, label="95% CI of the median"))
+    if any(c.kind == BREAK for c in by_setting.values()):
+        handles.append(Line2D([], [], ls="", marker="o", ms=14, mfc="none", mec="#444444", mew=2, label="cliff"))
+    if (summary["status"] != "ok").any():
+        handles.append(Line2D([], [], ls="", marker="X", ms=10, color="#888888", mec="black", label="failed/timeout"))
+    ax.legend(handles=handles, title="setting", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+
+
+def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
+    """Per-point latency distributions (box plots): what the medians hide, outliers and spread."""
+    if timed.empty:
+        return None
+    _theme()
+    settings = [s for s in run.settings if s in set(timed["setting"])]
+    style = styles(settings)
+    data = timed.assign(pressure=timed["value"].map(lambda v: format_value(v, run.axis, unit=False)))
+    order = [format_value(v, run.axis, unit=False) for v in sorted(timed["value"].unique())]
+    log_y = _wants_log(data["latency_ms"], 4)
+    width = min(16.0, max(8.0, 0.55 * len(order) * max(1, len(settings)) + 3))
+    if len(settings) <= 6:
+        fig, ax = plt.subplots(figsize=(width, 5))
+        sns.boxplot(data=data, x="pressure", y="latency_ms", hue="setting", order=order, hue_order=settings,
+                    palette={s: style[s].colour for s in settings}, fliersize=2, linewidth=1, ax=ax,
+                    log_scale=log_y)  # fmt: skip
+        ax.legend(title="setting", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+        axes = [ax]
+    else:
+        grid = sns.catplot(data=data, x="pressure", y="latency_ms", col="setting", col_wrap=4, col_order=settings,
+                           order=order, kind="box", color="#0173b2", fliersize=2, linewidth=1, height=2.8,
+                           aspect=1.2, log_scale=log_y)  # fmt: skip
+        grid.set_titles("{col_name}")
+        fig, axes = grid.figure, list(grid.axes.flat)
+    for ax in axes:
+        if log_y:
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
+        ax.set_xlabel(axis_label(run))
+        ax.set_ylabel(f"latency per inference (ms){', log scale' if log_y else ''}")
+    fig.tight_layout()
+    return fig
+
+
+def _change_points(trace: pd.DataFrame) -> pd.DataFrame:
+    """Rows where the setting (or the worker process) changes from the previous sample."""
+    prev_setting = trace["setting"].shift()
+    prev_pid = trace["worker_pid"].shift()
+    changed = (trace["setting"] != prev_setting) | (trace["worker_pid"] != prev_pid)
+    return trace[changed]
+
+
+def memory_trace(run: Run) -> Figure | None:
+    """Worker RSS and latency over the run, every setting change marked (the TX2 study's Figure 3.2)."""
+    s = run.samples
+    if s.empty or not s["rss_mb"].notna().any() or not s["t_s"].notna().any():
+        return None
+    _theme()
+    trace = s.sort_values("t_s").reset_index(drop=True)
+    settings = [x for x in run.settings if x in set(trace["setting"])]
+    style = styles(settings)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6.2), sharex=True, height_ratios=(3, 2))
+    for pid, seg in trace.groupby("worker_pid", sort=False):  # one line per worker: a restart breaks the trace
+        top.plot(seg["t_s"], seg["rss_mb"], color="#444444", lw=0.8, zorder=2)
+    for setting in settings:
+        part = trace[trace["setting"] == setting]
+        top.scatter(part["t_s"], part["rss_mb"], s=6, color=style[setting].colour, marker=style[setting].marker,
+                    label=setting, zorder=3)  # fmt: skip
+        bottom.scatter(part["t_s"], part["latency_ms"], s=6, color=style[setting].colour,
+                       marker=style[setting].marker, zorder=3)  # fmt: skip
+    changes = _change_points(trace)
+    if len(changes) <= 80:
+        for ax in (top, bottom):
+            for t in changes["t_s"].iloc[1:]:
+                ax.axvline(t, color="#999999", lw=0.7, ls="--", zorder=1)
+    first = trace[trace["first_use"] == 1]
+    if len(first):
+        top.scatter(first["t_s"], first["rss_mb"], s=70, marker="v", facecolor="none", edgecolor="black",
+                    linewidth=1.2, zorder=4, label="first use of a setting")  # fmt: skip
+        if len(first) <= 12:
+            for row in first.itertuples():
+                top.annotate(str(row.setting), (row.t_s, row.rss_mb), xytext=(3, 8), textcoords="offset points",
+                             fontsize=8, color=style.get(row.setting, Style("#000", "o")).colour)  # fmt: skip
+    _shade_points(run, bottom, trace)
+    if _wants_log(trace["latency_ms"]):
+        _plain_log_y(bottom)
+    top.set_ylabel("worker RSS (MiB)")
+    bottom.set_ylabel("latency (ms)")
+    bottom.set_xlabel("time since the run started (s); dashed lines: setting changes")
+    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting", markerscale=2)
+    fig.tight_layout()
+    return fig
+
+
+def _shade_points(run: Run, ax: plt.Axes, samples: pd.DataFrame) -> None:
+    """Shade each sweep point's time span and name its pressure: time traces then read against the sweep."""
+    spans = samples.groupby(["repeat", "value"])["t_s"].agg(["min", "max"]).sort_values("min")
+    if not 1 < len(spans) <= 60:
+        return
+    trans = ax.get_xaxis_transform()
+    for i, ((_rep, value), span) in enumerate(spans.iterrows()):
+        if i % 2 == 0:
+            ax.axvspan(span["min"], span["max"], color="#f0f0f0", zorder=0)
+        ax.text((span["min"] + span["max"]) / 2, 1.01, format_value(value, run.axis, unit=False), transform=trans,
+                ha="center", va="bottom", fontsize=7, color="#555555")  # fmt: skip
+
+
+def memory_bars(run: Run) -> Figure | None:
+    """Peak worker RSS per setting (the TX2 study's Figure 3.1, ApproxNet vs MCDNN, made generic)."""
+    s = run.samples
+    if s.empty or not s["rss_mb"].notna().any():
+        return None
+    _theme()
+    settings = [x for x in run.settings if x in set(s["setting"])]
+    peak = s.groupby("setting")["rss_mb"].max().reindex(settings)
+    style = styles(settings)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(settings) + 3), 4.2))
+    bars = ax.bar(range(len(settings)), peak.to_numpy(), color=[style[x].colour for x in settings])
+    ax.bar_label(bars, labels=[f"{v:.0f}" for v in peak.to_numpy()], padding=2, fontsize=9)
+    ax.set_xticks(range(len(settings)))
+    ax.set_xticklabels(settings, rotation=30 if len(settings) > 6 else 0, ha="right" if len(settings) > 6 else "center")
+    ax.set_xlabel("setting (in the order the worker ran them)")
+    ax.set_ylabel("peak worker RSS (MiB)")
+    ax.margins(y=0.12)
+    fig.tight_layout()
+    return fig
+
+
+_UNITS = (("_percent", "%"), ("_pct", "%"), ("_mb", "MiB"), ("_mib", "MiB"), ("_kb", "KiB"), ("_bytes", "B"),
+          ("_ms", "ms"), ("_s", "s"), ("_hz", "Hz"), ("_mhz", "MHz"), ("_c", "°C"), ("avg10", "%"),
+          ("avg60", "%"), ("avg300", "%"))  # fmt: skip
+
+
+def _unit(column: str) -> str:
+    for suffix, unit in _UNITS:
+        if column.lower().endswith(suffix):
+            return f" ({unit})"
+    return ""
+
+
+def telemetry(run: Run, max_panels: int = 12) -> Figure | None:
+    """Every numeric telemetry column over time, one small panel each, sweep points shaded."""
+    tel = run.telemetry
+    if tel is None or tel.empty:
+        return None
+    cols = [c for c in tel.columns if c != "t_s" and pd.api.types.is_numeric_dtype(tel[c]) and tel[c].notna().any()]
+    if not cols:
+        return None
+    cols = cols[:max_panels]
+    _theme()
+    fig, axes = plt.subplots(len(cols), 1, figsize=(12, 1.7 * len(cols) + 0.6), sharex=True, squeeze=False)
+    for ax, col in zip(axes[:, 0], cols):
+        ax.plot(tel["t_s"], tel[col], color=PALETTE[0], lw=1)
+        ax.set_ylabel(f"{col}{_unit(col)}", rotation=0, ha="right", va="center", fontsize=9)
+        if not run.samples.empty:
+            _shade_points(run, ax, run.samples)
+    axes[-1, 0].set_xlabel("time since the run started (s); shaded bands and numbers: sweep points")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,47 @@
+"""Functions the `python` workload calls in tests: well-behaved, crashing and hanging ones."""
+
+from __future__ import annotations
+
+import os
+import time
+
+_calls = 0
+
+
+def _count() -> int:
+    global _calls
+    _calls += 1
+    return _calls
+
+
+def spin() -> None:
+    """About 0.2 ms of pure Python work."""
+    sum(i * i for i in range(2000))
+
+
+def die_on_call_30() -> None:
+    """Hard-exit the worker on its 30th call, like a segfault or an abort would."""
+    if _count() == 30:
+        os._exit(1)
+    spin()
+
+
+def hang_on_call_30() -> None:
+    """Stop answering on the 30th call."""
+    if _count() == 30:
+        time.sleep(3600)
+    spin()
+
+
+def setup_scale(setting: str) -> int:
+    return {"small": 200, "large": 4000}.get(setting, 1000)
+
+
+def work(n: int) -> None:
+    sum(i * i for i in range(n))
+
+
+def print_a_lot() -> None:
+    """A chatty workload must not corrupt the worker's protocol channel."""
+    print('{"event": "step", "bogus": true}')
+    print("x" * 10_000)

@@ -1,0 +1,109 @@
+"""A workload that crashes or hangs is data; a killed run resumes to exactly the full set of rows."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+from conftest import TESTS, descendants, kill_pids, run_cli, smoke_dict, start_cli, wait_all_gone, write_scenario
+
+from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
+
+
+def python_workload(function: str, **overrides) -> dict:
+    return smoke_dict(**{
+        "workload.kind": "python",
+        "workload.options": {"function": f"helpers_workload:{function}", "path": str(TESTS)},
+        "workload.inferences_per_setting": 10,
+        "workload.warmup": 0,
+        "sweep.values": [0, 1, 2, 3],
+        **overrides,
+    })  # fmt: skip
+
+
+def test_worker_that_exits_mid_point_yields_a_failed_point_and_a_complete_run(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, python_workload("die_on_call_30"))
+    done = run_cli(["run", str(path), "--out", str(tmp_path / "run"), "-q", "--no-report"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    points = pd.read_csv(tmp_path / "run" / "points.csv")
+    assert len(points) == 4  # every point recorded, none lost
+    # 10 calls per point: the worker dies in its 3rd point (call 30), a new worker carries on.
+    assert list(points["status"]) == ["ok", "ok", "failed", "ok"]
+    failed = points[points["status"] == "failed"].iloc[0]
+    assert "died" in failed["error"] and "exit status 1" in failed["error"] and failed["n"] == 0
+    samples = pd.read_csv(tmp_path / "run" / "samples.csv")
+    assert samples["worker_pid"].nunique() == 2  # the worker was restarted after the crash
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_worker_that_hangs_yields_a_timeout_point(tmp_path: Path) -> None:
+    data = python_workload("hang_on_call_30", **{"limits": {"step_timeout_s": 2.0}, "sweep.values": [0, 1, 2]})
+    path = write_scenario(tmp_path, data)
+    done = run_cli(["run", str(path), "--out", str(tmp_path / "run"), "-q", "--no-report"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    points = pd.read_csv(tmp_path / "run" / "points.csv")
+    assert list(points["status"]) == ["ok", "ok", "timeout"]
+    assert "no answer within 2 s" in points["error"].iloc[2]
+
+
+def test_workload_that_cannot_load_fails_the_run_with_status_1(tmp_path: Path) -> None:
+    data = python_workload("spin")
+    data["workload"]["options"]["function"] = "no_such_module_anywhere:f"
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q"], cwd=tmp_path)
+    assert done.returncode == 1
+    assert "could not load" in done.stderr and "no_such_module_anywhere" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_chatty_workload_cannot_corrupt_the_protocol(tmp_path: Path) -> None:
+    data = python_workload("print_a_lot", **{"sweep.values": [0]})
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q", "--no-report"],
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert list(pd.read_csv(tmp_path / "r" / "points.csv")["status"]) == ["ok"]
+    assert '"bogus": true' in (tmp_path / "r" / "worker.log").read_text()
+
+
+def test_run_killed_after_two_points_resumes_to_exactly_the_full_set_of_rows(tmp_path: Path) -> None:
+    data = smoke_dict(**{"sweep.values": [0, 1, 2, 3], "sweep.repeats": 2, "sweep.settle_s": 0.3})
+    path = write_scenario(tmp_path, data)
+    out = tmp_path / "run"
+    proc = start_cli(["run", str(path), "--out", str(out), "-q", "--no-report"], cwd=tmp_path)
+    kids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            kids = [k.pid for k in descendants(proc.pid)] or kids
+            if (out / "points.csv").exists() and len(pd.read_csv(out / "points.csv")) >= 2 * 2:
+                break
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    kill_pids(wait_all_gone(kids, 3.0))
+    partial = pd.read_csv(out / "points.csv")
+    assert 4 <= len(partial) < 16  # killed part-way
+
+    done = run_cli(["run", "--resume", str(out), "-q", "--no-report"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    points = pd.read_csv(out / "points.csv")
+    samples = pd.read_csv(out / "samples.csv")
+    assert list(points.columns) == list(POINT_COLUMNS) and list(samples.columns) == list(SAMPLE_COLUMNS)
+    # 2 repeats x 4 values x 2 settings, each exactly once; 12 inferences (2 warm-up + 10) per step.
+    assert len(points) == 16
+    assert not points.duplicated(["repeat", "value", "step"]).any()
+    assert set(zip(points["repeat"], points["value"])) == {(r, v) for r in (0, 1) for v in (0, 1, 2, 3)}
+    assert len(samples) == 16 * 12
+    assert not samples.duplicated(["repeat", "value", "step", "phase", "iteration"]).any()
+    partial_keys = set(zip(partial["repeat"], partial["value"], partial["step"]))
+    merged = points.merge(partial, on=["repeat", "value", "step"], suffixes=("", "_before"))
+    assert len(merged) == len(partial_keys)
+    assert (merged["median_ms"] == merged["median_ms_before"]).all()  # completed points kept as they were
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "complete" and len(manifest["resumed_at"]) == 1
