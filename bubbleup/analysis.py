@@ -288,7 +288,7 @@ def summarise(run: Run) -> pd.DataFrame:
     keys: set[tuple[float, str]] = set()
     for frame in (points, timed):
         if len(frame):
-            keys.update(zip(frame["value"].astype(float), frame["setting"].astype(str)))
+            keys.update(zip(frame["value"].astype(float), frame["setting"].astype(str), strict=True))
     first_use = run.samples[run.samples["first_use"] == 1] if len(run.samples) else run.samples
     rows = []
     for value, setting in keys:
@@ -355,7 +355,7 @@ def missing_points(run: Run) -> list[MissingPoint]:
     plan = run.manifest.get("plan") or []
     settings = [str(s) for s in run.manifest.get("settings") or []] or run.settings
     done: dict[tuple[int, float], set[str]] = {}
-    for rep, val, setting in zip(run.points["repeat"], run.points["value"], run.points["setting"]):
+    for rep, val, setting in zip(run.points["repeat"], run.points["value"], run.points["setting"], strict=True):
         done.setdefault((int(rep), float(val)), set()).add(str(setting))
     out = []
     for item in plan:

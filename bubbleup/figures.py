@@ -18,16 +18,16 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FuncFormatter, NullFormatter  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bubbleup.analysis import Run, axis_label, format_value  # noqa: E402
-from bubbleup.cliff import BREAK, NON_FUNCTIONAL, Cliff, times  # noqa: E402
+from bubbleup.analysis import Run, axis_label, format_value
+from bubbleup.cliff import BREAK, NON_FUNCTIONAL, Cliff, times
 
 #: seaborn's colour-blind palette minus its pale pink and yellow, which vanish on white.
 PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494")
@@ -123,7 +123,7 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
             for other in settings:
                 o = summary[(summary["setting"] == other) & summary[column].notna()].sort_values("value")
                 ax.plot(o["value"], o[column], color="#dddddd", lw=0.8, zorder=1)
-        _draw_setting(ax, summary, setting, style[setting], by_setting.get(setting), column, run.axis)
+        _draw_setting(ax, summary, setting, style[setting], by_setting.get(setting), column, 0 if small else i)
         if small:
             ax.set_title(f"{setting}: {_cliff_label(by_setting.get(setting), run.axis)}", fontsize=9)
     for ax in flat[len(settings) if small else 1 :]:
@@ -135,6 +135,8 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
         if qos:
             ax.axhline(1.0, color="#555555", lw=0.8, ls=":")
             ax.set_ylim(0, 1.15)
+        else:
+            ax.margins(y=0.1)
     ylabel = (
         "normalised QoS\n(latency with least pressure / latency)"
         if qos
@@ -149,7 +151,7 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
 
 
 def _draw_setting(
-    ax: plt.Axes, summary: pd.DataFrame, setting: str, st: Style, cliff: Cliff | None, column: str, axis: str
+    ax: plt.Axes, summary: pd.DataFrame, setting: str, st: Style, cliff: Cliff | None, column: str, level: int = 0
 ) -> None:
     rows = summary[summary["setting"] == setting].sort_values("value")
     ok = rows[rows[column].notna()]
@@ -157,13 +159,13 @@ def _draw_setting(
     if column == "median_ms" and ok["ci_low_ms"].notna().any():
         ax.fill_between(ok["value"], ok["ci_low_ms"], ok["ci_high_ms"], color=st.colour, alpha=0.2, lw=0, zorder=2)
     elif column == "qos" and ok["ci_low_ms"].notna().any():
-        base = ok["median_ms"] / ok["qos"]
+        base = ok["median_ms"] * ok["qos"]  # the baseline median
         ax.fill_between(ok["value"], base / ok["ci_high_ms"], base / ok["ci_low_ms"], color=st.colour, alpha=0.2, lw=0)
     bad = rows[rows["status"] != "ok"]
-    if len(bad):  # failed points sit on the top edge: they have no latency to plot
+    if len(bad):  # failed points have no latency: they sit on the bottom edge, one row per setting
         trans = ax.get_xaxis_transform()
-        ax.scatter(bad["value"], [0.96] * len(bad), transform=trans, marker="X", s=110, color=st.colour,
-                   edgecolor="black", linewidth=0.8, zorder=5, clip_on=False)  # fmt: skip
+        ax.scatter(bad["value"], [0.04 + 0.05 * level] * len(bad), transform=trans, marker="X", s=110,
+                   color=st.colour, edgecolor="black", linewidth=0.8, zorder=5, clip_on=False)  # fmt: skip
     if cliff is not None and cliff.kind == BREAK:
         hit = ok[ok["value"] == cliff.at]
         if len(hit):
@@ -219,7 +221,7 @@ def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
         fig, axes = grid.figure, list(grid.axes.flat)
     for ax in axes:
         if log_y:
-            ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
+            _plain_log_y(ax)
         ax.set_xlabel(axis_label(run))
         ax.set_ylabel(f"latency per inference (ms){', log scale' if log_y else ''}")
     fig.tight_layout()
@@ -244,7 +246,7 @@ def memory_trace(run: Run) -> Figure | None:
     settings = [x for x in run.settings if x in set(trace["setting"])]
     style = styles(settings)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6.2), sharex=True, height_ratios=(3, 2))
-    for pid, seg in trace.groupby("worker_pid", sort=False):  # one line per worker: a restart breaks the trace
+    for _pid, seg in trace.groupby("worker_pid", sort=False):  # one line per worker: a restart breaks the trace
         top.plot(seg["t_s"], seg["rss_mb"], color="#444444", lw=0.8, zorder=2)
     for setting in settings:
         part = trace[trace["setting"] == setting]
@@ -265,7 +267,8 @@ def memory_trace(run: Run) -> Figure | None:
             for row in first.itertuples():
                 top.annotate(str(row.setting), (row.t_s, row.rss_mb), xytext=(3, 8), textcoords="offset points",
                              fontsize=8, color=style.get(row.setting, Style("#000", "o")).colour)  # fmt: skip
-    _shade_points(run, bottom, trace)
+    _shade_points(run, top, trace)
+    _shade_points(run, bottom, trace, labels=False)
     if _wants_log(trace["latency_ms"]):
         _plain_log_y(bottom)
     top.set_ylabel("worker RSS (MiB)")
@@ -276,7 +279,7 @@ def memory_trace(run: Run) -> Figure | None:
     return fig
 
 
-def _shade_points(run: Run, ax: plt.Axes, samples: pd.DataFrame) -> None:
+def _shade_points(run: Run, ax: plt.Axes, samples: pd.DataFrame, labels: bool = True) -> None:
     """Shade each sweep point's time span and name its pressure: time traces then read against the sweep."""
     spans = samples.groupby(["repeat", "value"])["t_s"].agg(["min", "max"]).sort_values("min")
     if not 1 < len(spans) <= 60:
@@ -285,8 +288,9 @@ def _shade_points(run: Run, ax: plt.Axes, samples: pd.DataFrame) -> None:
     for i, ((_rep, value), span) in enumerate(spans.iterrows()):
         if i % 2 == 0:
             ax.axvspan(span["min"], span["max"], color="#f0f0f0", zorder=0)
-        ax.text((span["min"] + span["max"]) / 2, 1.01, format_value(value, run.axis, unit=False), transform=trans,
-                ha="center", va="bottom", fontsize=7, color="#555555")  # fmt: skip
+        if labels:
+            ax.text((span["min"] + span["max"]) / 2, 1.01, format_value(value, run.axis, unit=False), transform=trans,
+                    ha="center", va="bottom", fontsize=7, color="#555555")  # fmt: skip
 
 
 def memory_bars(run: Run) -> Figure | None:
@@ -306,6 +310,7 @@ def memory_bars(run: Run) -> Figure | None:
     ax.set_xlabel("setting (in the order the worker ran them)")
     ax.set_ylabel("peak worker RSS (MiB)")
     ax.margins(y=0.12)
+    ax.grid(axis="x", visible=False)
     fig.tight_layout()
     return fig
 
@@ -333,11 +338,11 @@ def telemetry(run: Run, max_panels: int = 12) -> Figure | None:
     cols = cols[:max_panels]
     _theme()
     fig, axes = plt.subplots(len(cols), 1, figsize=(12, 1.7 * len(cols) + 0.6), sharex=True, squeeze=False)
-    for ax, col in zip(axes[:, 0], cols):
+    for i, (ax, col) in enumerate(zip(axes[:, 0], cols, strict=True)):
         ax.plot(tel["t_s"], tel[col], color=PALETTE[0], lw=1)
         ax.set_ylabel(f"{col}{_unit(col)}", rotation=0, ha="right", va="center", fontsize=9)
         if not run.samples.empty:
-            _shade_points(run, ax, run.samples)
+            _shade_points(run, ax, run.samples, labels=i == 0)
     axes[-1, 0].set_xlabel("time since the run started (s); shaded bands and numbers: sweep points")
     fig.tight_layout()
     return fig

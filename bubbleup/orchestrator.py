@@ -250,7 +250,7 @@ class Orchestrator:
                 point_rows.append(
                     self._point_row(key, idx, step.setting, status, rows,
                                     result.select_ms if result is not None else math.nan,
-                                    [r[4] for r in rows], pool.resident_mb, error)  # fmt: skip
+                                    [r[4] for r in rows], pool.resident_mb, error)
                 )
                 self.progress.step(f"{step.setting}: {status}")
         finally:

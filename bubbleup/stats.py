@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+
 def min_samples_for(q: float) -> int:
     """Smallest n for which the nearest-rank q-th percentile is not simply the sample maximum.
 

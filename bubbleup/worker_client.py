@@ -33,7 +33,7 @@ class WorkerTimeout(Exception):
 class WorkerClient:
     def __init__(self, log_path: Path, own_session: bool = True, env: dict[str, str] | None = None) -> None:
         self.log_path = log_path
-        self._log: BinaryIO = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
+        self._log: BinaryIO = open(log_path, "ab")
         self.proc = procs.spawn_child(WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log)
         self.reader = procs.LineReader(self.proc.stdout.fileno())
         self.loaded: dict[str, Any] | None = None

@@ -98,10 +98,10 @@ def test_run_killed_after_two_points_resumes_to_exactly_the_full_set_of_rows(tmp
     # 2 repeats x 4 values x 2 settings, each exactly once; 12 inferences (2 warm-up + 10) per step.
     assert len(points) == 16
     assert not points.duplicated(["repeat", "value", "step"]).any()
-    assert set(zip(points["repeat"], points["value"])) == {(r, v) for r in (0, 1) for v in (0, 1, 2, 3)}
+    assert set(zip(points["repeat"], points["value"], strict=True)) == {(r, v) for r in (0, 1) for v in (0, 1, 2, 3)}
     assert len(samples) == 16 * 12
     assert not samples.duplicated(["repeat", "value", "step", "phase", "iteration"]).any()
-    partial_keys = set(zip(partial["repeat"], partial["value"], partial["step"]))
+    partial_keys = set(zip(partial["repeat"], partial["value"], partial["step"], strict=True))
     merged = points.merge(partial, on=["repeat", "value", "step"], suffixes=("", "_before"))
     assert len(merged) == len(partial_keys)
     assert (merged["median_ms"] == merged["median_ms_before"]).all()  # completed points kept as they were

@@ -15,7 +15,7 @@ from __future__ import annotations
 import ctypes
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field

@@ -48,7 +48,7 @@ class SyntheticWorkload(Workload):
 
     def load(self) -> None:
         rng = np.random.default_rng(self.options.seed)
-        for kb, name in zip(self.options.working_sets_kb, self.settings()):
+        for kb, name in zip(self.options.working_sets_kb, self.settings(), strict=True):
             side = max(8, int((kb * 1024 / 8) ** 0.5))
             self._matrices[name] = rng.standard_normal((side, side))
 

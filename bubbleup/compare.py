@@ -1,0 +1,341 @@
+"""Two runs side by side (e.g. before/after a change): per point, how much B differs from A and whether that is real.
+
+For every (pressure value, setting) measured in both runs:
+
+- ``ratio`` = median(B) / median(A), with a 95% bootstrap CI (both runs' timed samples resampled
+  independently, as for the cliff's jump);
+- ``p`` from a two-sided Mann-Whitney U test on the raw samples (no normality assumed: latency
+  distributions are skewed), and ``p_holm``, Holm-adjusted over all compared points so that
+  comparing many points does not manufacture a "significant" one;
+- ``significant`` when ``p_holm < 0.05`` *and* the ratio's CI excludes 1.
+
+The cliffs of both runs and any difference in their environment metadata (CPU, governor,
+versions) are listed too: a "regression" measured on a different machine is not one.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bubbleup import analysis
+from bubbleup.analysis import Run, format_value
+from bubbleup.cliff import Cliff, ratio_ci, times
+
+ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class Comparison:
+    run_a: Run
+    run_b: Run
+    table: pd.DataFrame  # one row per (value, setting) present in both runs
+    cliffs_a: tuple[Cliff, ...]
+    cliffs_b: tuple[Cliff, ...]
+    only_a: tuple[str, ...]  # points measured in A only, in words
+    only_b: tuple[str, ...]
+    env_diff: tuple[tuple[str, str, str], ...]  # (key, A, B) where the environments differ
+    warnings: tuple[str, ...]
+
+
+def holm(p_values: Sequence[float]) -> np.ndarray:
+    """Holm-Bonferroni adjusted p-values (NaN stays NaN)."""
+    p = np.asarray(p_values, dtype=float)
+    out = np.full_like(p, np.nan)
+    idx = np.where(~np.isnan(p))[0]
+    if len(idx) == 0:
+        return out
+    order = idx[np.argsort(p[idx])]
+    m = len(order)
+    adjusted = np.maximum.accumulate([(m - i) * p[j] for i, j in enumerate(order)])
+    out[order] = np.minimum(adjusted, 1.0)
+    return out
+
+
+def _verdict(row: dict[str, Any]) -> str:
+    if row["status_a"] != "ok" or row["status_b"] != "ok":
+        return f"A {row['status_a']}, B {row['status_b']}"
+    if not row["significant"]:
+        return "no significant change"
+    return "B slower" if row["ratio"] > 1 else "B faster"
+
+
+def compare_runs(run_a: Run, run_b: Run) -> Comparison:
+    """Compare two loaded runs point by point (see the module docstring)."""
+    sum_a, sum_b = analysis.summarise(run_a), analysis.summarise(run_b)
+    timed_a, timed_b = analysis.timed_samples(run_a), analysis.timed_samples(run_b)
+    warnings = []
+    if run_a.axis != run_b.axis:
+        warnings.append(
+            f"The runs sweep different axes ({run_a.axis} vs {run_b.axis}): points are matched by value only."
+        )
+    kind_a = (run_a.effective.get("workload") or {}).get("kind")
+    kind_b = (run_b.effective.get("workload") or {}).get("kind")
+    if kind_a != kind_b:
+        warnings.append(f"The runs measure different workloads ({kind_a} vs {kind_b}).")
+    if run_a.bubble != run_b.bubble:
+        warnings.append(f"The bubbles differ: A {run_a.bubble}, B {run_b.bubble}.")
+    for run, label in ((run_a, "A"), (run_b, "B")):
+        if analysis.is_partial(run):
+            warnings.append(
+                f"Run {label} is partial (status {run.status}, {len(analysis.missing_points(run))} missing)."
+            )
+    keys_a = set(zip(sum_a["value"], sum_a["setting"], strict=True))
+    keys_b = set(zip(sum_b["value"], sum_b["setting"], strict=True))
+    order = {s: i for i, s in enumerate(dict.fromkeys(run_a.settings + run_b.settings))}
+    common = sorted(keys_a & keys_b, key=lambda k: (order.get(k[1], 0), k[0]))
+    rows = []
+    for value, setting in common:
+        a = sum_a[(sum_a["value"] == value) & (sum_a["setting"] == setting)].iloc[0]
+        b = sum_b[(sum_b["value"] == value) & (sum_b["setting"] == setting)].iloc[0]
+        xa = _latencies(timed_a, value, setting)
+        xb = _latencies(timed_b, value, setting)
+        row: dict[str, Any] = {
+            "setting": setting, "value": value, "status_a": a["status"], "status_b": b["status"],
+            "n_a": len(xa), "n_b": len(xb), "median_a_ms": a["median_ms"], "median_b_ms": b["median_ms"],
+            "ratio": math.nan, "ratio_low": math.nan, "ratio_high": math.nan, "p": math.nan,
+        }  # fmt: skip
+        if len(xa) >= 2 and len(xb) >= 2:
+            row["ratio"] = float(np.median(xb) / np.median(xa))
+            row["ratio_low"], row["ratio_high"] = ratio_ci(xa, xb)
+            row["p"] = float(stats.mannwhitneyu(xa, xb, alternative="two-sided").pvalue)
+        rows.append(row)
+    table = pd.DataFrame(
+        rows,
+        columns=["setting", "value", "status_a", "status_b", "n_a", "n_b", "median_a_ms", "median_b_ms",
+                 "ratio", "ratio_low", "ratio_high", "p"],
+    )  # fmt: skip
+    table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
+    excludes_one = (table["ratio_low"] > 1) | (table["ratio_high"] < 1)
+    table["significant"] = (table["p_holm"] < ALPHA) & excludes_one
+    table["verdict"] = [_verdict(r) for r in table.to_dict("records")]
+    return Comparison(
+        run_a=run_a,
+        run_b=run_b,
+        table=table,
+        cliffs_a=tuple(analysis.find_cliffs(run_a, sum_a)),
+        cliffs_b=tuple(analysis.find_cliffs(run_b, sum_b)),
+        only_a=tuple(f"{s} at {format_value(v, run_a.axis)}" for v, s in sorted(keys_a - keys_b, key=str)),
+        only_b=tuple(f"{s} at {format_value(v, run_b.axis)}" for v, s in sorted(keys_b - keys_a, key=str)),
+        env_diff=_env_diff(run_a, run_b),
+        warnings=tuple(warnings),
+    )
+
+
+def _latencies(timed: pd.DataFrame, value: float, setting: str) -> np.ndarray:
+    if timed.empty:
+        return np.array([])
+    return timed.loc[(timed["value"] == value) & (timed["setting"] == setting), "latency_ms"].to_numpy(float)
+
+
+def _env_diff(run_a: Run, run_b: Run) -> tuple[tuple[str, str, str], ...]:
+    from bubbleup.report import flatten
+
+    env_a = dict(flatten(run_a.manifest.get("environment") or {}))
+    env_b = dict(flatten(run_b.manifest.get("environment") or {}))
+    env_a.update(("workload." + k, v) for k, v in flatten(run_a.manifest.get("workload_metadata") or {}))
+    env_b.update(("workload." + k, v) for k, v in flatten(run_b.manifest.get("workload_metadata") or {}))
+    keys = list(dict.fromkeys([*env_a, *env_b]))
+    return tuple((k, env_a.get(k, "-"), env_b.get(k, "-")) for k in keys if env_a.get(k) != env_b.get(k))
+
+
+def _cliff_short(c: Cliff | None) -> str:
+    if c is None:
+        return "not measured"
+    if c.kind == "break":
+        return f"cliff at {format_value(c.at, c.axis)} ({times(c.jump)}), tolerates {format_value(c.tolerated, c.axis)}"
+    if c.kind == "non-functional":
+        return f"stops working at {format_value(c.at, c.axis)}"
+    if c.kind == "none":
+        return f"no cliff up to {format_value(c.measured_max, c.axis)}"
+    return c.kind
+
+
+def cliff_pairs(cmp: Comparison) -> list[tuple[str, str, str]]:
+    """(setting, A's cliff, B's cliff) in words."""
+    a = {c.setting: c for c in cmp.cliffs_a}
+    b = {c.setting: c for c in cmp.cliffs_b}
+    names = list(dict.fromkeys([*a, *b]))
+    return [(s, _cliff_short(a.get(s)), _cliff_short(b.get(s))) for s in names]
+
+
+def format_text(cmp: Comparison) -> str:
+    """A short terminal table: one line per point, then the cliffs."""
+    t = cmp.table
+    head = f"A: {cmp.run_a.name} ({cmp.run_a.path})\nB: {cmp.run_b.name} ({cmp.run_b.path})"
+    lines = [head, *(f"! {w}" for w in cmp.warnings)]
+    if t.empty:
+        lines.append("No point was measured in both runs.")
+    else:
+        header = ("setting", "pressure", "A median", "B median", "B/A [95% CI]", "p (Holm)", "verdict")
+        body = []
+        for r in t.itertuples(index=False):
+            ci = f"{times(r.ratio)} [{times(r.ratio_low)}, {times(r.ratio_high)}]" if not math.isnan(r.ratio) else "-"
+            p = f"{r.p_holm:.2g}" if not math.isnan(r.p_holm) else "-"
+            body.append((str(r.setting), format_value(r.value, cmp.run_a.axis), _ms(r.median_a_ms), _ms(r.median_b_ms),
+                         ci, p, ("* " if r.significant else "") + r.verdict))  # fmt: skip
+        widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
+        for cells in (header, *body):
+            lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        lines.append("* significant: Holm-adjusted Mann-Whitney p < 0.05 and the ratio's 95% CI excludes 1.")
+    for setting, a, b in cliff_pairs(cmp):
+        lines.append(f"cliff {setting}: A {a} | B {b}")
+    if cmp.env_diff:
+        lines.append("environment differs: " + "; ".join(f"{k}: {a} -> {b}" for k, a, b in cmp.env_diff[:6]))
+    return "\n".join(lines)
+
+
+def _ms(v: float) -> str:
+    from bubbleup.report import fmt_ms
+
+    return fmt_ms(v) + " ms" if not (isinstance(v, float) and math.isnan(v)) else "-"
+
+
+def _figures(cmp: Comparison) -> list[Any]:
+    from bubbleup import figures
+    from bubbleup.report import FigureBlock
+
+    blocks = []
+    for fid, title, caption, draw in (
+        ("overlay", "Median latency, A vs B",
+         "Dashed lines and hollow markers: run A; solid lines and filled markers: run B; bands: 95% CI of each median.",
+         lambda: figures_overlay(cmp)),
+        ("ratio", "B / A median latency per point",
+         "Above 1: B is slower. Bars: 95% bootstrap CI of the ratio. Filled markers: significant differences.",
+         lambda: figures_ratio(cmp)),
+    ):  # fmt: skip
+        try:
+            fig = draw()
+        except Exception as exc:  # a figure must not cost the comparison
+            blocks.append(FigureBlock(fid, title, f"This figure could not be drawn: {exc!r}", ""))
+            continue
+        if fig is not None:
+            blocks.append(FigureBlock(fid, title, caption, figures.to_data_uri(fig)))
+    return blocks
+
+
+def figures_overlay(cmp: Comparison) -> Any:
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    from bubbleup import figures
+
+    sa, sb = analysis.summarise(cmp.run_a), analysis.summarise(cmp.run_b)
+    if not (sa["median_ms"].notna().any() or sb["median_ms"].notna().any()):
+        return None
+    figures._theme()
+    settings = list(dict.fromkeys(cmp.run_a.settings + cmp.run_b.settings))
+    style = figures.styles(settings)
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    for summary, dashed in ((sa, True), (sb, False)):
+        for s in settings:
+            rows = summary[(summary["setting"] == s) & summary["median_ms"].notna()].sort_values("value")
+            if rows.empty:
+                continue
+            st = style[s]
+            ax.plot(rows["value"], rows["median_ms"], color=st.colour, marker=st.marker, ls="--" if dashed else "-",
+                    mfc="white" if dashed else st.colour, lw=2, ms=6)  # fmt: skip
+            ax.fill_between(rows["value"], rows["ci_low_ms"], rows["ci_high_ms"], color=st.colour, alpha=0.15, lw=0)
+    if figures._wants_log(pd.concat([sa["median_ms"], sb["median_ms"]])):
+        figures._plain_log_y(ax)
+    figures._x_axis(ax, cmp.run_b, sorted(set(sa["value"]) | set(sb["value"])))
+    ax.set_ylabel("median latency (ms)")
+    handles = [Line2D([], [], color=style[s].colour, marker=style[s].marker, lw=2, label=s) for s in settings]
+    handles += [Line2D([], [], color="#555555", ls="--", marker="o", mfc="white", label=f"A: {cmp.run_a.name}"),
+                Line2D([], [], color="#555555", ls="-", marker="o", label=f"B: {cmp.run_b.name}")]  # fmt: skip
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting / run")
+    fig.tight_layout()
+    return fig
+
+
+def figures_ratio(cmp: Comparison) -> Any:
+    import matplotlib.pyplot as plt
+
+    from bubbleup import figures
+
+    t = cmp.table.dropna(subset=["ratio"])
+    if t.empty:
+        return None
+    figures._theme()
+    settings = list(dict.fromkeys(t["setting"]))
+    style = figures.styles(list(dict.fromkeys(cmp.run_a.settings + cmp.run_b.settings)))
+    values = sorted(t["value"].unique())
+    step = (min(np.diff(values)) if len(values) > 1 else 1.0) * 0.5 / max(1, len(settings))
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    for i, s in enumerate(settings):
+        rows = t[t["setting"] == s].sort_values("value")
+        x = rows["value"] + (i - (len(settings) - 1) / 2) * step if cmp.run_b.axis == "count" else rows["value"]
+        err = [rows["ratio"] - rows["ratio_low"], rows["ratio_high"] - rows["ratio"]]
+        st = style[s]
+        ax.errorbar(x, rows["ratio"], yerr=err, fmt="none", ecolor=st.colour, elinewidth=1.5, capsize=3)
+        sig = rows["significant"].to_numpy(bool)
+        ax.scatter(x[sig], rows["ratio"][sig], color=st.colour, marker=st.marker, s=50, zorder=3, label=s)
+        ax.scatter(x[~sig], rows["ratio"][~sig], facecolor="white", edgecolor=st.colour, marker=st.marker, s=50,
+                   zorder=3, label=None if sig.any() else s)  # fmt: skip
+    ax.axhline(1.0, color="#333333", lw=1)
+    figures._x_axis(ax, cmp.run_b, values)
+    ax.set_ylabel("median latency B / A (ratio)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting")
+    fig.tight_layout()
+    return fig
+
+
+def render(cmp: Comparison) -> str:
+    import datetime as _dt
+
+    import bubbleup
+    from bubbleup.report import environment, fmt_ms
+
+    rows = []
+    for r in cmp.table.itertuples(index=False):
+        rows.append({
+            "setting": r.setting, "value": format_value(r.value, cmp.run_a.axis),
+            "a": fmt_ms(r.median_a_ms), "b": fmt_ms(r.median_b_ms), "n_a": r.n_a, "n_b": r.n_b,
+            "ratio": times(r.ratio) if not math.isnan(r.ratio) else "-",
+            "ci": f"{times(r.ratio_low)}-{times(r.ratio_high)}" if not math.isnan(r.ratio_low) else "-",
+            "p": f"{r.p_holm:.2g}" if not math.isnan(r.p_holm) else "-",
+            "significant": bool(r.significant), "verdict": r.verdict,
+        })  # fmt: skip
+    ctx = {
+        "title": f"bubbleup comparison: {cmp.run_a.name} vs {cmp.run_b.name}",
+        "a": cmp.run_a,
+        "b": cmp.run_b,
+        "warnings": list(cmp.warnings),
+        "rows": rows,
+        "cliffs": cliff_pairs(cmp),
+        "only_a": list(cmp.only_a),
+        "only_b": list(cmp.only_b),
+        "env_diff": list(cmp.env_diff),
+        "figures": _figures(cmp),
+        "alpha": ALPHA,
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "version": bubbleup.__version__,
+    }
+    return environment().get_template("compare.html.j2").render(**ctx)
+
+
+def default_output(run_a: Path, run_b: Path) -> Path:
+    """``RUN_B/compare-<A's directory name>.html``: the comparison lives with the newer run."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(run_a).resolve().name) or "a"
+    return Path(run_b) / f"compare-{slug}.html"
+
+
+def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, stream: IO[str] | None = sys.stdout) -> Path:
+    """Write the HTML comparison of two run directories, print the text table to ``stream``, return the HTML path."""
+    cmp = compare_runs(analysis.load_run(run_a), analysis.load_run(run_b))
+    out = Path(out) if out is not None else default_output(Path(run_a), Path(run_b))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(cmp), encoding="utf-8")
+    if stream is not None:
+        print(format_text(cmp), file=stream)
+        print(f"comparison written to {out}", file=stream)
+    return out

@@ -1,0 +1,285 @@
+"""One self-contained HTML report per run directory: the cliff first, then figures, tables, scenario, environment.
+
+The report is rebuilt from files alone (:mod:`bubbleup.analysis`), so ``bubbleup report RUN_DIR``
+works for any run, including an interrupted one, whose report says which points are missing.
+Figures are embedded as base64 PNG and the CSS is inline: the file opens offline, can be mailed,
+and references nothing outside itself.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import pandas as pd
+
+import bubbleup
+from bubbleup import analysis
+from bubbleup.analysis import MissingPoint, Run, format_value
+from bubbleup.cliff import BREAK, NON_FUNCTIONAL, Cliff, times
+
+TEMPLATES = Path(__file__).parent / "templates"
+REPORT_NAME = "report.html"
+
+
+@dataclass(frozen=True)
+class FigureBlock:
+    """One embedded figure with the words a reader needs to read it."""
+
+    id: str
+    title: str
+    caption: str
+    uri: str
+
+
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["ms"] = fmt_ms
+    env.filters["times"] = times
+    return env
+
+
+def fmt_ms(value: Any) -> str:
+    """Milliseconds with three significant digits (``12.3``, ``0.845``, ``1234``)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    v = float(value)
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def to_yaml(data: Any) -> str:
+    """Scenario dicts as YAML, the way users wrote them (JSON if PyYAML is unavailable)."""
+    try:
+        import yaml
+
+        return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True).strip()
+    except Exception:  # any failure to dump falls back to JSON, never breaks a report
+        return json.dumps(data, indent=2, default=str)
+
+
+def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested metadata as (dotted.key, value) rows for a two-column table."""
+    if isinstance(data, dict):
+        rows: list[tuple[str, str]] = []
+        for key, value in data.items():
+            rows.extend(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return rows
+    if isinstance(data, list | tuple) and any(isinstance(x, dict | list) for x in data):
+        return [(prefix, json.dumps(data, default=str))]
+    if isinstance(data, list | tuple):
+        return [(prefix, ", ".join(str(x) for x in data))]
+    return [(prefix, "" if data is None else str(data))]
+
+
+def describe_missing(run: Run, missing: Sequence[MissingPoint]) -> list[str]:
+    """Missing points in words, one line per repeat: ``repeat 1: 3, 4, 5 bubbles (all settings)``."""
+    all_settings = set(run.manifest.get("settings") or run.settings)
+    lines = []
+    for rep in sorted({m.repeat for m in missing}):
+        parts = []
+        for m in (m for m in missing if m.repeat == rep):
+            v = format_value(m.value, run.axis)
+            parts.append(v if set(m.settings) >= all_settings else f"{v} ({', '.join(m.settings)})")
+        unit = " bubbles" if run.axis == "count" else ""
+        lines.append(f"repeat {rep}: {', '.join(parts)}{unit}")
+    return lines
+
+
+def status_words(run: Run, missing: Sequence[MissingPoint]) -> tuple[str, str]:
+    """(css class, sentence) for the banner at the top of the report."""
+    n_plan = len(run.manifest.get("plan") or [])
+    if run.status == "complete" and not missing:
+        return "ok", f"Complete: all {n_plan} planned points were measured."
+    lead = {
+        "interrupted": "Interrupted run: the data below is partial.",
+        "failed": "Failed run: the data below is partial.",
+        "running": "The run had not finished when this report was written (or died without a final status): "
+        "the data below is partial.",
+        "complete": "The run is marked complete, but some planned points have no data.",
+    }.get(run.status, f"Run status '{run.status}': the data below may be partial.")
+    if missing:
+        lead += f" {len(missing)} of {n_plan} planned points (repeat x value) are missing, in whole or in part."
+    return "partial", lead
+
+
+def cliff_rows(cliffs: Sequence[Cliff], summary: pd.DataFrame) -> list[dict[str, Any]]:
+    """The summary table: one row per setting, its verdict in a word and the evidence."""
+    rows = []
+    for c in cliffs:
+        verdict = {BREAK: "cliff", NON_FUNCTIONAL: "stops working"}.get(c.kind, c.kind)
+        jump = ""
+        if c.kind == BREAK:
+            jump = times(c.jump)
+            if c.jump_low is not None and not math.isnan(c.jump_low):
+                jump += f" [{times(c.jump_low)}, {times(c.jump_high)}]"
+        base = summary[(summary["setting"] == c.setting) & (summary["value"] == c.baseline)]
+        rows.append({
+            "setting": c.setting,
+            "verdict": verdict,
+            "kind": c.kind,
+            "tolerated": format_value(c.tolerated, c.axis) if c.tolerated is not None else "none",
+            "at": format_value(c.at, c.axis) if c.at is not None else "-",
+            "jump": jump,
+            "baseline_ms": fmt_ms(base["median_ms"].iloc[0]) if len(base) else "-",
+            "slowdown": times(c.slowdown) if c.slowdown is not None else "-",
+            "sentence": c.sentence(),
+            "note": c.note,
+        })  # fmt: skip
+    return rows
+
+
+def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
+    """The per-point statistics table; thin tail percentiles are marked so no one over-reads a p99."""
+    rows = []
+    for r in summary.itertuples(index=False):
+
+        def tail(p: int, r: Any = r) -> str:
+            value = fmt_ms(getattr(r, f"p{p}_ms"))
+            return value + ("\u2020" if getattr(r, f"p{p}_thin") and r.n > 0 else "")
+
+        spread = "-"
+        if r.n_repeats > 1:
+            spread = f"{fmt_ms(r.rep_median_min_ms)}-{fmt_ms(r.rep_median_max_ms)}"
+        rows.append({
+            "setting": r.setting, "value": format_value(r.value, axis), "status": r.status,
+            "attempts": f"{r.n_attempts - r.n_failed}/{r.n_attempts}" if r.n_failed else str(r.n_attempts),
+            "n": r.n, "median": fmt_ms(r.median_ms), "ci": f"{fmt_ms(r.ci_low_ms)}-{fmt_ms(r.ci_high_ms)}",
+            "mean": fmt_ms(r.mean_ms), "p90": tail(90), "p95": tail(95), "p99": tail(99),
+            "max": fmt_ms(r.max_ms), "spread": spread,
+            "slowdown": times(r.slowdown) if not math.isnan(r.slowdown) else "-",
+            "qos": f"{r.qos:.2f}" if not math.isnan(r.qos) else "-",
+            "rss": fmt_ms(r.rss_mb_max), "first_use": fmt_ms(r.first_use_ms), "select": fmt_ms(r.select_ms),
+            "error": r.error or "", "tail_note": r.tail_note,
+        })  # fmt: skip
+    return rows
+
+
+def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff]) -> list[FigureBlock]:
+    """Every figure the data allows, in reading order; a figure that fails to draw is skipped, not fatal."""
+    from bubbleup import figures
+
+    pressure = "bubble count" if run.axis == "count" else "bubble size"
+    timed = analysis.timed_samples(run)
+    specs: list[tuple[str, str, str, Callable[[], Any]]] = [
+        ("latency", f"Median latency vs {pressure}",
+         "One line per setting: the median of every timed inference at that pressure (repeats pooled), its "
+         "95% bootstrap confidence band, the detected cliff circled, failed or timed-out points as crosses "
+         "on the bottom edge.",
+         lambda: figures.latency_curve(run, summary, cliffs)),
+        ("qos", f"Normalised QoS vs {pressure} (Bubble-Up sensitivity curve)",
+         "Median latency at the lowest pressure divided by median latency at each pressure: 1 means unaffected, "
+         "0.5 means twice as slow.",
+         lambda: figures.latency_curve(run, summary, cliffs, qos=True)),
+        ("distributions", "Latency distributions per point",
+         "Box: quartiles and median; whiskers: 1.5 IQR; dots: slower or faster outliers. Timed inferences only.",
+         lambda: figures.distributions(run, timed)),
+        ("memory-trace", "Worker memory and latency over time",
+         "Worker RSS after each inference (warm-ups included), the same inferences' latency below. Dashed lines "
+         "mark setting changes, triangles the first use of a setting in a worker process (its switching cost), "
+         "shaded bands and numbers the sweep points.",
+         lambda: figures.memory_trace(run)),
+        ("memory-bars", "Peak worker memory per setting",
+         "Highest RSS of the worker process while it ran each setting, over the whole run. Settings run in "
+         "sequence in one worker, so memory loaded for earlier settings is included in later ones' peaks.",
+         lambda: figures.memory_bars(run)),
+        ("telemetry", "System telemetry over time",
+         "Every numeric column the telemetry sampler recorded, on the run's clock; shaded bands are sweep points.",
+         lambda: figures.telemetry(run)),
+    ]  # fmt: skip
+    blocks = []
+    for fid, title, caption, draw in specs:
+        try:
+            fig = draw()
+        except Exception as exc:  # one bad figure must not cost the whole report
+            blocks.append(FigureBlock(fid, title, f"This figure could not be drawn: {exc!r}", ""))
+            continue
+        if fig is not None:
+            blocks.append(FigureBlock(fid, title, caption, figures.to_data_uri(fig)))
+    return blocks
+
+
+def _facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
+    eff = run.effective
+    workload = eff.get("workload") or {}
+    sweep = eff.get("sweep") or {}
+    bubble = run.bubble
+    values = sweep.get("values") or run.values
+    timed = int(summary["n"].sum()) if len(summary) else 0
+    facts = [
+        ("workload", str(workload.get("kind", "?"))),
+        ("settings", ", ".join(run.settings) or "-"),
+        ("sweep", f"{'bubble count' if run.axis == 'count' else 'bubble size (MiB)'}: "
+                  f"{', '.join(format_value(float(v), run.axis, unit=False) for v in values)}"),
+        ("repeats", str(sweep.get("repeats", "-"))),
+        ("bubble", ", ".join(f"{k} {v}" for k, v in bubble.items()) or "-"),
+        ("timed inferences", str(timed)),
+        ("started / finished", f"{run.manifest.get('started_at') or '-'} / {run.manifest.get('finished_at') or '-'}"),
+    ]  # fmt: skip
+    return facts
+
+
+def render(run: Run) -> str:
+    """The report's HTML for a loaded run."""
+    summary = analysis.summarise(run)
+    cliffs = analysis.find_cliffs(run, summary)
+    missing = analysis.missing_points(run)
+    status_class, status_text = status_words(run, missing)
+    failed = run.points[run.points["status"] != "ok"] if len(run.points) else run.points
+    ctx = {
+        "title": f"bubbleup report: {run.name}",
+        "run": run,
+        "run_path": str(run.path),
+        "status_class": status_class,
+        "status_text": status_text,
+        "missing": describe_missing(run, missing),
+        "notes": list(run.notes),
+        "facts": _facts(run, summary),
+        "cliffs": cliff_rows(cliffs, summary),
+        "any_data": bool(len(summary)) and bool(summary["n"].sum()),
+        "figures": build_figures(run, summary, cliffs),
+        "stats": stats_rows(summary, run.axis),
+        "min_tail": analysis.MIN_TAIL_SAMPLES,
+        "failed": [
+            {
+                "repeat": int(r.repeat),
+                "value": format_value(r.value, run.axis),
+                "setting": r.setting,
+                "status": r.status,
+                "error": r.error or "",
+            }
+            for r in failed.itertuples(index=False)
+        ],
+        "scenario_given": to_yaml(run.manifest.get("scenario_given") or {}),
+        "scenario_effective": to_yaml(run.manifest.get("scenario_effective") or {}),
+        "environment": flatten(run.manifest.get("environment") or {}),
+        "workload_metadata": flatten(run.manifest.get("workload_metadata") or {}),
+        "manifest_misc": [
+            (k, str(run.manifest.get(k))) for k in ("schema_version", "bubbleup_version", "status") if k in run.manifest
+        ],
+        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "version": bubbleup.__version__,
+    }
+    return environment().get_template("report.html.j2").render(**ctx)
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` from the run's files and return its path. Works for partial runs."""
+    run_dir = Path(run_dir)
+    html = render(analysis.load_run(run_dir))
+    out = run_dir / REPORT_NAME
+    tmp = out.with_suffix(".html.tmp")
+    tmp.write_text(html, encoding="utf-8")
+    tmp.replace(out)  # never leave a half-written report behind
+    return out

@@ -1,0 +1,173 @@
+"""Malformed scenarios: one line naming the file, the field and the problem; exit 2; no traceback."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import run_cli, smoke_dict, write_scenario
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from bubbleup import cli
+from bubbleup.errors import UserError
+from bubbleup.orchestrator import check_memory_safety, plan_points
+from bubbleup.scenario import load_scenario, scenario_from_dict
+
+
+def mutate(path: str, value: Any) -> dict:
+    data = smoke_dict()
+    node = data
+    *parents, leaf = path.split(".")
+    for p in parents:
+        node = node[p]
+    if value is DELETE:
+        del node[leaf]
+    else:
+        node[leaf] = value
+    return data
+
+
+DELETE = object()
+
+# (case id, mutation path, value, field expected in the message, words expected in the message)
+CASES = [
+    ("unknown top-level key", "colour", "blue", "colour", "unknown key"),
+    ("unknown nested key", "bubble.sise_mb", 5, "bubble.sise_mb", "unknown key"),
+    ("missing workload", "workload", DELETE, "workload", "required"),
+    ("missing sweep axis", "sweep.axis", DELETE, "sweep.axis", "required"),
+    ("negative size", "bubble.size_mb", -1, "bubble.size_mb", "greater than or equal to 0"),
+    ("size as text", "bubble.size_mb", "256", "bubble.size_mb", "expected a number"),
+    ("duty above 1", "bubble.cpu_duty", 1.5, "bubble.cpu_duty", "less than or equal to 1"),
+    ("duty below 0", "bubble.cpu_duty", -0.1, "bubble.cpu_duty", "greater than or equal to 0"),
+    ("bad pattern", "bubble.pattern", "zigzag", "bubble.pattern", "'none', 'stream' or 'random'"),
+    ("empty sweep", "sweep.values", [], "sweep.values", "at least 1"),
+    ("negative sweep value", "sweep.values", [0, -2], "sweep.values", "must not be negative"),
+    ("repeated sweep value", "sweep.values", [1, 1], "sweep.values", "must not repeat"),
+    ("bad axis", "sweep.axis", "duty", "sweep.axis", "'count' or 'size_mb'"),
+    ("zero repeats", "sweep.repeats", 0, "sweep.repeats", "greater than or equal to 1"),
+    ("bool as number", "sweep.settle_s", True, "sweep.settle_s", "expected a number"),
+    ("unknown workload", "workload.kind", "nonexistent", "workload.kind", "unknown workload kind"),
+    ("unknown option", "workload.options", {"bogus": 1}, "workload.options.bogus", "unknown key"),
+    ("bad option value", "workload.options", {"rounds": 0}, "workload.options.rounds", "greater than or equal"),
+    ("unknown setting", "workload.settings", ["ws1k"], "workload.settings", "unknown setting 'ws1k'"),
+    ("empty settings", "workload.settings", [], "workload.settings", "at least one setting"),
+    ("zero inferences", "workload.inferences_per_setting", 0, "workload.inferences_per_setting", "greater than"),
+    ("bad name", "name", "my run/1", "name", "should match pattern"),
+    ("bad limit", "limits", {"max_memory_fraction": 2}, "limits.max_memory_fraction", "less than or equal to 1"),
+    ("bad restart", "workload.restart", "sometimes", "workload.restart", "'never' or 'per_point'"),
+]
+
+
+@pytest.mark.parametrize(("path", "value", "field", "words"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_malformed_scenario_is_one_clear_line(tmp_path: Path, capsys, path, value, field, words) -> None:
+    file = write_scenario(tmp_path, mutate(path, value))
+    assert cli.main(["validate", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1, err
+    assert err.startswith(f"error: {file}: {field}: "), err
+    assert words in err
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("name: [unclosed", "line 1, column 16: invalid YAML: expected ',' or ']'"),
+        ("", "the file is empty"),
+        ("- a\n- b\n", "mapping"),
+    ],
+    ids=["syntax error", "empty file", "a list"],
+)
+def test_unreadable_yaml_is_one_clear_line(tmp_path: Path, capsys, text: str, words: str) -> None:
+    file = tmp_path / "bad.yaml"
+    file.write_text(text)
+    assert cli.main(["validate", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(file) in err and words in err, err
+
+
+def test_run_refuses_malformed_scenario_as_a_process_without_traceback(tmp_path: Path) -> None:
+    file = write_scenario(tmp_path, mutate("bubble.cpu_duty", 3))
+    for command in (["run", str(file)], ["validate", str(file)]):
+        done = run_cli(command, cwd=tmp_path, timeout=60)
+        assert done.returncode == 2
+        assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+        assert "bubble.cpu_duty" in done.stderr
+    assert not (tmp_path / "reports").exists()  # nothing was started or written
+
+
+def test_missing_file_is_exit_2(tmp_path: Path) -> None:
+    done = run_cli(["run", str(tmp_path / "nope.yaml")], cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "nope.yaml: no such file" in done.stderr
+
+
+def test_unsafe_peak_memory_is_refused_with_the_numbers() -> None:
+    sc = scenario_from_dict(smoke_dict(**{"bubble.size_mb": 4096, "sweep.values": [0, 4]}), "x.yaml")
+    expected = r"peak bubble memory 16384 MiB \(4 x 4096 MiB\) exceeds the safe limit of 6000"
+    with pytest.raises(UserError, match=expected):
+        check_memory_safety(sc, available_mb=10_000)
+    opted_in = scenario_from_dict(
+        smoke_dict(**{"bubble.size_mb": 4096, "sweep.values": [0, 4], "limits": {"allow_unsafe_memory": True}}), "x"
+    )
+    assert check_memory_safety(opted_in, available_mb=10_000)["peak_bubble_mb"] == 16384
+
+
+def test_unsafe_scenario_exits_2_before_starting_anything(tmp_path: Path) -> None:
+    file = write_scenario(tmp_path, smoke_dict(**{"bubble.size_mb": 16 * 1024 * 1024, "sweep.values": [1]}))
+    done = run_cli(["run", str(file)], cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "refusing to run" in done.stderr and "MiB available" in done.stderr
+
+
+def test_effective_scenario_resolves_presets_and_fills_defaults(tmp_path: Path) -> None:
+    file = write_scenario(tmp_path, mutate("workload.settings", ["large", "ws64k"]))
+    sc, given = load_scenario(file)
+    assert sc.workload.settings == ["ws256k", "ws64k"]
+    assert sc.workload.options["seed"] == 0  # default filled in
+    assert given["workload"]["settings"] == ["large", "ws64k"]  # as given stays as given
+
+
+def test_repeats_alternate_direction() -> None:
+    sc = scenario_from_dict(smoke_dict(**{"sweep.values": [4, 0, 2], "sweep.repeats": 3}), "x")
+    assert plan_points(sc) == [(0, 0), (0, 2), (0, 4), (1, 4), (1, 2), (1, 0), (2, 0), (2, 2), (2, 4)]
+
+
+def test_size_sweep_points() -> None:
+    sc = scenario_from_dict(smoke_dict(**{"sweep.axis": "size_mb", "sweep.values": [0, 64], "sweep.count": 2}), "x")
+    assert sc.points() == [(2, 0), (2, 64)] and sc.peak_bubble_mb() == 128
+
+
+def test_shipped_scenarios_are_valid() -> None:
+    root = Path(__file__).resolve().parents[1] / "scenarios"
+    files = sorted(root.glob("*.yaml"))
+    assert files
+    for f in files:
+        load_scenario(f)
+
+
+# Fuzz: arbitrary YAML-ish values spliced anywhere into a valid scenario never produce a traceback.
+yaml_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=6,
+)
+paths = st.sampled_from(
+    ["name", "workload", "workload.kind", "workload.settings", "workload.warmup", "workload.options", "bubble",
+     "bubble.size_mb", "bubble.pattern", "sweep", "sweep.values", "sweep.axis", "limits", "extra_key"]
+)  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(path=paths, value=yaml_values)
+def test_fuzzed_scenarios_either_validate_or_fail_in_one_line(tmp_path: Path, capsys, path, value) -> None:
+    data = copy.deepcopy(mutate(path, value)) if path != "extra_key" else {**smoke_dict(), "extra_key": value}
+    file = tmp_path / "fuzz.yaml"
+    file.write_text(yaml.safe_dump(data))
+    code = cli.main(["validate", str(file)])
+    out = capsys.readouterr()
+    assert code in (0, 2)
+    if code == 2:
+        assert out.err.count("\n") == 1 and out.err.startswith(f"error: {file}: ")
+        assert "Traceback" not in out.err

@@ -1,0 +1,125 @@
+"""The workload protocol, registry and the built-in non-TensorFlow workloads."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import TESTS, run_cli, smoke_dict, write_scenario
+
+import workloads
+from bubbleup.worker import Runner, load_workload
+from workloads.python_call import PythonCallWorkload
+
+
+def test_first_use_is_marked_exactly_once_per_setting_per_process() -> None:
+    runner = Runner(load_workload("synthetic", {"working_sets_kb": [64, 256]}))
+    runner.workload.load()
+    results = [runner.step(s, 2, 5) for s in ("ws64k", "ws256k", "ws64k", "ws256k", "ws64k")]
+    first_uses = {s: 0 for s in ("ws64k", "ws256k")}
+    for res in results:
+        first_uses[res.setting] += sum(r[2] for r in res.rows)
+    assert first_uses == {"ws64k": 1, "ws256k": 1}
+    # ... and it is the very first inference of the setting's first step, a warm-up one.
+    assert results[0].rows[0][:3] == ["warmup", 0, 1] and results[1].rows[0][2] == 1
+
+
+def test_runner_records_every_inference_with_latency_and_rss() -> None:
+    runner = Runner(load_workload("synthetic", {}))
+    runner.workload.load()
+    res = runner.step("ws2048k", warmup=3, n=20)
+    assert [r[0] for r in res.rows] == ["warmup"] * 3 + ["timed"] * 20
+    assert [r[1] for r in res.rows[3:]] == list(range(20))
+    assert all(r[3] > 0 for r in res.rows)
+    assert all(r[4] > 20 for r in res.rows)  # RSS in MiB of a process that has numpy loaded
+    assert res.select_ms > 0
+
+
+def test_synthetic_settings_differ_in_cost() -> None:
+    runner = Runner(load_workload("synthetic", {"working_sets_kb": [64, 16384], "rounds": 4}))
+    runner.workload.load()
+    small = sorted(runner.step("ws64k", 2, 15).latencies())[7]
+    large = sorted(runner.step("ws16384k", 2, 15).latencies())[7]
+    assert large > 5 * small
+
+
+def test_python_workload_calls_setup_per_setting(tmp_path: Path) -> None:
+    w = PythonCallWorkload(PythonCallWorkload.Options(
+        function="helpers_workload:work", setup="helpers_workload:setup_scale", settings=("small", "large"),
+        path=str(TESTS)))  # fmt: skip
+    runner = Runner(w)
+    w.load()
+    small = sorted(runner.step("small", 1, 21).latencies())[10]
+    large = sorted(runner.step("large", 1, 21).latencies())[10]
+    assert large > 5 * small  # 4000 vs 200 iterations
+
+
+def test_command_workload_times_each_run_of_a_program(tmp_path: Path) -> None:
+    w = load_workload("command", {"argv": ["sleep", "{setting}"], "settings": ["0.01", "0.05"]})
+    runner = Runner(w)
+    w.load()
+    fast = min(runner.step("0.01", 0, 3).latencies())
+    slow = min(runner.step("0.05", 0, 3).latencies())
+    assert 10 <= fast < 45 and 50 <= slow < 90
+
+
+def test_command_workload_failure_is_an_error() -> None:
+    w = load_workload("command", {"argv": ["false"]})
+    w.load()
+    with pytest.raises(RuntimeError, match="exited with status 1"):
+        Runner(w).step("default", 0, 1)
+
+
+def test_third_party_workload_registers_through_an_entry_point(tmp_path: Path, monkeypatch) -> None:
+    pkg = tmp_path / "site"
+    (pkg / "thirdparty_bench").mkdir(parents=True)
+    (pkg / "thirdparty_bench" / "__init__.py").write_text(textwrap.dedent("""
+        from workloads.base import Workload
+        class Echo(Workload):
+            kind = "echo"
+            summary = "test workload from an entry point"
+            def settings(self):
+                return ["loud", "quiet"]
+            def infer(self, sample):
+                return {"said": "hi"}
+    """))
+    dist = pkg / "thirdparty_bench-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-bench\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[bubbleup.workloads]\necho = thirdparty_bench:Echo\n")
+    monkeypatch.syspath_prepend(str(pkg))
+    assert workloads.available_kinds()["echo"] == "thirdparty_bench:Echo"
+    w = load_workload("echo", {})
+    res = Runner(w).step("quiet", 0, 2)
+    assert res.rows[0][6] == '{"said":"hi"}'
+    sys.modules.pop("thirdparty_bench", None)
+
+
+def test_list_shows_kinds_settings_and_presets(tmp_path: Path) -> None:
+    done = run_cli(["list"], cwd=tmp_path, timeout=120)
+    assert done.returncode == 0
+    assert "synthetic:" in done.stdout and "ws256k" in done.stdout and "presets: small=ws256k" in done.stdout
+    assert "python:" in done.stdout and "command:" in done.stdout
+
+
+def test_smoke_scenario_runs_in_under_a_minute_and_reads_back(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[1]
+    done = run_cli(["run", str(root / "scenarios" / "smoke.yaml"), "--out", str(tmp_path / "run"), "-q",
+                    "--no-report"], cwd=tmp_path, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    samples = pd.read_csv(tmp_path / "run" / "samples.csv")
+    points = pd.read_csv(tmp_path / "run" / "points.csv")
+    assert (points["status"] == "ok").all() and len(points) == 3 * 2
+    assert len(samples) == 3 * 2 * (30 + 3)
+    assert (samples["latency_ms"] > 0).all() and (samples["rss_mb"] > 0).all()
+    # The bubbles really held their memory while the workload ran.
+    assert points.groupby("value")["bubbles_rss_mb"].first().to_dict() == pytest.approx({0: 0, 1: 64, 2: 128}, rel=0.03)
+
+
+def test_validate_reports_the_plan(tmp_path: Path) -> None:
+    file = write_scenario(tmp_path, smoke_dict())
+    done = run_cli(["validate", str(file)], cwd=tmp_path, timeout=60)
+    assert done.returncode == 0 and "2 points x 2 steps of synthetic" in done.stdout
