@@ -56,15 +56,16 @@ def _write_report(run_dir: Path) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from bubbleup.orchestrator import check_memory_safety, plan_points, steps_of
+    from bubbleup.orchestrator import all_steps, check_memory_safety, plan_points
     from bubbleup.scenario import load_scenario
 
     scenario, _ = load_scenario(args.scenario)
     safety = check_memory_safety(scenario)
-    steps = steps_of(scenario)
+    steps = all_steps(scenario)
+    kinds = ", ".join(spec.label for spec in scenario.specs)
     print(
         f"ok: {args.scenario}: {scenario.name}: {len(plan_points(scenario))} points x {len(steps)} steps of "
-        f"{scenario.workload.kind}; peak bubble memory {safety['peak_bubble_mb']} MiB "
+        f"{kinds}; peak bubble memory {safety['peak_bubble_mb']} MiB "
         f"(safe limit here {safety['allowed_mb']:.0f} MiB)"
     )
     return 0

@@ -30,8 +30,9 @@ from bubbleup import environment, stats
 from bubbleup.bubbles import BubblePool
 from bubbleup.errors import BubbleFailed, RunFailed, UserError
 from bubbleup.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT
-from bubbleup.scenario import Scenario, scenario_from_dict
+from bubbleup.scenario import Scenario, WorkloadSpec, scenario_from_dict
 from bubbleup.store import RunStore, default_run_dir, now_iso
+from bubbleup.worker import StepResult
 from bubbleup.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
 
 MIB = 1 << 20
@@ -47,17 +48,22 @@ class Interrupted(Exception):
 
 @dataclass(frozen=True)
 class StepPlan:
+    workload: str  # the workload's label
     setting: str
     warmup: int
     inferences: int
 
 
-def steps_of(scenario: Scenario) -> list[StepPlan]:
-    """What the workload runs at every point: an explicit schedule, or every setting in turn."""
-    w = scenario.workload
-    if w.steps is not None:
-        return [StepPlan(s.setting, s.warmup, s.inferences) for s in w.steps]
-    return [StepPlan(s, w.warmup, w.inferences_per_setting) for s in w.settings]
+def steps_of(spec: WorkloadSpec) -> list[StepPlan]:
+    """What a workload runs at every point: an explicit schedule, or every setting in turn."""
+    label = spec.label or spec.kind
+    if spec.steps is not None:
+        return [StepPlan(label, s.setting, s.warmup, s.inferences) for s in spec.steps]
+    return [StepPlan(label, s, spec.warmup, spec.inferences_per_setting) for s in spec.settings]
+
+
+def all_steps(scenario: Scenario) -> list[StepPlan]:
+    return [step for spec in scenario.specs for step in steps_of(spec)]
 
 
 def plan_points(scenario: Scenario) -> list[tuple[int, int]]:
@@ -156,49 +162,64 @@ class Orchestrator:
     def __init__(self, scenario: Scenario, store: RunStore, progress: bool = True) -> None:
         self.scenario = scenario
         self.store = store
-        self.steps = steps_of(scenario)
-        self.worker: WorkerClient | None = None
-        self.progress = Progress(len(self.steps) * len(store.manifest["plan"]), progress)
+        self.specs = {spec.label: spec for spec in scenario.specs}
+        self.steps = {label: steps_of(spec) for label, spec in self.specs.items()}
+        # Several workloads are measured one at a time, each in a fresh worker closed before the
+        # next starts: their memory is then theirs alone. A single one keeps its worker unless told.
+        self.isolated = len(self.specs) > 1
+        self.workers: dict[str, WorkerClient] = {}
+        self.steps_per_point = sum(len(v) for v in self.steps.values())
+        self.progress = Progress(self.steps_per_point * len(store.manifest["plan"]), progress)
         self.started_epoch = float(store.manifest["started_epoch"])
         self.own_session = scenario.bubble.placement == "own-session"
 
     # -- worker management ----------------------------------------------------
-    def _start_worker(self) -> WorkerClient:
-        w = self.scenario.workload
+    def _keeps_worker(self, label: str) -> bool:
+        return not self.isolated and self.specs[label].restart == "never"
+
+    def _worker(self, label: str) -> WorkerClient:
+        """The live worker of ``label``, started and loaded if there is none."""
+        client = self.workers.get(label)
+        if client is not None and client.alive():
+            return client
+        self._drop_worker(label)
+        spec = self.specs[label]
         client = WorkerClient(self.store.root / "worker.log", own_session=self.own_session)
         try:
-            loaded = client.load(w.kind, w.options, self.scenario.limits.load_timeout_s)
+            loaded = client.load(spec.kind, spec.options, self.scenario.limits.load_timeout_s)
         except BaseException:
             client.kill()
             raise
-        if "workload_metadata" not in self.store.manifest or self.store.manifest.get("workload_metadata") is None:
-            self.store.update_manifest(
-                workload_metadata=loaded.get("metadata", {}),
-                workload_load_s=loaded.get("load_s"),
-                workload_rss_after_load_mb=loaded.get("rss_mb"),
-            )
+        meta = self.store.manifest.get("workload_metadata") or {}
+        if label not in meta:
+            meta[label] = {**loaded.get("metadata", {}), "load_s": loaded.get("load_s"),
+                           "rss_after_load_mb": loaded.get("rss_mb")}  # fmt: skip
+            self.store.update_manifest(workload_metadata=meta)
+        self.workers[label] = client
         return client
 
-    def _drop_worker(self) -> None:
-        if self.worker is not None:
-            self.worker.close()
-            self.worker = None
+    def _drop_worker(self, label: str) -> None:
+        client = self.workers.pop(label, None)
+        if client is not None:
+            client.close()
 
     # -- the sweep ------------------------------------------------------------
     def run(self) -> None:
         done = self.store.completed_points()
         todo = [(r, v) for r, v in self.store.manifest["plan"] if (r, v) not in done]
-        self.progress.advance(len(self.steps) * (len(self.store.manifest["plan"]) - len(todo)))
+        self.progress.advance(self.steps_per_point * (len(self.store.manifest["plan"]) - len(todo)))
         try:
-            if self.scenario.workload.restart == "never":
-                try:
-                    self.worker = self._start_worker()
-                except (WorkerError, WorkerDied, WorkerTimeout) as exc:
-                    raise RunFailed(f"the workload could not load with no pressure applied: {exc}") from None
+            for label in self.specs:
+                if self._keeps_worker(label):
+                    try:
+                        self._worker(label)
+                    except (WorkerError, WorkerDied, WorkerTimeout) as exc:
+                        raise RunFailed(f"{label} could not load with no pressure applied: {exc}") from None
             for repeat, value in todo:
                 self._run_point(repeat, value)
         finally:
-            self._drop_worker()
+            for label in list(self.workers):
+                self._drop_worker(label)
             self.progress.close()
 
     def _point_shape(self, value: int) -> tuple[int, int]:
@@ -209,50 +230,43 @@ class Orchestrator:
     def _run_point(self, repeat: int, value: int) -> None:
         sc = self.scenario
         count, size = self._point_shape(value)
-        axis = sc.sweep.axis
-        self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {axis}={value} ({count} x {size} MiB)")
+        self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {sc.sweep.axis}={value} ({count} x {size} MiB)")
+        key = [repeat, sc.sweep.axis, value, count, size]
         sample_rows: list[list[Any]] = []
         point_rows: list[list[Any]] = []
-        key = [repeat, axis, value, count, size]
-
         pool = BubblePool(sc.bubble, count, size, sc.limits.reserve_mb, sc.limits.allow_unsafe_memory)
         try:
-            pool_error = None
+            pressure_error = ""
             try:
                 pool.start()
                 pool.wait_ready(sc.limits.ready_timeout_s)
                 self._settle(pool)
             except BubbleFailed as exc:
-                pool_error = f"pressure not applied: {exc}"
-                self.progress.note(f"  {pool_error}")
-            if sc.workload.restart == "per_point":
-                self._drop_worker()
-            for idx, step in enumerate(self.steps):
-                if pool_error is not None:
-                    point_rows.append(self._point_row(key, idx, step.setting, STATUS_FAILED, [], math.nan, [],
-                                                      pool.resident_mb, pool_error))  # fmt: skip
-                    self.progress.step(f"{step.setting}: failed")
-                    continue
-                status, error, result = self._run_step(step)
-                if status == STATUS_OK:
-                    try:
-                        pool.check_alive()
-                    except BubbleFailed as exc:
-                        status, error = STATUS_FAILED, f"pressure not held: {exc}"
-                        pool_error = error
-                rows = result.rows if result is not None else []
-                pid = self.worker.pid if (self.worker is not None and result is not None) else ""
-                for r in rows:
-                    phase, iteration, first_use, latency, rss, t_epoch, info = r
-                    sample_rows.append([*key, idx, step.setting, phase, iteration, first_use,
-                                        round(latency, 6), round(rss, 3), round(t_epoch - self.started_epoch, 6),
-                                        pid, info])  # fmt: skip
-                point_rows.append(
-                    self._point_row(key, idx, step.setting, status, rows,
-                                    result.select_ms if result is not None else math.nan,
-                                    [r[4] for r in rows], pool.resident_mb, error)
-                )
-                self.progress.step(f"{step.setting}: {status}")
+                pressure_error = f"pressure not applied: {exc}"
+                self.progress.note(f"  {pressure_error}")
+            for label, steps in self.steps.items():
+                if not self._keeps_worker(label):
+                    self._drop_worker(label)
+                for idx, step in enumerate(steps):
+                    if pressure_error:
+                        status, error, result = STATUS_FAILED, pressure_error, None
+                    else:
+                        status, error, result = self._run_step(step)
+                        if status == STATUS_OK:
+                            try:
+                                pool.check_alive()
+                            except BubbleFailed as exc:
+                                status, error = STATUS_FAILED, f"pressure not held: {exc}"
+                                pressure_error = error
+                    where = [*key, label, idx, step.setting]
+                    rows = result.rows if result is not None else []
+                    pid = self.workers[label].pid if result is not None else ""
+                    sample_rows.extend(self._sample_row(where, r, pid) for r in rows)
+                    select_ms = result.select_ms if result is not None else math.nan
+                    point_rows.append(self._point_row(where, status, rows, select_ms, pool.resident_mb, error))
+                    self.progress.step(f"{label} {step.setting}: {status}")
+                if not self._keeps_worker(label):
+                    self._drop_worker(label)
         finally:
             pool.stop()
         self.store.append_point(sample_rows, point_rows)
@@ -264,31 +278,34 @@ class Orchestrator:
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         pool.check_alive()
 
-    def _run_step(self, step: StepPlan) -> tuple[str, str, Any]:
-        lim = self.scenario.limits
+    def _run_step(self, step: StepPlan) -> tuple[str, str, StepResult | None]:
+        """Run one step; a worker that dies, hangs or cannot load is a recorded outcome, not an exception."""
         try:
-            if self.worker is None or not self.worker.alive():
-                self._drop_worker()
-                self.worker = self._start_worker()
-            result = self.worker.step(step.setting, step.warmup, step.inferences, lim.step_timeout_s)
+            worker = self._worker(step.workload)
+            result = worker.step(step.setting, step.warmup, step.inferences, self.scenario.limits.step_timeout_s)
             return STATUS_OK, "", result
         except WorkerTimeout as exc:
-            self._drop_worker()
+            self._drop_worker(step.workload)
             return STATUS_TIMEOUT, str(exc), None
         except WorkerDied as exc:
-            self._drop_worker()
+            self._drop_worker(step.workload)
             return STATUS_FAILED, str(exc), None
         except WorkerError as exc:
             return STATUS_FAILED, str(exc), None
 
+    def _sample_row(self, where: list[Any], record: list[Any], pid: int | str) -> list[Any]:
+        phase, iteration, first_use, latency, rss, t_epoch, info = record
+        t_s = round(t_epoch - self.started_epoch, 6)
+        return [*where, phase, iteration, first_use, round(latency, 6), round(rss, 3), t_s, pid, info]
+
     @staticmethod
-    def _point_row(key: list[Any], idx: int, setting: str, status: str, rows: list[list[Any]], select_ms: float,
-                   rss: list[float], bubbles_mb: float, error: str) -> list[Any]:  # fmt: skip
-        timed = [r[3] for r in rows if r[0] == "timed"]
-        s = {k: round(v, 6) for k, v in stats.summarise(timed).items()}
-        return [*key, idx, setting, status, s["n"], s["median_ms"], s["ci_low_ms"], s["ci_high_ms"], s["mean_ms"],
-                s["p90_ms"], s["p95_ms"], s["p99_ms"], s["min_ms"], s["max_ms"], round(select_ms, 6),
-                max(rss) if rss else math.nan, round(bubbles_mb, 3), error.replace("\n", " ")]  # fmt: skip
+    def _point_row(where: list[Any], status: str, rows: list[list[Any]], select_ms: float, bubbles_mb: float,
+                   error: str) -> list[Any]:  # fmt: skip
+        s = {k: round(v, 6) for k, v in stats.summarise([r[3] for r in rows if r[0] == "timed"]).items()}
+        rss_max = max((r[4] for r in rows), default=math.nan)
+        return [*where, status, s["n"], s["median_ms"], s["ci_low_ms"], s["ci_high_ms"], s["mean_ms"], s["p90_ms"],
+                s["p95_ms"], s["p99_ms"], s["min_ms"], s["max_ms"], round(select_ms, 6), rss_max,
+                round(bubbles_mb, 3), error.replace("\n", " ")]  # fmt: skip
 
 
 def new_manifest(scenario: Scenario, given: dict[str, Any]) -> dict[str, Any]:
@@ -299,8 +316,9 @@ def new_manifest(scenario: Scenario, given: dict[str, Any]) -> dict[str, Any]:
         "scenario_given": given,
         "scenario_effective": scenario.model_dump(mode="json"),
         "plan": [list(p) for p in plan_points(scenario)],
-        "steps": [s.__dict__ for s in steps_of(scenario)],
-        "settings": list(dict.fromkeys(s.setting for s in steps_of(scenario))),
+        "steps": [s.__dict__ for s in all_steps(scenario)],
+        "workloads": [spec.label for spec in scenario.specs],
+        "settings": list(dict.fromkeys(s.setting for s in all_steps(scenario))),
         "placement": scenario.bubble.placement,
         "environment": env,
         "environment_warnings": environment.warnings(env),

@@ -4,7 +4,7 @@ Everything downstream (analysis, report, compare, users' notebooks) reads these
 files with ``pandas.read_csv``; this module is the single place their columns are named.
 
 samples.csv: one row per inference, warm-ups included (``phase`` says which).
-points.csv:  one row per sweep point x setting step, with summary statistics and a status.
+points.csv:  one row per sweep point x workload x setting step, with summary statistics and a status.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = (
     "value",  # the axis value of this point
     "bubble_count",  # bubbles running during the point
     "bubble_size_mb",  # resident region of each bubble, MiB
+    "workload",  # the workload's label (its kind unless the scenario names several)
     "step",  # 0-based index of the setting step within the point
     "setting",  # canonical workload setting name
     "phase",  # "warmup" (untimed in statistics) or "timed"
@@ -33,6 +34,7 @@ POINT_COLUMNS: tuple[str, ...] = (
     "value",
     "bubble_count",
     "bubble_size_mb",
+    "workload",
     "step",
     "setting",
     "status",  # ok | failed | timeout

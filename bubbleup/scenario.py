@@ -56,6 +56,8 @@ class WorkloadSpec(_Strict):
     """What is measured. ``options`` are validated by the workload kind's own Options model."""
 
     kind: StrictStr
+    #: Names this workload in results when a scenario compares several (default: its kind).
+    label: str | None = Field(default=None, pattern=r"^[^,\n]{1,60}$")
     #: Setting names or preset aliases to run at every point, or "all".
     settings: list[StrictStr] | Literal["all"] = "all"
     inferences_per_setting: Int = Field(default=50, ge=1, le=1_000_000)
@@ -149,10 +151,36 @@ class Limits(_Strict):
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: StrictStr = ""
-    workload: WorkloadSpec
+    #: One workload, or ...
+    workload: WorkloadSpec | None = None
+    #: ... several, compared under the same pressure (e.g. ApproxNet vs MCDNN configurations).
+    #: Each runs in a fresh worker of its own at every point, closed before the next starts,
+    #: so their memory is measured alone.
+    workloads: list[WorkloadSpec] | None = None
     bubble: BubbleSpec = Field(default_factory=BubbleSpec)
     sweep: SweepSpec
     limits: Limits = Field(default_factory=Limits)
+
+    @model_validator(mode="after")
+    def _one_workload_form(self) -> Scenario:
+        if self.workload is None and self.workloads is None:
+            raise ValueError("workload: required but missing (or 'workloads: [...]' to compare several)")
+        if self.workload is not None and self.workloads is not None:
+            raise ValueError("workloads: give either 'workload' or 'workloads', not both")
+        if self.workloads is not None:
+            if not self.workloads:
+                raise ValueError("workloads: must hold at least one workload")
+            labels = [w.label or w.kind for w in self.workloads]
+            dup = next((x for x in labels if labels.count(x) > 1), None)
+            if dup is not None:
+                raise ValueError(f"workloads: label {dup!r} is used twice; give each workload a distinct label")
+        return self
+
+    @property
+    def specs(self) -> list[WorkloadSpec]:
+        """Every workload of the scenario, each with its label filled in."""
+        items = [self.workload] if self.workload is not None else list(self.workloads or [])
+        return [w if w.label else w.model_copy(update={"label": w.kind}) for w in items]
 
     def points(self) -> list[tuple[int, int]]:
         """(bubble_count, bubble_size_mb) for every sweep value, in the order given."""
@@ -176,6 +204,11 @@ def _first_error_line(exc: ValidationError) -> tuple[str, str]:
     elif first["type"] == "missing":
         msg = "required but missing"
     msg = msg.replace("Value error, ", "")
+    # Model-level validators name the field they are about as "field: problem".
+    head, sep, rest = msg.partition(": ")
+    if sep and head.replace(".", "").replace("_", "").isalnum() and " " not in head:
+        field = f"{field}.{head}" if field != "(top level)" else head
+        msg = rest
     if len(errors) > 1:
         msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
     return field, msg
@@ -198,38 +231,43 @@ def scenario_from_dict(data: Any, source: str) -> Scenario:
 
 
 def _resolve_workload(scenario: Scenario, source: str) -> Scenario:
+    if scenario.workload is not None:
+        return scenario.model_copy(update={"workload": _resolve_spec(scenario.workload, source, "workload")})
+    specs = [_resolve_spec(w, source, f"workloads.{i}") for i, w in enumerate(scenario.workloads or [])]
+    return scenario.model_copy(update={"workloads": specs})
+
+
+def _resolve_spec(spec: WorkloadSpec, source: str, where: str) -> WorkloadSpec:
     from workloads import UnknownWorkload, get_workload_class
 
-    spec = scenario.workload
     try:
         cls = get_workload_class(spec.kind)
     except UnknownWorkload as exc:
-        raise UserError(f"{source}: workload.kind: {exc.args[0]}") from None
+        raise UserError(f"{source}: {where}.kind: {exc.args[0]}") from None
     try:
         options = cls.Options.model_validate(spec.options)
     except ValidationError as exc:
         field, msg = _first_error_line(exc)
-        raise UserError(f"{source}: workload.options.{field}: {msg}") from None
+        raise UserError(f"{source}: {where}.options.{field}: {msg}") from None
     workload = cls(options)
 
-    def canonical(name: str, where: str) -> str:
+    def canonical(name: str, field: str) -> str:
         try:
             return workload.resolve(name)
         except KeyError:
             known = list(workload.presets()) + workload.settings()
             shown = ", ".join(known[:12]) + (", ..." if len(known) > 12 else "")
-            raise UserError(f"{source}: {where}: unknown setting {name!r} for {spec.kind}; known: {shown}") from None
+            raise UserError(f"{source}: {field}: unknown setting {name!r} for {spec.kind}; known: {shown}") from None
 
     settings = spec.settings
-    settings = workload.settings() if settings == "all" else [canonical(s, "workload.settings") for s in settings]
+    settings = workload.settings() if settings == "all" else [canonical(s, f"{where}.settings") for s in settings]
     steps = spec.steps
     if steps is not None:
         steps = [
-            st.model_copy(update={"setting": canonical(st.setting, f"workload.steps.{i}.setting")})
+            st.model_copy(update={"setting": canonical(st.setting, f"{where}.steps.{i}.setting")})
             for i, st in enumerate(steps)
         ]
-    effective = spec.model_copy(update={"settings": settings, "steps": steps, "options": options.model_dump()})
-    return scenario.model_copy(update={"workload": effective})
+    return spec.model_copy(update={"settings": settings, "steps": steps, "options": options.model_dump(mode="json")})
 
 
 def load_scenario(path: str | Path) -> tuple[Scenario, dict[str, Any]]:

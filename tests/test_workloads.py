@@ -123,3 +123,37 @@ def test_validate_reports_the_plan(tmp_path: Path) -> None:
     file = write_scenario(tmp_path, smoke_dict())
     done = run_cli(["validate", str(file)], cwd=tmp_path, timeout=60)
     assert done.returncode == 0 and "2 points x 2 steps of synthetic" in done.stdout
+
+
+def test_several_workloads_are_measured_one_at_a_time_in_fresh_workers(tmp_path: Path) -> None:
+    data = smoke_dict(**{"sweep.values": [0, 1]})
+    del data["workload"]
+    data["workloads"] = [
+        {"label": "small ws", "kind": "synthetic", "options": {"working_sets_kb": [64]}, "inferences_per_setting": 5},
+        {"label": "calls", "kind": "python", "options": {"function": "helpers_workload:spin", "path": str(TESTS)},
+         "steps": [{"setting": "default", "inferences": 4}, {"setting": "default", "inferences": 3, "warmup": 1}]},
+    ]  # fmt: skip
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q", "--no-report"],
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    points = pd.read_csv(tmp_path / "r" / "points.csv")
+    samples = pd.read_csv(tmp_path / "r" / "samples.csv")
+    assert list(points["workload"]) == ["small ws", "calls", "calls"] * 2
+    assert list(points["n"]) == [5, 4, 3] * 2
+    # One fresh worker per workload and point: four distinct processes, never shared.
+    pids = samples.groupby(["value", "workload"])["worker_pid"].nunique()
+    assert (pids == 1).all() and samples["worker_pid"].nunique() == 4
+    # Each fresh worker marks its first use again.
+    assert samples.groupby(["value", "workload"])["first_use"].sum().tolist() == [1, 1, 1, 1]
+
+
+def test_workload_and_workloads_are_mutually_exclusive(tmp_path: Path, capsys) -> None:
+    from bubbleup import cli
+
+    both = smoke_dict()
+    both["workloads"] = [both["workload"]]
+    twice = smoke_dict()
+    twice["workloads"] = [twice.pop("workload"), {"kind": "synthetic"}]
+    for data, words in ((both, "workloads: give either"), (twice, "workloads: label 'synthetic' is used twice")):
+        assert cli.main(["validate", str(write_scenario(tmp_path, data))]) == 2
+        assert words in capsys.readouterr().err
