@@ -4,6 +4,8 @@
 
 (a) median latency of a function measured through the harness (worker process, pipe,
     per-inference RSS) / the same function timed in a bare perf_counter loop. Target <= 1.02.
+(c) median latency through the harness with the telemetry sampler running at 10 Hz in the
+    orchestrator / with it off. Target <= 1.02.
 (b) time for N bubbles totalling X GiB to be ready (resident, verified) / time for one
     process to start, import numpy and fill X GiB. Target <= 1.3.
 
@@ -79,6 +81,28 @@ def overhead(n: int, rounds: int) -> None:
     print(f"(a) harness / bare median latency: {statistics.median(ratios):.3f}  (target <= 1.02)")
 
 
+def telemetry_cost(n: int, rounds: int) -> None:
+    from bubbleup.telemetry import Sampler
+
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory() as tmp:
+        client = WorkerClient(Path(tmp) / "worker.log", own_session=False)
+        try:
+            client.load("python", {"function": FUNCTION, "path": str(root)}, timeout_s=120)
+            ratios = []
+            for _ in range(rounds):
+                sampler = Sampler(0.1, [0, 0], time.time(), lambda: {"worker": [client.pid], "bubbles": []})
+                sampler.start()
+                on = harness_median(client, n)
+                samples = len(sampler.stop())
+                off = harness_median(client, n)
+                ratios.append(on / off)
+                print(f"  telemetry on {on:.4f} ms ({samples} samples)  off {off:.4f} ms  ratio {on / off:.3f}")
+        finally:
+            client.close()
+    print(f"(c) harness latency with telemetry on / off: {statistics.median(ratios):.3f}  (target <= 1.02)")
+
+
 def fill_one_process(gib: float) -> float:
     code = f"import numpy as np; a = np.empty({int(gib * 2**30)}, np.uint8); a[::4096] = 1; a[-1] = 1"
     t0 = time.perf_counter()
@@ -114,6 +138,7 @@ def main() -> None:
     args = p.parse_args()
     print(f"numpy {np.__version__}, python {sys.version.split()[0]}")
     overhead(args.inferences, args.rounds)
+    telemetry_cost(args.inferences, args.rounds)
     readiness(args.gib, args.bubbles, args.rounds)
 
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import psutil
 
-from bubbleup import environment, stats
+from bubbleup import environment, stats, telemetry
 from bubbleup.bubbles import BubblePool
 from bubbleup.errors import BubbleFailed, RunFailed, UserError
 from bubbleup.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT
@@ -235,6 +235,12 @@ class Orchestrator:
         sample_rows: list[list[Any]] = []
         point_rows: list[list[Any]] = []
         pool = BubblePool(sc.bubble, count, size, sc.limits.reserve_mb, sc.limits.allow_unsafe_memory)
+        sampler = None
+        if sc.telemetry.enabled:
+            sampler = telemetry.Sampler(sc.telemetry.interval_s, [repeat, value], self.started_epoch,
+                                        lambda: {"worker": [w.pid for w in self.workers.values()],
+                                                 "bubbles": pool.pids()})  # fmt: skip
+            sampler.start()
         try:
             pressure_error = ""
             try:
@@ -269,7 +275,8 @@ class Orchestrator:
                     self._drop_worker(label)
         finally:
             pool.stop()
-        self.store.append_point(sample_rows, point_rows)
+            machine_rows = sampler.stop() if sampler is not None else []
+        self.store.append_point(sample_rows, point_rows, machine_rows)
 
     def _settle(self, pool: BubblePool) -> None:
         deadline = time.monotonic() + self.scenario.sweep.settle_s
@@ -321,6 +328,7 @@ def new_manifest(scenario: Scenario, given: dict[str, Any]) -> dict[str, Any]:
         "settings": list(dict.fromkeys(s.setting for s in all_steps(scenario))),
         "placement": scenario.bubble.placement,
         "environment": env,
+        "telemetry_columns": telemetry.columns(),
         "environment_warnings": environment.warnings(env),
         "workload_metadata": None,
     }

@@ -148,6 +148,13 @@ class Limits(_Strict):
     allow_unsafe_memory: StrictBool = False
 
 
+class TelemetrySpec(_Strict):
+    """The machine sampler that runs during every point (telemetry.csv)."""
+
+    enabled: StrictBool = True
+    interval_s: Float = Field(default=0.1, ge=0.01, le=60.0)
+
+
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: StrictStr = ""
@@ -160,6 +167,7 @@ class Scenario(_Strict):
     bubble: BubbleSpec = Field(default_factory=BubbleSpec)
     sweep: SweepSpec
     limits: Limits = Field(default_factory=Limits)
+    telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
 
     @model_validator(mode="after")
     def _one_workload_form(self) -> Scenario:

@@ -4,12 +4,13 @@ Layout (DESIGN.md section 2)::
 
     manifest.json   scenario as given and effective, plan, environment, status, schema version
     samples.csv     one row per inference (records.SAMPLE_COLUMNS)
-    points.csv      one row per point x setting step (records.POINT_COLUMNS)
+    points.csv      one row per point x workload x setting step (records.POINT_COLUMNS)
+    telemetry.csv   machine samples during each point (telemetry.columns(), fixed per run in the manifest)
     worker.log      everything the workload processes wrote to stderr
     report.html     written at the end
 
-A point is committed by appending its samples, fsync, then its point rows,
-fsync. A crash between the two leaves samples without point rows; ``open_for_resume``
+A point is committed by appending its telemetry and samples, fsync, then its point
+rows, fsync. A crash in between leaves rows without point rows; ``open_for_resume``
 removes those orphans, so a resumed run ends with exactly one copy of every row.
 """
 
@@ -30,6 +31,9 @@ from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
 MANIFEST = "manifest.json"
 SAMPLES = "samples.csv"
 POINTS = "points.csv"
+TELEMETRY = "telemetry.csv"
+#: Files whose rows belong to a point and are written before its point rows (the commit marker).
+POINT_DATA = (TELEMETRY, SAMPLES)
 
 PointKey = tuple[int, int]  # (repeat, value)
 
@@ -69,7 +73,8 @@ class RunStore:
         }
         store = cls(root, manifest)
         store.write_manifest()
-        for name, columns in ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS)):
+        files = ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS), (TELEMETRY, manifest["telemetry_columns"]))
+        for name, columns in files:
             with open(root / name, "w", newline="") as f:
                 csv.writer(f).writerow(columns)
                 _sync(f)
@@ -90,28 +95,31 @@ class RunStore:
                 f"bubbleup (schema {SCHEMA_VERSION})"
             )
         store = cls(root, manifest)
-        store._drop_orphan_samples()
+        store._drop_orphan_rows()
         return store
 
-    def _drop_orphan_samples(self) -> None:
-        """Remove sample rows of a point whose point rows never made it to disk."""
+    def _drop_orphan_rows(self) -> None:
+        """Remove sample and telemetry rows of a point whose point rows never made it to disk."""
         done = self.completed_points()
-        path = self.root / SAMPLES
-        with open(path, newline="") as f:
-            rows = list(csv.reader(f))
-        if not rows:
-            rows = [list(SAMPLE_COLUMNS)]
-        header, body = rows[0], rows[1:]
-        r_i, v_i = header.index("repeat"), header.index("value")
-        kept = [row for row in body if len(row) == len(header) and (int(row[r_i]), int(row[v_i])) in done]
-        if len(kept) != len(body):
-            tmp = path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(header)
-                w.writerows(kept)
-                _sync(f)
-            os.replace(tmp, path)
+        for name in POINT_DATA:
+            path = self.root / name
+            if not path.exists():
+                continue
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            if not rows:
+                continue
+            header, body = rows[0], rows[1:]
+            r_i, v_i = header.index("repeat"), header.index("value")
+            kept = [row for row in body if len(row) == len(header) and (int(row[r_i]), int(row[v_i])) in done]
+            if len(kept) != len(body):
+                tmp = path.with_suffix(".csv.tmp")
+                with open(tmp, "w", newline="") as f:
+                    w = csv.writer(f)
+                    w.writerow(header)
+                    w.writerows(kept)
+                    _sync(f)
+                os.replace(tmp, path)
 
     # -- reading ------------------------------------------------------------
     def completed_points(self) -> set[PointKey]:
@@ -124,9 +132,10 @@ class RunStore:
             return {(int(r["repeat"]), int(r["value"])) for r in reader if r.get("value") not in (None, "")}
 
     # -- writing ------------------------------------------------------------
-    def append_point(self, samples: Iterable[Sequence[Any]], points: Iterable[Sequence[Any]]) -> None:
-        """Commit one point: samples first, then point rows, each fsynced."""
-        for name, rows in ((SAMPLES, samples), (POINTS, points)):
+    def append_point(self, samples: Iterable[Sequence[Any]], points: Iterable[Sequence[Any]],
+                     telemetry: Iterable[Sequence[Any]] = ()) -> None:  # fmt: skip
+        """Commit one point: telemetry and samples first, then point rows (the marker), each fsynced."""
+        for name, rows in ((TELEMETRY, telemetry), (SAMPLES, samples), (POINTS, points)):
             with open(self.root / name, "a", newline="") as f:
                 csv.writer(f).writerows(rows)
                 _sync(f)

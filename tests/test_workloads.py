@@ -115,8 +115,14 @@ def test_smoke_scenario_runs_in_under_a_minute_and_reads_back(tmp_path: Path) ->
     assert (points["status"] == "ok").all() and len(points) == 3 * 2
     assert len(samples) == 3 * 2 * (30 + 3)
     assert (samples["latency_ms"] > 0).all() and (samples["rss_mb"] > 0).all()
-    # The bubbles really held their memory while the workload ran.
+    # The bubbles really held their memory while the workload ran...
     assert points.groupby("value")["bubbles_rss_mb"].first().to_dict() == pytest.approx({0: 0, 1: 64, 2: 128}, rel=0.03)
+    # ... and the telemetry sampler saw them (region plus each bubble's ~35 MiB baseline) and the worker.
+    telemetry = pd.read_csv(tmp_path / "run" / "telemetry.csv")
+    assert set(telemetry["value"]) == {0, 1, 2}
+    peak = telemetry.groupby("value")["bubbles_rss_mb"].max()
+    assert peak[0] == 0 and 64 < peak[1] < 64 + 60 and 128 < peak[2] < 128 + 120
+    assert (telemetry["worker_rss_mb"] > 20).all() and telemetry["t_s"].is_monotonic_increasing
 
 
 def test_validate_reports_the_plan(tmp_path: Path) -> None:
