@@ -90,6 +90,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from bubbleup.doctor import diagnose, render
+
+    print(render(diagnose()))
+    return 0
+
+
 def _cmd_bubble(argv: list[str]) -> int:
     from bubbleup import bubble_kernel
 
@@ -149,6 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     sub.add_parser("list", help="list workload kinds with their settings and presets").set_defaults(func=_cmd_list)
+
+    sub.add_parser("doctor", help="report what on this machine would distort contention results").set_defaults(
+        func=_cmd_doctor
+    )
 
     sub.add_parser("bubble", help="run one standalone bubble until Ctrl-C (see 'bubble --help')", add_help=False)
 

@@ -20,7 +20,8 @@ import psutil
 MIB = 1 << 20
 
 
-def _read(path: str) -> str | None:
+def read_text(path: str) -> str | None:
+    """A /proc or /sys value, stripped; None where the machine does not have it."""
     try:
         return Path(path).read_text().strip()
     except OSError:
@@ -28,7 +29,7 @@ def _read(path: str) -> str | None:
 
 
 def _cpu_model() -> str | None:
-    text = _read("/proc/cpuinfo") or ""
+    text = read_text("/proc/cpuinfo") or ""
     for line in text.splitlines():
         if line.lower().startswith(("model name", "hardware", "cpu model")):
             return line.split(":", 1)[1].strip()
@@ -39,11 +40,11 @@ def _governors() -> dict[str, Any]:
     base = Path("/sys/devices/system/cpu")
     govs, max_khz, hw_max_khz = set(), [], []
     for cpu in sorted(base.glob("cpu[0-9]*")):
-        g = _read(str(cpu / "cpufreq/scaling_governor"))
+        g = read_text(str(cpu / "cpufreq/scaling_governor"))
         if g:
             govs.add(g)
         for name, dest in (("scaling_max_freq", max_khz), ("cpuinfo_max_freq", hw_max_khz)):
-            v = _read(str(cpu / "cpufreq" / name))
+            v = read_text(str(cpu / "cpufreq" / name))
             if v and v.isdigit():
                 dest.append(int(v))
     return {
@@ -54,7 +55,7 @@ def _governors() -> dict[str, Any]:
 
 
 def _thp() -> str | None:
-    text = _read("/sys/kernel/mm/transparent_hugepage/enabled")
+    text = read_text("/sys/kernel/mm/transparent_hugepage/enabled")
     if text and "[" in text:
         return text.split("[", 1)[1].split("]", 1)[0]
     return text
@@ -62,14 +63,14 @@ def _thp() -> str | None:
 
 def _cgroup() -> dict[str, Any]:
     info: dict[str, Any] = {"cgroup_version": 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1}
-    own = _read("/proc/self/cgroup") or ""
+    own = read_text("/proc/self/cgroup") or ""
     info["cgroup_path"] = own.splitlines()[0] if own else None
     for key, path in (
         ("cgroup_memory_max", "/sys/fs/cgroup/memory.max"),
         ("cgroup_cpu_max", "/sys/fs/cgroup/cpu.max"),
         ("cgroup_v1_memory_limit", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
     ):
-        info[key] = _read(path)
+        info[key] = read_text(path)
     return info
 
 
@@ -103,7 +104,7 @@ def collect() -> dict[str, Any]:
         "mem_available_mb": vm.available / MIB,
         "swap_total_mb": swap.total / MIB,
         "thp": _thp(),
-        "sched_autogroup": _read("/proc/sys/kernel/sched_autogroup_enabled"),
+        "sched_autogroup": read_text("/proc/sys/kernel/sched_autogroup_enabled"),
         "psi_available": Path("/proc/pressure/cpu").exists(),
         "loadavg_1m": load[0],
         **_cgroup(),
