@@ -14,7 +14,8 @@ from bubbleup import procs
 from bubbleup.errors import BubbleFailed
 from bubbleup.scenario import BubbleSpec
 
-KERNEL_MODULE = "bubbleup.bubble_kernel"
+#: The process each backend runs; both speak bubble_kernel's JSON-lines protocol.
+BACKEND_MODULES = {"builtin": "bubbleup.bubble_kernel", "stress-ng": "bubbleup.stress_bubble"}
 
 
 @dataclass
@@ -55,7 +56,8 @@ class BubblePool:
             args.append("--allow-unsafe")
         own_session = self.spec.placement == "own-session"
         for i in range(self.count):
-            proc = procs.spawn_child(KERNEL_MODULE, [*args, "--seed", str(i)], own_session=own_session)
+            module = BACKEND_MODULES[self.spec.backend]
+            proc = procs.spawn_child(module, [*args, "--seed", str(i)], own_session=own_session)
             self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno())))
 
     def wait_ready(self, timeout_s: float) -> None:

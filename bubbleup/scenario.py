@@ -99,6 +99,16 @@ class BubbleSpec(_Strict):
     #: own-session: each bubble its own scheduling entity (autogroup), like an independent app.
     #: shared-session: bubbles stay in the orchestrator's session (and autogroup).
     placement: Literal["own-session", "shared-session"] = "own-session"
+    #: builtin: bubbleup's own bubble process; stress-ng: stress-ng stressors behind the same protocol.
+    backend: Literal["builtin", "stress-ng"] = "builtin"
+
+    @model_validator(mode="after")
+    def _backend_can_express(self) -> BubbleSpec:
+        if self.backend == "stress-ng" and self.pattern != "none" and self.cpu_duty not in (0.0, 1.0):
+            raise ValueError(
+                f"cpu_duty: stress-ng cannot duty-cycle a {self.pattern} memory walk; use 0 or 1, or pattern none"
+            )
+        return self
 
 
 class SweepSpec(_Strict):

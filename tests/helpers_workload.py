@@ -45,3 +45,8 @@ def print_a_lot() -> None:
     """A chatty workload must not corrupt the worker's protocol channel."""
     print('{"event": "step", "bogus": true}')
     print("x" * 10_000)
+
+
+def spin_20ms() -> None:
+    """About 20 ms of single-threaded pure-Python work: long enough that fair sharing, not wake-up luck, decides."""
+    sum(i * i for i in range(200_000))

@@ -1,0 +1,172 @@
+"""A bubble made of stress-ng stressors, speaking the same protocol as ``bubble_kernel``.
+
+``backend: stress-ng`` starts this shim instead of the built-in kernel, so the pool,
+readiness gating and cleanup are one mechanism for both. The shim:
+
+- refuses unsafe sizes exactly like the built-in bubble;
+- starts ``stress-ng`` with a ``vm`` stressor holding the region (``--vm-bytes`` is the
+  total across vm workers, so one worker; ``--vm-keep`` so it is never unmapped;
+  ``--oomable``; ``--vm-hang 0`` to hold it without CPU when the CPU part is separate)
+  and a ``cpu`` stressor at ``--cpu-load`` for the duty cycle;
+- reports ready only once the vm worker's *anonymous* resident memory (RssAnon) has
+  reached 97% of the request: measured, never assumed;
+- ties stress-ng's life to its own (PR_SET_PDEATHSIG in the child; stress-ng's workers
+  exit when their parent does), and stops it by PID.
+
+stress-ng cannot duty-cycle a memory walk, so ``stream``/``random`` patterns need
+``cpu_duty`` 1 (a vm method walking continuously); scenario validation says so.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from bubbleup.bubble_kernel import (
+    RESIDENT_TOLERANCE,
+    build_parser,
+    die_with_parent,
+    emit,
+    exit_when_stdin_closes,
+    safe_limit_mb,
+    validate_args,
+)
+
+MIB = 1 << 20
+VM_METHODS = {"stream": "write64", "random": "rand-set"}
+
+
+def stress_ng_argv(size_mb: int, cpu_duty: float, pattern: str) -> list[str]:
+    """The stress-ng command for one bubble; ValueError for what stress-ng cannot express."""
+    exe = shutil.which("stress-ng")
+    if exe is None:
+        raise ValueError("stress-ng is not installed (Debian/Ubuntu: apt-get install stress-ng)")
+    walk = pattern in VM_METHODS and size_mb > 0
+    if walk and cpu_duty not in (0.0, 1.0):
+        raise ValueError(f"stress-ng cannot duty-cycle a {pattern} memory walk: use cpu_duty 1, or pattern none")
+    argv = [exe, "--timeout", "0", "--quiet", "--oomable"]
+    if size_mb > 0:
+        argv += ["--vm", "1", "--vm-bytes", f"{size_mb}M", "--vm-keep", "--vm-populate"]
+        if walk and cpu_duty == 1.0:
+            argv += ["--vm-method", VM_METHODS[pattern]]
+        else:
+            argv += ["--vm-hang", "0"]
+    if cpu_duty > 0 and not (walk and cpu_duty == 1.0):
+        argv += ["--cpu", "1", "--cpu-load", str(round(cpu_duty * 100)), "--cpu-method", "int64"]
+    if size_mb == 0 and cpu_duty == 0:
+        argv += ["--pause", "1"]  # nothing to stress: one idle stressor keeps the bubble's shape
+    return argv
+
+
+def _die_with_shim() -> None:
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+def _anon_rss(proc: psutil.Process) -> int:
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser("python -m bubbleup.stress_bubble")
+    args = parser.parse_args(argv)
+    validate_args(parser, args)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+
+    limit = safe_limit_mb(args.reserve_mb)
+    if args.size_mb > limit and not args.allow_unsafe:
+        emit("error", message=f"refusing to allocate {args.size_mb} MiB: only {max(limit, 0):.0f} MiB available "
+                              f"beyond the {args.reserve_mb} MiB reserve (opt in with allow_unsafe_memory)")  # fmt: skip
+        return 3
+    try:
+        cmd = stress_ng_argv(args.size_mb, args.cpu_duty, args.pattern)
+    except ValueError as exc:
+        emit("error", message=str(exc))
+        return 3
+    t0 = time.perf_counter()
+    child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             preexec_fn=_die_with_shim)  # fmt: skip
+    if args.watch_stdin:
+        exit_when_stdin_closes()  # after Popen: no thread may exist while preexec_fn runs
+    root = psutil.Process(child.pid)
+    try:
+        region, previous, stable = 0, -1, 0
+        deadline = time.perf_counter() + 120
+        while not stop.is_set():
+            if child.poll() is not None:
+                tail = (child.stderr.read() or b"").decode(errors="replace").strip().splitlines()[-1:]
+                emit("error", message=f"stress-ng exited with status {child.returncode}: {' '.join(tail)[:200]}")
+                return 3
+            region = max((_anon_rss(p) for p in _tree(root)), default=0)
+            # Resident enough, and done growing (stress-ng populates progressively): then ready.
+            stable = stable + 1 if region == previous else 0
+            previous = region
+            if region >= RESIDENT_TOLERANCE * args.size_mb * MIB and (stable >= 3 or region >= args.size_mb * MIB):
+                break
+            if time.perf_counter() > deadline:
+                emit("error", message=f"stress-ng held only {region / MIB:.0f} of {args.size_mb} MiB after 120 s")
+                return 3
+            time.sleep(0.02)
+        tree_rss = sum(p.memory_info().rss for p in _tree(root))
+        emit("ready", size_mb=args.size_mb, cpu_duty=args.cpu_duty, region_mb=region / MIB, rss_mb=tree_rss / MIB,
+             baseline_mb=(tree_rss - region) / MIB, touch_s=time.perf_counter() - t0, pattern=args.pattern,
+             backend="stress-ng", argv=cmd[1:])  # fmt: skip
+        wall0 = time.perf_counter()
+        cpu0 = _tree_cpu(root)
+        while not stop.wait(0.2):
+            if child.poll() is not None:
+                emit("error", message=f"stress-ng died while running: status {child.returncode}")
+                return 3
+        wall, cpu = time.perf_counter() - wall0, _tree_cpu(root) - cpu0
+        stopped: dict[str, Any] = {"wall_s": wall, "cpu_s": cpu, "core_share": cpu / wall if wall else 0.0}
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+    emit("stopped", **stopped)
+    return 0
+
+
+def _tree_cpu(root: psutil.Process) -> float:
+    total = 0.0
+    for p in _tree(root):
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+if __name__ == "__main__":
+    sys.exit(main())

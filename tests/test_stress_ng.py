@@ -1,0 +1,90 @@
+"""The stress-ng backend: resident, ready-gated, cleaned up, and equivalent to the built-in bubbles."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import statistics
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import TESTS, descendants, kill_pids, smoke_dict, start_cli, wait_all_gone, write_scenario
+
+from bubbleup.bubbles import BubblePool
+from bubbleup.scenario import BubbleSpec
+from bubbleup.worker import Runner, load_workload
+
+MIB = 1 << 20
+
+if shutil.which("stress-ng") is None:
+    if os.environ.get("CI") == "true":
+        pytest.fail("stress-ng is required under CI (.ci/run installs it)", pytrace=False)
+    pytest.skip("stress-ng not installed (apt-get install stress-ng)", allow_module_level=True)
+
+
+def anon_rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:"))
+
+
+def test_stress_ng_bubbles_are_resident_when_ready() -> None:
+    with BubblePool(BubbleSpec(backend="stress-ng", cpu_duty=0.0, pattern="none"), 2, 192) as pool:
+        pool.start()
+        pool.wait_ready(60)
+        for b in pool.bubbles:
+            held = max(anon_rss(p.pid) for p in psutil.Process(b.pid).children(recursive=True))
+            assert abs(held / MIB - 192) <= 0.03 * 192, held / MIB
+        assert pool.resident_mb >= 2 * 192 * 0.97
+
+
+def test_stress_ng_cannot_be_asked_to_duty_cycle_a_memory_walk() -> None:
+    with pytest.raises(ValueError, match="cannot duty-cycle a stream memory walk"):
+        BubbleSpec(backend="stress-ng", cpu_duty=0.5, pattern="stream")
+
+
+def test_stress_ng_bubbles_die_with_a_sigkilled_orchestrator(tmp_path: Path) -> None:
+    data = smoke_dict(**{"bubble": {"backend": "stress-ng", "size_mb": 32, "cpu_duty": 0.3, "pattern": "none"},
+                         "sweep.values": [2], "workload.inferences_per_setting": 100_000})  # fmt: skip
+    proc = start_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q"], cwd=tmp_path)
+    tree: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        # worker + 2 shims, each with stress-ng, its vm wrapper and vm worker, and a cpu worker
+        while time.monotonic() < deadline and len(tree) < 9:
+            tree = [p.pid for p in descendants(proc.pid)]
+            time.sleep(0.1)
+        assert len(tree) >= 9, tree
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        survivors = wait_all_gone(tree, 3.0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_pids(tree)
+    assert survivors == []
+
+
+def median_latency(runner: Runner) -> float:
+    return statistics.median(runner.step("default", 2, 25).latencies())
+
+
+def test_stress_ng_and_builtin_bubbles_slow_a_workload_alike() -> None:
+    runner = Runner(load_workload("python", {"function": "helpers_workload:spin_20ms", "path": str(TESTS)}))
+    runner.workload.load()
+    factors: dict[str, list[float]] = {"builtin": [], "stress-ng": []}
+    for _ in range(2):
+        for backend in factors:
+            base = median_latency(runner)
+            with BubblePool(BubbleSpec(backend=backend, cpu_duty=1.0, pattern="none"), 2, 64) as pool:
+                pool.start()
+                pool.wait_ready(60)
+                time.sleep(0.3)
+                loaded = median_latency(runner)
+            factors[backend].append(loaded / base)
+    builtin, stress = statistics.median(factors["builtin"]), statistics.median(factors["stress-ng"])
+    assert builtin > 1.2 and stress > 1.2, factors  # two full-core bubbles on two cores do slow it
+    assert abs(stress / builtin - 1) <= 0.15, factors
