@@ -71,9 +71,15 @@ def exit_when_stdin_closes() -> None:
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
 
-def safe_limit_mb(reserve_mb: int) -> float:
-    """How much this bubble may allocate without touching the reserve."""
-    return psutil.virtual_memory().available / MIB - reserve_mb
+def refusal(size_mb: int, reserve_mb: int, allow_unsafe: bool) -> str | None:
+    """Why allocating ``size_mb`` now would eat into the reserve of available memory, or None if it is safe."""
+    limit = psutil.virtual_memory().available / MIB - reserve_mb
+    if size_mb <= limit or allow_unsafe:
+        return None
+    return (
+        f"refusing to allocate {size_mb} MiB: only {max(limit, 0):.0f} MiB available beyond the "
+        f"{reserve_mb} MiB reserve (opt in with allow_unsafe_memory / --allow-unsafe)"
+    )
 
 
 class Region:
@@ -241,15 +247,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
 
-    limit = safe_limit_mb(args.reserve_mb)
-    if args.size_mb > limit and not args.allow_unsafe:
-        emit(
-            "error",
-            message=(
-                f"refusing to allocate {args.size_mb} MiB: only {max(limit, 0):.0f} MiB available beyond the "
-                f"{args.reserve_mb} MiB reserve (opt in with allow_unsafe_memory / --allow-unsafe)"
-            ),
-        )
+    refused = refusal(args.size_mb, args.reserve_mb, args.allow_unsafe)
+    if refused:
+        emit("error", message=refused)
         return 3
     try:
         ready = bubble.allocate()

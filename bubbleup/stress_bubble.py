@@ -20,7 +20,6 @@ stress-ng cannot duty-cycle a memory walk, so ``stream``/``random`` patterns nee
 from __future__ import annotations
 
 import ctypes
-import os
 import shutil
 import signal
 import subprocess
@@ -37,7 +36,7 @@ from bubbleup.bubble_kernel import (
     die_with_parent,
     emit,
     exit_when_stdin_closes,
-    safe_limit_mb,
+    refusal,
     validate_args,
 )
 
@@ -99,10 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
 
-    limit = safe_limit_mb(args.reserve_mb)
-    if args.size_mb > limit and not args.allow_unsafe:
-        emit("error", message=f"refusing to allocate {args.size_mb} MiB: only {max(limit, 0):.0f} MiB available "
-                              f"beyond the {args.reserve_mb} MiB reserve (opt in with allow_unsafe_memory)")  # fmt: skip
+    refused = refusal(args.size_mb, args.reserve_mb, args.allow_unsafe)
+    if refused:
+        emit("error", message=refused)
         return 3
     try:
         cmd = stress_ng_argv(args.size_mb, args.cpu_duty, args.pattern)
