@@ -113,7 +113,7 @@ def fill_one_process(gib: float) -> float:
 def bubbles_ready(gib: float, count: int) -> float:
     size = int(gib * 1024 / count)
     t0 = time.perf_counter()
-    with BubblePool(BubbleSpec(cpu_duty=0.0, pattern="none"), count, size) as pool:
+    with BubblePool.uniform(BubbleSpec(cpu_duty=0.0, pattern="none"), count, size) as pool:
         pool.start()
         pool.wait_ready(300)
         return time.perf_counter() - t0

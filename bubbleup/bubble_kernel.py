@@ -124,9 +124,11 @@ def compute_chunk() -> None:
 class Bubble:
     """Allocates, verifies residency, then runs the duty-cycle loop until stopped."""
 
-    def __init__(self, size_mb: int, cpu_duty: float, pattern: str, period_ms: float, seed: int = 0) -> None:
+    def __init__(self, size_mb: int, cpu_duty: float, pattern: str, period_ms: float, seed: int = 0,
+                 rate_mb_s: float | None = None) -> None:  # fmt: skip
         self.size_mb = size_mb
         self.cpu_duty = cpu_duty
+        self.rate_mb_s = rate_mb_s
         self.period_s = period_ms / 1000.0
         self.seed = seed
         # With no memory there is nothing to walk: fall back to pure compute, and say so.
@@ -179,14 +181,24 @@ class Bubble:
         work = self._work()
         period = self.period_s
         busy_target = self.cpu_duty * period
+        region = self.region
+        # A rate target is a byte budget per period, with the shortfall or excess carried over
+        # (feedback), so the average holds even when single periods over- or undershoot.
+        byte_budget = self.rate_mb_s * MIB * period if self.rate_mb_s and region is not None else None
+        debt = 0.0
         wall0, cpu0 = time.perf_counter(), time.thread_time()
         while not self.stop_event.is_set():
             start_wall, start_cpu = time.perf_counter(), time.thread_time()
-            if busy_target > 0:
+            if byte_budget is not None:
+                goal = region.bytes_walked + byte_budget + debt
+                while region.bytes_walked < goal and time.perf_counter() - start_wall < period:
+                    work()
+                debt = max(-byte_budget, min(byte_budget, goal - region.bytes_walked))
+            elif busy_target > 0:
                 # CPU time, not wall time: on a contended core we still ask for our full share.
                 while time.thread_time() - start_cpu < busy_target and time.perf_counter() - start_wall < period:
                     work()
-            if self.cpu_duty < 1.0:
+            if self.cpu_duty < 1.0 or byte_budget is not None:
                 self.stop_event.wait(max(0.0, start_wall + period - time.perf_counter()))
         wall = time.perf_counter() - wall0
         cpu = time.thread_time() - cpu0
@@ -213,6 +225,7 @@ def build_parser(prog: str = "bubbleup bubble") -> argparse.ArgumentParser:
     p.add_argument("--cpu-duty", type=float, default=1.0, help="share of one core to burn, 0..1 (default 1)")
     p.add_argument("--pattern", choices=("none", "stream", "random"), default="stream", help="memory walk")
     p.add_argument("--period-ms", type=float, default=50.0, help="duty-cycle period in ms (default 50)")
+    p.add_argument("--rate-mb-s", type=float, default=None, help="hold a streaming rate in MB/s instead of a duty")
     p.add_argument("--reserve-mb", type=int, default=2048, help="memory always left available (default 2048)")
     p.add_argument("--allow-unsafe", action="store_true", help="allocate even into the reserve")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
@@ -228,6 +241,8 @@ def validate_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error("--cpu-duty must be between 0 and 1")
     if args.period_ms < 1.0:
         p.error("--period-ms must be at least 1")
+    if args.rate_mb_s is not None and (args.rate_mb_s <= 0 or args.size_mb == 0 or args.pattern != "stream"):
+        p.error("--rate-mb-s needs a positive rate, a region (--size-mb) and --pattern stream")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -239,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.watch_stdin:
         exit_when_stdin_closes()
 
-    bubble = Bubble(args.size_mb, args.cpu_duty, args.pattern, args.period_ms, args.seed)
+    bubble = Bubble(args.size_mb, args.cpu_duty, args.pattern, args.period_ms, args.seed, args.rate_mb_s)
 
     def on_signal(signum: int, _frame: object) -> None:
         bubble.stop_event.set()

@@ -12,6 +12,7 @@ from typing import Any
 
 from bubbleup import procs
 from bubbleup.errors import BubbleFailed
+from bubbleup.pressure import effective
 from bubbleup.scenario import BubbleSpec
 
 #: The process each backend runs; both speak bubble_kernel's JSON-lines protocol.
@@ -23,6 +24,7 @@ class BubbleHandle:
     index: int
     proc: Any  # subprocess.Popen[bytes]
     reader: procs.LineReader
+    size_mb: int
     ready: dict[str, Any] | None = None
     stopped: dict[str, Any] | None = None
 
@@ -33,32 +35,38 @@ class BubbleHandle:
 
 @dataclass
 class BubblePool:
-    """N identical bubbles. Use as a context manager so they are stopped whatever happens."""
+    """The bubbles of one point, possibly of several kinds. Use as a context manager so they always stop."""
 
-    spec: BubbleSpec
-    count: int
-    size_mb: int
+    members: list[tuple[BubbleSpec, int]]  # (spec, size_mb) per bubble
     reserve_mb: int = 2048
     allow_unsafe: bool = False
     bubbles: list[BubbleHandle] = field(default_factory=list)
     ready_s: float = 0.0
 
+    @classmethod
+    def uniform(cls, spec: BubbleSpec, count: int, size_mb: int, **kw: Any) -> BubblePool:
+        """``count`` identical bubbles of ``size_mb``."""
+        return cls([(spec, size_mb)] * count, **kw)
+
     def start(self) -> None:
-        args = [
-            "--size-mb", str(self.size_mb),
-            "--cpu-duty", str(self.spec.cpu_duty),
-            "--pattern", self.spec.pattern,
-            "--period-ms", str(self.spec.period_ms),
-            "--reserve-mb", str(self.reserve_mb),
-            "--watch-stdin",
-        ]  # fmt: skip
-        if self.allow_unsafe:
-            args.append("--allow-unsafe")
-        own_session = self.spec.placement == "own-session"
-        for i in range(self.count):
-            module = BACKEND_MODULES[self.spec.backend]
-            proc = procs.spawn_child(module, [*args, "--seed", str(i)], own_session=own_session)
-            self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno())))
+        for i, (spec, size_mb) in enumerate(self.members):
+            spec = effective(spec)
+            args = [
+                "--size-mb", str(size_mb),
+                "--cpu-duty", str(spec.cpu_duty),
+                "--pattern", spec.pattern,
+                "--period-ms", str(spec.period_ms),
+                "--reserve-mb", str(self.reserve_mb),
+                "--seed", str(i),
+                "--watch-stdin",
+            ]  # fmt: skip
+            if spec.rate_mb_s is not None:
+                args += ["--rate-mb-s", str(spec.rate_mb_s)]
+            if self.allow_unsafe:
+                args.append("--allow-unsafe")
+            own_session = spec.placement == "own-session"
+            proc = procs.spawn_child(BACKEND_MODULES[spec.backend], args, own_session=own_session)
+            self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb))
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until every bubble reported ready; BubbleFailed naming the first that cannot."""
@@ -77,9 +85,7 @@ class BubblePool:
                         raise BubbleFailed(self._death_note(b))
             if time.monotonic() > deadline:
                 b = next(b for b in self.bubbles if b.ready is None)
-                raise BubbleFailed(
-                    f"bubble {b.index} (pid {b.pid}, {self.size_mb} MiB) not ready after {timeout_s:.0f} s"
-                )
+                raise BubbleFailed(f"bubble {b.index} (pid {b.pid}, {b.size_mb} MiB) not ready after {timeout_s:.0f} s")
             open_fds = [b.reader.fd for b in self.bubbles if b.ready is None and not b.reader.closed]
             procs.wait_readable(open_fds, min(0.1, max(deadline - time.monotonic(), 0)))
 
@@ -98,7 +104,7 @@ class BubblePool:
         b.proc.wait(timeout=5)
         tail = procs.stderr_tail(b.proc)
         return (
-            f"bubble {b.index} (pid {b.pid}, {self.size_mb} MiB) died before ready: "
+            f"bubble {b.index} (pid {b.pid}, {b.size_mb} MiB) died before ready: "
             f"{procs.describe_exit(b.proc.returncode)}" + (f": {tail}" if tail else "")
         )
 

@@ -92,9 +92,11 @@ def check_memory_safety(scenario: Scenario, available_mb: float | None = None) -
     peak = scenario.peak_bubble_mb()
     facts = {"peak_bubble_mb": peak, "available_mb": available, "allowed_mb": allowed}
     if peak > allowed and not lim.allow_unsafe_memory:
-        count, size = max(scenario.points(), key=lambda cs: cs[0] * cs[1])
+        worst = max(scenario.sweep.values, key=lambda v: sum(size for _, size in scenario.pressure_at(v)))
+        count = len(scenario.pressure_at(worst))
         raise UserError(
-            f"refusing to run {scenario.name!r}: peak bubble memory {peak} MiB ({count} x {size} MiB) exceeds the "
+            f"refusing to run {scenario.name!r}: peak bubble memory {peak} MiB ({count} bubbles at "
+            f"{scenario.sweep.axis}={worst}) exceeds the "
             f"safe limit of {allowed:.0f} MiB (the lesser of {lim.max_memory_fraction:.0%} of the {available:.0f} "
             f"MiB available and available minus the {lim.reserve_mb} MiB reserve); shrink the sweep or set "
             f"limits.allow_unsafe_memory: true"
@@ -171,7 +173,7 @@ class Orchestrator:
         self.steps_per_point = sum(len(v) for v in self.steps.values())
         self.progress = Progress(self.steps_per_point * len(store.manifest["plan"]), progress)
         self.started_epoch = float(store.manifest["started_epoch"])
-        self.own_session = scenario.bubble.placement == "own-session"
+        self.own_session = scenario.placement == "own-session"
 
     # -- worker management ----------------------------------------------------
     def _keeps_worker(self, label: str) -> bool:
@@ -222,19 +224,14 @@ class Orchestrator:
                 self._drop_worker(label)
             self.progress.close()
 
-    def _point_shape(self, value: int) -> tuple[int, int]:
-        if self.scenario.sweep.axis == "count":
-            return value, self.scenario.bubble.size_mb
-        return self.scenario.sweep.count, value
-
     def _run_point(self, repeat: int, value: int) -> None:
         sc = self.scenario
-        count, size = self._point_shape(value)
+        count, size = dict(zip(sc.sweep.values, sc.points(), strict=True))[value]
         self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {sc.sweep.axis}={value} ({count} x {size} MiB)")
         key = [repeat, sc.sweep.axis, value, count, size]
         sample_rows: list[list[Any]] = []
         point_rows: list[list[Any]] = []
-        pool = BubblePool(sc.bubble, count, size, sc.limits.reserve_mb, sc.limits.allow_unsafe_memory)
+        pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory)
         sampler = None
         if sc.telemetry.enabled:
             sampler = telemetry.Sampler(sc.telemetry.interval_s, [repeat, value], self.started_epoch,
@@ -326,7 +323,7 @@ def new_manifest(scenario: Scenario, given: dict[str, Any]) -> dict[str, Any]:
         "steps": [s.__dict__ for s in all_steps(scenario)],
         "workloads": [spec.label for spec in scenario.specs],
         "settings": list(dict.fromkeys(s.setting for s in all_steps(scenario))),
-        "placement": scenario.bubble.placement,
+        "placement": scenario.placement,
         "environment": env,
         "telemetry_columns": telemetry.columns(),
         "environment_warnings": environment.warnings(env),

@@ -85,30 +85,44 @@ class WorkloadSpec(_Strict):
         return v
 
 
-class BubbleSpec(_Strict):
-    """One bubble: a process holding ``size_mb`` MiB resident and burning ``cpu_duty`` of a core."""
+BubbleKind = Literal["combined", "cpu", "memory", "bandwidth", "cache"]
 
+
+class BubbleSpec(_Strict):
+    """One bubble. ``kind`` names the pressure; fields left out take the kind's defaults (see bubbleup.pressure)."""
+
+    #: combined: resident memory + CPU (the TX2 study's bubble); cpu: duty cycle, no memory;
+    #: memory: resident footprint, no CPU; bandwidth: streaming RMW over a working set larger than
+    #: the LLC, optionally held at rate_mb_s; cache: random RMW over llc_fraction x the LLC.
+    kind: BubbleKind = "combined"
     #: Resident region of each bubble in MiB (2**20 bytes), over the bubble process's own baseline.
-    size_mb: Int = Field(default=256, ge=0, le=16 * 1024 * 1024)
+    size_mb: Int | None = Field(default=None, ge=0, le=16 * 1024 * 1024)
     #: Share of one core the bubble tries to use: 0 holds memory only, 1 spins a full core.
-    cpu_duty: Float = Field(default=1.0, ge=0.0, le=1.0)
+    cpu_duty: Float | None = Field(default=None, ge=0.0, le=1.0)
     #: How the busy part walks memory: none (pure compute), stream (sequential RMW), random.
-    pattern: Literal["none", "stream", "random"] = "stream"
+    pattern: Literal["none", "stream", "random"] | None = None
+    #: bandwidth kind: MB/s to hold by feedback (default: as fast as one core streams).
+    rate_mb_s: Float | None = Field(default=None, gt=0.0)
+    #: cache kind: working set as a multiple of the last-level cache (default 1.0).
+    llc_fraction: Float | None = Field(default=None, gt=0.0, le=64.0)
     #: Duty-cycle period in milliseconds.
     period_ms: Float = Field(default=50.0, ge=1.0, le=10_000.0)
-    #: own-session: each bubble its own scheduling entity (autogroup), like an independent app.
-    #: shared-session: bubbles stay in the orchestrator's session (and autogroup).
+    #: own-session: each bubble (and the worker) its own scheduling entity (autogroup), like an
+    #: independent app. shared-session: all stay in the orchestrator's session (and autogroup).
     placement: Literal["own-session", "shared-session"] = "own-session"
     #: builtin: bubbleup's own bubble process; stress-ng: stress-ng stressors behind the same protocol.
     backend: Literal["builtin", "stress-ng"] = "builtin"
 
     @model_validator(mode="after")
-    def _backend_can_express(self) -> BubbleSpec:
-        if self.backend == "stress-ng" and self.pattern != "none" and self.cpu_duty not in (0.0, 1.0):
-            raise ValueError(
-                f"cpu_duty: stress-ng cannot duty-cycle a {self.pattern} memory walk; use 0 or 1, or pattern none"
-            )
+    def _consistent(self) -> BubbleSpec:
+        from bubbleup.pressure import check
+
+        check(self)
         return self
+
+    @property
+    def holds_memory(self) -> bool:
+        return self.kind in ("combined", "memory", "bandwidth")
 
 
 class SweepSpec(_Strict):
@@ -174,7 +188,10 @@ class Scenario(_Strict):
     #: Each runs in a fresh worker of its own at every point, closed before the next starts,
     #: so their memory is measured alone.
     workloads: list[WorkloadSpec] | None = None
-    bubble: BubbleSpec = Field(default_factory=BubbleSpec)
+    #: One kind of bubble, or ...
+    bubble: BubbleSpec | None = None
+    #: ... a set of kinds, started together: a count of N means N copies of the whole set.
+    bubbles: list[BubbleSpec] | None = None
     sweep: SweepSpec
     limits: Limits = Field(default_factory=Limits)
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
@@ -194,6 +211,39 @@ class Scenario(_Strict):
                 raise ValueError(f"workloads: label {dup!r} is used twice; give each workload a distinct label")
         return self
 
+    @model_validator(mode="after")
+    def _one_bubble_form(self) -> Scenario:
+        if self.bubble is not None and self.bubbles is not None:
+            raise ValueError("bubbles: give either 'bubble' or 'bubbles', not both")
+        if self.bubbles is not None and not self.bubbles:
+            raise ValueError("bubbles: must hold at least one bubble")
+        if len({b.placement for b in self.bubble_set}) > 1:
+            raise ValueError("bubbles: every bubble of a set must have the same placement")
+        if self.sweep.axis == "size_mb" and not any(b.holds_memory for b in self.bubble_set):
+            raise ValueError("sweep.axis: a size_mb sweep needs a bubble kind that holds memory")
+        return self
+
+    @property
+    def bubble_set(self) -> list[BubbleSpec]:
+        """The bubbles started together at a count of one (a single default bubble if none given)."""
+        if self.bubbles is not None:
+            return list(self.bubbles)
+        return [self.bubble if self.bubble is not None else BubbleSpec()]
+
+    @property
+    def placement(self) -> str:
+        return self.bubble_set[0].placement
+
+    def pressure_at(self, value: int) -> list[tuple[BubbleSpec, int]]:
+        """Every bubble (effective spec, size in MiB) running at the sweep point ``value``."""
+        from bubbleup.pressure import effective
+
+        specs = [effective(b) for b in self.bubble_set]
+        if self.sweep.axis == "count":
+            return [(b, b.size_mb) for _ in range(value) for b in specs]
+        # On a size sweep a 0 MiB bubble still burns CPU: the right control for the memory effect.
+        return [(b, value if b.holds_memory else b.size_mb) for _ in range(self.sweep.count) for b in specs]
+
     @property
     def specs(self) -> list[WorkloadSpec]:
         """Every workload of the scenario, each with its label filled in."""
@@ -201,15 +251,21 @@ class Scenario(_Strict):
         return [w if w.label else w.model_copy(update={"label": w.kind}) for w in items]
 
     def points(self) -> list[tuple[int, int]]:
-        """(bubble_count, bubble_size_mb) for every sweep value, in the order given."""
-        if self.sweep.axis == "count":
-            return [(v, self.bubble.size_mb) for v in self.sweep.values]
-        # A 0 MiB bubble still burns CPU: the right control for isolating the memory effect.
-        return [(self.sweep.count, v) for v in self.sweep.values]
+        """(bubble_count, bubble_size_mb) for every sweep value, in the order given.
+
+        bubble_size_mb is the swept size on a size sweep; on a count sweep, the region of the
+        set's largest memory-holding bubble (0 if none holds memory).
+        """
+        from bubbleup.pressure import effective
+
+        if self.sweep.axis == "size_mb":
+            return [(len(self.pressure_at(v)), v) for v in self.sweep.values]
+        size = max((effective(b).size_mb for b in self.bubble_set if b.holds_memory), default=0)
+        return [(len(self.pressure_at(v)), size) for v in self.sweep.values]
 
     def peak_bubble_mb(self) -> int:
         """The most bubble memory any point holds at once."""
-        return max(count * size for count, size in self.points())
+        return max(sum(size for _, size in self.pressure_at(v)) for v in self.sweep.values)
 
 
 def _first_error_line(exc: ValidationError) -> tuple[str, str]:
@@ -245,7 +301,16 @@ def scenario_from_dict(data: Any, source: str) -> Scenario:
     except ValidationError as exc:
         field, msg = _first_error_line(exc)
         raise UserError(f"{source}: {field}: {msg}") from None
-    return _resolve_workload(scenario, source)
+    return _resolve_bubbles(_resolve_workload(scenario, source))
+
+
+def _resolve_bubbles(scenario: Scenario) -> Scenario:
+    """Fill every bubble's kind defaults in, so the effective scenario says exactly what ran."""
+    from bubbleup.pressure import effective
+
+    if scenario.bubbles is not None:
+        return scenario.model_copy(update={"bubbles": [effective(b) for b in scenario.bubbles]})
+    return scenario.model_copy(update={"bubble": effective(scenario.bubble_set[0])})
 
 
 def _resolve_workload(scenario: Scenario, source: str) -> Scenario:

@@ -34,7 +34,7 @@ def core_share(pid: int, window_s: float = 2.0) -> float:
 def test_256_mib_bubble_is_resident_within_3_percent() -> None:
     # Baseline: an identical bubble with no region, measured from outside with psutil.
     spec = BubbleSpec(cpu_duty=0.0, pattern="none")
-    with BubblePool(spec, 1, 0) as empty, BubblePool(spec, 1, 256) as full:
+    with BubblePool.uniform(spec, 1, 0) as empty, BubblePool.uniform(spec, 1, 256) as full:
         empty.start()
         full.start()
         empty.wait_ready(60)
@@ -45,7 +45,7 @@ def test_256_mib_bubble_is_resident_within_3_percent() -> None:
 
 @pytest.mark.parametrize("pattern", ["stream", "random", "none"])
 def test_half_duty_bubble_uses_half_a_core(pattern: str) -> None:
-    with BubblePool(BubbleSpec(cpu_duty=0.5, pattern=pattern), 1, 32) as pool:
+    with BubblePool.uniform(BubbleSpec(cpu_duty=0.5, pattern=pattern), 1, 32) as pool:
         pool.start()
         pool.wait_ready(60)
         share = core_share(pool.pids()[0])
@@ -57,7 +57,7 @@ def test_half_duty_bubble_uses_half_a_core(pattern: str) -> None:
 
 
 def test_zero_duty_bubble_holds_memory_without_cpu() -> None:
-    with BubblePool(BubbleSpec(cpu_duty=0.0, pattern="stream"), 1, 64) as pool:
+    with BubblePool.uniform(BubbleSpec(cpu_duty=0.0, pattern="stream"), 1, 64) as pool:
         pool.start()
         pool.wait_ready(60)
         assert core_share(pool.pids()[0], 1.0) < 0.05
@@ -65,7 +65,7 @@ def test_zero_duty_bubble_holds_memory_without_cpu() -> None:
 
 
 def test_pool_starts_n_bubbles_and_stops_them_all() -> None:
-    pool = BubblePool(BubbleSpec(cpu_duty=0.1, pattern="random"), 3, 16)
+    pool = BubblePool.uniform(BubbleSpec(cpu_duty=0.1, pattern="random"), 3, 16)
     pool.start()
     pool.wait_ready(60)
     pids = pool.pids()
@@ -78,12 +78,12 @@ def test_pool_starts_n_bubbles_and_stops_them_all() -> None:
 def test_own_session_placement_gives_each_bubble_its_own_session() -> None:
     import os
 
-    with BubblePool(BubbleSpec(cpu_duty=0.0, placement="own-session"), 2, 0) as own:
+    with BubblePool.uniform(BubbleSpec(cpu_duty=0.0, placement="own-session"), 2, 0) as own:
         own.start()
         own.wait_ready(60)
         sessions = {os.getsid(p) for p in own.pids()}
     assert len(sessions) == 2 and os.getsid(0) not in sessions
-    with BubblePool(BubbleSpec(cpu_duty=0.0, placement="shared-session"), 2, 0) as shared:
+    with BubblePool.uniform(BubbleSpec(cpu_duty=0.0, placement="shared-session"), 2, 0) as shared:
         shared.start()
         shared.wait_ready(60)
         assert {os.getsid(p) for p in shared.pids()} == {os.getsid(0)}
@@ -91,7 +91,7 @@ def test_own_session_placement_gives_each_bubble_its_own_session() -> None:
 
 def test_bubble_refuses_to_eat_the_reserve_and_the_pool_names_it() -> None:
     huge_reserve = int(psutil.virtual_memory().available / MIB) + 1024
-    with BubblePool(BubbleSpec(cpu_duty=0.0), 2, 64, reserve_mb=huge_reserve) as pool:
+    with BubblePool.uniform(BubbleSpec(cpu_duty=0.0), 2, 64, reserve_mb=huge_reserve) as pool:
         pool.start()
         with pytest.raises(BubbleFailed, match=r"bubble [01] \(pid \d+\): refusing to allocate 64 MiB"):
             pool.wait_ready(30)
@@ -125,7 +125,7 @@ PARENT = """
 import sys, time
 from bubbleup.bubbles import BubblePool
 from bubbleup.scenario import BubbleSpec
-pool = BubblePool(BubbleSpec(cpu_duty=0.2), 3, 16)
+pool = BubblePool.uniform(BubbleSpec(cpu_duty=0.2), 3, 16)
 pool.start(); pool.wait_ready(60)
 print(" ".join(map(str, pool.pids())), flush=True)
 time.sleep(3600)

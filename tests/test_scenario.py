@@ -106,7 +106,7 @@ def test_missing_file_is_exit_2(tmp_path: Path) -> None:
 
 def test_unsafe_peak_memory_is_refused_with_the_numbers() -> None:
     sc = scenario_from_dict(smoke_dict(**{"bubble.size_mb": 4096, "sweep.values": [0, 4]}), "x.yaml")
-    expected = r"peak bubble memory 16384 MiB \(4 x 4096 MiB\) exceeds the safe limit of 6000"
+    expected = r"peak bubble memory 16384 MiB \(4 bubbles at count=4\) exceeds the safe limit of 6000"
     with pytest.raises(UserError, match=expected):
         check_memory_safety(sc, available_mb=10_000)
     opted_in = scenario_from_dict(

@@ -31,7 +31,7 @@ def anon_rss(pid: int) -> int:
 
 
 def test_stress_ng_bubbles_are_resident_when_ready() -> None:
-    with BubblePool(BubbleSpec(backend="stress-ng", cpu_duty=0.0, pattern="none"), 2, 192) as pool:
+    with BubblePool.uniform(BubbleSpec(backend="stress-ng", cpu_duty=0.0, pattern="none"), 2, 192) as pool:
         pool.start()
         pool.wait_ready(60)
         for b in pool.bubbles:
@@ -76,10 +76,10 @@ def test_stress_ng_and_builtin_bubbles_slow_a_workload_alike() -> None:
     runner = Runner(load_workload("python", {"function": "helpers_workload:spin_20ms", "path": str(TESTS)}))
     runner.workload.load()
     factors: dict[str, list[float]] = {"builtin": [], "stress-ng": []}
-    for _ in range(2):
-        for backend in factors:
+    for round_ in range(3):
+        for backend in sorted(factors, reverse=bool(round_ % 2)):  # alternate the order against drift
             base = median_latency(runner)
-            with BubblePool(BubbleSpec(backend=backend, cpu_duty=1.0, pattern="none"), 2, 64) as pool:
+            with BubblePool.uniform(BubbleSpec(backend=backend, cpu_duty=1.0, pattern="none"), 2, 64) as pool:
                 pool.start()
                 pool.wait_ready(60)
                 time.sleep(0.3)

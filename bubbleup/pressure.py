@@ -1,0 +1,95 @@
+"""Kinds of pressure, and what each means in terms the bubble kernel runs.
+
+A bubble kernel knows only: a region of ``size_mb``, a ``cpu_duty``, a memory ``pattern``
+and an optional ``rate_mb_s``. Kinds are named presets over those, so every kind (and
+every backend) is one mechanism:
+
+| kind      | region                         | CPU            | walk    | notes                         |
+|-----------|--------------------------------|----------------|---------|-------------------------------|
+| combined  | size_mb (256)                  | cpu_duty (1.0) | stream  | the TX2 study's bubble        |
+| cpu       | none                           | cpu_duty (1.0) | none    | pure compute                  |
+| memory    | size_mb (256)                  | none           | none    | resident footprint only       |
+| bandwidth | size_mb (4 x LLC, >= 64 MiB)   | as needed      | stream  | rate_mb_s held by feedback    |
+| cache     | llc_fraction x LLC (1.0)       | cpu_duty (1.0) | random  | sized from this machine's LLC |
+
+Fields a kind fixes may be left out or given their fixed value; anything else is an
+error naming the field, so a scenario never says one thing and measures another.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bubbleup.scenario import BubbleSpec
+
+MIB = 1 << 20
+FALLBACK_LLC_BYTES = 8 * MIB
+
+DEFAULTS: dict[str, dict[str, Any]] = {
+    "combined": {"size_mb": 256, "cpu_duty": 1.0, "pattern": "stream"},
+    "cpu": {"size_mb": 0, "cpu_duty": 1.0, "pattern": "none"},
+    "memory": {"size_mb": 256, "cpu_duty": 0.0, "pattern": "none"},
+    "bandwidth": {"cpu_duty": 1.0, "pattern": "stream"},
+    "cache": {"cpu_duty": 1.0, "pattern": "random", "llc_fraction": 1.0},
+}
+#: Fields a kind pins to one value (leaving them out is the same as giving that value).
+FIXED: dict[str, dict[str, Any]] = {
+    "cpu": {"size_mb": 0, "pattern": "none"},
+    "memory": {"cpu_duty": 0.0, "pattern": "none"},
+    "bandwidth": {"pattern": "stream"},
+    "cache": {"pattern": "random"},
+}
+
+
+@lru_cache(maxsize=1)
+def llc_bytes() -> int:
+    """Size of the largest data/unified CPU cache, read from sysfs (8 MiB if the machine does not say)."""
+    best = 0
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (index / "type").read_text().strip() == "Instruction":
+                continue
+            text = (index / "size").read_text().strip().upper()
+        except OSError:
+            continue
+        scale = {"K": 1024, "M": MIB, "G": 1 << 30}.get(text[-1:], 1)
+        digits = text.rstrip("KMG")
+        if digits.isdigit():
+            best = max(best, int(digits) * scale)
+    return best or FALLBACK_LLC_BYTES
+
+
+def check(spec: BubbleSpec) -> None:
+    """ValueError("field: problem") for a field the spec's kind contradicts or cannot use."""
+    for field, value in FIXED.get(spec.kind, {}).items():
+        given = getattr(spec, field)
+        if given is not None and given != value:
+            raise ValueError(f"{field}: a {spec.kind} bubble has {field} {value!r}; leave it out or pick another kind")
+    if spec.kind == "cache" and spec.size_mb is not None:
+        raise ValueError("size_mb: a cache bubble is sized by llc_fraction (of this machine's LLC), not size_mb")
+    if spec.rate_mb_s is not None and spec.kind != "bandwidth":
+        raise ValueError("rate_mb_s: only a bandwidth bubble holds a rate")
+    if spec.llc_fraction is not None and spec.kind != "cache":
+        raise ValueError("llc_fraction: only a cache bubble is sized from the LLC")
+    if spec.backend == "stress-ng":
+        eff = effective(spec)
+        if eff.pattern != "none" and eff.size_mb and eff.cpu_duty not in (0.0, 1.0):
+            raise ValueError(
+                f"cpu_duty: stress-ng cannot duty-cycle a {eff.pattern} memory walk; use 0 or 1, or pattern none"
+            )
+        if eff.rate_mb_s is not None:
+            raise ValueError("rate_mb_s: stress-ng cannot hold a bandwidth rate; use the builtin backend")
+
+
+def effective(spec: BubbleSpec) -> BubbleSpec:
+    """The spec with every kind default filled in (idempotent)."""
+    fill = {k: v for k, v in DEFAULTS[spec.kind].items() if getattr(spec, k) is None}
+    if spec.kind == "bandwidth" and spec.size_mb is None:
+        fill["size_mb"] = max(64, 4 * llc_bytes() // MIB)
+    if spec.kind == "cache":
+        fraction = spec.llc_fraction if spec.llc_fraction is not None else fill["llc_fraction"]
+        fill["size_mb"] = max(1, round(fraction * llc_bytes() / MIB))
+    return spec.model_copy(update=fill) if fill else spec
