@@ -37,7 +37,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         scenario, given = load_scenario(args.scenario)
         out = Path(args.out) if args.out else None
-        store = orchestrator.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet)
+        calibration = Path(args.calibration) if args.calibration else Path(args.reports_root) / "calibration.json"
+        if args.calibration and not calibration.is_file():
+            raise UserError(f"{calibration}: no such calibration file (make one with 'bubbleup calibrate')")
+        store = orchestrator.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet,
+                                 calibration=calibration if calibration.is_file() else None)  # fmt: skip
     print(f"run complete: {store.root}", file=sys.stderr)
     if not args.no_report:
         return _write_report(store.root)
@@ -87,6 +91,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
         if presets:
             print(f"  presets: {', '.join(f'{k}={v}' for k, v in presets.items())}")
         print()
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import json
+
+    from bubbleup.calibrate import calibrate, render
+
+    result = calibrate(window_s=args.window_s, reps=args.reps)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(render(result))
+    print(f"calibration: {out}")
     return 0
 
 
@@ -148,6 +166,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run in place")
     r.add_argument("--reports-root", default="reports", help="where run directories go (default: reports)")
     r.add_argument("--no-report", action="store_true", help="do not write report.html at the end")
+    r.add_argument("--calibration", help="calibration file to check bubbles against "
+                   "(default: REPORTS_ROOT/calibration.json when it exists)")  # fmt: skip
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     r.set_defaults(func=_cmd_run)
 
@@ -156,6 +176,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.set_defaults(func=_cmd_validate)
 
     sub.add_parser("list", help="list workload kinds with their settings and presets").set_defaults(func=_cmd_list)
+
+    cal = sub.add_parser("calibrate", help="measure what each bubble kind delivers here, and its interference")
+    cal.add_argument("--out", default="reports/calibration.json", help="where to write (default: %(default)s)")
+    cal.add_argument("--window-s", type=float, default=2.0, help="seconds each bubble is measured (default 2)")
+    cal.add_argument("--reps", type=int, default=30, help="reference kernel runs per measurement (default 30)")
+    cal.set_defaults(func=_cmd_calibrate)
 
     sub.add_parser("doctor", help="report what on this machine would distort contention results").set_defaults(
         func=_cmd_doctor

@@ -331,12 +331,27 @@ def new_manifest(scenario: Scenario, given: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
+    """Which calibration this run relies on, and its warnings for the bubble kinds the scenario uses."""
+    from bubbleup import calibrate
+
+    cal = calibrate.load(path) if path is not None else None
+    if cal is None:
+        return {"path": None, "warnings": [], "note": "no calibration found (run 'bubbleup calibrate')"}
+    kinds = {b.kind for b in scenario.bubble_set}
+    return {"path": str(path), "created_at": cal.get("created_at"), "host": cal.get("host"),
+            "warnings": calibrate.warnings_for(cal, kinds)}  # fmt: skip
+
+
 def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_root: Path,
-        progress: bool = True) -> RunStore:  # fmt: skip
+        progress: bool = True, calibration: Path | None = None) -> RunStore:  # fmt: skip
     """Start a new run of ``scenario``; returns its store when the sweep has finished."""
     safety = check_memory_safety(scenario)
     root = out if out is not None else default_run_dir(reports_root, scenario.name)
-    store = RunStore.create(root, {**new_manifest(scenario, given), "memory_safety": safety})
+    manifest = new_manifest(scenario, given)
+    manifest["calibration"] = calibration_facts(scenario, calibration)
+    manifest["environment_warnings"] += manifest["calibration"]["warnings"]
+    store = RunStore.create(root, {**manifest, "memory_safety": safety})
     _execute(scenario, store, progress)
     return store
 

@@ -1,0 +1,48 @@
+"""calibrate measures every kind for real; runs record the calibration and warn about missed targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from conftest import run_cli, smoke_dict, write_scenario
+
+from bubbleup.calibrate import calibrate, warnings_for
+
+
+def test_calibration_measures_every_kind() -> None:
+    cal = calibrate(window_s=0.5, reps=5)
+    by_kind = {r["kind"] for r in cal["results"]}
+    assert by_kind == {"cpu", "memory", "combined", "bandwidth", "cache"}
+    memory = next(r for r in cal["results"] if r["kind"] == "memory")
+    assert abs(memory["delivered"]["region_mb"] - 256) <= 0.1 * 256
+    assert memory["delivered"]["core_share"] < 0.05
+    paced = next(r for r in cal["results"] if r["probe"] == "bandwidth 1000 MB/s")
+    assert abs(paced["delivered"]["mb_per_s"] - 1000) <= 100
+    cache = next(r for r in cal["results"] if r["kind"] == "cache")
+    assert cache["delivered"]["accesses_per_s"] > 0
+    assert all(r["interference"] > 0 for r in cal["results"])
+
+
+def test_run_records_the_calibration_and_warns_about_misses(tmp_path: Path) -> None:
+    cal = calibrate(window_s=0.3, reps=3)
+    # Pretend this machine's combined bubbles fell 30% short of their CPU share.
+    combined = next(r for r in cal["results"] if r["kind"] == "combined")
+    combined["misses"] = {"core_share": -0.30}
+    (tmp_path / "cal.json").write_text(json.dumps(cal))
+    assert warnings_for(cal, {"cpu"}) == [] or all("cpu" in w for w in warnings_for(cal, {"cpu"}))
+
+    scenario = write_scenario(tmp_path, smoke_dict(**{"sweep.values": [0]}))
+    done = run_cli(["run", str(scenario), "--out", str(tmp_path / "r"), "-q", "--no-report",
+                    "--calibration", str(tmp_path / "cal.json")], cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "combined 256 MiB duty 1.0 bubbles missed their target: core_share by -30%" in done.stderr
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["calibration"]["path"] == str(tmp_path / "cal.json")
+    assert any("core_share by -30%" in w for w in manifest["calibration"]["warnings"])
+
+
+def test_missing_calibration_file_is_exit_2(tmp_path: Path) -> None:
+    scenario = write_scenario(tmp_path, smoke_dict())
+    done = run_cli(["run", str(scenario), "--calibration", str(tmp_path / "nope.json")], cwd=tmp_path)
+    assert done.returncode == 2 and "no such calibration file" in done.stderr
