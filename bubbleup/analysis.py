@@ -36,6 +36,7 @@ import pandas as pd
 from scipy import stats
 
 from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS, STATUS_OK, STATUS_TIMEOUT
+from bubbleup.stats import nearest_rank  # the one nearest-rank definition, shared with the worker's points.csv
 
 if TYPE_CHECKING:
     from bubbleup.cliff import Cliff
@@ -47,8 +48,8 @@ N_RESAMPLES = 2000
 CONFIDENCE = 0.95
 PERCENTILES = (90, 95, 99)
 
-_SAMPLE_TEXT = ("axis", "setting", "phase", "info")
-_POINT_TEXT = ("axis", "setting", "status", "error")
+_SAMPLE_TEXT = ("axis", "workload", "setting", "phase", "info")
+_POINT_TEXT = ("axis", "workload", "setting", "status", "error")
 _KEY = ["repeat", "value", "step", "setting"]
 
 
@@ -71,6 +72,9 @@ class Run:
     points: pd.DataFrame
     telemetry: pd.DataFrame | None = None
     notes: tuple[str, ...] = field(default=())  # problems met while reading (bad rows, missing files)
+    #: Planned curves in run order: setting names, or ``workload:setting`` when a run measures several workloads.
+    planned: tuple[str, ...] = field(default=())
+    workloads: tuple[str, ...] = field(default=())  # workload labels, in the manifest's order
 
     @property
     def name(self) -> str:
@@ -97,17 +101,28 @@ class Run:
 
     @property
     def settings(self) -> list[str]:
-        """Settings in the manifest's order, then any others found in the data."""
-        names = [str(s) for s in self.manifest.get("settings") or []]
+        """Every curve (setting, or ``workload:setting``) in the manifest's order, then any others in the data."""
+        names = list(self.planned)
         for frame in (self.points, self.samples):
             if "setting" in frame:
                 names.extend(str(s) for s in frame["setting"].dropna().unique())
         return list(dict.fromkeys(names))
 
     @property
+    def plan(self) -> list[tuple[int, float]]:
+        """Planned (repeat, value) points in execution order; the manifest may hold dicts or pairs."""
+        out = []
+        for item in self.manifest.get("plan") or []:
+            if isinstance(item, dict):
+                out.append((int(item.get("repeat", 0)), float(item["value"])))
+            else:
+                out.append((int(item[0]), float(item[1])))
+        return out
+
+    @property
     def values(self) -> list[float]:
         """Planned sweep values (sorted), plus any found in the data."""
-        vals = [float(p["value"]) for p in self.manifest.get("plan") or []]
+        vals = [v for _, v in self.plan]
         vals += [float(v) for v in (self.effective.get("sweep") or {}).get("values") or []]
         vals += [float(v) for v in self.points.get("value", pd.Series(dtype=float)).dropna()]
         return sorted(set(vals))
@@ -160,9 +175,15 @@ def load_run(run_dir: str | Path) -> Run:
         notes.append(f"manifest.json is not valid JSON: {exc}")
         manifest = {}
     samples = _read_csv(path / "samples.csv", SAMPLE_COLUMNS, _SAMPLE_TEXT, notes)
-    samples = samples.dropna(subset=["value", "latency_ms"]).reset_index(drop=True)
+    # t_s comes after latency_ms: a row without it was cut short mid-write, so its latency may be cut too
+    samples = samples.dropna(subset=["value", "latency_ms", "t_s"]).reset_index(drop=True)
     points = _read_csv(path / "points.csv", POINT_COLUMNS, _POINT_TEXT, notes)
     points = points.dropna(subset=["value", "status"]).reset_index(drop=True)
+    workloads = _workload_labels(manifest, samples, points)
+    planned = _planned_series(manifest, multi=len(workloads) > 1)
+    if len(workloads) > 1:  # one curve per (workload, setting): name it so, everywhere downstream
+        for frame in (samples, points):
+            frame["setting"] = [series_name(w, st) for w, st in zip(frame["workload"], frame["setting"], strict=True)]
     telemetry = None
     if (path / "telemetry.csv").exists():
         tnotes: list[str] = []
@@ -170,19 +191,39 @@ def load_run(run_dir: str | Path) -> Run:
         telemetry = telemetry.dropna(subset=["t_s"]).reset_index(drop=True)
         telemetry = telemetry.dropna(axis=1, how="all") if len(telemetry) else None
         notes.extend(n for n in tnotes if "missing" not in n)
-    return Run(path=path, manifest=manifest, samples=samples, points=points, telemetry=telemetry, notes=tuple(notes))
+    return Run(
+        path=path,
+        manifest=manifest,
+        samples=samples,
+        points=points,
+        telemetry=telemetry,
+        notes=tuple(notes),
+        planned=tuple(planned),
+        workloads=tuple(workloads),
+    )
+
+
+def series_name(workload: Any, setting: Any) -> str:
+    """A curve's name in a run of several workloads: ``mcdnn:HH`` (settings of different workloads may share names)."""
+    return f"{workload}:{setting}" if workload else str(setting)
+
+
+def _workload_labels(manifest: dict[str, Any], samples: pd.DataFrame, points: pd.DataFrame) -> list[str]:
+    labels = [str(w) for w in manifest.get("workloads") or []]
+    for frame in (points, samples):
+        labels.extend(str(w) for w in frame["workload"].dropna().unique())
+    return list(dict.fromkeys(labels))
+
+
+def _planned_series(manifest: dict[str, Any], multi: bool) -> list[str]:
+    """Curves the run planned, in order: from its steps when several workloads share the run."""
+    if multi:
+        steps = manifest.get("steps") or []
+        return list(dict.fromkeys(series_name(st.get("workload"), st.get("setting")) for st in steps))
+    return [str(st) for st in manifest.get("settings") or []]
 
 
 # -- statistics ---------------------------------------------------------------------------------
-
-
-def nearest_rank(sorted_values: np.ndarray, p: float) -> float:
-    """The nearest-rank p-th percentile of already sorted values: the observed value at rank ceil(p/100*n)."""
-    n = len(sorted_values)
-    if n == 0:
-        return math.nan
-    rank = max(1, math.ceil(p / 100.0 * n))
-    return float(sorted_values[rank - 1])
 
 
 def tail_support(n: int, p: float) -> int:
@@ -193,7 +234,12 @@ def tail_support(n: int, p: float) -> int:
 
 
 def median_ci(values: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap CI of the median (percentile method: BCa misbehaves on the ties timers produce)."""
+    """Bootstrap CI of the median, percentile method, in batches.
+
+    Not :func:`bubbleup.stats.median_ci` (BCa, per point): here samples of every repeat are pooled,
+    often thousands, and BCa's jackknife holds an n x n array; the percentile method in batches
+    stays small, and behaves on the ties a coarse timer produces.
+    """
     values = np.asarray(values, dtype=float)
     if len(values) < 2:
         return (math.nan, math.nan)
@@ -269,12 +315,46 @@ def _point_status(rows: pd.DataFrame) -> tuple[str, int, int, str]:
 
 
 SUMMARY_COLUMNS: tuple[str, ...] = (
-    "axis", "value", "setting", "status", "n_attempts", "n_failed", "n", "n_repeats",
-    "median_ms", "ci_low_ms", "ci_high_ms", "mean_ms", "p90_ms", "p95_ms", "p99_ms", "min_ms", "max_ms",
-    "p90_thin", "p95_thin", "p99_thin", "tail_note", "rep_median_min_ms", "rep_median_max_ms",
-    "baseline_value", "slowdown", "qos", "first_use_ms", "select_ms", "rss_mb_max",
-    "bubble_count", "bubble_size_mb", "error",
-)  # fmt: skip
+    "axis",
+    "value",
+    "setting",
+    "status",
+    "n_attempts",
+    "n_failed",
+    "n",
+    "n_repeats",
+    "median_ms",
+    "ci_low_ms",
+    "ci_high_ms",
+    "mean_ms",
+    "p90_ms",
+    "p95_ms",
+    "p99_ms",
+    "min_ms",
+    "max_ms",
+    "p90_thin",
+    "p95_thin",
+    "p99_thin",
+    "tail_note",
+    "rep_median_min_ms",
+    "rep_median_max_ms",
+    "baseline_value",
+    "slowdown",
+    "qos",
+    "first_use_ms",
+    "select_ms",
+    "rss_mb_max",
+    "bubble_count",
+    "bubble_size_mb",
+    "error",
+)
+
+
+def by_point(frame: pd.DataFrame) -> dict[tuple[float, str], pd.DataFrame]:
+    """Rows grouped by (value, setting): one pass instead of a filter per point."""
+    if frame.empty:
+        return {}
+    return {(float(v), str(s)): g for (v, s), g in frame.groupby(["value", "setting"], sort=False)}
 
 
 def summarise(run: Run) -> pd.DataFrame:
@@ -285,16 +365,14 @@ def summarise(run: Run) -> pd.DataFrame:
     """
     timed = timed_samples(run)
     points = run.points
-    keys: set[tuple[float, str]] = set()
-    for frame in (points, timed):
-        if len(frame):
-            keys.update(zip(frame["value"].astype(float), frame["setting"].astype(str), strict=True))
     first_use = run.samples[run.samples["first_use"] == 1] if len(run.samples) else run.samples
+    pts_by, smp_by, fu_by = by_point(points), by_point(timed), by_point(first_use)
     rows = []
-    for value, setting in keys:
-        pts = points[(points["value"] == value) & (points["setting"] == setting)] if len(points) else points
-        smp = timed[(timed["value"] == value) & (timed["setting"] == setting)] if len(timed) else timed
-        lat = smp["latency_ms"].to_numpy(dtype=float) if len(smp) else np.array([])
+    for value, setting in set(pts_by) | set(smp_by):
+        pts = pts_by.get((value, setting), points.iloc[0:0])
+        smp = smp_by.get((value, setting), timed.iloc[0:0])
+        fu = fu_by.get((value, setting), first_use.iloc[0:0])
+        lat = smp["latency_ms"].to_numpy(dtype=float)
         row: dict[str, Any] = {"axis": run.axis, "value": value, "setting": setting}
         if len(pts):
             row["status"], row["n_attempts"], row["n_failed"], row["error"] = _point_status(pts)
@@ -306,10 +384,9 @@ def summarise(run: Run) -> pd.DataFrame:
         row["n_repeats"] = len(rep_medians)
         row["rep_median_min_ms"] = float(rep_medians.min()) if len(rep_medians) else math.nan
         row["rep_median_max_ms"] = float(rep_medians.max()) if len(rep_medians) else math.nan
-        fu = first_use[(first_use["value"] == value) & (first_use["setting"] == setting)] if len(first_use) else []
         row["first_use_ms"] = float(fu["latency_ms"].mean()) if len(fu) else math.nan
         row["select_ms"] = float(pts["select_ms"].median()) if len(pts) and pts["select_ms"].notna().any() else math.nan
-        rss = pd.concat([pts["rss_mb_max"] if len(pts) else pd.Series(dtype=float), smp.get("rss_mb", pd.Series())])
+        rss = pd.concat([pts["rss_mb_max"], smp["rss_mb"]])
         row["rss_mb_max"] = float(rss.max()) if rss.notna().any() else math.nan
         row["bubble_count"], row["bubble_size_mb"] = _bubble_at(run, value, pts, smp)
         rows.append(row)
@@ -352,14 +429,12 @@ def _add_slowdown(frame: pd.DataFrame) -> pd.DataFrame:
 
 def missing_points(run: Run) -> list[MissingPoint]:
     """Planned (repeat, value) points, or settings within them, with no row in points.csv."""
-    plan = run.manifest.get("plan") or []
-    settings = [str(s) for s in run.manifest.get("settings") or []] or run.settings
+    settings = list(run.planned) or run.settings
     done: dict[tuple[int, float], set[str]] = {}
     for rep, val, setting in zip(run.points["repeat"], run.points["value"], run.points["setting"], strict=True):
         done.setdefault((int(rep), float(val)), set()).add(str(setting))
     out = []
-    for item in plan:
-        key = (int(item.get("repeat", 0)), float(item["value"]))
+    for key in run.plan:
         missing = tuple(s for s in settings if s not in done.get(key, set()))
         if missing or (not settings and key not in done):
             out.append(MissingPoint(repeat=key[0], value=key[1], settings=missing))
@@ -377,6 +452,7 @@ def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
 
     summary = summarise(run) if summary is None else summary
     timed = timed_samples(run)
+    smp_by = by_point(timed)
     cliffs = []
     for setting in run.settings:
         rows = summary[summary["setting"] == setting].sort_values("value")
@@ -384,12 +460,12 @@ def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
             continue
         curve = []
         for row in rows.itertuples(index=False):
-            smp = timed[(timed["value"] == row.value) & (timed["setting"] == setting)] if len(timed) else timed
+            smp = smp_by.get((float(row.value), setting), timed.iloc[0:0])
             by_rep = {int(r): g["latency_ms"].to_numpy(float) for r, g in smp.groupby("repeat")} if len(smp) else {}
             curve.append(
                 CurvePoint(
                     value=float(row.value),
-                    samples=smp["latency_ms"].to_numpy(float) if len(smp) else np.array([]),
+                    samples=smp["latency_ms"].to_numpy(float),
                     by_repeat=by_rep,
                     functional=row.status == STATUS_OK,
                     status=str(row.status),
@@ -421,8 +497,11 @@ def axis_label(run: Run) -> str:
     """The x-axis title of a latency-vs-pressure figure, with units and the fixed other dimension."""
     bubble = run.bubble
     if run.axis == "size_mb":
-        count = bubble.get("count")
-        return f"bubble size (MiB), {count} bubble(s)" if count else "bubble size (MiB)"
+        counts = run.points["bubble_count"].dropna().unique() if len(run.points) else []
+        count = int(counts[0]) if len(counts) == 1 else bubble.get("count")
+        if not count:
+            return "bubble size (MiB)"
+        return f"bubble size (MiB), {count} bubble{'s' if count != 1 else ''}"
     size = bubble.get("size_mb")
     if size is None:
         return "bubbles running"

@@ -8,7 +8,7 @@ and ``L_i = ln m_i``. The **cliff** is the first point ``k`` that is either
 
 * **non-functional**: some attempt at ``v_k`` failed or timed out (the workload died, ran out
   of memory, or hung), or
-* a **break**: the step from ``v_{k-1}`` to ``v_k`` meets all four conditions
+* a **break**: the step from ``v_{k-1}`` to ``v_k`` meets all six conditions
 
   1. *effect*: ``m_k / m_{k-1} >= min_jump`` (1.2: a rise of at least 20%);
   2. *kink*: the step is at least ``min_kink`` (1.5) times what the gradual trend predicts,
@@ -20,7 +20,14 @@ and ``L_i = ln m_i``. The **cliff** is the first point ``k`` that is either
      resampling of both points' samples, percentile method, 2000 resamples) exceeds the
      trend's predicted ratio ``exp(trend)`` (itself >= 1): the break is not sampling noise;
   4. *consistency*: when the points share repeats, every shared repeat's own median rises by
-     more than the trend predicts: one drifted repeat cannot make a cliff.
+     more than the trend predicts: one drifted repeat cannot make a cliff;
+  5. *persistence*: when a higher pressure was measured and worked, its median keeps at least
+     half of the jump (on log latency): more pressure does not make contention go away, so a
+     spike that vanishes at the next point is interference (another job, a page-cache flush),
+     not a cliff. A cliff at the last measured point cannot be checked, and is reported;
+  6. *degradation*: ``m_k / m_0 >= min_jump``: a cliff is a fall below unloaded service, so a
+     rise that only climbs back out of a dip (latency still no worse than with the least
+     pressure) is not one.
 
 The **tolerated pressure** is the last point before the cliff (``None`` when the cliff is the
 first point). When no point qualifies the answer is *no cliff in the measured range*.
@@ -225,7 +232,7 @@ def detect(
     setting: str, axis: str, curve: Sequence[CurvePoint], rule: CliffRule = DEFAULT_RULE, fixed: float | None = None
 ) -> Cliff:
     """Apply the module's definition to one setting's curve (points in any order)."""
-    points = sorted((p for p in curve if p.functional is False or len(p.samples)), key=lambda p: p.value)
+    points = sorted((p for p in curve if not p.functional or len(p.samples) > 0), key=lambda p: p.value)
     if not points:
         return Cliff(setting, axis, NO_DATA, fixed=fixed)
     bad = next((i for i, p in enumerate(points) if not p.functional), None)
@@ -236,52 +243,76 @@ def detect(
         return Cliff(kind=NON_FUNCTIONAL, at=failure.value, status=failure.status, error=failure.error, **base)
 
     values = np.array([p.value for p in good], dtype=float)
-    medians = np.array([np.median(p.samples) for p in good], dtype=float)
+    # floored at 1 ns: a timer that rounds a trivial call to 0 must not divide by zero
+    medians = np.maximum(np.array([np.median(p.samples) for p in good], dtype=float), 1e-6)
     best_rejected: tuple[float, str] | None = None
     for k in range(1, len(good)):
         width = values[k] - values[k - 1]
         slope_log, slope_lin = _trend_slopes(values, medians, k)
         expected_log, expected_lin = slope_log * width, slope_lin * width
         jump = medians[k] / medians[k - 1]
-        why = _rejection(good, k, jump, expected_log, expected_lin, medians, rule)
+        why = _rejection(k, jump, expected_log, expected_lin, medians, rule)
         if why is None:
             low, high = ratio_ci(good[k - 1].samples, good[k].samples, rule)
-            why = _significance(good, k, low, expected_log, rule)
+            why = _significance(good, k, low, expected_log)
             if why is None:
                 return Cliff(
-                    kind=BREAK, at=values[k], tolerated=values[k - 1], jump=float(jump), jump_low=low,
-                    jump_high=high, expected_jump=float(math.exp(expected_log)),
-                    slowdown=float(medians[k] / medians[0]), baseline=values[0], measured_max=values[-1],
-                    note=_failure_note(failure), **base,
-                )  # fmt: skip
+                    kind=BREAK,
+                    at=float(values[k]),
+                    tolerated=float(values[k - 1]),
+                    jump=float(jump),
+                    jump_low=low,
+                    jump_high=high,
+                    expected_jump=float(math.exp(expected_log)),
+                    slowdown=float(medians[k] / medians[0]),
+                    baseline=float(values[0]),
+                    measured_max=float(values[-1]),
+                    note=_failure_note(failure),
+                    **base,
+                )
         if jump > 1 and (best_rejected is None or jump > best_rejected[0]):
             best_rejected = (float(jump), f"largest step {jump:.2f}x at {_fmt(values[k])}: {why}")
 
     note = best_rejected[1] if best_rejected else "latency never rises from one point to the next"
-    common = dict(baseline=values[0], measured_max=values[-1], slowdown=float(medians[-1] / medians[0]), **base)
+    common = dict(
+        baseline=float(values[0]), measured_max=float(values[-1]), slowdown=float(medians[-1] / medians[0]), **base
+    )
     if failure is not None:
         return Cliff(
-            kind=NON_FUNCTIONAL, at=failure.value, tolerated=values[-1], status=failure.status,
-            error=failure.error, note=note, **common,
-        )  # fmt: skip
+            kind=NON_FUNCTIONAL,
+            at=failure.value,
+            tolerated=float(values[-1]),
+            status=failure.status,
+            error=failure.error,
+            note=note,
+            **common,
+        )
     return Cliff(kind=NONE, note=note, **common)
 
 
 def _rejection(
-    good: Sequence[CurvePoint], k: int, jump: float, expected_log: float, expected_lin: float,
-    medians: np.ndarray, rule: CliffRule,
-) -> str | None:  # fmt: skip
-    """Why step k fails conditions 1-2 (effect, kink), or None if it passes them."""
+    k: int,
+    jump: float,
+    expected_log: float,
+    expected_lin: float,
+    medians: np.ndarray,
+    rule: CliffRule,
+) -> str | None:
+    """Why step k fails conditions 1, 2, 5 or 6 (effect, kink, persistence, degradation), or None."""
     if jump < rule.min_jump:
         return f"below the {rule.min_jump:.2g}x minimum"
+    if medians[k] / medians[0] < rule.min_jump:
+        return f"still only {medians[k] / medians[0]:.2f}x the latency at the least pressure"
     step_log = math.log(jump)
     step_lin = medians[k] - medians[k - 1]
     if step_log < rule.min_kink * expected_log or step_lin < rule.min_kink * expected_lin:
         return f"in line with the trend (which predicts {math.exp(expected_log):.2f}x)"
+    if k + 1 < len(medians) and math.log(medians[k + 1] / medians[k - 1]) < 0.5 * step_log:
+        return "not sustained at the next pressure (a transient spike)"
     return None
 
 
-def _significance(good: Sequence[CurvePoint], k: int, low: float, expected_log: float, rule: CliffRule) -> str | None:
+def _significance(good: Sequence[CurvePoint], k: int, low: float, expected_log: float) -> str | None:
     """Why step k fails conditions 3-4 (significance, consistency across repeats), or None."""
     threshold = math.exp(expected_log)
     if math.isnan(low):

@@ -27,9 +27,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bubbleup import analysis
+from bubbleup import analysis, figures
 from bubbleup.analysis import Run, format_value
 from bubbleup.cliff import Cliff, ratio_ci, times
+from bubbleup.report import FigureBlock, draw_figures, environment, flatten, fmt_ms
 
 ALPHA = 0.05
 
@@ -38,6 +39,8 @@ ALPHA = 0.05
 class Comparison:
     run_a: Run
     run_b: Run
+    summary_a: pd.DataFrame
+    summary_b: pd.DataFrame
     table: pd.DataFrame  # one row per (value, setting) present in both runs
     cliffs_a: tuple[Cliff, ...]
     cliffs_b: tuple[Cliff, ...]
@@ -100,10 +103,19 @@ def compare_runs(run_a: Run, run_b: Run) -> Comparison:
         xa = _latencies(timed_a, value, setting)
         xb = _latencies(timed_b, value, setting)
         row: dict[str, Any] = {
-            "setting": setting, "value": value, "status_a": a["status"], "status_b": b["status"],
-            "n_a": len(xa), "n_b": len(xb), "median_a_ms": a["median_ms"], "median_b_ms": b["median_ms"],
-            "ratio": math.nan, "ratio_low": math.nan, "ratio_high": math.nan, "p": math.nan,
-        }  # fmt: skip
+            "setting": setting,
+            "value": value,
+            "status_a": a["status"],
+            "status_b": b["status"],
+            "n_a": len(xa),
+            "n_b": len(xb),
+            "median_a_ms": a["median_ms"],
+            "median_b_ms": b["median_ms"],
+            "ratio": math.nan,
+            "ratio_low": math.nan,
+            "ratio_high": math.nan,
+            "p": math.nan,
+        }
         if len(xa) >= 2 and len(xb) >= 2:
             row["ratio"] = float(np.median(xb) / np.median(xa))
             row["ratio_low"], row["ratio_high"] = ratio_ci(xa, xb)
@@ -111,9 +123,21 @@ def compare_runs(run_a: Run, run_b: Run) -> Comparison:
         rows.append(row)
     table = pd.DataFrame(
         rows,
-        columns=["setting", "value", "status_a", "status_b", "n_a", "n_b", "median_a_ms", "median_b_ms",
-                 "ratio", "ratio_low", "ratio_high", "p"],
-    )  # fmt: skip
+        columns=[
+            "setting",
+            "value",
+            "status_a",
+            "status_b",
+            "n_a",
+            "n_b",
+            "median_a_ms",
+            "median_b_ms",
+            "ratio",
+            "ratio_low",
+            "ratio_high",
+            "p",
+        ],
+    )
     table["p_holm"] = holm(table["p"].to_numpy()) if len(table) else []
     excludes_one = (table["ratio_low"] > 1) | (table["ratio_high"] < 1)
     table["significant"] = (table["p_holm"] < ALPHA) & excludes_one
@@ -121,6 +145,8 @@ def compare_runs(run_a: Run, run_b: Run) -> Comparison:
     return Comparison(
         run_a=run_a,
         run_b=run_b,
+        summary_a=sum_a,
+        summary_b=sum_b,
         table=table,
         cliffs_a=tuple(analysis.find_cliffs(run_a, sum_a)),
         cliffs_b=tuple(analysis.find_cliffs(run_b, sum_b)),
@@ -138,8 +164,6 @@ def _latencies(timed: pd.DataFrame, value: float, setting: str) -> np.ndarray:
 
 
 def _env_diff(run_a: Run, run_b: Run) -> tuple[tuple[str, str, str], ...]:
-    from bubbleup.report import flatten
-
     env_a = dict(flatten(run_a.manifest.get("environment") or {}))
     env_b = dict(flatten(run_b.manifest.get("environment") or {}))
     env_a.update(("workload." + k, v) for k, v in flatten(run_a.manifest.get("workload_metadata") or {}))
@@ -181,8 +205,17 @@ def format_text(cmp: Comparison) -> str:
         for r in t.itertuples(index=False):
             ci = f"{times(r.ratio)} [{times(r.ratio_low)}, {times(r.ratio_high)}]" if not math.isnan(r.ratio) else "-"
             p = f"{r.p_holm:.2g}" if not math.isnan(r.p_holm) else "-"
-            body.append((str(r.setting), format_value(r.value, cmp.run_a.axis), _ms(r.median_a_ms), _ms(r.median_b_ms),
-                         ci, p, ("* " if r.significant else "") + r.verdict))  # fmt: skip
+            body.append(
+                (
+                    str(r.setting),
+                    format_value(r.value, cmp.run_a.axis),
+                    _ms(r.median_a_ms),
+                    _ms(r.median_b_ms),
+                    ci,
+                    p,
+                    ("* " if r.significant else "") + r.verdict,
+                )
+            )
         widths = [max(len(x) for x in col) for col in zip(header, *body, strict=True)]
         for cells in (header, *body):
             lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
@@ -195,116 +228,51 @@ def format_text(cmp: Comparison) -> str:
 
 
 def _ms(v: float) -> str:
-    from bubbleup.report import fmt_ms
-
     return fmt_ms(v) + " ms" if not (isinstance(v, float) and math.isnan(v)) else "-"
 
 
-def _figures(cmp: Comparison) -> list[Any]:
-    from bubbleup import figures
-    from bubbleup.report import FigureBlock
-
-    blocks = []
-    for fid, title, caption, draw in (
-        ("overlay", "Median latency, A vs B",
-         "Dashed lines and hollow markers: run A; solid lines and filled markers: run B; bands: 95% CI of each median.",
-         lambda: figures_overlay(cmp)),
-        ("ratio", "B / A median latency per point",
-         "Above 1: B is slower. Bars: 95% bootstrap CI of the ratio. Filled markers: significant differences.",
-         lambda: figures_ratio(cmp)),
-    ):  # fmt: skip
-        try:
-            fig = draw()
-        except Exception as exc:  # a figure must not cost the comparison
-            blocks.append(FigureBlock(fid, title, f"This figure could not be drawn: {exc!r}", ""))
-            continue
-        if fig is not None:
-            blocks.append(FigureBlock(fid, title, caption, figures.to_data_uri(fig)))
-    return blocks
-
-
-def figures_overlay(cmp: Comparison) -> Any:
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-
-    from bubbleup import figures
-
-    sa, sb = analysis.summarise(cmp.run_a), analysis.summarise(cmp.run_b)
-    if not (sa["median_ms"].notna().any() or sb["median_ms"].notna().any()):
-        return None
-    figures._theme()
-    settings = list(dict.fromkeys(cmp.run_a.settings + cmp.run_b.settings))
-    style = figures.styles(settings)
-    fig, ax = plt.subplots(figsize=(10, 5.2))
-    for summary, dashed in ((sa, True), (sb, False)):
-        for s in settings:
-            rows = summary[(summary["setting"] == s) & summary["median_ms"].notna()].sort_values("value")
-            if rows.empty:
-                continue
-            st = style[s]
-            ax.plot(rows["value"], rows["median_ms"], color=st.colour, marker=st.marker, ls="--" if dashed else "-",
-                    mfc="white" if dashed else st.colour, lw=2, ms=6)  # fmt: skip
-            ax.fill_between(rows["value"], rows["ci_low_ms"], rows["ci_high_ms"], color=st.colour, alpha=0.15, lw=0)
-    if figures._wants_log(pd.concat([sa["median_ms"], sb["median_ms"]])):
-        figures._plain_log_y(ax)
-    figures._x_axis(ax, cmp.run_b, sorted(set(sa["value"]) | set(sb["value"])))
-    ax.set_ylabel("median latency (ms)")
-    handles = [Line2D([], [], color=style[s].colour, marker=style[s].marker, lw=2, label=s) for s in settings]
-    handles += [Line2D([], [], color="#555555", ls="--", marker="o", mfc="white", label=f"A: {cmp.run_a.name}"),
-                Line2D([], [], color="#555555", ls="-", marker="o", label=f"B: {cmp.run_b.name}")]  # fmt: skip
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting / run")
-    fig.tight_layout()
-    return fig
-
-
-def figures_ratio(cmp: Comparison) -> Any:
-    import matplotlib.pyplot as plt
-
-    from bubbleup import figures
-
-    t = cmp.table.dropna(subset=["ratio"])
-    if t.empty:
-        return None
-    figures._theme()
-    settings = list(dict.fromkeys(t["setting"]))
-    style = figures.styles(list(dict.fromkeys(cmp.run_a.settings + cmp.run_b.settings)))
-    values = sorted(t["value"].unique())
-    step = (min(np.diff(values)) if len(values) > 1 else 1.0) * 0.5 / max(1, len(settings))
-    fig, ax = plt.subplots(figsize=(10, 4.6))
-    for i, s in enumerate(settings):
-        rows = t[t["setting"] == s].sort_values("value")
-        x = rows["value"] + (i - (len(settings) - 1) / 2) * step if cmp.run_b.axis == "count" else rows["value"]
-        err = [rows["ratio"] - rows["ratio_low"], rows["ratio_high"] - rows["ratio"]]
-        st = style[s]
-        ax.errorbar(x, rows["ratio"], yerr=err, fmt="none", ecolor=st.colour, elinewidth=1.5, capsize=3)
-        sig = rows["significant"].to_numpy(bool)
-        ax.scatter(x[sig], rows["ratio"][sig], color=st.colour, marker=st.marker, s=50, zorder=3, label=s)
-        ax.scatter(x[~sig], rows["ratio"][~sig], facecolor="white", edgecolor=st.colour, marker=st.marker, s=50,
-                   zorder=3, label=None if sig.any() else s)  # fmt: skip
-    ax.axhline(1.0, color="#333333", lw=1)
-    figures._x_axis(ax, cmp.run_b, values)
-    ax.set_ylabel("median latency B / A (ratio)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting")
-    fig.tight_layout()
-    return fig
+def _figures(cmp: Comparison) -> list[FigureBlock]:
+    return draw_figures(
+        [
+            (
+                "overlay",
+                "Median latency, A vs B",
+                "Dashed lines and hollow markers: run A; solid lines and filled markers: run B; "
+                "bands: 95% CI of each median.",
+                lambda: figures.comparison_overlay(cmp.run_a, cmp.run_b, cmp.summary_a, cmp.summary_b),
+            ),
+            (
+                "ratio",
+                "B / A median latency per point",
+                "Above 1: B is slower. Bars: 95% bootstrap CI of the ratio. Filled markers: significant differences.",
+                lambda: figures.comparison_ratios(cmp.run_a, cmp.run_b, cmp.table),
+            ),
+        ]
+    )
 
 
 def render(cmp: Comparison) -> str:
     import datetime as _dt
 
     import bubbleup
-    from bubbleup.report import environment, fmt_ms
 
     rows = []
     for r in cmp.table.itertuples(index=False):
-        rows.append({
-            "setting": r.setting, "value": format_value(r.value, cmp.run_a.axis),
-            "a": fmt_ms(r.median_a_ms), "b": fmt_ms(r.median_b_ms), "n_a": r.n_a, "n_b": r.n_b,
-            "ratio": times(r.ratio) if not math.isnan(r.ratio) else "-",
-            "ci": f"{times(r.ratio_low)}-{times(r.ratio_high)}" if not math.isnan(r.ratio_low) else "-",
-            "p": f"{r.p_holm:.2g}" if not math.isnan(r.p_holm) else "-",
-            "significant": bool(r.significant), "verdict": r.verdict,
-        })  # fmt: skip
+        rows.append(
+            {
+                "setting": r.setting,
+                "value": format_value(r.value, cmp.run_a.axis),
+                "a": fmt_ms(r.median_a_ms),
+                "b": fmt_ms(r.median_b_ms),
+                "n_a": r.n_a,
+                "n_b": r.n_b,
+                "ratio": times(r.ratio) if not math.isnan(r.ratio) else "-",
+                "ci": f"{times(r.ratio_low)}-{times(r.ratio_high)}" if not math.isnan(r.ratio_low) else "-",
+                "p": f"{r.p_holm:.2g}" if not math.isnan(r.p_holm) else "-",
+                "significant": bool(r.significant),
+                "verdict": r.verdict,
+            }
+        )
     ctx = {
         "title": f"bubbleup comparison: {cmp.run_a.name} vs {cmp.run_b.name}",
         "a": cmp.run_a,
@@ -337,5 +305,4 @@ def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, stream: 
     out.write_text(render(cmp), encoding="utf-8")
     if stream is not None:
         print(format_text(cmp), file=stream)
-        print(f"comparison written to {out}", file=stream)
     return out

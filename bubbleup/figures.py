@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bubbleup.analysis import Run, axis_label, format_value
@@ -62,11 +64,16 @@ def _theme() -> None:
 
 
 def _plain_log_y(ax: plt.Axes) -> None:
-    """Log y with ordinary numbers as tick labels (``20``, ``50``), not ``10^1``."""
+    """Log y with ordinary numbers as tick labels (``20``, ``50``), not ``10^1``.
+
+    Call after plotting: within about a decade every minor tick is labelled (else a panel
+    spanning 10-40 ms would show a single label); over wider ranges only 2x and 5x ones.
+    """
     ax.set_yscale("log")
-    fmt = FuncFormatter(lambda y, _pos: f"{y:g}")
-    ax.yaxis.set_major_formatter(fmt)
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos: f"{y:g}" if str(f"{y:g}")[0] in "25" else ""))
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
+    lo, hi = ax.get_ylim()
+    keep = "23456789" if hi / max(lo, 1e-12) < 12 else "25"
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos: f"{y:g}" if f"{y:g}"[0] in keep else ""))
 
 
 def _wants_log(values: pd.Series | np.ndarray, ratio: float = 6.0) -> bool:
@@ -112,11 +119,15 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
     ncols = 4 if small else 1
     nrows = math.ceil(len(settings) / ncols) if small else 1
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(13 if small else 10, 3.2 * nrows if small else 5.2), squeeze=False,
-        sharex=True, sharey=True,
-    )  # fmt: skip
+        nrows,
+        ncols,
+        figsize=(13 if small else 10, 3.2 * nrows if small else 5.2),
+        squeeze=False,
+        sharex=True,
+        sharey=True,
+    )
     flat = list(axes.flat)
-    log_y = not qos and _wants_log(summary[column])
+    log_y = not qos and _wants_log(summary[column], 3)
     for i, setting in enumerate(settings):
         ax = flat[i] if small else flat[0]
         if small:  # the other settings in grey, for context
@@ -129,14 +140,19 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
     for ax in flat[len(settings) if small else 1 :]:
         ax.set_visible(False)
     for ax in flat:
+        if qos:
+            ax.axhline(1.0, color="#555555", lw=0.8, ls=":")
+            top = summary[column].max() if column in summary else 1.0
+            ax.set_ylim(0, min(max(1.15, float(top) * 1.08), 3.0))  # speed-ups above 1 stay visible
+        else:
+            ax.margins(y=0.18 if small else 0.1)  # room for the cliff's label
         if log_y:
             _plain_log_y(ax)
         _x_axis(ax, run, summary["value"].unique())
-        if qos:
-            ax.axhline(1.0, color="#555555", lw=0.8, ls=":")
-            ax.set_ylim(0, 1.15)
-        else:
-            ax.margins(y=0.1)
+        if small and ax not in _bottom_axes(axes, len(settings)):
+            ax.set_xlabel("")
+        elif small:
+            ax.xaxis.set_tick_params(labelbottom=True)  # sharex hides them above an empty panel
     ylabel = (
         "normalised QoS\n(latency with least pressure / latency)"
         if qos
@@ -148,6 +164,17 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
         _legend(flat[0], settings, style, by_setting, run.axis, summary, qos)
     fig.tight_layout()
     return fig
+
+
+def _bottom_axes(axes: np.ndarray, n_used: int) -> list[plt.Axes]:
+    """The lowest visible panel of each column of a grid of which the first ``n_used`` panels are used."""
+    nrows, ncols = axes.shape
+    out = []
+    for col in range(ncols):
+        rows = [r for r in range(nrows) if r * ncols + col < n_used]
+        if rows:
+            out.append(axes[rows[-1], col])
+    return out
 
 
 def _draw_setting(
@@ -164,29 +191,57 @@ def _draw_setting(
     bad = rows[rows["status"] != "ok"]
     if len(bad):  # failed points have no latency: they sit on the bottom edge, one row per setting
         trans = ax.get_xaxis_transform()
-        ax.scatter(bad["value"], [0.04 + 0.05 * level] * len(bad), transform=trans, marker="X", s=110,
-                   color=st.colour, edgecolor="black", linewidth=0.8, zorder=5, clip_on=False)  # fmt: skip
+        ax.scatter(
+            bad["value"],
+            [0.04 + 0.05 * level] * len(bad),
+            transform=trans,
+            marker="X",
+            s=110,
+            color=st.colour,
+            edgecolor="black",
+            linewidth=0.8,
+            zorder=5,
+            clip_on=False,
+        )
     if cliff is not None and cliff.kind == BREAK:
         hit = ok[ok["value"] == cliff.at]
         if len(hit):
             x, y = float(cliff.at), float(hit[column].iloc[0])
             ax.scatter([x], [y], s=420, facecolor="none", edgecolor=st.colour, linewidth=2.5, zorder=6)
             ax.annotate(
-                f"cliff {times(cliff.jump)}", (x, y), xytext=(-12, 16), textcoords="offset points", ha="right",
-                color=st.colour, fontsize=9, fontweight="bold", zorder=7,
+                f"cliff {times(cliff.jump)}",
+                (x, y),
+                xytext=(-12, 16),
+                textcoords="offset points",
+                ha="right",
+                color=st.colour,
+                fontsize=9,
+                fontweight="bold",
+                zorder=7,
                 bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8},
-            )  # fmt: skip
+            )
 
 
 def _legend(
-    ax: plt.Axes, settings: Sequence[str], style: dict[str, Style], by_setting: dict[str, Cliff], axis: str,
-    summary: pd.DataFrame, qos: bool,
-) -> None:  # fmt: skip
+    ax: plt.Axes,
+    settings: Sequence[str],
+    style: dict[str, Style],
+    by_setting: dict[str, Cliff],
+    axis: str,
+    summary: pd.DataFrame,
+    qos: bool,
+) -> None:
     handles = [
-        Line2D([], [], color=style[s].colour, marker=style[s].marker, lw=2,
-               label=f"{s}: {_cliff_label(by_setting.get(s), axis)}")
+        Line2D(
+            [],
+            [],
+            color=style[s].colour,
+            marker=style[s].marker,
+            lw=2,
+            label=f"{s}: {_cliff_label(by_setting.get(s), axis)}",
+        )
         for s in settings
-    ]  # fmt: skip
+    ]
     handles.append(Line2D([], [], color="#888888", lw=8, alpha=0.3, label="95% CI of the median"))
     if any(c.kind == BREAK for c in by_setting.values()):
         handles.append(Line2D([], [], ls="", marker="o", ms=14, mfc="none", mec="#444444", mew=2, label="cliff"))
@@ -202,30 +257,85 @@ def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
     _theme()
     settings = [s for s in run.settings if s in set(timed["setting"])]
     style = styles(settings)
-    data = timed.assign(pressure=timed["value"].map(lambda v: format_value(v, run.axis, unit=False)))
-    order = [format_value(v, run.axis, unit=False) for v in sorted(timed["value"].unique())]
-    log_y = _wants_log(data["latency_ms"], 4)
-    width = min(16.0, max(8.0, 0.55 * len(order) * max(1, len(settings)) + 3))
+    values = sorted(timed["value"].unique())
+    labels = [format_value(v, run.axis, unit=False) for v in values]
+    log_y = _wants_log(timed["latency_ms"], 4)
+    ylabel = f"latency per inference (ms){', log scale' if log_y else ''}"
     if len(settings) <= 6:
+        data = timed.assign(pressure=timed["value"].map(lambda v: format_value(v, run.axis, unit=False)))
+        width = min(16.0, max(8.0, 0.55 * len(values) * len(settings) + 3))
         fig, ax = plt.subplots(figsize=(width, 5))
-        sns.boxplot(data=data, x="pressure", y="latency_ms", hue="setting", order=order, hue_order=settings,
-                    palette={s: style[s].colour for s in settings}, fliersize=2, linewidth=1, ax=ax,
-                    log_scale=log_y)  # fmt: skip
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated argument
+            warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+            sns.boxplot(
+                data=data,
+                x="pressure",
+                y="latency_ms",
+                hue="setting",
+                order=labels,
+                hue_order=settings,
+                palette={s: style[s].colour for s in settings},
+                fliersize=2,
+                linewidth=1,
+                ax=ax,
+                log_scale=log_y,
+            )
         ax.legend(title="setting", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-        axes = [ax]
-    else:
-        grid = sns.catplot(data=data, x="pressure", y="latency_ms", col="setting", col_wrap=4, col_order=settings,
-                           order=order, kind="box", color="#0173b2", fliersize=2, linewidth=1, height=2.8,
-                           aspect=1.2, log_scale=log_y)  # fmt: skip
-        grid.set_titles("{col_name}")
-        fig, axes = grid.figure, list(grid.axes.flat)
-    for ax in axes:
         if log_y:
             _plain_log_y(ax)
         ax.set_xlabel(axis_label(run))
-        ax.set_ylabel(f"latency per inference (ms){', log scale' if log_y else ''}")
+        ax.set_ylabel(ylabel)
+        fig.tight_layout()
+        return fig
+    # many settings: one small panel each (plain matplotlib: seaborn's faceting is slow here)
+    ncols = 4
+    nrows = math.ceil(len(settings) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(13, 2.8 * nrows), squeeze=False, sharex=True, sharey=True)
+    for ax, setting in zip(axes.flat, settings, strict=False):
+        part = timed[timed["setting"] == setting]
+        groups = [part.loc[part["value"] == v, "latency_ms"].to_numpy(float) for v in values]
+        ax.boxplot(
+            groups,
+            positions=range(len(values)),
+            widths=0.6,
+            patch_artist=True,
+            showfliers=True,
+            boxprops={"facecolor": style[setting].colour, "alpha": 0.8},
+            medianprops={"color": "black"},
+            flierprops={"markersize": 2},
+        )
+        ax.set_title(setting, fontsize=9)
+    for ax in list(axes.flat)[len(settings) :]:
+        ax.set_visible(False)
+    for ax in axes.flat:
+        if log_y:
+            ax.set_yscale("log")
+        ax.set_xticks(range(len(values)))
+        ax.set_xticklabels(labels)
+    if log_y:
+        _plain_log_y(axes.flat[0])  # shared y: one call formats every panel
+    for ax in _bottom_axes(axes, len(settings)):
+        ax.set_xlabel(axis_label(run))
+        ax.xaxis.set_tick_params(labelbottom=True)  # sharex hides them above an empty panel
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel if ax is axes[nrows // 2, 0] else "")
     fig.tight_layout()
     return fig
+
+
+#: More points than this in a time trace add ink, not information: timed samples are thinned.
+MAX_TRACE_POINTS = 20_000
+
+
+def _thin_out(trace: pd.DataFrame) -> pd.DataFrame:
+    """Every warm-up, first use and setting change kept; timed samples decimated evenly beyond MAX_TRACE_POINTS."""
+    if len(trace) <= MAX_TRACE_POINTS:
+        return trace
+    keep = (trace["phase"] != "timed") | (trace["first_use"] == 1)
+    keep |= (trace["setting"] != trace["setting"].shift()) | (trace["worker_pid"] != trace["worker_pid"].shift())
+    step = math.ceil(len(trace) / MAX_TRACE_POINTS)
+    keep |= (np.arange(len(trace)) % step) == 0
+    return trace[keep].reset_index(drop=True)
 
 
 def _change_points(trace: pd.DataFrame) -> pd.DataFrame:
@@ -242,7 +352,7 @@ def memory_trace(run: Run) -> Figure | None:
     if s.empty or not s["rss_mb"].notna().any() or not s["t_s"].notna().any():
         return None
     _theme()
-    trace = s.sort_values("t_s").reset_index(drop=True)
+    trace = _thin_out(s.sort_values("t_s").reset_index(drop=True))
     settings = [x for x in run.settings if x in set(trace["setting"])]
     style = styles(settings)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6.2), sharex=True, height_ratios=(3, 2))
@@ -250,10 +360,18 @@ def memory_trace(run: Run) -> Figure | None:
         top.plot(seg["t_s"], seg["rss_mb"], color="#444444", lw=0.8, zorder=2)
     for setting in settings:
         part = trace[trace["setting"] == setting]
-        top.scatter(part["t_s"], part["rss_mb"], s=6, color=style[setting].colour, marker=style[setting].marker,
-                    label=setting, zorder=3)  # fmt: skip
-        bottom.scatter(part["t_s"], part["latency_ms"], s=6, color=style[setting].colour,
-                       marker=style[setting].marker, zorder=3)  # fmt: skip
+        top.scatter(
+            part["t_s"],
+            part["rss_mb"],
+            s=6,
+            color=style[setting].colour,
+            marker=style[setting].marker,
+            label=setting,
+            zorder=3,
+        )
+        bottom.scatter(
+            part["t_s"], part["latency_ms"], s=6, color=style[setting].colour, marker=style[setting].marker, zorder=3
+        )
     changes = _change_points(trace)
     if len(changes) <= 80:
         for ax in (top, bottom):
@@ -261,22 +379,47 @@ def memory_trace(run: Run) -> Figure | None:
                 ax.axvline(t, color="#999999", lw=0.7, ls="--", zorder=1)
     first = trace[trace["first_use"] == 1]
     if len(first):
-        top.scatter(first["t_s"], first["rss_mb"], s=70, marker="v", facecolor="none", edgecolor="black",
-                    linewidth=1.2, zorder=4, label="first use of a setting")  # fmt: skip
+        top.scatter(
+            first["t_s"],
+            first["rss_mb"],
+            s=70,
+            marker="v",
+            facecolor="none",
+            edgecolor="black",
+            linewidth=1.2,
+            zorder=4,
+            label="first use of a setting",
+        )
         if len(first) <= 12:
             for row in first.itertuples():
-                top.annotate(str(row.setting), (row.t_s, row.rss_mb), xytext=(3, 8), textcoords="offset points",
-                             fontsize=8, color=style.get(row.setting, Style("#000", "o")).colour)  # fmt: skip
+                top.annotate(
+                    str(row.setting),
+                    (row.t_s, row.rss_mb),
+                    xytext=(3, 8),
+                    textcoords="offset points",
+                    fontsize=8,
+                    color=style.get(row.setting, Style("#000", "o")).colour,
+                )
     _shade_points(run, top, trace)
     _shade_points(run, bottom, trace, labels=False)
     if _wants_log(trace["latency_ms"]):
         _plain_log_y(bottom)
+    _min_span(top, trace["rss_mb"], 0.1)
     top.set_ylabel("worker RSS (MiB)")
     bottom.set_ylabel("latency (ms)")
     bottom.set_xlabel("time since the run started (s); dashed lines: setting changes")
     top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting", markerscale=2)
     fig.tight_layout()
     return fig
+
+
+def _min_span(ax: plt.Axes, values: pd.Series, fraction: float) -> None:
+    """Show at least ``fraction`` of the largest value on y, so 0.02 MiB of jitter does not fill the panel."""
+    lo, hi = float(values.min()), float(values.max())
+    span = fraction * abs(hi)
+    if hi - lo < span:
+        mid = (hi + lo) / 2
+        ax.set_ylim(mid - span / 2, mid + span / 2)
 
 
 def _shade_points(run: Run, ax: plt.Axes, samples: pd.DataFrame, labels: bool = True) -> None:
@@ -289,24 +432,46 @@ def _shade_points(run: Run, ax: plt.Axes, samples: pd.DataFrame, labels: bool = 
         if i % 2 == 0:
             ax.axvspan(span["min"], span["max"], color="#f0f0f0", zorder=0)
         if labels:
-            ax.text((span["min"] + span["max"]) / 2, 1.01, format_value(value, run.axis, unit=False), transform=trans,
-                    ha="center", va="bottom", fontsize=7, color="#555555")  # fmt: skip
+            ax.text(
+                (span["min"] + span["max"]) / 2,
+                1.01,
+                format_value(value, run.axis, unit=False),
+                transform=trans,
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                color="#555555",
+            )
 
 
 def memory_bars(run: Run) -> Figure | None:
-    """Peak worker RSS per setting (the TX2 study's Figure 3.1, ApproxNet vs MCDNN, made generic)."""
+    """Peak worker RSS per setting (the TX2 study's Figure 3.1, ApproxNet vs MCDNN, made generic).
+
+    In a run of several workloads the bars are coloured by workload, so the comparison the
+    study drew (one model that switches vs several models) reads at a glance.
+    """
     s = run.samples
     if s.empty or not s["rss_mb"].notna().any():
         return None
     _theme()
     settings = [x for x in run.settings if x in set(s["setting"])]
     peak = s.groupby("setting")["rss_mb"].max().reindex(settings)
-    style = styles(settings)
+    if len(run.workloads) > 1:
+        owner = s.drop_duplicates("setting").set_index("setting")["workload"].astype(str)
+        colour_of = {w: PALETTE[i % len(PALETTE)] for i, w in enumerate(run.workloads)}
+        colours = [colour_of.get(owner.get(x, ""), PALETTE[-1]) for x in settings]
+    else:
+        style = styles(settings)
+        colours = [style[x].colour for x in settings]
     fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(settings) + 3), 4.2))
-    bars = ax.bar(range(len(settings)), peak.to_numpy(), color=[style[x].colour for x in settings])
+    bars = ax.bar(range(len(settings)), peak.to_numpy(), color=colours)
     ax.bar_label(bars, labels=[f"{v:.0f}" for v in peak.to_numpy()], padding=2, fontsize=9)
     ax.set_xticks(range(len(settings)))
-    ax.set_xticklabels(settings, rotation=30 if len(settings) > 6 else 0, ha="right" if len(settings) > 6 else "center")
+    tilt = len(settings) > 6 or max(len(x) for x in settings) > 12
+    ax.set_xticklabels(settings, rotation=30 if tilt else 0, ha="right" if tilt else "center")
+    if len(run.workloads) > 1:
+        handles = [Patch(color=colour_of[w], label=w) for w in run.workloads]
+        ax.legend(handles=handles, title="workload", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
     ax.set_xlabel("setting (in the order the worker ran them)")
     ax.set_ylabel("peak worker RSS (MiB)")
     ax.margins(y=0.12)
@@ -315,9 +480,22 @@ def memory_bars(run: Run) -> Figure | None:
     return fig
 
 
-_UNITS = (("_percent", "%"), ("_pct", "%"), ("_mb", "MiB"), ("_mib", "MiB"), ("_kb", "KiB"), ("_bytes", "B"),
-          ("_ms", "ms"), ("_s", "s"), ("_hz", "Hz"), ("_mhz", "MHz"), ("_c", "°C"), ("avg10", "%"),
-          ("avg60", "%"), ("avg300", "%"))  # fmt: skip
+_UNITS = (
+    ("_percent", "%"),
+    ("_pct", "%"),
+    ("_mb", "MiB"),
+    ("_mib", "MiB"),
+    ("_kb", "KiB"),
+    ("_bytes", "B"),
+    ("_ms", "ms"),
+    ("_s", "s"),
+    ("_hz", "Hz"),
+    ("_mhz", "MHz"),
+    ("_c", "°C"),
+    ("avg10", "%"),
+    ("avg60", "%"),
+    ("avg300", "%"),
+)
 
 
 def _unit(column: str) -> str:
@@ -327,12 +505,20 @@ def _unit(column: str) -> str:
     return ""
 
 
+#: Telemetry columns that say when or where a row was taken, not what was measured.
+TELEMETRY_KEYS = frozenset({"t_s", "repeat", "value", "step", "bubble_count", "bubble_size_mb"})
+
+
 def telemetry(run: Run, max_panels: int = 12) -> Figure | None:
     """Every numeric telemetry column over time, one small panel each, sweep points shaded."""
     tel = run.telemetry
     if tel is None or tel.empty:
         return None
-    cols = [c for c in tel.columns if c != "t_s" and pd.api.types.is_numeric_dtype(tel[c]) and tel[c].notna().any()]
+    cols = [
+        c
+        for c in tel.columns
+        if c not in TELEMETRY_KEYS and pd.api.types.is_numeric_dtype(tel[c]) and tel[c].notna().any()
+    ]
     if not cols:
         return None
     cols = cols[:max_panels]
@@ -344,5 +530,87 @@ def telemetry(run: Run, max_panels: int = 12) -> Figure | None:
         if not run.samples.empty:
             _shade_points(run, ax, run.samples, labels=i == 0)
     axes[-1, 0].set_xlabel("time since the run started (s); shaded bands and numbers: sweep points")
+    fig.tight_layout()
+    return fig
+
+
+# -- comparison of two runs ----------------------------------------------------------------------
+
+
+def comparison_overlay(run_a: Run, run_b: Run, sa: pd.DataFrame, sb: pd.DataFrame) -> Figure | None:
+    """Both runs' median curves on one plot: A dashed with hollow markers, B solid."""
+    if not (sa["median_ms"].notna().any() or sb["median_ms"].notna().any()):
+        return None
+    _theme()
+    settings = list(dict.fromkeys(run_a.settings + run_b.settings))
+    style = styles(settings)
+    fig, ax = plt.subplots(figsize=(10, 5.2))
+    for summary, dashed in ((sa, True), (sb, False)):
+        for s in settings:
+            rows = summary[(summary["setting"] == s) & summary["median_ms"].notna()].sort_values("value")
+            if rows.empty:
+                continue
+            st = style[s]
+            ax.plot(
+                rows["value"],
+                rows["median_ms"],
+                color=st.colour,
+                marker=st.marker,
+                ls="--" if dashed else "-",
+                mfc="white" if dashed else st.colour,
+                lw=2,
+                ms=6,
+            )
+            ax.fill_between(rows["value"], rows["ci_low_ms"], rows["ci_high_ms"], color=st.colour, alpha=0.15, lw=0)
+    if _wants_log(pd.concat([sa["median_ms"], sb["median_ms"]])):
+        _plain_log_y(ax)
+    _x_axis(ax, run_b, sorted(set(sa["value"]) | set(sb["value"])))
+    ax.set_ylabel("median latency (ms)")
+    handles = [Line2D([], [], color=style[s].colour, marker=style[s].marker, lw=2, label=s) for s in settings]
+    handles += [
+        Line2D([], [], color="#555555", ls="--", marker="o", mfc="white", label=f"A: {run_a.name}"),
+        Line2D([], [], color="#555555", ls="-", marker="o", label=f"B: {run_b.name}"),
+    ]
+    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting / run")
+    fig.tight_layout()
+    return fig
+
+
+def comparison_ratios(run_a: Run, run_b: Run, table: pd.DataFrame) -> Figure | None:
+    """B/A median ratio per point with its CI, on a log axis; significant differences filled."""
+    t = table.dropna(subset=["ratio"])
+    if t.empty:
+        return None
+    _theme()
+    settings = list(dict.fromkeys(t["setting"]))
+    style = styles(list(dict.fromkeys(run_a.settings + run_b.settings)))
+    values = sorted(t["value"].unique())
+    step = (min(np.diff(values)) if len(values) > 1 else 1.0) * 0.5 / max(1, len(settings))
+    fig, ax = plt.subplots(figsize=(10, 4.6))
+    for i, s in enumerate(settings):
+        rows = t[t["setting"] == s].sort_values("value")
+        x = rows["value"] + (i - (len(settings) - 1) / 2) * step if run_b.axis == "count" else rows["value"]
+        err = [rows["ratio"] - rows["ratio_low"], rows["ratio_high"] - rows["ratio"]]
+        st = style[s]
+        ax.errorbar(x, rows["ratio"], yerr=err, fmt="none", ecolor=st.colour, elinewidth=1.5, capsize=3)
+        sig = rows["significant"].to_numpy(bool)
+        ax.scatter(x[sig], rows["ratio"][sig], color=st.colour, marker=st.marker, s=50, zorder=3, label=s)
+        ax.scatter(
+            x[~sig],
+            rows["ratio"][~sig],
+            facecolor="white",
+            edgecolor=st.colour,
+            marker=st.marker,
+            s=50,
+            zorder=3,
+            label=None if sig.any() else s,
+        )
+    ax.axhline(1.0, color="#333333", lw=1)
+    ax.set_yscale("log", base=2)  # 0.5x and 2x sit at the same distance from 1
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
+    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos: f"{y:.2g}"))
+    _x_axis(ax, run_b, values)
+    ax.set_ylabel("median latency B / A (ratio, log scale)")
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting")
     fig.tight_layout()
     return fig

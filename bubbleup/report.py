@@ -20,9 +20,9 @@ import jinja2
 import pandas as pd
 
 import bubbleup
-from bubbleup import analysis
+from bubbleup import analysis, figures
 from bubbleup.analysis import MissingPoint, Run, format_value
-from bubbleup.cliff import BREAK, NON_FUNCTIONAL, Cliff, times
+from bubbleup.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff, times
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_NAME = "report.html"
@@ -36,6 +36,10 @@ class FigureBlock:
     title: str
     caption: str
     uri: str
+
+
+#: (id, title, caption, draw): ``draw`` returns a matplotlib Figure, or None when its data is absent.
+FigureSpec = tuple[str, str, str, Callable[[], Any]]
 
 
 def environment() -> jinja2.Environment:
@@ -85,11 +89,11 @@ def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
 
 def describe_missing(run: Run, missing: Sequence[MissingPoint]) -> list[str]:
     """Missing points in words, one line per repeat: ``repeat 1: 3, 4, 5 bubbles (all settings)``."""
-    all_settings = set(run.manifest.get("settings") or run.settings)
+    all_settings = set(run.planned or run.settings)
     lines = []
     for rep in sorted({m.repeat for m in missing}):
         parts = []
-        for m in (m for m in missing if m.repeat == rep):
+        for m in sorted((m for m in missing if m.repeat == rep), key=lambda m: m.value):
             v = format_value(m.value, run.axis)
             parts.append(v if set(m.settings) >= all_settings else f"{v} ({', '.join(m.settings)})")
         unit = " bubbles" if run.axis == "count" else ""
@@ -118,25 +122,27 @@ def cliff_rows(cliffs: Sequence[Cliff], summary: pd.DataFrame) -> list[dict[str,
     """The summary table: one row per setting, its verdict in a word and the evidence."""
     rows = []
     for c in cliffs:
-        verdict = {BREAK: "cliff", NON_FUNCTIONAL: "stops working"}.get(c.kind, c.kind)
+        verdict = {BREAK: "cliff", NON_FUNCTIONAL: "stops working", NONE: "no cliff"}.get(c.kind, c.kind)
         jump = ""
         if c.kind == BREAK:
             jump = times(c.jump)
             if c.jump_low is not None and not math.isnan(c.jump_low):
                 jump += f" [{times(c.jump_low)}, {times(c.jump_high)}]"
         base = summary[(summary["setting"] == c.setting) & (summary["value"] == c.baseline)]
-        rows.append({
-            "setting": c.setting,
-            "verdict": verdict,
-            "kind": c.kind,
-            "tolerated": format_value(c.tolerated, c.axis) if c.tolerated is not None else "none",
-            "at": format_value(c.at, c.axis) if c.at is not None else "-",
-            "jump": jump,
-            "baseline_ms": fmt_ms(base["median_ms"].iloc[0]) if len(base) else "-",
-            "slowdown": times(c.slowdown) if c.slowdown is not None else "-",
-            "sentence": c.sentence(),
-            "note": c.note,
-        })  # fmt: skip
+        rows.append(
+            {
+                "setting": c.setting,
+                "verdict": verdict,
+                "kind": c.kind,
+                "tolerated": format_value(c.tolerated, c.axis) if c.tolerated is not None else "none",
+                "at": format_value(c.at, c.axis) if c.at is not None else "-",
+                "jump": jump,
+                "baseline_ms": fmt_ms(base["median_ms"].iloc[0]) if len(base) else "-",
+                "slowdown": times(c.slowdown) if c.slowdown is not None else "-",
+                "sentence": c.sentence(),
+                "note": c.note,
+            }
+        )
     return rows
 
 
@@ -152,57 +158,91 @@ def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
         spread = "-"
         if r.n_repeats > 1:
             spread = f"{fmt_ms(r.rep_median_min_ms)}-{fmt_ms(r.rep_median_max_ms)}"
-        rows.append({
-            "setting": r.setting, "value": format_value(r.value, axis), "status": r.status,
-            "attempts": f"{r.n_attempts - r.n_failed}/{r.n_attempts}" if r.n_failed else str(r.n_attempts),
-            "n": r.n, "median": fmt_ms(r.median_ms), "ci": f"{fmt_ms(r.ci_low_ms)}-{fmt_ms(r.ci_high_ms)}",
-            "mean": fmt_ms(r.mean_ms), "p90": tail(90), "p95": tail(95), "p99": tail(99),
-            "max": fmt_ms(r.max_ms), "spread": spread,
-            "slowdown": times(r.slowdown) if not math.isnan(r.slowdown) else "-",
-            "qos": f"{r.qos:.2f}" if not math.isnan(r.qos) else "-",
-            "rss": fmt_ms(r.rss_mb_max), "first_use": fmt_ms(r.first_use_ms), "select": fmt_ms(r.select_ms),
-            "error": r.error or "", "tail_note": r.tail_note,
-        })  # fmt: skip
+        rows.append(
+            {
+                "setting": r.setting,
+                "value": format_value(r.value, axis),
+                "status": r.status,
+                "attempts": f"{r.n_attempts - r.n_failed}/{r.n_attempts}" if r.n_failed else str(r.n_attempts),
+                "n": r.n,
+                "median": fmt_ms(r.median_ms),
+                "ci": f"{fmt_ms(r.ci_low_ms)}-{fmt_ms(r.ci_high_ms)}",
+                "mean": fmt_ms(r.mean_ms),
+                "p90": tail(90),
+                "p95": tail(95),
+                "p99": tail(99),
+                "max": fmt_ms(r.max_ms),
+                "spread": spread,
+                "slowdown": times(r.slowdown) if not math.isnan(r.slowdown) else "-",
+                "qos": f"{r.qos:.2f}" if not math.isnan(r.qos) else "-",
+                "rss": fmt_ms(r.rss_mb_max),
+                "first_use": fmt_ms(r.first_use_ms),
+                "select": fmt_ms(r.select_ms),
+                "error": r.error or "",
+                "tail_note": r.tail_note,
+            }
+        )
     return rows
 
 
 def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff]) -> list[FigureBlock]:
     """Every figure the data allows, in reading order; a figure that fails to draw is skipped, not fatal."""
-    from bubbleup import figures
-
     pressure = "bubble count" if run.axis == "count" else "bubble size"
     timed = analysis.timed_samples(run)
-    specs: list[tuple[str, str, str, Callable[[], Any]]] = [
-        ("latency", f"Median latency vs {pressure}",
-         "One line per setting: the median of every timed inference at that pressure (repeats pooled), its "
-         "95% bootstrap confidence band, the detected cliff circled, failed or timed-out points as crosses "
-         "on the bottom edge.",
-         lambda: figures.latency_curve(run, summary, cliffs)),
-        ("qos", f"Normalised QoS vs {pressure} (Bubble-Up sensitivity curve)",
-         "Median latency at the lowest pressure divided by median latency at each pressure: 1 means unaffected, "
-         "0.5 means twice as slow.",
-         lambda: figures.latency_curve(run, summary, cliffs, qos=True)),
-        ("distributions", "Latency distributions per point",
-         "Box: quartiles and median; whiskers: 1.5 IQR; dots: slower or faster outliers. Timed inferences only.",
-         lambda: figures.distributions(run, timed)),
-        ("memory-trace", "Worker memory and latency over time",
-         "Worker RSS after each inference (warm-ups included), the same inferences' latency below. Dashed lines "
-         "mark setting changes, triangles the first use of a setting in a worker process (its switching cost), "
-         "shaded bands and numbers the sweep points.",
-         lambda: figures.memory_trace(run)),
-        ("memory-bars", "Peak worker memory per setting",
-         "Highest RSS of the worker process while it ran each setting, over the whole run. Settings run in "
-         "sequence in one worker, so memory loaded for earlier settings is included in later ones' peaks.",
-         lambda: figures.memory_bars(run)),
-        ("telemetry", "System telemetry over time",
-         "Every numeric column the telemetry sampler recorded, on the run's clock; shaded bands are sweep points.",
-         lambda: figures.telemetry(run)),
-    ]  # fmt: skip
+    specs: list[FigureSpec] = [
+        (
+            "latency",
+            f"Median latency vs {pressure}",
+            "One line per setting: the median of every timed inference at that pressure (repeats pooled), its "
+            "95% bootstrap confidence band, the detected cliff circled, failed or timed-out points as crosses "
+            "on the bottom edge.",
+            lambda: figures.latency_curve(run, summary, cliffs),
+        ),
+        (
+            "qos",
+            f"Normalised QoS vs {pressure} (Bubble-Up sensitivity curve)",
+            "Median latency at the lowest pressure divided by median latency at each pressure: 1 means unaffected, "
+            "0.5 means twice as slow.",
+            lambda: figures.latency_curve(run, summary, cliffs, qos=True),
+        ),
+        (
+            "distributions",
+            "Latency distributions per point",
+            "Box: quartiles and median; whiskers: 1.5 IQR; dots: slower or faster outliers. Timed inferences only.",
+            lambda: figures.distributions(run, timed),
+        ),
+        (
+            "memory-trace",
+            "Worker memory and latency over time",
+            "Worker RSS after each inference (warm-ups included), the same inferences' latency below. Dashed lines "
+            "mark setting changes, triangles the first use of a setting in a worker process (its switching cost), "
+            "shaded bands and numbers the sweep points.",
+            lambda: figures.memory_trace(run),
+        ),
+        (
+            "memory-bars",
+            "Peak worker memory per setting",
+            "Highest RSS of the worker process while it ran each setting, over the whole run. Settings run in "
+            "sequence in one worker, so memory loaded for earlier settings is included in later ones' peaks.",
+            lambda: figures.memory_bars(run),
+        ),
+        (
+            "telemetry",
+            "System telemetry over time",
+            "Every numeric column the telemetry sampler recorded, on the run's clock; shaded bands are sweep points.",
+            lambda: figures.telemetry(run),
+        ),
+    ]
+    return draw_figures(specs)
+
+
+def draw_figures(specs: Sequence[FigureSpec]) -> list[FigureBlock]:
+    """Draw and embed each figure; one that fails says so in its caption instead of costing the whole page."""
     blocks = []
     for fid, title, caption, draw in specs:
         try:
             fig = draw()
-        except Exception as exc:  # one bad figure must not cost the whole report
+        except Exception as exc:
             blocks.append(FigureBlock(fid, title, f"This figure could not be drawn: {exc!r}", ""))
             continue
         if fig is not None:
@@ -218,16 +258,34 @@ def _facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
     values = sweep.get("values") or run.values
     timed = int(summary["n"].sum()) if len(summary) else 0
     facts = [
-        ("workload", str(workload.get("kind", "?"))),
+        ("workload", ", ".join(run.workloads) or str(workload.get("kind", "?"))),
         ("settings", ", ".join(run.settings) or "-"),
-        ("sweep", f"{'bubble count' if run.axis == 'count' else 'bubble size (MiB)'}: "
-                  f"{', '.join(format_value(float(v), run.axis, unit=False) for v in values)}"),
+        (
+            "sweep",
+            f"{'bubble count' if run.axis == 'count' else 'bubble size (MiB)'}: "
+            f"{', '.join(format_value(float(v), run.axis, unit=False) for v in values)}",
+        ),
         ("repeats", str(sweep.get("repeats", "-"))),
         ("bubble", ", ".join(f"{k} {v}" for k, v in bubble.items()) or "-"),
         ("timed inferences", str(timed)),
         ("started / finished", f"{run.manifest.get('started_at') or '-'} / {run.manifest.get('finished_at') or '-'}"),
-    ]  # fmt: skip
+    ]
     return facts
+
+
+#: Manifest keys shown in their own sections; every other key goes to the "run metadata" table.
+_SHOWN_KEYS = frozenset(
+    {"scenario_given", "scenario_effective", "environment", "workload_metadata", "plan", "environment_warnings", "name"}
+)
+
+
+def _manifest_misc(run: Run) -> list[tuple[str, str]]:
+    """Everything else the store recorded (versions, placement, memory safety, resumes...), so nothing is hidden."""
+    rows: list[tuple[str, str]] = []
+    for key, value in run.manifest.items():
+        if key not in _SHOWN_KEYS:
+            rows.extend(flatten(value, key))
+    return rows
 
 
 def render(run: Run) -> str:
@@ -239,7 +297,6 @@ def render(run: Run) -> str:
     failed = run.points[run.points["status"] != "ok"] if len(run.points) else run.points
     ctx = {
         "title": f"bubbleup report: {run.name}",
-        "run": run,
         "run_path": str(run.path),
         "status_class": status_class,
         "status_text": status_text,
@@ -247,7 +304,6 @@ def render(run: Run) -> str:
         "notes": list(run.notes),
         "facts": _facts(run, summary),
         "cliffs": cliff_rows(cliffs, summary),
-        "any_data": bool(len(summary)) and bool(summary["n"].sum()),
         "figures": build_figures(run, summary, cliffs),
         "stats": stats_rows(summary, run.axis),
         "min_tail": analysis.MIN_TAIL_SAMPLES,
@@ -265,9 +321,8 @@ def render(run: Run) -> str:
         "scenario_effective": to_yaml(run.manifest.get("scenario_effective") or {}),
         "environment": flatten(run.manifest.get("environment") or {}),
         "workload_metadata": flatten(run.manifest.get("workload_metadata") or {}),
-        "manifest_misc": [
-            (k, str(run.manifest.get(k))) for k in ("schema_version", "bubbleup_version", "status") if k in run.manifest
-        ],
+        "manifest_misc": _manifest_misc(run),
+        "env_warnings": [str(w) for w in run.manifest.get("environment_warnings") or []],
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": bubbleup.__version__,
     }

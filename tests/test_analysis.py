@@ -1,0 +1,152 @@
+"""Statistics on saved run directories: percentiles, CIs, pooling, slowdown, failures, partial runs."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+from fixtures_runs import make_run
+
+from bubbleup import analysis
+from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
+
+VALUES = [0, 1, 2, 3]
+
+
+def test_nearest_rank_on_known_values() -> None:
+    x = np.arange(1.0, 101.0)
+    assert [analysis.nearest_rank(x, p) for p in (50, 90, 95, 99, 100)] == [50, 90, 95, 99, 100]
+    thirty = np.arange(1.0, 31.0)
+    assert analysis.nearest_rank(thirty, 99) == 30  # p99 of 30 samples is the max
+    assert analysis.nearest_rank(thirty, 90) == 27  # ceil(0.9 * 30) = 27, an observed value
+    assert math.isnan(analysis.nearest_rank(np.array([]), 50))
+
+
+def test_thin_tails_are_flagged_in_words() -> None:
+    d = analysis.describe(np.arange(1.0, 31.0))
+    assert d["p99_ms"] == d["max_ms"] == 30
+    assert d["p99_thin"] and d["p95_thin"] and d["p90_thin"]  # p90 of 30 rests on 30 - 27 + 1 = 4 samples
+    assert d["tail_note"] == "p90 rests on 4 samples; p95 rests on 2 samples; p99 = max (n=30)"
+    fifty = analysis.describe(np.arange(1.0, 51.0))
+    assert not fifty["p90_thin"] and fifty["p95_thin"] and fifty["p99_thin"]  # 6, 3 and 1 samples at or above
+    big = analysis.describe(np.arange(1.0, 1001.0))
+    assert not (big["p90_thin"] or big["p95_thin"] or big["p99_thin"])
+    assert big["tail_note"] == ""
+
+
+def test_median_ci_brackets_the_true_median() -> None:
+    rng = np.random.default_rng(1)
+    x = 20 * np.exp(rng.normal(0, 0.2, 200))
+    lo, hi = analysis.median_ci(x)
+    assert lo < np.median(x) < hi
+    assert lo < 20 < hi
+    assert hi - lo < 3
+    assert analysis.median_ci(np.array([5.0, 5.0, 5.0])) == (5.0, 5.0)
+    assert all(math.isnan(v) for v in analysis.median_ci(np.array([5.0])))
+
+
+def test_summarise_pools_repeats_and_normalises(tmp_path) -> None:
+    run = analysis.load_run(make_run(tmp_path, {"A": [10, 12, 15, 30], "B": [5, 5, 5, 5]}, VALUES, repeats=3, n=20))
+    s = analysis.summarise(run)
+    assert list(s.columns) == list(analysis.SUMMARY_COLUMNS)
+    assert list(s["setting"]) == ["A"] * 4 + ["B"] * 4  # manifest order, then pressure
+    assert (s["n"] == 60).all() and (s["n_repeats"] == 3).all()  # warm-ups excluded, repeats pooled
+    a = s[s["setting"] == "A"].set_index("value")
+    assert a.loc[0, "slowdown"] == 1.0 and a.loc[0, "qos"] == 1.0
+    assert a.loc[3, "slowdown"] == pytest.approx(3.0, rel=0.1)
+    assert a.loc[3, "qos"] == pytest.approx(1 / a.loc[3, "slowdown"])
+    assert (a["ci_low_ms"] < a["median_ms"]).all() and (a["median_ms"] < a["ci_high_ms"]).all()
+    assert (a["rep_median_min_ms"] <= a["median_ms"]).all() and (a["median_ms"] <= a["rep_median_max_ms"]).all()
+    assert a.loc[2, "bubble_count"] == 2 and a.loc[2, "bubble_size_mb"] == 512
+    assert a.loc[0, "first_use_ms"] == pytest.approx(30.0)  # the fake's first warm-up is 3x the median
+    assert (s["status"] == "ok").all()
+
+
+def test_failed_points_keep_their_status_and_error(tmp_path) -> None:
+    run = analysis.load_run(
+        make_run(tmp_path, {"A": [10, 11, 12, 13]}, VALUES, repeats=2, failed={("A", 3): "timeout"})
+    )
+    s = analysis.summarise(run).set_index("value")
+    assert s.loc[3, "status"] == "timeout"
+    assert (s.loc[3, "n_attempts"], s.loc[3, "n_failed"], s.loc[3, "n"]) == (2, 2, 0)
+    assert math.isnan(s.loc[3, "median_ms"]) and math.isnan(s.loc[3, "slowdown"])
+    assert "timeout" in s.loc[3, "error"]
+    assert s.loc[2, "status"] == "ok"
+
+
+def test_a_failure_in_one_repeat_marks_the_point_and_drops_its_samples(tmp_path) -> None:
+    run_dir = make_run(tmp_path, {"A": [10, 11, 12, 13]}, VALUES, repeats=2, n=10)
+    points = pd.read_csv(run_dir / "points.csv")
+    bad = (points["repeat"] == 1) & (points["value"] == 2)
+    points["error"] = points["error"].astype(object)
+    points.loc[bad, ["status", "error"]] = ["failed", "worker died: MemoryError"]
+    points.to_csv(run_dir / "points.csv", index=False)
+    s = analysis.summarise(analysis.load_run(run_dir)).set_index("value")
+    assert s.loc[2, "status"] == "failed" and (s.loc[2, "n_attempts"], s.loc[2, "n_failed"]) == (2, 1)
+    assert s.loc[2, "n"] == 10  # only the repeat that finished ok counts
+    assert s.loc[2, "error"] == "worker died: MemoryError"
+
+
+def test_missing_points_of_an_interrupted_run(tmp_path) -> None:
+    run = analysis.load_run(
+        make_run(
+            tmp_path,
+            {"A": [1, 2, 3, 4], "B": [1, 2, 3, 4]},
+            VALUES,
+            repeats=2,
+            missing=[(1, 0), (1, 1)],
+            status="interrupted",
+        )
+    )
+    missing = analysis.missing_points(run)
+    assert [(m.repeat, m.value, m.settings) for m in missing] == [(1, 1.0, ("A", "B")), (1, 0.0, ("A", "B"))]
+    assert analysis.is_partial(run)
+    s = analysis.summarise(run).set_index(["setting", "value"])
+    assert s.loc[("A", 0), "n"] == 40 and s.loc[("A", 3), "n"] == 80
+
+
+def test_plan_as_pairs_and_a_setting_missing_within_a_point(tmp_path) -> None:
+    run_dir = make_run(tmp_path, {"A": [1, 2, 3, 4], "B": [1, 2, 3, 4]}, VALUES)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["plan"] = [[p["repeat"], p["value"]] for p in manifest["plan"]]  # the orchestrator's shape
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    points = pd.read_csv(run_dir / "points.csv")
+    points[~((points["value"] == 3) & (points["setting"] == "B"))].to_csv(run_dir / "points.csv", index=False)
+    run = analysis.load_run(run_dir)
+    assert run.plan == [(0, 0.0), (0, 1.0), (0, 2.0), (0, 3.0)]
+    assert [(m.value, m.settings) for m in analysis.missing_points(run)] == [(3.0, ("B",))]
+    assert not analysis.is_partial(analysis.load_run(make_run(tmp_path, {"A": [1, 2]}, [0, 1], name="whole")))
+
+
+@pytest.mark.parametrize("content", ["", ",".join(SAMPLE_COLUMNS) + "\n"])
+def test_empty_samples_do_not_break_anything(tmp_path, content: str) -> None:
+    run_dir = make_run(tmp_path, {"A": [10, 11, 12, 13]}, VALUES)
+    (run_dir / "samples.csv").write_text(content)
+    (run_dir / "points.csv").write_text(",".join(POINT_COLUMNS) + "\n")
+    run = analysis.load_run(run_dir)
+    assert run.samples.empty and run.points.empty
+    assert analysis.summarise(run).empty
+    assert analysis.find_cliffs(run) == []
+    assert len(analysis.missing_points(run)) == 4
+
+
+def test_truncated_last_line_is_dropped(tmp_path) -> None:
+    run_dir = make_run(tmp_path, {"A": [10, 11, 12, 13]}, VALUES, n=10, telemetry=False)
+    text = (run_dir / "samples.csv").read_text()
+    (run_dir / "samples.csv").write_text(text + "0,count,3,3,512,0,A,timed,10,0,12.")  # killed mid-write
+    run = analysis.load_run(run_dir)
+    assert run.telemetry is None
+    assert len(run.samples) == len(pd.read_csv(run_dir / "samples.csv")) - 1
+    assert analysis.summarise(run)["n"].tolist() == [10, 10, 10, 10]
+
+
+def test_missing_manifest_is_noted_not_fatal(tmp_path) -> None:
+    run_dir = make_run(tmp_path, {"A": [10, 11]}, [0, 1])
+    (run_dir / "manifest.json").unlink()
+    run = analysis.load_run(run_dir)
+    assert "manifest.json is missing" in run.notes
+    assert run.axis == "count" and run.settings == ["A"]
+    assert len(analysis.summarise(run)) == 2

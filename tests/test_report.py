@@ -1,0 +1,337 @@
+"""The HTML report and the comparison: content, self-containment, partial runs, and rendering in Chromium."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+from fixtures_runs import make_run
+
+from bubbleup import analysis, compare, figures, report
+from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
+
+ROOT = Path(__file__).resolve().parents[1]
+VALUES = [0, 1, 2, 3, 4, 5]
+CURVES = {"LL": [10, 10.5, 11, 11.4, 30, 41], "MM": [14, 15, 16, 17, 18, 19], "HH": [20, 21, 23, 24, 25, 26]}
+
+
+class _Refs(HTMLParser):
+    """Collects every attribute or CSS that could make a browser fetch something."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.imgs: list[str] = []
+        self.external: list[str] = []
+        self._in_style = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "link" or (tag == "script" and any(k == "src" for k, _ in attrs)):
+            self.external.append(f"<{tag} {attrs}>")
+        for key, value in attrs:
+            value = value or ""
+            if key in ("src", "srcset", "poster", "data", "action", "background", "formaction"):
+                if tag == "img" and key == "src":
+                    self.imgs.append(value)
+                if not value.startswith("data:"):
+                    self.external.append(f"{tag} {key}={value[:80]}")
+            elif key == "href" and not value.startswith("#"):
+                self.external.append(f"{tag} href={value[:80]}")
+            elif key == "style" and re.search(r"url\(|@import", value):
+                self.external.append(f"{tag} style={value[:80]}")
+        self._in_style = tag == "style"
+
+    def handle_data(self, data: str) -> None:
+        if self._in_style and re.search(r"url\((?!\s*['\"]?data:)|@import", data):
+            self.external.append(f"css: {data[:80]}")
+
+
+def assert_self_contained(text: str, min_images: int) -> list[np.ndarray]:
+    """No reference outside the file; every <img> is an embedded PNG that decodes. Returns the decoded images."""
+    refs = _Refs()
+    refs.feed(text)
+    assert refs.external == [], refs.external
+    assert len(refs.imgs) >= min_images
+    decoded = []
+    for src in refs.imgs:
+        assert src.startswith("data:image/png;base64,")
+        raw = base64.b64decode(src.split(",", 1)[1], validate=True)
+        assert raw[:8] == b"\x89PNG\r\n\x1a\n"
+        img = mpimg.imread(io.BytesIO(raw), format="png")
+        assert img.shape[0] > 200 and img.shape[1] > 300
+        assert (img[..., :3] < 0.9).any(axis=-1).mean() > 0.01  # something is drawn, not a blank canvas
+        decoded.append(img)
+    return decoded
+
+
+def figure_ids(text: str) -> list[str]:
+    return re.findall(r'<figure id="fig-([a-z-]+)">', text)
+
+
+def test_report_of_a_complete_run(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, CURVES, VALUES, repeats=2, failed={("HH", 5): "failed"})
+    out = report.write_report(run_dir)
+    assert out == run_dir / "report.html"
+    text = out.read_text()
+    assert_self_contained(text, min_images=6)
+    assert figure_ids(text) == ["latency", "qos", "distributions", "memory-trace", "memory-bars", "telemetry"]
+    assert "Complete: all 12 planned points were measured." in text
+    # the summary comes first and says it in words
+    summary_at = text.index('id="summary"')
+    assert summary_at < text.index('id="figures"') < text.index('id="tables"') < text.index('id="scenario"')
+    assert "LL tolerates 3 bubbles of 512 MiB; its median latency rises 2." in text
+    assert "MM shows no cliff up to 5 bubbles of 512 MiB" in text
+    assert "HH tolerates 4 bubbles of 512 MiB; at 5 it stops working (failed: worker failed (fake))." in text
+    assert text.count("<tr><td>LL</td>") == 6  # one statistics row per pressure
+    assert "p99 = max (n=80)" in text  # thin tails are explained, not hidden
+    assert "size_mb: 512" in text and "Fake CPU @ 2.0GHz" in text and "intra_op_threads" in text
+    assert not list(run_dir.glob("*.tmp"))
+
+
+def test_report_of_an_interrupted_run_names_the_missing_points(tmp_path: Path) -> None:
+    run_dir = make_run(
+        tmp_path, CURVES, VALUES, repeats=2, missing=[(1, 4), (1, 5)], status="interrupted", telemetry=False
+    )
+    text = report.write_report(run_dir).read_text()
+    assert "Interrupted run: the data below is partial." in text
+    assert "2 of 12 planned points (repeat x value) are missing" in text
+    assert "repeat 1: 4, 5 bubbles" in text
+    assert "fig-telemetry" not in text  # no telemetry recorded: no empty figure either
+    assert_self_contained(text, min_images=5)
+
+
+def test_report_when_every_point_failed(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, {"HH": [10, 11]}, [0, 1], failed={("HH", 0): "failed", ("HH", 1): "timeout"})
+    text = report.write_report(run_dir).read_text()
+    assert "HH does not work even at 0 (failed: worker failed (fake))." in text
+    assert 'class="status-timeout"' in text
+    assert_self_contained(text, min_images=1)  # telemetry still drawn
+
+
+@pytest.mark.parametrize("samples_text", ["", ",".join(SAMPLE_COLUMNS) + "\n"])
+def test_report_of_a_run_with_no_data_yet(tmp_path: Path, samples_text: str) -> None:
+    run_dir = make_run(tmp_path, {"A": [10, 11]}, [0, 1], status="running", telemetry=False)
+    (run_dir / "samples.csv").write_text(samples_text)
+    (run_dir / "points.csv").write_text(",".join(POINT_COLUMNS) + "\n")
+    text = report.write_report(run_dir).read_text()
+    assert "had not finished" in text
+    assert "No measurements yet" in text
+    assert "repeat 0: 0, 1 bubbles" in text
+    assert "<img" not in text
+
+
+def test_size_sweep_with_many_settings_uses_small_multiples(tmp_path: Path) -> None:
+    sizes = [64, 128, 256, 512, 1024]
+    curves = {f"s{i}": [10 + i, 10.2 + i, 10.4 + i, 10.6 + i, 30 + i] for i in range(10)}
+    run_dir = make_run(tmp_path, curves, sizes, axis="size_mb", n=20, telemetry=False)
+    text = report.write_report(run_dir).read_text()
+    assert "s0 tolerates a 512 MiB bubble; its median latency rises" in text
+    assert "at 1024 MiB" in text
+    images = assert_self_contained(text, min_images=5)
+    assert images[0].shape[0] > 600  # three rows of panels, not one crowded plot
+
+
+def test_comparison_flags_real_differences_only(tmp_path: Path) -> None:
+    before = make_run(tmp_path, {"A": [10, 11, 12, 13], "B": [20, 21, 22, 23]}, [0, 1, 2, 3], name="before", seed=1)
+    after = make_run(tmp_path, {"A": [10, 11, 18, 13], "B": [20, 21, 22, 23]}, [0, 1, 2, 3], name="after", seed=2)
+    stream = io.StringIO()
+    out = compare.write_comparison(before, after, stream=stream)
+    assert out == after / "compare-before.html"
+    cmp = compare.compare_runs(*(compare.analysis.load_run(d) for d in (before, after)))
+    t = cmp.table.set_index(["setting", "value"])
+    assert t["significant"].sum() == 1 and t.loc[("A", 2), "significant"]
+    assert t.loc[("A", 2), "ratio"] == pytest.approx(1.5, rel=0.08)
+    assert t.loc[("A", 2), "ratio_low"] > 1.3 and t.loc[("A", 2), "verdict"] == "B slower"
+    assert (t["p_holm"] >= t["p"]).all()
+    printed = stream.getvalue()
+    assert re.search(r"A\s+2\s+12(\.\d)? ms\s+18(\.\d)? ms\s+1\.\d+x \[.*\]\s+\S+\s+\* B slower", printed), printed
+    assert "cliff A: A no cliff up to 3 | B no cliff up to 3" in printed  # a transient at 2: not a cliff
+    text = out.read_text()
+    assert_self_contained(text, min_images=2)
+    assert "B slower" in text and "The recorded environments are identical." in text
+
+
+def test_holm_adjustment() -> None:
+    adjusted = compare.holm([0.01, 0.04, 0.03, float("nan")])
+    assert adjusted[:3] == pytest.approx([0.03, 0.06, 0.06])
+    assert np.isnan(adjusted[3])
+
+
+# -- rendering in a real browser -------------------------------------------------------------------
+
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--hide-scrollbars",
+    "--force-device-scale-factor=1",
+]
+WIDTH = 1400
+PROBE = """<script>
+window.addEventListener("load", () => {
+  const imgs = Array.from(document.images).map((i) => {
+    const r = i.getBoundingClientRect();
+    return {w: i.naturalWidth, h: i.naturalHeight, complete: i.complete,
+            x: r.left + window.scrollX, y: r.top + window.scrollY, cw: r.width, ch: r.height};
+  });
+  const out = document.createElement("pre");
+  out.id = "probe";
+  out.textContent = JSON.stringify({imgs: imgs, height: document.documentElement.scrollHeight});
+  document.body.appendChild(out);
+});
+</script>"""
+
+
+def require_chromium() -> str:
+    """The Chromium binary; under CI (CI=true) its absence is a failure, elsewhere a skip."""
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        if path := shutil.which(name):
+            return path
+    if os.environ.get("CI") == "true":
+        pytest.fail("chromium is not installed (Debian: apt-get install chromium); CI must render the report")
+    pytest.skip("chromium is not installed")
+
+
+def _chromium(binary: str, args: list[str], profile: Path, timeout: float = 120) -> str:
+    """Run headless Chromium in its own session; on timeout kill that session (it is ours) and fail."""
+    proc = subprocess.Popen(
+        [binary, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        pytest.fail(f"chromium did not finish within {timeout} s")
+    assert proc.returncode == 0, err[-2000:]
+    return out
+
+
+def assert_renders(report_path: Path, tmp_path: Path) -> None:
+    """Open the report in headless Chromium: every image decodes, and the screenshot shows every figure."""
+    binary = require_chromium()
+    text = report_path.read_text()
+    n_img = text.count("<img ")
+    assert n_img >= 1
+    probe = tmp_path / "probe.html"  # a copy with a script that measures the images after load
+    probe.write_text(text.replace("</body>", PROBE + "</body>"))
+    dom = _chromium(
+        binary,
+        ["--dump-dom", "--virtual-time-budget=10000", f"--window-size={WIDTH},1000", probe.as_uri()],
+        tmp_path / "profile-dom",
+    )
+    match = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert match, "the probe script did not run"
+    facts = json.loads(html.unescape(match.group(1)))
+    assert len(facts["imgs"]) == n_img
+    for img in facts["imgs"]:
+        assert img["complete"] and img["w"] > 300 and img["h"] > 200, img  # decoded by the browser
+        assert img["cw"] > 300 and img["ch"] > 150, img  # and laid out at a visible size
+    height = min(int(facts["height"]) + 20, 16000)
+    shot = tmp_path / "report.png"
+    _chromium(
+        binary,
+        [f"--screenshot={shot}", f"--window-size={WIDTH},{height}", report_path.as_uri()],
+        tmp_path / "profile-shot",
+    )
+    pixels = mpimg.imread(shot)[..., :3]
+    assert pixels.shape[1] == WIDTH and pixels.shape[0] >= min(height, facts["imgs"][-1]["y"] + 100)
+    for img in facts["imgs"]:  # every figure's region of the screenshot is drawn on, in several colours
+        x0, y0 = int(img["x"]), int(img["y"])
+        region = pixels[y0 : y0 + int(img["ch"]), x0 : x0 + int(img["cw"])]
+        assert region.size, img
+        inked = (region < 0.85).any(axis=-1).mean()
+        colours = len(np.unique((region.reshape(-1, 3) * 15).round(), axis=0))
+        assert inked > 0.03 and colours > 8, (img, inked, colours)
+
+
+def test_report_renders_in_chromium(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, CURVES, VALUES, repeats=2, failed={("HH", 5): "failed"})
+    assert_renders(report.write_report(run_dir), tmp_path)
+
+
+def test_comparison_renders_in_chromium(tmp_path: Path) -> None:
+    a = make_run(tmp_path, CURVES, VALUES, name="a", seed=1, telemetry=False)
+    b = make_run(tmp_path, CURVES, VALUES, name="b", seed=2, telemetry=False)
+    assert_renders(compare.write_comparison(a, b, stream=None), tmp_path)
+
+
+@pytest.mark.slow
+def test_smoke_run_report_renders_in_chromium(tmp_path: Path) -> None:
+    """End to end: the smoke scenario through the CLI, its report rewritten by `bubbleup report`, then rendered."""
+    pytest.importorskip("bubbleup.orchestrator")
+    require_chromium()
+    scenario = ROOT / "scenarios" / "smoke.yaml"
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "bubbleup", "run", str(scenario), "--out", str(out)]
+    done = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = next(p.parent for p in out.rglob("manifest.json"))
+    assert (run_dir / "report.html").is_file()  # written at the end of every run
+    first = (run_dir / "report.html").stat().st_mtime_ns
+    redo = subprocess.run(
+        [sys.executable, "-m", "bubbleup", "report", str(run_dir)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert redo.returncode == 0, redo.stderr[-3000:]
+    assert (run_dir / "report.html").stat().st_mtime_ns >= first
+    text = (run_dir / "report.html").read_text()
+    assert "Complete: all" in text and " of 64 MiB" in text  # the cliff sentences name the bubbles
+    assert_self_contained(text, min_images=4)
+    assert_renders(run_dir / "report.html", tmp_path)
+
+
+def test_run_of_several_workloads_names_each_curve_by_workload(tmp_path: Path) -> None:
+    """ApproxNet vs MCDNN in one run: settings may share names, so curves are ``workload:setting``."""
+    curves = {
+        "approxnet:LL": [10, 10.5, 11, 11.5],
+        "approxnet:HH": [30, 31, 32, 33],
+        "mcdnn:LL": [12, 12.5, 13, 40],
+        "mcdnn:HH": [35, 36, 37, 38],
+    }
+    run_dir = make_run(tmp_path, curves, [0, 1, 2, 3])
+    run = analysis.load_run(run_dir)
+    assert run.workloads == ("approxnet", "mcdnn")
+    assert run.settings == list(curves)
+    assert analysis.missing_points(run) == []
+    assert list(analysis.summarise(run)["setting"].unique()) == list(curves)
+    cliffs = {c.setting: c for c in analysis.find_cliffs(run)}
+    assert (cliffs["mcdnn:LL"].kind, cliffs["mcdnn:LL"].at) == ("break", 3)
+    assert cliffs["approxnet:LL"].kind == "none"
+    tel = figures.telemetry(run)
+    assert [ax.get_ylabel() for ax in tel.axes] == [
+        "cpu_percent (%)",
+        "mem_available_mb (MiB)",
+        "psi_cpu_some_avg10 (%)",
+    ]
+    text = report.write_report(run_dir).read_text()
+    assert "mcdnn:LL tolerates 2 bubbles of 512 MiB" in text
+    assert "Complete: all 4 planned points were measured." in text
+    assert figure_ids(text) == ["latency", "qos", "distributions", "memory-trace", "memory-bars", "telemetry"]
