@@ -40,6 +40,8 @@ class BubblePool:
     members: list[tuple[BubbleSpec, int]]  # (spec, size_mb) per bubble
     reserve_mb: int = 2048
     allow_unsafe: bool = False
+    #: Rewrites each bubble's command line, e.g. ``Budget.wrap`` to start it inside a cgroup.
+    wrap: Any = None
     bubbles: list[BubbleHandle] = field(default_factory=list)
     ready_s: float = 0.0
 
@@ -65,7 +67,7 @@ class BubblePool:
             if self.allow_unsafe:
                 args.append("--allow-unsafe")
             own_session = spec.placement == "own-session"
-            proc = procs.spawn_child(BACKEND_MODULES[spec.backend], args, own_session=own_session)
+            proc = procs.spawn_child(BACKEND_MODULES[spec.backend], args, own_session=own_session, wrap=self.wrap)
             self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb))
 
     def wait_ready(self, timeout_s: float) -> None:

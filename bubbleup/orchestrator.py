@@ -174,6 +174,7 @@ class Orchestrator:
         self.progress = Progress(self.steps_per_point * len(store.manifest["plan"]), progress)
         self.started_epoch = float(store.manifest["started_epoch"])
         self.own_session = scenario.placement == "own-session"
+        self.budget: Any = None  # bubbleup.budget.Budget while a device budget is applied
 
     # -- worker management ----------------------------------------------------
     def _keeps_worker(self, label: str) -> bool:
@@ -186,7 +187,7 @@ class Orchestrator:
             return client
         self._drop_worker(label)
         spec = self.specs[label]
-        client = WorkerClient(self.store.root / "worker.log", own_session=self.own_session)
+        client = WorkerClient(self.store.root / "worker.log", own_session=self.own_session, wrap=self._wrap)
         try:
             loaded = client.load(spec.kind, spec.options, self.scenario.limits.load_timeout_s)
         except BaseException:
@@ -206,11 +207,39 @@ class Orchestrator:
             client.close()
 
     # -- the sweep ------------------------------------------------------------
+    @property
+    def _wrap(self) -> Any:
+        return self.budget.wrap if self.budget is not None else None
+
+    def _open_budget(self) -> None:
+        """One cgroup for the whole run, holding the worker and every bubble (the device's memory)."""
+        from bubbleup.budget import Budget, BudgetSpec, BudgetUnavailable, sweep_stale
+
+        stale = sweep_stale()
+        for note in [*(f"stale cgroup still busy: {b}" for b in stale.busy), *stale.errors]:
+            self.progress.note(f"warning: {note}")
+        spec = BudgetSpec.parse(self.scenario.budget)
+        if spec is None:
+            return
+        budget = Budget.from_spec(spec)
+        try:
+            budget.apply()
+        except BudgetUnavailable as exc:
+            raise RunFailed(f"the budget {spec.to_dict()} cannot be applied here: {exc}") from None
+        self.budget = budget
+        self.store.update_manifest(budget=budget.describe())
+
+    def _oom_kills(self) -> int:
+        if self.budget is None:
+            return 0
+        return int(self.budget.stats().get("oom_kills") or 0)
+
     def run(self) -> None:
         done = self.store.completed_points()
         todo = [(r, v) for r, v in self.store.manifest["plan"] if (r, v) not in done]
         self.progress.advance(self.steps_per_point * (len(self.store.manifest["plan"]) - len(todo)))
         try:
+            self._open_budget()
             for label in self.specs:
                 if self._keeps_worker(label):
                     try:
@@ -222,6 +251,9 @@ class Orchestrator:
         finally:
             for label in list(self.workers):
                 self._drop_worker(label)
+            if self.budget is not None:
+                self.store.update_manifest(budget_final_stats=self.budget.stats())
+                self.budget.close()
             self.progress.close()
 
     def _run_point(self, repeat: int, value: int) -> None:
@@ -231,7 +263,7 @@ class Orchestrator:
         key = [repeat, sc.sweep.axis, value, count, size]
         sample_rows: list[list[Any]] = []
         point_rows: list[list[Any]] = []
-        pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory)
+        pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory, self._wrap)
         sampler = None
         if sc.telemetry.enabled:
             sampler = telemetry.Sampler(sc.telemetry.interval_s, [repeat, value], self.started_epoch,
@@ -240,12 +272,14 @@ class Orchestrator:
             sampler.start()
         try:
             pressure_error = ""
+            ooms = self._oom_kills()
             try:
                 pool.start()
                 pool.wait_ready(sc.limits.ready_timeout_s)
                 self._settle(pool)
             except BubbleFailed as exc:
-                pressure_error = f"pressure not applied: {exc}"
+                killed = self._oom_kills() - ooms
+                pressure_error = f"pressure not applied: {exc}" + ("; OOM-killed inside the budget" if killed else "")
                 self.progress.note(f"  {pressure_error}")
             for label, steps in self.steps.items():
                 if not self._keeps_worker(label):
@@ -284,6 +318,7 @@ class Orchestrator:
 
     def _run_step(self, step: StepPlan) -> tuple[str, str, StepResult | None]:
         """Run one step; a worker that dies, hangs or cannot load is a recorded outcome, not an exception."""
+        ooms = self._oom_kills()
         try:
             worker = self._worker(step.workload)
             result = worker.step(step.setting, step.warmup, step.inferences, self.scenario.limits.step_timeout_s)
@@ -293,7 +328,9 @@ class Orchestrator:
             return STATUS_TIMEOUT, str(exc), None
         except WorkerDied as exc:
             self._drop_worker(step.workload)
-            return STATUS_FAILED, str(exc), None
+            killed = self._oom_kills() - ooms
+            oom = f"; OOM-killed inside the budget ({killed} OOM kill{'s' if killed > 1 else ''})" if killed else ""
+            return STATUS_FAILED, f"{exc}{oom}", None
         except WorkerError as exc:
             return STATUS_FAILED, str(exc), None
 

@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 # Children run single-threaded numeric code unless told otherwise; keep BLAS pools from
@@ -31,10 +32,13 @@ def spawn_child(
     own_session: bool,
     env: dict[str, str] | None = None,
     stderr: Any = subprocess.PIPE,
+    wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m module args`` tied to this process's life."""
+    """Start ``python -m module args`` tied to this process's life (``wrap`` e.g. joins a cgroup first)."""
     child_env = {**os.environ, **_LEAN_ENV, **(env or {})}
     cmd = [sys.executable, "-m", module, *args, "--parent-pid", str(os.getpid())]
+    if wrap is not None:
+        cmd = wrap(cmd)
     return subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE,

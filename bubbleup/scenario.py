@@ -195,6 +195,17 @@ class Scenario(_Strict):
     sweep: SweepSpec
     limits: Limits = Field(default_factory=Limits)
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
+    #: A device budget: a preset name (jetson-tx2, jetson-nano, raspberry-pi-4) or a mapping of
+    #: preset / memory_mb / cpus / swap. Worker and bubbles then run inside a cgroup with those limits.
+    budget: str | dict[str, Any] | None = None
+
+    @field_validator("budget")
+    @classmethod
+    def _budget_ok(cls, v: str | dict[str, Any] | None) -> dict[str, Any] | None:
+        from bubbleup.budget import BudgetSpec
+
+        spec = BudgetSpec.parse(v)
+        return spec.to_dict() if spec is not None else None
 
     @model_validator(mode="after")
     def _one_workload_form(self) -> Scenario:

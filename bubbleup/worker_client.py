@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -31,10 +32,13 @@ class WorkerTimeout(Exception):
 
 
 class WorkerClient:
-    def __init__(self, log_path: Path, own_session: bool = True, env: dict[str, str] | None = None) -> None:
+    def __init__(self, log_path: Path, own_session: bool = True, env: dict[str, str] | None = None,
+                 wrap: Callable[[list[str]], list[str]] | None = None) -> None:  # fmt: skip
         self.log_path = log_path
         self._log: BinaryIO = open(log_path, "ab")
-        self.proc = procs.spawn_child(WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log)
+        self.proc = procs.spawn_child(
+            WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log, wrap=wrap
+        )
         self.reader = procs.LineReader(self.proc.stdout.fileno())
         self.loaded: dict[str, Any] | None = None
 

@@ -399,3 +399,23 @@ def test_hierarchies_are_read_from_mountinfo(tmp_path: Path) -> None:
 def test_join_from_env_without_a_budget_does_nothing() -> None:
     assert bmod.join_from_env({}) is False
     assert bmod.join_from_env({ENV_VAR: ""}) is False
+
+
+def test_scaled_tx2_budget_ends_a_size_sweep_in_a_recorded_oom(tmp_path: Path) -> None:
+    """The orchestrator applies the scenario's budget to worker and bubbles; the run survives the OOM."""
+    import pandas as pd
+    from conftest import run_cli, smoke_dict, write_scenario
+
+    data = smoke_dict(bubble={"kind": "memory"}, sweep={"axis": "size_mb", "values": [64, 128, 512],
+                                                        "settle_s": 0.1},
+                      budget={"preset": "jetson-tx2", "memory_mb": 384})  # fmt: skip
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q", "--no-report"],
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    points = pd.read_csv(tmp_path / "r" / "points.csv")
+    by_size = points.groupby("value")["status"].agg(set).to_dict()
+    assert by_size[64] == {"ok"} and by_size[128] == {"ok"} and by_size[512] == {"failed"}
+    assert points[points["value"] == 512]["error"].str.contains("OOM-killed inside the budget").all()
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["budget"]["memory_limit_mb"] == 384 and manifest["budget_final_stats"]["oom_kills"] >= 1
+    assert bmod.find_groups() == []  # the run removed its cgroup
