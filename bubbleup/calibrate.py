@@ -22,11 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import psutil
 
 from bubbleup.bubbles import BubblePool
 from bubbleup.pressure import effective, llc_bytes
 from bubbleup.scenario import BubbleSpec
+from bubbleup.telemetry import core_share
 
 MIB = 1 << 20
 TOLERANCE = 0.10
@@ -83,17 +83,14 @@ def measure(probe: Probe, kernel: ReferenceKernel, window_s: float, reps: int) -
     with BubblePool.uniform(probe.spec, 1, probe.spec.size_mb) as pool:
         pool.start()
         pool.wait_ready(120)
-        proc = psutil.Process(pool.pids()[0])
-        c0, t0 = proc.cpu_times(), time.monotonic()
-        time.sleep(window_s)
-        c1, t1 = proc.cpu_times(), time.monotonic()
+        share = core_share(pool.pids()[0], window_s)
         loaded = [kernel.median_ms(reps) for _ in range(2)]
         region = pool.resident_mb
         said = pool.stop()[0]
     base.append(kernel.median_ms(reps))
     delivered = {
         "region_mb": region,
-        "core_share": ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0),
+        "core_share": share,
         "mb_per_s": said.get("mb_per_s", 0.0),
     }
     if probe.spec.pattern == "random":

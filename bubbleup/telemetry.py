@@ -37,6 +37,15 @@ def read_psi() -> dict[str, float]:
     return out
 
 
+def core_share(pid: int, window_s: float) -> float:
+    """Cores' worth of CPU time process ``pid`` used over the next ``window_s`` seconds, seen from outside."""
+    proc = psutil.Process(pid)
+    c0, t0 = proc.cpu_times(), time.monotonic()
+    time.sleep(window_s)
+    c1, t1 = proc.cpu_times(), time.monotonic()
+    return ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0)
+
+
 def read_major_faults() -> int | None:
     try:
         for line in Path("/proc/vmstat").read_text().splitlines():

@@ -15,20 +15,13 @@ from conftest import PY, ROOT, alive, wait_all_gone
 from bubbleup.bubbles import BubblePool
 from bubbleup.errors import BubbleFailed
 from bubbleup.scenario import BubbleSpec
+from bubbleup.telemetry import core_share
 
 MIB = 1 << 20
 
 
 def external_rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / MIB
-
-
-def core_share(pid: int, window_s: float = 2.0) -> float:
-    p = psutil.Process(pid)
-    c0, t0 = p.cpu_times(), time.monotonic()
-    time.sleep(window_s)
-    c1, t1 = p.cpu_times(), time.monotonic()
-    return ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0)
 
 
 def test_256_mib_bubble_is_resident_within_3_percent() -> None:
@@ -48,7 +41,7 @@ def test_half_duty_bubble_uses_half_a_core(pattern: str) -> None:
     with BubblePool.uniform(BubbleSpec(cpu_duty=0.5, pattern=pattern), 1, 32) as pool:
         pool.start()
         pool.wait_ready(60)
-        share = core_share(pool.pids()[0])
+        share = core_share(pool.pids()[0], 2.0)
         delivered = pool.stop()[0]
     assert 0.4 <= share <= 0.6, share
     assert 0.4 <= delivered["core_share"] <= 0.6
@@ -125,6 +118,7 @@ PARENT = """
 import sys, time
 from bubbleup.bubbles import BubblePool
 from bubbleup.scenario import BubbleSpec
+from bubbleup.telemetry import core_share
 pool = BubblePool.uniform(BubbleSpec(cpu_duty=0.2), 3, 16)
 pool.start(); pool.wait_ready(60)
 print(" ".join(map(str, pool.pids())), flush=True)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-import psutil
 import pytest
 from conftest import smoke_dict
 
@@ -14,6 +12,7 @@ from bubbleup.bubbles import BubblePool
 from bubbleup.errors import UserError
 from bubbleup.pressure import effective, llc_bytes
 from bubbleup.scenario import BubbleSpec, scenario_from_dict
+from bubbleup.telemetry import core_share
 
 MIB = 1 << 20
 
@@ -72,13 +71,10 @@ def measure(spec: BubbleSpec, size: int, window_s: float = 2.0) -> tuple[float, 
     with BubblePool.uniform(spec, 1, size) as pool:
         pool.start()
         pool.wait_ready(60)
-        proc = psutil.Process(pool.pids()[0])
-        c0, t0 = proc.cpu_times(), time.monotonic()
-        time.sleep(window_s)
-        c1, t1 = proc.cpu_times(), time.monotonic()
+        share = core_share(pool.pids()[0], window_s)
         region = pool.resident_mb
         delivered = pool.stop()[0]
-    return region, ((c1.user + c1.system) - (c0.user + c0.system)) / (t1 - t0), delivered
+    return region, share, delivered
 
 
 def test_cpu_kind_holds_its_duty_within_10_percent() -> None:
