@@ -1,0 +1,240 @@
+"""ApproxNet (Xu et al., arXiv 1909.02068) as a bubbleup workload: one network, many settings.
+
+A ResNet-style backbone accepts any input size; outports at several depths end in spatial
+pyramid pooling and a small classifier. A setting is (input size, outport), named
+``"<size>px/exit<k>"``; presets LL / MM / HH pick the cheapest, a middle and the richest.
+
+Serving (see ``serving.py``): ``load()`` imports TensorFlow, fixes its thread pools and GPU
+memory growth, and restores the folded inference weights, but traces nothing. ``select()``
+fetches the compiled function of the setting, tracing it the first time (so the worker's
+``select_ms`` of a new setting holds the tracing cost and the first inference holds graph
+optimisation and kernel creation); a revisit is a dictionary lookup and costs nothing.
+Inputs are resized outside the timed region (``samples()``), like a camera pipeline
+delivering frames at the chosen size; ``infer()`` is one call of the compiled function.
+
+This module imports no TensorFlow: ``bubbleup list`` and scenario validation import it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from workloads.approxnet.spec import (
+    APPROXNET_VARIANTS,
+    DEFAULT_SIZES,
+    parse_setting,
+    presets_for,
+    setting_grid,
+)
+from workloads.base import Workload
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
+
+class ApproxNetOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Network size: "default" (shipped weights) or "tiny" (tests; pass weights or "random").
+    variant: Literal["default", "tiny"] = "default"
+    #: Input sizes (px) of the setting grid.
+    sizes: tuple[int, ...] = Field(default=DEFAULT_SIZES, min_length=1, max_length=32)
+    #: Outports (1 = shallowest) of the setting grid.
+    outports: tuple[int, ...] = Field(default=(1, 2, 3), min_length=1, max_length=16)
+    #: "default" (the variant's shipped file), "random" (untrained, deterministic: latency only) or a path.
+    weights: str = "default"
+    #: Frames cycled through per setting (consecutive frames of held-out synthetic clips).
+    n_samples: int = Field(default=16, ge=1, le=1024)
+    seed: int = Field(default=0, ge=0)
+    intra_op_threads: int = Field(default=2, ge=1, le=1024)
+    inter_op_threads: int = Field(default=1, ge=1, le=1024)
+    #: per_setting: one compiled graph per (size, outport), traced at first use (the issue's default);
+    #: per_exit: one shape-polymorphic graph per outport, so a new size costs kernel creation, not a trace.
+    trace: Literal["per_setting", "per_exit"] = "per_setting"
+    #: Return {"pred", "correct"} per inference (one argmax on 10 floats, a few microseconds).
+    record_predictions: bool = True
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes_ok(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if any(not 32 <= s <= 1024 for s in v):
+            raise ValueError("sizes must be between 32 and 1024 px")
+        if len(set(v)) != len(v):
+            raise ValueError("sizes must not repeat")
+        return v
+
+    @model_validator(mode="after")
+    def _outports_ok(self) -> ApproxNetOptions:
+        n = APPROXNET_VARIANTS[self.variant].n_exits
+        if any(not 1 <= e <= n for e in self.outports):
+            raise ValueError(f"outports of variant {self.variant!r} are 1..{n}")
+        if len(set(self.outports)) != len(self.outports):
+            raise ValueError("outports must not repeat")
+        return self
+
+
+def resolve_weights(weights: str, variant: str, kind: str = "approxnet") -> Path | None:
+    """Path of the weights file to load (None for "random"); FileNotFoundError says how to make it."""
+    if weights == "random":
+        return None
+    path = WEIGHTS_DIR / f"{variant}.npz" if weights == "default" else Path(weights).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{kind} weights not found: {path}; train them with `python -m bubbleup train {kind} --variant {variant}"
+            + ("" if weights == "default" else f" -o {path}")
+            + '` or use weights: "random" for latency-only runs'
+        )
+    return path
+
+
+class ApproxNetWorkload(Workload):
+    kind = "approxnet"
+    summary = "multi-exit, any-input-size ResNet with SPP outports (TensorFlow); settings = input size x outport"
+    Options = ApproxNetOptions
+
+    def __init__(self, options: ApproxNetOptions) -> None:
+        super().__init__(options)
+        self.options: ApproxNetOptions = options
+        self.net: Any = None
+        self._fn: Any = None
+        self._size: int | None = None
+        self._frames: Any = None  # uint8 [n, H, W, 3]
+        self._labels: list[int] = []
+        self._samples: dict[int, list[Any]] = {}
+        self._meta: dict[str, Any] = {}
+
+    # -- cheap ---------------------------------------------------------------
+    def settings(self) -> list[str]:
+        return setting_grid(self.options.sizes, self.options.outports)
+
+    def presets(self) -> dict[str, str]:
+        return presets_for(self.options.sizes, self.options.outports)
+
+    # -- heavy ---------------------------------------------------------------
+    def load(self) -> None:
+        from workloads.approxnet.tfsetup import quiet_tf_logs
+
+        quiet_tf_logs()
+        t0 = time.perf_counter()
+        import tensorflow  # noqa: F401  (timed: importing TF is a large, separate cost)
+
+        from workloads.approxnet.tfsetup import configure_threads, versions
+
+        t_import = time.perf_counter() - t0
+        tf_config = configure_threads(self.options.intra_op_threads, self.options.inter_op_threads)
+        t1 = time.perf_counter()
+        self.net, weights_meta, path = load_net(self.options.weights, self.options.variant, self.options.seed)
+        t_weights = time.perf_counter() - t1
+        self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
+        self._meta = {
+            "tf_config": tf_config,
+            "versions": versions(),
+            "load_phases_s": {"import_tf": round(t_import, 3), "weights": round(t_weights, 3)},
+            **weights_info(self.net, weights_meta, path),
+        }
+
+    def select(self, setting: str) -> None:
+        size, exit_number = parse_setting(self.resolve(setting))
+        self._fn = self.net.function(None if self.options.trace == "per_exit" else size, exit_number)
+        self._size = size
+
+    def samples(self) -> Sequence[Any]:
+        if self._size is None:
+            raise RuntimeError("select() a setting before asking for samples")
+        cached = self._samples.get(self._size)
+        if cached is None:
+            cached = prepare_samples(self._frames, self._labels, self._size)
+            self._samples[self._size] = cached
+        return cached
+
+    def infer(self, sample: Any) -> Mapping[str, Any] | None:
+        logits = self._fn(sample[0])
+        if not self.options.record_predictions:
+            return None
+        pred = int(logits.numpy().argmax())
+        return {"pred": pred, "correct": pred == sample[1]}
+
+    def close(self) -> None:
+        self._fn = None
+        self._samples.clear()
+        self.net = None
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "variant": self.options.variant,
+            "trace": self.options.trace,
+            "settings": self.settings(),
+            "presets": self.presets(),
+            "samples": {
+                "source": "synthetic clips, split 'samples' (never trained on)",
+                "n": self.options.n_samples,
+                "seed": self.options.seed,
+                "preprocessing": "resize + normalise outside the timed region",
+            },
+            **self._meta,
+        }
+
+    # -- for tests and benchmarks -----------------------------------------------
+    def input_bytes(self) -> int:
+        """Bytes held by prepared input tensors (so memory reports can separate inputs from the model)."""
+        return sum(int(x.numpy().nbytes) for per_size in self._samples.values() for x, _ in per_size)
+
+    @property
+    def trace_count(self) -> int:
+        """How many graphs have been traced in this process (revisits must not add any)."""
+        return 0 if self.net is None else int(self.net.trace_count)
+
+
+def load_net(weights: str, variant: str, seed: int) -> tuple[Any, dict[str, Any], Path | None]:
+    """(ServingNet, weights meta, path) for a weights option; "random" gives a deterministic untrained net."""
+    from workloads.approxnet.serving import ServingNet, load_params, random_params
+
+    path = resolve_weights(weights, variant)
+    if path is None:
+        spec = APPROXNET_VARIANTS[variant]
+        return ServingNet(spec, random_params(spec, seed)), {"untrained": True}, None
+    spec, params, meta = load_params(path)
+    return ServingNet(spec, params), meta, path
+
+
+def weights_info(net: Any, meta: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
+    """Model facts for the manifest: parameters, file, and the held-out accuracy from training, if known."""
+    import json
+
+    info: dict[str, Any] = {
+        "network": net.spec.name,
+        "parameters": net.param_count(),
+        "weights_file": str(path) if path else "random",
+    }
+    if path is not None:
+        from workloads.approxnet.training import file_sha256
+
+        info["weights_sha256"] = file_sha256(path)
+        report = path.with_suffix(".json")
+        if report.is_file():
+            info["heldout_top1"] = json.loads(report.read_text()).get("top1")
+    info["weights_meta"] = dict(meta)
+    return info
+
+
+def sample_frames(seed: int, n: int, frames_per_clip: int = 4) -> tuple[Any, list[int]]:
+    """``n`` consecutive frames of 'samples'-split clips (deployment class prior) and their labels."""
+    from workloads.approxnet import data
+
+    clips = -(-n // frames_per_clip)
+    split = data.make_split(seed, "samples", clips, frames_per_clip, data.DEPLOY_PRIOR)
+    return split.frames[:n], [int(x) for x in split.labels[:n]]
+
+
+def prepare_samples(frames: Any, labels: list[int], size: int) -> list[tuple[Any, int]]:
+    """(input tensor [1, size, size, 3], label) per frame, ready for the compiled function."""
+    import tensorflow as tf
+
+    from workloads.approxnet.serving import preprocess
+
+    # one frame at a time: batch-sized float temporaries would stay in the allocator and inflate RSS
+    return [(tf.identity(preprocess(frames[i : i + 1], size)), labels[i]) for i in range(len(labels))]

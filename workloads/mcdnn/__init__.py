@@ -1,0 +1,279 @@
+"""MCDNN (Han et al., MobiSys 2016) as a bubbleup workload: the baseline ApproxNet is compared with.
+
+Settings say which model answers: ``small`` (the specialised model alone; "other" is a
+wrong answer), ``full`` (the full model alone) and ``cascade`` (small first, full when the
+small one answers "other" or is less confident than ``threshold``). Presets: LL = small,
+MM = cascade, HH = full.
+
+The option ``memory`` says what stays resident, as in the thesis's experiment:
+
+* ``all``: both models are loaded by ``load()`` and stay; switching costs only a first trace.
+* ``replace``: only the model in use is resident. Switching unloads the other (and trims the
+  heap so RSS shows it) and loads the needed one from disk; inside a cascade a fall-back
+  swaps models *during* the inference, and that time is part of its latency.
+
+Every inference reports ``model`` (which model gave the answer), ``fell_back``,
+``model_first_use`` (it ran a model instance that had never run before: a fresh load or
+trace) and ``swaps`` (models loaded during it). No TensorFlow at import.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from workloads.base import Workload
+from workloads.mcdnn.models import PRESETS, SETTINGS, VARIANTS, top_classes
+
+WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+MODELS = ("small", "full")
+
+
+class McdnnOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    variant: Literal["default", "tiny"] = "default"
+    #: all: both models resident; replace: only the model in use (switching loads it from disk).
+    memory: Literal["all", "replace"] = "all"
+    #: Softmax confidence the small model needs to answer; below it the cascade falls back.
+    threshold: float = Field(default=0.8, ge=0.0, le=1.0)
+    #: "default" (shipped), "random" (untrained: latency only) or a path, for each model.
+    small_weights: str = "default"
+    full_weights: str = "default"
+    n_samples: int = Field(default=16, ge=1, le=1024)
+    seed: int = Field(default=0, ge=0)
+    intra_op_threads: int = Field(default=2, ge=1, le=1024)
+    inter_op_threads: int = Field(default=1, ge=1, le=1024)
+
+
+def weights_path(option: str, variant: str, model: str) -> Path | None:
+    """The weights file of ``model`` (None for "random"); FileNotFoundError says how to make it."""
+    if option == "random":
+        return None
+    suffix = "" if variant == "default" else f"-{variant}"
+    path = WEIGHTS_DIR / f"{model}{suffix}.npz" if option == "default" else Path(option).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"mcdnn {model} weights not found: {path}; train them with "
+            f'`python -m bubbleup train mcdnn --variant {variant}` or use "random" for latency-only runs'
+        )
+    return path
+
+
+class _Resident:
+    """One loaded model: its inference graph and whether it has run yet."""
+
+    def __init__(self, net: Any, size: int) -> None:
+        self.net, self.size = net, size
+        self.fn = net.function(size, 1)  # traced here: loading a model includes making it runnable
+        self.ran = False
+
+
+class McdnnWorkload(Workload):
+    kind = "mcdnn"
+    summary = "MCDNN cascade baseline: specialised small model + full model; memory all|replace (TensorFlow)"
+    Options = McdnnOptions
+
+    def __init__(self, options: McdnnOptions) -> None:
+        super().__init__(options)
+        self.options: McdnnOptions = options
+        pair = VARIANTS[options.variant]
+        self.sizes = {"small": pair.small_size, "full": pair.full_size}
+        self.classes = top_classes()
+        self.resident: dict[str, _Resident] = {}
+        self.loads = {m: 0 for m in MODELS}
+        self._setting: str | None = None
+        self._frames: Any = None
+        self._labels: list[int] = []
+        self._inputs: dict[int, list[Any]] = {}
+        self._samples: dict[str, list[tuple[Any, Any, int]]] = {}
+        self._meta: dict[str, Any] = {}
+        self._files: dict[str, Path | None] = {}
+
+    def settings(self) -> list[str]:
+        return list(SETTINGS)
+
+    def presets(self) -> dict[str, str]:
+        return dict(PRESETS)
+
+    # -- model residency -------------------------------------------------------
+    def _load_model(self, model: str) -> _Resident:
+        from workloads.approxnet.serving import ServingNet, load_params, random_params
+
+        path = self._files[model]
+        if path is None:
+            pair = VARIANTS[self.options.variant]
+            spec = pair.small if model == "small" else pair.full
+            net = ServingNet(spec, random_params(spec, self.options.seed + (model == "full")))
+        else:
+            spec, params, _ = load_params(path)
+            net = ServingNet(spec, params)
+        self.loads[model] += 1
+        res = _Resident(net, self.sizes[model])
+        self.resident[model] = res
+        return res
+
+    def _unload(self, model: str) -> None:
+        if self.resident.pop(model, None) is not None:
+            gc.collect()
+            _trim_heap()
+
+    def _ensure(self, model: str) -> tuple[_Resident, int]:
+        """The resident model, loading it (and in replace mode unloading the other) if needed; (model, swaps)."""
+        res = self.resident.get(model)
+        if res is not None:
+            return res, 0
+        if self.options.memory == "replace":
+            for other in [m for m in self.resident if m != model]:
+                self._unload(other)
+        return self._load_model(model), 1
+
+    # -- lifecycle --------------------------------------------------------------
+    def load(self) -> None:
+        from workloads.approxnet.tfsetup import quiet_tf_logs
+
+        quiet_tf_logs()
+        t0 = time.perf_counter()
+        import tensorflow  # noqa: F401
+
+        from workloads.approxnet.tfsetup import configure_threads, versions
+
+        t_import = time.perf_counter() - t0
+        tf_config = configure_threads(self.options.intra_op_threads, self.options.inter_op_threads)
+        self._files = {
+            "small": weights_path(self.options.small_weights, self.options.variant, "small"),
+            "full": weights_path(self.options.full_weights, self.options.variant, "full"),
+        }
+        t1 = time.perf_counter()
+        if self.options.memory == "all":
+            for m in MODELS:
+                self._load_model(m)
+        t_models = time.perf_counter() - t1
+        from workloads.approxnet import sample_frames
+
+        self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
+        self._meta = {
+            "tf_config": tf_config,
+            "versions": versions(),
+            "load_phases_s": {"import_tf": round(t_import, 3), "models": round(t_models, 3)},
+            "models": {m: _model_info(self._files[m], m, self.options.variant) for m in MODELS},
+        }
+
+    def select(self, setting: str) -> None:
+        setting = self.resolve(setting)
+        needed = ("small", "full") if setting == "cascade" else (setting,)
+        if self.options.memory == "replace":
+            for m in [m for m in self.resident if m not in needed]:
+                self._unload(m)
+            self._ensure(needed[0])  # a replace-mode cascade starts with the small model only
+        else:
+            for m in needed:
+                self._ensure(m)
+        self._setting = setting
+
+    def samples(self) -> Sequence[Any]:
+        if self._setting is None:
+            raise RuntimeError("select() a setting before asking for samples")
+        cached = self._samples.get(self._setting)
+        if cached is None:
+            small = self._inputs_at(self.sizes["small"]) if self._setting != "full" else None
+            full = self._inputs_at(self.sizes["full"]) if self._setting != "small" else None
+            cached = [
+                (small[i] if small else None, full[i] if full else None, self._labels[i])
+                for i in range(len(self._labels))
+            ]
+            self._samples[self._setting] = cached
+        return cached
+
+    def _inputs_at(self, size: int) -> list[Any]:
+        if size not in self._inputs:
+            from workloads.approxnet import prepare_samples
+
+            self._inputs[size] = [x for x, _ in prepare_samples(self._frames, self._labels, size)]
+        return self._inputs[size]
+
+    def _run(self, model: str, x: Any) -> tuple[Any, bool, int]:
+        res, swaps = self._ensure(model)
+        first = not res.ran
+        out = res.fn(x).numpy()[0]
+        res.ran = True
+        return out, first, swaps
+
+    def infer(self, sample: Any) -> Mapping[str, Any] | None:
+        x_small, x_full, label = sample
+        setting = self._setting
+        fell_back = False
+        if setting == "full":
+            logits, first, swaps = self._run("full", x_full)
+            pred, model = int(logits.argmax()), "full"
+        else:
+            from workloads.mcdnn.models import small_answers
+
+            logits, first, swaps = self._run("small", x_small)
+            threshold = self.options.threshold if setting == "cascade" else 0.0
+            pred, model = int(small_answers(logits, threshold, self.classes)[0]), "small"
+            if setting == "cascade" and pred < 0:
+                logits, first_full, swaps_full = self._run("full", x_full)
+                pred, model, fell_back = int(logits.argmax()), "full", True
+                first, swaps = first or first_full, swaps + swaps_full
+        return {
+            "model": model,
+            "fell_back": fell_back,
+            "model_first_use": first,
+            "swaps": swaps,
+            "pred": pred,
+            "correct": pred == label,
+        }
+
+    def close(self) -> None:
+        for m in list(self.resident):
+            self._unload(m)
+        self._samples.clear()
+        self._inputs.clear()
+
+    def input_bytes(self) -> int:
+        """Bytes held by prepared input tensors (so memory reports can separate inputs from the models)."""
+        return sum(int(x.numpy().nbytes) for per_size in self._inputs.values() for x in per_size)
+
+    def metadata(self) -> dict[str, Any]:
+        return {
+            "variant": self.options.variant,
+            "memory": self.options.memory,
+            "threshold": self.options.threshold,
+            "specialised_classes": list(self.classes),
+            "input_sizes": dict(self.sizes),
+            "model_loads": dict(self.loads),
+            **self._meta,
+        }
+
+
+def _model_info(path: Path | None, model: str, variant: str) -> dict[str, Any]:
+    import json
+
+    info: dict[str, Any] = {"weights_file": str(path) if path else "random"}
+    pair = VARIANTS[variant]
+    spec = pair.small if model == "small" else pair.full
+    info["network"] = spec.name
+    if path is not None:
+        from workloads.approxnet.training import file_sha256
+
+        info["weights_sha256"] = file_sha256(path)
+        report = path.parent / ("cascade.json" if variant == "default" else f"cascade-{variant}.json")
+        if report.is_file():
+            info["heldout"] = json.loads(report.read_text()).get("heldout_top1")
+    return info
+
+
+def _trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc), so RSS shows an unloaded model as gone."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS may keep freed pages; nothing else to do
+        pass
