@@ -105,7 +105,8 @@ def status_words(run: Run, missing: Sequence[MissingPoint]) -> tuple[str, str]:
     """(css class, sentence) for the banner at the top of the report."""
     n_plan = len(run.manifest.get("plan") or [])
     if run.status == "complete" and not missing:
-        return "ok", f"Complete: all {n_plan} planned points were measured."
+        what = "the one planned point was" if n_plan == 1 else f"all {n_plan} planned points were"
+        return "ok", f"Complete: {what} measured."
     lead = {
         "interrupted": "Interrupted run: the data below is partial.",
         "failed": "Failed run: the data below is partial.",
@@ -185,10 +186,17 @@ def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
     return rows
 
 
+def single_pressure(run: Run) -> bool:
+    """A run planned at one pressure compares configurations (e.g. the memory experiment): no curve, no cliff."""
+    values = (run.effective.get("sweep") or {}).get("values") or run.values
+    return len(set(values)) == 1
+
+
 def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff]) -> list[FigureBlock]:
     """Every figure the data allows, in reading order; a figure that fails to draw is skipped, not fatal."""
     pressure = "bubble count" if run.axis == "count" else "bubble size"
     timed = analysis.timed_samples(run)
+    curves = not single_pressure(run)  # a curve of one point says nothing
     specs: list[FigureSpec] = [
         (
             "latency",
@@ -196,14 +204,14 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff]) -> l
             "One line per setting: the median of every timed inference at that pressure (repeats pooled), its "
             "95% bootstrap confidence band, the detected cliff circled, failed or timed-out points as crosses "
             "on the bottom edge.",
-            lambda: figures.latency_curve(run, summary, cliffs),
+            lambda: figures.latency_curve(run, summary, cliffs) if curves else None,
         ),
         (
             "qos",
             f"Normalised QoS vs {pressure} (Bubble-Up sensitivity curve)",
             "Median latency at the lowest pressure divided by median latency at each pressure: 1 means unaffected, "
             "0.5 means twice as slow.",
-            lambda: figures.latency_curve(run, summary, cliffs, qos=True),
+            lambda: figures.latency_curve(run, summary, cliffs, qos=True) if curves else None,
         ),
         (
             "distributions",
@@ -291,7 +299,8 @@ def _manifest_misc(run: Run) -> list[tuple[str, str]]:
 def render(run: Run) -> str:
     """The report's HTML for a loaded run."""
     summary = analysis.summarise(run)
-    cliffs = analysis.find_cliffs(run, summary)
+    single = single_pressure(run)
+    cliffs = [] if single else analysis.find_cliffs(run, summary)
     missing = analysis.missing_points(run)
     status_class, status_text = status_words(run, missing)
     failed = run.points[run.points["status"] != "ok"] if len(run.points) else run.points
@@ -304,6 +313,8 @@ def render(run: Run) -> str:
         "notes": list(run.notes),
         "facts": _facts(run, summary),
         "cliffs": cliff_rows(cliffs, summary),
+        "single": single,
+        "pressure": format_value(float(run.values[0]), run.axis) if single and len(run.values) else "",
         "figures": build_figures(run, summary, cliffs),
         "stats": stats_rows(summary, run.axis),
         "min_tail": analysis.MIN_TAIL_SAMPLES,

@@ -335,3 +335,16 @@ def test_run_of_several_workloads_names_each_curve_by_workload(tmp_path: Path) -
     assert "mcdnn:LL tolerates 2 bubbles of 512 MiB" in text
     assert "Complete: all 4 planned points were measured." in text
     assert figure_ids(text) == ["latency", "qos", "distributions", "memory-trace", "memory-bars", "telemetry"]
+
+
+def test_a_run_at_one_pressure_compares_configurations_instead_of_finding_cliffs(tmp_path: Path) -> None:
+    """The memory experiment runs at 0 bubbles only: a one-point "curve" and "no cliff up to 0" would be noise."""
+    curves = {"ApproxNet Mixed:LL": [4.3], "ApproxNet Mixed:HH": [11.9], "MCDNN all:small": [1.9]}
+    run_dir = make_run(tmp_path, curves, [0])
+    text = report.write_report(run_dir).read_text()
+    assert "Summary: configurations side by side" in text and "where is the cliff" not in text
+    assert "Complete: the one planned point was measured." in text
+    rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"status-ok\">ok</td>", text.split('id="configurations"')[1])
+    assert rows[: len(curves)] == list(curves)
+    assert figure_ids(text) == ["distributions", "memory-trace", "memory-bars", "telemetry"]
+    assert_self_contained(text, min_images=4)
