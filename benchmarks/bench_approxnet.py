@@ -1,12 +1,13 @@
 """ApproxNet serving benchmark: harness overhead, compiled vs eager, and memory against MCDNN.
 
-    python benchmarks/bench_approxnet.py [--n 40] [--rounds 3] [--quick]
+    python benchmarks/bench_approxnet.py [--n 40] [--rounds 6] [--quick]
 
 Prints, from one run:
 
 1. Per setting: median latency through the harness (``bubbleup.worker.Runner.step``, the
    code that times every inference in a real run) divided by the median of the same compiled
-   function called bare in a loop. Blocks of both alternate, so drift hits both. Target <= 1.1.
+   function called bare in a loop, in block pairs alternating ABBA; the ratio is the median of
+   the pairs' ratios, so the machine's drift between blocks cancels. Target <= 1.1.
 2. Per preset: the served graph (folded batch norm, ``tf.function``) against the same ops run
    eagerly, and against the Keras training model (unfolded batch norm) compiled and eager.
 3. Memory, each configuration in a fresh process: RSS after importing TensorFlow, after
@@ -58,15 +59,26 @@ def harness_vs_bare(n: int, rounds: int, settings: list[str] | None) -> list[dic
         runner.step(setting, warmup=5, n=1)
         fn = w.net.function(size, exit_number)  # the very function the workload calls
         inputs = [s[0] for s in w.samples()]
-        harness, bare = [], []
-        for _ in range(rounds):
-            harness += [round(ms * 1e6) for ms in runner.step(setting, warmup=0, n=n).latencies()]
-            for i in range(n):
-                x = inputs[i % len(inputs)]
-                t0 = perf()
-                fn(x)
-                bare.append(perf() - t0)
+        harness: list[int] = []
+        bare: list[int] = []
+        round_ratios = []
+        for r in range(rounds):
+            h_block: list[int] = []
+            b_block: list[int] = []
+            for which in ("harness", "bare") if r % 2 == 0 else ("bare", "harness"):  # ABBA against drift
+                if which == "harness":
+                    h_block = [round(ms * 1e6) for ms in runner.step(setting, warmup=0, n=n).latencies()]
+                    continue
+                for i in range(n):
+                    x = inputs[i % len(inputs)]
+                    t0 = perf()
+                    fn(x)
+                    b_block.append(perf() - t0)
+            harness += h_block
+            bare += b_block
+            round_ratios.append(statistics.median(h_block) / statistics.median(b_block))
         h, b = _median_ms(harness), _median_ms(bare)
+        ratio = statistics.median(round_ratios)  # adjacent blocks paired: the machine's drift cancels
         rows.append(
             {
                 "setting": setting,
@@ -74,12 +86,14 @@ def harness_vs_bare(n: int, rounds: int, settings: list[str] | None) -> list[dic
                 "first_infer_ms": first.latencies()[0],
                 "harness_ms": h,
                 "bare_ms": b,
-                "ratio": h / b,
+                "ratio": ratio,
+                "round_ratios": round_ratios,
             }
         )
         print(
             f"  {setting:>12s}  first use {first.select_ms:7.1f} + {first.latencies()[0]:6.1f} ms   "
-            f"harness {h:6.2f} ms   bare {b:6.2f} ms   ratio {h / b:5.3f}",
+            f"harness {h:6.2f} ms   bare {b:6.2f} ms   ratio {ratio:5.3f} "
+            f"(rounds {min(round_ratios):.2f}-{max(round_ratios):.2f})",
             flush=True,
         )
     w.close()
@@ -210,7 +224,7 @@ def memory_table() -> dict[str, dict[str, float]]:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=40, help="timed inferences per block (default 40)")
-    p.add_argument("--rounds", type=int, default=3, help="alternating harness/bare blocks per setting (default 3)")
+    p.add_argument("--rounds", type=int, default=6, help="harness/bare block pairs per setting, ABBA (default 6)")
     p.add_argument("--quick", action="store_true", help="presets only for the harness ratio")
     p.add_argument("--json", type=Path, help="also write all numbers to this file")
     p.add_argument("--memory-child", help=argparse.SUPPRESS)
