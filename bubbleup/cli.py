@@ -41,7 +41,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.calibration and not calibration.is_file():
             raise UserError(f"{calibration}: no such calibration file (make one with 'bubbleup calibrate')")
         store = orchestrator.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet,
-                                 calibration=calibration if calibration.is_file() else None)  # fmt: skip
+                                 calibration=calibration if calibration.is_file() else None,
+                                 source=str(args.scenario))  # fmt: skip
     print(f"run complete: {store.root}", file=sys.stderr)
     if not args.no_report:
         return _write_report(store.root)
@@ -64,7 +65,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     from bubbleup.scenario import load_scenario
 
     scenario, _ = load_scenario(args.scenario)
-    safety = check_memory_safety(scenario)
+    safety = check_memory_safety(scenario, source=str(args.scenario))
     steps = all_steps(scenario)
     kinds = ", ".join(spec.label for spec in scenario.specs)
     print(

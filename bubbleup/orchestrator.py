@@ -84,8 +84,11 @@ def plan_points(scenario: Scenario) -> list[tuple[int, int]]:
     return plan
 
 
-def check_memory_safety(scenario: Scenario, available_mb: float | None = None) -> dict[str, float]:
-    """Refuse a scenario whose peak bubble memory would endanger the machine, with the numbers."""
+def check_memory_safety(
+    scenario: Scenario, available_mb: float | None = None, source: str = "scenario"
+) -> dict[str, float]:
+    """Refuse a scenario whose peak bubble memory would endanger the machine: one line naming the file
+    (``source``), the field whose worst point is too big, and the numbers."""
     lim = scenario.limits
     available = psutil.virtual_memory().available / MIB if available_mb is None else available_mb
     allowed = max(0.0, min(available * lim.max_memory_fraction, available - lim.reserve_mb))
@@ -95,8 +98,8 @@ def check_memory_safety(scenario: Scenario, available_mb: float | None = None) -
         worst = max(scenario.sweep.values, key=lambda v: sum(size for _, size in scenario.pressure_at(v)))
         count = len(scenario.pressure_at(worst))
         raise UserError(
-            f"refusing to run {scenario.name!r}: peak bubble memory {peak} MiB ({count} bubbles at "
-            f"{scenario.sweep.axis}={worst}) exceeds the "
+            f"{source}: sweep.values: refusing to run {scenario.name!r}: peak bubble memory {peak} MiB "
+            f"({count} bubbles at {scenario.sweep.axis}={worst}) exceeds the "
             f"safe limit of {allowed:.0f} MiB (the lesser of {lim.max_memory_fraction:.0%} of the {available:.0f} "
             f"MiB available and available minus the {lim.reserve_mb} MiB reserve); shrink the sweep or set "
             f"limits.allow_unsafe_memory: true"
@@ -381,9 +384,9 @@ def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
 
 
 def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_root: Path,
-        progress: bool = True, calibration: Path | None = None) -> RunStore:  # fmt: skip
-    """Start a new run of ``scenario``; returns its store when the sweep has finished."""
-    safety = check_memory_safety(scenario)
+        progress: bool = True, calibration: Path | None = None, source: str = "scenario") -> RunStore:  # fmt: skip
+    """Start a new run of ``scenario`` (read from ``source``); returns its store when the sweep has finished."""
+    safety = check_memory_safety(scenario, source=source)
     root = out if out is not None else default_run_dir(reports_root, scenario.name)
     manifest = new_manifest(scenario, given)
     manifest["calibration"] = calibration_facts(scenario, calibration)
@@ -396,8 +399,9 @@ def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_roo
 def resume(run_dir: Path, progress: bool = True) -> RunStore:
     """Continue an interrupted run in place: completed points are kept, the rest are run."""
     store = RunStore.open_for_resume(run_dir)
-    scenario = scenario_from_dict(store.manifest["scenario_given"], str(run_dir / "manifest.json"))
-    check_memory_safety(scenario)
+    source = str(run_dir / "manifest.json")
+    scenario = scenario_from_dict(store.manifest["scenario_given"], source)
+    check_memory_safety(scenario, source=source)
     store.update_manifest(status="running", resumed_at=[*store.manifest.get("resumed_at", []), now_iso()])
     _execute(scenario, store, progress)
     return store

@@ -106,9 +106,10 @@ def test_missing_file_is_exit_2(tmp_path: Path) -> None:
 
 def test_unsafe_peak_memory_is_refused_with_the_numbers() -> None:
     sc = scenario_from_dict(smoke_dict(**{"bubble.size_mb": 4096, "sweep.values": [0, 4]}), "x.yaml")
-    expected = r"peak bubble memory 16384 MiB \(4 bubbles at count=4\) exceeds the safe limit of 6000"
+    expected = r"^x\.yaml: sweep\.values: .*peak bubble memory 16384 MiB \(4 bubbles at count=4\) exceeds "
+    expected += "the safe limit of 6000"
     with pytest.raises(UserError, match=expected):
-        check_memory_safety(sc, available_mb=10_000)
+        check_memory_safety(sc, available_mb=10_000, source="x.yaml")
     opted_in = scenario_from_dict(
         smoke_dict(**{"bubble.size_mb": 4096, "sweep.values": [0, 4], "limits": {"allow_unsafe_memory": True}}), "x"
     )
@@ -118,7 +119,8 @@ def test_unsafe_peak_memory_is_refused_with_the_numbers() -> None:
 def test_unsafe_scenario_exits_2_before_starting_anything(tmp_path: Path) -> None:
     file = write_scenario(tmp_path, smoke_dict(**{"bubble.size_mb": 16 * 1024 * 1024, "sweep.values": [1]}))
     done = run_cli(["run", str(file)], cwd=tmp_path, timeout=60)
-    assert done.returncode == 2 and "refusing to run" in done.stderr and "MiB available" in done.stderr
+    assert done.returncode == 2 and "MiB available" in done.stderr
+    assert done.stderr.startswith(f"error: {file}: sweep.values: refusing to run") and done.stderr.count("\n") == 1
 
 
 def test_effective_scenario_resolves_presets_and_fills_defaults(tmp_path: Path) -> None:
