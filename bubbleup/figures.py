@@ -90,8 +90,24 @@ def _x_axis(ax: plt.Axes, run: Run, values: Sequence[float]) -> None:
         ax.xaxis.set_minor_formatter(NullFormatter())
     if 0 < len(vals) <= 16:
         ax.set_xticks(vals)
-        ax.set_xticklabels([format_value(v, run.axis, unit=False) for v in vals])
+        ax.set_xticklabels(_spaced_labels(vals, [format_value(v, run.axis, unit=False) for v in vals],
+                                          ax.get_xscale() == "log"))  # fmt: skip
     ax.set_xlabel(axis_label(run))
+
+
+def _spaced_labels(vals: Sequence[float], labels: list[str], log: bool, min_gap: float = 0.07) -> list[str]:
+    """Blank the labels of ticks crowding their neighbours (7168, 7680, 7936 MiB on a 0-8 GiB axis would print
+    over each other); the last tick always keeps its label, the highest pressure being the one read most."""
+    pos = np.log2(np.asarray(vals, dtype=float)) if log else np.asarray(vals, dtype=float)
+    span = float(pos[-1] - pos[0]) or 1.0
+    keep = [False] * len(vals)
+    keep[-1] = True
+    last = pos[-1]
+    for i in range(len(vals) - 2, -1, -1):  # from the top down, so the last label is never the one dropped
+        if (last - pos[i]) / span >= min_gap:
+            keep[i] = True
+            last = pos[i]
+    return [label if k else "" for label, k in zip(labels, keep, strict=True)]
 
 
 def _cliff_label(cliff: Cliff | None, axis: str) -> str:

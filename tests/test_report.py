@@ -348,3 +348,22 @@ def test_a_run_at_one_pressure_compares_configurations_instead_of_finding_cliffs
     assert rows[: len(curves)] == list(curves)
     assert figure_ids(text) == ["distributions", "memory-trace", "memory-bars", "telemetry"]
     assert_self_contained(text, min_images=4)
+
+
+def test_crowded_sweep_values_do_not_print_over_each_other(tmp_path: Path) -> None:
+    """A size sweep that closes in on a budget (7168, 7680, 7936, 8064 MiB) keeps the last label and drops crowders."""
+    values = [0, 1024, 2048, 4096, 6144, 7168, 7680, 7936, 8064]
+    run_dir = make_run(tmp_path, {"HH": [20, 21, 22, 23, 24, 25, 26, 27, 28]}, values, axis="size_mb")
+    fig = figures.latency_curve(analysis.load_run(run_dir), *_summary_and_cliffs(run_dir))
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels[0] == "0" and labels[-1] == "8064" and labels.count("") >= 2
+    shown = [v for v, text in zip(values, labels, strict=True) if text]
+    assert min(np.diff(shown)) / values[-1] >= 0.07
+    evenly = [0, 1, 2, 3, 4, 5, 6]
+    assert figures._spaced_labels(evenly, [str(v) for v in evenly], log=False) == [str(v) for v in evenly]
+
+
+def _summary_and_cliffs(run_dir: Path) -> tuple:
+    run = analysis.load_run(run_dir)
+    summary = analysis.summarise(run)
+    return summary, analysis.find_cliffs(run, summary)
