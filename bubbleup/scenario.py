@@ -279,10 +279,17 @@ class Scenario(_Strict):
         return max(sum(size for _, size in self.pressure_at(v)) for v in self.sweep.values)
 
 
+def _key_text(key: object) -> str:
+    """A key as it appears in a field path; quoted when it is empty or holds spaces, newlines or other
+    unprintable characters, so the path stays readable and the error stays one line."""
+    text = str(key)
+    return text if text and text.isprintable() and not any(c.isspace() for c in text) else repr(text)
+
+
 def _first_error_line(exc: ValidationError) -> tuple[str, str]:
     errors = exc.errors()
     first = errors[0]
-    field = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    field = ".".join(_key_text(p) for p in first["loc"]) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = "unknown key (not part of the scenario format)"

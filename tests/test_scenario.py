@@ -37,6 +37,7 @@ DELETE = object()
 CASES = [
     ("unknown top-level key", "colour", "blue", "colour", "unknown key"),
     ("unknown nested key", "bubble.sise_mb", 5, "bubble.sise_mb", "unknown key"),
+    ("key with a newline", "workload.options", {"\n": None}, "workload.options.'\\n'", "unknown key"),
     ("missing workload", "workload", DELETE, "workload", "required"),
     ("missing sweep axis", "sweep.axis", DELETE, "sweep.axis", "required"),
     ("negative size", "bubble.size_mb", -1, "bubble.size_mb", "greater than or equal to 0"),
