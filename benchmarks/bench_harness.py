@@ -22,6 +22,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -65,41 +67,42 @@ def harness_median(client: WorkerClient, n: int) -> float:
     return statistics.median(res.latencies())
 
 
-def overhead(n: int, rounds: int) -> None:
+@contextmanager
+def kernel_worker() -> Iterator[WorkerClient]:
+    """A harness worker with the benchmark kernel loaded as a ``python`` workload, closed on the way out."""
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         client = WorkerClient(Path(tmp) / "worker.log", own_session=False)
         try:
             client.load("python", {"function": FUNCTION, "path": str(root)}, timeout_s=120)
-            ratios = []
-            for _ in range(rounds):
-                h, b = harness_median(client, n), bare_median(n)
-                ratios.append(h / b)
-                print(f"  harness {h:.4f} ms  bare {b:.4f} ms  ratio {h / b:.3f}")
+            yield client
         finally:
             client.close()
+
+
+def overhead(n: int, rounds: int) -> None:
+    with kernel_worker() as client:
+        ratios = []
+        for _ in range(rounds):
+            h, b = harness_median(client, n), bare_median(n)
+            ratios.append(h / b)
+            print(f"  harness {h:.4f} ms  bare {b:.4f} ms  ratio {h / b:.3f}")
     print(f"(a) harness / bare median latency: {statistics.median(ratios):.3f}  (target <= 1.02)")
 
 
 def telemetry_cost(n: int, rounds: int) -> None:
     from bubbleup.telemetry import Sampler
 
-    root = Path(__file__).resolve().parents[1]
-    with tempfile.TemporaryDirectory() as tmp:
-        client = WorkerClient(Path(tmp) / "worker.log", own_session=False)
-        try:
-            client.load("python", {"function": FUNCTION, "path": str(root)}, timeout_s=120)
-            ratios = []
-            for _ in range(rounds):
-                sampler = Sampler(0.1, [0, 0], time.time(), lambda: {"worker": [client.pid], "bubbles": []})
-                sampler.start()
-                on = harness_median(client, n)
-                samples = len(sampler.stop())
-                off = harness_median(client, n)
-                ratios.append(on / off)
-                print(f"  telemetry on {on:.4f} ms ({samples} samples)  off {off:.4f} ms  ratio {on / off:.3f}")
-        finally:
-            client.close()
+    with kernel_worker() as client:
+        ratios = []
+        for _ in range(rounds):
+            sampler = Sampler(0.1, [0, 0], time.time(), lambda: {"worker": [client.pid], "bubbles": []})
+            sampler.start()
+            on = harness_median(client, n)
+            samples = len(sampler.stop())
+            off = harness_median(client, n)
+            ratios.append(on / off)
+            print(f"  telemetry on {on:.4f} ms ({samples} samples)  off {off:.4f} ms  ratio {on / off:.3f}")
     print(f"(c) harness latency with telemetry on / off: {statistics.median(ratios):.3f}  (target <= 1.02)")
 
 

@@ -188,15 +188,14 @@ def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
 
 def single_pressure(run: Run) -> bool:
     """A run planned at one pressure compares configurations (e.g. the memory experiment): no curve, no cliff."""
-    values = (run.effective.get("sweep") or {}).get("values") or run.values
-    return len(set(values)) == 1
+    return len(run.values) == 1
 
 
-def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff]) -> list[FigureBlock]:
-    """Every figure the data allows, in reading order; a figure that fails to draw is skipped, not fatal."""
+def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curves: bool = True) -> list[FigureBlock]:
+    """Every figure the data allows, in reading order; a figure that fails to draw is skipped, not fatal.
+    ``curves=False`` (a run at one pressure) leaves out the latency and QoS curves: one point is no curve."""
     pressure = "bubble count" if run.axis == "count" else "bubble size"
     timed = analysis.timed_samples(run)
-    curves = not single_pressure(run)  # a curve of one point says nothing
     specs: list[FigureSpec] = [
         (
             "latency",
@@ -315,7 +314,7 @@ def render(run: Run) -> str:
         "cliffs": cliff_rows(cliffs, summary),
         "single": single,
         "pressure": format_value(float(run.values[0]), run.axis) if single and len(run.values) else "",
-        "figures": build_figures(run, summary, cliffs),
+        "figures": build_figures(run, summary, cliffs, curves=not single),
         "stats": stats_rows(summary, run.axis),
         "min_tail": analysis.MIN_TAIL_SAMPLES,
         "failed": [

@@ -44,6 +44,17 @@ def descendants(pid: int) -> list[psutil.Process]:
         return []
 
 
+def wait_for_children(pid: int, n: int, timeout_s: float = 60) -> list[int]:
+    """PIDs of ``pid``'s descendants once there are at least ``n``; fails the test if that never happens."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        kids = descendants(pid)
+        if len(kids) >= n:
+            return [k.pid for k in kids]
+        time.sleep(0.1)
+    raise AssertionError(f"orchestrator {pid} never had {n} descendants: {[k.pid for k in descendants(pid)]}")
+
+
 def kill_pids(pids: list[int]) -> None:
     """Last-resort cleanup of processes a test started, strictly by PID."""
     for pid in pids:

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import descendants, kill_pids, smoke_dict, start_cli, wait_all_gone, write_scenario
+from conftest import kill_pids, smoke_dict, start_cli, wait_all_gone, wait_for_children, write_scenario
 
 
 def long_running(tmp_path: Path) -> Path:
@@ -18,16 +18,6 @@ def long_running(tmp_path: Path) -> Path:
         "workload.options": {"working_sets_kb": [256], "rounds": 4},
     })  # fmt: skip
     return write_scenario(tmp_path, data)
-
-
-def wait_for_children(pid: int, n: int, timeout_s: float = 60) -> list[int]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        kids = descendants(pid)
-        if len(kids) >= n:
-            return [k.pid for k in kids]
-        time.sleep(0.1)
-    raise AssertionError(f"orchestrator {pid} never had {n} children")
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import TESTS, descendants, kill_pids, smoke_dict, start_cli, wait_all_gone, write_scenario
+from conftest import TESTS, kill_pids, smoke_dict, start_cli, wait_all_gone, wait_for_children, write_scenario
 
 from bubbleup.bubbles import BubblePool
 from bubbleup.scenario import BubbleSpec
@@ -51,12 +51,8 @@ def test_stress_ng_bubbles_die_with_a_sigkilled_orchestrator(tmp_path: Path) -> 
     proc = start_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q"], cwd=tmp_path)
     tree: list[int] = []
     try:
-        deadline = time.monotonic() + 60
         # worker + 2 shims, each with stress-ng, its vm wrapper and vm worker, and a cpu worker
-        while time.monotonic() < deadline and len(tree) < 9:
-            tree = [p.pid for p in descendants(proc.pid)]
-            time.sleep(0.1)
-        assert len(tree) >= 9, tree
+        tree = wait_for_children(proc.pid, 9)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         survivors = wait_all_gone(tree, 3.0)

@@ -116,23 +116,15 @@ class ApproxNetWorkload(Workload):
 
     # -- heavy ---------------------------------------------------------------
     def load(self) -> None:
-        from workloads.approxnet.tfsetup import quiet_tf_logs
+        from workloads.approxnet.tfsetup import start_tensorflow
 
-        quiet_tf_logs()
-        t0 = time.perf_counter()
-        import tensorflow  # noqa: F401  (timed: importing TF is a large, separate cost)
-
-        from workloads.approxnet.tfsetup import configure_threads, versions
-
-        t_import = time.perf_counter() - t0
-        tf_config = configure_threads(self.options.intra_op_threads, self.options.inter_op_threads)
+        tf_facts, t_import = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
         t1 = time.perf_counter()
         self.net, weights_meta, path = load_net(self.options.weights, self.options.variant, self.options.seed)
         t_weights = time.perf_counter() - t1
         self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
         self._meta = {
-            "tf_config": tf_config,
-            "versions": versions(),
+            **tf_facts,
             "load_phases_s": {"import_tf": round(t_import, 3), "weights": round(t_weights, 3)},
             **weights_info(self.net, weights_meta, path),
         }
@@ -191,14 +183,14 @@ class ApproxNetWorkload(Workload):
 
 def load_net(weights: str, variant: str, seed: int) -> tuple[Any, dict[str, Any], Path | None]:
     """(ServingNet, weights meta, path) for a weights option; "random" gives a deterministic untrained net."""
-    from workloads.approxnet.serving import ServingNet, load_params, random_params
+    from workloads.approxnet.serving import ServingNet, random_params
 
     path = resolve_weights(weights, variant)
     if path is None:
         spec = APPROXNET_VARIANTS[variant]
         return ServingNet(spec, random_params(spec, seed)), {"untrained": True}, None
-    spec, params, meta = load_params(path)
-    return ServingNet(spec, params), meta, path
+    net, meta = ServingNet.from_file(path)
+    return net, meta, path
 
 
 def weights_info(net: Any, meta: Mapping[str, Any], path: Path | None) -> dict[str, Any]:

@@ -8,6 +8,7 @@ latencies incomparable between runs and machines.
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 
@@ -67,3 +68,17 @@ def versions() -> dict[str, Any]:
 def quiet_tf_logs() -> None:
     """Keep TF's C++ start-up chatter off stderr unless the user asked for it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def start_tensorflow(intra_op: int, inter_op: int) -> tuple[dict[str, Any], float]:
+    """Import TensorFlow and fix its threads before any op, as every TF workload's ``load()`` must.
+
+    Returns the facts for the run's metadata (``tf_config``, ``versions``) and the seconds the import
+    took, timed on its own: importing TF is a large cost separate from loading any model.
+    """
+    quiet_tf_logs()
+    t0 = time.perf_counter()
+    import tensorflow  # noqa: F401
+
+    import_s = time.perf_counter() - t0
+    return {"tf_config": configure_threads(intra_op, inter_op), "versions": versions()}, import_s

@@ -27,7 +27,7 @@ from workloads.approxnet.spec import (
     presets_for,
     setting_name,
 )
-from workloads.approxnet.training import Schedule
+from workloads.approxnet.training import Schedule, print_progress
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -105,7 +105,7 @@ def accuracy_table(acc: dict[str, float], sizes: tuple[int, ...], n_exits: int) 
 
 def train(plan: TrainPlan, out: Path, log: Any = None) -> dict[str, Any]:
     """Train, export, evaluate; returns the report written next to the weights."""
-    log = log or _log
+    log = log or print_progress
     from workloads.approxnet.training import configure_tf, file_sha256
 
     configure_tf(plan.seed, plan.intra_op_threads, plan.inter_op_threads)
@@ -160,10 +160,6 @@ def train(plan: TrainPlan, out: Path, log: Any = None) -> dict[str, Any]:
     log("presets: " + ", ".join(f"{k}={v} {100 * acc[v]:.1f}%" for k, v in presets.items()))
     log(f"(majority-class baseline on this split: {100 * report['chance']:.1f}%)")
     return report
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)  # progress must show even when stdout is a file
 
 
 def _plan_dict(plan: TrainPlan) -> dict[str, Any]:

@@ -138,6 +138,11 @@ def train_stage(
     return history
 
 
+def print_progress(message: str) -> None:
+    """The default ``log`` of the train commands: flushed, so progress shows even when stdout is a file."""
+    print(message, flush=True)
+
+
 def heldout(seed: int, n_clips: int, frames_per_clip: int, frame_size: int = data.FRAME_SIZE) -> data.Batch:
     """The held-out split: clips never seen in training, at the deployment class prior."""
     return data.make_split(seed, "heldout", n_clips, frames_per_clip, data.DEPLOY_PRIOR, size=frame_size)

@@ -103,7 +103,7 @@ class McdnnWorkload(Workload):
 
     # -- model residency -------------------------------------------------------
     def _load_model(self, model: str) -> _Resident:
-        from workloads.approxnet.serving import ServingNet, load_params, random_params
+        from workloads.approxnet.serving import ServingNet, random_params
 
         path = self._files[model]
         if path is None:
@@ -111,8 +111,7 @@ class McdnnWorkload(Workload):
             spec = pair.small if model == "small" else pair.full
             net = ServingNet(spec, random_params(spec, self.options.seed + (model == "full")))
         else:
-            spec, params, _ = load_params(path)
-            net = ServingNet(spec, params)
+            net, _ = ServingNet.from_file(path)
         self.loads[model] += 1
         res = _Resident(net, self.sizes[model])
         self.resident[model] = res
@@ -135,16 +134,9 @@ class McdnnWorkload(Workload):
 
     # -- lifecycle --------------------------------------------------------------
     def load(self) -> None:
-        from workloads.approxnet.tfsetup import quiet_tf_logs
+        from workloads.approxnet.tfsetup import start_tensorflow
 
-        quiet_tf_logs()
-        t0 = time.perf_counter()
-        import tensorflow  # noqa: F401
-
-        from workloads.approxnet.tfsetup import configure_threads, versions
-
-        t_import = time.perf_counter() - t0
-        tf_config = configure_threads(self.options.intra_op_threads, self.options.inter_op_threads)
+        tf_facts, t_import = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
         self._files = {
             "small": weights_path(self.options.small_weights, self.options.variant, "small"),
             "full": weights_path(self.options.full_weights, self.options.variant, "full"),
@@ -158,8 +150,7 @@ class McdnnWorkload(Workload):
 
         self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
         self._meta = {
-            "tf_config": tf_config,
-            "versions": versions(),
+            **tf_facts,
             "load_phases_s": {"import_tf": round(t_import, 3), "models": round(t_models, 3)},
             "models": {m: _model_info(self._files[m], m, self.options.variant) for m in MODELS},
         }

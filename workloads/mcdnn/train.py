@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from workloads.approxnet import data
-from workloads.approxnet.training import Schedule
+from workloads.approxnet.training import Schedule, print_progress
 from workloads.mcdnn.models import TOP_K, VARIANTS, small_answers, top_classes
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -106,7 +106,7 @@ def evaluate(paths: dict[str, Path], plan: McdnnPlan) -> dict[str, Any]:
 
 def train(plan: McdnnPlan, directory: Path, log: Any = None) -> dict[str, Any]:
     """Train both models, export, evaluate; returns the report written next to the weights."""
-    log = log or _log
+    log = log or print_progress
     from workloads.approxnet.training import configure_tf, file_sha256
 
     configure_tf(plan.seed, plan.intra_op_threads, plan.inter_op_threads)
@@ -173,10 +173,6 @@ def train(plan: McdnnPlan, directory: Path, log: Any = None) -> dict[str, Any]:
     for t, row in acc["cascade"].items():
         log(f"  {t:>8s}        {100 * row['top1']:5.1f}%   {100 * row['fallback_rate']:5.1f}%")
     return report
-
-
-def _log(message: str) -> None:
-    print(message, flush=True)  # progress must show even when stdout is a file
 
 
 def _plan_dict(plan: McdnnPlan) -> dict[str, Any]:
