@@ -11,9 +11,12 @@ Prints, from one run:
 2. Per preset: the served graph (folded batch norm, ``tf.function``) against the same ops run
    eagerly, and against the Keras training model (unfolded batch norm) compiled and eager.
 3. Memory, each configuration in a fresh process: RSS after importing TensorFlow, after
-   ``load()``, and after every setting has run (warm). The comparison uses the growth over the
-   post-import baseline (what the models cost; TensorFlow itself is ~550 MB in both), and shows
-   totals too. Target: ApproxNet with every setting warm <= 0.6 x MCDNN with both models resident.
+   ``load()``, and after every setting has run (warm). *Model* memory is warm RSS minus the
+   prepared inputs minus a process that did everything but hold a model (the "no model" row);
+   growth over the import and whole-process totals are shown too. Twice: for the shipped,
+   trained networks, and for the same networks 4x as wide (untrained; ApproxNet then has
+   ResNet-18's parameter count), since which part dominates memory depends on scale.
+   Target: ApproxNet with every setting warm <= 0.6 x MCDNN with both models resident.
 
 Run it on a quiet machine, niced if others measure: ``nice -n 10 python benchmarks/bench_approxnet.py``.
 """
@@ -46,7 +49,6 @@ def harness_vs_bare(n: int, rounds: int, settings: list[str] | None) -> list[dic
     """Per setting, median latency via the worker's Runner and via a bare loop over the same function."""
     from bubbleup.worker import Runner
     from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload
-    from workloads.approxnet.spec import parse_setting
 
     w = ApproxNetWorkload(ApproxNetOptions())
     w.load()
@@ -54,10 +56,9 @@ def harness_vs_bare(n: int, rounds: int, settings: list[str] | None) -> list[dic
     rows = []
     perf = time.perf_counter_ns
     for setting in settings or w.settings():
-        size, exit_number = parse_setting(w.resolve(setting))
         first = runner.step(setting, warmup=0, n=1)  # first use: trace + graph optimisation
         runner.step(setting, warmup=5, n=1)
-        fn = w.net.function(size, exit_number)  # the very function the workload calls
+        fn = w.served_function(setting)  # the very function the workload calls
         inputs = [s[0] for s in w.samples()]
         harness: list[int] = []
         bare: list[int] = []
@@ -120,7 +121,7 @@ def compiled_vs_eager(n: int) -> list[dict[str, Any]]:
     for preset, setting in w.presets().items():
         size, exit_number = parse_setting(setting)
         x = tf.random.normal([1, size, size, 3])
-        served = w.net.function(size, exit_number)
+        served = w.served_function(setting)
         keras_graph = tf.function(lambda t, k=exit_number: keras_net(t, training=False)[k - 1])
         candidates = {
             "served graph": partial(served, x),
@@ -152,9 +153,35 @@ def compiled_vs_eager(n: int) -> list[dict[str, Any]]:
 
 # -- memory: one fresh process per configuration -------------------------------------------
 
+#: The shipped, trained networks and the same networks 4x as wide (ResNet-18's parameter count for
+#: ApproxNet), untrained: resident memory does not depend on the weights' values.
+SCALES: dict[str, dict[str, dict[str, Any]]] = {
+    "shipped": {"approxnet": {}, "mcdnn": {}},
+    "wide": {
+        "approxnet": {"variant": "wide", "weights": "random"},
+        "mcdnn": {"variant": "wide", "small_weights": "random", "full_weights": "random"},
+    },
+}
+SCALE_NOTES = {
+    "shipped": "the trained networks the main job runs (weights of a few MB: TF's own state dominates)",
+    "wide": "every layer 4x as wide, untrained (ApproxNet has ResNet-18's parameter count)",
+}
+
+#: "no model" is the floor: what every configuration's process holds before any model exists.
 MEMORY_CONFIGS: dict[str, dict[str, Any]] = {
+    "no model (TF running, frames made)": {"kind": "none", "options": {}, "settings": []},
     "approxnet, all settings warm": {"kind": "approxnet", "options": {}, "settings": "all"},
-    "approxnet per_exit graphs, all warm": {"kind": "approxnet", "options": {"trace": "per_exit"}, "settings": "all"},
+    "approxnet per_setting graphs, all warm": {
+        "kind": "approxnet",
+        "options": {"trace": "per_setting"},
+        "settings": "all",
+    },
+    "approxnet mixed (LL, MM, HH)": {"kind": "approxnet", "options": {}, "settings": ["LL", "MM", "HH"]},
+    "approxnet mixed, per_setting graphs": {
+        "kind": "approxnet",
+        "options": {"trace": "per_setting"},
+        "settings": ["LL", "MM", "HH"],
+    },
     "approxnet, LL only": {"kind": "approxnet", "options": {}, "settings": ["LL"]},
     "approxnet, HH only": {"kind": "approxnet", "options": {}, "settings": ["HH"]},
     "mcdnn all (both resident)": {"kind": "mcdnn", "options": {"memory": "all"}, "settings": "all"},
@@ -168,7 +195,32 @@ MEMORY_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def memory_child(name: str) -> None:
+def start_without_model() -> None:
+    """Everything a TF workload's process does besides its model: the floor of the memory table.
+
+    TensorFlow's runtime started with the workloads' thread settings, the sample frames made, and
+    one small compiled graph of the op kinds the networks use run once (so the runtime's first-use
+    state and the kernels' code are resident, as they are in every configuration).
+    """
+    import tensorflow as tf
+
+    from workloads.approxnet import sample_frames
+    from workloads.approxnet.tfsetup import start_tensorflow
+
+    start_tensorflow(2, 1)
+    sample_frames(0, 16)
+    w = tf.Variable(tf.ones([3, 3, 3, 8]))
+
+    @tf.function
+    def probe(x: tf.Tensor) -> tf.Tensor:
+        y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, 2, "SAME"), tf.zeros([8])))
+        y = tf.nn.max_pool2d(y, 3, 2, "SAME")
+        return tf.matmul(tf.reduce_max(y, axis=[1, 2]), tf.ones([8, 10]))
+
+    probe(tf.ones([1, 64, 64, 3])).numpy()
+
+
+def memory_child(scale: str, name: str) -> None:
     """Runs in a fresh process: print one JSON line of RSS milestones for configuration ``name``."""
     import psutil
 
@@ -182,8 +234,13 @@ def memory_child(name: str) -> None:
 
     from workloads import get_workload_class
 
+    if cfg["kind"] == "none":
+        base = rss()
+        start_without_model()
+        print(json.dumps({"base": base, "load": rss(), "warm": rss(), "peak": rss(), "inputs": 0.0, "params": 0}))
+        return
     cls = get_workload_class(cfg["kind"])
-    w = cls(cls.Options.model_validate(cfg["options"]))
+    w = cls(cls.Options.model_validate({**SCALES[scale][cfg["kind"]], **cfg["options"]}))
     base = rss()
     w.load()
     after_load = rss()
@@ -196,29 +253,54 @@ def memory_child(name: str) -> None:
             w.infer(samples[i % len(samples)])
             peak = max(peak, rss())
     inputs = w.input_bytes() / MIB
-    print(json.dumps({"base": base, "load": after_load, "warm": rss(), "peak": peak, "inputs": inputs}))
+    params = sum(r.net.param_count() for r in w.resident.values()) if cfg["kind"] == "mcdnn" else w.net.param_count()
+    print(
+        json.dumps({"base": base, "load": after_load, "warm": rss(), "peak": peak, "inputs": inputs, "params": params})
+    )
 
 
-def memory_table() -> dict[str, dict[str, float]]:
+def memory_table(scale: str) -> dict[str, dict[str, float]]:
+    """Every configuration in its own fresh process; prints one row each, the floor first."""
     head = ("configuration", "TF", "load", "warm", "input", "model", "total")
-    print("  {:<36s} {:>5s}   {:>6s}   {:>6s}   {:>5s}   {:>6s}   {:>5s}".format(*head))
-    results = {}
+    print("  {:<40s} {:>5s}   {:>6s}   {:>6s}   {:>5s}   {:>6s}   {:>5s}".format(*head))
+    results: dict[str, dict[str, float]] = {}
+    floor = 0.0
     for name in MEMORY_CONFIGS:
         out = subprocess.run(
-            [sys.executable, __file__, "--memory-child", name],
+            [sys.executable, __file__, "--memory-child", scale, name],
             capture_output=True,
             text=True,
             check=True,
             cwd=ROOT,
         )
         r = json.loads(out.stdout.strip().splitlines()[-1])
+        if MEMORY_CONFIGS[name]["kind"] == "none":
+            floor = r["warm"] - r["base"]
+        r["model"] = r["warm"] - r["base"] - r["inputs"] - floor
         results[name] = r
         print(
-            f"  {name:<36s} {r['base']:5.0f}   +{r['load'] - r['base']:5.1f}   +{r['warm'] - r['base']:5.1f}"
-            f"   {r['inputs']:5.1f}   +{r['warm'] - r['base'] - r['inputs']:5.1f}   {r['warm']:5.0f}",
+            f"  {name:<40s} {r['base']:5.0f}   +{r['load'] - r['base']:5.1f}   +{r['warm'] - r['base']:5.1f}"
+            f"   {r['inputs']:5.1f}   {r['model']:6.1f}   {r['warm']:5.0f}",
             flush=True,
         )
     return results
+
+
+def memory_comparison(scale: str) -> dict[str, Any]:
+    """Section 3 at one scale: the table, then ApproxNet all warm / MCDNN all against the target."""
+    mem = memory_table(scale)
+    a = mem["approxnet, all settings warm"]
+    m = mem["mcdnn all (both resident)"]
+    model = a["model"] / m["model"]
+    growth = (a["warm"] - a["base"]) / (m["warm"] - m["base"])
+    print(
+        f"  float32 parameters: approxnet {a['params'] * 4 / MIB:.1f} MiB, "
+        f"mcdnn all {m['params'] * 4 / MIB:.1f} MiB\n"
+        f"  approxnet all warm / mcdnn all: model {model:.2f} ({'PASS' if model <= 0.6 else 'FAIL'}, "
+        f"target <= 0.6); growth over import {growth:.2f}; whole-process RSS {a['warm'] / m['warm']:.2f}",
+        flush=True,
+    )
+    return {"configs": mem, "model_ratio": model, "growth_ratio": growth, "rss_ratio": a["warm"] / m["warm"]}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -226,11 +308,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=40, help="timed inferences per block (default 40)")
     p.add_argument("--rounds", type=int, default=6, help="harness/bare block pairs per setting, ABBA (default 6)")
     p.add_argument("--quick", action="store_true", help="presets only for the harness ratio")
+    p.add_argument("--sections", default="123", help="which sections to run, e.g. 3 for memory only (default 123)")
     p.add_argument("--json", type=Path, help="also write all numbers to this file")
-    p.add_argument("--memory-child", help=argparse.SUPPRESS)
+    p.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.memory_child:
-        memory_child(args.memory_child)
+        memory_child(*args.memory_child)
         return 0
 
     import tensorflow as tf
@@ -242,36 +325,32 @@ def main(argv: list[str] | None = None) -> int:
         f"TensorFlow {tf.__version__}, intra-op {tf_config['intra_op_threads']}, inter-op "
         f"{tf_config['inter_op_threads']}, {os.cpu_count()} CPUs"
     )
-    print("\n1. latency through the harness / the same compiled function bare (target <= 1.1)")
-    settings = ["LL", "MM", "HH"] if args.quick else None
-    ratios = harness_vs_bare(args.n, args.rounds, settings)
-    worst = max(r["ratio"] for r in ratios)
-    print(f"  worst ratio {worst:.3f}: {'PASS' if worst <= 1.1 else 'FAIL'} (target <= 1.1)")
-    by = {r["setting"]: r["harness_ms"] for r in ratios}
-    print(
-        f"  LL {by.get('128px/exit1', by.get('LL', float('nan'))):.2f} ms vs HH "
-        f"{by.get('224px/exit3', by.get('HH', float('nan'))):.2f} ms"
-    )
-
-    print("\n2. compiled vs eager (median ms per inference)")
-    eager = compiled_vs_eager(args.n)
-
-    print("\n3. resident memory (RSS, MiB; each configuration in a fresh process)")
-    mem = memory_table()
-    a = mem["approxnet, all settings warm"]
-    m = mem["mcdnn all (both resident)"]
-    growth = (a["warm"] - a["base"]) / (m["warm"] - m["base"])
-    model = (a["warm"] - a["base"] - a["inputs"]) / (m["warm"] - m["base"] - m["inputs"])
-    print("  (TF: RSS after importing TensorFlow; load/warm: growth over it after load() and after every")
-    print("   setting ran; input: prepared input tensors; model = warm - input; total: whole process)")
-    print(
-        f"  approxnet all warm / mcdnn all: growth {growth:.2f}, model {model:.2f} "
-        f"({'PASS' if model <= 0.6 else 'FAIL'}, target <= 0.6); whole-process RSS {a['warm'] / m['warm']:.2f}"
-    )
-    if args.json:
-        args.json.write_text(
-            json.dumps({"tf": tf_config, "harness": ratios, "eager": eager, "memory": mem}, indent=2) + "\n"
+    results: dict[str, Any] = {"tf": tf_config}
+    if "1" in args.sections:
+        print("\n1. latency through the harness / the same compiled function bare (target <= 1.1)")
+        ratios = harness_vs_bare(args.n, args.rounds, ["LL", "MM", "HH"] if args.quick else None)
+        worst = max(r["ratio"] for r in ratios)
+        print(f"  worst ratio {worst:.3f}: {'PASS' if worst <= 1.1 else 'FAIL'} (target <= 1.1)")
+        by = {r["setting"]: r["harness_ms"] for r in ratios}
+        print(
+            f"  LL {by.get('128px/exit1', by.get('LL', float('nan'))):.2f} ms vs HH "
+            f"{by.get('224px/exit3', by.get('HH', float('nan'))):.2f} ms"
         )
+        results["harness"] = ratios
+    if "2" in args.sections:
+        print("\n2. compiled vs eager (median ms per inference)")
+        results["eager"] = compiled_vs_eager(args.n)
+    if "3" in args.sections:
+        print("\n3. resident memory (RSS, MiB; each configuration in a fresh process)")
+        print("  (TF: RSS after importing TensorFlow; load/warm: growth over it after load() and after every")
+        print("   setting ran; input: prepared input tensors; model: warm - input - the no-model row's warm,")
+        print("   what the process holds because of its models; total: whole process)")
+        results["memory"] = {}
+        for scale in SCALES:
+            print(f"\n  {scale}: {SCALE_NOTES[scale]}")
+            results["memory"][scale] = memory_comparison(scale)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0
 
 

@@ -177,8 +177,9 @@ def test_spp_length_does_not_depend_on_input_size() -> None:
 
 
 @pytest.mark.slow
-def test_revisiting_a_setting_does_not_retrace() -> None:
-    w = tiny_workload()
+@pytest.mark.parametrize("trace", ["per_exit", "per_setting"])
+def test_revisiting_a_setting_does_not_retrace(trace: str) -> None:
+    w = tiny_workload(trace=trace)
     w.load()
     try:
         assert w.trace_count == 0  # load() builds and restores, it does not trace
@@ -207,6 +208,41 @@ def test_per_exit_graphs_serve_new_sizes_without_tracing() -> None:
         assert w.trace_count == 1
     finally:
         w.close()
+
+
+_LOAD_MEMORY_PROBE = """
+import json, sys
+import psutil, tensorflow as tf
+from workloads.approxnet.serving import build_net
+from workloads.approxnet.spec import APPROXNET_VARIANTS
+tf.constant(1.0).numpy()  # the runtime is started before the baseline
+proc = psutil.Process()
+before = proc.memory_info().rss
+net, _ = build_net(sys.argv[1], APPROXNET_VARIANTS["wide"], 0)
+print(json.dumps({"growth": proc.memory_info().rss - before, "weights": net.param_count() * 4}))
+"""
+
+
+@pytest.mark.slow
+def test_loading_weights_keeps_one_copy_resident(tmp_path: Path) -> None:
+    """The file's float16 arrays and their float32 copies are freed and given back (measured 2.1x without)."""
+    from workloads.approxnet.serving import random_params, save_params
+
+    spec = APPROXNET_VARIANTS["wide"]  # 46 MiB of float32 weights: well above RSS noise
+    path = tmp_path / "wide.npz"
+    save_params(path, spec, random_params(spec, 0), {})
+    out = subprocess.run(
+        [sys.executable, "-c", _LOAD_MEMORY_PROBE, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[1],
+        timeout=300,
+    )
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert r["weights"] > 40 * 2**20
+    weights_mib, growth_mib = r["weights"] >> 20, r["growth"] >> 20
+    assert r["growth"] < 1.2 * r["weights"], f"loading {weights_mib} MiB of weights added {growth_mib} MiB"
 
 
 @pytest.mark.slow
@@ -286,5 +322,32 @@ def test_shipped_default_weights_load_and_classify() -> None:
             w.select(preset)
             correct += sum(bool(w.infer(s)["correct"]) for s in w.samples())  # type: ignore[index]
         assert correct >= 4  # 16 inferences; a random 10-way guess averages 1.6
+    finally:
+        w.close()
+
+
+def test_wide_variant_is_the_default_network_four_times_as_wide() -> None:
+    default, wide = APPROXNET_VARIANTS["default"], APPROXNET_VARIANTS["wide"]
+    assert wide.widths == tuple(4 * w for w in default.widths) and wide.stem_width == 4 * default.stem_width
+    assert (wide.blocks, wide.exits, wide.spp_bins, wide.stem_pool) == (
+        default.blocks,
+        default.exits,
+        default.spp_bins,
+        default.stem_pool,
+    )
+    with pytest.raises(FileNotFoundError, match='weights: "random"'):
+        ApproxNetWorkload(ApproxNetOptions(variant="wide")).load()  # nothing trained is shipped for it
+
+
+@pytest.mark.slow
+def test_wide_variant_serves_every_preset_with_random_weights() -> None:
+    w = ApproxNetWorkload(ApproxNetOptions(variant="wide", weights="random", n_samples=1))
+    w.load()
+    try:
+        assert 11_000_000 < w.net.param_count() < 12_500_000  # ResNet-18: 11.7 M
+        for preset in ("LL", "MM", "HH"):
+            w.select(preset)
+            out = w.infer(w.samples()[0])
+            assert out is not None and 0 <= out["pred"] < 10
     finally:
         w.close()

@@ -166,3 +166,22 @@ def test_shipped_models_load_and_cascade_answers() -> None:
         assert {i["model"] for i in infos} == {"small", "full"}  # type: ignore[index]  # both answer some
     finally:
         w.close()
+
+
+@pytest.mark.slow
+def test_wide_pair_runs_the_cascade_with_random_weights() -> None:
+    w = McdnnWorkload(
+        McdnnOptions(variant="wide", small_weights="random", full_weights="random", memory="all", n_samples=2)
+    )
+    w.load()
+    try:
+        sizes = {m: r.net.param_count() for m, r in w.resident.items()}
+        pair = VARIANTS["wide"]
+        assert pair.full.widths == tuple(4 * x for x in VARIANTS["default"].full.widths)
+        assert sizes["full"] > 10 * sizes["small"] > 0
+        w.select("cascade")
+        for sample in w.samples():
+            out = w.infer(sample)
+            assert out is not None and out["model"] in ("small", "full")
+    finally:
+        w.close()

@@ -134,7 +134,9 @@ def random_params(spec: NetSpec, seed: int) -> dict[str, np.ndarray]:
     for name, shape in param_shapes(spec).items():
         if name.endswith("/w"):
             fan_in = int(np.prod(shape[:-1]))
-            params[name] = (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in) * 0.5).astype(np.float32)
+            kernel = rng.standard_normal(shape, dtype=np.float32)  # float32 throughout: no 2x temporaries
+            kernel *= np.float32(np.sqrt(2.0 / fan_in) * 0.5)
+            params[name] = kernel
         else:
             params[name] = np.zeros(shape, np.float32)
     return params
@@ -172,6 +174,33 @@ def load_params(path: str | Path) -> tuple[NetSpec, dict[str, np.ndarray], dict[
         params = {k: z[k].astype(np.float32) for k in z.files if not k.startswith("__")}
     # np.load is lazy; the context closes the file once everything is read
     return spec, params, meta
+
+
+def trim_heap() -> None:
+    """Give freed heap pages back to the OS (glibc), so RSS shows only what is still in use.
+
+    Loading leaves the file's arrays and their float32 copies freed but mapped: glibc keeps
+    them for reuse, and RSS would count about half the weights twice.
+    """
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS may keep freed pages; nothing else to do
+        pass
+
+
+def build_net(path: str | Path | None, spec: NetSpec, seed: int) -> tuple[ServingNet, dict[str, Any]]:
+    """(net, weights meta) from a weights file, or untrained from ``spec`` and ``seed`` when ``path`` is None.
+
+    The one loader of both TF workloads; the loader's temporaries are released before it returns.
+    """
+    if path is None:
+        net, meta = ServingNet(spec, random_params(spec, seed)), {"untrained": True}
+    else:
+        net, meta = ServingNet.from_file(path)
+    trim_heap()
+    return net, meta
 
 
 class ServingNet:

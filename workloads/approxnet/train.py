@@ -57,6 +57,7 @@ class TrainPlan:
 #: Per-variant defaults of the data volume (tiny trains in seconds, for tests and smoke runs).
 VARIANT_PLANS: dict[str, dict[str, Any]] = {
     "default": {},
+    "wide": {},  # same schedule as default; hours on 2 cores, not shipped
     "tiny": {
         "backbone": Schedule(epochs=4, clips_per_epoch=300, frames_per_clip=4),
         "outports": Schedule(epochs=1, clips_per_epoch=300, frames_per_clip=4),

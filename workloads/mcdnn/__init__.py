@@ -37,7 +37,8 @@ MODELS = ("small", "full")
 class McdnnOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    variant: Literal["default", "tiny"] = "default"
+    #: "default" (shipped weights), "wide" (4x as wide, paper scale: use "random" weights) or "tiny" (tests).
+    variant: Literal["default", "wide", "tiny"] = "default"
     #: all: both models resident; replace: only the model in use (switching loads it from disk).
     memory: Literal["all", "replace"] = "all"
     #: Softmax confidence the small model needs to answer; below it the cascade falls back.
@@ -103,15 +104,11 @@ class McdnnWorkload(Workload):
 
     # -- model residency -------------------------------------------------------
     def _load_model(self, model: str) -> _Resident:
-        from workloads.approxnet.serving import ServingNet, random_params
+        from workloads.approxnet.serving import build_net
 
-        path = self._files[model]
-        if path is None:
-            pair = VARIANTS[self.options.variant]
-            spec = pair.small if model == "small" else pair.full
-            net = ServingNet(spec, random_params(spec, self.options.seed + (model == "full")))
-        else:
-            net, _ = ServingNet.from_file(path)
+        pair = VARIANTS[self.options.variant]
+        spec = pair.small if model == "small" else pair.full
+        net, _ = build_net(self._files[model], spec, self.options.seed + (model == "full"))
         self.loads[model] += 1
         res = _Resident(net, self.sizes[model])
         self.resident[model] = res
@@ -119,8 +116,10 @@ class McdnnWorkload(Workload):
 
     def _unload(self, model: str) -> None:
         if self.resident.pop(model, None) is not None:
+            from workloads.approxnet.serving import trim_heap
+
             gc.collect()
-            _trim_heap()
+            trim_heap()
 
     def _ensure(self, model: str) -> tuple[_Resident, int]:
         """The resident model, loading it (and in replace mode unloading the other) if needed; (model, swaps)."""
@@ -258,13 +257,3 @@ def _model_info(path: Path | None, model: str, variant: str) -> dict[str, Any]:
         if report.is_file():
             info["heldout"] = json.loads(report.read_text()).get("heldout_top1")
     return info
-
-
-def _trim_heap() -> None:
-    """Give freed heap pages back to the OS (glibc), so RSS shows an unloaded model as gone."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: RSS may keep freed pages; nothing else to do
-        pass

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from workloads.approxnet import data
-from workloads.approxnet.spec import NetSpec
+from workloads.approxnet.spec import WIDE_FACTOR, NetSpec, widened
 
 #: How many of the most frequent classes the small model specialises on.
 TOP_K = 4
@@ -35,29 +35,39 @@ class ModelPair:
     full_size: int
 
 
+_DEFAULT_PAIR = ModelPair(
+    small=NetSpec(
+        widths=(16, 32, 48, 64),
+        blocks=(1, 1, 1, 1),
+        stem_width=16,
+        exits=(3,),
+        num_classes=TOP_K + 1,
+        spp_bins=(1,),
+        name="mcdnn-small",
+    ),
+    full=NetSpec(
+        widths=(32, 64, 128, 192),
+        blocks=(2, 2, 2, 2),
+        stem_width=32,
+        exits=(3,),
+        num_classes=data.NUM_CLASSES,
+        spp_bins=(1,),
+        stem_pool=True,
+        name="mcdnn-full",
+    ),
+    small_size=160,
+    full_size=224,
+)
+
+#: "default": trained, shipped; "wide": both models 4x as wide (untrained, ``random`` weights), the
+#: scale of the paper's networks (full: 31 M parameters, ResNet-50 has 25.6 M); "tiny": tests.
 VARIANTS: dict[str, ModelPair] = {
-    "default": ModelPair(
-        small=NetSpec(
-            widths=(16, 32, 48, 64),
-            blocks=(1, 1, 1, 1),
-            stem_width=16,
-            exits=(3,),
-            num_classes=TOP_K + 1,
-            spp_bins=(1,),
-            name="mcdnn-small",
-        ),
-        full=NetSpec(
-            widths=(32, 64, 128, 192),
-            blocks=(2, 2, 2, 2),
-            stem_width=32,
-            exits=(3,),
-            num_classes=data.NUM_CLASSES,
-            spp_bins=(1,),
-            stem_pool=True,
-            name="mcdnn-full",
-        ),
-        small_size=160,
-        full_size=224,
+    "default": _DEFAULT_PAIR,
+    "wide": ModelPair(
+        small=widened(_DEFAULT_PAIR.small, WIDE_FACTOR, "mcdnn-small-wide"),
+        full=widened(_DEFAULT_PAIR.full, WIDE_FACTOR, "mcdnn-full-wide"),
+        small_size=_DEFAULT_PAIR.small_size,
+        full_size=_DEFAULT_PAIR.full_size,
     ),
     "tiny": ModelPair(
         small=NetSpec(

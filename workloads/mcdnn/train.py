@@ -43,6 +43,7 @@ class McdnnPlan:
 
 VARIANT_PLANS: dict[str, dict[str, Any]] = {
     "default": {},
+    "wide": {},  # same schedule as default; hours on 2 cores, not shipped
     "tiny": {
         "full": Schedule(epochs=2, clips_per_epoch=200, frames_per_clip=4),
         "small": Schedule(epochs=2, clips_per_epoch=200, frames_per_clip=4),
