@@ -1,6 +1,7 @@
 """ApproxNet serving benchmark: harness overhead, compiled vs eager, and memory against MCDNN.
 
-    python benchmarks/bench_approxnet.py [--n 40] [--rounds 6] [--quick]
+    python benchmarks/bench_approxnet.py [--n 40] [--rounds 6] [--quick] [--sections 1234]
+                                         [--memory-repeats 3] [--json FILE]
 
 Prints, from one run:
 
@@ -10,13 +11,17 @@ Prints, from one run:
    the pairs' ratios, so the machine's drift between blocks cancels. Target <= 1.1.
 2. Per preset: the served graph (folded batch norm, ``tf.function``) against the same ops run
    eagerly, and against the Keras training model (unfolded batch norm) compiled and eager.
-3. Memory, each configuration in a fresh process: RSS after importing TensorFlow, after
-   ``load()``, and after every setting has run (warm). *Model* memory is warm RSS minus the
+3. Per setting: the default serving (one graph per outport, any input size) against one graph
+   per setting, bare, in ABBA block pairs, and the number of ops in each graph.
+4. Memory, each configuration in fresh processes (3 rounds, interleaved): RSS after importing
+   TensorFlow, after ``load()``, and after every setting has run (warm). *Model* memory is warm RSS minus the
    prepared inputs minus a process that did everything but hold a model (the "no model" row);
    growth over the import and whole-process totals are shown too. Twice: for the shipped,
    trained networks, and for the same networks 4x as wide (untrained; ApproxNet then has
    ResNet-18's parameter count), since which part dominates memory depends on scale.
-   Target: ApproxNet with every setting warm <= 0.6 x MCDNN with both models resident.
+   Target: ApproxNet with every setting warm <= 0.6 x MCDNN with both models resident, in
+   the worst round; the ratio with ``trace: per_setting`` and by the other measures is printed
+   beside it.
 
 Run it on a quiet machine, niced if others measure: ``nice -n 10 python benchmarks/bench_approxnet.py``.
 """
@@ -56,7 +61,7 @@ def harness_vs_bare(n: int, rounds: int, settings: list[str] | None) -> list[dic
     rows = []
     perf = time.perf_counter_ns
     for setting in settings or w.settings():
-        first = runner.step(setting, warmup=0, n=1)  # first use: trace + graph optimisation
+        first = runner.step(setting, warmup=0, n=1)  # first use: a trace if its outport is new, a new shape
         runner.step(setting, warmup=5, n=1)
         fn = w.served_function(setting)  # the very function the workload calls
         inputs = [s[0] for s in w.samples()]
@@ -151,6 +156,58 @@ def compiled_vs_eager(n: int) -> list[dict[str, Any]]:
     return rows
 
 
+def trace_modes(n: int, rounds: int) -> list[dict[str, Any]]:
+    """Per setting: one graph per outport (any size, the default) against one graph per setting.
+
+    Both called bare on the same inputs in alternating blocks (ABBA); the ratio is the median of
+    the block pairs' ratios. Also the number of ops in each traced graph.
+    """
+    from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload
+    from workloads.approxnet.spec import parse_setting
+
+    w = ApproxNetWorkload(ApproxNetOptions())
+    w.load()
+    rows = []
+    perf = time.perf_counter_ns
+    for setting in w.settings():
+        size, exit_number = parse_setting(setting)
+        w.select(setting)
+        inputs = [s[0] for s in w.samples()]
+        fns = {"per_exit": w.net.function(None, exit_number), "per_setting": w.net.function(size, exit_number)}
+        for fn in fns.values():
+            for x in inputs[:5]:
+                fn(x).numpy()
+        ratios, medians = [], {k: [] for k in fns}
+        for r in range(rounds):
+            block = {}
+            for mode in ("per_exit", "per_setting") if r % 2 == 0 else ("per_setting", "per_exit"):
+                fn, times = fns[mode], []
+                for i in range(n):
+                    t0 = perf()
+                    fn(inputs[i % len(inputs)]).numpy()
+                    times.append(perf() - t0)
+                block[mode] = statistics.median(times)
+                medians[mode].append(block[mode])
+            ratios.append(block["per_exit"] / block["per_setting"])
+        ops = {k: len(f.graph.get_operations()) for k, f in fns.items()}
+        row = {
+            "setting": setting,
+            "ratio": statistics.median(ratios),
+            "per_exit_ms": statistics.median(medians["per_exit"]) / 1e6,
+            "per_setting_ms": statistics.median(medians["per_setting"]) / 1e6,
+            "ops": ops,
+        }
+        rows.append(row)
+        print(
+            f"  {setting:>12s}  per_exit {row['per_exit_ms']:6.2f} ms ({ops['per_exit']} ops)   per_setting "
+            f"{row['per_setting_ms']:6.2f} ms ({ops['per_setting']} ops)   ratio {row['ratio']:5.3f} "
+            f"(rounds {min(ratios):.2f}-{max(ratios):.2f})",
+            flush=True,
+        )
+    w.close()
+    return rows
+
+
 # -- memory: one fresh process per configuration -------------------------------------------
 
 #: The shipped, trained networks and the same networks 4x as wide (ResNet-18's parameter count for
@@ -195,7 +252,7 @@ MEMORY_CONFIGS: dict[str, dict[str, Any]] = {
 }
 
 
-def start_without_model() -> None:
+def start_without_model() -> Any:
     """Everything a TF workload's process does besides its model: the floor of the memory table.
 
     TensorFlow's runtime started with the workloads' thread settings, the sample frames made, and
@@ -208,7 +265,7 @@ def start_without_model() -> None:
     from workloads.approxnet.tfsetup import start_tensorflow
 
     start_tensorflow(2, 1)
-    sample_frames(0, 16)
+    frames = sample_frames(0, 16)  # kept, as the workloads keep theirs
     w = tf.Variable(tf.ones([3, 3, 3, 8]))
 
     @tf.function
@@ -218,6 +275,7 @@ def start_without_model() -> None:
         return tf.matmul(tf.reduce_max(y, axis=[1, 2]), tf.ones([8, 10]))
 
     probe(tf.ones([1, 64, 64, 3])).numpy()
+    return frames
 
 
 def memory_child(scale: str, name: str) -> None:
@@ -236,7 +294,7 @@ def memory_child(scale: str, name: str) -> None:
 
     if cfg["kind"] == "none":
         base = rss()
-        start_without_model()
+        kept = start_without_model()  # noqa: F841 (held until the measurement is printed)
         print(json.dumps({"base": base, "load": rss(), "warm": rss(), "peak": rss(), "inputs": 0.0, "params": 0}))
         return
     cls = get_workload_class(cfg["kind"])
@@ -259,48 +317,89 @@ def memory_child(scale: str, name: str) -> None:
     )
 
 
-def memory_table(scale: str) -> dict[str, dict[str, float]]:
-    """Every configuration in its own fresh process; prints one row each, the floor first."""
-    head = ("configuration", "TF", "load", "warm", "input", "model", "total")
-    print("  {:<40s} {:>5s}   {:>6s}   {:>6s}   {:>5s}   {:>6s}   {:>5s}".format(*head))
-    results: dict[str, dict[str, float]] = {}
-    floor = 0.0
-    for name in MEMORY_CONFIGS:
-        out = subprocess.run(
-            [sys.executable, __file__, "--memory-child", scale, name],
-            capture_output=True,
-            text=True,
-            check=True,
-            cwd=ROOT,
-        )
-        r = json.loads(out.stdout.strip().splitlines()[-1])
-        if MEMORY_CONFIGS[name]["kind"] == "none":
-            floor = r["warm"] - r["base"]
-        r["model"] = r["warm"] - r["base"] - r["inputs"] - floor
-        results[name] = r
+def _run_child(scale: str, name: str) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", scale, name],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def memory_table(scale: str, repeats: int) -> dict[str, list[dict[str, float]]]:
+    """Every configuration ``repeats`` times, each in a fresh process, interleaved so drift spreads evenly.
+
+    Each run's *model* memory subtracts the no-model floor measured in the same round.
+    """
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in MEMORY_CONFIGS}
+    floor_name = next(n for n, c in MEMORY_CONFIGS.items() if c["kind"] == "none")
+    for _ in range(repeats):
+        floor = _run_child(scale, floor_name)
+        floor_growth = floor["warm"] - floor["base"]
+        for name in MEMORY_CONFIGS:
+            r = floor if name == floor_name else _run_child(scale, name)
+            r["model"] = r["warm"] - r["base"] - r["inputs"] - floor_growth
+            runs[name].append(r)
+        print(".", end="", flush=True)
+    print()
+    head = ("configuration", "TF", "load", "warm", "input", "model (range)", "total")
+    print("  {:<40s} {:>5s}   {:>6s}   {:>6s}   {:>5s}   {:>15s}   {:>5s}".format(*head))
+    for name, rs in runs.items():
+
+        def med(key: str, rs: list[dict[str, float]] = rs) -> float:
+            return statistics.median(r[key] for r in rs)
+
+        models = [r["model"] for r in rs]
         print(
-            f"  {name:<40s} {r['base']:5.0f}   +{r['load'] - r['base']:5.1f}   +{r['warm'] - r['base']:5.1f}"
-            f"   {r['inputs']:5.1f}   {r['model']:6.1f}   {r['warm']:5.0f}",
+            f"  {name:<40s} {med('base'):5.0f}   +{med('load') - med('base'):5.1f}   +{med('warm') - med('base'):5.1f}"
+            f"   {med('inputs'):5.1f}   {med('model'):6.1f} ({min(models):5.1f}-{max(models):5.1f})"
+            f"   {med('warm'):5.0f}",
             flush=True,
         )
-    return results
+    return runs
 
 
-def memory_comparison(scale: str) -> dict[str, Any]:
+def _ratios(runs: dict[str, list[dict[str, float]]], num: str, den: str, key: str) -> list[float]:
+    """Per round, ``key`` of configuration ``num`` / the same of ``den`` (rounds pair processes run close in time)."""
+    return [a[key] / m[key] for a, m in zip(runs[num], runs[den], strict=True)]
+
+
+def memory_comparison(scale: str, repeats: int) -> dict[str, Any]:
     """Section 3 at one scale: the table, then ApproxNet all warm / MCDNN all against the target."""
-    mem = memory_table(scale)
-    a = mem["approxnet, all settings warm"]
-    m = mem["mcdnn all (both resident)"]
-    model = a["model"] / m["model"]
-    growth = (a["warm"] - a["base"]) / (m["warm"] - m["base"])
+    runs = memory_table(scale, repeats)
+    approx, mcdnn = "approxnet, all settings warm", "mcdnn all (both resident)"
+    for r in (*runs[approx], *runs[mcdnn]):
+        r["growth"], r["total"] = r["warm"] - r["base"], r["warm"]
+    model = _ratios(runs, approx, mcdnn, "model")
+    per_setting = _ratios(runs, "approxnet per_setting graphs, all warm", mcdnn, "model")
+    growth = _ratios(runs, approx, mcdnn, "growth")
+    total = _ratios(runs, approx, mcdnn, "total")
+    params_a, params_m = runs[approx][0]["params"] * 4 / MIB, runs[mcdnn][0]["params"] * 4 / MIB
+    worst = max(model)
     print(
-        f"  float32 parameters: approxnet {a['params'] * 4 / MIB:.1f} MiB, "
-        f"mcdnn all {m['params'] * 4 / MIB:.1f} MiB\n"
-        f"  approxnet all warm / mcdnn all: model {model:.2f} ({'PASS' if model <= 0.6 else 'FAIL'}, "
-        f"target <= 0.6); growth over import {growth:.2f}; whole-process RSS {a['warm'] / m['warm']:.2f}",
+        f"  float32 parameters: approxnet {params_a:.1f} MiB, mcdnn all {params_m:.1f} MiB "
+        f"(ratio {params_a / params_m:.2f})\n"
+        f"  approxnet all warm / mcdnn all, model memory: median {statistics.median(model):.2f}, "
+        f"worst of {repeats} {worst:.2f}: {'PASS' if worst <= 0.6 else 'FAIL'} (target <= 0.6)\n"
+        f"  the same with trace: per_setting {statistics.median(per_setting):.2f}; growth over the TF import "
+        f"{statistics.median(growth):.2f}; whole-process RSS {statistics.median(total):.2f}",
         flush=True,
     )
-    return {"configs": mem, "model_ratio": model, "growth_ratio": growth, "rss_ratio": a["warm"] / m["warm"]}
+    return {
+        "runs": runs,
+        "model_ratio": model,
+        "per_setting_model_ratio": per_setting,
+        "growth_ratio": growth,
+        "rss_ratio": total,
+    }
+
+
+def _sections(text: str) -> str:
+    if not text or set(text) - set("1234"):
+        raise argparse.ArgumentTypeError(f"sections are digits 1-4, e.g. 13: {text!r}")
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -308,7 +407,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=40, help="timed inferences per block (default 40)")
     p.add_argument("--rounds", type=int, default=6, help="harness/bare block pairs per setting, ABBA (default 6)")
     p.add_argument("--quick", action="store_true", help="presets only for the harness ratio")
-    p.add_argument("--sections", default="123", help="which sections to run, e.g. 3 for memory only (default 123)")
+    p.add_argument(
+        "--sections",
+        default="1234",
+        type=_sections,
+        help="which sections to run, e.g. 4 for memory only (default 1234)",
+    )
+    p.add_argument("--memory-repeats", type=int, default=3, help="fresh processes per memory configuration (3)")
     p.add_argument("--json", type=Path, help="also write all numbers to this file")
     p.add_argument("--memory-child", nargs=2, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -341,14 +446,22 @@ def main(argv: list[str] | None = None) -> int:
         print("\n2. compiled vs eager (median ms per inference)")
         results["eager"] = compiled_vs_eager(args.n)
     if "3" in args.sections:
-        print("\n3. resident memory (RSS, MiB; each configuration in a fresh process)")
+        print("\n3. trace modes: one graph per outport (default) / one graph per setting, median ms")
+        modes = trace_modes(args.n, args.rounds)
+        print(
+            f"  per_exit / per_setting latency: {min(r['ratio'] for r in modes):.2f}-"
+            f"{max(r['ratio'] for r in modes):.2f} over the settings (memory: section 4)"
+        )
+        results["trace_modes"] = modes
+    if "4" in args.sections:
+        print("\n4. resident memory (RSS, MiB; each configuration in a fresh process)")
         print("  (TF: RSS after importing TensorFlow; load/warm: growth over it after load() and after every")
         print("   setting ran; input: prepared input tensors; model: warm - input - the no-model row's warm,")
         print("   what the process holds because of its models; total: whole process)")
         results["memory"] = {}
         for scale in SCALES:
             print(f"\n  {scale}: {SCALE_NOTES[scale]}")
-            results["memory"][scale] = memory_comparison(scale)
+            results["memory"][scale] = memory_comparison(scale, args.memory_repeats)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0

@@ -335,8 +335,8 @@ def test_wide_variant_is_the_default_network_four_times_as_wide() -> None:
         default.spp_bins,
         default.stem_pool,
     )
-    with pytest.raises(FileNotFoundError, match='weights: "random"'):
-        ApproxNetWorkload(ApproxNetOptions(variant="wide")).load()  # nothing trained is shipped for it
+    with pytest.raises(ValidationError, match=r"no trained weights for variant 'wide'.*use \"random\""):
+        ApproxNetOptions(variant="wide")  # nothing trained is shipped for it: said when the scenario is read
 
 
 @pytest.mark.slow
@@ -351,3 +351,15 @@ def test_wide_variant_serves_every_preset_with_random_weights() -> None:
             assert out is not None and 0 <= out["pred"] < 10
     finally:
         w.close()
+
+
+@pytest.mark.slow
+def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
+    from workloads.approxnet.serving import build_net, random_params, save_params
+
+    tiny = APPROXNET_VARIANTS["tiny"]
+    path = tmp_path / "tiny.npz"
+    save_params(path, tiny, random_params(tiny, 0), {})
+    assert build_net(path, tiny, 0)[0].spec == tiny
+    with pytest.raises(ValueError, match="another shape"):
+        build_net(path, APPROXNET_VARIANTS["default"], 0)

@@ -185,3 +185,8 @@ def test_wide_pair_runs_the_cascade_with_random_weights() -> None:
             assert out is not None and out["model"] in ("small", "full")
     finally:
         w.close()
+
+
+def test_missing_weights_are_reported_when_options_are_read(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match=r"full_weights[\s\S]*no such file: .*absent\.npz"):
+        McdnnOptions(variant="tiny", small_weights="random", full_weights=str(tmp_path / "absent.npz"))

@@ -6,12 +6,12 @@ pyramid pooling and a small classifier. A setting is (input size, outport), name
 
 Serving (see ``serving.py``): ``load()`` imports TensorFlow, fixes its thread pools and GPU
 memory growth, and restores the folded inference weights, but traces nothing. ``select()``
-fetches the compiled function of the setting's outport (option ``trace``), tracing it the
-first time (so the worker's ``select_ms`` holds the tracing cost, and the first inference at
-a new input size holds graph optimisation and kernel creation for that shape); a revisit is a
-dictionary lookup and costs nothing.
-Inputs are resized outside the timed region (``samples()``), like a camera pipeline
-delivering frames at the chosen size; ``infer()`` is one call of the compiled function.
+fetches the setting's compiled function (one per outport by default, option ``trace``),
+tracing it the first time: the worker's ``select_ms`` holds the tracing cost, the function's
+first inference its graph optimisation, and the first inference at each new input size the
+kernel creation for that shape. A revisit is a dictionary lookup and costs nothing. Inputs
+are resized outside the timed region (``samples()``), like a camera pipeline delivering
+frames at the chosen size; ``infer()`` is one call of the compiled function.
 
 This module imports no TensorFlow: ``bubbleup list`` and scenario validation import it.
 """
@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from workloads.approxnet.spec import (
     APPROXNET_VARIANTS,
@@ -47,8 +47,9 @@ class ApproxNetOptions(BaseModel):
     sizes: tuple[int, ...] = Field(default=DEFAULT_SIZES, min_length=1, max_length=32)
     #: Outports (1 = shallowest) of the setting grid.
     outports: tuple[int, ...] = Field(default=(1, 2, 3), min_length=1, max_length=16)
-    #: "default" (the variant's shipped file), "random" (untrained, deterministic: latency only) or a path.
-    weights: str = "default"
+    #: "default" (the variant's shipped file), "random" (untrained, deterministic: for latency and
+    #: memory, not accuracy) or a path; checked when the scenario is read.
+    weights: str = Field(default="default", validate_default=True)
     #: Frames cycled through per setting (consecutive frames of held-out synthetic clips).
     n_samples: int = Field(default=16, ge=1, le=1024)
     seed: int = Field(default=0, ge=0)
@@ -56,9 +57,10 @@ class ApproxNetOptions(BaseModel):
     inter_op_threads: int = Field(default=1, ge=1, le=1024)
     #: per_exit: one compiled graph per outport taking any input size, as a TF1 graph with an any-size
     #: input placeholder fetched at one outport would be; a new size at a warm outport costs kernel
-    #: creation at its first inference, not a trace. Same latency as per_setting (benchmarked: 0.93-1.03x)
-    #: and 12 MiB less resident memory with all 12 settings warm.
-    #: per_setting: one graph per (size, outport), each specialised to its static shape.
+    #: creation at its first inference, not a trace. Same latency as per_setting (benchmark section 3);
+    #: 12-13 MiB less resident memory with all 12 settings warm, 7-8 MiB more when only three settings
+    #: at three outports are ever used (section 4).
+    #: per_setting: one graph per (size, outport), each specialised to its static shape (fewer ops).
     trace: Literal["per_exit", "per_setting"] = "per_exit"
     #: Return {"pred", "correct"} per inference (one argmax on 10 floats, a few microseconds).
     record_predictions: bool = True
@@ -70,6 +72,16 @@ class ApproxNetOptions(BaseModel):
             raise ValueError("sizes must be between 32 and 1024 px")
         if len(set(v)) != len(v):
             raise ValueError("sizes must not repeat")
+        return v
+
+    @field_validator("weights")
+    @classmethod
+    def _weights_exist(cls, v: str, info: ValidationInfo) -> str:
+        if "variant" in info.data:  # else the variant's own error is reported
+            try:
+                resolve_weights(v, info.data["variant"])
+            except FileNotFoundError as e:
+                raise ValueError(str(e)) from None
         return v
 
     @model_validator(mode="after")
@@ -88,12 +100,15 @@ def resolve_weights(weights: str, variant: str, kind: str = "approxnet") -> Path
         return None
     path = WEIGHTS_DIR / f"{variant}.npz" if weights == "default" else Path(weights).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{kind} weights not found: {path}; train them with `python -m bubbleup train {kind} --variant {variant}"
-            + ("" if weights == "default" else f" -o {path}")
-            + '` or use weights: "random" for latency-only runs'
-        )
+        raise FileNotFoundError(missing_weights_message(kind, variant, path, weights == "default"))
     return path
+
+
+def missing_weights_message(kind: str, variant: str, path: Path, shipped_name: bool) -> str:
+    """What to do about a weights file that is not there (shared by ApproxNet and MCDNN)."""
+    train = f"python -m bubbleup train {kind} --variant {variant}" + ("" if shipped_name else f" -o {path}")
+    what = f"no trained weights for variant {variant!r} ({path})" if shipped_name else f"no such file: {path}"
+    return f'{what}; use "random" (untrained: latency and memory, not accuracy) or train them: {train}'
 
 
 class ApproxNetWorkload(Workload):

@@ -67,7 +67,7 @@ class NetSpec:
 
 
 def widened(spec: NetSpec, factor: int, name: str) -> NetSpec:
-    """``spec`` with every layer ``factor`` times as wide (``factor``^2 the weights), depth unchanged."""
+    """``spec`` with every layer ``factor`` times as wide (about ``factor``^2 the weights), depth unchanged."""
     return replace(
         spec,
         widths=tuple(w * factor for w in spec.widths),
@@ -89,7 +89,7 @@ _APPROXNET_DEFAULT = NetSpec(
 )
 
 #: ApproxNet variants. "default": ResNet-18-like depth (2, 3, 4, 2 blocks), narrow, high resolution
-#: (no stem pool) so 224 px at the last exit costs ~15 ms on 2 cores and the weights stay ~1.4 MB;
+#: (no stem pool) so 224 px at the last exit costs ~12 ms on 2 cores and the weights stay ~1.4 MB;
 #: "wide": the same network 4x as wide, 11.9 M parameters like ResNet-18 (11.7 M), the scale at
 #: which the paper's memory comparison lives (untrained: ``weights: random``, memory and latency
 #: do not depend on the values); "tiny": for tests (trains in seconds).

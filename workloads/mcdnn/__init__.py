@@ -9,8 +9,9 @@ The option ``memory`` says what stays resident, as in the thesis's experiment:
 
 * ``all``: both models are loaded by ``load()`` and stay; switching costs only a first trace.
 * ``replace``: only the model in use is resident. Switching unloads the other (and trims the
-  heap so RSS shows it) and loads the needed one from disk; inside a cascade a fall-back
-  swaps models *during* the inference, and that time is part of its latency.
+  heap so RSS shows it) and loads the needed one from disk ("random" weights are generated
+  again instead, which costs differently); inside a cascade a fall-back swaps models *during*
+  the inference, and that time is part of its latency.
 
 Every inference reports ``model`` (which model gave the answer), ``fell_back``,
 ``model_first_use`` (it ran a model instance that had never run before: a fresh load or
@@ -25,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from workloads.base import Workload
 from workloads.mcdnn.models import PRESETS, SETTINGS, VARIANTS, top_classes
@@ -39,17 +40,29 @@ class McdnnOptions(BaseModel):
 
     #: "default" (shipped weights), "wide" (4x as wide, paper scale: use "random" weights) or "tiny" (tests).
     variant: Literal["default", "wide", "tiny"] = "default"
-    #: all: both models resident; replace: only the model in use (switching loads it from disk).
+    #: all: both models resident; replace: only the model in use (switching loads it: from disk, or
+    #: generated again for "random" weights).
     memory: Literal["all", "replace"] = "all"
     #: Softmax confidence the small model needs to answer; below it the cascade falls back.
     threshold: float = Field(default=0.8, ge=0.0, le=1.0)
-    #: "default" (shipped), "random" (untrained: latency only) or a path, for each model.
-    small_weights: str = "default"
-    full_weights: str = "default"
+    #: "default" (shipped), "random" (untrained: latency and memory, not accuracy) or a path, for
+    #: each model; checked when the scenario is read.
+    small_weights: str = Field(default="default", validate_default=True)
+    full_weights: str = Field(default="default", validate_default=True)
     n_samples: int = Field(default=16, ge=1, le=1024)
     seed: int = Field(default=0, ge=0)
     intra_op_threads: int = Field(default=2, ge=1, le=1024)
     inter_op_threads: int = Field(default=1, ge=1, le=1024)
+
+    @field_validator("small_weights", "full_weights")
+    @classmethod
+    def _weights_exist(cls, v: str, info: ValidationInfo) -> str:
+        if "variant" in info.data:  # else the variant's own error is reported
+            try:
+                weights_path(v, info.data["variant"], "small" if info.field_name == "small_weights" else "full")
+            except FileNotFoundError as e:
+                raise ValueError(str(e)) from None
+        return v
 
 
 def weights_path(option: str, variant: str, model: str) -> Path | None:
@@ -59,9 +72,10 @@ def weights_path(option: str, variant: str, model: str) -> Path | None:
     suffix = "" if variant == "default" else f"-{variant}"
     path = WEIGHTS_DIR / f"{model}{suffix}.npz" if option == "default" else Path(option).expanduser()
     if not path.is_file():
+        from workloads.approxnet import missing_weights_message
+
         raise FileNotFoundError(
-            f"mcdnn {model} weights not found: {path}; train them with "
-            f'`python -m bubbleup train mcdnn --variant {variant}` or use "random" for latency-only runs'
+            f"mcdnn {model} model: " + missing_weights_message("mcdnn", variant, path, option == "default")
         )
     return path
 
