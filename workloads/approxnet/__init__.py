@@ -78,10 +78,7 @@ class ApproxNetOptions(BaseModel):
     @classmethod
     def _weights_exist(cls, v: str, info: ValidationInfo) -> str:
         if "variant" in info.data:  # else the variant's own error is reported
-            try:
-                resolve_weights(v, info.data["variant"])
-            except FileNotFoundError as e:
-                raise ValueError(str(e)) from None
+            resolve_weights(v, info.data["variant"])
         return v
 
     @model_validator(mode="after")
@@ -94,21 +91,33 @@ class ApproxNetOptions(BaseModel):
         return self
 
 
-def resolve_weights(weights: str, variant: str, kind: str = "approxnet") -> Path | None:
-    """Path of the weights file to load (None for "random"); FileNotFoundError says how to make it."""
-    if weights == "random":
+class MissingWeightsError(FileNotFoundError, ValueError):
+    """A weights file that is not there: a ValueError too, so option validation reports it as one line."""
+
+
+def weights_file(option: str, shipped: Path, kind: str, variant: str, what: str = "") -> Path | None:
+    """The file a weights option names (None for "random"), for ApproxNet and MCDNN alike.
+
+    ``option`` is "random", "default" (``shipped``, where ``train`` writes the variant's weights)
+    or a path; a missing file raises MissingWeightsError saying how to make it.
+    """
+    if option == "random":
         return None
-    path = WEIGHTS_DIR / f"{variant}.npz" if weights == "default" else Path(weights).expanduser()
+    path = shipped if option == "default" else Path(option).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(missing_weights_message(kind, variant, path, weights == "default"))
+        train = f"python -m bubbleup train {kind} --variant {variant}" + ("" if option == "default" else f" -o {path}")
+        missing = (
+            f"no trained weights for variant {variant!r} ({path})" if option == "default" else f"no such file: {path}"
+        )
+        raise MissingWeightsError(
+            f'{what}{missing}; use "random" (untrained: latency and memory, not accuracy) or train them: {train}'
+        )
     return path
 
 
-def missing_weights_message(kind: str, variant: str, path: Path, shipped_name: bool) -> str:
-    """What to do about a weights file that is not there (shared by ApproxNet and MCDNN)."""
-    train = f"python -m bubbleup train {kind} --variant {variant}" + ("" if shipped_name else f" -o {path}")
-    what = f"no trained weights for variant {variant!r} ({path})" if shipped_name else f"no such file: {path}"
-    return f'{what}; use "random" (untrained: latency and memory, not accuracy) or train them: {train}'
+def resolve_weights(weights: str, variant: str) -> Path | None:
+    """Path of ApproxNet's weights file to load (None for "random")."""
+    return weights_file(weights, WEIGHTS_DIR / f"{variant}.npz", "approxnet", variant)
 
 
 class ApproxNetWorkload(Workload):

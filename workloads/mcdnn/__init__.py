@@ -58,26 +58,16 @@ class McdnnOptions(BaseModel):
     @classmethod
     def _weights_exist(cls, v: str, info: ValidationInfo) -> str:
         if "variant" in info.data:  # else the variant's own error is reported
-            try:
-                weights_path(v, info.data["variant"], "small" if info.field_name == "small_weights" else "full")
-            except FileNotFoundError as e:
-                raise ValueError(str(e)) from None
+            weights_path(v, info.data["variant"], "small" if info.field_name == "small_weights" else "full")
         return v
 
 
 def weights_path(option: str, variant: str, model: str) -> Path | None:
-    """The weights file of ``model`` (None for "random"); FileNotFoundError says how to make it."""
-    if option == "random":
-        return None
-    suffix = "" if variant == "default" else f"-{variant}"
-    path = WEIGHTS_DIR / f"{model}{suffix}.npz" if option == "default" else Path(option).expanduser()
-    if not path.is_file():
-        from workloads.approxnet import missing_weights_message
+    """The weights file of ``model`` (None for "random"); a missing one raises MissingWeightsError."""
+    from workloads.approxnet import weights_file
 
-        raise FileNotFoundError(
-            f"mcdnn {model} model: " + missing_weights_message("mcdnn", variant, path, option == "default")
-        )
-    return path
+    suffix = "" if variant == "default" else f"-{variant}"
+    return weights_file(option, WEIGHTS_DIR / f"{model}{suffix}.npz", "mcdnn", variant, f"mcdnn {model} model: ")
 
 
 class _Resident:
