@@ -50,6 +50,45 @@ def _median_ms(ns: list[int]) -> float:
     return statistics.median(ns) / 1e6
 
 
+def time_calls(call: Any, inputs: list[Any], n: int) -> list[int]:
+    """Nanoseconds of ``n`` calls of ``call`` cycling through ``inputs``."""
+    perf, times = time.perf_counter_ns, []
+    for i in range(n):
+        x = inputs[i % len(inputs)]
+        t0 = perf()
+        call(x)
+        times.append(perf() - t0)
+    return times
+
+
+def _fetching(fn: Any) -> Any:
+    """``fn`` followed by fetching its result to numpy, as a caller of the served graph does."""
+    return lambda x: fn(x).numpy()
+
+
+def _runner_ns(runner: Any, setting: str, n: int) -> list[int]:
+    """Nanoseconds of ``n`` inferences timed by the worker's own loop."""
+    return [round(ms * 1e6) for ms in runner.step(setting, warmup=0, n=n).latencies()]
+
+
+def paired_blocks(a: Any, b: Any, rounds: int) -> tuple[list[int], list[int], list[float]]:
+    """Blocks of ``a()`` and ``b()`` (each returning ns samples) alternated ABBA against drift.
+
+    Returns all samples of each and, per round, median(a) / median(b) of its adjacent blocks.
+    """
+    all_a: list[int] = []
+    all_b: list[int] = []
+    ratios = []
+    for r in range(rounds):
+        blocks = {}
+        for name, block in (("a", a), ("b", b)) if r % 2 == 0 else (("b", b), ("a", a)):
+            blocks[name] = block()
+        all_a += blocks["a"]
+        all_b += blocks["b"]
+        ratios.append(statistics.median(blocks["a"]) / statistics.median(blocks["b"]))
+    return all_a, all_b, ratios
+
+
 def harness_vs_bare(n: int, rounds: int, settings: list[str] | None) -> list[dict[str, Any]]:
     """Per setting, median latency via the worker's Runner and via a bare loop over the same function."""
     from bubbleup.worker import Runner
@@ -59,30 +98,14 @@ def harness_vs_bare(n: int, rounds: int, settings: list[str] | None) -> list[dic
     w.load()
     runner = Runner(w)
     rows = []
-    perf = time.perf_counter_ns
     for setting in settings or w.settings():
         first = runner.step(setting, warmup=0, n=1)  # first use: a trace if its outport is new, a new shape
         runner.step(setting, warmup=5, n=1)
         fn = w.served_function(setting)  # the very function the workload calls
         inputs = [s[0] for s in w.samples()]
-        harness: list[int] = []
-        bare: list[int] = []
-        round_ratios = []
-        for r in range(rounds):
-            h_block: list[int] = []
-            b_block: list[int] = []
-            for which in ("harness", "bare") if r % 2 == 0 else ("bare", "harness"):  # ABBA against drift
-                if which == "harness":
-                    h_block = [round(ms * 1e6) for ms in runner.step(setting, warmup=0, n=n).latencies()]
-                    continue
-                for i in range(n):
-                    x = inputs[i % len(inputs)]
-                    t0 = perf()
-                    fn(x)
-                    b_block.append(perf() - t0)
-            harness += h_block
-            bare += b_block
-            round_ratios.append(statistics.median(h_block) / statistics.median(b_block))
+        harness, bare, round_ratios = paired_blocks(
+            partial(_runner_ns, runner, setting, n), partial(time_calls, fn, inputs, n), rounds
+        )
         h, b = _median_ms(harness), _median_ms(bare)
         ratio = statistics.median(round_ratios)  # adjacent blocks paired: the machine's drift cancels
         rows.append(
@@ -168,7 +191,6 @@ def trace_modes(n: int, rounds: int) -> list[dict[str, Any]]:
     w = ApproxNetWorkload(ApproxNetOptions())
     w.load()
     rows = []
-    perf = time.perf_counter_ns
     for setting in w.settings():
         size, exit_number = parse_setting(setting)
         w.select(setting)
@@ -177,24 +199,17 @@ def trace_modes(n: int, rounds: int) -> list[dict[str, Any]]:
         for fn in fns.values():
             for x in inputs[:5]:
                 fn(x).numpy()
-        ratios, medians = [], {k: [] for k in fns}
-        for r in range(rounds):
-            block = {}
-            for mode in ("per_exit", "per_setting") if r % 2 == 0 else ("per_setting", "per_exit"):
-                fn, times = fns[mode], []
-                for i in range(n):
-                    t0 = perf()
-                    fn(inputs[i % len(inputs)]).numpy()
-                    times.append(perf() - t0)
-                block[mode] = statistics.median(times)
-                medians[mode].append(block[mode])
-            ratios.append(block["per_exit"] / block["per_setting"])
+        per_exit, per_setting, ratios = paired_blocks(
+            partial(time_calls, _fetching(fns["per_exit"]), inputs, n),
+            partial(time_calls, _fetching(fns["per_setting"]), inputs, n),
+            rounds,
+        )
         ops = {k: len(f.graph.get_operations()) for k, f in fns.items()}
         row = {
             "setting": setting,
             "ratio": statistics.median(ratios),
-            "per_exit_ms": statistics.median(medians["per_exit"]) / 1e6,
-            "per_setting_ms": statistics.median(medians["per_setting"]) / 1e6,
+            "per_exit_ms": _median_ms(per_exit),
+            "per_setting_ms": _median_ms(per_setting),
             "ops": ops,
         }
         rows.append(row)
