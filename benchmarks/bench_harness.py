@@ -28,9 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bubbleup.bubbles import BubblePool
+from bubbleup.pressure.pool import BubblePool
+from bubbleup.run.worker_client import WorkerClient
 from bubbleup.scenario import BubbleSpec
-from bubbleup.worker_client import WorkerClient
 
 FUNCTION = "benchmarks.kernels:matmul_1ms"
 
@@ -91,7 +91,7 @@ def overhead(n: int, rounds: int) -> None:
 
 
 def telemetry_cost(n: int, rounds: int) -> None:
-    from bubbleup.telemetry import Sampler
+    from bubbleup.machine.telemetry import Sampler
 
     with kernel_worker() as client:
         ratios = []

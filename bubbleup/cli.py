@@ -19,7 +19,7 @@ EXIT_INTERRUPTED = 130
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bubbleup import orchestrator
+    from bubbleup.run import orchestrator
     from bubbleup.scenario import load_scenario
 
     if args.resume is None and args.scenario is None:
@@ -27,7 +27,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         run_dir = Path(args.resume)
         if args.scenario is not None:
-            from bubbleup.store import RunStore
+            from bubbleup.store.writer import RunStore
 
             _, given = load_scenario(args.scenario)
             recorded = RunStore.open_for_resume(run_dir).manifest.get("scenario_given")
@@ -51,7 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _write_report(run_dir: Path) -> int:
     try:
-        from bubbleup.report import write_report
+        from bubbleup.report.html import write_report
     except ImportError as exc:
         print(f"warning: report not written ({exc})", file=sys.stderr)
         return 0
@@ -61,7 +61,7 @@ def _write_report(run_dir: Path) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from bubbleup.orchestrator import all_steps, check_memory_safety, plan_points
+    from bubbleup.run.orchestrator import all_steps, check_memory_safety, plan_points
     from bubbleup.scenario import load_scenario
 
     scenario, _ = load_scenario(args.scenario)
@@ -98,7 +98,7 @@ def _cmd_list(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import json
 
-    from bubbleup.calibrate import calibrate, render
+    from bubbleup.machine.calibrate import calibrate, render
 
     result = calibrate(window_s=args.window_s, reps=args.reps)
     out = Path(args.out)
@@ -110,14 +110,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
-    from bubbleup.doctor import diagnose, render
+    from bubbleup.machine.doctor import diagnose, render
 
     print(render(diagnose()))
     return 0
 
 
 def _cmd_bubble(argv: list[str]) -> int:
-    from bubbleup import bubble_kernel
+    from bubbleup.pressure import kernel as bubble_kernel
 
     return bubble_kernel.main(argv)
 
@@ -130,7 +130,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bubbleup.compare import write_comparison
+    from bubbleup.analysis.compare import write_comparison
 
     for d in (args.run_a, args.run_b):
         if not (Path(d) / "manifest.json").is_file():
@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        from bubbleup.orchestrator import Interrupted
+        from bubbleup.run.orchestrator import Interrupted
 
         if isinstance(exc, Interrupted):
             print(f"interrupted by {exc}; completed points are saved (resume with --resume)", file=sys.stderr)

@@ -10,15 +10,19 @@ is a second, independent death signal. Stopping is by PID only.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import os
 import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+PR_SET_PDEATHSIG = 1
 
 # Children run single-threaded numeric code unless told otherwise; keep BLAS pools from
 # multiplying threads behind the scheduler's back.
@@ -135,3 +139,30 @@ def close_pipes(procs: list[subprocess.Popen[bytes]]) -> None:
             if stream is not None:
                 with contextlib.suppress(OSError, BrokenPipeError):
                     stream.close()
+
+
+# -- the child side: dying with the parent ------------------------------------
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Ask Linux to SIGKILL us when the parent dies; exit now if it already has."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the stdin watch still covers us
+        pass
+    if os.getppid() != parent_pid:  # parent died before prctl took effect
+        os._exit(0)
+
+
+def exit_when_stdin_closes() -> None:
+    """Exit as soon as the parent's end of our stdin pipe closes (the parent died or let go)."""
+
+    def watch() -> None:
+        try:
+            while sys.stdin.buffer.read(4096):
+                pass
+        finally:
+            os._exit(0)
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()

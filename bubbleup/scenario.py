@@ -89,7 +89,7 @@ BubbleKind = Literal["combined", "cpu", "memory", "bandwidth", "cache"]
 
 
 class BubbleSpec(_Strict):
-    """One bubble. ``kind`` names the pressure; fields left out take the kind's defaults (see bubbleup.pressure)."""
+    """One bubble. ``kind`` names the pressure; fields left out take the kind's defaults (pressure.kinds)."""
 
     #: combined: resident memory + CPU (the TX2 study's bubble); cpu: duty cycle, no memory;
     #: memory: resident footprint, no CPU; bandwidth: streaming RMW over a working set larger than
@@ -115,7 +115,7 @@ class BubbleSpec(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> BubbleSpec:
-        from bubbleup.pressure import check
+        from bubbleup.pressure.kinds import check
 
         check(self)
         return self
@@ -202,7 +202,7 @@ class Scenario(_Strict):
     @field_validator("budget")
     @classmethod
     def _budget_ok(cls, v: str | dict[str, Any] | None) -> dict[str, Any] | None:
-        from bubbleup.budget import BudgetSpec
+        from bubbleup.pressure.budget import BudgetSpec
 
         spec = BudgetSpec.parse(v)
         return spec.to_dict() if spec is not None else None
@@ -247,7 +247,7 @@ class Scenario(_Strict):
 
     def pressure_at(self, value: int) -> list[tuple[BubbleSpec, int]]:
         """Every bubble (effective spec, size in MiB) running at the sweep point ``value``."""
-        from bubbleup.pressure import effective
+        from bubbleup.pressure.kinds import effective
 
         specs = [effective(b) for b in self.bubble_set]
         if self.sweep.axis == "count":
@@ -267,7 +267,7 @@ class Scenario(_Strict):
         bubble_size_mb is the swept size on a size sweep; on a count sweep, the region of the
         set's largest memory-holding bubble (0 if none holds memory).
         """
-        from bubbleup.pressure import effective
+        from bubbleup.pressure.kinds import effective
 
         if self.sweep.axis == "size_mb":
             return [(len(self.pressure_at(v)), v) for v in self.sweep.values]
@@ -324,7 +324,7 @@ def scenario_from_dict(data: Any, source: str) -> Scenario:
 
 def _resolve_bubbles(scenario: Scenario) -> Scenario:
     """Fill every bubble's kind defaults in, so the effective scenario says exactly what ran."""
-    from bubbleup.pressure import effective
+    from bubbleup.pressure.kinds import effective
 
     if scenario.bubbles is not None:
         return scenario.model_copy(update={"bubbles": [effective(b) for b in scenario.bubbles]})

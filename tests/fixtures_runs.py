@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
 
 def _nearest_rank(x: np.ndarray, p: float) -> float:

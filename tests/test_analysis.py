@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from fixtures_runs import make_run
 
-from bubbleup import analysis
-from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
+from bubbleup.analysis import summary as analysis
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
 VALUES = [0, 1, 2, 3]
 

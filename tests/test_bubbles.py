@@ -12,10 +12,10 @@ import psutil
 import pytest
 from conftest import PY, ROOT, alive, wait_all_gone
 
-from bubbleup.bubbles import BubblePool
 from bubbleup.errors import BubbleFailed
+from bubbleup.machine.telemetry import core_share
+from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import BubbleSpec
-from bubbleup.telemetry import core_share
 
 MIB = 1 << 20
 
@@ -116,9 +116,9 @@ def test_bubble_command_rejects_bad_flags() -> None:
 
 PARENT = """
 import sys, time
-from bubbleup.bubbles import BubblePool
+from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import BubbleSpec
-from bubbleup.telemetry import core_share
+from bubbleup.machine.telemetry import core_share
 pool = BubblePool.uniform(BubbleSpec(cpu_duty=0.2), 3, 16)
 pool.start(); pool.wait_ready(60)
 print(" ".join(map(str, pool.pids())), flush=True)

@@ -19,8 +19,8 @@ import psutil
 import pytest
 from conftest import kill_pids, wait_all_gone
 
-from bubbleup import budget as bmod
-from bubbleup.budget import (
+from bubbleup.pressure import budget as bmod
+from bubbleup.pressure.budget import (
     ENV_VAR,
     PRESETS,
     Budget,
@@ -44,7 +44,7 @@ needs_cgroups = pytest.mark.skipif(
 # A child as the harness starts them: join the budget first, then allocate (pages are charged where first touched).
 ALLOC = """
 import sys
-from bubbleup.budget import join_from_env
+from bubbleup.pressure.budget import join_from_env
 join_from_env()
 import numpy as np
 region = np.ones(int(sys.argv[1]) << 20, dtype=np.uint8)
@@ -53,7 +53,7 @@ sys.stdin.read()
 """
 
 SPIN = """
-from bubbleup.budget import join_from_env
+from bubbleup.pressure.budget import join_from_env
 join_from_env()
 print("joined", flush=True)
 while True:
@@ -163,7 +163,7 @@ def test_close_after_an_exception_removes_every_group_and_is_idempotent() -> Non
 def test_interpreter_exit_without_close_still_cleans_up(tmp_path: Path) -> None:
     code = """
 import json, subprocess
-from bubbleup.budget import Budget
+from bubbleup.pressure.budget import Budget
 b = Budget(memory_mb=64)
 b.apply()
 child = subprocess.Popen(b.wrap(["sleep", "60"]), stdout=subprocess.DEVNULL)
@@ -186,7 +186,7 @@ raise RuntimeError("crash without close")
 def test_sweep_stale_after_orchestrator_sigkill() -> None:
     code = """
 import json, subprocess, time
-from bubbleup.budget import Budget
+from bubbleup.pressure.budget import Budget
 busy, empty = Budget(memory_mb=64), Budget(memory_mb=64, cpus=0.5)
 busy.apply()
 empty.apply()
@@ -228,7 +228,7 @@ def test_bubble_size_sweep_in_a_scaled_tx2_budget_ends_in_a_recorded_oom() -> No
     points = []
     for size_mb in (64, 128, 320):  # a bubble costs ~30 MiB (numpy) over its region
         with Budget.from_spec(spec) as budget:
-            cmd = [PY, "-m", "bubbleup.bubble_kernel", "--size-mb", str(size_mb), "--cpu-duty", "0", "--pattern",
+            cmd = [PY, "-m", "bubbleup.pressure.kernel", "--size-mb", str(size_mb), "--cpu-duty", "0", "--pattern",
                    "none", "--reserve-mb", "0", "--parent-pid", str(os.getpid()), "--watch-stdin"]  # fmt: skip
             bubble = subprocess.Popen(budget.wrap(cmd), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             assert bubble.stdout is not None
@@ -259,7 +259,7 @@ def test_not_root_is_named_as_the_reason() -> None:
     else:
         # Drop to nobody after start-up: the interpreter may live where nobody cannot read (/root/.pyenv).
         code = (
-            "import os\nfrom bubbleup.budget import availability\n"
+            "import os\nfrom bubbleup.pressure.budget import availability\n"
             "os.setgroups([]); os.setgid(65534); os.setuid(65534)\nprint(repr(availability()))"
         )
         done = subprocess.run([PY, "-c", code], capture_output=True, text=True, timeout=30)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from conftest import run_cli, smoke_dict, write_scenario
 
-from bubbleup.calibrate import calibrate, warnings_for
+from bubbleup.machine.calibrate import calibrate, warnings_for
 
 
 def test_calibration_measures_every_kind() -> None:

@@ -10,8 +10,8 @@ from fixtures_runs import make_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bubbleup import analysis
-from bubbleup.cliff import BREAK, NO_DATA, NON_FUNCTIONAL, NONE, CurvePoint, detect
+from bubbleup.analysis import summary as analysis
+from bubbleup.analysis.cliff import BREAK, NO_DATA, NON_FUNCTIONAL, NONE, CurvePoint, detect
 
 
 def curve(

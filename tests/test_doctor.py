@@ -8,7 +8,7 @@ from pathlib import Path
 
 from conftest import PY, run_cli
 
-from bubbleup.doctor import CHECKS, diagnose
+from bubbleup.machine.doctor import CHECKS, diagnose
 
 
 def test_doctor_covers_every_check_with_a_verdict(tmp_path: Path) -> None:

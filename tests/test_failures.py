@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 from conftest import TESTS, descendants, kill_pids, run_cli, smoke_dict, start_cli, wait_all_gone, write_scenario
 
-from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
 
 def python_workload(function: str, **overrides) -> dict:

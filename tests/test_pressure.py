@@ -8,11 +8,11 @@ import pytest
 from conftest import smoke_dict
 
 from bubbleup import cli
-from bubbleup.bubbles import BubblePool
 from bubbleup.errors import UserError
-from bubbleup.pressure import effective, llc_bytes
+from bubbleup.machine.telemetry import core_share
+from bubbleup.pressure.kinds import effective, llc_bytes
+from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import BubbleSpec, scenario_from_dict
-from bubbleup.telemetry import core_share
 
 MIB = 1 << 20
 

@@ -20,8 +20,11 @@ import numpy as np
 import pytest
 from fixtures_runs import make_run
 
-from bubbleup import analysis, compare, figures, report
-from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
+from bubbleup.analysis import compare
+from bubbleup.analysis import summary as analysis
+from bubbleup.report import figures
+from bubbleup.report import html as report
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = [0, 1, 2, 3, 4, 5]
@@ -281,7 +284,7 @@ def test_comparison_renders_in_chromium(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_smoke_run_report_renders_in_chromium(tmp_path: Path) -> None:
     """End to end: the smoke scenario through the CLI, its report rewritten by `bubbleup report`, then rendered."""
-    pytest.importorskip("bubbleup.orchestrator")
+    pytest.importorskip("bubbleup.run.orchestrator")
     require_chromium()
     scenario = ROOT / "scenarios" / "smoke.yaml"
     out = tmp_path / "run"

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from bubbleup import cli
 from bubbleup.errors import UserError
-from bubbleup.orchestrator import check_memory_safety, plan_points
+from bubbleup.run.orchestrator import check_memory_safety, plan_points
 from bubbleup.scenario import load_scenario, scenario_from_dict
 
 

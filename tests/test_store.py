@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from bubbleup.errors import UserError
-from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
-from bubbleup.store import RunStore
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
+from bubbleup.store.writer import RunStore
 
 MANIFEST = {"plan": [], "name": "t", "telemetry_columns": ["repeat", "value", "t_s"]}
 

@@ -13,9 +13,9 @@ import psutil
 import pytest
 from conftest import TESTS, kill_pids, smoke_dict, start_cli, wait_all_gone, wait_for_children, write_scenario
 
-from bubbleup.bubbles import BubblePool
+from bubbleup.pressure.pool import BubblePool
+from bubbleup.run.worker import Runner, load_workload
 from bubbleup.scenario import BubbleSpec
-from bubbleup.worker import Runner, load_workload
 
 MIB = 1 << 20
 

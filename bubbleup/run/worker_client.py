@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bubbleup import procs
-from bubbleup.worker import StepResult
+from bubbleup.run.worker import StepResult
 
-WORKER_MODULE = "bubbleup.worker"
+WORKER_MODULE = "bubbleup.run.worker"
 
 
 class WorkerError(Exception):

@@ -1,6 +1,6 @@
 """The bubble itself: one process that holds resident memory and burns CPU until told to stop.
 
-Run as ``python -m bubbleup.bubble_kernel`` by the pool, or in-process by
+Run as ``python -m bubbleup.pressure.kernel`` by the pool, or in-process by
 ``python -m bubbleup bubble``. It imports only numpy and psutil, so a bubble
 costs about 30 MiB of baseline on top of the region it was asked for.
 
@@ -28,7 +28,6 @@ kernel for SIGKILL when the parent dies (PR_SET_PDEATHSIG), and with
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import signal
@@ -41,34 +40,11 @@ from typing import Any
 import numpy as np
 import psutil
 
+from bubbleup.procs import die_with_parent, exit_when_stdin_closes
+
 MIB = 1 << 20
 PAGE = 4096
 RESIDENT_TOLERANCE = 0.97
-PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL us when the parent dies; exit now if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the stdin watch still covers us
-        pass
-    if os.getppid() != parent_pid:  # parent died before prctl took effect
-        os._exit(0)
-
-
-def exit_when_stdin_closes() -> None:
-    """Exit as soon as the parent's end of our stdin pipe closes (the parent died or let go)."""
-
-    def watch() -> None:
-        try:
-            while sys.stdin.buffer.read(4096):
-                pass
-        finally:
-            os._exit(0)
-
-    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
 
 def refusal(size_mb: int, reserve_mb: int, allow_unsafe: bool) -> str | None:

@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from bubbleup.bubbles import BubblePool
-from bubbleup.pressure import effective, llc_bytes
+from bubbleup.machine.telemetry import core_share
+from bubbleup.pressure.kinds import effective, llc_bytes
+from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import BubbleSpec
-from bubbleup.telemetry import core_share
 
 MIB = 1 << 20
 TOLERANCE = 0.10

@@ -16,7 +16,7 @@ from typing import Any
 
 import psutil
 
-from bubbleup import environment
+from bubbleup.machine import environment
 
 OK, WARN, INFO = "ok", "warn", "info"
 

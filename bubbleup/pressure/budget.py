@@ -11,7 +11,7 @@ How it is used (the orchestrator stays *outside*; only its children join)::
 
     with Budget(memory_mb=1024, cpus=6) as budget:        # or Budget.from_spec(BudgetSpec.parse("jetson-tx2"))
         env = {**os.environ, **budget.env()}               # children call join_from_env() first thing
-        proc = subprocess.Popen([sys.executable, "-m", "bubbleup.bubble_kernel", ...], env=env)
+        proc = subprocess.Popen([sys.executable, "-m", "bubbleup.pressure.kernel", ...], env=env)
         # or, for any command, joined before exec (the interpreter's own pages are charged too):
         proc = subprocess.Popen(budget.wrap([sys.executable, "-m", ...]))
         ...

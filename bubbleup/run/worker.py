@@ -147,10 +147,10 @@ def serve(commands: IO[str], replies: IO[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bubbleup.worker", description="bubbleup workload worker (internal)")
+    p = argparse.ArgumentParser(prog="python -m bubbleup.run.worker", description="bubbleup workload worker (internal)")
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(argv)
-    from bubbleup.bubble_kernel import die_with_parent
+    from bubbleup.procs import die_with_parent
 
     if args.parent_pid is not None:
         die_with_parent(args.parent_pid)

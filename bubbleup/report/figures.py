@@ -28,8 +28,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bubbleup.analysis import Run, axis_label, format_value
-from bubbleup.cliff import BREAK, NON_FUNCTIONAL, Cliff, times
+from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, Cliff, times
+from bubbleup.analysis.summary import Run, axis_label, format_value
 
 #: seaborn's colour-blind palette minus its pale pink and yellow, which vanish on white.
 PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494")

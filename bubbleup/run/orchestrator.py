@@ -26,14 +26,15 @@ from typing import Any
 
 import psutil
 
-from bubbleup import environment, stats, telemetry
-from bubbleup.bubbles import BubblePool
+from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed, UserError
-from bubbleup.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT
+from bubbleup.machine import environment, telemetry
+from bubbleup.pressure.pool import BubblePool
+from bubbleup.run.worker import StepResult
+from bubbleup.run.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
 from bubbleup.scenario import Scenario, WorkloadSpec, scenario_from_dict
-from bubbleup.store import RunStore, default_run_dir, now_iso
-from bubbleup.worker import StepResult
-from bubbleup.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
+from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT
+from bubbleup.store.writer import RunStore, default_run_dir, now_iso
 
 MIB = 1 << 20
 
@@ -177,7 +178,7 @@ class Orchestrator:
         self.progress = Progress(self.steps_per_point * len(store.manifest["plan"]), progress)
         self.started_epoch = float(store.manifest["started_epoch"])
         self.own_session = scenario.placement == "own-session"
-        self.budget: Any = None  # bubbleup.budget.Budget while a device budget is applied
+        self.budget: Any = None  # bubbleup.pressure.budget.Budget while a device budget is applied
 
     # -- worker management ----------------------------------------------------
     def _keeps_worker(self, label: str) -> bool:
@@ -216,7 +217,7 @@ class Orchestrator:
 
     def _open_budget(self) -> None:
         """One cgroup for the whole run, holding the worker and every bubble (the device's memory)."""
-        from bubbleup.budget import Budget, BudgetSpec, BudgetUnavailable, sweep_stale
+        from bubbleup.pressure.budget import Budget, BudgetSpec, BudgetUnavailable, sweep_stale
 
         stale = sweep_stale()
         for note in [*(f"stale cgroup still busy: {b}" for b in stale.busy), *stale.errors]:
@@ -373,7 +374,7 @@ def new_manifest(scenario: Scenario, given: dict[str, Any]) -> dict[str, Any]:
 
 def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
     """Which calibration this run relies on, and its warnings for the bubble kinds the scenario uses."""
-    from bubbleup import calibrate
+    from bubbleup.machine import calibrate
 
     cal = calibrate.load(path) if path is not None else None
     if cal is None:

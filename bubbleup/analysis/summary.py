@@ -35,11 +35,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS, STATUS_OK, STATUS_TIMEOUT
-from bubbleup.stats import nearest_rank  # the one nearest-rank definition, shared with the worker's points.csv
+from bubbleup.analysis.stats import nearest_rank  # the one nearest-rank definition, shared with the worker's points.csv
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS, STATUS_OK, STATUS_TIMEOUT
 
 if TYPE_CHECKING:
-    from bubbleup.cliff import Cliff
+    from bubbleup.analysis.cliff import Cliff
 
 #: A tail percentile resting on fewer samples than this (at or above it) is flagged thin.
 MIN_TAIL_SAMPLES = 5
@@ -236,7 +236,7 @@ def tail_support(n: int, p: float) -> int:
 def median_ci(values: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
     """Bootstrap CI of the median, percentile method, in batches.
 
-    Not :func:`bubbleup.stats.median_ci` (BCa, per point): here samples of every repeat are pooled,
+    Not :func:`bubbleup.analysis.stats.median_ci` (BCa, per point): here samples of every repeat are pooled,
     often thousands, and BCa's jackknife holds an n x n array; the percentile method in batches
     stays small, and behaves on the ties a coarse timer produces.
     """
@@ -447,8 +447,8 @@ def is_partial(run: Run) -> bool:
 
 
 def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
-    """The cliff of every setting (see :mod:`bubbleup.cliff` for the definition), in settings order."""
-    from bubbleup.cliff import CurvePoint, detect
+    """The cliff of every setting (see :mod:`bubbleup.analysis.cliff` for the definition), in settings order."""
+    from bubbleup.analysis.cliff import CurvePoint, detect
 
     summary = summarise(run) if summary is None else summary
     timed = timed_samples(run)

@@ -12,11 +12,11 @@ from typing import Any
 
 from bubbleup import procs
 from bubbleup.errors import BubbleFailed
-from bubbleup.pressure import effective
+from bubbleup.pressure.kinds import effective
 from bubbleup.scenario import BubbleSpec
 
 #: The process each backend runs; both speak bubble_kernel's JSON-lines protocol.
-BACKEND_MODULES = {"builtin": "bubbleup.bubble_kernel", "stress-ng": "bubbleup.stress_bubble"}
+BACKEND_MODULES = {"builtin": "bubbleup.pressure.kernel", "stress-ng": "bubbleup.pressure.stress_ng"}
 
 
 @dataclass

@@ -30,15 +30,14 @@ from typing import Any
 
 import psutil
 
-from bubbleup.bubble_kernel import (
+from bubbleup.pressure.kernel import (
     RESIDENT_TOLERANCE,
     build_parser,
-    die_with_parent,
     emit,
-    exit_when_stdin_closes,
     refusal,
     validate_args,
 )
+from bubbleup.procs import die_with_parent, exit_when_stdin_closes
 
 MIB = 1 << 20
 VM_METHODS = {"stream": "write64", "random": "rand-set"}
@@ -89,7 +88,7 @@ def _tree(root: psutil.Process) -> list[psutil.Process]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser("python -m bubbleup.stress_bubble")
+    parser = build_parser("python -m bubbleup.pressure.stress_ng")
     args = parser.parse_args(argv)
     validate_args(parser, args)
     if args.parent_pid is not None:

@@ -27,10 +27,11 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bubbleup import analysis, figures
-from bubbleup.analysis import Run, format_value
-from bubbleup.cliff import Cliff, ratio_ci, times
-from bubbleup.report import FigureBlock, draw_figures, environment, flatten, fmt_ms
+from bubbleup.analysis import summary as analysis
+from bubbleup.analysis.cliff import Cliff, ratio_ci, times
+from bubbleup.analysis.summary import Run, format_value
+from bubbleup.report import figures
+from bubbleup.report.html import FigureBlock, draw_figures, environment, flatten, fmt_ms
 
 ALPHA = 0.05
 

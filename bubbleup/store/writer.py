@@ -26,7 +26,7 @@ from typing import Any
 
 from bubbleup import SCHEMA_VERSION, __version__
 from bubbleup.errors import UserError
-from bubbleup.records import POINT_COLUMNS, SAMPLE_COLUMNS
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
 MANIFEST = "manifest.json"
 SAMPLES = "samples.csv"

@@ -1,6 +1,6 @@
 """One self-contained HTML report per run directory: the cliff first, then figures, tables, scenario, environment.
 
-The report is rebuilt from files alone (:mod:`bubbleup.analysis`), so ``bubbleup report RUN_DIR``
+The report is rebuilt from files alone (:mod:`bubbleup.analysis.summary`), so ``bubbleup report RUN_DIR``
 works for any run, including an interrupted one, whose report says which points are missing.
 Figures are embedded as base64 PNG and the CSS is inline: the file opens offline, can be mailed,
 and references nothing outside itself.
@@ -20,9 +20,10 @@ import jinja2
 import pandas as pd
 
 import bubbleup
-from bubbleup import analysis, figures
-from bubbleup.analysis import MissingPoint, Run, format_value
-from bubbleup.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff, times
+from bubbleup.analysis import summary as analysis
+from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff, times
+from bubbleup.analysis.summary import MissingPoint, Run, format_value
+from bubbleup.report import figures
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_NAME = "report.html"
