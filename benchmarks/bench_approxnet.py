@@ -139,7 +139,7 @@ def compiled_vs_eager(n: int) -> list[dict[str, Any]]:
 
     from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload
     from workloads.approxnet.spec import parse_setting
-    from workloads.approxnet.trainable import TrainNet
+    from workloads.nn.trainable import TrainNet
 
     w = ApproxNetWorkload(ApproxNetOptions())
     w.load()
@@ -276,8 +276,8 @@ def start_without_model() -> Any:
     """
     import tensorflow as tf
 
-    from workloads.approxnet import sample_frames
-    from workloads.approxnet.tfsetup import start_tensorflow
+    from workloads.nn.data import sample_frames
+    from workloads.nn.tfstart import start_tensorflow
 
     start_tensorflow(2, 1)
     frames = sample_frames(0, 16)  # kept, as the workloads keep theirs
@@ -438,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import tensorflow as tf
 
-    from workloads.approxnet.tfsetup import configure_threads
+    from workloads.nn.tfstart import configure_threads
 
     tf_config = configure_threads(2, 1)
     print(

@@ -27,10 +27,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         run_dir = Path(args.resume)
         if args.scenario is not None:
-            from bubbleup.store.writer import RunStore
+            from bubbleup.store.layout import MANIFEST
+            from bubbleup.store.manifest import read
 
             _, given = load_scenario(args.scenario)
-            recorded = RunStore.open_for_resume(run_dir).manifest.get("scenario_given")
+            recorded = read(run_dir / MANIFEST).scenario_given
             if given != recorded:
                 raise UserError(f"{args.scenario}: differs from the scenario recorded in {run_dir}; refusing to mix")
         store = orchestrator.resume(run_dir, progress=not args.quiet)
@@ -55,13 +56,17 @@ def _write_report(run_dir: Path) -> int:
     except ImportError as exc:
         print(f"warning: report not written ({exc})", file=sys.stderr)
         return 0
-    path = write_report(run_dir)
+    try:
+        path = write_report(run_dir)
+    except OSError as exc:
+        print(f"error: {run_dir / 'report.html'}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        return 1
     print(f"report: {path}")
     return 0
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from bubbleup.run.orchestrator import all_steps, check_memory_safety, plan_points
+    from bubbleup.run.plan import all_steps, check_memory_safety, plan_points
     from bubbleup.scenario import load_scenario
 
     scenario, _ = load_scenario(args.scenario)
@@ -123,18 +128,21 @@ def _cmd_bubble(argv: list[str]) -> int:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
+    from bubbleup.store.layout import MANIFEST, is_run_dir
+
     run_dir = Path(args.run_dir)
-    if not (run_dir / "manifest.json").is_file():
-        raise UserError(f"{run_dir}: not a run directory (no manifest.json)")
+    if not is_run_dir(run_dir):
+        raise UserError(f"{run_dir}: not a run directory (no {MANIFEST})")
     return _write_report(run_dir)
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bubbleup.analysis.compare import write_comparison
+    from bubbleup.report.compare import write_comparison
+    from bubbleup.store.layout import MANIFEST, is_run_dir
 
     for d in (args.run_a, args.run_b):
-        if not (Path(d) / "manifest.json").is_file():
-            raise UserError(f"{d}: not a run directory (no manifest.json)")
+        if not is_run_dir(Path(d)):
+            raise UserError(f"{d}: not a run directory (no {MANIFEST})")
     path = write_comparison(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None)
     print(f"comparison: {path}")
     return 0

@@ -19,6 +19,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictStr,
     ValidationError,
@@ -198,11 +199,25 @@ class Scenario(_Strict):
     #: A device budget: a preset name (jetson-tx2, jetson-nano, raspberry-pi-4) or a mapping of
     #: preset / memory_mb / cpus / swap. Worker and bubbles then run inside a cgroup with those limits.
     budget: str | dict[str, Any] | None = None
+    #: The data as the user gave it (recorded in the manifest; what a resumed run re-validates).
+    _given: dict[str, Any] | None = PrivateAttr(default=None)
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Scenario:
+        """Read and validate a scenario file; bad input raises :class:`bubbleup.errors.UserError` in one line."""
+        return load_scenario(path)[0]
+
+    @property
+    def given(self) -> dict[str, Any]:
+        """The scenario as given: the file's data, or the effective scenario for one built in code."""
+        if self._given is not None:
+            return self._given
+        return self.model_dump(mode="json", exclude_none=True)
 
     @field_validator("budget")
     @classmethod
     def _budget_ok(cls, v: str | dict[str, Any] | None) -> dict[str, Any] | None:
-        from bubbleup.pressure.budget import BudgetSpec
+        from bubbleup.pressure.budget_spec import BudgetSpec
 
         spec = BudgetSpec.parse(v)
         return spec.to_dict() if spec is not None else None
@@ -319,7 +334,9 @@ def scenario_from_dict(data: Any, source: str) -> Scenario:
     except ValidationError as exc:
         field, msg = _first_error_line(exc)
         raise UserError(f"{source}: {field}: {msg}") from None
-    return _resolve_bubbles(_resolve_workload(scenario, source))
+    effective = _resolve_bubbles(_resolve_workload(scenario, source))
+    effective._given = data
+    return effective
 
 
 def _resolve_bubbles(scenario: Scenario) -> Scenario:

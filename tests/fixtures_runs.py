@@ -61,12 +61,12 @@ def make_run(
     plan = []
     for r in range(repeats):
         order = list(values) if r % 2 == 0 else list(reversed(values))  # interleaved, like the orchestrator
-        plan += [{"repeat": r, "value": v} for v in order]
+        plan += [[r, v] for v in order]  # (repeat, value), as the orchestrator writes it
     run_dir = root / name
     run_dir.mkdir(parents=True, exist_ok=True)
     samples, points, t = [], [], 0.0
     for pid, item in enumerate(plan, start=1000):
-        r, v = item["repeat"], float(item["value"])
+        r, v = item[0], float(item[1])
         if (r, v) in missing:
             continue
         count = v if axis == "count" else bubble_count
@@ -74,7 +74,7 @@ def make_run(
         rss = 150.0
         for setting in settings:
             step = step_of[setting]
-            true = curves[setting][list(values).index(item["value"])]
+            true = curves[setting][list(values).index(item[1])]
             true *= repeat_scale.get((r, setting, v), 1.0)
             st = failed.get((setting, v), "ok")
             rss += 40.0 * (step + 1)

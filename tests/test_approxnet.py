@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload, data
+from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload
 from workloads.approxnet.spec import (
     APPROXNET_VARIANTS,
     parse_setting,
@@ -23,6 +23,7 @@ from workloads.approxnet.spec import (
     setting_grid,
     setting_name,
 )
+from workloads.nn import data
 
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "workloads" / "approxnet" / "weights"
@@ -46,6 +47,52 @@ def test_import_does_not_load_tensorflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT)
     assert out.stdout.strip() == "False"
+
+
+_WITHOUT_TENSORFLOW = """
+import importlib.abc, io, json, sys
+from contextlib import redirect_stderr
+
+class NoTensorFlow(importlib.abc.MetaPathFinder):  # as if TensorFlow were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name == "tensorflow" or name.startswith("tensorflow."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return None
+
+sys.meta_path.insert(0, NoTensorFlow())
+import workloads
+from workloads.approxnet.train import main as train_approxnet
+from workloads.mcdnn.train import main as train_mcdnn
+
+out = {}
+for kind in ("approxnet", "mcdnn"):
+    try:
+        workloads.get_workload_class(kind)
+    except workloads.UnknownWorkload as exc:
+        out[kind] = {"type": type(exc).__name__, "key_error": isinstance(exc, KeyError), "message": exc.args[0]}
+for kind, train in (("approxnet", train_approxnet), ("mcdnn", train_mcdnn)):
+    err = io.StringIO()
+    with redirect_stderr(err):
+        out["train_" + kind] = [train(["--variant", "tiny", "-o", sys.argv[1]]), err.getvalue().strip()]
+out["synthetic"] = workloads.get_workload_class("synthetic").__name__
+out["tensorflow_imported"] = "tensorflow" in sys.modules
+print(json.dumps(out))
+"""
+
+
+def test_without_tensorflow_the_tf_workloads_say_which_extra_to_install(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_TENSORFLOW, str(tmp_path / "w.npz")],
+        capture_output=True, text=True, check=True, cwd=ROOT, timeout=120,
+    )  # fmt: skip
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    for kind in ("approxnet", "mcdnn"):
+        message = f"{kind} needs TensorFlow, which is not installed here: pip install 'bubbleup[approxnet]'"
+        assert r[kind] == {"type": "MissingExtra", "key_error": True, "message": message}
+        assert r["train_" + kind] == [2, f"error: {message}"]
+    assert r["synthetic"] == "SyntheticWorkload"  # workloads without TensorFlow are unaffected
+    assert r["tensorflow_imported"] is False
+    assert not list(tmp_path.iterdir())  # nothing was trained
 
 
 def test_settings_grid_names_and_presets() -> None:
@@ -139,7 +186,7 @@ def test_every_setting_runs_and_returns_class_scores(trace: str) -> None:
 def test_batch_and_odd_sizes_give_right_shapes() -> None:
     import tensorflow as tf
 
-    from workloads.approxnet.serving import ServingNet, random_params
+    from workloads.nn.serving import ServingNet, random_params
 
     spec = APPROXNET_VARIANTS["tiny"]
     net = ServingNet(spec, random_params(spec, 0))
@@ -154,7 +201,7 @@ def test_batch_and_odd_sizes_give_right_shapes() -> None:
 def test_spp_length_does_not_depend_on_input_size() -> None:
     import tensorflow as tf
 
-    from workloads.approxnet.serving import spp, spp_length
+    from workloads.nn.serving import spp, spp_length
 
     rng = np.random.default_rng(0)
     bins = (1, 2, 4)
@@ -213,7 +260,7 @@ def test_per_exit_graphs_serve_new_sizes_without_tracing() -> None:
 _LOAD_MEMORY_PROBE = """
 import json, sys
 import psutil, tensorflow as tf
-from workloads.approxnet.serving import build_net
+from workloads.nn.serving import build_net
 from workloads.approxnet.spec import APPROXNET_VARIANTS
 tf.constant(1.0).numpy()  # the runtime is started before the baseline
 proc = psutil.Process()
@@ -226,7 +273,7 @@ print(json.dumps({"growth": proc.memory_info().rss - before, "weights": net.para
 @pytest.mark.slow
 def test_loading_weights_keeps_one_copy_resident(tmp_path: Path) -> None:
     """The file's float16 arrays and their float32 copies are freed and given back (measured 2.1x without)."""
-    from workloads.approxnet.serving import random_params, save_params
+    from workloads.nn.serving import random_params, save_params
 
     spec = APPROXNET_VARIANTS["wide"]  # 46 MiB of float32 weights: well above RSS noise
     path = tmp_path / "wide.npz"
@@ -255,9 +302,9 @@ def test_worker_marks_first_use_and_records_predictions() -> None:
         runner = Runner(w)
         first = runner.step("64px/exit1", warmup=0, n=3)
         again = runner.step("64px/exit1", warmup=0, n=3)
-        flags = [r[2] for r in first.rows + again.rows]
+        flags = [r.first_use for r in first.records + again.records]
         assert flags == [1, 0, 0, 0, 0, 0]
-        assert all(json.loads(r[-1])["pred"] in range(10) for r in first.rows)
+        assert all(json.loads(r.info)["pred"] in range(10) for r in first.records)
     finally:
         w.close()
 
@@ -267,8 +314,8 @@ def test_export_folds_batch_norm_exactly() -> None:
     import keras
     import tensorflow as tf
 
-    from workloads.approxnet.serving import ServingNet
-    from workloads.approxnet.trainable import TrainNet
+    from workloads.nn.serving import ServingNet
+    from workloads.nn.trainable import TrainNet
 
     keras.utils.set_random_seed(3)
     spec = APPROXNET_VARIANTS["tiny"]
@@ -287,7 +334,7 @@ def test_export_folds_batch_norm_exactly() -> None:
 @pytest.mark.slow
 def test_training_tiny_beats_chance_and_is_deterministic(tmp_path: Path) -> None:
     from workloads.approxnet.train import VARIANT_PLANS, TrainPlan, train
-    from workloads.approxnet.training import Schedule
+    from workloads.nn.training import Schedule
 
     plan = TrainPlan(variant="tiny", **VARIANT_PLANS["tiny"])
     report = train(plan, tmp_path / "tiny.npz", log=lambda _m: None)
@@ -355,7 +402,7 @@ def test_wide_variant_serves_every_preset_with_random_weights() -> None:
 
 @pytest.mark.slow
 def test_weights_of_another_shape_are_refused(tmp_path: Path) -> None:
-    from workloads.approxnet.serving import build_net, random_params, save_params
+    from workloads.nn.serving import build_net, random_params, save_params
 
     tiny = APPROXNET_VARIANTS["tiny"]
     path = tmp_path / "tiny.npz"

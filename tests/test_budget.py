@@ -19,20 +19,11 @@ import psutil
 import pytest
 from conftest import kill_pids, wait_all_gone
 
-from bubbleup.pressure import budget as bmod
-from bubbleup.pressure.budget import (
-    ENV_VAR,
-    PRESETS,
-    Budget,
-    BudgetSpec,
-    BudgetUnavailable,
-    Hierarchy,
-    availability,
-    find_groups,
-    join,
-    limit_writes,
-    sweep_stale,
-)
+from bubbleup.pressure import cgroups
+from bubbleup.pressure.budget import WRAP_JOIN_FAILED, Budget, availability
+from bubbleup.pressure.budget_spec import PRESETS, BudgetSpec
+from bubbleup.pressure.cgroups import BudgetUnavailable, Hierarchy, find_groups, limit_writes
+from bubbleup.pressure.stale import sweep_stale
 
 PY = sys.executable
 MIB = 1 << 20
@@ -44,8 +35,6 @@ needs_cgroups = pytest.mark.skipif(
 # A child as the harness starts them: join the budget first, then allocate (pages are charged where first touched).
 ALLOC = """
 import sys
-from bubbleup.pressure.budget import join_from_env
-join_from_env()
 import numpy as np
 region = np.ones(int(sys.argv[1]) << 20, dtype=np.uint8)
 print("allocated", flush=True)
@@ -53,8 +42,6 @@ sys.stdin.read()
 """
 
 SPIN = """
-from bubbleup.pressure.budget import join_from_env
-join_from_env()
 print("joined", flush=True)
 while True:
     pass
@@ -62,8 +49,9 @@ while True:
 
 
 def start(code: str, budget: Budget, *args: str) -> subprocess.Popen[str]:
-    env = {**os.environ, **budget.env(), "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
-    return subprocess.Popen([PY, "-c", code, *args], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.Popen(budget.wrap([PY, "-c", code, *args]), env=env, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)  # fmt: skip
 
 
 def group_dirs(budget: Budget) -> list[Path]:
@@ -71,7 +59,7 @@ def group_dirs(budget: Budget) -> list[Path]:
 
 
 def in_budget(pid: int) -> bool:
-    return bmod.PREFIX in Path(f"/proc/{pid}/cgroup").read_text()
+    return cgroups.PREFIX in Path(f"/proc/{pid}/cgroup").read_text()
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -121,7 +109,7 @@ def test_child_within_budget_lives_is_charged_and_close_kills_it() -> None:
 
 @needs_cgroups
 def test_cpu_quota_holds_a_spinning_child_to_half_a_core() -> None:
-    if bmod._host_cores() < 2:
+    if cgroups.host_cores() < 2:
         pytest.skip("a 0.5-core quota needs a host with more than one core to show")
     with Budget(cpus=0.5) as budget:
         assert budget.describe()["cpu_quota_us"] == 50_000
@@ -147,6 +135,7 @@ def test_close_after_an_exception_removes_every_group_and_is_idempotent() -> Non
     procs: list[subprocess.Popen[str]] = []
     with pytest.raises(RuntimeError, match="orchestrator failed"), Budget(memory_mb=64, cpus=0.5) as budget:
         dirs = group_dirs(budget)
+        late = budget.wrap(["true"])  # a command wrapped while the budget was open, started after it closed
         procs.append(start(SPIN, budget))
         assert procs[0].stdout is not None and procs[0].stdout.readline().strip() == "joined"
         raise RuntimeError("orchestrator failed mid-point")
@@ -155,8 +144,8 @@ def test_close_after_an_exception_removes_every_group_and_is_idempotent() -> Non
     budget.close()
     assert not any(d.exists() for d in dirs)
     assert find_groups(os.getpid()) == []
-    with pytest.raises(BudgetUnavailable, match="is gone"):
-        join([str(d / "cgroup.procs") for d in dirs])
+    joined = subprocess.run(late, capture_output=True, text=True, timeout=10)
+    assert joined.returncode == WRAP_JOIN_FAILED and "cgroup.procs" in joined.stderr
 
 
 @needs_cgroups
@@ -244,7 +233,7 @@ def test_bubble_size_sweep_in_a_scaled_tx2_budget_ends_in_a_recorded_oom() -> No
     assert points[-1][2] == -signal.SIGKILL and points[-1][3] >= 1
     assert all(p[3] == 0 and p[4] >= p[0] for p in points[:2])
     assert described["memory_limit_mb"] == 256
-    host = bmod._host_cores()
+    host = cgroups.host_cores()
     assert described["cpus_effective"] == min(6, host)
     if host <= 6:
         assert any("no CPU limit applied" in n for n in described["notes"])
@@ -275,7 +264,7 @@ def test_not_root_is_named_as_the_reason() -> None:
 
 
 def _v2() -> Hierarchy | None:
-    return next((h for h in bmod.hierarchies() if h.version == 2), None)
+    return next((h for h in cgroups.hierarchies() if h.version == 2), None)
 
 
 needs_v2 = pytest.mark.skipif(_v2() is None or not os.access(_v2().mount, os.W_OK), reason="no writable cgroup2 mount")
@@ -307,20 +296,20 @@ def test_v2_no_internal_process_rule_is_explained() -> None:
         if budget.describe()["cgroup_version"] != 2:
             pytest.skip("limit-less groups go to cgroup v1 here")
         (group,) = group_dirs(budget)
-        candidates = sorted(set((bmod._read(group.parent / "cgroup.controllers") or "").split()))
+        candidates = sorted(set((cgroups.read_file(group.parent / "cgroup.controllers") or "").split()))
         if not candidates:
             pytest.skip("no controller at all in the cgroup2 mount")
         controller = frozenset(candidates[:1])
-        enabled = bmod._enable_controllers(group.parent, controller)  # make it available to our group
+        enabled = cgroups.enable_controllers(group.parent, controller)  # make it available to our group
         proc = start(SPIN, budget)
         try:
             assert proc.stdout is not None and proc.stdout.readline().strip() == "joined"
             with pytest.raises(BudgetUnavailable, match="no-internal-process rule"):
-                bmod._enable_controllers(group, controller)
+                cgroups.enable_controllers(group, controller)
         finally:
             budget.close()
             proc.communicate()
-            bmod._restore_controllers(group.parent, enabled)
+            cgroups.restore_controllers(group.parent, enabled)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -372,12 +361,12 @@ def test_specs_and_presets() -> None:
 def test_missing_controller_and_platform_are_explained(monkeypatch: pytest.MonkeyPatch) -> None:
     cpu_only = Hierarchy(1, Path("/sys/fs/cgroup/cpu"), frozenset({"cpu"}), Path("/sys/fs/cgroup/cpu"))
     with pytest.raises(BudgetUnavailable, match="the memory controller is missing"):
-        bmod._plan([cpu_only], {"memory"})
+        cgroups.plan_controllers([cpu_only], {"memory"})
     with pytest.raises(BudgetUnavailable, match="no cgroup filesystem is mounted"):
-        bmod._plan([], {"memory"})
-    monkeypatch.setattr(bmod.sys, "platform", "darwin")
+        cgroups.plan_controllers([], {"memory"})
+    monkeypatch.setattr(cgroups.sys, "platform", "darwin")
     with pytest.raises(BudgetUnavailable, match="need Linux cgroups; this is darwin"):
-        bmod._plan([cpu_only], {"cpu"})
+        cgroups.plan_controllers([cpu_only], {"cpu"})
 
 
 def test_hierarchies_are_read_from_mountinfo(tmp_path: Path) -> None:
@@ -390,15 +379,10 @@ def test_hierarchies_are_read_from_mountinfo(tmp_path: Path) -> None:
         f"33 1 0:28 / {tmp_path}/proc rw - proc proc rw\n"
     )
     (tmp_path / "cgroup").write_text("4:memory:/docker/abc\n0::/user.slice/session-3.scope\n")
-    v2, mem = bmod.hierarchies(str(tmp_path / "mountinfo"), str(tmp_path / "cgroup"))
+    v2, mem = cgroups.hierarchies(str(tmp_path / "mountinfo"), str(tmp_path / "cgroup"))
     assert (v2.version, v2.own) == (2, tmp_path / "v2" / "user.slice" / "session-3.scope")
     assert (mem.version, mem.controllers, mem.own) == (1, frozenset({"memory"}), tmp_path / "mem")
-    assert bmod._v2_candidates(v2) == [tmp_path / "v2" / "user.slice", tmp_path / "v2"]
-
-
-def test_join_from_env_without_a_budget_does_nothing() -> None:
-    assert bmod.join_from_env({}) is False
-    assert bmod.join_from_env({ENV_VAR: ""}) is False
+    assert cgroups.v2_candidates(v2) == [tmp_path / "v2" / "user.slice", tmp_path / "v2"]
 
 
 def test_scaled_tx2_budget_ends_a_size_sweep_in_a_recorded_oom(tmp_path: Path) -> None:
@@ -418,4 +402,4 @@ def test_scaled_tx2_budget_ends_a_size_sweep_in_a_recorded_oom(tmp_path: Path) -
     assert points[points["value"] == 512]["error"].str.contains("OOM-killed inside the budget").all()
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["budget"]["memory_limit_mb"] == 384 and manifest["budget_final_stats"]["oom_kills"] >= 1
-    assert bmod.find_groups() == []  # the run removed its cgroup
+    assert cgroups.find_groups() == []  # the run removed its cgroup

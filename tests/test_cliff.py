@@ -10,7 +10,7 @@ from fixtures_runs import make_run
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bubbleup.analysis import summary as analysis
+from bubbleup import analysis
 from bubbleup.analysis.cliff import BREAK, NO_DATA, NON_FUNCTIONAL, NONE, CurvePoint, detect
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
+import subprocess
 import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import TESTS, descendants, kill_pids, run_cli, smoke_dict, start_cli, wait_all_gone, write_scenario
 
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
@@ -107,3 +110,39 @@ def test_run_killed_after_two_points_resumes_to_exactly_the_full_set_of_rows(tmp
     assert (merged["median_ms"] == merged["median_ms_before"]).all()  # completed points kept as they were
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and len(manifest["resumed_at"]) == 1
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):
+    """A 160 KiB tmpfs: room for the manifest and a few points, not for the whole run."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=160k", "tmpfs", str(mnt)], capture_output=True)
+    if done.returncode != 0:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"cannot mount a tmpfs for the disk-full test: {done.stderr.decode().strip()}")
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_ends_the_run_with_one_line_and_keeps_completed_points(tmp_path: Path, tiny_disk: Path) -> None:
+    data = smoke_dict(**{"sweep.values": [0, 1], "sweep.repeats": 6, "workload.inferences_per_setting": 300,
+                         "bubble": {"kind": "memory", "size_mb": 16}})  # fmt: skip
+    out = tiny_disk / "run"
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(out), "-q", "--no-report"], cwd=tmp_path)
+    assert done.returncode == 1, done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if "write failed" in ln]
+    assert len(lines) == 1 and "No space left on device" in lines[0] and str(out) in lines[0], done.stderr
+    assert "Traceback" not in done.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and "No space left on device" in manifest["stop_reason"]
+    points = pd.read_csv(out / "points.csv")
+    samples = pd.read_csv(out / "samples.csv")
+    done_points = set(zip(points["repeat"], points["value"], strict=True))
+    assert 1 <= len(done_points) < 12 and (points["status"] == "ok").all()
+    assert len(points) == 2 * len(done_points)  # both settings of every completed point, nothing partial
+    assert set(zip(samples["repeat"], samples["value"], strict=True)) == done_points
+    assert len(samples) == len(points) * (300 + 2)  # every sample of every completed point, warm-ups included

@@ -67,7 +67,7 @@ def test_shipped_weights_are_small_and_report_accuracy() -> None:
 
 def _small_weights(tmp_path: Path, bias: list[float]) -> str:
     """A tiny small-model file whose answer is fixed by its output bias (the last layer's weights are 0)."""
-    from workloads.approxnet.serving import random_params, save_params
+    from workloads.nn.serving import random_params, save_params
 
     spec = VARIANTS["tiny"].small
     params = random_params(spec, 0)

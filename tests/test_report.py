@@ -20,9 +20,10 @@ import numpy as np
 import pytest
 from fixtures_runs import make_run
 
+from bubbleup import analysis
 from bubbleup.analysis import compare
-from bubbleup.analysis import summary as analysis
-from bubbleup.report import figures
+from bubbleup.report import compare as compare_report
+from bubbleup.report import figures, trace_figures
 from bubbleup.report import html as report
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
@@ -150,9 +151,9 @@ def test_comparison_flags_real_differences_only(tmp_path: Path) -> None:
     before = make_run(tmp_path, {"A": [10, 11, 12, 13], "B": [20, 21, 22, 23]}, [0, 1, 2, 3], name="before", seed=1)
     after = make_run(tmp_path, {"A": [10, 11, 18, 13], "B": [20, 21, 22, 23]}, [0, 1, 2, 3], name="after", seed=2)
     stream = io.StringIO()
-    out = compare.write_comparison(before, after, stream=stream)
+    out = compare_report.write_comparison(before, after, stream=stream)
     assert out == after / "compare-before.html"
-    cmp = compare.compare_runs(*(compare.analysis.load_run(d) for d in (before, after)))
+    cmp = compare.compare_runs(*(analysis.load_run(d) for d in (before, after)))
     t = cmp.table.set_index(["setting", "value"])
     assert t["significant"].sum() == 1 and t.loc[("A", 2), "significant"]
     assert t.loc[("A", 2), "ratio"] == pytest.approx(1.5, rel=0.08)
@@ -278,7 +279,7 @@ def test_report_renders_in_chromium(tmp_path: Path) -> None:
 def test_comparison_renders_in_chromium(tmp_path: Path) -> None:
     a = make_run(tmp_path, CURVES, VALUES, name="a", seed=1, telemetry=False)
     b = make_run(tmp_path, CURVES, VALUES, name="b", seed=2, telemetry=False)
-    assert_renders(compare.write_comparison(a, b, stream=None), tmp_path)
+    assert_renders(compare_report.write_comparison(a, b, stream=None), tmp_path)
 
 
 @pytest.mark.slow
@@ -328,7 +329,7 @@ def test_run_of_several_workloads_names_each_curve_by_workload(tmp_path: Path) -
     cliffs = {c.setting: c for c in analysis.find_cliffs(run)}
     assert (cliffs["mcdnn:LL"].kind, cliffs["mcdnn:LL"].at) == ("break", 3)
     assert cliffs["approxnet:LL"].kind == "none"
-    tel = figures.telemetry(run)
+    tel = trace_figures.telemetry(run)
     assert [ax.get_ylabel() for ax in tel.axes] == [
         "cpu_percent (%)",
         "mem_available_mb (MiB)",

@@ -1,40 +1,52 @@
-"""The run store commits a point atomically enough that a resume never duplicates or loses a row."""
+"""The run directory contract: a point is committed so a resume never duplicates or loses a row, a failed write
+loses nothing, and readers load every schema-1 run and refuse a newer one."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import TESTS, run_cli
 
+import bubbleup
 from bubbleup.errors import UserError
-from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
-from bubbleup.store.writer import RunStore
+from bubbleup.store.manifest import Manifest
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS, PointRow, SampleRow
+from bubbleup.store.reader import load_run
+from bubbleup.store.writer import RunWriter, StoreWriteError
 
-MANIFEST = {"plan": [], "name": "t", "telemetry_columns": ["repeat", "value", "t_s"]}
+DATA = TESTS / "data"
+
+MANIFEST = Manifest(name="t", telemetry_columns=["repeat", "value", "t_s"])
 
 
-def sample_row(repeat: int, value: int, i: int) -> list:
+def sample_row(repeat: int, value: int, i: int) -> SampleRow:
     row = dict.fromkeys(SAMPLE_COLUMNS, 0)
     row.update(repeat=repeat, axis="count", value=value, setting="s", phase="timed", iteration=i, info="")
-    return list(row.values())
+    return SampleRow(**row)
 
 
-def point_row(repeat: int, value: int) -> list:
+def point_row(repeat: int, value: int) -> PointRow:
     row = dict.fromkeys(POINT_COLUMNS, 0)
     row.update(repeat=repeat, axis="count", value=value, setting="s", status="ok", error="")
-    return list(row.values())
+    return PointRow(**row)
+
+
+def tele(repeat: int, value: int, t: float) -> dict:
+    return {"repeat": repeat, "value": value, "t_s": t}
 
 
 def test_resume_drops_samples_of_a_point_whose_rows_never_landed(tmp_path: Path) -> None:
-    store = RunStore.create(tmp_path / "run", {**MANIFEST, "plan": [[0, 0], [0, 1]]})
-    store.append_point([sample_row(0, 0, i) for i in range(5)], [point_row(0, 0)], [[0, 0, 0.1]])
+    store = RunWriter.create(tmp_path / "run", MANIFEST.model_copy(update={"plan": [(0, 0), (0, 1)]}))
+    store.append_point([sample_row(0, 0, i) for i in range(5)], [point_row(0, 0)], [tele(0, 0, 0.1)])
     # A crash after the samples of point (0, 1) were written but before its point row:
-    store.append_point([sample_row(0, 1, i) for i in range(5)], [], [[0, 1, 0.2], [0, 1, 0.3]])
+    store.append_point([sample_row(0, 1, i) for i in range(5)], [], [tele(0, 1, 0.2), tele(0, 1, 0.3)])
     assert len(pd.read_csv(tmp_path / "run" / "samples.csv")) == 10
 
-    resumed = RunStore.open_for_resume(tmp_path / "run")
+    resumed = RunWriter.open_for_resume(tmp_path / "run")
     samples = pd.read_csv(tmp_path / "run" / "samples.csv")
     assert resumed.completed_points() == {(0, 0)}
     assert len(samples) == 5 and set(samples["value"]) == {0}
@@ -43,14 +55,65 @@ def test_resume_drops_samples_of_a_point_whose_rows_never_landed(tmp_path: Path)
 
 
 def test_manifest_carries_schema_and_status(tmp_path: Path) -> None:
-    RunStore.create(tmp_path / "run", MANIFEST)
+    RunWriter.create(tmp_path / "run", MANIFEST)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["schema_version"] == 1 and manifest["status"] == "running" and manifest["bubbleup_version"]
 
 
 def test_refuses_to_overwrite_a_run_and_to_resume_a_non_run(tmp_path: Path) -> None:
-    RunStore.create(tmp_path / "run", MANIFEST)
+    RunWriter.create(tmp_path / "run", MANIFEST)
     with pytest.raises(UserError, match="not empty"):
-        RunStore.create(tmp_path / "run", MANIFEST)
+        RunWriter.create(tmp_path / "run", MANIFEST)
     with pytest.raises(UserError, match="not a run directory"):
-        RunStore.open_for_resume(tmp_path)
+        RunWriter.open_for_resume(tmp_path)
+
+
+def test_a_failed_write_cuts_every_file_back_and_names_the_file(tmp_path: Path) -> None:
+    store = RunWriter.create(tmp_path / "run", MANIFEST.model_copy(update={"plan": [(0, 0), (0, 1)]}))
+    store.append_point([sample_row(0, 0, i) for i in range(5)], [point_row(0, 0)], [tele(0, 0, 0.1)])
+    before = {name: (tmp_path / "run" / name).read_bytes() for name in ("telemetry.csv", "points.csv")}
+    # A real OS failure, no mock: samples.csv is replaced by a directory, so appending to it fails
+    # after telemetry.csv (written first) has already taken the point's rows.
+    (tmp_path / "run" / "samples.csv").unlink()
+    (tmp_path / "run" / "samples.csv").mkdir()
+    with pytest.raises(StoreWriteError, match=r"samples\.csv: write failed: Is a directory"):
+        store.append_point([sample_row(0, 1, i) for i in range(5)], [point_row(0, 1)], [tele(0, 1, 0.2)])
+    assert {name: (tmp_path / "run" / name).read_bytes() for name in before} == before
+    assert not (tmp_path / "run" / ".space-reserve").exists()  # given back so the manifest can still be written
+    store.finish("interrupted", "disk trouble")
+    assert json.loads((tmp_path / "run" / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_a_run_written_before_the_typed_contract_still_loads() -> None:
+    run = load_run(DATA / "run-schema1")
+    assert run.manifest.schema_version == 1 and run.status == "complete" and run.name == "smoke"
+    assert run.settings == ["ws256k", "ws2048k"] and run.plan == [(0, 0.0), (0, 1.0), (0, 2.0)]
+    assert list(run.samples.columns) == list(SAMPLE_COLUMNS) and list(run.points.columns) == list(POINT_COLUMNS)
+    assert len(run.points) == 6 and (run.points["status"] == "ok").all()
+    assert len(bubbleup.find_cliffs(run)) == 2 and run.notes == ()
+
+
+def test_a_future_schema_is_refused_in_one_line(tmp_path: Path) -> None:
+    run_dir = tmp_path / "future"
+    shutil.copytree(DATA / "run-schema1", run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError) as info:
+        load_run(run_dir)
+    message = str(info.value)
+    assert "\n" not in message and "schema_version: 99 is newer" in message and "manifest.json" in message
+    done = run_cli(["report", str(run_dir)], cwd=tmp_path)
+    assert done.returncode == 2 and "schema_version: 99" in done.stderr and "Traceback" not in done.stderr
+    with pytest.raises(UserError, match="schema_version: 99"):
+        RunWriter.open_for_resume(run_dir)
+
+
+def test_a_wrongly_typed_manifest_field_is_named(tmp_path: Path) -> None:
+    run_dir = tmp_path / "bad"
+    shutil.copytree(DATA / "run-schema1", run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["plan"] = "all of it"
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(UserError, match=r"manifest\.json: plan: "):
+        load_run(run_dir)

@@ -21,20 +21,21 @@ def test_first_use_is_marked_exactly_once_per_setting_per_process() -> None:
     results = [runner.step(s, 2, 5) for s in ("ws64k", "ws256k", "ws64k", "ws256k", "ws64k")]
     first_uses = {s: 0 for s in ("ws64k", "ws256k")}
     for res in results:
-        first_uses[res.setting] += sum(r[2] for r in res.rows)
+        first_uses[res.setting] += sum(r.first_use for r in res.records)
     assert first_uses == {"ws64k": 1, "ws256k": 1}
     # ... and it is the very first inference of the setting's first step, a warm-up one.
-    assert results[0].rows[0][:3] == ["warmup", 0, 1] and results[1].rows[0][2] == 1
+    r0 = results[0].records[0]
+    assert [r0.phase, r0.iteration, r0.first_use] == ["warmup", 0, 1] and results[1].records[0].first_use == 1
 
 
 def test_runner_records_every_inference_with_latency_and_rss() -> None:
     runner = Runner(load_workload("synthetic", {}))
     runner.workload.load()
     res = runner.step("ws2048k", warmup=3, n=20)
-    assert [r[0] for r in res.rows] == ["warmup"] * 3 + ["timed"] * 20
-    assert [r[1] for r in res.rows[3:]] == list(range(20))
-    assert all(r[3] > 0 for r in res.rows)
-    assert all(r[4] > 20 for r in res.rows)  # RSS in MiB of a process that has numpy loaded
+    assert [r.phase for r in res.records] == ["warmup"] * 3 + ["timed"] * 20
+    assert [r.iteration for r in res.records[3:]] == list(range(20))
+    assert all(r.latency_ms > 0 for r in res.records)
+    assert all(r.rss_mb > 20 for r in res.records)  # RSS in MiB of a process that has numpy loaded
     assert res.select_ms > 0
 
 
@@ -96,7 +97,7 @@ def test_third_party_workload_registers_through_an_entry_point(tmp_path: Path, m
     assert workloads.available_kinds()["echo"] == "thirdparty_bench:Echo"
     w = load_workload("echo", {})
     res = Runner(w).step("quiet", 0, 2)
-    assert res.rows[0][6] == '{"said":"hi"}'
+    assert res.records[0].info == '{"said":"hi"}'
     sys.modules.pop("thirdparty_bench", None)
 
 

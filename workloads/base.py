@@ -4,7 +4,7 @@ Modelled on MLPerf LoadGen's SystemUnderTest + QuerySampleLibrary: the workload
 prepares its inputs outside the timed region (`samples()`), and the *worker*
 owns the timer around `infer()`. A workload never times itself.
 
-Lifecycle, as driven by ``bubbleup.worker``::
+Lifecycle, as driven by ``bubbleup.run.worker``::
 
     w = WorkloadClass(options)          # cheap: no heavy imports here
     w.settings()                        # names of every setting (cheap, no load)
@@ -41,6 +41,11 @@ class Workload:
     summary: ClassVar[str] = ""
     #: Pydantic model validating ``workload.options`` in a scenario.
     Options: ClassVar[type[BaseModel]] = NoOptions
+    #: Top-level modules ``load()`` imports that a plain install may lack (e.g. ``("tensorflow",)``);
+    #: ``workloads.get_workload_class`` refuses the kind, saying what to install, when one is missing.
+    requires: ClassVar[tuple[str, ...]] = ()
+    #: The optional extra of the ``bubbleup`` package that installs ``requires`` (``pip install 'bubbleup[extra]'``).
+    extra: ClassVar[str | None] = None
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options

@@ -43,6 +43,7 @@ class CommandWorkload(Workload):
 
     def __init__(self, options: CommandOptions) -> None:
         super().__init__(options)
+        self.options: CommandOptions = options
         self._argv: list[str] = list(options.argv)
 
     def settings(self) -> list[str]:

@@ -37,6 +37,10 @@ def noop(*_args: Any) -> None:
     """The default function: measures the harness's own per-inference overhead."""
 
 
+def _not_loaded(*_args: Any) -> None:
+    raise RuntimeError("load() the workload before calling infer()")
+
+
 def resolve(target: str) -> Callable[..., Any]:
     module, _, attr = target.partition(":")
     return getattr(importlib.import_module(module), attr)
@@ -49,7 +53,8 @@ class PythonCallWorkload(Workload):
 
     def __init__(self, options: PythonCallOptions) -> None:
         super().__init__(options)
-        self._fn: Callable[..., Any] | None = None
+        self.options: PythonCallOptions = options
+        self._fn: Callable[..., Any] = _not_loaded
         self._setup: Callable[[str], Any] | None = None
         self._samples: list[Any] = [_NO_STATE]
 

@@ -35,6 +35,7 @@ class SyntheticWorkload(Workload):
 
     def __init__(self, options: SyntheticOptions) -> None:
         super().__init__(options)
+        self.options: SyntheticOptions = options
         self._matrices: dict[str, np.ndarray] = {}
         self._current: np.ndarray | None = None
         self._samples: list[np.ndarray] = []
@@ -54,7 +55,7 @@ class SyntheticWorkload(Workload):
 
     def select(self, setting: str) -> None:
         self._current = self._matrices[setting]
-        side = self._current.shape[1]
+        side = int(self._current.shape[1])
         rng = np.random.default_rng(self.options.seed + side)
         self._samples = [rng.standard_normal(side) for _ in range(self.options.n_samples)]
 

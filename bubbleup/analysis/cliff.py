@@ -55,6 +55,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import stats
 
+from bubbleup.formatting import number, times
+
 BREAK = "break"
 NON_FUNCTIONAL = "non-functional"
 NONE = "none"
@@ -141,10 +143,10 @@ class Cliff:
 
     # -- wording helpers ----------------------------------------------------------------------
     def _at(self, value: float | None) -> str:
-        return _fmt(value) + (" MiB" if self.axis == "size_mb" else "")
+        return number(value) + (" MiB" if self.axis == "size_mb" else "")
 
     def _span(self) -> str:
-        lo, hi = _fmt(self.baseline), _fmt(self.measured_max)
+        lo, hi = number(self.baseline), number(self.measured_max)
         return f"{lo} and {hi} MiB" if self.axis == "size_mb" else f"{lo} and {hi} bubbles"
 
     def _with(self, value: float | None) -> str:
@@ -154,8 +156,8 @@ class Cliff:
 
     def _pressure(self, value: float | None) -> str:
         """``3 bubbles of 512 MiB`` (count axis) or ``a 512 MiB bubble`` (size axis)."""
-        v = _fmt(value)
-        fixed = _fmt(self.fixed) if self.fixed is not None and not math.isnan(self.fixed) else None
+        v = number(value)
+        fixed = number(self.fixed) if self.fixed is not None and not math.isnan(self.fixed) else None
         if self.axis == "size_mb":
             if fixed in (None, "1"):
                 return f"a {v} MiB bubble"
@@ -164,21 +166,6 @@ class Cliff:
             return "no bubbles"
         noun = "bubble" if v == "1" else "bubbles"
         return f"{v} {noun}" + (f" of {fixed} MiB" if fixed else "")
-
-
-def _fmt(value: float | None) -> str:
-    if value is None or math.isnan(value):
-        return "?"
-    return f"{int(value)}" if float(value).is_integer() else f"{value:g}"
-
-
-def times(ratio: float | None) -> str:
-    """A ratio for people: ``1.07x``, ``4.1x``, ``12x``."""
-    if ratio is None or math.isnan(ratio):
-        return "?x"
-    if ratio < 2:
-        return f"{ratio:.2f}x"
-    return f"{ratio:.1f}x" if ratio < 10 else f"{ratio:.0f}x"
 
 
 def _ratio_words(ratio: float | None) -> str:
@@ -271,7 +258,7 @@ def detect(
                     **base,
                 )
         if jump > 1 and (best_rejected is None or jump > best_rejected[0]):
-            best_rejected = (float(jump), f"largest step {jump:.2f}x at {_fmt(values[k])}: {why}")
+            best_rejected = (float(jump), f"largest step {jump:.2f}x at {number(values[k])}: {why}")
 
     note = best_rejected[1] if best_rejected else "latency never rises from one point to the next"
     common = dict(
@@ -331,4 +318,4 @@ def _significance(good: Sequence[CurvePoint], k: int, low: float, expected_log: 
 def _failure_note(failure: CurvePoint | None) -> str:
     if failure is None:
         return ""
-    return f"non-functional from {_fmt(failure.value)} ({failure.status})"
+    return f"non-functional from {number(failure.value)} ({failure.status})"

@@ -16,22 +16,18 @@ versions) are listed too: a "regression" measured on a different machine is not 
 from __future__ import annotations
 
 import math
-import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bubbleup.analysis import summary as analysis
-from bubbleup.analysis.cliff import Cliff, ratio_ci, times
-from bubbleup.analysis.summary import Run, format_value
-from bubbleup.report import figures
-from bubbleup.report.html import FigureBlock, draw_figures, environment, flatten, fmt_ms
+from bubbleup.analysis import summary as summaries
+from bubbleup.analysis.cliff import Cliff, ratio_ci
+from bubbleup.formatting import flatten, format_value, ms, times
+from bubbleup.store.reader import Run
 
 ALPHA = 0.05
 
@@ -75,8 +71,8 @@ def _verdict(row: dict[str, Any]) -> str:
 
 def compare_runs(run_a: Run, run_b: Run) -> Comparison:
     """Compare two loaded runs point by point (see the module docstring)."""
-    sum_a, sum_b = analysis.summarise(run_a), analysis.summarise(run_b)
-    timed_a, timed_b = analysis.timed_samples(run_a), analysis.timed_samples(run_b)
+    sum_a, sum_b = summaries.summarise(run_a), summaries.summarise(run_b)
+    timed_a, timed_b = summaries.timed_samples(run_a), summaries.timed_samples(run_b)
     warnings = []
     if run_a.axis != run_b.axis:
         warnings.append(
@@ -89,9 +85,9 @@ def compare_runs(run_a: Run, run_b: Run) -> Comparison:
     if run_a.bubble != run_b.bubble:
         warnings.append(f"The bubbles differ: A {run_a.bubble}, B {run_b.bubble}.")
     for run, label in ((run_a, "A"), (run_b, "B")):
-        if analysis.is_partial(run):
+        if summaries.is_partial(run):
             warnings.append(
-                f"Run {label} is partial (status {run.status}, {len(analysis.missing_points(run))} missing)."
+                f"Run {label} is partial (status {run.status}, {len(summaries.missing_points(run))} missing)."
             )
     keys_a = set(zip(sum_a["value"], sum_a["setting"], strict=True))
     keys_b = set(zip(sum_b["value"], sum_b["setting"], strict=True))
@@ -149,8 +145,8 @@ def compare_runs(run_a: Run, run_b: Run) -> Comparison:
         summary_a=sum_a,
         summary_b=sum_b,
         table=table,
-        cliffs_a=tuple(analysis.find_cliffs(run_a, sum_a)),
-        cliffs_b=tuple(analysis.find_cliffs(run_b, sum_b)),
+        cliffs_a=tuple(summaries.find_cliffs(run_a, sum_a)),
+        cliffs_b=tuple(summaries.find_cliffs(run_b, sum_b)),
         only_a=tuple(f"{s} at {format_value(v, run_a.axis)}" for v, s in sorted(keys_a - keys_b, key=str)),
         only_b=tuple(f"{s} at {format_value(v, run_b.axis)}" for v, s in sorted(keys_b - keys_a, key=str)),
         env_diff=_env_diff(run_a, run_b),
@@ -165,10 +161,10 @@ def _latencies(timed: pd.DataFrame, value: float, setting: str) -> np.ndarray:
 
 
 def _env_diff(run_a: Run, run_b: Run) -> tuple[tuple[str, str, str], ...]:
-    env_a = dict(flatten(run_a.manifest.get("environment") or {}))
-    env_b = dict(flatten(run_b.manifest.get("environment") or {}))
-    env_a.update(("workload." + k, v) for k, v in flatten(run_a.manifest.get("workload_metadata") or {}))
-    env_b.update(("workload." + k, v) for k, v in flatten(run_b.manifest.get("workload_metadata") or {}))
+    env_a = dict(flatten(run_a.manifest.environment or {}))
+    env_b = dict(flatten(run_b.manifest.environment or {}))
+    env_a.update(("workload." + k, v) for k, v in flatten(run_a.manifest.workload_metadata or {}))
+    env_b.update(("workload." + k, v) for k, v in flatten(run_b.manifest.workload_metadata or {}))
     keys = list(dict.fromkeys([*env_a, *env_b]))
     return tuple((k, env_a.get(k, "-"), env_b.get(k, "-")) for k in keys if env_a.get(k) != env_b.get(k))
 
@@ -210,8 +206,8 @@ def format_text(cmp: Comparison) -> str:
                 (
                     str(r.setting),
                     format_value(r.value, cmp.run_a.axis),
-                    _ms(r.median_a_ms),
-                    _ms(r.median_b_ms),
+                    ms(r.median_a_ms),
+                    ms(r.median_b_ms),
                     ci,
                     p,
                     ("* " if r.significant else "") + r.verdict,
@@ -226,84 +222,3 @@ def format_text(cmp: Comparison) -> str:
     if cmp.env_diff:
         lines.append("environment differs: " + "; ".join(f"{k}: {a} -> {b}" for k, a, b in cmp.env_diff[:6]))
     return "\n".join(lines)
-
-
-def _ms(v: float) -> str:
-    return fmt_ms(v) + " ms" if not (isinstance(v, float) and math.isnan(v)) else "-"
-
-
-def _figures(cmp: Comparison) -> list[FigureBlock]:
-    return draw_figures(
-        [
-            (
-                "overlay",
-                "Median latency, A vs B",
-                "Dashed lines and hollow markers: run A; solid lines and filled markers: run B; "
-                "bands: 95% CI of each median.",
-                lambda: figures.comparison_overlay(cmp.run_a, cmp.run_b, cmp.summary_a, cmp.summary_b),
-            ),
-            (
-                "ratio",
-                "B / A median latency per point",
-                "Above 1: B is slower. Bars: 95% bootstrap CI of the ratio. Filled markers: significant differences.",
-                lambda: figures.comparison_ratios(cmp.run_a, cmp.run_b, cmp.table),
-            ),
-        ]
-    )
-
-
-def render(cmp: Comparison) -> str:
-    import datetime as _dt
-
-    import bubbleup
-
-    rows = []
-    for r in cmp.table.itertuples(index=False):
-        rows.append(
-            {
-                "setting": r.setting,
-                "value": format_value(r.value, cmp.run_a.axis),
-                "a": fmt_ms(r.median_a_ms),
-                "b": fmt_ms(r.median_b_ms),
-                "n_a": r.n_a,
-                "n_b": r.n_b,
-                "ratio": times(r.ratio) if not math.isnan(r.ratio) else "-",
-                "ci": f"{times(r.ratio_low)}-{times(r.ratio_high)}" if not math.isnan(r.ratio_low) else "-",
-                "p": f"{r.p_holm:.2g}" if not math.isnan(r.p_holm) else "-",
-                "significant": bool(r.significant),
-                "verdict": r.verdict,
-            }
-        )
-    ctx = {
-        "title": f"bubbleup comparison: {cmp.run_a.name} vs {cmp.run_b.name}",
-        "a": cmp.run_a,
-        "b": cmp.run_b,
-        "warnings": list(cmp.warnings),
-        "rows": rows,
-        "cliffs": cliff_pairs(cmp),
-        "only_a": list(cmp.only_a),
-        "only_b": list(cmp.only_b),
-        "env_diff": list(cmp.env_diff),
-        "figures": _figures(cmp),
-        "alpha": ALPHA,
-        "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "version": bubbleup.__version__,
-    }
-    return environment().get_template("compare.html.j2").render(**ctx)
-
-
-def default_output(run_a: Path, run_b: Path) -> Path:
-    """``RUN_B/compare-<A's directory name>.html``: the comparison lives with the newer run."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(run_a).resolve().name) or "a"
-    return Path(run_b) / f"compare-{slug}.html"
-
-
-def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, stream: IO[str] | None = sys.stdout) -> Path:
-    """Write the HTML comparison of two run directories, print the text table to ``stream``, return the HTML path."""
-    cmp = compare_runs(analysis.load_run(run_a), analysis.load_run(run_b))
-    out = Path(out) if out is not None else default_output(Path(run_a), Path(run_b))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(cmp), encoding="utf-8")
-    if stream is not None:
-        print(format_text(cmp), file=stream)
-    return out

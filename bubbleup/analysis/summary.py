@@ -1,14 +1,13 @@
-"""Statistics on saved run directories: load a run, summarise each point, find each setting's cliff.
+"""Per-point summaries of a loaded run (:class:`bubbleup.store.reader.Run`), and each setting's cliff.
 
-Everything here reads files only (``manifest.json``, ``samples.csv``, ``points.csv``,
-``telemetry.csv``), never processes, so a report can be rebuilt from any run directory,
-including an interrupted one, long after the run.
+Everything here works on saved data only, never processes, so a report can be rebuilt from
+any run directory, including an interrupted one, long after the run.
 
 Statistics (per sweep value x setting, pooling the timed samples of every repeat and step):
 
 - ``n``: timed samples of the attempts that finished ``ok`` (warm-ups are never counted);
-- ``median_ms`` with a 95% bootstrap CI (``scipy.stats.bootstrap``, percentile method,
-  2000 resamples, fixed seed, so a report is reproducible);
+- ``median_ms`` with its 95% CI, by the one definition in :mod:`bubbleup.analysis.stats`
+  (the same as points.csv's);
 - ``mean_ms``, ``min_ms``, ``max_ms``;
 - ``p90_ms``/``p95_ms``/``p99_ms`` by nearest rank on the raw samples (the value at rank
   ``ceil(p/100 * n)``, always an observed latency). A tail percentile is flagged *thin* when
@@ -24,32 +23,20 @@ Statistics (per sweep value x setting, pooling the timed samples of every repeat
 
 from __future__ import annotations
 
-import json
 import math
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
-from bubbleup.analysis.stats import nearest_rank  # the one nearest-rank definition, shared with the worker's points.csv
-from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS, STATUS_OK, STATUS_TIMEOUT
+from bubbleup.analysis.stats import describe
+from bubbleup.store.reader import Run
+from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT
 
 if TYPE_CHECKING:
     from bubbleup.analysis.cliff import Cliff
 
-#: A tail percentile resting on fewer samples than this (at or above it) is flagged thin.
-MIN_TAIL_SAMPLES = 5
-#: Bootstrap resamples for the CI of each median.
-N_RESAMPLES = 2000
-CONFIDENCE = 0.95
-PERCENTILES = (90, 95, 99)
-
-_SAMPLE_TEXT = ("axis", "workload", "setting", "phase", "info")
-_POINT_TEXT = ("axis", "workload", "setting", "status", "error")
 _KEY = ["repeat", "value", "step", "setting"]
 
 
@@ -60,230 +47,6 @@ class MissingPoint:
     repeat: int
     value: float
     settings: tuple[str, ...]  # the settings missing at this point (all of them when none ran)
-
-
-@dataclass(frozen=True)
-class Run:
-    """A run directory read into memory; immutable so figures and tables see the same data."""
-
-    path: Path
-    manifest: dict[str, Any]
-    samples: pd.DataFrame
-    points: pd.DataFrame
-    telemetry: pd.DataFrame | None = None
-    notes: tuple[str, ...] = field(default=())  # problems met while reading (bad rows, missing files)
-    #: Planned curves in run order: setting names, or ``workload:setting`` when a run measures several workloads.
-    planned: tuple[str, ...] = field(default=())
-    workloads: tuple[str, ...] = field(default=())  # workload labels, in the manifest's order
-
-    @property
-    def name(self) -> str:
-        return str(self.manifest.get("name") or self.path.name)
-
-    @property
-    def status(self) -> str:
-        return str(self.manifest.get("status") or "unknown")
-
-    @property
-    def effective(self) -> dict[str, Any]:
-        return dict(self.manifest.get("scenario_effective") or {})
-
-    @property
-    def axis(self) -> str:
-        """``count`` or ``size_mb``: from the effective scenario, else from the data."""
-        sweep = self.effective.get("sweep") or {}
-        if sweep.get("axis"):
-            return str(sweep["axis"])
-        for frame in (self.points, self.samples):
-            if len(frame) and "axis" in frame:
-                return str(frame["axis"].iloc[0])
-        return "count"
-
-    @property
-    def settings(self) -> list[str]:
-        """Every curve (setting, or ``workload:setting``) in the manifest's order, then any others in the data."""
-        names = list(self.planned)
-        for frame in (self.points, self.samples):
-            if "setting" in frame:
-                names.extend(str(s) for s in frame["setting"].dropna().unique())
-        return list(dict.fromkeys(names))
-
-    @property
-    def plan(self) -> list[tuple[int, float]]:
-        """Planned (repeat, value) points in execution order; the manifest may hold dicts or pairs."""
-        out = []
-        for item in self.manifest.get("plan") or []:
-            if isinstance(item, dict):
-                out.append((int(item.get("repeat", 0)), float(item["value"])))
-            else:
-                out.append((int(item[0]), float(item[1])))
-        return out
-
-    @property
-    def values(self) -> list[float]:
-        """Planned sweep values (sorted), plus any found in the data."""
-        vals = [v for _, v in self.plan]
-        vals += [float(v) for v in (self.effective.get("sweep") or {}).get("values") or []]
-        vals += [float(v) for v in self.points.get("value", pd.Series(dtype=float)).dropna()]
-        return sorted(set(vals))
-
-    @property
-    def bubble(self) -> dict[str, Any]:
-        return dict(self.effective.get("bubble") or {})
-
-
-def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: list[str]) -> pd.DataFrame:
-    """Read a contract CSV leniently: a missing, empty or truncated file gives what it can, never an exception.
-
-    A run killed mid-write may leave a partial last line; numeric columns are coerced so
-    such a row turns into NaNs (dropped later) instead of poisoning a column's dtype.
-    """
-    empty = pd.DataFrame({c: pd.Series(dtype=object if c in text else float) for c in columns})
-    if not path.exists():
-        notes.append(f"{path.name} is missing")
-        return empty
-    try:
-        frame = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=True, on_bad_lines="skip")
-    except pd.errors.EmptyDataError:
-        notes.append(f"{path.name} is empty")
-        return empty
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        notes.append(f"{path.name} could not be parsed: {exc}")
-        return empty
-    for col in columns:
-        if col not in frame:
-            frame[col] = pd.Series(dtype=object if col in text else float)
-    for col in frame.columns:
-        if col not in text:
-            frame[col] = pd.to_numeric(frame[col], errors="coerce")
-        else:
-            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
-    return frame
-
-
-def load_run(run_dir: str | Path) -> Run:
-    """Read a run directory. Tolerates a partial run: missing or empty CSVs become empty frames."""
-    path = Path(run_dir)
-    notes: list[str] = []
-    manifest_path = path / "manifest.json"
-    try:
-        manifest = json.loads(manifest_path.read_text())
-    except FileNotFoundError:
-        notes.append("manifest.json is missing")
-        manifest = {}
-    except json.JSONDecodeError as exc:
-        notes.append(f"manifest.json is not valid JSON: {exc}")
-        manifest = {}
-    samples = _read_csv(path / "samples.csv", SAMPLE_COLUMNS, _SAMPLE_TEXT, notes)
-    # t_s comes after latency_ms: a row without it was cut short mid-write, so its latency may be cut too
-    samples = samples.dropna(subset=["value", "latency_ms", "t_s"]).reset_index(drop=True)
-    points = _read_csv(path / "points.csv", POINT_COLUMNS, _POINT_TEXT, notes)
-    points = points.dropna(subset=["value", "status"]).reset_index(drop=True)
-    workloads = _workload_labels(manifest, samples, points)
-    planned = _planned_series(manifest, multi=len(workloads) > 1)
-    if len(workloads) > 1:  # one curve per (workload, setting): name it so, everywhere downstream
-        for frame in (samples, points):
-            frame["setting"] = [series_name(w, st) for w, st in zip(frame["workload"], frame["setting"], strict=True)]
-    telemetry = None
-    if (path / "telemetry.csv").exists():
-        tnotes: list[str] = []
-        telemetry = _read_csv(path / "telemetry.csv", ("t_s",), (), tnotes)
-        telemetry = telemetry.dropna(subset=["t_s"]).reset_index(drop=True)
-        telemetry = telemetry.dropna(axis=1, how="all") if len(telemetry) else None
-        notes.extend(n for n in tnotes if "missing" not in n)
-    return Run(
-        path=path,
-        manifest=manifest,
-        samples=samples,
-        points=points,
-        telemetry=telemetry,
-        notes=tuple(notes),
-        planned=tuple(planned),
-        workloads=tuple(workloads),
-    )
-
-
-def series_name(workload: Any, setting: Any) -> str:
-    """A curve's name in a run of several workloads: ``mcdnn:HH`` (settings of different workloads may share names)."""
-    return f"{workload}:{setting}" if workload else str(setting)
-
-
-def _workload_labels(manifest: dict[str, Any], samples: pd.DataFrame, points: pd.DataFrame) -> list[str]:
-    labels = [str(w) for w in manifest.get("workloads") or []]
-    for frame in (points, samples):
-        labels.extend(str(w) for w in frame["workload"].dropna().unique())
-    return list(dict.fromkeys(labels))
-
-
-def _planned_series(manifest: dict[str, Any], multi: bool) -> list[str]:
-    """Curves the run planned, in order: from its steps when several workloads share the run."""
-    if multi:
-        steps = manifest.get("steps") or []
-        return list(dict.fromkeys(series_name(st.get("workload"), st.get("setting")) for st in steps))
-    return [str(st) for st in manifest.get("settings") or []]
-
-
-# -- statistics ---------------------------------------------------------------------------------
-
-
-def tail_support(n: int, p: float) -> int:
-    """How many samples lie at or above the nearest-rank p-th percentile of n samples."""
-    if n == 0:
-        return 0
-    return n - max(1, math.ceil(p / 100.0 * n)) + 1
-
-
-def median_ci(values: np.ndarray, confidence: float = CONFIDENCE, seed: int = 0) -> tuple[float, float]:
-    """Bootstrap CI of the median, percentile method, in batches.
-
-    Not :func:`bubbleup.analysis.stats.median_ci` (BCa, per point): here samples of every repeat are pooled,
-    often thousands, and BCa's jackknife holds an n x n array; the percentile method in batches
-    stays small, and behaves on the ties a coarse timer produces.
-    """
-    values = np.asarray(values, dtype=float)
-    if len(values) < 2:
-        return (math.nan, math.nan)
-    if np.all(values == values[0]):
-        return (float(values[0]), float(values[0]))
-    res = stats.bootstrap(
-        (values,),
-        np.median,
-        n_resamples=N_RESAMPLES,
-        confidence_level=confidence,
-        method="percentile",
-        vectorized=True,
-        batch=max(1, min(N_RESAMPLES, 4_000_000 // len(values))),
-        rng=np.random.default_rng(seed),
-    )
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
-
-
-def describe(values: np.ndarray) -> dict[str, Any]:
-    """Every per-point statistic of one set of timed latencies (ms)."""
-    x = np.sort(np.asarray(values, dtype=float))
-    n = len(x)
-    out: dict[str, Any] = {"n": n}
-    if n == 0:
-        out.update(median_ms=math.nan, ci_low_ms=math.nan, ci_high_ms=math.nan, mean_ms=math.nan)
-        out.update(min_ms=math.nan, max_ms=math.nan, tail_note="")
-        for p in PERCENTILES:
-            out[f"p{p}_ms"] = math.nan
-            out[f"p{p}_thin"] = True
-        return out
-    lo, hi = median_ci(x)
-    out.update(median_ms=float(np.median(x)), ci_low_ms=lo, ci_high_ms=hi, mean_ms=float(x.mean()))
-    out.update(min_ms=float(x[0]), max_ms=float(x[-1]))
-    notes = []
-    for p in PERCENTILES:
-        out[f"p{p}_ms"] = nearest_rank(x, p)
-        support = tail_support(n, p)
-        out[f"p{p}_thin"] = support < MIN_TAIL_SAMPLES
-        if support == 1:
-            notes.append(f"p{p} = max")
-        elif support < MIN_TAIL_SAMPLES:
-            notes.append(f"p{p} rests on {support} samples")
-    out["tail_note"] = f"{'; '.join(notes)} (n={n})" if notes else ""
-    return out
 
 
 def timed_samples(run: Run) -> pd.DataFrame:
@@ -404,10 +167,10 @@ def _bubble_at(run: Run, value: float, pts: pd.DataFrame, smp: pd.DataFrame) -> 
     for frame in (pts, smp):
         if len(frame) and frame["bubble_count"].notna().any():
             return float(frame["bubble_count"].iloc[0]), float(frame["bubble_size_mb"].iloc[0])
-    bubble = run.bubble
     if run.axis == "size_mb":
-        return float(bubble.get("count", 1) or 1), value
-    return value, float(bubble.get("size_mb", math.nan) or math.nan)
+        count = run.sweep_count
+        return (float(count) if count is not None else math.nan), value
+    return value, run.fixed_size_mb
 
 
 def _add_slowdown(frame: pd.DataFrame) -> pd.DataFrame:
@@ -480,29 +243,4 @@ def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
 
 def cliffs_frame(cliffs: Sequence[Cliff]) -> pd.DataFrame:
     """Cliffs as a table (one row per setting)."""
-    from dataclasses import asdict
-
     return pd.DataFrame([asdict(c) for c in cliffs])
-
-
-def format_value(value: float | None, axis: str, unit: bool = True) -> str:
-    """A sweep value as people write it: ``3`` bubbles, ``512 MiB``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    text = f"{int(value)}" if float(value).is_integer() else f"{value:g}"
-    return f"{text} MiB" if unit and axis == "size_mb" else text
-
-
-def axis_label(run: Run) -> str:
-    """The x-axis title of a latency-vs-pressure figure, with units and the fixed other dimension."""
-    bubble = run.bubble
-    if run.axis == "size_mb":
-        counts = run.points["bubble_count"].dropna().unique() if len(run.points) else []
-        count = int(counts[0]) if len(counts) == 1 else bubble.get("count")
-        if not count:
-            return "bubble size (MiB)"
-        return f"bubble size (MiB), {count} bubble{'s' if count != 1 else ''}"
-    size = bubble.get("size_mb")
-    if size is None:
-        return "bubbles running"
-    return f"bubbles running (each {format_value(float(size), 'size_mb')})"

@@ -69,13 +69,13 @@ def columns(n_cpus: int | None = None) -> list[str]:
 class Sampler:
     """Samples in a background thread between ``start()`` and ``stop()``; rows come back from ``stop()``."""
 
-    def __init__(self, interval_s: float, key: list[Any], epoch0: float,
+    def __init__(self, interval_s: float, key: dict[str, int], epoch0: float,
                  pids: Callable[[], dict[str, list[int]]]) -> None:  # fmt: skip
         self.interval_s = interval_s
         self.key = key
         self.epoch0 = epoch0
         self.pids = pids
-        self.rows: list[list[Any]] = []
+        self.rows: list[dict[str, Any]] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
         self._procs: dict[int, psutil.Process] = {}
@@ -84,7 +84,7 @@ class Sampler:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> list[list[Any]]:
+    def stop(self) -> list[dict[str, Any]]:
         self._stop.set()
         self._thread.join(timeout=5)
         return self.rows
@@ -116,12 +116,17 @@ class Sampler:
             pids = self.pids()
             psi = read_psi()
             per_cpu = (per_cpu + [float("nan")] * self._n_cpus)[: self._n_cpus]
-            self.rows.append([
-                *self.key, round(time.time() - self.epoch0, 4), round(sum(per_cpu) / self._n_cpus, 2), *per_cpu,
-                round((vm.total - vm.available) / MIB, 1), round(vm.available / MIB, 1),
-                round(self._rss_mb(pids.get("worker", [])), 2), round(self._rss_mb(pids.get("bubbles", [])), 2),
-                round((ctx - last_ctx) / dt, 1),
-                round((faults - last_faults) / dt, 2) if faults is not None and last_faults is not None else "",
-                *[psi.get(f"psi_{r}_{k}_avg10", "") for r, k in PSI],
-            ])  # fmt: skip
+            self.rows.append({
+                **self.key, "t_s": round(time.time() - self.epoch0, 4),
+                "cpu_percent": round(sum(per_cpu) / self._n_cpus, 2),
+                **{f"cpu{i}_percent": v for i, v in enumerate(per_cpu)},
+                "mem_used_mb": round((vm.total - vm.available) / MIB, 1),
+                "mem_available_mb": round(vm.available / MIB, 1),
+                "worker_rss_mb": round(self._rss_mb(pids.get("worker", [])), 2),
+                "bubbles_rss_mb": round(self._rss_mb(pids.get("bubbles", [])), 2),
+                "ctx_switches_per_s": round((ctx - last_ctx) / dt, 1),
+                "major_faults_per_s": round((faults - last_faults) / dt, 2)
+                if faults is not None and last_faults is not None else "",
+                **{f"psi_{r}_{k}_avg10": psi.get(f"psi_{r}_{k}_avg10", "") for r, k in PSI},
+            })  # fmt: skip
             last_t, last_ctx, last_faults = now, ctx, faults

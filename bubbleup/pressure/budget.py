@@ -10,10 +10,8 @@ joins the group, keeps measuring and records the point as failed.
 How it is used (the orchestrator stays *outside*; only its children join)::
 
     with Budget(memory_mb=1024, cpus=6) as budget:        # or Budget.from_spec(BudgetSpec.parse("jetson-tx2"))
-        env = {**os.environ, **budget.env()}               # children call join_from_env() first thing
-        proc = subprocess.Popen([sys.executable, "-m", "bubbleup.pressure.kernel", ...], env=env)
-        # or, for any command, joined before exec (the interpreter's own pages are charged too):
-        proc = subprocess.Popen(budget.wrap([sys.executable, "-m", ...]))
+        # any command, joined before exec (the interpreter's own pages are charged too):
+        proc = subprocess.Popen(budget.wrap([sys.executable, "-m", "bubbleup.pressure.kernel", ...]))
         ...
         point_stats = budget.stats()                       # memory peak, OOM kills, major faults, throttling
     # close(): SIGKILL whatever is still inside (by PID), then rmdir every cgroup created
@@ -38,8 +36,8 @@ largest process there (v1: ``memory.oom_control`` keeps ``oom_kill_disable 0``; 
 the device would have lost; the orchestrator sees the victim's exit (-9) and ``stats()["oom_kills"]``.
 
 What is charged: a page is charged to the cgroup of the process that first touches it, and charges do
-not move when a process moves. A child that joins as its first statement still leaves its interpreter
-start-up (about 10 MiB) charged outside; ``wrap()`` joins before ``exec`` and leaves nothing outside.
+not move when a process moves; ``wrap()`` joins before ``exec``, so nothing a child touches is charged
+outside.
 
 Scheduling: a ``cpu`` limit puts the group's processes in a task group of their own, and the kernel's
 session autogroups apply only to tasks in the root task group: inside a cpu-limited budget every
@@ -47,67 +45,54 @@ session autogroups apply only to tasks in the root task group: inside a cpu-limi
 which case a run was in. A ``cpus`` value at or above the host's cores is therefore not applied at
 all (it would limit nothing and only change how contention is shared); it is recorded as capped.
 
-Imports only the standard library and psutil: bubble and worker processes import this module to call
-``join_from_env()`` before anything else.
+The pure spec a scenario holds is :mod:`bubbleup.pressure.budget_spec`; the cgroup file mechanics are
+:mod:`bubbleup.pressure.cgroups`; removing leftovers of a killed run is :mod:`bubbleup.pressure.stale`.
 """
 
 from __future__ import annotations
 
 import atexit
 import contextlib
-import errno
 import itertools
 import os
-import re
-import signal
 import sys
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-__all__ = [
-    "ENV_VAR",
-    "PRESETS",
-    "Budget",
-    "BudgetCleanupError",
-    "BudgetSpec",
-    "BudgetUnavailable",
-    "Hierarchy",
-    "SweepResult",
-    "availability",
-    "find_groups",
-    "hierarchies",
-    "join",
-    "join_from_env",
-    "limit_writes",
-    "sweep_stale",
-]
+from bubbleup.pressure.budget_spec import CPU_PERIOD_US, MIB, MIN_QUOTA_US, BudgetSpec
+from bubbleup.pressure.cgroups import (
+    PREFIX,
+    BudgetUnavailable,
+    Hierarchy,
+    enable_controllers,
+    explain,
+    hierarchies,
+    host_cores,
+    kill_members,
+    limit_writes,
+    members,
+    plan_controllers,
+    read_file,
+    read_int,
+    read_kv,
+    read_pressure,
+    restore_controllers,
+    rmdir_group,
+    v2_candidates,
+    write_file,
+)
 
-MIB = 1 << 20
-#: Children read the ``cgroup.procs`` files to join from here (``os.pathsep``-joined) and call ``join()``.
-ENV_VAR = "BUBBLEUP_CGROUP_PROCS"
-PREFIX = "bubbleup-"
-#: The CFS period; 100 ms is the kernel default, so a quota reads like ``cpus`` cores per 100 ms.
-CPU_PERIOD_US = 100_000
-#: The kernel refuses quotas under 1 ms.
-_MIN_QUOTA_US = 1_000
-#: Below this a Python child cannot even start; a budget this small is a typo.
-MIN_MEMORY_MB = 16
-#: Exit status of a ``wrap()``-ed command that could not join its budget.
-WRAP_JOIN_FAILED = 125
+WRAP_JOIN_FAILED = 125  # exit status of a wrap()-ed command that could not join its budget
 
-_NAME_RE = re.compile(r"^bubbleup-(\d+)-(\d+)$")
+
 _counter = itertools.count()
 _counter_lock = threading.Lock()
-
-
-class BudgetUnavailable(Exception):
-    """The budget cannot be applied here; the message says why in one line (not root, no delegation, ...)."""
 
 
 class BudgetCleanupError(RuntimeError):
@@ -117,429 +102,6 @@ class BudgetCleanupError(RuntimeError):
     """
 
 
-# ---------------------------------------------------------------------------------------------------------
-# What a scenario asks for
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BudgetSpec:
-    """A budget as plain, validated data (what a scenario says), before any cgroup is touched.
-
-    ``memory_mb`` is the memory the group may use (MiB, 2**20 bytes), page cache included; ``cpus`` is a
-    CPU-time quota in cores (0.5 = half of one core per period, spread over any cores), capped at the host's
-    cores when applied; ``swap`` allows the group to swap (if the host has swap) instead of going straight to
-    the OOM killer.
-    """
-
-    memory_mb: int | None = None
-    cpus: float | None = None
-    swap: bool = False
-    #: The preset this came from, kept for the record.
-    preset: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.memory_mb is not None:
-            if isinstance(self.memory_mb, bool) or not isinstance(self.memory_mb, int):
-                raise ValueError(f"budget memory_mb must be a whole number of MiB, got {self.memory_mb!r}")
-            if self.memory_mb < MIN_MEMORY_MB:
-                raise ValueError(f"budget memory_mb must be at least {MIN_MEMORY_MB}, got {self.memory_mb}")
-        if self.cpus is not None:
-            if isinstance(self.cpus, bool) or not isinstance(self.cpus, (int, float)):
-                raise ValueError(f"budget cpus must be a number of cores, got {self.cpus!r}")
-            if not self.cpus * CPU_PERIOD_US >= _MIN_QUOTA_US:  # also rejects NaN
-                raise ValueError(f"budget cpus must be at least {_MIN_QUOTA_US / CPU_PERIOD_US}, got {self.cpus}")
-        if not isinstance(self.swap, bool):
-            raise ValueError(f"budget swap must be true or false, got {self.swap!r}")
-
-    def scaled(self, memory_factor: float) -> BudgetSpec:
-        """The same device with its memory scaled (e.g. 1/8 of a TX2 for a quick test); CPUs unchanged."""
-        if self.memory_mb is None:
-            return self
-        return replace(self, memory_mb=max(MIN_MEMORY_MB, round(self.memory_mb * memory_factor)))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"preset": self.preset, "memory_mb": self.memory_mb, "cpus": self.cpus, "swap": self.swap}
-
-    @classmethod
-    def parse(cls, value: str | Mapping[str, Any] | BudgetSpec | None) -> BudgetSpec | None:
-        """A scenario's ``budget:`` value: a preset name, or a mapping of ``preset`` / ``memory_mb`` / ``cpus`` /
-        ``swap`` where explicit keys override the preset's (``{preset: jetson-tx2, memory_mb: 1024}`` is a TX2
-        scaled down for a test). Unknown keys and presets raise ``ValueError`` naming what is allowed.
-        """
-        if value is None or isinstance(value, BudgetSpec):
-            return value
-        if isinstance(value, str):
-            return preset(value)
-        if not isinstance(value, Mapping):
-            raise ValueError(f"budget must be a preset name or a mapping, got {type(value).__name__}")
-        allowed = ("preset", "memory_mb", "cpus", "swap")
-        unknown = sorted(set(value) - set(allowed))
-        if unknown:
-            raise ValueError(f"unknown budget key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(allowed)}")
-        base = preset(value["preset"]) if value.get("preset") is not None else cls()
-        overrides = {k: value[k] for k in ("memory_mb", "cpus", "swap") if k in value}
-        spec = replace(base, **overrides)
-        if spec.memory_mb is None and spec.cpus is None:
-            raise ValueError("a budget needs memory_mb, cpus or a preset")
-        return spec
-
-
-#: Devices a scenario can name. Memory is the board's whole RAM, which on Jetsons the GPU shares; the
-#: device's own OS takes part of it (about 1 GiB under L4T with a desktop), so a budget of the full size is
-#: the optimistic case. CPU counts are capped at the host's cores when applied.
-PRESETS: dict[str, BudgetSpec] = {
-    # NVIDIA Jetson TX2 module data sheet: 8 GB 128-bit LPDDR4 shared by CPU and GPU;
-    # 2x Denver 2 + 4x Cortex-A57 = 6 cores. The device of the study this harness reproduces.
-    "jetson-tx2": BudgetSpec(memory_mb=8192, cpus=6, preset="jetson-tx2"),
-    # NVIDIA Jetson Nano module data sheet: 4 GB 64-bit LPDDR4 shared by CPU and GPU; 4x Cortex-A57.
-    "jetson-nano": BudgetSpec(memory_mb=4096, cpus=4, preset="jetson-nano"),
-    # Raspberry Pi 4 Model B product brief: BCM2711, 4x Cortex-A72; sold with 1, 2, 4 or 8 GB (4 GB here).
-    "raspberry-pi-4": BudgetSpec(memory_mb=4096, cpus=4, preset="raspberry-pi-4"),
-}
-
-
-def preset(name: str) -> BudgetSpec:
-    """The preset called ``name``; ``ValueError`` listing the known ones otherwise."""
-    try:
-        return PRESETS[name]
-    except (KeyError, TypeError):
-        raise ValueError(f"unknown budget preset {name!r}; known: {', '.join(sorted(PRESETS))}") from None
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Finding the hierarchies
-# ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Hierarchy:
-    """One mounted cgroup hierarchy, and where this process sits in it."""
-
-    version: int
-    mount: Path
-    #: v1: the controllers bound to this hierarchy; v2: those listed in the mount's ``cgroup.controllers``.
-    controllers: frozenset[str]
-    #: This process's cgroup directory here (the mount itself when our cgroup is not visible under it).
-    own: Path
-
-
-def _unescape(text: str) -> str:
-    # mountinfo escapes space, tab, newline and backslash as octal.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m[1], 8)), text)
-
-
-def hierarchies(mountinfo: str = "/proc/self/mountinfo", cgroup_file: str = "/proc/self/cgroup") -> list[Hierarchy]:
-    """Every cgroup hierarchy mounted here (one entry per hierarchy, bind mounts dropped)."""
-    try:
-        mounts = Path(mountinfo).read_text().splitlines()
-        own_lines = Path(cgroup_file).read_text().splitlines()
-    except OSError:
-        return []
-    own_v1: dict[frozenset[str], str] = {}
-    own_v2 = "/"
-    for line in own_lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        if parts[0] == "0" and parts[1] == "":
-            own_v2 = parts[2]
-        else:
-            own_v1[frozenset(parts[1].split(","))] = parts[2]
-    out: list[Hierarchy] = []
-    seen: set[str] = set()
-    for line in mounts:
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        fields, rfields = left.split(), right.split()
-        if len(fields) < 5 or len(rfields) < 3 or rfields[0] not in ("cgroup", "cgroup2"):
-            continue
-        device, root, mount = fields[2], _unescape(fields[3]), Path(_unescape(fields[4]))
-        if device in seen:
-            continue
-        seen.add(device)
-        if rfields[0] == "cgroup2":
-            controllers = frozenset((_read(mount / "cgroup.controllers") or "").split())
-            out.append(Hierarchy(2, mount, controllers, _own_dir(mount, root, own_v2)))
-            continue
-        options = set(rfields[2].split(","))
-        own = next((p for names, p in own_v1.items() if names <= options), None)
-        names = next((n for n in own_v1 if n <= options), frozenset())
-        bound = frozenset(n for n in names if not n.startswith("name="))
-        out.append(Hierarchy(1, mount, bound, _own_dir(mount, root, own)))
-    return out
-
-
-def _own_dir(mount: Path, root: str, own: str | None) -> Path:
-    if own is None:
-        return mount
-    root = root.rstrip("/")
-    if root and not (own == root or own.startswith(root + "/")):
-        return mount
-    rel = own[len(root) :].strip("/")
-    path = mount / rel if rel else mount
-    return path if path.is_dir() else mount
-
-
-def _plan(hs: list[Hierarchy], needed: set[str]) -> dict[Hierarchy, frozenset[str]]:
-    """Which hierarchy serves each needed controller: a v1 hierarchy where it is bound, else v2."""
-    if not sys.platform.startswith("linux"):
-        raise BudgetUnavailable(f"device budgets need Linux cgroups; this is {sys.platform}")
-    if not hs:
-        raise BudgetUnavailable("no cgroup filesystem is mounted (none in /proc/self/mountinfo)")
-    v1 = {c: h for h in hs if h.version == 1 for c in h.controllers}
-    v2 = next((h for h in hs if h.version == 2), None)
-    plan: dict[Hierarchy, set[str]] = {}
-    for c in sorted(needed):
-        if c in v1:
-            plan.setdefault(v1[c], set()).add(c)
-        elif v2 is not None and c in v2.controllers:
-            plan.setdefault(v2, set()).add(c)
-        else:
-            where = f"{v2.mount}/cgroup.controllers" if v2 is not None else "any cgroup2 mount"
-            raise BudgetUnavailable(f"the {c} controller is missing: not in a v1 hierarchy nor in {where}")
-    if not plan:  # no limits: a group only for accounting and clean-up, v2 preferred (cgroup.kill, pressure)
-        h = v2 or v1.get("memory") or v1.get("cpu")
-        if h is None:
-            raise BudgetUnavailable("neither a cgroup2 mount nor a v1 memory or cpu hierarchy is mounted")
-        plan[h] = set()
-    return {h: frozenset(cs) for h, cs in plan.items()}
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Small file helpers (cgroupfs files are tiny; errors are reported by the callers)
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _read(path: Path) -> str | None:
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return None
-
-
-def _read_int(path: Path) -> int | None:
-    text = _read(path)
-    try:
-        return int(text) if text is not None else None
-    except ValueError:  # "max"
-        return None
-
-
-def _read_kv(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for line in (_read(path) or "").splitlines():
-        key, _, value = line.partition(" ")
-        with contextlib.suppress(ValueError):
-            out[key] = int(value)
-    return out
-
-
-def _read_pressure(path: Path) -> dict[str, float]:
-    """``some``/``full`` stall totals in seconds from a PSI file."""
-    out: dict[str, float] = {}
-    for line in (_read(path) or "").splitlines():
-        kind, *pairs = line.split()
-        for pair in pairs:
-            key, _, value = pair.partition("=")
-            if key == "total":
-                out[kind] = int(value) / 1e6
-    return out
-
-
-def _read_pids(path: Path) -> set[int]:
-    text = _read(path)
-    return {int(x) for x in text.split()} if text else set()
-
-
-def _write(path: Path, value: str) -> None:
-    # One write(2) per value: cgroupfs parses each write separately, and open(..., "w") + buffering
-    # could split or merge them.
-    fd = os.open(path, os.O_WRONLY)
-    try:
-        os.write(fd, value.encode())
-    finally:
-        os.close(fd)
-
-
-def _explain(exc: OSError, action: str, path: Path) -> BudgetUnavailable:
-    """Turn an OSError from cgroupfs into the one-line reason a user can act on."""
-    where = f"cannot {action} {path}"
-    if exc.errno in (errno.EACCES, errno.EPERM):
-        if os.geteuid() != 0:
-            why = (
-                f"permission denied: not root (uid {os.geteuid()}) and this cgroup is not delegated to you; run as "
-                "root, or on cgroup v2 from a delegated scope (systemd-run --user --scope -p Delegate=yes ...)"
-            )
-        else:
-            why = "permission denied even as root (a container without write access to its cgroups?)"
-    elif exc.errno == errno.EROFS:
-        why = "the cgroup filesystem is read-only (a container? it needs a writable cgroup mount)"
-    elif exc.errno == errno.ENOENT:
-        why = "no such file (the controller is not enabled here)"
-    else:
-        why = exc.strerror or str(exc)
-    return BudgetUnavailable(f"{where}: {why}")
-
-
-def limit_writes(
-    version: int, memory_bytes: int | None, quota_us: int | None, swap: bool
-) -> list[tuple[str, str, bool]]:
-    """The files a budget writes, in order, as ``(file, value, required)``.
-
-    Optional files are written when the kernel has them (swap accounting may be off; ``memory.oom.group``
-    needs 4.19). Memory limits go before their swap limits (v1 refuses memsw below the memory limit); the
-    v1 CFS period goes before the quota it is measured against.
-    """
-    out: list[tuple[str, str, bool]] = []
-    if version == 2:
-        if memory_bytes is not None:
-            out.append(("memory.max", str(memory_bytes), True))
-            if not swap:
-                out.append(("memory.swap.max", "0", False))
-            out.append(("memory.oom.group", "0", False))  # one victim per OOM, not the whole group
-        if quota_us is not None:
-            out.append(("cpu.max", f"{quota_us} {CPU_PERIOD_US}", True))
-    else:
-        if memory_bytes is not None:
-            out.append(("memory.limit_in_bytes", str(memory_bytes), True))
-            if not swap:
-                out.append(("memory.memsw.limit_in_bytes", str(memory_bytes), False))
-        if quota_us is not None:
-            out.append(("cpu.cfs_period_us", str(CPU_PERIOD_US), True))
-            out.append(("cpu.cfs_quota_us", str(quota_us), True))
-    return out
-
-
-def _host_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Killing what is inside, removing groups
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _members(dirs: Iterable[Path]) -> set[int]:
-    pids: set[int] = set()
-    for d in dirs:
-        pids |= _read_pids(d / "cgroup.procs")
-    return pids
-
-
-def _signal_member(pid: int, dirs: list[Path]) -> None:
-    """SIGKILL ``pid`` only if it is still in one of ``dirs``.
-
-    A pidfd pins the process first, so a PID that died and was reused between reading cgroup.procs and
-    signalling is never hit: the re-check finds the reused PID outside our groups.
-    """
-    fd: int | None = None
-    try:
-        fd = os.pidfd_open(pid)
-    except ProcessLookupError:
-        return
-    except (AttributeError, OSError):  # kernel before 5.3: a re-check right before kill(2) is the best we have
-        fd = None
-    try:
-        if pid not in _members(dirs):
-            return
-        if fd is not None:
-            signal.pidfd_send_signal(fd, signal.SIGKILL)
-        else:
-            os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def _kill_members(dirs: list[Path], timeout_s: float) -> set[int]:
-    """SIGKILL every process in ``dirs`` until they are empty; the PIDs still there at the deadline."""
-    for d in dirs:  # v2 (5.14+): one write kills everything, including processes forked meanwhile
-        if (d / "cgroup.kill").exists():
-            with contextlib.suppress(OSError):
-                _write(d / "cgroup.kill", "1")
-    deadline = time.monotonic() + timeout_s
-    while True:
-        pids = _members(dirs) - {os.getpid()}
-        if not pids or time.monotonic() > deadline:
-            return pids
-        for pid in pids:
-            _signal_member(pid, dirs)
-        time.sleep(0.01)
-
-
-def _rmdir(path: Path, deadline: float) -> str | None:
-    """Remove one group; None on success (or if already gone), the reason otherwise.
-
-    A group whose last process was just killed can answer EBUSY for a moment while the process exits.
-    """
-    while True:
-        try:
-            os.rmdir(path)
-            return None
-        except FileNotFoundError:
-            return None
-        except OSError as exc:
-            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
-                return f"{path}: {exc.strerror}"
-            time.sleep(0.01)
-
-
-# ---------------------------------------------------------------------------------------------------------
-# v2 parents and controllers
-# ---------------------------------------------------------------------------------------------------------
-
-
-def _v2_candidates(h: Hierarchy) -> list[Path]:
-    """Where a v2 group may go: beside our own cgroup (its parent), else the top of the hierarchy."""
-    first = h.own.parent if h.own != h.mount else h.mount
-    return list(dict.fromkeys([first, h.mount]))
-
-
-def _enable_controllers(parent: Path, controllers: frozenset[str]) -> tuple[str, ...]:
-    """Make ``controllers`` available to the children of ``parent``; return those this call switched on."""
-    available = set((_read(parent / "cgroup.controllers") or "").split())
-    missing = sorted(controllers - available)
-    if missing:
-        raise BudgetUnavailable(
-            f"{', '.join(missing)} not delegated to {parent} (absent from its cgroup.controllers; "
-            "no delegation of that controller here)"
-        )
-    active = set((_read(parent / "cgroup.subtree_control") or "").split())
-    todo = tuple(sorted(controllers - active))
-    if todo:
-        try:
-            _write(parent / "cgroup.subtree_control", " ".join("+" + c for c in todo))
-        except OSError as exc:
-            if exc.errno == errno.EBUSY:
-                raise BudgetUnavailable(
-                    f"cannot enable {', '.join(todo)} for the children of {parent}: it has processes of its own "
-                    "(cgroup v2 no-internal-process rule); start bubbleup from a cgroup whose parent has none, "
-                    "e.g. systemd-run --scope -p Delegate=yes ..."
-                ) from exc
-            raise _explain(exc, f"enable {', '.join(todo)} in", parent / "cgroup.subtree_control") from exc
-    return todo
-
-
-def _restore_controllers(parent: Path, enabled: tuple[str, ...]) -> None:
-    """Switch off what ``_enable_controllers`` switched on, unless another bubbleup group still sits there."""
-    if not enabled:
-        return
-    with contextlib.suppress(OSError):
-        if any(_NAME_RE.match(p.name) for p in parent.iterdir() if p.is_dir()):
-            return
-        _write(parent / "cgroup.subtree_control", " ".join("-" + c for c in enabled))
-
-
-# ---------------------------------------------------------------------------------------------------------
-# The budget
-# ---------------------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -601,17 +163,17 @@ class Budget:
         with self._lock:
             if self._state.phase != "new":
                 raise RuntimeError(f"a budget is applied once; this one is {self._state.phase}")
-            host = _host_cores()
+            host = host_cores()
             quota_us: int | None = None
             notes = self._state.notes
             if self.spec.cpus is not None:
                 if self.spec.cpus >= host:
                     notes.append(f"cpus {self.spec.cpus:g} requested, host has {host}: no CPU limit applied")
                 else:
-                    quota_us = max(_MIN_QUOTA_US, round(self.spec.cpus * CPU_PERIOD_US))
+                    quota_us = max(MIN_QUOTA_US, round(self.spec.cpus * CPU_PERIOD_US))
             memory_bytes = self.spec.memory_mb * MIB if self.spec.memory_mb is not None else None
             needed = ({"memory"} if memory_bytes is not None else set()) | ({"cpu"} if quota_us is not None else set())
-            plan = _plan(hierarchies(), needed)
+            plan = plan_controllers(hierarchies(), needed)
             name = f"{PREFIX}{os.getpid()}-{_next_number()}"
             self._state.phase = "applied"  # from here on close() has something to undo
             with _OPEN_LOCK:
@@ -635,19 +197,19 @@ class Budget:
             if not required and not path.exists():
                 continue
             try:
-                _write(path, value)
+                write_file(path, value)
             except OSError as exc:
                 if required:
-                    raise _explain(exc, f"write {value} to", path) from exc
+                    raise explain(exc, f"write {value} to", path) from exc
                 self._state.notes.append(f"could not write {value} to {path}: {exc.strerror}")
         if g.hierarchy.version == 1 and mem is not None:
             # v1 children inherit oom_kill_disable from their parent; with it set, processes would hang at the
             # limit instead of one being killed. Written only when needed: the file is deprecated and warns.
-            if _read_kv(g.path / "memory.oom_control").get("oom_kill_disable") == 1:
+            if read_kv(g.path / "memory.oom_control").get("oom_kill_disable") == 1:
                 try:
-                    _write(g.path / "memory.oom_control", "0")
+                    write_file(g.path / "memory.oom_control", "0")
                 except OSError as exc:
-                    raise _explain(exc, "enable the OOM killer in", g.path / "memory.oom_control") from exc
+                    raise explain(exc, "enable the OOM killer in", g.path / "memory.oom_control") from exc
 
     def _record_effective(self, host: int, quota_us: int | None) -> None:
         eff = self._state.effective
@@ -660,7 +222,7 @@ class Budget:
         eff["memory_limit_mb"] = eff["memory_ceiling_mb"] = eff["swap_limited"] = None
         if mem is not None:
             v2 = mem.hierarchy.version == 2
-            limit = _read_int(mem.path / ("memory.max" if v2 else "memory.limit_in_bytes"))
+            limit = read_int(mem.path / ("memory.max" if v2 else "memory.limit_in_bytes"))
             eff["memory_limit_mb"] = limit / MIB if limit is not None else None
             ceiling = [x for x in (limit, *_ancestor_limits(mem), psutil.virtual_memory().total) if x is not None]
             eff["memory_ceiling_mb"] = min(ceiling) / MIB
@@ -686,7 +248,7 @@ class Budget:
 
     def _autogroup_inside(self) -> bool | None:
         """Whether the members' CPU time is shared by session autogroups (only in the root task group)."""
-        if (_read(Path("/proc/sys/kernel/sched_autogroup_enabled")) or "0") != "1":
+        if (read_file(Path("/proc/sys/kernel/sched_autogroup_enabled")) or "0") != "1":
             return False
         if self._group("cpu") is not None:
             return False
@@ -694,7 +256,7 @@ class Budget:
         if v2 is not None:
             node = v2.path
             while node != v2.hierarchy.mount and v2.hierarchy.mount in node.parents:
-                if "cpu" in (_read(node / "cgroup.controllers") or "").split():
+                if "cpu" in (read_file(node / "cgroup.controllers") or "").split():
                     return False
                 node = node.parent
             if "cpu" in v2.hierarchy.controllers:
@@ -713,20 +275,12 @@ class Budget:
                 raise RuntimeError(f"budget is {self._state.phase}: apply() it first")
             return [str(g.path / "cgroup.procs") for g in self._state.groups]
 
-    def env(self) -> dict[str, str]:
-        """The environment entry that makes a child's ``join_from_env()`` join this budget."""
-        files = self.procs_files()
-        bad = [f for f in files if os.pathsep in f]
-        if bad:
-            raise BudgetUnavailable(f"cgroup path contains {os.pathsep!r} and cannot go into {ENV_VAR}: {bad[0]}")
-        return {ENV_VAR: os.pathsep.join(files)}
-
     def wrap(self, argv: list[str]) -> list[str]:
         """``argv`` prefixed so the process joins the budget before ``exec``: nothing it touches is charged outside.
 
         Uses ``/bin/sh`` (``echo $$ > cgroup.procs; exec "$@"``); the PID stays the same, so Popen and
         psutil see the real command. Exits with status 125 if joining fails (sh names the file on stderr).
-        Works for commands that cannot call ``join_from_env()`` (the ``command`` workload, stress-ng).
+        Every child the harness starts into a budget (worker, bubbles, stress-ng, commands) goes this way.
         """
         files = self.procs_files()
         script = (
@@ -738,7 +292,7 @@ class Budget:
     def pids(self) -> list[int]:
         """The processes inside the budget now."""
         with self._lock:
-            return sorted(_members(g.path for g in self._state.groups)) if self._state.phase == "applied" else []
+            return sorted(members(g.path for g in self._state.groups)) if self._state.phase == "applied" else []
 
     # -- measuring ------------------------------------------------------------------------------------------
 
@@ -763,8 +317,8 @@ class Budget:
         mem = self._group("memory")
         if mem is not None and mem.hierarchy.version == 2:
             p = mem.path
-            current, peak = _read_int(p / "memory.current"), _read_int(p / "memory.peak")
-            events, stat = _read_kv(p / "memory.events"), _read_kv(p / "memory.stat")
+            current, peak = read_int(p / "memory.current"), read_int(p / "memory.peak")
+            events, stat = read_kv(p / "memory.events"), read_kv(p / "memory.stat")
             out.update(
                 memory_current_mb=current / MIB if current is not None else None,
                 memory_peak_mb=peak / MIB if peak is not None else None,
@@ -777,8 +331,8 @@ class Budget:
             )
         elif mem is not None:
             p = mem.path
-            current, peak = _read_int(p / "memory.usage_in_bytes"), _read_int(p / "memory.max_usage_in_bytes")
-            stat, oom = _read_kv(p / "memory.stat"), _read_kv(p / "memory.oom_control")
+            current, peak = read_int(p / "memory.usage_in_bytes"), read_int(p / "memory.max_usage_in_bytes")
+            stat, oom = read_kv(p / "memory.stat"), read_kv(p / "memory.oom_control")
             anon, cache = stat.get("total_rss", stat.get("rss")), stat.get("total_cache", stat.get("cache"))
             out.update(
                 memory_current_mb=current / MIB if current is not None else None,
@@ -787,27 +341,27 @@ class Budget:
                 memory_file_mb=cache / MIB if cache is not None else None,
                 oom_kills=oom.get("oom_kill"),
                 oom_events=None,  # v1 counts kills only (and notifies OOMs through eventfd, which we do not hold)
-                limit_hits=_read_int(p / "memory.failcnt"),
+                limit_hits=read_int(p / "memory.failcnt"),
                 major_faults=stat.get("total_pgmajfault", stat.get("pgmajfault")),
             )
         for g in self._state.groups:
             if g.hierarchy.version == 2:
-                psi = _read_pressure(g.path / "memory.pressure")
+                psi = read_pressure(g.path / "memory.pressure")
                 out.update(memory_pressure_some_s=psi.get("some"), memory_pressure_full_s=psi.get("full"))
-                cpu = _read_kv(g.path / "cpu.stat")  # core file: present even without the cpu controller
+                cpu = read_kv(g.path / "cpu.stat")  # core file: present even without the cpu controller
                 if "usage_usec" in cpu:
                     out["cpu_usage_s"] = cpu["usage_usec"] / 1e6
                 if "nr_throttled" in cpu:
                     out["cpu_throttled_periods"] = cpu["nr_throttled"]
                     out["cpu_throttled_s"] = cpu.get("throttled_usec", 0) / 1e6
             elif "cpu" in g.controllers:
-                cpu = _read_kv(g.path / "cpu.stat")
+                cpu = read_kv(g.path / "cpu.stat")
                 out["cpu_throttled_periods"] = cpu.get("nr_throttled")
                 out["cpu_throttled_s"] = cpu["throttled_time"] / 1e9 if "throttled_time" in cpu else None
-                usage = _read_int(g.path / "cpuacct.usage")  # only where cpu and cpuacct share a hierarchy
+                usage = read_int(g.path / "cpuacct.usage")  # only where cpu and cpuacct share a hierarchy
                 if usage is not None:
                     out["cpu_usage_s"] = usage / 1e9
-        out["pids"] = sorted(_members(g.path for g in self._state.groups))
+        out["pids"] = sorted(members(g.path for g in self._state.groups))
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -838,20 +392,20 @@ class Budget:
                 self._state.phase = "closed"
                 return
             dirs = [g.path for g in self._state.groups]
-            if os.getpid() in _members(dirs):  # never kill ourselves: step back out first
+            if os.getpid() in members(dirs):  # never kill ourselves: step back out first
                 for g in self._state.groups:
                     with contextlib.suppress(OSError):
-                        _write(g.hierarchy.own / "cgroup.procs", str(os.getpid()))
-            left = _kill_members(dirs, timeout_s)
+                        write_file(g.hierarchy.own / "cgroup.procs", str(os.getpid()))
+            left = kill_members(dirs, timeout_s)
             with contextlib.suppress(OSError):
                 self._state.final_stats = self._collect()
             deadline = time.monotonic() + max(1.0, timeout_s / 2)
             failures: list[str] = []
             remaining: list[_Group] = []
             for g in self._state.groups:
-                why = _rmdir(g.path, deadline)
+                why = rmdir_group(g.path, deadline)
                 if why is None:
-                    _restore_controllers(g.path.parent, g.enabled_in_parent)
+                    restore_controllers(g.path.parent, g.enabled_in_parent)
                 else:
                     failures.append(why)
                     remaining.append(g)
@@ -877,20 +431,20 @@ def _create(h: Hierarchy, controllers: frozenset[str], name: str) -> _Group:
         try:
             os.mkdir(h.own / name)
         except OSError as exc:
-            raise _explain(exc, "create a cgroup in", h.own) from exc
+            raise explain(exc, "create a cgroup in", h.own) from exc
         return _Group(h, h.own / name, controllers)
     reasons: list[str] = []
-    for parent in _v2_candidates(h):
+    for parent in v2_candidates(h):
         try:
-            enabled = _enable_controllers(parent, controllers)
+            enabled = enable_controllers(parent, controllers)
         except BudgetUnavailable as exc:
             reasons.append(str(exc))
             continue
         try:
             os.mkdir(parent / name)
         except OSError as exc:
-            _restore_controllers(parent, enabled)
-            reasons.append(str(_explain(exc, "create a cgroup in", parent)))
+            restore_controllers(parent, enabled)
+            reasons.append(str(explain(exc, "create a cgroup in", parent)))
             continue
         return _Group(h, parent / name, controllers, enabled)
     raise BudgetUnavailable("; ".join(reasons))
@@ -901,7 +455,7 @@ def _ancestor_limits(g: _Group) -> Iterator[int]:
     fname = "memory.max" if g.hierarchy.version == 2 else "memory.limit_in_bytes"
     node = g.path.parent
     while node == g.hierarchy.mount or g.hierarchy.mount in node.parents:
-        value = _read_int(node / fname)
+        value = read_int(node / fname)
         if value is not None and value < (1 << 62):  # v1 says "unlimited" with a huge number
             yield value
         if node == g.hierarchy.mount:
@@ -921,58 +475,13 @@ def _close_open_budgets() -> None:
             print(f"bubbleup: {exc}", file=sys.stderr)
 
 
-# ---------------------------------------------------------------------------------------------------------
-# Children
-# ---------------------------------------------------------------------------------------------------------
-
-
-def join(procs_files: Iterable[str]) -> None:
-    """Move this process into the budget: write our PID into each ``cgroup.procs``.
-
-    Called by a child as its very first statement: memory is charged where it is first touched, so
-    whatever the child allocated before joining stays charged outside the budget.
-    """
-    pid = str(os.getpid()).encode()
-    for f in procs_files:
-        if not f:
-            continue
-        try:
-            fd = os.open(f, os.O_WRONLY)
-            try:
-                os.write(fd, pid)
-            finally:
-                os.close(fd)
-        except FileNotFoundError as exc:
-            raise BudgetUnavailable(f"cannot join the budget: {f} is gone (the budget was closed)") from exc
-        except OSError as exc:
-            raise _explain(exc, "join the budget through", Path(f)) from exc
-
-
-def join_from_env(environ: Mapping[str, str] | None = None) -> bool:
-    """Join the budget named by ``$BUBBLEUP_CGROUP_PROCS``; False (nothing done) when it is not set.
-
-    Raises ``BudgetUnavailable`` rather than carrying on outside: a process measured outside its budget
-    would make the run quietly wrong.
-    """
-    value = (os.environ if environ is None else environ).get(ENV_VAR, "")
-    if not value:
-        return False
-    join(value.split(os.pathsep))
-    return True
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Checking and sweeping
-# ---------------------------------------------------------------------------------------------------------
-
-
 def availability(memory: bool = True, cpu: bool = True) -> tuple[bool, str]:
     """Can budgets be applied here? ``(True, where)`` or ``(False, why)``.
 
     Tries for real (creates, limits and removes a probe group): permissions, read-only mounts and
     delegation only show when one writes.
     """
-    probe = Budget(memory_mb=64 if memory else None, cpus=min(0.5, _host_cores() / 2) if cpu else None)
+    probe = Budget(memory_mb=64 if memory else None, cpus=min(0.5, host_cores() / 2) if cpu else None)
     try:
         probe.apply()
         info = probe.describe()
@@ -981,83 +490,3 @@ def availability(memory: bool = True, cpu: bool = True) -> tuple[bool, str]:
         return False, str(exc)
     where = ", ".join(f"{k} under {Path(v).parent}" for k, v in info["groups"].items())
     return True, f"cgroup v{info['cgroup_version']}: {where}"
-
-
-def find_groups(owner_pid: int | None = None) -> list[Path]:
-    """Every ``bubbleup-*`` cgroup in every mounted hierarchy (only ``owner_pid``'s if given)."""
-    out: list[Path] = []
-    for h in hierarchies():
-        for path in _walk(h.mount):
-            m = _NAME_RE.match(path.name)
-            if m and (owner_pid is None or int(m[1]) == owner_pid):
-                out.append(path)
-    return out
-
-
-def _walk(top: Path) -> Iterator[Path]:
-    """The bubbleup groups under ``top`` (not descending into them: we never nest)."""
-    stack = [top]
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for e in entries:
-            if e.is_dir(follow_symlinks=False):
-                if e.name.startswith(PREFIX):
-                    yield Path(e.path)
-                else:
-                    stack.append(Path(e.path))
-
-
-@dataclass
-class SweepResult:
-    """What ``sweep_stale()`` did: groups removed, stale groups left because processes are inside, errors."""
-
-    removed: list[str] = field(default_factory=list)
-    busy: list[str] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-
-
-def _owner_gone(pid: int, group: Path) -> bool:
-    """True if the orchestrator that named ``group`` is dead (or its PID now belongs to a younger process)."""
-    if pid == os.getpid():
-        return False
-    try:
-        proc = psutil.Process(pid)
-        if proc.status() == psutil.STATUS_ZOMBIE:
-            return True
-        return proc.create_time() > group.stat().st_ctime + 2.0  # the PID was reused after the group was made
-    except psutil.NoSuchProcess:
-        return True
-    except (psutil.AccessDenied, OSError):
-        return False
-
-
-def sweep_stale(kill: bool = False, timeout_s: float = 5.0) -> SweepResult:
-    """Remove ``bubbleup-<pid>-*`` groups whose orchestrator no longer exists; call at start-up.
-
-    Only a SIGKILLed (or power-cut) orchestrator leaves groups behind. Groups with processes still inside
-    (bubbles that outlived it) are left and listed in ``busy`` unless ``kill`` is true, in which case those
-    processes are SIGKILLed by PID first. Live runs' groups are never touched.
-    """
-    result = SweepResult()
-    for path in find_groups():
-        m = _NAME_RE.match(path.name)
-        if m is None or not _owner_gone(int(m[1]), path):
-            continue
-        inside = _members([path])
-        if inside and not kill:
-            result.busy.append(f"{path} (processes {sorted(inside)})")
-            continue
-        if inside:
-            left = _kill_members([path], timeout_s)
-            if left:
-                result.errors.append(f"{path}: processes {sorted(left)} did not die")
-                continue
-        why = _rmdir(path, time.monotonic() + timeout_s)
-        if why is None:
-            result.removed.append(str(path))
-        else:
-            result.errors.append(why)
-    return result

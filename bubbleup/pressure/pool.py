@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bubbleup import procs
 from bubbleup.errors import BubbleFailed
 from bubbleup.pressure.kinds import effective
-from bubbleup.scenario import BubbleSpec
+
+if TYPE_CHECKING:
+    from bubbleup.scenario import BubbleSpec
 
 #: The process each backend runs; both speak bubble_kernel's JSON-lines protocol.
 BACKEND_MODULES = {"builtin": "bubbleup.pressure.kernel", "stress-ng": "bubbleup.pressure.stress_ng"}

@@ -25,11 +25,11 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.patches import Patch
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
-from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, Cliff, times
-from bubbleup.analysis.summary import Run, axis_label, format_value
+from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, Cliff
+from bubbleup.formatting import format_value, times
+from bubbleup.store.reader import Run
 
 #: seaborn's colour-blind palette minus its pale pink and yellow, which vanish on white.
 PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494")
@@ -59,11 +59,11 @@ def to_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def _theme() -> None:
+def theme() -> None:
     sns.set_theme(style="whitegrid", context="notebook", font_scale=0.95)
 
 
-def _plain_log_y(ax: plt.Axes) -> None:
+def plain_log_y(ax: plt.Axes) -> None:
     """Log y with ordinary numbers as tick labels (``20``, ``50``), not ``10^1``.
 
     Call after plotting: within about a decade every minor tick is labelled (else a panel
@@ -76,13 +76,30 @@ def _plain_log_y(ax: plt.Axes) -> None:
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos: f"{y:g}" if f"{y:g}"[0] in keep else ""))
 
 
-def _wants_log(values: pd.Series | np.ndarray, ratio: float = 6.0) -> bool:
+def wants_log(values: pd.Series | np.ndarray, ratio: float = 6.0) -> bool:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v) & (v > 0)]
     return bool(len(v) > 1 and v.max() / v.min() > ratio)
 
 
-def _x_axis(ax: plt.Axes, run: Run, values: Sequence[float]) -> None:
+def axis_label(run: Run) -> str:
+    """The x-axis title of a latency-vs-pressure figure, with units and the fixed other dimension."""
+    kinds = len(run.effective.get("bubbles") or []) or 1
+    if run.axis == "size_mb":
+        counts = run.points["bubble_count"].dropna().unique() if len(run.points) else []
+        count = int(counts[0]) if len(counts) == 1 else run.sweep_count
+        if not count:
+            return "bubble size (MiB)"
+        return f"bubble size (MiB), {count} bubble{'s' if count != 1 else ''}"
+    size = run.fixed_size_mb
+    if math.isnan(size):
+        return "bubbles running"
+    if kinds > 1:
+        return f"bubble sets running ({kinds} bubbles each, largest {format_value(size, 'size_mb')})"
+    return f"bubbles running (each {format_value(size, 'size_mb')})"
+
+
+def x_axis(ax: plt.Axes, run: Run, values: Sequence[float]) -> None:
     """Sweep values as ticks; a log2 axis when sizes double (64, 128, ... MiB)."""
     vals = sorted(v for v in values if np.isfinite(v))
     if run.axis == "size_mb" and vals and vals[0] > 0 and vals[-1] / vals[0] >= 8:
@@ -124,7 +141,7 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
     """Median latency (or normalised QoS) vs pressure, one line per setting with its 95% CI band and cliff."""
     if summary.empty or not summary["median_ms"].notna().any():
         return None
-    _theme()
+    theme()
     settings = [s for s in run.settings if s in set(summary["setting"])]
     style = styles(settings)
     by_setting = {c.setting: c for c in cliffs}
@@ -143,7 +160,7 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
         sharey=True,
     )
     flat = list(axes.flat)
-    log_y = not qos and _wants_log(summary[column], 3)
+    log_y = not qos and wants_log(summary[column], 3)
     for i, setting in enumerate(settings):
         ax = flat[i] if small else flat[0]
         if small:  # the other settings in grey, for context
@@ -163,8 +180,8 @@ def latency_curve(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], qos:
         else:
             ax.margins(y=0.18 if small else 0.1)  # room for the cliff's label
         if log_y:
-            _plain_log_y(ax)
-        _x_axis(ax, run, summary["value"].unique())
+            plain_log_y(ax)
+        x_axis(ax, run, summary["value"].unique())
         if small and ax not in _bottom_axes(axes, len(settings)):
             ax.set_xlabel("")
         elif small:
@@ -270,12 +287,12 @@ def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
     """Per-point latency distributions (box plots): what the medians hide, outliers and spread."""
     if timed.empty:
         return None
-    _theme()
+    theme()
     settings = [s for s in run.settings if s in set(timed["setting"])]
     style = styles(settings)
     values = sorted(timed["value"].unique())
     labels = [format_value(v, run.axis, unit=False) for v in values]
-    log_y = _wants_log(timed["latency_ms"], 4)
+    log_y = wants_log(timed["latency_ms"], 4)
     ylabel = f"latency per inference (ms){', log scale' if log_y else ''}"
     if len(settings) <= 6:
         data = timed.assign(pressure=timed["value"].map(lambda v: format_value(v, run.axis, unit=False)))
@@ -298,7 +315,7 @@ def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
             )
         ax.legend(title="setting", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         if log_y:
-            _plain_log_y(ax)
+            plain_log_y(ax)
         ax.set_xlabel(axis_label(run))
         ax.set_ylabel(ylabel)
         fig.tight_layout()
@@ -329,7 +346,7 @@ def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
         ax.set_xticks(range(len(values)))
         ax.set_xticklabels(labels)
     if log_y:
-        _plain_log_y(axes.flat[0])  # shared y: one call formats every panel
+        plain_log_y(axes.flat[0])  # shared y: one call formats every panel
     for ax in _bottom_axes(axes, len(settings)):
         ax.set_xlabel(axis_label(run))
         ax.xaxis.set_tick_params(labelbottom=True)  # sharex hides them above an empty panel
@@ -340,293 +357,3 @@ def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
 
 
 #: More points than this in a time trace add ink, not information: timed samples are thinned.
-MAX_TRACE_POINTS = 20_000
-
-
-def _thin_out(trace: pd.DataFrame) -> pd.DataFrame:
-    """Every warm-up, first use and setting change kept; timed samples decimated evenly beyond MAX_TRACE_POINTS."""
-    if len(trace) <= MAX_TRACE_POINTS:
-        return trace
-    keep = (trace["phase"] != "timed") | (trace["first_use"] == 1)
-    keep |= (trace["setting"] != trace["setting"].shift()) | (trace["worker_pid"] != trace["worker_pid"].shift())
-    step = math.ceil(len(trace) / MAX_TRACE_POINTS)
-    keep |= (np.arange(len(trace)) % step) == 0
-    return trace[keep].reset_index(drop=True)
-
-
-def _change_points(trace: pd.DataFrame) -> pd.DataFrame:
-    """Rows where the setting (or the worker process) changes from the previous sample."""
-    prev_setting = trace["setting"].shift()
-    prev_pid = trace["worker_pid"].shift()
-    changed = (trace["setting"] != prev_setting) | (trace["worker_pid"] != prev_pid)
-    return trace[changed]
-
-
-def memory_trace(run: Run) -> Figure | None:
-    """Worker RSS and latency over the run, every setting change marked (the TX2 study's Figure 3.2)."""
-    s = run.samples
-    if s.empty or not s["rss_mb"].notna().any() or not s["t_s"].notna().any():
-        return None
-    _theme()
-    trace = _thin_out(s.sort_values("t_s").reset_index(drop=True))
-    settings = [x for x in run.settings if x in set(trace["setting"])]
-    style = styles(settings)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(12, 6.2), sharex=True, height_ratios=(3, 2))
-    for _pid, seg in trace.groupby("worker_pid", sort=False):  # one line per worker: a restart breaks the trace
-        top.plot(seg["t_s"], seg["rss_mb"], color="#444444", lw=0.8, zorder=2)
-    for setting in settings:
-        part = trace[trace["setting"] == setting]
-        top.scatter(
-            part["t_s"],
-            part["rss_mb"],
-            s=6,
-            color=style[setting].colour,
-            marker=style[setting].marker,
-            label=setting,
-            zorder=3,
-        )
-        bottom.scatter(
-            part["t_s"], part["latency_ms"], s=6, color=style[setting].colour, marker=style[setting].marker, zorder=3
-        )
-    changes = _change_points(trace)
-    if len(changes) <= 80:
-        for ax in (top, bottom):
-            for t in changes["t_s"].iloc[1:]:
-                ax.axvline(t, color="#999999", lw=0.7, ls="--", zorder=1)
-    first = trace[trace["first_use"] == 1]
-    if len(first):
-        top.scatter(
-            first["t_s"],
-            first["rss_mb"],
-            s=70,
-            marker="v",
-            facecolor="none",
-            edgecolor="black",
-            linewidth=1.2,
-            zorder=4,
-            label="first use of a setting",
-        )
-        if len(first) <= 12:
-            for row in first.itertuples():
-                top.annotate(
-                    str(row.setting),
-                    (row.t_s, row.rss_mb),
-                    xytext=(3, 8),
-                    textcoords="offset points",
-                    fontsize=8,
-                    color=style.get(row.setting, Style("#000", "o")).colour,
-                )
-    _shade_points(run, top, trace)
-    _shade_points(run, bottom, trace, labels=False)
-    if _wants_log(trace["latency_ms"]):
-        _plain_log_y(bottom)
-    _min_span(top, trace["rss_mb"], 0.1)
-    top.set_ylabel("worker RSS (MiB)")
-    bottom.set_ylabel("latency (ms)")
-    bottom.set_xlabel("time since the run started (s); dashed lines: setting changes")
-    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting", markerscale=2)
-    fig.tight_layout()
-    return fig
-
-
-def _min_span(ax: plt.Axes, values: pd.Series, fraction: float) -> None:
-    """Show at least ``fraction`` of the largest value on y, so 0.02 MiB of jitter does not fill the panel."""
-    lo, hi = float(values.min()), float(values.max())
-    span = fraction * abs(hi)
-    if hi - lo < span:
-        mid = (hi + lo) / 2
-        ax.set_ylim(mid - span / 2, mid + span / 2)
-
-
-def _shade_points(run: Run, ax: plt.Axes, samples: pd.DataFrame, labels: bool = True) -> None:
-    """Shade each sweep point's time span and name its pressure: time traces then read against the sweep."""
-    spans = samples.groupby(["repeat", "value"])["t_s"].agg(["min", "max"]).sort_values("min")
-    if not 1 < len(spans) <= 60:
-        return
-    trans = ax.get_xaxis_transform()
-    for i, ((_rep, value), span) in enumerate(spans.iterrows()):
-        if i % 2 == 0:
-            ax.axvspan(span["min"], span["max"], color="#f0f0f0", zorder=0)
-        if labels:
-            ax.text(
-                (span["min"] + span["max"]) / 2,
-                1.01,
-                format_value(value, run.axis, unit=False),
-                transform=trans,
-                ha="center",
-                va="bottom",
-                fontsize=7,
-                color="#555555",
-            )
-
-
-def memory_bars(run: Run) -> Figure | None:
-    """Peak worker RSS per setting (the TX2 study's Figure 3.1, ApproxNet vs MCDNN, made generic).
-
-    In a run of several workloads the bars are coloured by workload, so the comparison the
-    study drew (one model that switches vs several models) reads at a glance.
-    """
-    s = run.samples
-    if s.empty or not s["rss_mb"].notna().any():
-        return None
-    _theme()
-    settings = [x for x in run.settings if x in set(s["setting"])]
-    peak = s.groupby("setting")["rss_mb"].max().reindex(settings)
-    if len(run.workloads) > 1:
-        owner = s.drop_duplicates("setting").set_index("setting")["workload"].astype(str)
-        colour_of = {w: PALETTE[i % len(PALETTE)] for i, w in enumerate(run.workloads)}
-        colours = [colour_of.get(owner.get(x, ""), PALETTE[-1]) for x in settings]
-    else:
-        style = styles(settings)
-        colours = [style[x].colour for x in settings]
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(settings) + 3), 4.2))
-    bars = ax.bar(range(len(settings)), peak.to_numpy(), color=colours)
-    ax.bar_label(bars, labels=[f"{v:.0f}" for v in peak.to_numpy()], padding=2, fontsize=9)
-    ax.set_xticks(range(len(settings)))
-    tilt = len(settings) > 6 or max(len(x) for x in settings) > 12
-    ax.set_xticklabels(settings, rotation=30 if tilt else 0, ha="right" if tilt else "center")
-    if len(run.workloads) > 1:
-        handles = [Patch(color=colour_of[w], label=w) for w in run.workloads]
-        ax.legend(handles=handles, title="workload", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
-    ax.set_xlabel("setting (in the order the worker ran them)")
-    ax.set_ylabel("peak worker RSS (MiB)")
-    ax.margins(y=0.12)
-    ax.grid(axis="x", visible=False)
-    fig.tight_layout()
-    return fig
-
-
-_UNITS = (
-    ("_percent", "%"),
-    ("_pct", "%"),
-    ("_mb", "MiB"),
-    ("_mib", "MiB"),
-    ("_kb", "KiB"),
-    ("_bytes", "B"),
-    ("_ms", "ms"),
-    ("_s", "s"),
-    ("_hz", "Hz"),
-    ("_mhz", "MHz"),
-    ("_c", "°C"),
-    ("avg10", "%"),
-    ("avg60", "%"),
-    ("avg300", "%"),
-)
-
-
-def _unit(column: str) -> str:
-    for suffix, unit in _UNITS:
-        if column.lower().endswith(suffix):
-            return f" ({unit})"
-    return ""
-
-
-#: Telemetry columns that say when or where a row was taken, not what was measured.
-TELEMETRY_KEYS = frozenset({"t_s", "repeat", "value", "step", "bubble_count", "bubble_size_mb"})
-
-
-def telemetry(run: Run, max_panels: int = 12) -> Figure | None:
-    """Every numeric telemetry column over time, one small panel each, sweep points shaded."""
-    tel = run.telemetry
-    if tel is None or tel.empty:
-        return None
-    cols = [
-        c
-        for c in tel.columns
-        if c not in TELEMETRY_KEYS and pd.api.types.is_numeric_dtype(tel[c]) and tel[c].notna().any()
-    ]
-    if not cols:
-        return None
-    cols = cols[:max_panels]
-    _theme()
-    fig, axes = plt.subplots(len(cols), 1, figsize=(12, 1.7 * len(cols) + 0.6), sharex=True, squeeze=False)
-    for i, (ax, col) in enumerate(zip(axes[:, 0], cols, strict=True)):
-        ax.plot(tel["t_s"], tel[col], color=PALETTE[0], lw=1)
-        ax.set_ylabel(f"{col}{_unit(col)}", rotation=0, ha="right", va="center", fontsize=9)
-        if not run.samples.empty:
-            _shade_points(run, ax, run.samples, labels=i == 0)
-    axes[-1, 0].set_xlabel("time since the run started (s); shaded bands and numbers: sweep points")
-    fig.tight_layout()
-    return fig
-
-
-# -- comparison of two runs ----------------------------------------------------------------------
-
-
-def comparison_overlay(run_a: Run, run_b: Run, sa: pd.DataFrame, sb: pd.DataFrame) -> Figure | None:
-    """Both runs' median curves on one plot: A dashed with hollow markers, B solid."""
-    if not (sa["median_ms"].notna().any() or sb["median_ms"].notna().any()):
-        return None
-    _theme()
-    settings = list(dict.fromkeys(run_a.settings + run_b.settings))
-    style = styles(settings)
-    fig, ax = plt.subplots(figsize=(10, 5.2))
-    for summary, dashed in ((sa, True), (sb, False)):
-        for s in settings:
-            rows = summary[(summary["setting"] == s) & summary["median_ms"].notna()].sort_values("value")
-            if rows.empty:
-                continue
-            st = style[s]
-            ax.plot(
-                rows["value"],
-                rows["median_ms"],
-                color=st.colour,
-                marker=st.marker,
-                ls="--" if dashed else "-",
-                mfc="white" if dashed else st.colour,
-                lw=2,
-                ms=6,
-            )
-            ax.fill_between(rows["value"], rows["ci_low_ms"], rows["ci_high_ms"], color=st.colour, alpha=0.15, lw=0)
-    if _wants_log(pd.concat([sa["median_ms"], sb["median_ms"]])):
-        _plain_log_y(ax)
-    _x_axis(ax, run_b, sorted(set(sa["value"]) | set(sb["value"])))
-    ax.set_ylabel("median latency (ms)")
-    handles = [Line2D([], [], color=style[s].colour, marker=style[s].marker, lw=2, label=s) for s in settings]
-    handles += [
-        Line2D([], [], color="#555555", ls="--", marker="o", mfc="white", label=f"A: {run_a.name}"),
-        Line2D([], [], color="#555555", ls="-", marker="o", label=f"B: {run_b.name}"),
-    ]
-    ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting / run")
-    fig.tight_layout()
-    return fig
-
-
-def comparison_ratios(run_a: Run, run_b: Run, table: pd.DataFrame) -> Figure | None:
-    """B/A median ratio per point with its CI, on a log axis; significant differences filled."""
-    t = table.dropna(subset=["ratio"])
-    if t.empty:
-        return None
-    _theme()
-    settings = list(dict.fromkeys(t["setting"]))
-    style = styles(list(dict.fromkeys(run_a.settings + run_b.settings)))
-    values = sorted(t["value"].unique())
-    step = (min(np.diff(values)) if len(values) > 1 else 1.0) * 0.5 / max(1, len(settings))
-    fig, ax = plt.subplots(figsize=(10, 4.6))
-    for i, s in enumerate(settings):
-        rows = t[t["setting"] == s].sort_values("value")
-        x = rows["value"] + (i - (len(settings) - 1) / 2) * step if run_b.axis == "count" else rows["value"]
-        err = [rows["ratio"] - rows["ratio_low"], rows["ratio_high"] - rows["ratio"]]
-        st = style[s]
-        ax.errorbar(x, rows["ratio"], yerr=err, fmt="none", ecolor=st.colour, elinewidth=1.5, capsize=3)
-        sig = rows["significant"].to_numpy(bool)
-        ax.scatter(x[sig], rows["ratio"][sig], color=st.colour, marker=st.marker, s=50, zorder=3, label=s)
-        ax.scatter(
-            x[~sig],
-            rows["ratio"][~sig],
-            facecolor="white",
-            edgecolor=st.colour,
-            marker=st.marker,
-            s=50,
-            zorder=3,
-            label=None if sig.any() else s,
-        )
-    ax.axhline(1.0, color="#333333", lw=1)
-    ax.set_yscale("log", base=2)  # 0.5x and 2x sit at the same distance from 1
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos: f"{y:.2g}"))
-    _x_axis(ax, run_b, values)
-    ax.set_ylabel("median latency B / A (ratio, log scale)")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting")
-    fig.tight_layout()
-    return fig

@@ -20,10 +20,13 @@ import jinja2
 import pandas as pd
 
 import bubbleup
-from bubbleup.analysis import summary as analysis
-from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff, times
-from bubbleup.analysis.summary import MissingPoint, Run, format_value
-from bubbleup.report import figures
+from bubbleup.analysis import stats as lat_stats
+from bubbleup.analysis import summary as summaries
+from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff
+from bubbleup.analysis.summary import MissingPoint
+from bubbleup.formatting import flatten, fmt_ms, format_value, times
+from bubbleup.report import figures, trace_figures
+from bubbleup.store.reader import Run, load_run
 
 TEMPLATES = Path(__file__).parent / "templates"
 REPORT_NAME = "report.html"
@@ -56,14 +59,6 @@ def environment() -> jinja2.Environment:
     return env
 
 
-def fmt_ms(value: Any) -> str:
-    """Milliseconds with three significant digits (``12.3``, ``0.845``, ``1234``)."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    v = float(value)
-    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
-
-
 def to_yaml(data: Any) -> str:
     """Scenario dicts as YAML, the way users wrote them (JSON if PyYAML is unavailable)."""
     try:
@@ -72,20 +67,6 @@ def to_yaml(data: Any) -> str:
         return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, allow_unicode=True).strip()
     except Exception:  # any failure to dump falls back to JSON, never breaks a report
         return json.dumps(data, indent=2, default=str)
-
-
-def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
-    """Nested metadata as (dotted.key, value) rows for a two-column table."""
-    if isinstance(data, dict):
-        rows: list[tuple[str, str]] = []
-        for key, value in data.items():
-            rows.extend(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
-        return rows
-    if isinstance(data, list | tuple) and any(isinstance(x, dict | list) for x in data):
-        return [(prefix, json.dumps(data, default=str))]
-    if isinstance(data, list | tuple):
-        return [(prefix, ", ".join(str(x) for x in data))]
-    return [(prefix, "" if data is None else str(data))]
 
 
 def describe_missing(run: Run, missing: Sequence[MissingPoint]) -> list[str]:
@@ -104,7 +85,7 @@ def describe_missing(run: Run, missing: Sequence[MissingPoint]) -> list[str]:
 
 def status_words(run: Run, missing: Sequence[MissingPoint]) -> tuple[str, str]:
     """(css class, sentence) for the banner at the top of the report."""
-    n_plan = len(run.manifest.get("plan") or [])
+    n_plan = len(run.manifest.plan or [])
     if run.status == "complete" and not missing:
         what = "the one planned point was" if n_plan == 1 else f"all {n_plan} planned points were"
         return "ok", f"Complete: {what} measured."
@@ -196,7 +177,7 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curv
     """Every figure the data allows, in reading order; a figure that fails to draw is skipped, not fatal.
     ``curves=False`` (a run at one pressure) leaves out the latency and QoS curves: one point is no curve."""
     pressure = "bubble count" if run.axis == "count" else "bubble size"
-    timed = analysis.timed_samples(run)
+    timed = summaries.timed_samples(run)
     specs: list[FigureSpec] = [
         (
             "latency",
@@ -225,20 +206,20 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curv
             "Worker RSS after each inference (warm-ups included), the same inferences' latency below. Dashed lines "
             "mark setting changes, triangles the first use of a setting in a worker process (its switching cost), "
             "shaded bands and numbers the sweep points.",
-            lambda: figures.memory_trace(run),
+            lambda: trace_figures.memory_trace(run),
         ),
         (
             "memory-bars",
             "Peak worker memory per setting",
             "Highest RSS of the worker process while it ran each setting, over the whole run. Settings run in "
             "sequence in one worker, so memory loaded for earlier settings is included in later ones' peaks.",
-            lambda: figures.memory_bars(run),
+            lambda: trace_figures.memory_bars(run),
         ),
         (
             "telemetry",
             "System telemetry over time",
             "Every numeric column the telemetry sampler recorded, on the run's clock; shaded bands are sweep points.",
-            lambda: figures.telemetry(run),
+            lambda: trace_figures.telemetry(run),
         ),
     ]
     return draw_figures(specs)
@@ -276,7 +257,7 @@ def _facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
         ("repeats", str(sweep.get("repeats", "-"))),
         ("bubble", ", ".join(f"{k} {v}" for k, v in bubble.items()) or "-"),
         ("timed inferences", str(timed)),
-        ("started / finished", f"{run.manifest.get('started_at') or '-'} / {run.manifest.get('finished_at') or '-'}"),
+        ("started / finished", f"{run.manifest.started_at or '-'} / {run.manifest.finished_at or '-'}"),
     ]
     return facts
 
@@ -290,7 +271,7 @@ _SHOWN_KEYS = frozenset(
 def _manifest_misc(run: Run) -> list[tuple[str, str]]:
     """Everything else the store recorded (versions, placement, memory safety, resumes...), so nothing is hidden."""
     rows: list[tuple[str, str]] = []
-    for key, value in run.manifest.items():
+    for key, value in run.manifest.model_dump(mode="json", exclude_none=True).items():
         if key not in _SHOWN_KEYS:
             rows.extend(flatten(value, key))
     return rows
@@ -298,10 +279,10 @@ def _manifest_misc(run: Run) -> list[tuple[str, str]]:
 
 def render(run: Run) -> str:
     """The report's HTML for a loaded run."""
-    summary = analysis.summarise(run)
+    summary = summaries.summarise(run)
     single = single_pressure(run)
-    cliffs = [] if single else analysis.find_cliffs(run, summary)
-    missing = analysis.missing_points(run)
+    cliffs = [] if single else summaries.find_cliffs(run, summary)
+    missing = summaries.missing_points(run)
     status_class, status_text = status_words(run, missing)
     failed = run.points[run.points["status"] != "ok"] if len(run.points) else run.points
     ctx = {
@@ -317,7 +298,7 @@ def render(run: Run) -> str:
         "pressure": format_value(float(run.values[0]), run.axis) if single and len(run.values) else "",
         "figures": build_figures(run, summary, cliffs, curves=not single),
         "stats": stats_rows(summary, run.axis),
-        "min_tail": analysis.MIN_TAIL_SAMPLES,
+        "min_tail": lat_stats.MIN_TAIL_SAMPLES,
         "failed": [
             {
                 "repeat": int(r.repeat),
@@ -328,12 +309,12 @@ def render(run: Run) -> str:
             }
             for r in failed.itertuples(index=False)
         ],
-        "scenario_given": to_yaml(run.manifest.get("scenario_given") or {}),
-        "scenario_effective": to_yaml(run.manifest.get("scenario_effective") or {}),
-        "environment": flatten(run.manifest.get("environment") or {}),
-        "workload_metadata": flatten(run.manifest.get("workload_metadata") or {}),
+        "scenario_given": to_yaml(run.manifest.scenario_given or {}),
+        "scenario_effective": to_yaml(run.manifest.scenario_effective or {}),
+        "environment": flatten(run.manifest.environment or {}),
+        "workload_metadata": flatten(run.manifest.workload_metadata or {}),
         "manifest_misc": _manifest_misc(run),
-        "env_warnings": [str(w) for w in run.manifest.get("environment_warnings") or []],
+        "env_warnings": [str(w) for w in run.manifest.environment_warnings or []],
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": bubbleup.__version__,
     }
@@ -343,7 +324,7 @@ def render(run: Run) -> str:
 def write_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files and return its path. Works for partial runs."""
     run_dir = Path(run_dir)
-    html = render(analysis.load_run(run_dir))
+    html = render(load_run(run_dir))
     out = run_dir / REPORT_NAME
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")

@@ -14,111 +14,56 @@ Failure policy, because under enough pressure failing *is* the result:
 from __future__ import annotations
 
 import math
-import random
 import signal
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import psutil
+from typing import TYPE_CHECKING, Any
 
 from bubbleup.analysis import stats
-from bubbleup.errors import BubbleFailed, RunFailed, UserError
+from bubbleup.errors import BubbleFailed, RunFailed
 from bubbleup.machine import environment, telemetry
 from bubbleup.pressure.pool import BubblePool
-from bubbleup.run.worker import StepResult
+from bubbleup.run.plan import StepPlan, all_steps, check_memory_safety, plan_points, steps_of
+from bubbleup.run.progress import Progress
+from bubbleup.run.worker import InferenceRecord, StepResult
 from bubbleup.run.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
-from bubbleup.scenario import Scenario, WorkloadSpec, scenario_from_dict
-from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT
-from bubbleup.store.writer import RunStore, default_run_dir, now_iso
+from bubbleup.scenario import Scenario, scenario_from_dict
+from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
+from bubbleup.store.manifest import Manifest
+from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT, PointKey, PointRow, SampleRow
+from bubbleup.store.writer import RunWriter, StoreWriteError
 
-MIB = 1 << 20
+if TYPE_CHECKING:
+    from bubbleup.pressure.budget import Budget
+
+#: Signals that end a run the way Ctrl-C does: children stopped, completed points kept, manifest
+#: "interrupted". SIGHUP is the terminal or ssh connection going away.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 class Interrupted(Exception):
-    """SIGINT or SIGTERM arrived; everything started is being stopped."""
+    """SIGINT, SIGTERM or SIGHUP arrived; everything started is being stopped."""
 
     def __init__(self, signum: int) -> None:
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
 
 
-@dataclass(frozen=True)
-class StepPlan:
-    workload: str  # the workload's label
-    setting: str
-    warmup: int
-    inferences: int
-
-
-def steps_of(spec: WorkloadSpec) -> list[StepPlan]:
-    """What a workload runs at every point: an explicit schedule, or every setting in turn."""
-    label = spec.label or spec.kind
-    if spec.steps is not None:
-        return [StepPlan(label, s.setting, s.warmup, s.inferences) for s in spec.steps]
-    return [StepPlan(label, s, spec.warmup, spec.inferences_per_setting) for s in spec.settings]
-
-
-def all_steps(scenario: Scenario) -> list[StepPlan]:
-    return [step for spec in scenario.specs for step in steps_of(spec)]
-
-
-def plan_points(scenario: Scenario) -> list[tuple[int, int]]:
-    """(repeat, value) in execution order. Repeats alternate direction (or shuffle) so drift spreads."""
-    sweep = scenario.sweep
-    ascending = sorted(sweep.values)
-    rng = random.Random(sweep.seed)
-    plan: list[tuple[int, int]] = []
-    for r in range(sweep.repeats):
-        if sweep.order == "ascending":
-            order = ascending
-        elif sweep.order == "alternate":
-            order = ascending if r % 2 == 0 else ascending[::-1]
-        else:
-            order = ascending[:]
-            rng.shuffle(order)
-        plan.extend((r, v) for v in order)
-    return plan
-
-
-def check_memory_safety(
-    scenario: Scenario, available_mb: float | None = None, source: str = "scenario"
-) -> dict[str, float]:
-    """Refuse a scenario whose peak bubble memory would endanger the machine: one line naming the file
-    (``source``), the field whose worst point is too big, and the numbers."""
-    lim = scenario.limits
-    available = psutil.virtual_memory().available / MIB if available_mb is None else available_mb
-    allowed = max(0.0, min(available * lim.max_memory_fraction, available - lim.reserve_mb))
-    peak = scenario.peak_bubble_mb()
-    facts = {"peak_bubble_mb": peak, "available_mb": available, "allowed_mb": allowed}
-    if peak > allowed and not lim.allow_unsafe_memory:
-        worst = max(scenario.sweep.values, key=lambda v: sum(size for _, size in scenario.pressure_at(v)))
-        count = len(scenario.pressure_at(worst))
-        raise UserError(
-            f"{source}: sweep.values: refusing to run {scenario.name!r}: peak bubble memory {peak} MiB "
-            f"({count} bubbles at {scenario.sweep.axis}={worst}) exceeds the "
-            f"safe limit of {allowed:.0f} MiB (the lesser of {lim.max_memory_fraction:.0%} of the {available:.0f} "
-            f"MiB available and available minus the {lim.reserve_mb} MiB reserve); shrink the sweep or set "
-            f"limits.allow_unsafe_memory: true"
-        )
-    return facts
-
-
 @contextmanager
 def signals_raise() -> Iterator[None]:
-    """Turn SIGINT/SIGTERM into an exception so every ``finally`` runs and children are stopped."""
+    """Turn the stop signals into an exception so every ``finally`` runs and children are stopped."""
 
     def handler(signum: int, _frame: object) -> None:
         # One signal is enough: ignore repeats so the cleanup it triggers cannot itself be cut short.
-        for s in (signal.SIGINT, signal.SIGTERM):
+        for s in STOP_SIGNALS:
             signal.signal(s, signal.SIG_IGN)
         raise Interrupted(signum)
 
-    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
@@ -126,59 +71,33 @@ def signals_raise() -> Iterator[None]:
             signal.signal(s, h)
 
 
-class Progress:
-    """A progress bar on a terminal, one line per point otherwise (CI logs)."""
+@dataclass
+class _StepOutcome:
+    """One step as it ended, kept until the point's bubbles are down and it can be summarised."""
 
-    def __init__(self, total_steps: int, enabled: bool) -> None:
-        self.enabled = enabled
-        self.tty = enabled and sys.stderr.isatty()
-        self.bar = None
-        if self.tty:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True, file=sys.stderr)
-
-    def point(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.set_description(text)
-        elif self.enabled:
-            print(text, file=sys.stderr, flush=True)
-
-    def step(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(text)
-            self.bar.update(1)
-
-    def advance(self, steps: int) -> None:
-        if self.bar is not None and steps:
-            self.bar.update(steps)
-
-    def note(self, text: str) -> None:
-        if self.bar is not None:
-            self.bar.write(text, file=sys.stderr)
-        elif self.enabled:
-            print(text, file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+    key: PointKey
+    status: str
+    error: str
+    result: StepResult | None
+    worker_pid: int | str
+    bubbles_mb: float
 
 
 class Orchestrator:
-    def __init__(self, scenario: Scenario, store: RunStore, progress: bool = True) -> None:
+    def __init__(self, scenario: Scenario, store: RunWriter, progress: bool = True) -> None:
         self.scenario = scenario
         self.store = store
-        self.specs = {spec.label: spec for spec in scenario.specs}
+        self.specs = {spec.label or spec.kind: spec for spec in scenario.specs}
         self.steps = {label: steps_of(spec) for label, spec in self.specs.items()}
         # Several workloads are measured one at a time, each in a fresh worker closed before the
         # next starts: their memory is then theirs alone. A single one keeps its worker unless told.
         self.isolated = len(self.specs) > 1
         self.workers: dict[str, WorkerClient] = {}
         self.steps_per_point = sum(len(v) for v in self.steps.values())
-        self.progress = Progress(self.steps_per_point * len(store.manifest["plan"]), progress)
-        self.started_epoch = float(store.manifest["started_epoch"])
+        self.progress = Progress(self.steps_per_point * len(store.manifest.plan), progress)
+        self.started_epoch = store.manifest.started_epoch
         self.own_session = scenario.placement == "own-session"
-        self.budget: Any = None  # bubbleup.pressure.budget.Budget while a device budget is applied
+        self.budget: Budget | None = None  # while a device budget is applied
 
     # -- worker management ----------------------------------------------------
     def _keeps_worker(self, label: str) -> bool:
@@ -191,13 +110,13 @@ class Orchestrator:
             return client
         self._drop_worker(label)
         spec = self.specs[label]
-        client = WorkerClient(self.store.root / "worker.log", own_session=self.own_session, wrap=self._wrap)
+        client = WorkerClient(self.store.root / WORKER_LOG, own_session=self.own_session, wrap=self._wrap)
         try:
             loaded = client.load(spec.kind, spec.options, self.scenario.limits.load_timeout_s)
         except BaseException:
             client.kill()
             raise
-        meta = self.store.manifest.get("workload_metadata") or {}
+        meta = dict(self.store.manifest.workload_metadata or {})
         if label not in meta:
             meta[label] = {**loaded.get("metadata", {}), "load_s": loaded.get("load_s"),
                            "rss_after_load_mb": loaded.get("rss_mb")}  # fmt: skip
@@ -212,12 +131,14 @@ class Orchestrator:
 
     # -- the sweep ------------------------------------------------------------
     @property
-    def _wrap(self) -> Any:
+    def _wrap(self) -> Callable[[list[str]], list[str]] | None:
         return self.budget.wrap if self.budget is not None else None
 
     def _open_budget(self) -> None:
         """One cgroup for the whole run, holding the worker and every bubble (the device's memory)."""
-        from bubbleup.pressure.budget import Budget, BudgetSpec, BudgetUnavailable, sweep_stale
+        from bubbleup.pressure.budget import Budget, BudgetUnavailable
+        from bubbleup.pressure.budget_spec import BudgetSpec
+        from bubbleup.pressure.stale import sweep_stale
 
         stale = sweep_stale()
         for note in [*(f"stale cgroup still busy: {b}" for b in stale.busy), *stale.errors]:
@@ -240,8 +161,9 @@ class Orchestrator:
 
     def run(self) -> None:
         done = self.store.completed_points()
-        todo = [(r, v) for r, v in self.store.manifest["plan"] if (r, v) not in done]
-        self.progress.advance(self.steps_per_point * (len(self.store.manifest["plan"]) - len(todo)))
+        plan = self.store.manifest.plan
+        todo = [(r, v) for r, v in plan if (r, v) not in done]
+        self.progress.advance(self.steps_per_point * (len(plan) - len(todo)))
         try:
             self._open_budget()
             for label in self.specs:
@@ -256,21 +178,21 @@ class Orchestrator:
             for label in list(self.workers):
                 self._drop_worker(label)
             if self.budget is not None:
-                self.store.update_manifest(budget_final_stats=self.budget.stats())
+                final = self.budget.stats()
                 self.budget.close()
+                self.store.update_manifest(budget_final_stats=final)
             self.progress.close()
 
     def _run_point(self, repeat: int, value: int) -> None:
         sc = self.scenario
         count, size = dict(zip(sc.sweep.values, sc.points(), strict=True))[value]
         self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {sc.sweep.axis}={value} ({count} x {size} MiB)")
-        key = [repeat, sc.sweep.axis, value, count, size]
-        sample_rows: list[list[Any]] = []
-        point_rows: list[list[Any]] = []
+        outcomes: list[_StepOutcome] = []
         pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory, self._wrap)
         sampler = None
         if sc.telemetry.enabled:
-            sampler = telemetry.Sampler(sc.telemetry.interval_s, [repeat, value], self.started_epoch,
+            sampler = telemetry.Sampler(sc.telemetry.interval_s, {"repeat": repeat, "value": value},
+                                        self.started_epoch,
                                         lambda: {"worker": [w.pid for w in self.workers.values()],
                                                  "bubbles": pool.pids()})  # fmt: skip
             sampler.start()
@@ -299,21 +221,26 @@ class Orchestrator:
                             except BubbleFailed as exc:
                                 status, error = STATUS_FAILED, f"pressure not held: {exc}"
                                 pressure_error = error
-                    where = [*key, label, idx, step.setting]
-                    rows = result.rows if result is not None else []
-                    pid = self.workers[label].pid if result is not None else ""
-                    sample_rows.extend(self._sample_row(where, r, pid) for r in rows)
-                    select_ms = result.select_ms if result is not None else math.nan
-                    point_rows.append(self._point_row(where, status, rows, select_ms, pool.resident_mb, error))
+                    key = PointKey(repeat, sc.sweep.axis, value, count, size, label, idx, step.setting)
+                    pid: int | str = self.workers[label].pid if result is not None else ""
+                    outcomes.append(_StepOutcome(key, status, error, result, pid, pool.resident_mb))
                     self.progress.step(f"{label} {step.setting}: {status}")
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
         finally:
             pool.stop()
             machine_rows = sampler.stop() if sampler is not None else []
-        self.store.append_point(sample_rows, point_rows, machine_rows)
+        # Statistics only now, with the bubbles down: nothing heavy runs while pressure is applied.
+        samples = [self._sample_row(o.key, r, o.worker_pid) for o in outcomes for r in self._records(o)]
+        points = [self._point_row(o) for o in outcomes]
+        self.store.append_point(samples, points, machine_rows)
+
+    @staticmethod
+    def _records(outcome: _StepOutcome) -> list[InferenceRecord]:
+        return outcome.result.records if outcome.result is not None else []
 
     def _settle(self, pool: BubblePool) -> None:
+        """Hold the point for ``settle_s`` once every bubble is ready, failing fast if one dies meanwhile."""
         deadline = time.monotonic() + self.scenario.sweep.settle_s
         while time.monotonic() < deadline:
             pool.check_alive()
@@ -338,38 +265,47 @@ class Orchestrator:
         except WorkerError as exc:
             return STATUS_FAILED, str(exc), None
 
-    def _sample_row(self, where: list[Any], record: list[Any], pid: int | str) -> list[Any]:
-        phase, iteration, first_use, latency, rss, t_epoch, info = record
-        t_s = round(t_epoch - self.started_epoch, 6)
-        return [*where, phase, iteration, first_use, round(latency, 6), round(rss, 3), t_s, pid, info]
+    def _sample_row(self, key: PointKey, r: InferenceRecord, pid: int | str) -> SampleRow:
+        return SampleRow(
+            repeat=key.repeat, axis=key.axis, value=key.value, bubble_count=key.bubble_count,
+            bubble_size_mb=key.bubble_size_mb, workload=key.workload, step=key.step, setting=key.setting,
+            phase=r.phase, iteration=r.iteration, first_use=r.first_use, latency_ms=round(r.latency_ms, 6),
+            rss_mb=round(r.rss_mb, 3), t_s=round(r.t_epoch_s - self.started_epoch, 6), worker_pid=pid, info=r.info,
+        )  # fmt: skip
 
-    @staticmethod
-    def _point_row(where: list[Any], status: str, rows: list[list[Any]], select_ms: float, bubbles_mb: float,
-                   error: str) -> list[Any]:  # fmt: skip
-        s = {k: round(v, 6) for k, v in stats.summarise([r[3] for r in rows if r[0] == "timed"]).items()}
-        rss_max = max((r[4] for r in rows), default=math.nan)
-        return [*where, status, s["n"], s["median_ms"], s["ci_low_ms"], s["ci_high_ms"], s["mean_ms"], s["p90_ms"],
-                s["p95_ms"], s["p99_ms"], s["min_ms"], s["max_ms"], round(select_ms, 6), rss_max,
-                round(bubbles_mb, 3), error.replace("\n", " ")]  # fmt: skip
+    def _point_row(self, o: _StepOutcome) -> PointRow:
+        records = self._records(o)
+        d = stats.describe([r.latency_ms for r in records if r.phase == "timed"])
+        s = {k: round(float(d[k]), 6) for k in ("median_ms", "ci_low_ms", "ci_high_ms", "mean_ms", "p90_ms",
+                                                  "p95_ms", "p99_ms", "min_ms", "max_ms")}  # fmt: skip
+        select_ms = o.result.select_ms if o.result is not None else math.nan
+        k = o.key
+        return PointRow(
+            repeat=k.repeat, axis=k.axis, value=k.value, bubble_count=k.bubble_count,
+            bubble_size_mb=k.bubble_size_mb, workload=k.workload, step=k.step, setting=k.setting,
+            status=o.status, n=int(d["n"]), **s, select_ms=round(select_ms, 6),
+            rss_mb_max=max((r.rss_mb for r in records), default=math.nan), bubbles_rss_mb=round(o.bubbles_mb, 3),
+            error=o.error.replace("\n", " "),
+        )  # fmt: skip
 
 
-def new_manifest(scenario: Scenario, given: dict[str, Any]) -> dict[str, Any]:
+def new_manifest(scenario: Scenario, given: dict[str, Any]) -> Manifest:
     env = environment.collect()
-    return {
-        "name": scenario.name,
-        "started_epoch": time.time(),
-        "scenario_given": given,
-        "scenario_effective": scenario.model_dump(mode="json"),
-        "plan": [list(p) for p in plan_points(scenario)],
-        "steps": [s.__dict__ for s in all_steps(scenario)],
-        "workloads": [spec.label for spec in scenario.specs],
-        "settings": list(dict.fromkeys(s.setting for s in all_steps(scenario))),
-        "placement": scenario.placement,
-        "environment": env,
-        "telemetry_columns": telemetry.columns(),
-        "environment_warnings": environment.warnings(env),
-        "workload_metadata": None,
-    }
+    return Manifest(
+        name=scenario.name,
+        started_epoch=time.time(),
+        scenario_given=given,
+        scenario_effective=scenario.model_dump(mode="json"),
+        plan=plan_points(scenario),
+        steps=[s.__dict__ for s in all_steps(scenario)],
+        workloads=[spec.label or spec.kind for spec in scenario.specs],
+        settings=list(dict.fromkeys(s.setting for s in all_steps(scenario))),
+        placement=scenario.placement,
+        environment=env,
+        telemetry_columns=telemetry.columns(),
+        environment_warnings=environment.warnings(env),
+        statistics=stats.METHOD,
+    )
 
 
 def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
@@ -385,40 +321,53 @@ def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
 
 
 def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_root: Path,
-        progress: bool = True, calibration: Path | None = None, source: str = "scenario") -> RunStore:  # fmt: skip
+        progress: bool = True, calibration: Path | None = None, source: str = "scenario") -> RunWriter:  # fmt: skip
     """Start a new run of ``scenario`` (read from ``source``); returns its store when the sweep has finished."""
     safety = check_memory_safety(scenario, source=source)
     root = out if out is not None else default_run_dir(reports_root, scenario.name)
     manifest = new_manifest(scenario, given)
-    manifest["calibration"] = calibration_facts(scenario, calibration)
-    manifest["environment_warnings"] += manifest["calibration"]["warnings"]
-    store = RunStore.create(root, {**manifest, "memory_safety": safety})
+    cal = calibration_facts(scenario, calibration)
+    manifest = manifest.model_copy(update={"calibration": cal, "memory_safety": safety,
+                                           "environment_warnings": [*manifest.environment_warnings,
+                                                                    *cal["warnings"]]})  # fmt: skip
+    store = RunWriter.create(root, manifest)
     _execute(scenario, store, progress)
     return store
 
 
-def resume(run_dir: Path, progress: bool = True) -> RunStore:
+def resume(run_dir: Path, progress: bool = True) -> RunWriter:
     """Continue an interrupted run in place: completed points are kept, the rest are run."""
-    store = RunStore.open_for_resume(run_dir)
-    source = str(run_dir / "manifest.json")
-    scenario = scenario_from_dict(store.manifest["scenario_given"], source)
+    store = RunWriter.open_for_resume(run_dir)
+    source = str(run_dir / MANIFEST)
+    scenario = scenario_from_dict(store.manifest.scenario_given, source)
     check_memory_safety(scenario, source=source)
-    store.update_manifest(status="running", resumed_at=[*store.manifest.get("resumed_at", []), now_iso()])
+    store.update_manifest(status="running", stop_reason=None, resumed_at=[*store.manifest.resumed_at, now_iso()])
     _execute(scenario, store, progress)
     return store
 
 
-def _execute(scenario: Scenario, store: RunStore, progress: bool) -> None:
-    for w in store.manifest.get("environment_warnings", []):
+def _execute(scenario: Scenario, store: RunWriter, progress: bool) -> None:
+    for w in store.manifest.environment_warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"run directory: {store.root}", file=sys.stderr, flush=True)
     try:
         with signals_raise():
             Orchestrator(scenario, store, progress).run()
-    except Interrupted:
-        store.update_manifest(status="interrupted", finished_at=now_iso())
+    except Interrupted as exc:
+        _finish(store, "interrupted", f"signal {exc}")
         raise
-    except BaseException:
-        store.update_manifest(status="failed", finished_at=now_iso())
+    except StoreWriteError as exc:
+        _finish(store, "interrupted", str(exc))
         raise
-    store.update_manifest(status="complete", finished_at=now_iso())
+    except BaseException as exc:
+        _finish(store, "failed", f"{type(exc).__name__}: {exc}")
+        raise
+    store.finish("complete")
+
+
+def _finish(store: RunWriter, status: str, reason: str) -> None:
+    """Record how the run ended; if even that cannot be written, say so and let the first error stand."""
+    try:
+        store.finish(status, reason)
+    except StoreWriteError as exc:
+        print(f"warning: the manifest could not record that the run was {status}: {exc}", file=sys.stderr)

@@ -12,7 +12,7 @@ which is moved away from fd 1 so a chatty workload cannot corrupt it)::
     -> {"cmd": "load", "kind": K, "options": {...}}
     <- {"event": "loaded", "load_s", "rss_mb", "settings", "metadata"}
     -> {"cmd": "step", "setting": S, "warmup": W, "n": N}
-    <- {"event": "step", "select_ms", "columns": [...], "rows": [[...], ...]}
+    <- {"event": "step", "select_ms", "columns": InferenceRecord._fields, "rows": [[...], ...]}
     -> {"cmd": "close"}
     <- {"event": "closed"}
 
@@ -29,25 +29,35 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 import psutil
 
 from workloads.base import Workload
 
 MIB = 1 << 20
-#: Columns of one record in a step reply, in order.
-RECORD_COLUMNS = ("phase", "iteration", "first_use", "latency_ms", "rss_mb", "t_epoch_s", "info")
+
+
+class InferenceRecord(NamedTuple):
+    """One timed call of ``infer``, as the worker measured it; sent as a row under its field names."""
+
+    phase: str  # "warmup" or "timed"
+    iteration: int  # 0-based within (step, phase)
+    first_use: int  # 1 for the first inference of a setting in this process
+    latency_ms: float  # perf_counter_ns around infer() and nothing else
+    rss_mb: float  # this process's RSS right after the inference
+    t_epoch_s: float  # wall clock at the end of the inference
+    info: str  # JSON of what the workload returned, or ""
 
 
 @dataclass
 class StepResult:
     setting: str
     select_ms: float
-    rows: list[list[Any]] = field(default_factory=list)
+    records: list[InferenceRecord] = field(default_factory=list)
 
     def latencies(self, phase: str = "timed") -> list[float]:
-        return [r[3] for r in self.rows if r[0] == phase]
+        return [r.latency_ms for r in self.records if r.phase == phase]
 
 
 class Runner:
@@ -74,7 +84,7 @@ class Runner:
         first = setting not in self.used
         self.used.add(setting)
         result = StepResult(setting, select_ms)
-        rows = result.rows
+        records = result.records
         infer, rss, count = w.infer, self._rss, len(samples)
         for i in range(warmup + n):
             sample = samples[i % count]
@@ -82,9 +92,10 @@ class Runner:
             info = infer(sample)
             end = perf()
             phase, iteration = ("warmup", i) if i < warmup else ("timed", i - warmup)
-            rows.append(
-                [phase, iteration, int(first), (end - start) / 1e6, rss().rss / MIB, time.time(), _info(info)]
-            )
+            records.append(
+                InferenceRecord(phase, iteration, int(first), (end - start) / 1e6, rss().rss / MIB, time.time(),
+                                _info(info))
+            )  # fmt: skip
             first = False
         return result
 
@@ -133,7 +144,8 @@ def serve(commands: IO[str], replies: IO[str]) -> int:
                 if runner is None:
                     raise RuntimeError("step before load")
                 res = runner.step(msg["setting"], int(msg["warmup"]), int(msg["n"]))
-                reply("step", setting=res.setting, select_ms=res.select_ms, columns=RECORD_COLUMNS, rows=res.rows)
+                reply("step", setting=res.setting, select_ms=res.select_ms, columns=InferenceRecord._fields,
+                      rows=res.records)  # fmt: skip
             elif cmd == "close":
                 if runner is not None:
                     runner.workload.close()

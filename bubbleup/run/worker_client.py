@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bubbleup import procs
-from bubbleup.run.worker import StepResult
+from bubbleup.run.worker import InferenceRecord, StepResult
 
 WORKER_MODULE = "bubbleup.run.worker"
 
@@ -89,7 +89,9 @@ class WorkerClient:
     def step(self, setting: str, warmup: int, n: int, timeout_s: float) -> StepResult:
         self._send({"cmd": "step", "setting": setting, "warmup": warmup, "n": n})
         msg = self._await("step", timeout_s)
-        return StepResult(msg["setting"], msg["select_ms"], msg["rows"])
+        if tuple(msg.get("columns") or ()) != InferenceRecord._fields:
+            raise WorkerError(f"worker sent columns {msg.get('columns')}, expected {list(InferenceRecord._fields)}")
+        return StepResult(msg["setting"], msg["select_ms"], [InferenceRecord(*row) for row in msg["rows"]])
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Ask politely, then make sure: the process is gone when this returns."""

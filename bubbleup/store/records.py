@@ -1,59 +1,115 @@
-"""Column contracts of the run directory's CSV files.
+"""Named row types of the run directory's CSV files; their field order is the column order.
 
-Everything downstream (analysis, report, compare, users' notebooks) reads these
-files with ``pandas.read_csv``; this module is the single place their columns are named.
-
-samples.csv: one row per inference, warm-ups included (``phase`` says which).
-points.csv:  one row per sweep point x workload x setting step, with summary statistics and a status.
+Everything downstream (analysis, report, compare, users' notebooks) reads these files with
+``pandas.read_csv``; the orchestrator builds these records and the writer writes them by name,
+so no one indexes a row by position.
 """
 
 from __future__ import annotations
 
-SAMPLE_COLUMNS: tuple[str, ...] = (
-    "repeat",  # 0-based repeat index
-    "axis",  # sweep axis: "count" or "size_mb"
-    "value",  # the axis value of this point
-    "bubble_count",  # bubbles running during the point
-    "bubble_size_mb",  # resident region of each bubble, MiB
-    "workload",  # the workload's label (its kind unless the scenario names several)
-    "step",  # 0-based index of the setting step within the point
-    "setting",  # canonical workload setting name
-    "phase",  # "warmup" (untimed in statistics) or "timed"
-    "iteration",  # 0-based index within (step, phase)
-    "first_use",  # 1 if this was the first inference of this setting in this worker process
-    "latency_ms",  # wall time of infer(), perf_counter_ns, in milliseconds
-    "rss_mb",  # worker process RSS right after the inference, MiB
-    "t_s",  # seconds since the run started, at the end of the inference
-    "worker_pid",  # the worker process (a new pid means the worker was restarted)
-    "info",  # JSON of extra facts returned by the workload (e.g. which model answered), or empty
-)
-
-POINT_COLUMNS: tuple[str, ...] = (
-    "repeat",
-    "axis",
-    "value",
-    "bubble_count",
-    "bubble_size_mb",
-    "workload",
-    "step",
-    "setting",
-    "status",  # ok | failed | timeout
-    "n",  # timed inferences
-    "median_ms",
-    "ci_low_ms",  # bootstrap 95% CI of the median
-    "ci_high_ms",
-    "mean_ms",
-    "p90_ms",  # nearest-rank percentiles on the timed samples
-    "p95_ms",
-    "p99_ms",
-    "min_ms",
-    "max_ms",
-    "select_ms",  # time to switch the workload to this setting
-    "rss_mb_max",  # worker RSS, max over the step
-    "bubbles_rss_mb",  # sum of bubble regions measured resident at ready
-    "error",  # why a point failed, else empty
-)
+from collections.abc import Mapping
+from dataclasses import astuple, dataclass, fields
+from typing import Any, Literal
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
+Status = Literal["ok", "failed", "timeout"]
+
+
+@dataclass(frozen=True, slots=True)
+class PointKey:
+    """What every row of one point and step shares."""
+
+    repeat: int  # 0-based repeat index
+    axis: str  # sweep axis: "count" or "size_mb"
+    value: int  # the axis value of this point
+    bubble_count: int  # bubbles running during the point
+    bubble_size_mb: int  # resident region of each bubble, MiB
+    workload: str  # the workload's label (its kind unless the scenario names several)
+    step: int  # 0-based index of the setting step within the point
+    setting: str  # canonical workload setting name
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRow:
+    """samples.csv: one inference, warm-ups included (``phase`` says which)."""
+
+    repeat: int
+    axis: str
+    value: int
+    bubble_count: int
+    bubble_size_mb: int
+    workload: str
+    step: int
+    setting: str
+    phase: str  # "warmup" (untimed in statistics) or "timed"
+    iteration: int  # 0-based index within (step, phase)
+    first_use: int  # 1 if this was the first inference of this setting in this worker process
+    latency_ms: float  # wall time of infer(), perf_counter_ns, in milliseconds
+    rss_mb: float  # worker process RSS right after the inference, MiB
+    t_s: float  # seconds since the run started, at the end of the inference
+    worker_pid: int | str  # the worker process (a new pid means the worker was restarted)
+    info: str  # JSON of extra facts returned by the workload (e.g. which model answered), or empty
+
+
+@dataclass(frozen=True, slots=True)
+class PointRow:
+    """points.csv: one point x workload x setting step, with its summary statistics and status."""
+
+    repeat: int
+    axis: str
+    value: int
+    bubble_count: int
+    bubble_size_mb: int
+    workload: str
+    step: int
+    setting: str
+    status: str  # ok | failed | timeout
+    n: int  # timed inferences
+    median_ms: float
+    ci_low_ms: float  # 95% CI of the median (analysis.stats.median_ci, the one definition)
+    ci_high_ms: float
+    mean_ms: float
+    p90_ms: float  # nearest-rank percentiles on the timed samples
+    p95_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    select_ms: float  # time to switch the workload to this setting
+    rss_mb_max: float  # worker RSS, max over the step
+    bubbles_rss_mb: float  # sum of bubble regions measured resident at ready
+    error: str  # why a point failed, else empty
+
+
+#: telemetry.csv: one machine sample; keys are the run's telemetry columns (fixed per run in the
+#: manifest, since the per-core columns depend on the machine), values numbers or "" when unknown.
+TelemetryRow = Mapping[str, float | int | str]
+
+
+def columns(record_type: type) -> tuple[str, ...]:
+    return tuple(f.name for f in fields(record_type))
+
+
+SAMPLE_COLUMNS: tuple[str, ...] = columns(SampleRow)
+POINT_COLUMNS: tuple[str, ...] = columns(PointRow)
+KEY_COLUMNS: tuple[str, ...] = columns(PointKey)
+#: Columns that hold text; every other column of samples.csv and points.csv is numeric.
+SAMPLE_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "phase", "info")
+POINT_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "status", "error")
+
+
+def key_fields(key: PointKey) -> dict[str, Any]:
+    return dict(zip(KEY_COLUMNS, astuple(key), strict=True))
+
+
+def as_row(record: SampleRow | PointRow) -> tuple[Any, ...]:
+    return astuple(record)
+
+
+def telemetry_row(row: TelemetryRow, cols: tuple[str, ...] | list[str]) -> list[Any]:
+    """A telemetry record in the run's column order; a key the run has no column for is a bug, not data."""
+    unknown = set(row) - set(cols)
+    if unknown:
+        raise ValueError(f"telemetry row has keys this run has no column for: {sorted(unknown)}")
+    return [row.get(c, "") for c in cols]

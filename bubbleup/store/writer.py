@@ -1,101 +1,74 @@
-"""The run directory: append-only, flushed after every point, resumable.
+"""The one writer of a run directory: append-only, a point committed at a time, resumable.
 
-Layout (DESIGN.md section 2)::
+A point is committed by appending its telemetry and samples, fsync, then its point rows,
+fsync. A crash in between leaves rows without point rows; ``open_for_resume`` removes those
+orphans, so a resumed run ends with exactly one copy of every row.
 
-    manifest.json   scenario as given and effective, plan, environment, status, schema version
-    samples.csv     one row per inference (records.SAMPLE_COLUMNS)
-    points.csv      one row per point x workload x setting step (records.POINT_COLUMNS)
-    telemetry.csv   machine samples during each point (telemetry.columns(), fixed per run in the manifest)
-    worker.log      everything the workload processes wrote to stderr
-    report.html     written at the end
-
-A point is committed by appending its telemetry and samples, fsync, then its point
-rows, fsync. A crash in between leaves rows without point rows; ``open_for_resume``
-removes those orphans, so a resumed run ends with exactly one copy of every row.
+A write that fails (disk full, file system gone read-only) raises :class:`StoreWriteError`
+naming the file and the cause, after cutting every file back to where the point began: the
+completed points stay intact and no half-written row is left behind. A small reserve file is
+given back first, so that the manifest can still record that the run was interrupted.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
-import datetime as dt
-import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from bubbleup import SCHEMA_VERSION, __version__
-from bubbleup.errors import UserError
-from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
+from bubbleup.errors import RunFailed, UserError
+from bubbleup.store import manifest as manifest_io
+from bubbleup.store.layout import MANIFEST, POINT_DATA, POINTS, RESERVE, SAMPLES, TELEMETRY, now_iso
+from bubbleup.store.manifest import Manifest
+from bubbleup.store.records import (
+    POINT_COLUMNS,
+    SAMPLE_COLUMNS,
+    PointRow,
+    SampleRow,
+    TelemetryRow,
+    as_row,
+    telemetry_row,
+)
 
-MANIFEST = "manifest.json"
-SAMPLES = "samples.csv"
-POINTS = "points.csv"
-TELEMETRY = "telemetry.csv"
-#: Files whose rows belong to a point and are written before its point rows (the commit marker).
-POINT_DATA = (TELEMETRY, SAMPLES)
-
-PointKey = tuple[int, int]  # (repeat, value)
-
-
-def now_iso() -> str:
-    return dt.datetime.now(dt.timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
-def default_run_dir(reports_root: Path, name: str) -> Path:
-    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = reports_root / name / stamp
-    suffix = 1
-    while path.exists():
-        suffix += 1
-        path = reports_root / name / f"{stamp}-{suffix}"
-    return path
+PointId = tuple[int, int]  # (repeat, value)
+RESERVE_BYTES = 64 * 1024
 
 
-class RunStore:
-    def __init__(self, root: Path, manifest: dict[str, Any]) -> None:
+class StoreWriteError(RunFailed):
+    """A write to the run directory failed; the message names the file and the cause."""
+
+
+class RunWriter:
+    def __init__(self, root: Path, manifest: Manifest) -> None:
         self.root = root
         self.manifest = manifest
 
     # -- creation and resumption ------------------------------------------
     @classmethod
-    def create(cls, root: Path, manifest: dict[str, Any]) -> RunStore:
+    def create(cls, root: Path, manifest: Manifest) -> RunWriter:
         if root.exists() and any(root.iterdir()):
             raise UserError(f"{root}: output directory exists and is not empty (use --resume to continue a run)")
-        root.mkdir(parents=True, exist_ok=True)
-        manifest = {
-            "schema_version": SCHEMA_VERSION,
-            "bubbleup_version": __version__,
-            "status": "running",
-            "started_at": now_iso(),
-            "finished_at": None,
-            **manifest,
-        }
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"{root}: cannot create the run directory: {exc.strerror or exc}") from None
+        manifest = manifest.model_copy(update={"status": "running", "started_at": now_iso(), "finished_at": None})
         store = cls(root, manifest)
         store.write_manifest()
-        files = ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS), (TELEMETRY, manifest["telemetry_columns"]))
-        for name, columns in files:
-            with open(root / name, "w", newline="") as f:
-                csv.writer(f).writerow(columns)
-                _sync(f)
+        files = ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS), (TELEMETRY, manifest.telemetry_columns))
+        for name, cols in files:
+            store._guarded(name, lambda f, cols=cols: csv.writer(f).writerow(cols), mode="w")
+        store._hold_reserve()
         return store
 
     @classmethod
-    def open_for_resume(cls, root: Path) -> RunStore:
-        manifest_path = root / MANIFEST
-        if not manifest_path.is_file():
-            raise UserError(f"{root}: not a run directory (no {MANIFEST})")
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{manifest_path}: unreadable manifest: {exc}") from None
-        if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise UserError(
-                f"{manifest_path}: schema_version {manifest.get('schema_version')} cannot be resumed by this "
-                f"bubbleup (schema {SCHEMA_VERSION})"
-            )
-        store = cls(root, manifest)
+    def open_for_resume(cls, root: Path) -> RunWriter:
+        store = cls(root, manifest_io.read(root / MANIFEST))
         store._drop_orphan_rows()
+        store._hold_reserve()
         return store
 
     def _drop_orphan_rows(self) -> None:
@@ -122,7 +95,7 @@ class RunStore:
                 os.replace(tmp, path)
 
     # -- reading ------------------------------------------------------------
-    def completed_points(self) -> set[PointKey]:
+    def completed_points(self) -> set[PointId]:
         """(repeat, value) of every point whose rows are on disk."""
         path = self.root / POINTS
         if not path.exists():
@@ -132,27 +105,89 @@ class RunStore:
             return {(int(r["repeat"]), int(r["value"])) for r in reader if r.get("value") not in (None, "")}
 
     # -- writing ------------------------------------------------------------
-    def append_point(self, samples: Iterable[Sequence[Any]], points: Iterable[Sequence[Any]],
-                     telemetry: Iterable[Sequence[Any]] = ()) -> None:  # fmt: skip
-        """Commit one point: telemetry and samples first, then point rows (the marker), each fsynced."""
-        for name, rows in ((TELEMETRY, telemetry), (SAMPLES, samples), (POINTS, points)):
-            with open(self.root / name, "a", newline="") as f:
-                csv.writer(f).writerows(rows)
+    def append_point(self, samples: Sequence[SampleRow], points: Sequence[PointRow],
+                     telemetry: Iterable[TelemetryRow] = ()) -> None:  # fmt: skip
+        """Commit one point: telemetry and samples first, then point rows (the marker), each fsynced.
+
+        On a failed write every file is cut back to its length before this point, then
+        :class:`StoreWriteError` says which file failed and why.
+        """
+        cols = self.manifest.telemetry_columns
+        batches: list[tuple[str, list[Sequence[Any]]]] = [
+            (TELEMETRY, [telemetry_row(t, cols) for t in telemetry]),
+            (SAMPLES, [as_row(s) for s in samples]),
+            (POINTS, [as_row(p) for p in points]),
+        ]
+        sizes = {name: _size(self.root / name) for name, _ in batches}
+        try:
+            for name, rows in batches:
+                self._guarded(name, lambda f, rows=rows: csv.writer(f).writerows(rows))
+        except StoreWriteError:
+            for name, size in sizes.items():
+                with contextlib.suppress(OSError):
+                    os.truncate(self.root / name, size)
+            raise
+
+    def _guarded(self, name: str, write: Any, mode: str = "a") -> None:
+        path = self.root / name
+        try:
+            with open(path, mode, newline="") as f:
+                write(f)
                 _sync(f)
+        except OSError as exc:
+            self.release_reserve()
+            raise StoreWriteError(f"{path}: write failed: {exc.strerror or exc}; completed points are kept") from None
 
     def update_manifest(self, **fields: Any) -> None:
-        self.manifest.update(fields)
+        self.manifest = Manifest.model_validate({**self.manifest.model_dump(), **fields})
         self.write_manifest()
 
     def write_manifest(self) -> None:
+        """Replace the manifest atomically; on a full disk, give the reserve back and rewrite it in place."""
         path = self.root / MANIFEST
+        text = self.manifest.to_json()
         tmp = path.with_suffix(".json.tmp")
-        with open(tmp, "w") as f:
-            json.dump(self.manifest, f, indent=2, default=str)
+        try:
+            with open(tmp, "w") as f:
+                f.write(text)
+                _sync(f)
+            os.replace(tmp, path)
+            return
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            self.release_reserve()
+            first = exc
+        try:
+            with open(path, "w") as f:
+                f.write(text)
+                _sync(f)
+        except OSError:
+            raise StoreWriteError(f"{path}: write failed: {first.strerror or first}") from None
+
+    def _hold_reserve(self) -> None:
+        with contextlib.suppress(OSError), open(self.root / RESERVE, "wb") as f:
+            f.write(b"\0" * RESERVE_BYTES)
             _sync(f)
-        os.replace(tmp, path)
+
+    def release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.root / RESERVE).unlink()
+
+    def finish(self, status: str, reason: str | None = None) -> None:
+        """Record how the run ended and give the reserve back."""
+        self.release_reserve()
+        self.update_manifest(status=status, finished_at=now_iso(), stop_reason=reason)
 
 
-def _sync(f: Any) -> None:
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def _sync(f: IO[Any]) -> None:
     f.flush()
     os.fsync(f.fileno())
+

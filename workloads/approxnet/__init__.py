@@ -4,14 +4,14 @@ A ResNet-style backbone accepts any input size; outports at several depths end i
 pyramid pooling and a small classifier. A setting is (input size, outport), named
 ``"<size>px/exit<k>"``; presets LL / MM / HH pick the cheapest, a middle and the richest.
 
-Serving (see ``serving.py``): ``load()`` imports TensorFlow, fixes its thread pools and GPU
-memory growth, and restores the folded inference weights, but traces nothing. ``select()``
-fetches the setting's compiled function (one per outport by default, option ``trace``),
-tracing it the first time: the worker's ``select_ms`` holds the tracing cost, the function's
-first inference its graph optimisation, and the first inference at each new input size the
-kernel creation for that shape. A revisit is a dictionary lookup and costs nothing. Inputs
-are resized outside the timed region (``samples()``), like a camera pipeline delivering
-frames at the chosen size; ``infer()`` is one call of the compiled function.
+Serving (see ``workloads/nn/serving.py``, shared with MCDNN): ``load()`` imports TensorFlow,
+fixes its thread pools and GPU memory growth, and restores the folded inference weights, but
+traces nothing. ``select()`` fetches the setting's compiled function (one per outport by
+default, option ``trace``), tracing it the first time: the worker's ``select_ms`` holds the
+tracing cost, the function's first inference its graph optimisation, and the first inference
+at each new input size the kernel creation for that shape. A revisit is a dictionary lookup
+and costs nothing. Inputs are resized outside the timed region (``samples()``), like a camera
+pipeline delivering frames at the chosen size; ``infer()`` is one call of the compiled function.
 
 This module imports no TensorFlow: ``bubbleup list`` and scenario validation import it.
 """
@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -33,6 +33,12 @@ from workloads.approxnet.spec import (
     setting_grid,
 )
 from workloads.base import Workload
+from workloads.nn.weights import file_sha256, weights_file
+
+if TYPE_CHECKING:  # for annotations only: importing them loads numpy and TensorFlow
+    import numpy as np
+
+    from workloads.nn.serving import ServingNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -91,30 +97,6 @@ class ApproxNetOptions(BaseModel):
         return self
 
 
-class MissingWeightsError(FileNotFoundError, ValueError):
-    """A weights file that is not there: a ValueError too, so option validation reports it as one line."""
-
-
-def weights_file(option: str, shipped: Path, kind: str, variant: str, what: str = "") -> Path | None:
-    """The file a weights option names (None for "random"), for ApproxNet and MCDNN alike.
-
-    ``option`` is "random", "default" (``shipped``, where ``train`` writes the variant's weights)
-    or a path; a missing file raises MissingWeightsError saying how to make it.
-    """
-    if option == "random":
-        return None
-    path = shipped if option == "default" else Path(option).expanduser()
-    if not path.is_file():
-        train = f"python -m bubbleup train {kind} --variant {variant}" + ("" if option == "default" else f" -o {path}")
-        missing = (
-            f"no trained weights for variant {variant!r} ({path})" if option == "default" else f"no such file: {path}"
-        )
-        raise MissingWeightsError(
-            f'{what}{missing}; use "random" (untrained: latency and memory, not accuracy) or train them: {train}'
-        )
-    return path
-
-
 def resolve_weights(weights: str, variant: str) -> Path | None:
     """Path of ApproxNet's weights file to load (None for "random")."""
     return weights_file(weights, WEIGHTS_DIR / f"{variant}.npz", "approxnet", variant)
@@ -124,16 +106,18 @@ class ApproxNetWorkload(Workload):
     kind = "approxnet"
     summary = "multi-exit, any-input-size ResNet with SPP outports (TensorFlow); settings = input size x outport"
     Options = ApproxNetOptions
+    requires = ("tensorflow",)
+    extra = "approxnet"
 
     def __init__(self, options: ApproxNetOptions) -> None:
         super().__init__(options)
         self.options: ApproxNetOptions = options
-        self.net: Any = None
-        self._fn: Any = None
+        self.net: ServingNet | None = None
+        self._fn: Any = None  # the TF concrete function serving the current setting
         self._size: int | None = None
-        self._frames: Any = None  # uint8 [n, H, W, 3]
+        self._frames: np.ndarray | None = None  # uint8 [n, H, W, 3]
         self._labels: list[int] = []
-        self._samples: dict[int, list[Any]] = {}
+        self._samples: dict[int, list[tuple[Any, int]]] = {}  # size -> (input tensor, label) per frame
         self._meta: dict[str, Any] = {}
 
     # -- cheap ---------------------------------------------------------------
@@ -145,7 +129,8 @@ class ApproxNetWorkload(Workload):
 
     # -- heavy ---------------------------------------------------------------
     def load(self) -> None:
-        from workloads.approxnet.tfsetup import start_tensorflow
+        from workloads.nn.data import sample_frames
+        from workloads.nn.tfstart import start_tensorflow
 
         tf_facts, t_import = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
         t1 = time.perf_counter()
@@ -164,14 +149,18 @@ class ApproxNetWorkload(Workload):
 
     def served_function(self, setting: str) -> Any:
         """The compiled function that serves ``setting`` (traced on first request): what ``infer()`` calls."""
+        if self.net is None:
+            raise RuntimeError("load() the workload before selecting a setting")
         size, exit_number = parse_setting(self.resolve(setting))
         return self.net.function(None if self.options.trace == "per_exit" else size, exit_number)
 
     def samples(self) -> Sequence[Any]:
-        if self._size is None:
+        if self._size is None or self._frames is None:
             raise RuntimeError("select() a setting before asking for samples")
         cached = self._samples.get(self._size)
         if cached is None:
+            from workloads.nn.serving import prepare_samples
+
             cached = prepare_samples(self._frames, self._labels, self._size)
             self._samples[self._size] = cached
         return cached
@@ -214,16 +203,16 @@ class ApproxNetWorkload(Workload):
         return 0 if self.net is None else int(self.net.trace_count)
 
 
-def load_net(weights: str, variant: str, seed: int) -> tuple[Any, dict[str, Any], Path | None]:
+def load_net(weights: str, variant: str, seed: int) -> tuple[ServingNet, dict[str, Any], Path | None]:
     """(ServingNet, weights meta, path) for a weights option; "random" gives a deterministic untrained net."""
-    from workloads.approxnet.serving import build_net
+    from workloads.nn.serving import build_net
 
     path = resolve_weights(weights, variant)
     net, meta = build_net(path, APPROXNET_VARIANTS[variant], seed)
     return net, meta, path
 
 
-def weights_info(net: Any, meta: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
+def weights_info(net: ServingNet, meta: Mapping[str, Any], path: Path | None) -> dict[str, Any]:
     """Model facts for the manifest: parameters, file, and the held-out accuracy from training, if known."""
     import json
 
@@ -233,30 +222,9 @@ def weights_info(net: Any, meta: Mapping[str, Any], path: Path | None) -> dict[s
         "weights_file": str(path) if path else "random",
     }
     if path is not None:
-        from workloads.approxnet.training import file_sha256
-
         info["weights_sha256"] = file_sha256(path)
         report = path.with_suffix(".json")
         if report.is_file():
             info["heldout_top1"] = json.loads(report.read_text()).get("top1")
     info["weights_meta"] = dict(meta)
     return info
-
-
-def sample_frames(seed: int, n: int, frames_per_clip: int = 4) -> tuple[Any, list[int]]:
-    """``n`` consecutive frames of 'samples'-split clips (deployment class prior) and their labels."""
-    from workloads.approxnet import data
-
-    clips = -(-n // frames_per_clip)
-    split = data.make_split(seed, "samples", clips, frames_per_clip, data.DEPLOY_PRIOR)
-    return split.frames[:n], [int(x) for x in split.labels[:n]]
-
-
-def prepare_samples(frames: Any, labels: list[int], size: int) -> list[tuple[Any, int]]:
-    """(input tensor [1, size, size, 3], label) per frame, ready for the compiled function."""
-    import tensorflow as tf
-
-    from workloads.approxnet.serving import preprocess
-
-    # one frame at a time: batch-sized float temporaries would stay in the allocator and inflate RSS
-    return [(tf.identity(preprocess(frames[i : i + 1], size)), labels[i]) for i in range(len(labels))]

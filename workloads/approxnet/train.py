@@ -14,20 +14,27 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workloads.approxnet import data
+from workloads import MissingExtra, check_requirements
+from workloads.approxnet import ApproxNetWorkload
 from workloads.approxnet.spec import (
     APPROXNET_VARIANTS,
     DEFAULT_SIZES,
     presets_for,
     setting_name,
 )
-from workloads.approxnet.training import Schedule, print_progress
+from workloads.nn import data
+from workloads.nn.training import WEIGHT_DECAY, Schedule, batches, print_progress, train_stage
+from workloads.nn.weights import file_sha256
+
+if TYPE_CHECKING:  # imports Keras: only when training actually starts
+    from workloads.nn.trainable import TrainNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
@@ -79,8 +86,8 @@ def evaluate(
     chunk: int = 96,
 ) -> dict[str, float]:
     """Top-1 accuracy of every (size, outport) setting on the held-out split, via the serving graphs."""
-    from workloads.approxnet.serving import ServingNet, preprocess
-    from workloads.approxnet.training import heldout, top1
+    from workloads.nn.serving import ServingNet, preprocess
+    from workloads.nn.training import heldout, top1
 
     net, _ = ServingNet.from_file(weights)
     split = heldout(seed, n_clips, frames, frame_size)
@@ -104,17 +111,43 @@ def accuracy_table(acc: dict[str, float], sizes: tuple[int, ...], n_exits: int) 
     return "\n".join(rows)
 
 
-def train(plan: TrainPlan, out: Path, log: Any = None) -> dict[str, Any]:
+def fit_outports(
+    net: TrainNet,
+    sched: Schedule,
+    sizes: tuple[int, ...],
+    seed: int,
+    stream_id: int = 1,
+    frame_size: int = data.FRAME_SIZE,
+    log: Callable[[str], None] = print,
+) -> list[float]:
+    """Stage 2: backbone frozen (inference-mode batch norm); every outport head learns from its own features."""
+    import keras
+    import tensorflow as tf
+
+    xent = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    variables = net.head_variables()
+    kernels = [v for v in variables if "kernel" in v.path]
+
+    def loss(x: tf.Tensor, y: tf.Tensor, training: bool) -> tf.Tensor:
+        feats = [tf.stop_gradient(f) for f in net.features(x, training=False)]
+        losses = [xent(y, head(f, training=training)) for head, f in zip(net.heads, feats, strict=True)]
+        return tf.add_n(losses) + WEIGHT_DECAY * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
+
+    stream = batches(seed, sched, data.UNIFORM_PRIOR, stream_id=stream_id, frame_size=frame_size)
+    return train_stage(variables, loss, sched, sizes, stream, seed + stream_id, "outports", log)
+
+
+def train(plan: TrainPlan, out: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train, export, evaluate; returns the report written next to the weights."""
     log = log or print_progress
-    from workloads.approxnet.training import configure_tf, file_sha256
+    from workloads.nn.training import configure_tf
 
     configure_tf(plan.seed, plan.intra_op_threads, plan.inter_op_threads)
     import tensorflow as tf
 
-    from workloads.approxnet.serving import save_params
-    from workloads.approxnet.trainable import TrainNet
-    from workloads.approxnet.training import fit_main_branch, fit_outports
+    from workloads.nn.serving import save_params
+    from workloads.nn.trainable import TrainNet
+    from workloads.nn.training import fit_main_branch
 
     spec = APPROXNET_VARIANTS[plan.variant]
     net = TrainNet(spec)
@@ -213,7 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     if (args.epochs is not None and args.epochs < 1) or (args.outport_epochs is not None and args.outport_epochs < 1):
         print("error: epochs must be at least 1", file=sys.stderr)
         return 2
-    from workloads.approxnet.tfsetup import quiet_tf_logs
+    try:
+        check_requirements(ApproxNetWorkload)
+    except MissingExtra as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from workloads.nn.tfstart import quiet_tf_logs
 
     quiet_tf_logs()
     plan = build_plan(args)

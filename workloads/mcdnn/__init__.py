@@ -24,12 +24,18 @@ import gc
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from workloads.base import Workload
 from workloads.mcdnn.models import PRESETS, SETTINGS, VARIANTS, top_classes
+from workloads.nn.weights import file_sha256, weights_file
+
+if TYPE_CHECKING:  # for annotations only: importing it loads TensorFlow
+    import numpy as np
+
+    from workloads.nn.serving import ServingNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODELS = ("small", "full")
@@ -64,8 +70,6 @@ class McdnnOptions(BaseModel):
 
 def weights_path(option: str, variant: str, model: str) -> Path | None:
     """The weights file of ``model`` (None for "random"); a missing one raises MissingWeightsError."""
-    from workloads.approxnet import weights_file
-
     suffix = "" if variant == "default" else f"-{variant}"
     return weights_file(option, WEIGHTS_DIR / f"{model}{suffix}.npz", "mcdnn", variant, f"mcdnn {model} model: ")
 
@@ -73,9 +77,9 @@ def weights_path(option: str, variant: str, model: str) -> Path | None:
 class _Resident:
     """One loaded model: its inference graph and whether it has run yet."""
 
-    def __init__(self, net: Any, size: int) -> None:
+    def __init__(self, net: ServingNet, size: int) -> None:
         self.net, self.size = net, size
-        self.fn = net.function(size, 1)  # traced here: loading a model includes making it runnable
+        self.fn: Any = net.function(size, 1)  # traced here: loading a model includes making it runnable
         self.ran = False
 
 
@@ -83,6 +87,8 @@ class McdnnWorkload(Workload):
     kind = "mcdnn"
     summary = "MCDNN cascade baseline: specialised small model + full model; memory all|replace (TensorFlow)"
     Options = McdnnOptions
+    requires = ("tensorflow",)
+    extra = "approxnet"
 
     def __init__(self, options: McdnnOptions) -> None:
         super().__init__(options)
@@ -93,9 +99,9 @@ class McdnnWorkload(Workload):
         self.resident: dict[str, _Resident] = {}
         self.loads = {m: 0 for m in MODELS}
         self._setting: str | None = None
-        self._frames: Any = None
+        self._frames: np.ndarray | None = None  # uint8 [n, H, W, 3]
         self._labels: list[int] = []
-        self._inputs: dict[int, list[Any]] = {}
+        self._inputs: dict[int, list[Any]] = {}  # size -> input tensor per frame
         self._samples: dict[str, list[tuple[Any, Any, int]]] = {}
         self._meta: dict[str, Any] = {}
         self._files: dict[str, Path | None] = {}
@@ -108,7 +114,7 @@ class McdnnWorkload(Workload):
 
     # -- model residency -------------------------------------------------------
     def _load_model(self, model: str) -> _Resident:
-        from workloads.approxnet.serving import build_net
+        from workloads.nn.serving import build_net
 
         pair = VARIANTS[self.options.variant]
         spec = pair.small if model == "small" else pair.full
@@ -120,7 +126,7 @@ class McdnnWorkload(Workload):
 
     def _unload(self, model: str) -> None:
         if self.resident.pop(model, None) is not None:
-            from workloads.approxnet.serving import trim_heap
+            from workloads.nn.serving import trim_heap
 
             gc.collect()
             trim_heap()
@@ -137,7 +143,8 @@ class McdnnWorkload(Workload):
 
     # -- lifecycle --------------------------------------------------------------
     def load(self) -> None:
-        from workloads.approxnet.tfsetup import start_tensorflow
+        from workloads.nn.data import sample_frames
+        from workloads.nn.tfstart import start_tensorflow
 
         tf_facts, t_import = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
         self._files = {
@@ -149,8 +156,6 @@ class McdnnWorkload(Workload):
             for m in MODELS:
                 self._load_model(m)
         t_models = time.perf_counter() - t1
-        from workloads.approxnet import sample_frames
-
         self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
         self._meta = {
             **tf_facts,
@@ -186,12 +191,14 @@ class McdnnWorkload(Workload):
 
     def _inputs_at(self, size: int) -> list[Any]:
         if size not in self._inputs:
-            from workloads.approxnet import prepare_samples
+            if self._frames is None:
+                raise RuntimeError("load() the workload before asking for samples")
+            from workloads.nn.serving import prepare_samples
 
             self._inputs[size] = [x for x, _ in prepare_samples(self._frames, self._labels, size)]
         return self._inputs[size]
 
-    def _run(self, model: str, x: Any) -> tuple[Any, bool, int]:
+    def _run(self, model: str, x: Any) -> tuple[np.ndarray, bool, int]:
         res, swaps = self._ensure(model)
         first = not res.ran
         out = res.fn(x).numpy()[0]
@@ -254,8 +261,6 @@ def _model_info(path: Path | None, model: str, variant: str) -> dict[str, Any]:
     spec = pair.small if model == "small" else pair.full
     info["network"] = spec.name
     if path is not None:
-        from workloads.approxnet.training import file_sha256
-
         info["weights_sha256"] = file_sha256(path)
         report = path.parent / ("cascade.json" if variant == "default" else f"cascade-{variant}.json")
         if report.is_file():

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workloads.approxnet import data
-from workloads.approxnet.spec import WIDE_FACTOR, NetSpec, widened
+from workloads.nn import data
+from workloads.nn.netspec import WIDE_FACTOR, NetSpec, widened
 
 #: How many of the most frequent classes the small model specialises on.
 TOP_K = 4

@@ -14,15 +14,19 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from workloads.approxnet import data
-from workloads.approxnet.training import Schedule, print_progress
+from workloads import MissingExtra, check_requirements
+from workloads.mcdnn import McdnnWorkload
 from workloads.mcdnn.models import TOP_K, VARIANTS, small_answers, top_classes
+from workloads.nn import data
+from workloads.nn.training import Schedule, print_progress
+from workloads.nn.weights import file_sha256
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 THRESHOLDS: tuple[float, ...] = (0.0, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
@@ -73,8 +77,8 @@ def relabel_for_small(labels: np.ndarray) -> np.ndarray:
 
 def evaluate(paths: dict[str, Path], plan: McdnnPlan) -> dict[str, Any]:
     """Held-out accuracy of small, full and the cascade at every threshold in ``THRESHOLDS``."""
-    from workloads.approxnet.serving import ServingNet, preprocess
-    from workloads.approxnet.training import heldout, top1
+    from workloads.nn.serving import ServingNet, preprocess
+    from workloads.nn.training import heldout, top1
 
     pair = VARIANTS[plan.variant]
     small, _ = ServingNet.from_file(paths["small"])
@@ -105,17 +109,17 @@ def evaluate(paths: dict[str, Path], plan: McdnnPlan) -> dict[str, Any]:
     }
 
 
-def train(plan: McdnnPlan, directory: Path, log: Any = None) -> dict[str, Any]:
+def train(plan: McdnnPlan, directory: Path, log: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Train both models, export, evaluate; returns the report written next to the weights."""
     log = log or print_progress
-    from workloads.approxnet.training import configure_tf, file_sha256
+    from workloads.nn.training import configure_tf
 
     configure_tf(plan.seed, plan.intra_op_threads, plan.inter_op_threads)
     import tensorflow as tf
 
-    from workloads.approxnet.serving import save_params
-    from workloads.approxnet.trainable import TrainNet
-    from workloads.approxnet.training import fit_main_branch
+    from workloads.nn.serving import save_params
+    from workloads.nn.trainable import TrainNet
+    from workloads.nn.training import fit_main_branch
 
     pair = VARIANTS[plan.variant]
     paths = output_paths(directory, plan.variant)
@@ -218,7 +222,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.epochs is not None and args.epochs < 1:
         print("error: --epochs must be at least 1", file=sys.stderr)
         return 2
-    from workloads.approxnet.tfsetup import quiet_tf_logs
+    try:
+        check_requirements(McdnnWorkload)
+    except MissingExtra as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from workloads.nn.tfstart import quiet_tf_logs
 
     quiet_tf_logs()
     train(build_plan(args), args.output_dir)

@@ -81,6 +81,14 @@ class Batch:
     clips: np.ndarray  # int32 [N], clip index within the split
 
 
+def _max_projection(x: np.ndarray, y: np.ndarray, angles: list[float]) -> np.ndarray:
+    """Largest projection of (x, y) on the unit vectors at ``angles``: a regular polygon's field, before its offset."""
+    d = x * np.cos(angles[0]) + y * np.sin(angles[0])
+    for a in angles[1:]:
+        d = np.maximum(d, x * np.cos(a) + y * np.sin(a))
+    return d
+
+
 def _shape_sdf(label: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """Signed distance-like field of class ``label`` in object units (object radius ~1); < 0 inside."""
     r = np.sqrt(x * x + y * y)
@@ -93,12 +101,7 @@ def _shape_sdf(label: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
     if label == 3:  # hollow square
         return np.abs(np.maximum(np.abs(x), np.abs(y)) - 0.66) - 0.17
     if label == 4:  # equilateral triangle
-        d = None
-        for k in range(3):
-            a = np.pi / 2 + k * 2 * np.pi / 3
-            h = x * np.cos(a) + y * np.sin(a)
-            d = h if d is None else np.maximum(d, h)
-        return d - 0.5
+        return _max_projection(x, y, [np.pi / 2 + k * 2 * np.pi / 3 for k in range(3)]) - 0.5
     if label == 5:  # plus-shaped cross
         bar1 = np.maximum(np.abs(x) - 0.95, np.abs(y) - 0.28)
         bar2 = np.maximum(np.abs(x) - 0.28, np.abs(y) - 0.95)
@@ -107,12 +110,7 @@ def _shape_sdf(label: int, x: np.ndarray, y: np.ndarray) -> np.ndarray:
         phi = np.arctan2(y, x)
         return (r - (0.62 + 0.33 * np.cos(5 * phi))) * 0.7
     if label == 7:  # hexagon
-        d = None
-        for k in range(6):
-            a = np.pi / 6 + k * np.pi / 3
-            h = x * np.cos(a) + y * np.sin(a)
-            d = h if d is None else np.maximum(d, h)
-        return d - 0.87
+        return _max_projection(x, y, [np.pi / 6 + k * np.pi / 3 for k in range(6)]) - 0.87
     if label == 8:  # crescent
         return np.maximum(r - 1.0, -(np.sqrt((x - 0.45) ** 2 + y * y) - 0.8))
     if label == 9:  # ellipse 2:1
@@ -247,3 +245,13 @@ def make_split(
 #: Pixel statistics of the synthetic frames, used to centre network inputs.
 PIXEL_MEAN = 0.5
 PIXEL_SCALE = 4.0
+
+
+def sample_frames(seed: int, n: int, frames_per_clip: int = 4) -> tuple[np.ndarray, list[int]]:
+    """``n`` consecutive frames of 'samples'-split clips (deployment class prior) and their labels.
+
+    What the workloads cycle through when measured: clips never trained on, uint8 [n, H, W, 3].
+    """
+    clips = -(-n // frames_per_clip)
+    split = make_split(seed, "samples", clips, frames_per_clip, DEPLOY_PRIOR)
+    return split.frames[:n], [int(x) for x in split.labels[:n]]

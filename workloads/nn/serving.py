@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from workloads.approxnet.data import PIXEL_MEAN, PIXEL_SCALE
-from workloads.approxnet.spec import NetSpec
+from workloads.nn.data import PIXEL_MEAN, PIXEL_SCALE
+from workloads.nn.netspec import NetSpec
 
 
 def preprocess(frames: np.ndarray | tf.Tensor, size: int) -> tf.Tensor:
@@ -38,6 +38,12 @@ def preprocess(frames: np.ndarray | tf.Tensor, size: int) -> tf.Tensor:
     if x.shape[1] != size or x.shape[2] != size:
         x = tf.image.resize(x, [size, size], method="bilinear", antialias=True)
     return (x - PIXEL_MEAN) * PIXEL_SCALE
+
+
+def prepare_samples(frames: np.ndarray, labels: list[int], size: int) -> list[tuple[tf.Tensor, int]]:
+    """(input tensor [1, size, size, 3], label) per frame, ready for the compiled function."""
+    # one frame at a time: batch-sized float temporaries would stay in the allocator and inflate RSS
+    return [(tf.identity(preprocess(frames[i : i + 1], size)), labels[i]) for i in range(len(labels))]
 
 
 def _pool_axis(x: tf.Tensor, n: int, axis: int) -> tf.Tensor:

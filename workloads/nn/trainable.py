@@ -12,8 +12,8 @@ import numpy as np
 import tensorflow as tf
 from keras import layers
 
-from workloads.approxnet.serving import block_layout, exit_after_block, spp
-from workloads.approxnet.spec import NetSpec
+from workloads.nn.netspec import NetSpec
+from workloads.nn.serving import block_layout, exit_after_block, spp
 
 BN_EPSILON = 1e-3
 

@@ -6,22 +6,27 @@ gives the same weights file on the same software stack.
 
 Data is an endless stream of fresh synthetic clips (see ``data.py``): each "epoch" draws
 new clips, so epochs count data volume, not repetitions, and nothing is memorised.
+
+The stages here serve both workloads (``fit_main_branch``: a whole single-exit network, or a
+backbone with its deepest outport); ApproxNet's second stage, every outport on a frozen
+backbone, is ``fit_outports`` in ``workloads/approxnet/train.py``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from workloads.approxnet import data
-from workloads.approxnet.spec import NetSpec
+from workloads.nn import data
+from workloads.nn.netspec import NetSpec
+
+if TYPE_CHECKING:  # imports Keras: only when training actually starts
+    from workloads.nn.trainable import TrainNet
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ def configure_tf(seed: int, intra: int, inter: int) -> None:
     import keras
     import tensorflow as tf
 
-    from workloads.approxnet.tfsetup import configure_threads
+    from workloads.nn.tfstart import configure_threads
 
     configure_threads(intra, inter)
     tf.config.experimental.enable_op_determinism()
@@ -106,7 +111,7 @@ def train_stage(
     import keras
     import tensorflow as tf
 
-    from workloads.approxnet.serving import preprocess
+    from workloads.nn.serving import preprocess
 
     steps = sched.steps
     warm = min(50, steps // 20)
@@ -152,10 +157,6 @@ def top1(logits: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(np.argmax(logits, axis=1) == labels)) if len(labels) else math.nan
 
 
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def spec_summary(spec: NetSpec) -> dict[str, Any]:
     return {
         "name": spec.name,
@@ -170,7 +171,7 @@ WEIGHT_DECAY = 5e-5
 
 
 def fit_main_branch(
-    net: Any,
+    net: TrainNet,
     sched: Schedule,
     sizes: tuple[int, ...],
     seed: int,
@@ -194,29 +195,3 @@ def fit_main_branch(
 
     stream = batches(seed, sched, prior, relabel, stream_id=stream_id, frame_size=frame_size)
     return train_stage(variables, loss, sched, sizes, stream, seed + stream_id, "backbone", log)
-
-
-def fit_outports(
-    net: Any,
-    sched: Schedule,
-    sizes: tuple[int, ...],
-    seed: int,
-    stream_id: int = 1,
-    frame_size: int = data.FRAME_SIZE,
-    log: Callable[[str], None] = print,
-) -> list[float]:
-    """Stage 2: backbone frozen (inference-mode batch norm); every outport head learns from its own features."""
-    import keras
-    import tensorflow as tf
-
-    xent = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    variables = net.head_variables()
-    kernels = [v for v in variables if "kernel" in v.path]
-
-    def loss(x: tf.Tensor, y: tf.Tensor, training: bool) -> tf.Tensor:
-        feats = [tf.stop_gradient(f) for f in net.features(x, training=False)]
-        losses = [xent(y, head(f, training=training)) for head, f in zip(net.heads, feats, strict=True)]
-        return tf.add_n(losses) + WEIGHT_DECAY * tf.add_n([tf.nn.l2_loss(k) for k in kernels])
-
-    stream = batches(seed, sched, data.UNIFORM_PRIOR, stream_id=stream_id, frame_size=frame_size)
-    return train_stage(variables, loss, sched, sizes, stream, seed + stream_id, "outports", log)

@@ -1,0 +1,62 @@
+"""How numbers, units and ratios are written for people: the one place, for analysis words and reports alike."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def number(value: float | None, missing: str = "?") -> str:
+    """``3`` for whole numbers, ``2.5`` otherwise."""
+    if _missing(value):
+        return missing
+    assert value is not None
+    return f"{int(value)}" if float(value).is_integer() else f"{value:g}"
+
+
+def format_value(value: float | None, axis: str, unit: bool = True) -> str:
+    """A sweep value as people write it: ``3`` bubbles, ``512 MiB``."""
+    text = number(value, missing="-")
+    return f"{text} MiB" if unit and axis == "size_mb" and text != "-" else text
+
+
+def times(ratio: float | None) -> str:
+    """A ratio for people: ``1.07x``, ``4.1x``, ``12x``."""
+    if _missing(ratio):
+        return "?x"
+    assert ratio is not None
+    if ratio < 2:
+        return f"{ratio:.2f}x"
+    return f"{ratio:.1f}x" if ratio < 10 else f"{ratio:.0f}x"
+
+
+def fmt_ms(value: Any) -> str:
+    """Milliseconds with three significant digits (``12.3``, ``0.845``, ``1234``)."""
+    if _missing(value):
+        return "-"
+    v = float(value)
+    return f"{v:.0f}" if abs(v) >= 100 else f"{v:.3g}"
+
+
+def ms(value: Any) -> str:
+    """Milliseconds with the unit: ``12.3 ms``, or ``-``."""
+    return "-" if _missing(value) else fmt_ms(value) + " ms"
+
+
+def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
+    """Nested metadata as (dotted.key, value) rows for a two-column table."""
+    if isinstance(data, dict):
+        rows: list[tuple[str, str]] = []
+        for key, value in data.items():
+            rows.extend(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return rows
+    if isinstance(data, list | tuple) and any(isinstance(x, dict | list) for x in data):
+        return [(prefix, json.dumps(data, default=str))]
+    if isinstance(data, list | tuple):
+        return [(prefix, ", ".join(str(x) for x in data))]
+    return [(prefix, "" if data is None else str(data))]

@@ -1,0 +1,77 @@
+"""What a run will do, decided before anything starts: the steps of every point, the point order,
+and whether the scenario's peak memory is safe on this machine. Pure: no process is started here."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import psutil
+
+from bubbleup.errors import UserError
+from bubbleup.scenario import Scenario, WorkloadSpec
+
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    workload: str  # the workload's label
+    setting: str
+    warmup: int
+    inferences: int
+
+
+def steps_of(spec: WorkloadSpec) -> list[StepPlan]:
+    """What a workload runs at every point: an explicit schedule, or every setting in turn."""
+    label = spec.label or spec.kind
+    if spec.steps is not None:
+        return [StepPlan(label, s.setting, s.warmup, s.inferences) for s in spec.steps]
+    return [StepPlan(label, s, spec.warmup, spec.inferences_per_setting) for s in spec.settings]
+
+
+def all_steps(scenario: Scenario) -> list[StepPlan]:
+    return [step for spec in scenario.specs for step in steps_of(spec)]
+
+
+def plan_points(scenario: Scenario) -> list[tuple[int, int]]:
+    """(repeat, value) in execution order. Repeats alternate direction (or shuffle) so drift spreads."""
+    sweep = scenario.sweep
+    ascending = sorted(sweep.values)
+    rng = random.Random(sweep.seed)
+    plan: list[tuple[int, int]] = []
+    for r in range(sweep.repeats):
+        if sweep.order == "ascending":
+            order = ascending
+        elif sweep.order == "alternate":
+            order = ascending if r % 2 == 0 else ascending[::-1]
+        else:
+            order = ascending[:]
+            rng.shuffle(order)
+        plan.extend((r, v) for v in order)
+    return plan
+
+
+def check_memory_safety(
+    scenario: Scenario, available_mb: float | None = None, source: str = "scenario"
+) -> dict[str, float]:
+    """Refuse a scenario whose peak bubble memory would endanger the machine: one line naming the file
+    (``source``), the field whose worst point is too big, and the numbers."""
+    lim = scenario.limits
+    available = psutil.virtual_memory().available / MIB if available_mb is None else available_mb
+    allowed = max(0.0, min(available * lim.max_memory_fraction, available - lim.reserve_mb))
+    peak = scenario.peak_bubble_mb()
+    facts = {"peak_bubble_mb": peak, "available_mb": available, "allowed_mb": allowed}
+    if peak > allowed and not lim.allow_unsafe_memory:
+        worst = max(scenario.sweep.values, key=lambda v: sum(size for _, size in scenario.pressure_at(v)))
+        count = len(scenario.pressure_at(worst))
+        raise UserError(
+            f"{source}: sweep.values: refusing to run {scenario.name!r}: peak bubble memory {peak} MiB "
+            f"({count} bubbles at {scenario.sweep.axis}={worst}) exceeds the "
+            f"safe limit of {allowed:.0f} MiB (the lesser of {lim.max_memory_fraction:.0%} of the {available:.0f} "
+            f"MiB available and available minus the {lim.reserve_mb} MiB reserve); shrink the sweep or set "
+            f"limits.allow_unsafe_memory: true"
+        )
+    return facts
+
+

@@ -1,0 +1,46 @@
+"""What the user sees while a sweep runs: a progress bar on a terminal, one line per point otherwise."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+class Progress:
+    """A progress bar on a terminal, one line per point otherwise (CI logs)."""
+
+    def __init__(self, total_steps: int, enabled: bool) -> None:
+        self.enabled = enabled
+        self.tty = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+        if self.tty:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total_steps, unit="step", dynamic_ncols=True, file=sys.stderr)
+
+    def point(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_description(text)
+        elif self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def step(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+            self.bar.update(1)
+
+    def advance(self, steps: int) -> None:
+        if self.bar is not None and steps:
+            self.bar.update(steps)
+
+    def note(self, text: str) -> None:
+        if self.bar is not None:
+            self.bar.write(text, file=sys.stderr)
+        elif self.enabled:
+            print(text, file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+

@@ -1,0 +1,103 @@
+"""manifest.json as a typed model: what the run was asked to do, what it did, and on what machine.
+
+Every field has a default, so a reader can still describe a run whose manifest is partial; keys
+this version does not know are kept (``extra="allow"``) so a tool can add facts without a schema
+change. ``schema_version`` is checked on every read.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bubbleup import __version__
+from bubbleup.errors import UserError
+from bubbleup.store.layout import SCHEMA_VERSION
+
+RunStatus = Literal["running", "complete", "interrupted", "failed", "unknown"]
+
+
+class StepEntry(BaseModel):
+    """One setting step every point runs, in order."""
+
+    model_config = ConfigDict(frozen=True)
+
+    workload: str
+    setting: str
+    warmup: int
+    inferences: int
+
+
+class Manifest(BaseModel):
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
+
+    schema_version: int = SCHEMA_VERSION
+    bubbleup_version: str = __version__
+    status: RunStatus = "unknown"
+    started_at: str | None = None
+    finished_at: str | None = None
+    #: Why a run stopped early: the signal, or the write that failed.
+    stop_reason: str | None = None
+    resumed_at: list[str] = Field(default_factory=list)
+    name: str = ""
+    started_epoch: float = 0.0
+    scenario_given: dict[str, Any] = Field(default_factory=dict)
+    scenario_effective: dict[str, Any] = Field(default_factory=dict)
+    #: (repeat, sweep value) in execution order.
+    plan: list[tuple[int, int]] = Field(default_factory=list)
+    steps: list[StepEntry] = Field(default_factory=list)
+    workloads: list[str] = Field(default_factory=list)
+    settings: list[str] = Field(default_factory=list)
+    placement: str | None = None
+    environment: dict[str, Any] = Field(default_factory=dict)
+    environment_warnings: list[str] = Field(default_factory=list)
+    telemetry_columns: list[str] = Field(default_factory=list)
+    #: Per workload label: what it reported at load (threads, model sizes, ...), load time, RSS.
+    workload_metadata: dict[str, dict[str, Any]] | None = None
+    calibration: dict[str, Any] | None = None
+    memory_safety: dict[str, float] | None = None
+    budget: dict[str, Any] | None = None
+    budget_final_stats: dict[str, Any] | None = None
+    #: How points.csv and the report compute their statistics (analysis.stats.METHOD).
+    statistics: dict[str, Any] | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, default=str)
+
+
+def check_schema(version: Any, source: Path | str) -> None:
+    """Refuse, in one line, a run directory written to a schema this bubbleup does not know."""
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise UserError(f"{source}: schema_version: {version!r} is not a run-directory schema version")
+    if version > SCHEMA_VERSION:
+        raise UserError(
+            f"{source}: schema_version: {version} is newer than this bubbleup {__version__} reads "
+            f"(up to {SCHEMA_VERSION}); upgrade bubbleup to read this run"
+        )
+
+
+def parse(data: Any, source: Path | str) -> Manifest:
+    """Validate manifest data: the schema first, then every field, each problem as one line."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: (top level): expected a JSON object, got {type(data).__name__}")
+    check_schema(data.get("schema_version"), source)
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        field = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        raise UserError(f"{source}: {field}: {err['msg']}") from None
+
+
+def read(path: Path) -> Manifest:
+    """Read and validate ``manifest.json``; a missing or unreadable file is a clear one-line error."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UserError(f"{path.parent}: not a run directory (no {path.name})") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: unreadable manifest: {exc}") from None
+    return parse(data, path)

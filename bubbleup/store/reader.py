@@ -1,0 +1,201 @@
+"""The one reader of a run directory: ``load_run`` gives the manifest model and typed frames.
+
+It tolerates a partial run (a missing or empty CSV becomes an empty frame, a row cut short by
+a kill is dropped, each noted in ``Run.notes``), so a report can be rebuilt from any run
+directory, including an interrupted one, long after the run. It refuses, in one line, a run
+directory written to a newer schema than this bubbleup knows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bubbleup.store import manifest as manifest_io
+from bubbleup.store.layout import MANIFEST, POINTS, SAMPLES, TELEMETRY
+from bubbleup.store.manifest import Manifest
+from bubbleup.store.records import POINT_COLUMNS, POINT_TEXT, SAMPLE_COLUMNS, SAMPLE_TEXT
+
+
+@dataclass(frozen=True)
+class Run:
+    """A run directory read into memory; immutable so figures and tables see the same data."""
+
+    path: Path
+    manifest: Manifest
+    samples: pd.DataFrame  # samples.csv (records.SampleRow columns)
+    points: pd.DataFrame  # points.csv (records.PointRow columns)
+    telemetry: pd.DataFrame | None = None
+    notes: tuple[str, ...] = field(default=())  # problems met while reading (bad rows, missing files)
+    #: Planned curves in run order: setting names, or ``workload:setting`` when a run measures several workloads.
+    planned: tuple[str, ...] = field(default=())
+    workloads: tuple[str, ...] = field(default=())  # workload labels, in the manifest's order
+
+    @property
+    def name(self) -> str:
+        return self.manifest.name or self.path.name
+
+    @property
+    def status(self) -> str:
+        return self.manifest.status
+
+    @property
+    def effective(self) -> dict[str, Any]:
+        return dict(self.manifest.scenario_effective)
+
+    @property
+    def axis(self) -> str:
+        """``count`` or ``size_mb``: from the effective scenario, else from the data."""
+        sweep = self.effective.get("sweep") or {}
+        if sweep.get("axis"):
+            return str(sweep["axis"])
+        for frame in (self.points, self.samples):
+            if len(frame) and "axis" in frame:
+                return str(frame["axis"].iloc[0])
+        return "count"
+
+    @property
+    def settings(self) -> list[str]:
+        """Every curve (setting, or ``workload:setting``) in the manifest's order, then any others in the data."""
+        names = list(self.planned)
+        for frame in (self.points, self.samples):
+            if "setting" in frame:
+                names.extend(str(s) for s in frame["setting"].dropna().unique())
+        return list(dict.fromkeys(names))
+
+    @property
+    def plan(self) -> list[tuple[int, float]]:
+        """Planned (repeat, value) points in execution order."""
+        return [(int(r), float(v)) for r, v in self.manifest.plan]
+
+    @property
+    def values(self) -> list[float]:
+        """Planned sweep values (sorted), plus any found in the data."""
+        vals = [v for _, v in self.plan]
+        vals += [float(v) for v in (self.effective.get("sweep") or {}).get("values") or []]
+        vals += [float(v) for v in self.points.get("value", pd.Series(dtype=float)).dropna()]
+        return sorted(set(vals))
+
+    @property
+    def bubble(self) -> dict[str, Any]:
+        """The effective single bubble (empty for a ``bubbles:`` set)."""
+        return dict(self.effective.get("bubble") or {})
+
+    @property
+    def sweep_count(self) -> int | None:
+        """Bubbles per point on a size sweep (``sweep.count`` counts sets; a set of k kinds is k bubbles)."""
+        count = (self.effective.get("sweep") or {}).get("count")
+        if count is None:
+            return None
+        kinds = len(self.effective.get("bubbles") or []) or 1
+        return int(count) * kinds
+
+    @property
+    def fixed_size_mb(self) -> float:
+        """Each bubble's region on a count sweep: the single bubble's, else the set's largest."""
+        sizes = [b.get("size_mb") for b in ([self.bubble] if self.bubble else self.effective.get("bubbles") or [])]
+        sizes = [float(s) for s in sizes if s is not None]
+        return max(sizes) if sizes else math.nan
+
+
+def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: list[str]) -> pd.DataFrame:
+    """Read a contract CSV leniently: a missing, empty or truncated file gives what it can, never an exception.
+
+    A run killed mid-write may leave a partial last line; numeric columns are coerced so
+    such a row turns into NaNs (dropped later) instead of poisoning a column's dtype.
+    """
+    text = tuple(text)
+    empty = pd.DataFrame({c: pd.Series(dtype=object if c in text else float) for c in columns})
+    if not path.exists():
+        notes.append(f"{path.name} is missing")
+        return empty
+    try:
+        frame = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=True, on_bad_lines="skip")
+    except pd.errors.EmptyDataError:
+        notes.append(f"{path.name} is empty")
+        return empty
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        notes.append(f"{path.name} could not be parsed: {exc}")
+        return empty
+    for col in columns:
+        if col not in frame:
+            frame[col] = pd.Series(dtype=object if col in text else float)
+    for col in frame.columns:
+        if col not in text:
+            frame[col] = pd.to_numeric(frame[col], errors="coerce")
+        else:
+            frame[col] = frame[col].astype(object).where(frame[col].notna(), None)
+    return frame
+
+
+def _read_manifest(path: Path, notes: list[str]) -> Manifest:
+    """The manifest model; a missing or broken file is noted (the data may still tell a story), a newer
+    schema or a field of the wrong type is refused in one line."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        notes.append(f"{path.name} is missing")
+        return Manifest()
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        notes.append(f"{path.name} is not valid JSON: {exc}")
+        return Manifest()
+    return manifest_io.parse(data, path)
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """Read a run directory: the manifest model plus samples, points and telemetry as DataFrames."""
+    path = Path(run_dir)
+    notes: list[str] = []
+    manifest = _read_manifest(path / MANIFEST, notes)
+    samples = _read_csv(path / SAMPLES, SAMPLE_COLUMNS, SAMPLE_TEXT, notes)
+    # t_s comes after latency_ms: a row without it was cut short mid-write, so its latency may be cut too
+    samples = samples.dropna(subset=["value", "latency_ms", "t_s"]).reset_index(drop=True)
+    points = _read_csv(path / POINTS, POINT_COLUMNS, POINT_TEXT, notes)
+    points = points.dropna(subset=["value", "status"]).reset_index(drop=True)
+    workloads = _workload_labels(manifest, samples, points)
+    planned = _planned_series(manifest, multi=len(workloads) > 1)
+    if len(workloads) > 1:  # one curve per (workload, setting): name it so, everywhere downstream
+        for frame in (samples, points):
+            frame["setting"] = [series_name(w, st) for w, st in zip(frame["workload"], frame["setting"], strict=True)]
+    telemetry = None
+    if (path / TELEMETRY).exists():
+        tnotes: list[str] = []
+        telemetry = _read_csv(path / TELEMETRY, ("t_s",), (), tnotes)
+        telemetry = telemetry.dropna(subset=["t_s"]).reset_index(drop=True)
+        telemetry = telemetry.dropna(axis=1, how="all") if len(telemetry) else None
+        notes.extend(n for n in tnotes if "missing" not in n)
+    return Run(
+        path=path,
+        manifest=manifest,
+        samples=samples,
+        points=points,
+        telemetry=telemetry,
+        notes=tuple(notes),
+        planned=tuple(planned),
+        workloads=tuple(workloads),
+    )
+
+
+def series_name(workload: Any, setting: Any) -> str:
+    """A curve's name in a run of several workloads: ``mcdnn:HH`` (settings of different workloads may share names)."""
+    return f"{workload}:{setting}" if workload else str(setting)
+
+
+def _workload_labels(manifest: Manifest, samples: pd.DataFrame, points: pd.DataFrame) -> list[str]:
+    labels = [str(w) for w in manifest.workloads]
+    for frame in (points, samples):
+        labels.extend(str(w) for w in frame["workload"].dropna().unique())
+    return list(dict.fromkeys(labels))
+
+
+def _planned_series(manifest: Manifest, multi: bool) -> list[str]:
+    """Curves the run planned, in order: from its steps when several workloads share the run."""
+    if multi:
+        return list(dict.fromkeys(series_name(st.workload, st.setting) for st in manifest.steps))
+    return [str(st) for st in manifest.settings]
