@@ -14,8 +14,8 @@ from conftest import TESTS, run_cli
 import bubbleup
 from bubbleup.errors import UserError
 from bubbleup.store.manifest import Manifest
-from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS, PointRow, SampleRow
 from bubbleup.store.reader import load_run
+from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS, PointRow, SampleRow
 from bubbleup.store.writer import RunWriter, StoreWriteError
 
 DATA = TESTS / "data"
