@@ -72,7 +72,7 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     scenario, _ = load_scenario(args.scenario)
     safety = check_memory_safety(scenario, source=str(args.scenario))
     steps = all_steps(scenario)
-    kinds = ", ".join(spec.label for spec in scenario.specs)
+    kinds = ", ".join(spec.label or spec.kind for spec in scenario.specs)
     print(
         f"ok: {args.scenario}: {scenario.name}: {len(plan_points(scenario))} points x {len(steps)} steps of "
         f"{kinds}; peak bubble memory {safety['peak_bubble_mb']} MiB "

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
 
@@ -35,7 +35,7 @@ def spawn_child(
     *,
     own_session: bool,
     env: dict[str, str] | None = None,
-    stderr: Any = subprocess.PIPE,
+    stderr: int | IO[bytes] | None = subprocess.PIPE,
     wrap: Callable[[list[str]], list[str]] | None = None,
 ) -> subprocess.Popen[bytes]:
     """Start ``python -m module args`` tied to this process's life (``wrap`` e.g. joins a cgroup first)."""

@@ -262,13 +262,13 @@ class Scenario(_Strict):
 
     def pressure_at(self, value: int) -> list[tuple[BubbleSpec, int]]:
         """Every bubble (effective spec, size in MiB) running at the sweep point ``value``."""
-        from bubbleup.pressure.kinds import effective
+        from bubbleup.pressure.kinds import effective, region_mb
 
         specs = [effective(b) for b in self.bubble_set]
         if self.sweep.axis == "count":
-            return [(b, b.size_mb) for _ in range(value) for b in specs]
+            return [(b, region_mb(b)) for _ in range(value) for b in specs]
         # On a size sweep a 0 MiB bubble still burns CPU: the right control for the memory effect.
-        return [(b, value if b.holds_memory else b.size_mb) for _ in range(self.sweep.count) for b in specs]
+        return [(b, value if b.holds_memory else region_mb(b)) for _ in range(self.sweep.count) for b in specs]
 
     @property
     def specs(self) -> list[WorkloadSpec]:
@@ -282,11 +282,11 @@ class Scenario(_Strict):
         bubble_size_mb is the swept size on a size sweep; on a count sweep, the region of the
         set's largest memory-holding bubble (0 if none holds memory).
         """
-        from bubbleup.pressure.kinds import effective
+        from bubbleup.pressure.kinds import effective, region_mb
 
         if self.sweep.axis == "size_mb":
             return [(len(self.pressure_at(v)), v) for v in self.sweep.values]
-        size = max((effective(b).size_mb for b in self.bubble_set if b.holds_memory), default=0)
+        size = max((region_mb(effective(b)) for b in self.bubble_set if b.holds_memory), default=0)
         return [(len(self.pressure_at(v)), size) for v in self.sweep.values]
 
     def peak_bubble_mb(self) -> int:

@@ -7,8 +7,9 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import psutil
 import pytest
@@ -17,6 +18,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
 PY = sys.executable
+T = TypeVar("T")
 
 
 def alive(pid: int) -> bool:
@@ -25,6 +27,20 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+def wait_until(predicate: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.05) -> T:
+    """Poll ``predicate`` until it returns something truthy, and return that; at the deadline raise
+    AssertionError naming ``what`` (what the test was waiting for). The synchronisation every test uses
+    instead of a sleep: it waits exactly as long as the machine needs, and says what never happened."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up after {timeout_s:g} s waiting for {what}")
+        time.sleep(interval_s)
 
 
 def wait_all_gone(pids: list[int], timeout_s: float) -> list[int]:
@@ -46,13 +62,21 @@ def descendants(pid: int) -> list[psutil.Process]:
 
 def wait_for_children(pid: int, n: int, timeout_s: float = 60) -> list[int]:
     """PIDs of ``pid``'s descendants once there are at least ``n``; fails the test if that never happens."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        kids = descendants(pid)
-        if len(kids) >= n:
-            return [k.pid for k in kids]
-        time.sleep(0.1)
-    raise AssertionError(f"orchestrator {pid} never had {n} descendants: {[k.pid for k in descendants(pid)]}")
+    return wait_until(lambda: [k.pid for k in kids] if len(kids := descendants(pid)) >= n else None, timeout_s,
+                      f"process {pid} to have {n} descendants")  # fmt: skip
+
+
+def resident_region_mb(pid: int) -> float:
+    """The largest anonymous mapping of ``pid`` that is resident, in MiB (0 if the process is gone).
+
+    A bubble's region is one such mapping, and an idle interpreter with numpy loaded has none above a
+    few MiB, so this tells a bubble that holds its region from one still starting (whose total RSS,
+    ~35 MiB of interpreter and numpy, already exceeds a small region)."""
+    try:
+        maps = psutil.Process(pid).memory_maps(grouped=False)
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return 0.0
+    return max((m.rss for m in maps if not m.path or m.path.startswith("[anon")), default=0) / (1 << 20)
 
 
 def kill_pids(pids: list[int]) -> None:

@@ -11,6 +11,7 @@ import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +38,7 @@ def make_run(
     status: str = "complete",
     bubble_size_mb: float = 512,
     bubble_count: int = 1,
+    bubbles: Sequence[Mapping[str, Any]] | None = None,
     telemetry: bool = True,
     warmup: int = 2,
     name: str = "fake",
@@ -47,6 +49,9 @@ def make_run(
     ``failed`` maps (setting, value) to a status (``failed``/``timeout``) applied to every
     repeat; ``missing`` lists planned (repeat, value) points that never ran (a partial run);
     ``repeat_scale`` multiplies one repeat's latencies at one (setting, value) (drift).
+    ``bubble_count`` is the size sweep's ``sweep.count``. ``bubbles`` makes the pressure a set of kinds
+    (``bubbles:`` in the scenario) started together, as the orchestrator does: each point then runs
+    ``kinds x count`` bubbles, and a count sweep's size is the set's largest region.
     A curve named ``label:setting`` belongs to workload ``label`` (a run measuring several workloads);
     other names belong to one workload labelled ``synthetic``.
     """
@@ -62,6 +67,8 @@ def make_run(
     for r in range(repeats):
         order = list(values) if r % 2 == 0 else list(reversed(values))  # interleaved, like the orchestrator
         plan += [[r, v] for v in order]  # (repeat, value), as the orchestrator writes it
+    kinds = len(bubbles) if bubbles else 1
+    fixed_size = max(float(b.get("size_mb") or 0) for b in bubbles) if bubbles else bubble_size_mb
     run_dir = root / name
     run_dir.mkdir(parents=True, exist_ok=True)
     samples, points, t = [], [], 0.0
@@ -69,8 +76,8 @@ def make_run(
         r, v = item[0], float(item[1])
         if (r, v) in missing:
             continue
-        count = v if axis == "count" else bubble_count
-        size = bubble_size_mb if axis == "count" else v
+        count = kinds * (v if axis == "count" else bubble_count)
+        size = fixed_size if axis == "count" else v
         rss = 150.0
         for setting in settings:
             step = step_of[setting]
@@ -148,8 +155,8 @@ def make_run(
                 "psi_cpu_some_avg10": np.abs(rng.normal(5, 2, len(ts))),
             }
         ).to_csv(run_dir / "telemetry.csv", index=False)
-    sweep = {"axis": axis, "values": list(values), "repeats": repeats, "settle_s": 0.5}
-    bubble = {"size_mb": bubble_size_mb, "cpu_duty": 1.0, "pattern": "stream"}
+    sweep = {"axis": axis, "values": list(values), "count": bubble_count, "repeats": repeats, "settle_s": 0.5}
+    bubble = None if bubbles else {"size_mb": bubble_size_mb, "cpu_duty": 1.0, "pattern": "stream"}
     plain = [owner[name][1] for name in settings]
     workload = {"kind": "synthetic", "settings": plain, "inferences_per_setting": n, "warmup": warmup}
     manifest = {
@@ -164,7 +171,14 @@ def make_run(
             "workload": {"kind": "synthetic"},
             "sweep": {"axis": axis, "values": list(values)},
         },
-        "scenario_effective": {"name": name, "workload": workload, "bubble": bubble, "sweep": sweep, "limits": {}},
+        "scenario_effective": {
+            "name": name,
+            "workload": workload,
+            "bubble": bubble,
+            "bubbles": [dict(b) for b in bubbles] if bubbles else None,
+            "sweep": sweep,
+            "limits": {},
+        },
         "plan": plan,
         "environment": {
             "cpu_model": "Fake CPU @ 2.0GHz",

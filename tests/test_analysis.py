@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 from fixtures_runs import make_run
 
 from bubbleup import analysis
+from bubbleup.report import figures
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
 VALUES = [0, 1, 2, 3]
@@ -146,3 +148,78 @@ def test_missing_manifest_is_noted_not_fatal(tmp_path) -> None:
     assert "manifest.json is missing" in run.notes
     assert run.axis == "count" and run.settings == ["A"]
     assert len(analysis.summarise(run)) == 2
+
+
+# -- what is running at each point: the count on a size sweep, a set of kinds on a count sweep ---------------------
+
+SIZES = [64, 128, 256, 512, 1024]
+#: A ``bubbles:`` set as the effective scenario records it: a memory bubble and a cpu bubble, started together.
+MEMORY_AND_CPU = [
+    {"kind": "memory", "size_mb": 32, "cpu_duty": 0.0, "pattern": "none"},
+    {"kind": "cpu", "size_mb": 0, "cpu_duty": 1.0, "pattern": "none"},
+]
+
+
+def _blank_bubble_columns(run_dir: Path, *names: str) -> None:
+    """Rows that do not say what ran (the case in which the analysis must fall back on the scenario)."""
+    for name in names:
+        frame = pd.read_csv(run_dir / name)
+        frame["bubble_count"] = math.nan
+        frame["bubble_size_mb"] = math.nan
+        frame.to_csv(run_dir / name, index=False)
+
+
+@pytest.mark.parametrize("state", ["interrupted before 1024 MiB", "no point written yet", "rows without counts"])
+def test_size_sweep_says_its_count_from_the_scenario(tmp_path: Path, state: str) -> None:
+    """``sweep.count: 2`` on a size sweep: every point runs 2 bubbles, and the summary, the x axis and the cliff
+    say so, also for a planned size with no row in points.csv and when no row tells the count."""
+    interrupted = state == "interrupted before 1024 MiB"
+    run_dir = make_run(tmp_path, {"HH": [10, 10.2, 10.4, 10.6, 30]}, SIZES, axis="size_mb", bubble_count=2,
+                       missing=[(0, 1024)] if interrupted else [], status="interrupted")  # fmt: skip
+    if not interrupted:
+        (run_dir / "points.csv").write_text(",".join(POINT_COLUMNS) + "\n")  # killed while writing its first point
+    if state == "rows without counts":
+        _blank_bubble_columns(run_dir, "samples.csv")
+    run = analysis.load_run(run_dir)
+    assert run.sweep_count == 2 and 1024.0 in run.values
+    s = analysis.summarise(run)
+    measured = SIZES[:-1] if interrupted else SIZES
+    assert s["bubble_count"].tolist() == [2.0] * len(measured), s
+    assert s["bubble_size_mb"].tolist() == measured
+    assert figures.axis_label(run) == "bubble size (MiB), 2 bubbles"
+    (cliff,) = analysis.find_cliffs(run, s)
+    assert cliff.fixed == 2
+    words = "HH shows no cliff up to 2 bubbles of 512 MiB;" if interrupted else "HH tolerates 2 bubbles of 512 MiB;"
+    assert cliff.sentence().startswith(words), cliff.sentence()
+
+
+@pytest.mark.parametrize("counts_in_rows", [True, False], ids=["rows say", "scenario says"])
+def test_a_set_of_kinds_on_a_count_sweep_is_counted_and_described_as_sets(tmp_path: Path, counts_in_rows: bool) -> None:
+    """``bubbles: [memory 32 MiB, cpu]`` swept by count: value 2 is two sets, four bubbles, the largest 32 MiB."""
+    run_dir = make_run(tmp_path, {"LL": [10, 10.5, 11, 30]}, [0, 1, 2, 3], bubbles=MEMORY_AND_CPU)
+    if not counts_in_rows:
+        _blank_bubble_columns(run_dir, "points.csv", "samples.csv")
+    run = analysis.load_run(run_dir)
+    assert run.bubble == {} and run.fixed_size_mb == 32
+    s = analysis.summarise(run)
+    assert s["bubble_count"].tolist() == [0, 2, 4, 6], s  # bubbles running, as the orchestrator records them
+    assert s["bubble_size_mb"].tolist() == [32] * 4
+    assert figures.axis_label(run) == "bubble sets running (2 bubbles each, largest 32 MiB)"
+    (cliff,) = analysis.find_cliffs(run, s)
+    assert (cliff.kind, cliff.at, cliff.tolerated) == ("break", 3, 2)
+    words = cliff.sentence()
+    assert words.startswith("LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its median latency rises "), words
+    assert "its latency with no bubbles" in words
+
+
+def test_a_set_of_kinds_on_a_size_sweep_counts_sets_and_bubbles(tmp_path: Path) -> None:
+    """``sweep.count: 2`` of [memory, cpu] swept by size: 4 bubbles per point, of which 2 hold the swept region."""
+    run_dir = make_run(tmp_path, {"LL": [10, 10.5, 11, 30]}, SIZES[:4], axis="size_mb", bubble_count=2,
+                       bubbles=MEMORY_AND_CPU)  # fmt: skip
+    run = analysis.load_run(run_dir)
+    assert run.sweep_count == 4
+    s = analysis.summarise(run)
+    assert s["bubble_count"].tolist() == [4] * 4 and s["bubble_size_mb"].tolist() == SIZES[:4]
+    assert figures.axis_label(run) == "bubble size (MiB), 4 bubbles"
+    (cliff,) = analysis.find_cliffs(run, s)
+    assert cliff.sentence().startswith("LL tolerates 2 bubble sets at 256 MiB (4 bubbles); its median latency rises ")

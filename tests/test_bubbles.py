@@ -96,7 +96,7 @@ def test_standalone_bubble_command_runs_until_ctrl_c() -> None:
     try:
         ready = json.loads(proc.stdout.readline())
         assert ready["event"] == "ready" and ready["region_mb"] >= 0.97 * 32
-        time.sleep(0.5)
+        time.sleep(0.5)  # a measurement window: ten 50 ms duty periods for the core share it reports on stopping
         proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=10)
     finally:
@@ -122,7 +122,7 @@ from bubbleup.machine.telemetry import core_share
 pool = BubblePool.uniform(BubbleSpec(cpu_duty=0.2), 3, 16)
 pool.start(); pool.wait_ready(60)
 print(" ".join(map(str, pool.pids())), flush=True)
-time.sleep(3600)
+time.sleep(3600)  # hold the bubbles until the test SIGKILLs this parent
 """
 
 

@@ -17,8 +17,13 @@ def test_calibration_measures_every_kind() -> None:
     memory = next(r for r in cal["results"] if r["kind"] == "memory")
     assert abs(memory["delivered"]["region_mb"] - 256) <= 0.1 * 256
     assert memory["delivered"]["core_share"] < 0.05
-    paced = next(r for r in cal["results"] if r["probe"] == "bandwidth 1000 MB/s")
-    assert abs(paced["delivered"]["mb_per_s"] - 1000) <= 100
+    paced = next(r for r in cal["results"] if r["probe"] == "bandwidth 1000 MB/s")["delivered"]["mb_per_s"]
+    unpaced = next(r for r in cal["results"] if r["probe"] == "bandwidth unlimited")["delivered"]["mb_per_s"]
+    # A held rate never overshoots (ignoring it, the bubble would stream what the unpaced probe does) ...
+    assert paced <= 1.1 * 1000, (paced, unpaced)
+    # ... and reaches nearly all of it, or of what one core streams if that is less: the unpaced probe ran a few
+    # seconds later, on a CPU that may have been up to 1.8x faster then, hence half its rate.
+    assert paced >= 0.8 * min(1000, unpaced / 2), (paced, unpaced)
     cache = next(r for r in cal["results"] if r["kind"] == "cache")
     assert cache["delivered"]["accesses_per_s"] > 0
     assert all(r["interference"] > 0 for r in cal["results"])
@@ -30,7 +35,11 @@ def test_run_records_the_calibration_and_warns_about_misses(tmp_path: Path) -> N
     combined = next(r for r in cal["results"] if r["kind"] == "combined")
     combined["misses"] = {"core_share": -0.30}
     (tmp_path / "cal.json").write_text(json.dumps(cal))
-    assert warnings_for(cal, {"cpu"}) == [] or all("cpu" in w for w in warnings_for(cal, {"cpu"}))
+    # The pretended miss is reported for runs that use combined bubbles, and only for those.
+    cpu_only = warnings_for(cal, {"cpu"})
+    assert not any("combined" in w for w in cpu_only) and all(": cpu duty " in w for w in cpu_only), cpu_only
+    assert any("combined 256 MiB duty 1.0 bubbles missed their target: core_share by -30%" in w
+               for w in warnings_for(cal, {"combined"})), warnings_for(cal, {"combined"})  # fmt: skip
 
     scenario = write_scenario(tmp_path, smoke_dict(**{"sweep.values": [0]}))
     done = run_cli(["run", str(scenario), "--out", str(tmp_path / "r"), "-q", "--no-report",

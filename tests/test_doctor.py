@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
+import pytest
 from conftest import PY, run_cli
 
-from bubbleup.machine.doctor import CHECKS, diagnose
+from bubbleup.machine.doctor import CHECKS, _autogroup, diagnose
 
 
 def test_doctor_covers_every_check_with_a_verdict(tmp_path: Path) -> None:
@@ -17,7 +17,8 @@ def test_doctor_covers_every_check_with_a_verdict(tmp_path: Path) -> None:
     for name in ("CPU frequency", "SMT", "scheduler autogroup", "transparent huge pages", "swap", "available memory",
                  "cgroups", "TensorFlow", "stress-ng", "other busy processes"):
         assert f"] {name}: " in done.stdout
-    assert len(done.stdout.strip().splitlines()) >= len(CHECKS)
+    verdicts = [line for line in done.stdout.splitlines() if line.startswith("[")]
+    assert len(verdicts) == len(CHECKS), done.stdout  # one verdict line per check, none twice
 
 
 def test_doctor_names_a_busy_process() -> None:
@@ -31,8 +32,18 @@ def test_doctor_names_a_busy_process() -> None:
 
 
 def test_doctor_reads_autogroup_as_the_kernel_says() -> None:
+    """The verdict and the words follow /proc/sys/kernel/sched_autogroup_enabled, read here independently."""
     finding = next(f for f in diagnose() if f.check == "scheduler autogroup")
     state = Path("/proc/sys/kernel/sched_autogroup_enabled")
-    if state.exists():
-        assert ("on:" in finding.detail) == (state.read_text().strip() == "1")
-    assert sys.platform != "linux" or finding.verdict in ("ok", "info")
+    value = state.read_text().strip() if state.exists() else None
+    verdict, word = {"1": ("info", "on"), "0": ("ok", "off")}.get(value or "", ("ok", "unknown"))
+    assert (finding.verdict, finding.detail.split(":")[0]) == (verdict, word), (value, finding)
+
+
+@pytest.mark.parametrize(
+    ("value", "verdict", "word"), [("1", "info", "on"), ("0", "ok", "off"), (None, "ok", "unknown")]
+)
+def test_doctor_autogroup_verdict_for_each_kernel_state(value: str | None, verdict: str, word: str) -> None:
+    """Every state the file can be in, whatever this machine's is: on is worth knowing, off or unknown is fine."""
+    finding = _autogroup({"sched_autogroup": value})
+    assert (finding.verdict, finding.detail.split(":")[0]) == (verdict, word), finding

@@ -6,12 +6,21 @@ import json
 import os
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TESTS, descendants, kill_pids, run_cli, smoke_dict, start_cli, wait_all_gone, write_scenario
+from conftest import (
+    TESTS,
+    descendants,
+    kill_pids,
+    run_cli,
+    smoke_dict,
+    start_cli,
+    wait_all_gone,
+    wait_until,
+    write_scenario,
+)
 
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
@@ -76,20 +85,23 @@ def test_run_killed_after_two_points_resumes_to_exactly_the_full_set_of_rows(tmp
     out = tmp_path / "run"
     proc = start_cli(["run", str(path), "--out", str(out), "-q", "--no-report"], cwd=tmp_path)
     kids: list[int] = []
+
+    def two_points_done() -> bool:
+        kids[:] = [k.pid for k in descendants(proc.pid)] or kids  # the latest point's worker and bubbles
+        try:
+            return len(pd.read_csv(out / "points.csv")) >= 2 * 2
+        except (FileNotFoundError, pd.errors.EmptyDataError):
+            return False
+
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            kids = [k.pid for k in descendants(proc.pid)] or kids
-            if (out / "points.csv").exists() and len(pd.read_csv(out / "points.csv")) >= 2 * 2:
-                break
-            time.sleep(0.02)
+        wait_until(two_points_done, 60, "two points (both settings each) in points.csv", interval_s=0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    kill_pids(wait_all_gone(kids, 3.0))
+        kill_pids(wait_all_gone(kids, 3.0))
     partial = pd.read_csv(out / "points.csv")
     assert 4 <= len(partial) < 16  # killed part-way
 

@@ -371,3 +371,59 @@ def _summary_and_cliffs(run_dir: Path) -> tuple:
     run = analysis.load_run(run_dir)
     summary = analysis.summarise(run)
     return summary, analysis.find_cliffs(run, summary)
+
+
+@pytest.mark.parametrize(
+    ("pressure", "bubbles_at", "label", "words"),
+    [
+        (
+            {"bubble": {"kind": "memory", "size_mb": 16}, "sweep": {"axis": "size_mb", "values": [16, 32], "count": 2}},
+            {16: 2, 32: 2},
+            "bubble size (MiB), 2 bubbles",
+            r"(tolerates|no cliff up to) 2 bubbles of (16|32) MiB",
+        ),
+        (
+            {"bubble": None, "bubbles": [{"kind": "memory", "size_mb": 16}, {"kind": "cpu", "cpu_duty": 0.2}],
+             "sweep": {"axis": "count", "values": [0, 1]}},
+            {0: 0, 1: 2},
+            "bubble sets running (2 bubbles each, largest 16 MiB)",
+            # with no cliff the set is named; a cliff at the first set says "tolerates no bubbles": never "N bubbles of"
+            r"^(?!.*bubbles? of).*(tolerates no bubbles; |no cliff up to 1 bubble set \(2 bubbles, largest 16 MiB\); )",
+        ),
+    ],
+    ids=["size sweep of 2", "count sweep of a set"],
+)
+def test_a_real_run_says_what_ran_at_each_point(tmp_path: Path, pressure: dict, bubbles_at: dict, label: str,
+                                                words: str) -> None:  # fmt: skip
+    """Through the CLI, so the manifest is the orchestrator's own: the summary counts the bubbles that ran, and the
+    axis and each cliff sentence describe them (the count of a size sweep; a set as sets of bubbles)."""
+    from conftest import run_cli, smoke_dict, write_scenario
+
+    data = smoke_dict(**{"workload.inferences_per_setting": 5})
+    data.update({k: v for k, v in pressure.items() if k != "sweep"})
+    data["sweep"].update(pressure["sweep"])
+    out = tmp_path / "run"
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(out), "-q"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = analysis.load_run(out)
+    summary = analysis.summarise(run)
+    assert summary.groupby("value")["bubble_count"].agg(set).to_dict() == {v: {n} for v, n in bubbles_at.items()}
+    assert figures.axis_label(run) == label
+    sentences = [c.sentence() for c in analysis.find_cliffs(run, summary)]
+    assert len(sentences) == 2 and all(re.search(words, s) for s in sentences), sentences
+    text = (out / "report.html").read_text()
+    assert all(html.escape(s) in text for s in sentences)
+
+
+def test_report_of_a_set_of_kinds_names_the_set(tmp_path: Path) -> None:
+    """A ``bubbles:`` set on a count sweep: the facts list every kind, missing points and the cliff count sets."""
+    kinds = [
+        {"kind": "memory", "size_mb": 32, "cpu_duty": 0.0, "pattern": "none"},
+        {"kind": "cpu", "size_mb": 0, "cpu_duty": 1.0, "pattern": "none"},
+    ]
+    run_dir = make_run(tmp_path, {"LL": [10, 10.5, 11, 30]}, [0, 1, 2, 3], bubbles=kinds, repeats=2,
+                       missing=[(1, 3), (1, 2)], status="interrupted", telemetry=False)  # fmt: skip
+    text = report.write_report(run_dir).read_text()
+    assert "<th>bubbles (a set)</th><td>kind memory, size_mb 32, cpu_duty 0.0, pattern none; kind cpu, " in text
+    assert "repeat 1: 2, 3 bubble sets" in text
+    assert "LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its median latency rises " in text

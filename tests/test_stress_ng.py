@@ -11,7 +11,16 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import TESTS, kill_pids, smoke_dict, start_cli, wait_all_gone, wait_for_children, write_scenario
+from conftest import (
+    TESTS,
+    kill_pids,
+    smoke_dict,
+    start_cli,
+    wait_all_gone,
+    wait_for_children,
+    wait_until,
+    write_scenario,
+)
 
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.run.worker import Runner, load_workload
@@ -84,6 +93,13 @@ def tree_cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def wait_burning(pids: list[int], what: str, cpu_s: float = 0.1) -> None:
+    """Return once each bubble's process tree has used ``cpu_s`` of CPU since now: stress-ng's cpu worker may
+    start spinning after the shim reports its region ready, and a workload timed before would not feel it."""
+    start = {pid: tree_cpu_seconds([pid]) for pid in pids}
+    wait_until(lambda: all(tree_cpu_seconds([p]) - start[p] >= cpu_s for p in pids), 30, what)
+
+
 def test_stress_ng_and_builtin_bubbles_slow_a_workload_alike() -> None:
     """The same two full-core bubbles, from either backend, take the same share of the CPU from a workload.
 
@@ -108,8 +124,8 @@ def test_stress_ng_and_builtin_bubbles_slow_a_workload_alike() -> None:
             with BubblePool.uniform(BubbleSpec(backend=backend, cpu_duty=1.0, pattern="none"), 2, 64) as pool:
                 pool.start()
                 pool.wait_ready(60)
-                time.sleep(0.3)
                 pids = [b.pid for b in pool.bubbles]
+                wait_burning(pids, f"both {backend} bubbles to burn CPU")
                 c0, t0 = tree_cpu_seconds(pids), time.monotonic()
                 loaded, share_loaded = timed_window(runner)
                 bubble_cores[backend].append(round((tree_cpu_seconds(pids) - c0) / (time.monotonic() - t0), 2))

@@ -62,11 +62,21 @@ def test_command_workload_times_each_run_of_a_program(tmp_path: Path) -> None:
     w = load_workload("command", {"argv": ["sleep", "{setting}"], "settings": ["0.01", "0.05"]})
     runner = Runner(w)
     w.load()
-    fast = min(runner.step("0.01", 0, 5).latencies())
-    slow = min(runner.step("0.05", 0, 5).latencies())
-    # each timing holds the whole run; process start-up (10-40 ms on a busy box) cancels in the difference
-    assert fast >= 10 and slow >= 50
-    assert 25 <= slow - fast <= 80, (fast, slow)
+    fast_runs: list[float] = []
+    slow_runs: list[float] = []
+    for _ in range(5):  # interleaved, so a change of CPU speed or load falls on both settings alike
+        fast_runs += runner.step("0.01", 0, 1).latencies()
+        slow_runs += runner.step("0.05", 0, 1).latencies()
+    fast, slow = min(fast_runs), min(slow_runs)
+    asked = 50 - 10  # ms of extra sleep the second setting asks for
+    startup = fast - 10  # what one run costs beyond its sleep (process start-up), measured here
+    evidence = {"fast": fast_runs, "slow": slow_runs}
+    # Each timing holds the whole run of the program: a sleep cannot be cut short, on any machine ...
+    assert fast >= 10 and slow >= 50, evidence
+    # ... and the setting reaches the program: the difference is the extra sleep (start-up cancels in it),
+    assert slow - fast >= 0.8 * asked, evidence
+    # not a multiple of it or of a run's measured start-up (a setting run twice, timings that accumulate).
+    assert slow - fast <= 2 * (asked + startup), evidence
 
 
 def test_command_workload_failure_is_an_error() -> None:
@@ -108,10 +118,11 @@ def test_list_shows_kinds_settings_and_presets(tmp_path: Path) -> None:
     assert "python:" in done.stdout and "command:" in done.stdout
 
 
-def test_smoke_scenario_runs_in_under_a_minute_and_reads_back(tmp_path: Path) -> None:
+def test_smoke_scenario_runs_and_reads_back(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[1]
+    # The timeout only guards against a hang (the run takes ~10 s here); how fast it runs is the machine's business.
     done = run_cli(["run", str(root / "scenarios" / "smoke.yaml"), "--out", str(tmp_path / "run"), "-q",
-                    "--no-report"], cwd=tmp_path, timeout=60)  # fmt: skip
+                    "--no-report"], cwd=tmp_path, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     samples = pd.read_csv(tmp_path / "run" / "samples.csv")
     points = pd.read_csv(tmp_path / "run" / "points.csv")

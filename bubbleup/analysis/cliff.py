@@ -51,6 +51,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 import numpy as np
 from scipy import stats
@@ -110,6 +111,7 @@ class Cliff:
     error: str = ""
     note: str = ""  # e.g. the largest step that did not qualify, and why
     fixed: float | None = None  # the other dimension: bubble size (count axis) or count (size axis)
+    set_size: int = 1  # bubbles per set of kinds (``bubbles:``): a count sweep's value then counts sets
 
     @property
     def found(self) -> bool:
@@ -147,25 +149,53 @@ class Cliff:
 
     def _span(self) -> str:
         lo, hi = number(self.baseline), number(self.measured_max)
-        return f"{lo} and {hi} MiB" if self.axis == "size_mb" else f"{lo} and {hi} bubbles"
+        return f"{lo} and {hi} MiB" if self.axis == "size_mb" else f"{lo} and {hi} {self._unit}"
 
     def _with(self, value: float | None) -> str:
         if self.axis == "count" and value == 0:
             return "with no bubbles"
-        return f"at {self._at(value)}" + (" bubbles" if self.axis == "count" else "")
+        return f"at {self._at(value)}" + (f" {self._unit}" if self.axis == "count" else "")
+
+    @property
+    def _unit(self) -> str:
+        return "bubble sets" if self.set_size > 1 else "bubbles"
 
     def _pressure(self, value: float | None) -> str:
-        """``3 bubbles of 512 MiB`` (count axis) or ``a 512 MiB bubble`` (size axis)."""
+        """``3 bubbles of 512 MiB`` (count axis) or ``a 512 MiB bubble`` (size axis); for a set of kinds
+        ``2 bubble sets (4 bubbles, largest 512 MiB)`` or ``2 bubble sets at 512 MiB (4 bubbles)``."""
         v = number(value)
         fixed = number(self.fixed) if self.fixed is not None and not math.isnan(self.fixed) else None
         if self.axis == "size_mb":
+            if self.set_size > 1 and self.fixed is not None and fixed is not None:  # fixed counts bubbles, not sets
+                n = number(self.fixed / self.set_size)
+                return f"{n} bubble set{'' if n == '1' else 's'} at {v} MiB ({fixed} bubbles)"
             if fixed in (None, "1"):
                 return f"a {v} MiB bubble"
             return f"{fixed} bubbles of {v} MiB"
         if v == "0":
             return "no bubbles"
+        if self.set_size > 1 and value is not None:  # the value counts sets of kinds started together
+            largest = f", largest {fixed} MiB" if fixed else ""
+            return f"{v} bubble set{'' if v == '1' else 's'} ({number(value * self.set_size)} bubbles{largest})"
         noun = "bubble" if v == "1" else "bubbles"
         return f"{v} {noun}" + (f" of {fixed} MiB" if fixed else "")
+
+
+class _CliffBase(TypedDict):
+    """The fields every answer of :func:`detect` for one curve shares."""
+
+    setting: str
+    axis: str
+    fixed: float | None
+    first_failure: float | None
+
+
+class _CliffSpan(_CliffBase):
+    """... and those of an answer that looked at the whole working range."""
+
+    baseline: float
+    measured_max: float
+    slowdown: float
 
 
 def _ratio_words(ratio: float | None) -> str:
@@ -225,8 +255,9 @@ def detect(
     bad = next((i for i, p in enumerate(points) if not p.functional), None)
     good = points if bad is None else points[:bad]
     failure = points[bad] if bad is not None else None
-    base = dict(setting=setting, axis=axis, fixed=fixed, first_failure=failure.value if failure else None)
+    base = _CliffBase(setting=setting, axis=axis, fixed=fixed, first_failure=failure.value if failure else None)
     if not good:
+        assert failure is not None  # nothing worked: the first point is the failure
         return Cliff(kind=NON_FUNCTIONAL, at=failure.value, status=failure.status, error=failure.error, **base)
 
     values = np.array([p.value for p in good], dtype=float)
@@ -261,7 +292,7 @@ def detect(
             best_rejected = (float(jump), f"largest step {jump:.2f}x at {number(values[k])}: {why}")
 
     note = best_rejected[1] if best_rejected else "latency never rises from one point to the next"
-    common = dict(
+    common = _CliffSpan(
         baseline=float(values[0]), measured_max=float(values[-1]), slowdown=float(medians[-1] / medians[0]), **base
     )
     if failure is not None:

@@ -16,9 +16,9 @@ versions) are listed too: a "regression" measured on a different machine is not 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, cast
 
 import numpy as np
 import pandas as pd
@@ -45,6 +45,31 @@ class Comparison:
     only_b: tuple[str, ...]
     env_diff: tuple[tuple[str, str, str], ...]  # (key, A, B) where the environments differ
     warnings: tuple[str, ...]
+
+
+class ComparisonRow(Protocol):
+    """One row of :attr:`Comparison.table` as ``itertuples`` gives it."""
+
+    setting: str
+    value: float
+    status_a: str
+    status_b: str
+    n_a: int
+    n_b: int
+    median_a_ms: float
+    median_b_ms: float
+    ratio: float
+    ratio_low: float
+    ratio_high: float
+    p: float
+    p_holm: float
+    significant: bool
+    verdict: str
+
+
+def table_rows(table: pd.DataFrame) -> Iterator[ComparisonRow]:
+    """The rows of a comparison table, typed by column (the stubs type every cell as any scalar)."""
+    return cast("Iterator[ComparisonRow]", table.itertuples(index=False))
 
 
 def holm(p_values: Sequence[float]) -> np.ndarray:
@@ -199,7 +224,7 @@ def format_text(cmp: Comparison) -> str:
     else:
         header = ("setting", "pressure", "A median", "B median", "B/A [95% CI]", "p (Holm)", "verdict")
         body = []
-        for r in t.itertuples(index=False):
+        for r in table_rows(t):
             ci = f"{times(r.ratio)} [{times(r.ratio_low)}, {times(r.ratio_high)}]" if not math.isnan(r.ratio) else "-"
             p = f"{r.p_holm:.2g}" if not math.isnan(r.p_holm) else "-"
             body.append(

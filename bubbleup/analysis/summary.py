@@ -24,9 +24,9 @@ Statistics (per sweep value x setting, pooling the timed samples of every repeat
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import pandas as pd
 
@@ -113,11 +113,55 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
 )
 
 
+class SummaryRow(Protocol):
+    """One row of :func:`summarise`'s frame as ``itertuples`` gives it (the columns a reader uses)."""
+
+    axis: str
+    value: float
+    setting: str
+    status: str
+    n_attempts: int
+    n_failed: int
+    n: int
+    n_repeats: int
+    median_ms: float
+    ci_low_ms: float
+    ci_high_ms: float
+    mean_ms: float
+    p90_ms: float
+    p95_ms: float
+    p99_ms: float
+    min_ms: float
+    max_ms: float
+    p90_thin: bool
+    p95_thin: bool
+    p99_thin: bool
+    tail_note: str
+    rep_median_min_ms: float
+    rep_median_max_ms: float
+    baseline_value: float
+    slowdown: float
+    qos: float
+    first_use_ms: float
+    select_ms: float
+    rss_mb_max: float
+    bubble_count: float
+    bubble_size_mb: float
+    error: str
+
+
+def summary_rows(summary: pd.DataFrame) -> Iterator[SummaryRow]:
+    """The rows of a :func:`summarise` frame, typed by column (the stubs type every cell as any scalar)."""
+    return cast("Iterator[SummaryRow]", summary.itertuples(index=False))
+
+
 def by_point(frame: pd.DataFrame) -> dict[tuple[float, str], pd.DataFrame]:
     """Rows grouped by (value, setting): one pass instead of a filter per point."""
     if frame.empty:
         return {}
-    return {(float(v), str(s)): g for (v, s), g in frame.groupby(["value", "setting"], sort=False)}
+    groups = frame.groupby(["value", "setting"], sort=False)
+    # the stubs type each part of a multi-column group key as Hashable; "value" holds numbers
+    return {(float(cast(float, v)), str(s)): g for (v, s), g in groups}
 
 
 def summarise(run: Run) -> pd.DataFrame:
@@ -170,7 +214,8 @@ def _bubble_at(run: Run, value: float, pts: pd.DataFrame, smp: pd.DataFrame) -> 
     if run.axis == "size_mb":
         count = run.sweep_count
         return (float(count) if count is not None else math.nan), value
-    return value, run.fixed_size_mb
+    kinds = len(run.effective.get("bubbles") or []) or 1  # a count sweep counts sets: k kinds are k bubbles
+    return value * kinds, run.fixed_size_mb
 
 
 def _add_slowdown(frame: pd.DataFrame) -> pd.DataFrame:
@@ -237,7 +282,8 @@ def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
             )
         fixed_col = "bubble_size_mb" if run.axis == "count" else "bubble_count"
         fixed = rows[fixed_col].dropna()
-        cliffs.append(detect(setting, run.axis, curve, fixed=float(fixed.iloc[0]) if len(fixed) else None))
+        cliff = detect(setting, run.axis, curve, fixed=float(fixed.iloc[0]) if len(fixed) else None)
+        cliffs.append(replace(cliff, set_size=len(run.effective.get("bubbles") or []) or 1))
     return cliffs
 
 

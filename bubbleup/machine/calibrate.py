@@ -17,6 +17,7 @@ import json
 import socket
 import statistics
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,13 +25,12 @@ from typing import Any
 import numpy as np
 
 from bubbleup.machine.telemetry import core_share
-from bubbleup.pressure.kinds import effective, llc_bytes
+from bubbleup.pressure.kinds import effective, llc_bytes, region_mb
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import BubbleSpec
 
 MIB = 1 << 20
 TOLERANCE = 0.10
-CALIBRATION_FILE = "calibration.json"
 
 
 @dataclass(frozen=True)
@@ -70,7 +70,7 @@ class ReferenceKernel:
 
 def targets(spec: BubbleSpec) -> dict[str, float]:
     """What the spec asks for, in the units we measure."""
-    out: dict[str, float] = {"region_mb": float(spec.size_mb)}
+    out: dict[str, float] = {"region_mb": float(region_mb(spec))}
     if spec.rate_mb_s is not None:
         out["mb_per_s"] = spec.rate_mb_s
     elif spec.cpu_duty:
@@ -80,7 +80,7 @@ def targets(spec: BubbleSpec) -> dict[str, float]:
 
 def measure(probe: Probe, kernel: ReferenceKernel, window_s: float, reps: int) -> dict[str, Any]:
     base = [kernel.median_ms(reps)]
-    with BubblePool.uniform(probe.spec, 1, probe.spec.size_mb) as pool:
+    with BubblePool.uniform(probe.spec, 1, region_mb(probe.spec)) as pool:
         pool.start()
         pool.wait_ready(120)
         share = core_share(pool.pids()[0], window_s)
@@ -140,7 +140,7 @@ def load(path: Path) -> dict[str, Any] | None:
         return None
 
 
-def warnings_for(cal: dict[str, Any], kinds: set[str]) -> list[str]:
+def warnings_for(cal: dict[str, Any], kinds: Collection[str]) -> list[str]:
     """A warning for each calibrated probe of a kind the run uses that missed its target by more than 10%."""
     out = []
     for r in cal.get("results", []):

@@ -38,7 +38,9 @@ def _cpu_model() -> str | None:
 
 def _governors() -> dict[str, Any]:
     base = Path("/sys/devices/system/cpu")
-    govs, max_khz, hw_max_khz = set(), [], []
+    govs: set[str] = set()
+    max_khz: list[int] = []
+    hw_max_khz: list[int] = []
     for cpu in sorted(base.glob("cpu[0-9]*")):
         g = read_text(str(cpu / "cpufreq/scaling_governor"))
         if g:

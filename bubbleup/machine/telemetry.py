@@ -14,9 +14,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 import psutil
+
+if TYPE_CHECKING:
+    from bubbleup.store.records import TelemetryRow
 
 MIB = 1 << 20
 PSI = (("cpu", "some"), ("memory", "some"), ("memory", "full"), ("io", "some"))
@@ -75,7 +78,7 @@ class Sampler:
         self.key = key
         self.epoch0 = epoch0
         self.pids = pids
-        self.rows: list[dict[str, Any]] = []
+        self.rows: list[TelemetryRow] = []
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
         self._procs: dict[int, psutil.Process] = {}
@@ -84,7 +87,7 @@ class Sampler:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> list[dict[str, Any]]:
+    def stop(self) -> list[TelemetryRow]:
         self._stop.set()
         self._thread.join(timeout=5)
         return self.rows

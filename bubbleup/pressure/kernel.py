@@ -165,7 +165,7 @@ class Bubble:
         wall0, cpu0 = time.perf_counter(), time.thread_time()
         while not self.stop_event.is_set():
             start_wall, start_cpu = time.perf_counter(), time.thread_time()
-            if byte_budget is not None:
+            if byte_budget is not None and region is not None:  # a byte budget implies a region
                 goal = region.bytes_walked + byte_budget + debt
                 while region.bytes_walked < goal and time.perf_counter() - start_wall < period:
                     work()

@@ -93,3 +93,10 @@ def effective(spec: BubbleSpec) -> BubbleSpec:
         fraction = spec.llc_fraction if spec.llc_fraction is not None else fill["llc_fraction"]
         fill["size_mb"] = max(1, round(fraction * llc_bytes() / MIB))
     return spec.model_copy(update=fill) if fill else spec
+
+
+def region_mb(spec: BubbleSpec) -> int:
+    """An effective spec's region in MiB: :func:`effective` fills ``size_mb`` for every kind."""
+    if spec.size_mb is None:
+        raise ValueError(f"a {spec.kind} bubble spec without size_mb: pass it through effective() first")
+    return spec.size_mb

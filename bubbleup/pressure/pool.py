@@ -6,7 +6,9 @@ never a timer: first-touch speed of fresh memory varies 16x on our hosts.
 
 from __future__ import annotations
 
+import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +26,7 @@ BACKEND_MODULES = {"builtin": "bubbleup.pressure.kernel", "stress-ng": "bubbleup
 @dataclass
 class BubbleHandle:
     index: int
-    proc: Any  # subprocess.Popen[bytes]
+    proc: subprocess.Popen[bytes]
     reader: procs.LineReader
     size_mb: int
     ready: dict[str, Any] | None = None
@@ -43,18 +45,20 @@ class BubblePool:
     reserve_mb: int = 2048
     allow_unsafe: bool = False
     #: Rewrites each bubble's command line, e.g. ``Budget.wrap`` to start it inside a cgroup.
-    wrap: Any = None
+    wrap: Callable[[list[str]], list[str]] | None = None
     bubbles: list[BubbleHandle] = field(default_factory=list)
     ready_s: float = 0.0
 
     @classmethod
-    def uniform(cls, spec: BubbleSpec, count: int, size_mb: int, **kw: Any) -> BubblePool:
+    def uniform(cls, spec: BubbleSpec, count: int, size_mb: int, reserve_mb: int = 2048, allow_unsafe: bool = False,
+                wrap: Callable[[list[str]], list[str]] | None = None) -> BubblePool:  # fmt: skip
         """``count`` identical bubbles of ``size_mb``."""
-        return cls([(spec, size_mb)] * count, **kw)
+        return cls([(spec, size_mb)] * count, reserve_mb=reserve_mb, allow_unsafe=allow_unsafe, wrap=wrap)
 
     def start(self) -> None:
         for i, (spec, size_mb) in enumerate(self.members):
             spec = effective(spec)
+            assert spec.pattern is not None  # effective() fills the pattern of every kind
             args = [
                 "--size-mb", str(size_mb),
                 "--cpu-duty", str(spec.cpu_duty),
@@ -70,6 +74,7 @@ class BubblePool:
                 args.append("--allow-unsafe")
             own_session = spec.placement == "own-session"
             proc = procs.spawn_child(BACKEND_MODULES[spec.backend], args, own_session=own_session, wrap=self.wrap)
+            assert proc.stdout is not None  # spawn_child always pipes stdout
             self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb))
 
     def wait_ready(self, timeout_s: float) -> None:

@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                              preexec_fn=_die_with_shim)  # fmt: skip
+    assert child.stderr is not None  # piped just above
     if args.watch_stdin:
         exit_when_stdin_closes()  # after Popen: no thread may exist while preexec_fn runs
     root = psutil.Process(child.pid)

@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 import bubbleup
-from bubbleup.analysis.compare import ALPHA, Comparison, cliff_pairs, compare_runs, format_text
+from bubbleup.analysis.compare import ALPHA, Comparison, cliff_pairs, compare_runs, format_text, table_rows
 from bubbleup.formatting import fmt_ms, format_value, times
 from bubbleup.report.figures import plain_log_y, styles, theme, wants_log, x_axis
 from bubbleup.report.html import FigureBlock, draw_figures, environment
@@ -47,7 +47,7 @@ def render(cmp: Comparison) -> str:
     import datetime as _dt
 
     rows = []
-    for r in cmp.table.itertuples(index=False):
+    for r in table_rows(cmp.table):
         rows.append(
             {
                 "setting": r.setting,

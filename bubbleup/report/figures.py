@@ -12,7 +12,7 @@ import base64
 import io
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import matplotlib
@@ -86,7 +86,7 @@ def axis_label(run: Run) -> str:
     """The x-axis title of a latency-vs-pressure figure, with units and the fixed other dimension."""
     kinds = len(run.effective.get("bubbles") or []) or 1
     if run.axis == "size_mb":
-        counts = run.points["bubble_count"].dropna().unique() if len(run.points) else []
+        counts: np.ndarray | list[float] = run.points["bubble_count"].dropna().unique() if len(run.points) else []
         count = int(counts[0]) if len(counts) == 1 else run.sweep_count
         if not count:
             return "bubble size (MiB)"
@@ -99,7 +99,7 @@ def axis_label(run: Run) -> str:
     return f"bubbles running (each {format_value(size, 'size_mb')})"
 
 
-def x_axis(ax: plt.Axes, run: Run, values: Sequence[float]) -> None:
+def x_axis(ax: plt.Axes, run: Run, values: Iterable[float]) -> None:
     """Sweep values as ticks; a log2 axis when sizes double (64, 128, ... MiB)."""
     vals = sorted(v for v in values if np.isfinite(v))
     if run.axis == "size_mb" and vals and vals[0] > 0 and vals[-1] / vals[0] >= 8:
@@ -236,7 +236,7 @@ def _draw_setting(
             zorder=5,
             clip_on=False,
         )
-    if cliff is not None and cliff.kind == BREAK:
+    if cliff is not None and cliff.kind == BREAK and cliff.at is not None:  # a break always has its point
         hit = ok[ok["value"] == cliff.at]
         if len(hit):
             x, y = float(cliff.at), float(hit[column].iloc[0])

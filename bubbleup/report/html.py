@@ -11,19 +11,20 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, cast
 
 import jinja2
 import pandas as pd
+from matplotlib.figure import Figure
 
 import bubbleup
 from bubbleup.analysis import stats as lat_stats
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff
-from bubbleup.analysis.summary import MissingPoint
+from bubbleup.analysis.summary import MissingPoint, SummaryRow
 from bubbleup.formatting import flatten, fmt_ms, format_value, times
 from bubbleup.report import figures, trace_figures
 from bubbleup.store.reader import Run, load_run
@@ -43,7 +44,7 @@ class FigureBlock:
 
 
 #: (id, title, caption, draw): ``draw`` returns a matplotlib Figure, or None when its data is absent.
-FigureSpec = tuple[str, str, str, Callable[[], Any]]
+FigureSpec = tuple[str, str, str, Callable[[], Figure | None]]
 
 
 def environment() -> jinja2.Environment:
@@ -78,7 +79,7 @@ def describe_missing(run: Run, missing: Sequence[MissingPoint]) -> list[str]:
         for m in sorted((m for m in missing if m.repeat == rep), key=lambda m: m.value):
             v = format_value(m.value, run.axis)
             parts.append(v if set(m.settings) >= all_settings else f"{v} ({', '.join(m.settings)})")
-        unit = " bubbles" if run.axis == "count" else ""
+        unit = (" bubble sets" if run.effective.get("bubbles") else " bubbles") if run.axis == "count" else ""
         lines.append(f"repeat {rep}: {', '.join(parts)}{unit}")
     return lines
 
@@ -132,9 +133,9 @@ def cliff_rows(cliffs: Sequence[Cliff], summary: pd.DataFrame) -> list[dict[str,
 def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
     """The per-point statistics table; thin tail percentiles are marked so no one over-reads a p99."""
     rows = []
-    for r in summary.itertuples(index=False):
+    for r in summaries.summary_rows(summary):
 
-        def tail(p: int, r: Any = r) -> str:
+        def tail(p: int, r: SummaryRow = r) -> str:
             value = fmt_ms(getattr(r, f"p{p}_ms"))
             return value + ("\u2020" if getattr(r, f"p{p}_thin") and r.n > 0 else "")
 
@@ -166,6 +167,20 @@ def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+class _FailedPoint(Protocol):
+    """A row of points.csv as read (:func:`bubbleup.store.reader.load_run`): the columns the report lists."""
+
+    repeat: float  # numeric columns are read as numbers, NaN where a cut row left them empty
+    value: float
+    setting: str
+    status: str
+    error: str | None
+
+
+def _failed_rows(points: pd.DataFrame) -> Iterator[_FailedPoint]:
+    return cast("Iterator[_FailedPoint]", points.itertuples(index=False))
 
 
 def single_pressure(run: Run) -> bool:
@@ -243,7 +258,7 @@ def _facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
     eff = run.effective
     workload = eff.get("workload") or {}
     sweep = eff.get("sweep") or {}
-    bubble = run.bubble
+    bubbles = [run.bubble] if run.bubble else list(eff.get("bubbles") or [])  # one kind, or a set of kinds
     values = sweep.get("values") or run.values
     timed = int(summary["n"].sum()) if len(summary) else 0
     facts = [
@@ -255,7 +270,10 @@ def _facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
             f"{', '.join(format_value(float(v), run.axis, unit=False) for v in values)}",
         ),
         ("repeats", str(sweep.get("repeats", "-"))),
-        ("bubble", ", ".join(f"{k} {v}" for k, v in bubble.items()) or "-"),
+        (
+            "bubble" if len(bubbles) < 2 else "bubbles (a set)",
+            "; ".join(", ".join(f"{k} {v}" for k, v in b.items()) for b in bubbles) or "-",
+        ),
         ("timed inferences", str(timed)),
         ("started / finished", f"{run.manifest.started_at or '-'} / {run.manifest.finished_at or '-'}"),
     ]
@@ -307,7 +325,7 @@ def render(run: Run) -> str:
                 "status": r.status,
                 "error": r.error or "",
             }
-            for r in failed.itertuples(index=False)
+            for r in _failed_rows(failed)
         ],
         "scenario_given": to_yaml(run.manifest.scenario_given or {}),
         "scenario_effective": to_yaml(run.manifest.scenario_effective or {}),

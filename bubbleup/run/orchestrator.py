@@ -33,8 +33,8 @@ from bubbleup.run.worker import InferenceRecord, StepResult
 from bubbleup.run.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
 from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
-from bubbleup.store.manifest import Manifest
-from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT, PointKey, PointRow, SampleRow
+from bubbleup.store.manifest import Manifest, StepEntry
+from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT, PointKey, PointRow, SampleRow, key_fields
 from bubbleup.store.writer import RunWriter, StoreWriteError
 
 if TYPE_CHECKING:
@@ -267,10 +267,9 @@ class Orchestrator:
 
     def _sample_row(self, key: PointKey, r: InferenceRecord, pid: int | str) -> SampleRow:
         return SampleRow(
-            repeat=key.repeat, axis=key.axis, value=key.value, bubble_count=key.bubble_count,
-            bubble_size_mb=key.bubble_size_mb, workload=key.workload, step=key.step, setting=key.setting,
-            phase=r.phase, iteration=r.iteration, first_use=r.first_use, latency_ms=round(r.latency_ms, 6),
-            rss_mb=round(r.rss_mb, 3), t_s=round(r.t_epoch_s - self.started_epoch, 6), worker_pid=pid, info=r.info,
+            **key_fields(key), phase=r.phase, iteration=r.iteration, first_use=r.first_use,
+            latency_ms=round(r.latency_ms, 6), rss_mb=round(r.rss_mb, 3),
+            t_s=round(r.t_epoch_s - self.started_epoch, 6), worker_pid=pid, info=r.info,
         )  # fmt: skip
 
     def _point_row(self, o: _StepOutcome) -> PointRow:
@@ -279,11 +278,8 @@ class Orchestrator:
         s = {k: round(float(d[k]), 6) for k in ("median_ms", "ci_low_ms", "ci_high_ms", "mean_ms", "p90_ms",
                                                   "p95_ms", "p99_ms", "min_ms", "max_ms")}  # fmt: skip
         select_ms = o.result.select_ms if o.result is not None else math.nan
-        k = o.key
         return PointRow(
-            repeat=k.repeat, axis=k.axis, value=k.value, bubble_count=k.bubble_count,
-            bubble_size_mb=k.bubble_size_mb, workload=k.workload, step=k.step, setting=k.setting,
-            status=o.status, n=int(d["n"]), **s, select_ms=round(select_ms, 6),
+            **key_fields(o.key), status=o.status, n=int(d["n"]), **s, select_ms=round(select_ms, 6),
             rss_mb_max=max((r.rss_mb for r in records), default=math.nan), bubbles_rss_mb=round(o.bubbles_mb, 3),
             error=o.error.replace("\n", " "),
         )  # fmt: skip
@@ -297,7 +293,10 @@ def new_manifest(scenario: Scenario, given: dict[str, Any]) -> Manifest:
         scenario_given=given,
         scenario_effective=scenario.model_dump(mode="json"),
         plan=plan_points(scenario),
-        steps=[s.__dict__ for s in all_steps(scenario)],
+        steps=[
+            StepEntry(workload=s.workload, setting=s.setting, warmup=s.warmup, inferences=s.inferences)
+            for s in all_steps(scenario)
+        ],
         workloads=[spec.label or spec.kind for spec in scenario.specs],
         settings=list(dict.fromkeys(s.setting for s in all_steps(scenario))),
         placement=scenario.placement,

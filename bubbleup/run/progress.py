@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, NoReturn
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class Progress:
@@ -12,7 +15,7 @@ class Progress:
     def __init__(self, total_steps: int, enabled: bool) -> None:
         self.enabled = enabled
         self.tty = enabled and sys.stderr.isatty()
-        self.bar: Any = None
+        self.bar: tqdm[NoReturn] | None = None  # a bar without an iterable is updated by hand
         if self.tty:
             from tqdm import tqdm
 

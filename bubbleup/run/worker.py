@@ -27,7 +27,6 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
@@ -66,7 +65,7 @@ class Runner:
     def __init__(self, workload: Workload) -> None:
         self.workload = workload
         self.used: set[str] = set()
-        self._rss: Callable[[], int] = psutil.Process().memory_info
+        self._rss = psutil.Process().memory_info  # bound once: read after every inference
         self._current: str | None = None
 
     def step(self, setting: str, warmup: int, n: int) -> StepResult:

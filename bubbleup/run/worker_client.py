@@ -39,6 +39,7 @@ class WorkerClient:
         self.proc = procs.spawn_child(
             WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log, wrap=wrap
         )
+        assert self.proc.stdout is not None  # spawn_child always pipes stdout
         self.reader = procs.LineReader(self.proc.stdout.fileno())
         self.loaded: dict[str, Any] | None = None
 
@@ -47,9 +48,11 @@ class WorkerClient:
         return self.proc.pid
 
     def _send(self, msg: dict[str, Any]) -> None:
+        stdin = self.proc.stdin
+        assert stdin is not None  # spawn_child always pipes stdin
         try:
-            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
-            self.proc.stdin.flush()
+            stdin.write((json.dumps(msg) + "\n").encode())
+            stdin.flush()
         except (BrokenPipeError, OSError):
             raise WorkerDied(self._death_note()) from None
 

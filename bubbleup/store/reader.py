@@ -99,8 +99,8 @@ class Run:
     @property
     def fixed_size_mb(self) -> float:
         """Each bubble's region on a count sweep: the single bubble's, else the set's largest."""
-        sizes = [b.get("size_mb") for b in ([self.bubble] if self.bubble else self.effective.get("bubbles") or [])]
-        sizes = [float(s) for s in sizes if s is not None]
+        given = [b.get("size_mb") for b in ([self.bubble] if self.bubble else self.effective.get("bubbles") or [])]
+        sizes = [float(s) for s in given if s is not None]
         return max(sizes) if sizes else math.nan
 
 

@@ -32,17 +32,9 @@ class PointKey:
 
 
 @dataclass(frozen=True, slots=True)
-class SampleRow:
-    """samples.csv: one inference, warm-ups included (``phase`` says which)."""
+class SampleRow(PointKey):
+    """samples.csv: one inference, warm-ups included (``phase`` says which); the point's key first."""
 
-    repeat: int
-    axis: str
-    value: int
-    bubble_count: int
-    bubble_size_mb: int
-    workload: str
-    step: int
-    setting: str
     phase: str  # "warmup" (untimed in statistics) or "timed"
     iteration: int  # 0-based index within (step, phase)
     first_use: int  # 1 if this was the first inference of this setting in this worker process
@@ -54,17 +46,9 @@ class SampleRow:
 
 
 @dataclass(frozen=True, slots=True)
-class PointRow:
-    """points.csv: one point x workload x setting step, with its summary statistics and status."""
+class PointRow(PointKey):
+    """points.csv: one point x workload x setting step, its summary statistics and status; the key first."""
 
-    repeat: int
-    axis: str
-    value: int
-    bubble_count: int
-    bubble_size_mb: int
-    workload: str
-    step: int
-    setting: str
     status: str  # ok | failed | timeout
     n: int  # timed inferences
     median_ms: float
@@ -100,7 +84,8 @@ POINT_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "status", "error")
 
 
 def key_fields(key: PointKey) -> dict[str, Any]:
-    return dict(zip(KEY_COLUMNS, astuple(key), strict=True))
+    """The key's fields by name, to start a SampleRow or PointRow from: ``SampleRow(**key_fields(k), ...)``."""
+    return {name: getattr(key, name) for name in KEY_COLUMNS}
 
 
 def as_row(record: SampleRow | PointRow) -> tuple[Any, ...]:

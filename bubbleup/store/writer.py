@@ -17,7 +17,7 @@ import csv
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from bubbleup.errors import RunFailed, UserError
 from bubbleup.store import manifest as manifest_io
@@ -39,6 +39,12 @@ RESERVE_BYTES = 64 * 1024
 
 class StoreWriteError(RunFailed):
     """A write to the run directory failed; the message names the file and the cause."""
+
+
+class _Write(Protocol):
+    """Writes rows to an open CSV file (a protocol, not a Callable, so lambdas with bound defaults fit)."""
+
+    def __call__(self, f: IO[str], /) -> object: ...
 
 
 class RunWriter:
@@ -128,7 +134,7 @@ class RunWriter:
                     os.truncate(self.root / name, size)
             raise
 
-    def _guarded(self, name: str, write: Any, mode: str = "a") -> None:
+    def _guarded(self, name: str, write: _Write, mode: str = "a") -> None:
         path = self.root / name
         try:
             with open(path, mode, newline="") as f:

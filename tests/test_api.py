@@ -1,0 +1,53 @@
+"""The public API works as the README shows it: the README's own example is run, on the smoke scenario."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from conftest import ROOT, smoke_dict, write_scenario
+
+import bubbleup
+from bubbleup.errors import UserError
+
+
+def readme_example() -> str:
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Python API") :]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_the_readme_example_runs_and_reads_back_what_the_cli_writes(tmp_path: Path) -> None:
+    code = readme_example().replace("reports/smoke/notebook", str(tmp_path / "run"))
+    code = code.replace("scenarios/smoke.yaml", str(ROOT / "scenarios" / "smoke.yaml"))
+    shown = io.StringIO()
+    with contextlib.redirect_stdout(shown):
+        exec(compile(code, "README.md", "exec"), {})
+    printed = shown.getvalue()
+    assert printed.startswith("complete") and "median_ms" in printed
+    run = bubbleup.load_run(tmp_path / "run")
+    assert (tmp_path / "run" / "report.html").is_file()
+    assert [c.setting for c in bubbleup.find_cliffs(run)] == ["ws256k", "ws2048k"]
+    assert all(c.sentence() in printed for c in bubbleup.find_cliffs(run))
+    summary = bubbleup.summarise(run)
+    points = pd.read_csv(tmp_path / "run" / "points.csv")
+    assert len(summary) == len(points) == 6 and set(summary["n"]) == {30}
+    assert run.manifest.statistics is not None and "bootstrap" in run.manifest.statistics["median_ci"]
+
+
+def test_a_scenario_built_from_a_dict_runs_and_records_itself_as_given(tmp_path: Path) -> None:
+    scenario = bubbleup.Scenario.from_yaml(write_scenario(tmp_path, smoke_dict(**{"sweep.values": [0]})))
+    run = bubbleup.run(scenario, tmp_path / "out", report=False)
+    assert run.status == "complete" and run.manifest.scenario_given == smoke_dict(**{"sweep.values": [0]})
+    assert not (tmp_path / "out" / "report.html").exists()
+
+
+def test_bad_input_through_the_api_is_one_line(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, smoke_dict(**{"sweep.repeats": "two"}))
+    with pytest.raises(UserError) as info:
+        bubbleup.Scenario.from_yaml(path)
+    assert "\n" not in str(info.value) and "sweep.repeats" in str(info.value)
