@@ -5,7 +5,7 @@
 
 Prints, from one run:
 
-1. Per setting: median latency through the harness (``bubbleup.run.worker.Runner.step``, the
+1. Per setting: median latency through the harness (``bubbleup.sweep.worker.Runner.step``, the
    code that times every inference in a real run) divided by the median of the same compiled
    function called bare in a loop, in block pairs alternating ABBA; the ratio is the median of
    the pairs' ratios, so the machine's drift between blocks cancels. Target <= 1.1.
@@ -91,7 +91,7 @@ def paired_blocks(a: Any, b: Any, rounds: int) -> tuple[list[int], list[int], li
 
 def harness_vs_bare(n: int, rounds: int, settings: list[str] | None) -> list[dict[str, Any]]:
     """Per setting, median latency via the worker's Runner and via a bare loop over the same function."""
-    from bubbleup.run.worker import Runner
+    from bubbleup.sweep.worker import Runner
     from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload
 
     w = ApproxNetWorkload(ApproxNetOptions())

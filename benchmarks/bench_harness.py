@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 from bubbleup.pressure.pool import BubblePool
-from bubbleup.run.worker_client import WorkerClient
 from bubbleup.scenario import BubbleSpec
+from bubbleup.sweep.worker_client import WorkerClient
 
 FUNCTION = "benchmarks.kernels:matmul_1ms"
 

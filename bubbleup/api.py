@@ -1,4 +1,4 @@
-"""The public API behind ``bubbleup.run``, ``bubbleup.load_run``, ``bubbleup.find_cliffs`` and ``bubbleup.summarise``.
+"""The public API behind ``bubbleup.sweep``, ``bubbleup.load_run``, ``bubbleup.find_cliffs`` and ``bubbleup.summarise``.
 
 Thin on purpose: the CLI and these functions call the same orchestrator, store and analysis, so a
 notebook gets exactly what ``python -m bubbleup run`` writes.
@@ -24,7 +24,7 @@ def run(scenario: Scenario | str | Path, out: str | Path | None = None, *, repor
     ``out`` defaults to ``reports_root/<name>/<timestamp>``; ``report`` also writes ``report.html``.
     Bad input raises :class:`bubbleup.errors.UserError`; a run that cannot go on, :class:`bubbleup.errors.RunFailed`.
     """
-    from bubbleup.run import orchestrator
+    from bubbleup.sweep import orchestrator
 
     if not isinstance(scenario, Scenario):
         source = str(scenario)

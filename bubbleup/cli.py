@@ -19,8 +19,8 @@ EXIT_INTERRUPTED = 130
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from bubbleup.run import orchestrator
     from bubbleup.scenario import load_scenario
+    from bubbleup.sweep import orchestrator
 
     if args.resume is None and args.scenario is None:
         raise UserError("run: give a scenario file, or --resume RUN_DIR")
@@ -66,8 +66,8 @@ def _write_report(run_dir: Path) -> int:
 
 
 def _cmd_validate(args: argparse.Namespace) -> int:
-    from bubbleup.run.plan import all_steps, check_memory_safety, plan_points
     from bubbleup.scenario import load_scenario
+    from bubbleup.sweep.plan import all_steps, check_memory_safety, plan_points
 
     scenario, _ = load_scenario(args.scenario)
     safety = check_memory_safety(scenario, source=str(args.scenario))
@@ -237,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        from bubbleup.run.orchestrator import Interrupted
+        from bubbleup.sweep.orchestrator import Interrupted
 
         if isinstance(exc, Interrupted):
             print(f"interrupted by {exc}; completed points are saved (resume with --resume)", file=sys.stderr)

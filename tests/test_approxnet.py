@@ -294,7 +294,7 @@ def test_loading_weights_keeps_one_copy_resident(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_worker_marks_first_use_and_records_predictions() -> None:
-    from bubbleup.run.worker import Runner
+    from bubbleup.sweep.worker import Runner
 
     w = tiny_workload()
     w.load()

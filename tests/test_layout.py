@@ -19,7 +19,7 @@ PACKAGES = ("bubbleup", "workloads")
 #: bubbleup modules that start, signal or kill processes, or create cgroups.
 PROCESS_MODULES = (
     "bubbleup.procs",
-    "bubbleup.run",
+    "bubbleup.sweep",
     "bubbleup.pressure.pool",
     "bubbleup.pressure.kernel",
     "bubbleup.pressure.stress_ng",
@@ -122,15 +122,15 @@ def offenders(modules_prefix: str, forbidden: tuple[str, ...]) -> dict[str, list
 
 def test_the_walker_sees_imports() -> None:
     # A walker that finds nothing would pass every rule below: check it on known edges first.
-    assert "bubbleup.pressure.pool" in direct_imports("bubbleup.run.orchestrator")
-    assert "bubbleup.store.writer" in direct_imports("bubbleup.run.orchestrator")
+    assert "bubbleup.pressure.pool" in direct_imports("bubbleup.sweep.orchestrator")
+    assert "bubbleup.store.writer" in direct_imports("bubbleup.sweep.orchestrator")
     assert "pandas" in closure("bubbleup.report.html")
     assert "bubbleup.pressure.kinds" in closure("bubbleup.scenario")  # a function-level import
 
 
 @pytest.mark.parametrize("layer", ["bubbleup.analysis", "bubbleup.report", "bubbleup.store"])
 def test_analysis_report_and_store_import_no_orchestrator_workload_or_tensorflow(layer: str) -> None:
-    forbidden = ("bubbleup.run", "bubbleup.pressure", "workloads", "tensorflow", "bubbleup.procs")
+    forbidden = ("bubbleup.sweep", "bubbleup.pressure", "workloads", "tensorflow", "bubbleup.procs")
     assert offenders(layer, forbidden) == {}
 
 
@@ -142,11 +142,11 @@ def test_analysis_does_not_import_report_and_store_imports_neither() -> None:
 def test_the_scenario_imports_nothing_that_starts_or_kills_processes() -> None:
     assert offenders("bubbleup.scenario", PROCESS_MODULES) == {}
     assert offenders("bubbleup.pressure.budget_spec", PROCESS_MODULES) == {}
-    assert offenders("bubbleup.run.plan", PROCESS_MODULES) == {}
+    assert offenders("bubbleup.sweep.plan", PROCESS_MODULES) == {}
 
 
 def test_pressure_knows_nothing_of_workloads_runs_or_results() -> None:
-    forbidden = ("workloads", "bubbleup.run", "bubbleup.store", "bubbleup.analysis", "bubbleup.report")
+    forbidden = ("workloads", "bubbleup.sweep", "bubbleup.store", "bubbleup.analysis", "bubbleup.report")
     assert offenders("bubbleup.pressure", forbidden) == {}
 
 
@@ -172,7 +172,7 @@ sys.meta_path.insert(0, Block())
 
 def test_the_harness_imports_and_reads_a_scenario_without_tensorflow() -> None:
     code = BLOCK_TF + (
-        "import bubbleup, bubbleup.analysis, bubbleup.report.html, bubbleup.run.orchestrator\n"
+        "import bubbleup, bubbleup.analysis, bubbleup.report.html, bubbleup.sweep.orchestrator\n"
         "from bubbleup.scenario import load_scenario\n"
         "load_scenario('scenarios/smoke.yaml')\n"
         "bubbleup.load_run('tests/data/run-schema1')\n"

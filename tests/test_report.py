@@ -285,7 +285,7 @@ def test_comparison_renders_in_chromium(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_smoke_run_report_renders_in_chromium(tmp_path: Path) -> None:
     """End to end: the smoke scenario through the CLI, its report rewritten by `bubbleup report`, then rendered."""
-    pytest.importorskip("bubbleup.run.orchestrator")
+    pytest.importorskip("bubbleup.sweep.orchestrator")
     require_chromium()
     scenario = ROOT / "scenarios" / "smoke.yaml"
     out = tmp_path / "run"

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 
 from bubbleup import cli
 from bubbleup.errors import UserError
-from bubbleup.run.orchestrator import check_memory_safety, plan_points
 from bubbleup.scenario import load_scenario, scenario_from_dict
+from bubbleup.sweep.orchestrator import check_memory_safety, plan_points
 
 
 def mutate(path: str, value: Any) -> dict:

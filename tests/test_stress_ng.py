@@ -23,8 +23,8 @@ from conftest import (
 )
 
 from bubbleup.pressure.pool import BubblePool
-from bubbleup.run.worker import Runner, load_workload
 from bubbleup.scenario import BubbleSpec
+from bubbleup.sweep.worker import Runner, load_workload
 
 MIB = 1 << 20
 

@@ -11,7 +11,7 @@ import pytest
 from conftest import TESTS, run_cli, smoke_dict, write_scenario
 
 import workloads
-from bubbleup.run.worker import Runner, load_workload
+from bubbleup.sweep.worker import Runner, load_workload
 from workloads.python_call import PythonCallWorkload
 
 

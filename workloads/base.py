@@ -4,7 +4,7 @@ Modelled on MLPerf LoadGen's SystemUnderTest + QuerySampleLibrary: the workload
 prepares its inputs outside the timed region (`samples()`), and the *worker*
 owns the timer around `infer()`. A workload never times itself.
 
-Lifecycle, as driven by ``bubbleup.run.worker``::
+Lifecycle, as driven by ``bubbleup.sweep.worker``::
 
     w = WorkloadClass(options)          # cheap: no heavy imports here
     w.settings()                        # names of every setting (cheap, no load)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -83,9 +83,24 @@ SAMPLE_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "phase", "info")
 POINT_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "status", "error")
 
 
-def key_fields(key: PointKey) -> dict[str, Any]:
+class KeyFields(TypedDict):
+    """:class:`PointKey`'s fields by name, typed, so that ``**key_fields(k)`` is checked like keywords."""
+
+    repeat: int
+    axis: str
+    value: int
+    bubble_count: int
+    bubble_size_mb: int
+    workload: str
+    step: int
+    setting: str
+
+
+def key_fields(key: PointKey) -> KeyFields:
     """The key's fields by name, to start a SampleRow or PointRow from: ``SampleRow(**key_fields(k), ...)``."""
-    return {name: getattr(key, name) for name in KEY_COLUMNS}
+    return KeyFields(repeat=key.repeat, axis=key.axis, value=key.value, bubble_count=key.bubble_count,
+                     bubble_size_mb=key.bubble_size_mb, workload=key.workload, step=key.step,
+                     setting=key.setting)  # fmt: skip
 
 
 def as_row(record: SampleRow | PointRow) -> tuple[Any, ...]:

@@ -158,7 +158,7 @@ def serve(commands: IO[str], replies: IO[str]) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bubbleup.run.worker", description="bubbleup workload worker (internal)")
+    p = argparse.ArgumentParser(prog="python -m bubbleup.sweep.worker", description="bubbleup worker (internal)")
     p.add_argument("--parent-pid", type=int, default=None)
     args = p.parse_args(argv)
     from bubbleup.procs import die_with_parent

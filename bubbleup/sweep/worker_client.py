@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bubbleup import procs
-from bubbleup.run.worker import InferenceRecord, StepResult
+from bubbleup.sweep.worker import InferenceRecord, StepResult
 
-WORKER_MODULE = "bubbleup.run.worker"
+WORKER_MODULE = "bubbleup.sweep.worker"
 
 
 class WorkerError(Exception):

@@ -27,15 +27,15 @@ from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed
 from bubbleup.machine import environment, telemetry
 from bubbleup.pressure.pool import BubblePool
-from bubbleup.run.plan import StepPlan, all_steps, check_memory_safety, plan_points, steps_of
-from bubbleup.run.progress import Progress
-from bubbleup.run.worker import InferenceRecord, StepResult
-from bubbleup.run.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
 from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
 from bubbleup.store.manifest import Manifest, StepEntry
 from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT, PointKey, PointRow, SampleRow, key_fields
 from bubbleup.store.writer import RunWriter, StoreWriteError
+from bubbleup.sweep.plan import StepPlan, all_steps, check_memory_safety, plan_points, steps_of
+from bubbleup.sweep.progress import Progress
+from bubbleup.sweep.worker import InferenceRecord, StepResult
+from bubbleup.sweep.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
 
 if TYPE_CHECKING:
     from bubbleup.pressure.budget import Budget
