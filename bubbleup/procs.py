@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
@@ -37,13 +37,18 @@ def spawn_child(
     env: dict[str, str] | None = None,
     stderr: int | IO[bytes] | None = subprocess.PIPE,
     wrap: Callable[[list[str]], list[str]] | None = None,
+    cpus: Sequence[int] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start ``python -m module args`` tied to this process's life (``wrap`` e.g. joins a cgroup first)."""
+    """Start ``python -m module args`` tied to this process's life (``wrap`` e.g. joins a cgroup first).
+
+    ``cpus`` pins the child to those CPUs right after it starts, before it has imported anything
+    (its threads, and stress-ng's workers, inherit the mask); the same for every child and backend.
+    """
     child_env = {**os.environ, **_LEAN_ENV, **(env or {})}
     cmd = [sys.executable, "-m", module, *args, "--parent-pid", str(os.getpid())]
     if wrap is not None:
         cmd = wrap(cmd)
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         cmd,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -52,6 +57,14 @@ def spawn_child(
         start_new_session=own_session,
         close_fds=True,
     )
+    if cpus is not None:
+        try:
+            os.sched_setaffinity(proc.pid, cpus)
+        except OSError:
+            terminate([proc], grace_s=0.5)
+            close_pipes([proc])
+            raise
+    return proc
 
 
 class LineReader:

@@ -180,6 +180,23 @@ class TelemetrySpec(_Strict):
     interval_s: Float = Field(default=0.1, ge=0.01, le=60.0)
 
 
+class CpuSpec(_Strict):
+    """Which CPUs the worker and the bubbles run on (see bubbleup.pressure.placement)."""
+
+    #: free: the scheduler decides; spread: bubbles pinned round-robin over the allowed CPUs;
+    #: apart: bubbles only on CPUs the workload does not use.
+    placement: Literal["free", "spread", "apart"] = "free"
+    #: CPUs the worker is pinned to (default: not pinned; for apart, the first half of the allowed CPUs).
+    workload: list[Int] | None = None
+
+    @model_validator(mode="after")
+    def _possible_here(self) -> CpuSpec:
+        from bubbleup.pressure.placement import allowed_cpus, check
+
+        check(self.placement, self.workload, allowed_cpus())
+        return self
+
+
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: StrictStr = ""
@@ -196,6 +213,7 @@ class Scenario(_Strict):
     sweep: SweepSpec
     limits: Limits = Field(default_factory=Limits)
     telemetry: TelemetrySpec = Field(default_factory=TelemetrySpec)
+    cpus: CpuSpec = Field(default_factory=CpuSpec)
     #: A device budget: a preset name (jetson-tx2, jetson-nano, raspberry-pi-4) or a mapping of
     #: preset / memory_mb / cpus / swap. Worker and bubbles then run inside a cgroup with those limits.
     budget: str | dict[str, Any] | None = None

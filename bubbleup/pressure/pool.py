@@ -46,6 +46,8 @@ class BubblePool:
     allow_unsafe: bool = False
     #: Rewrites each bubble's command line, e.g. ``Budget.wrap`` to start it inside a cgroup.
     wrap: Callable[[list[str]], list[str]] | None = None
+    #: CPUs bubble *i* is pinned to (``CpuAssignment.for_bubble``); None: not pinned.
+    cpus: Callable[[int], tuple[int, ...] | None] | None = None
     bubbles: list[BubbleHandle] = field(default_factory=list)
     ready_s: float = 0.0
 
@@ -73,7 +75,9 @@ class BubblePool:
             if self.allow_unsafe:
                 args.append("--allow-unsafe")
             own_session = spec.placement == "own-session"
-            proc = procs.spawn_child(BACKEND_MODULES[spec.backend], args, own_session=own_session, wrap=self.wrap)
+            cpus = self.cpus(i) if self.cpus is not None else None
+            proc = procs.spawn_child(BACKEND_MODULES[spec.backend], args, own_session=own_session, wrap=self.wrap,
+                                     cpus=cpus)  # fmt: skip
             assert proc.stdout is not None  # spawn_child always pipes stdout
             self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb))
 

@@ -51,7 +51,10 @@ class Manifest(BaseModel):
     steps: list[StepEntry] = Field(default_factory=list)
     workloads: list[str] = Field(default_factory=list)
     settings: list[str] = Field(default_factory=list)
+    #: Scheduling placement of bubbles and worker (own-session / shared-session).
     placement: str | None = None
+    #: Which CPUs the worker and the bubbles were pinned to (pressure.placement.CpuAssignment).
+    cpu_placement: dict[str, Any] | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
     environment_warnings: list[str] = Field(default_factory=list)
     telemetry_columns: list[str] = Field(default_factory=list)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed
 from bubbleup.machine import environment, telemetry
+from bubbleup.pressure.placement import allowed_cpus, assign
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
@@ -97,7 +98,9 @@ class Orchestrator:
         self.progress = Progress(self.steps_per_point * len(store.manifest.plan), progress)
         self.started_epoch = store.manifest.started_epoch
         self.own_session = scenario.placement == "own-session"
+        self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed_cpus())
         self.budget: Budget | None = None  # while a device budget is applied
+        store.update_manifest(cpu_placement=self.cpus.describe())
 
     # -- worker management ----------------------------------------------------
     def _keeps_worker(self, label: str) -> bool:
@@ -110,7 +113,8 @@ class Orchestrator:
             return client
         self._drop_worker(label)
         spec = self.specs[label]
-        client = WorkerClient(self.store.root / WORKER_LOG, own_session=self.own_session, wrap=self._wrap)
+        client = WorkerClient(self.store.root / WORKER_LOG, own_session=self.own_session, wrap=self._wrap,
+                              cpus=self.cpus.workload)  # fmt: skip
         try:
             loaded = client.load(spec.kind, spec.options, self.scenario.limits.load_timeout_s)
         except BaseException:
@@ -188,7 +192,8 @@ class Orchestrator:
         count, size = dict(zip(sc.sweep.values, sc.points(), strict=True))[value]
         self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {sc.sweep.axis}={value} ({count} x {size} MiB)")
         outcomes: list[_StepOutcome] = []
-        pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory, self._wrap)
+        pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory, self._wrap,
+                          cpus=self.cpus.for_bubble)  # fmt: skip
         sampler = None
         if sc.telemetry.enabled:
             sampler = telemetry.Sampler(sc.telemetry.interval_s, {"repeat": repeat, "value": value},

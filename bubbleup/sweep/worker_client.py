@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -33,11 +33,12 @@ class WorkerTimeout(Exception):
 
 class WorkerClient:
     def __init__(self, log_path: Path, own_session: bool = True, env: dict[str, str] | None = None,
-                 wrap: Callable[[list[str]], list[str]] | None = None) -> None:  # fmt: skip
+                 wrap: Callable[[list[str]], list[str]] | None = None,
+                 cpus: Sequence[int] | None = None) -> None:  # fmt: skip
         self.log_path = log_path
         self._log: BinaryIO = open(log_path, "ab")
         self.proc = procs.spawn_child(
-            WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log, wrap=wrap
+            WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log, wrap=wrap, cpus=cpus
         )
         assert self.proc.stdout is not None  # spawn_child always pipes stdout
         self.reader = procs.LineReader(self.proc.stdout.fileno())

@@ -1,0 +1,120 @@
+"""CPU placement pins what it says, for the worker and every bubble, with both backends; bad placements are refused."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+from pathlib import Path
+
+import psutil
+import pytest
+from conftest import kill_pids, run_cli, smoke_dict, start_cli, wait_for_children, write_scenario
+
+from bubbleup.pressure.placement import allowed_cpus, assign
+
+CPUS = allowed_cpus()
+needs_two = pytest.mark.skipif(len(CPUS) < 2, reason="placement needs at least two CPUs to mean anything")
+
+
+def test_assignments() -> None:
+    allowed = (0, 1, 2, 3)
+    free = assign("free", None, allowed)
+    assert free.workload is None and free.for_bubble(0) is None
+    spread = assign("spread", None, allowed)
+    assert [spread.for_bubble(i) for i in range(6)] == [(0,), (1,), (2,), (3,), (0,), (1,)]
+    apart = assign("apart", None, allowed)
+    assert apart.workload == (0, 1) and [apart.for_bubble(i) for i in range(3)] == [(2,), (3,), (2,)]
+    assert assign("apart", [3], allowed).bubble_cpus == (0, 1, 2)
+    with pytest.raises(ValueError, match="placement: 'apart' needs a CPU"):
+        assign("apart", [0, 1, 2, 3], allowed)
+    with pytest.raises(ValueError, match="workload: CPU 7 is not among"):
+        assign("spread", [7], allowed)
+
+
+def affinities(orchestrator: int, n_children: int) -> dict[str, list[list[int]]]:
+    """cpu_affinity of the worker and of every bubble process (stress-ng workers included), by role."""
+    out: dict[str, list[list[int]]] = {"worker": [], "bubble": []}
+    for pid in wait_for_children(orchestrator, n_children):
+        try:
+            proc = psutil.Process(pid)
+            cmd = " ".join(proc.cmdline())
+            role = "worker" if "bubbleup.sweep.worker" in cmd else "bubble"
+            out[role].append(sorted(proc.cpu_affinity()))
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def running(tmp_path: Path, cpus: dict, bubble: dict, count: int, n_children: int) -> dict[str, list[list[int]]]:
+    data = smoke_dict(**{"sweep.values": [count], "workload.inferences_per_setting": 100_000, "bubble": bubble,
+                         "cpus": cpus, "workload.options": {"working_sets_kb": [64], "rounds": 1}})  # fmt: skip
+    proc = start_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "run"), "-q"],
+                     cwd=tmp_path)  # fmt: skip
+    pids: list[int] = []
+    try:
+        seen = affinities(proc.pid, n_children)
+        pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_pids(pids)
+    placement = json.loads((tmp_path / "run" / "manifest.json").read_text())["cpu_placement"]
+    seen["manifest"] = [placement]
+    return seen
+
+
+CPU_BUBBLE = {"kind": "cpu", "cpu_duty": 0.2}
+
+
+@needs_two
+def test_spread_pins_bubbles_round_robin_and_the_worker_where_asked(tmp_path: Path) -> None:
+    seen = running(tmp_path, {"placement": "spread", "workload": [CPUS[0]]}, CPU_BUBBLE, 3, 4)
+    assert seen["worker"] == [[CPUS[0]]]
+    assert sorted(seen["bubble"]) == sorted([[CPUS[i % len(CPUS)]] for i in range(3)])
+    assert seen["manifest"][0] == {"placement": "spread", "workload_cpus": [CPUS[0]], "bubble_cpus": list(CPUS)}
+
+
+@needs_two
+def test_apart_keeps_bubbles_off_the_workload_cpus(tmp_path: Path) -> None:
+    seen = running(tmp_path, {"placement": "apart"}, CPU_BUBBLE, 2, 3)
+    workload = list(CPUS[: max(1, (len(CPUS) + 1) // 2)])
+    assert seen["worker"] == [workload]
+    assert all(len(b) == 1 and b[0] not in workload for b in seen["bubble"]) and len(seen["bubble"]) == 2
+
+
+@needs_two
+@pytest.mark.skipif(shutil.which("stress-ng") is None and os.environ.get("CI") != "true", reason="no stress-ng")
+def test_stress_ng_workers_inherit_the_bubble_pin(tmp_path: Path) -> None:
+    bubble = {**CPU_BUBBLE, "backend": "stress-ng"}
+    # the worker, 2 wrappers and at least one stress-ng process under each wrapper
+    seen = running(tmp_path, {"placement": "spread", "workload": [CPUS[0]]}, bubble, 2, 5)
+    assert len(seen["bubble"]) >= 4
+    assert {tuple(b) for b in seen["bubble"]} <= {(CPUS[0],), (CPUS[1],)}
+    assert {tuple(b) for b in seen["bubble"]} == {(CPUS[0],), (CPUS[1],)}
+
+
+def test_free_pins_nothing(tmp_path: Path) -> None:
+    seen = running(tmp_path, {"placement": "free"}, CPU_BUBBLE, 1, 2)
+    assert seen["worker"] == [list(CPUS)] and seen["bubble"] == [list(CPUS)]
+
+
+@pytest.mark.parametrize(
+    ("cpus", "message"),
+    [
+        ({"workload": [999]}, "cpus.workload: CPU 999 is not among the CPUs allowed here"),
+        ({"placement": "apart", "workload": list(CPUS)}, "cpus.placement: 'apart' needs a CPU the workload does not"),
+        ({"placement": "pinned"}, "cpus.placement: Input should be 'free', 'spread' or 'apart'"),
+        ({"workload": []}, "cpus.workload: must name at least one CPU"),
+    ],
+)
+def test_a_placement_that_cannot_be_honoured_is_refused_in_one_line(tmp_path: Path, cpus: dict, message: str) -> None:
+    path = write_scenario(tmp_path, smoke_dict(cpus=cpus))
+    done = run_cli(["validate", str(path)], cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.strip() == f"error: {path}: {message}" or (message in done.stderr and str(path) in done.stderr)
+    assert len(done.stderr.strip().splitlines()) == 1
