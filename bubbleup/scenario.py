@@ -108,9 +108,11 @@ class BubbleSpec(_Strict):
     llc_fraction: Float | None = Field(default=None, gt=0.0, le=64.0)
     #: Duty-cycle period in milliseconds.
     period_ms: Float = Field(default=50.0, ge=1.0, le=10_000.0)
-    #: own-session: each bubble (and the worker) its own scheduling entity (autogroup), like an
-    #: independent app. shared-session: all stay in the orchestrator's session (and autogroup).
-    placement: Literal["own-session", "shared-session"] = "own-session"
+    #: shared-session (default): all stay in the orchestrator's session, so every thread competes as an
+    #: equal and the dial is monotone; own-session: each bubble (and the worker) its own scheduling
+    #: entity (autogroup), like an independent app, which on these kernels makes a count sweep of a
+    #: multi-threaded workload a sawtooth (benchmarks/bench_placement.py; README "Where bubbles sit").
+    placement: Literal["own-session", "shared-session"] = "shared-session"
     #: builtin: bubbleup's own bubble process; stress-ng: stress-ng stressors behind the same protocol.
     backend: Literal["builtin", "stress-ng"] = "builtin"
 
@@ -183,9 +185,9 @@ class TelemetrySpec(_Strict):
 class CpuSpec(_Strict):
     """Which CPUs the worker and the bubbles run on (see bubbleup.pressure.placement)."""
 
-    #: free: the scheduler decides; spread: bubbles pinned round-robin over the allowed CPUs;
-    #: apart: bubbles only on CPUs the workload does not use.
-    placement: Literal["free", "spread", "apart"] = "free"
+    #: spread (default): bubbles pinned round-robin over the allowed CPUs, so each CPU's load is known at
+    #: every count; free: the scheduler decides; apart: bubbles only on CPUs the workload does not use.
+    placement: Literal["free", "spread", "apart"] = "spread"
     #: CPUs the worker is pinned to (default: not pinned; for apart, the first half of the allowed CPUs).
     workload: list[Int] | None = None
 

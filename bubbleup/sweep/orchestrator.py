@@ -178,6 +178,12 @@ class Orchestrator:
                         raise RunFailed(f"{label} could not load with no pressure applied: {exc}") from None
             for repeat, value in todo:
                 self._run_point(repeat, value)
+        except BaseException:
+            # Stopping early (a signal, a failed write): a busy worker would not answer a polite close
+            # before its step ends, so it is killed now, by PID; an unfinished step is never recorded.
+            for label in list(self.workers):
+                self.workers.pop(label).kill()
+            raise
         finally:
             for label in list(self.workers):
                 self._drop_worker(label)
