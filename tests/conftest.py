@@ -7,7 +7,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -132,6 +133,21 @@ def smoke_dict(**overrides: Any) -> dict[str, Any]:
 def run_cli(args: list[str], cwd: Path, timeout: float = 120, **kw: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run([PY, "-m", "bubbleup", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=timeout, **kw)  # fmt: skip
+
+
+@contextmanager
+def running_cli(args: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
+    """``bubbleup ARGS`` in the background; on leaving, it is killed if still running, and so is every PID
+    the test appended to the yielded list (its children, by PID only)."""
+    proc = start_cli(args, cwd)
+    pids: list[int] = []
+    try:
+        yield proc, pids
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        kill_pids([p for p in pids if p])
 
 
 def start_cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:

@@ -9,10 +9,9 @@ from pathlib import Path
 import pytest
 from conftest import (
     descendants,
-    kill_pids,
     resident_region_mb,
+    running_cli,
     smoke_dict,
-    start_cli,
     wait_all_gone,
     wait_for_children,
     wait_until,
@@ -44,22 +43,15 @@ def resident_bubbles(orchestrator: int) -> list[int]:
 def test_no_child_survives_the_orchestrator(tmp_path: Path, sig: signal.Signals) -> None:
     scenario = long_running(tmp_path)
     out = tmp_path / "run"
-    proc = start_cli(["run", str(scenario), "--out", str(out), "-q"], cwd=tmp_path)
-    kids: list[int] = []
-    try:
-        kids = wait_for_children(proc.pid, 3)  # the worker and two bubbles
+    with running_cli(["run", str(scenario), "--out", str(out), "-q"], cwd=tmp_path) as (proc, kids):
+        kids += wait_for_children(proc.pid, 3)  # the worker and two bubbles
         # Signal only once the first point is under way: both bubbles hold their region, so the run's stop
         # handlers are installed and there is pressure to take down (not a process still starting up).
         wait_until(lambda: len(resident_bubbles(proc.pid)) >= 2, 60, f"both bubbles to hold {BUBBLE_MB} MiB")
-        kids = sorted(set(kids) | {k.pid for k in descendants(proc.pid)})
+        kids[:] = sorted(set(kids) | {k.pid for k in descendants(proc.pid)})
         proc.send_signal(sig)
         proc.wait(timeout=15)
         survivors = wait_all_gone(kids, 3.0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_pids([k for k in kids if k])
     assert len(kids) >= 3
     assert survivors == [], f"still running after {sig.name}: {survivors}"
     if sig != signal.SIGKILL:

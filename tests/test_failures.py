@@ -13,10 +13,9 @@ import pytest
 from conftest import (
     TESTS,
     descendants,
-    kill_pids,
     run_cli,
+    running_cli,
     smoke_dict,
-    start_cli,
     wait_all_gone,
     wait_until,
     write_scenario,
@@ -83,25 +82,19 @@ def test_run_killed_after_two_points_resumes_to_exactly_the_full_set_of_rows(tmp
     data = smoke_dict(**{"sweep.values": [0, 1, 2, 3], "sweep.repeats": 2, "sweep.settle_s": 0.3})
     path = write_scenario(tmp_path, data)
     out = tmp_path / "run"
-    proc = start_cli(["run", str(path), "--out", str(out), "-q", "--no-report"], cwd=tmp_path)
-    kids: list[int] = []
+    with running_cli(["run", str(path), "--out", str(out), "-q", "--no-report"], cwd=tmp_path) as (proc, kids):
 
-    def two_points_done() -> bool:
-        kids[:] = [k.pid for k in descendants(proc.pid)] or kids  # the latest point's worker and bubbles
-        try:
-            return len(pd.read_csv(out / "points.csv")) >= 2 * 2
-        except (FileNotFoundError, pd.errors.EmptyDataError):
-            return False
+        def two_points_done() -> bool:
+            kids[:] = [k.pid for k in descendants(proc.pid)] or kids  # the latest point's worker and bubbles
+            try:
+                return len(pd.read_csv(out / "points.csv")) >= 2 * 2
+            except (FileNotFoundError, pd.errors.EmptyDataError):
+                return False
 
-    try:
         wait_until(two_points_done, 60, "two points (both settings each) in points.csv", interval_s=0.02)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_pids(wait_all_gone(kids, 3.0))
+        wait_all_gone(kids, 3.0)
     partial = pd.read_csv(out / "points.csv")
     assert 4 <= len(partial) < 16  # killed part-way
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import kill_pids, run_cli, smoke_dict, start_cli, wait_for_children, write_scenario
+from conftest import run_cli, running_cli, smoke_dict, wait_for_children, write_scenario
 
 from bubbleup.pressure.placement import allowed_cpus, assign
 
@@ -50,19 +50,12 @@ def affinities(orchestrator: int, n_children: int) -> dict[str, list[list[int]]]
 def running(tmp_path: Path, cpus: dict, bubble: dict, count: int, n_children: int) -> dict[str, list[list[int]]]:
     data = smoke_dict(**{"sweep.values": [count], "workload.inferences_per_setting": 100_000, "bubble": bubble,
                          "cpus": cpus, "workload.options": {"working_sets_kb": [64], "rounds": 1}})  # fmt: skip
-    proc = start_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "run"), "-q"],
-                     cwd=tmp_path)  # fmt: skip
-    pids: list[int] = []
-    try:
+    args = ["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "run"), "-q"]
+    with running_cli(args, cwd=tmp_path) as (proc, pids):
         seen = affinities(proc.pid, n_children)
-        pids = [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
+        pids += [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_pids(pids)
     placement = json.loads((tmp_path / "run" / "manifest.json").read_text())["cpu_placement"]
     seen["manifest"] = [placement]
     return seen

@@ -13,9 +13,8 @@ import psutil
 import pytest
 from conftest import (
     TESTS,
-    kill_pids,
+    running_cli,
     smoke_dict,
-    start_cli,
     wait_all_gone,
     wait_for_children,
     wait_until,
@@ -57,19 +56,13 @@ def test_stress_ng_cannot_be_asked_to_duty_cycle_a_memory_walk() -> None:
 def test_stress_ng_bubbles_die_with_a_sigkilled_orchestrator(tmp_path: Path) -> None:
     data = smoke_dict(**{"bubble": {"backend": "stress-ng", "size_mb": 32, "cpu_duty": 0.3, "pattern": "none"},
                          "sweep.values": [2], "workload.inferences_per_setting": 100_000})  # fmt: skip
-    proc = start_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q"], cwd=tmp_path)
-    tree: list[int] = []
-    try:
+    with running_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q"],
+                     cwd=tmp_path) as (proc, tree):  # fmt: skip
         # worker + 2 shims, each with stress-ng, its vm wrapper and vm worker, and a cpu worker
-        tree = wait_for_children(proc.pid, 9)
+        tree += wait_for_children(proc.pid, 9)
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=10)
         survivors = wait_all_gone(tree, 3.0)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        kill_pids(tree)
     assert survivors == []
 
 
