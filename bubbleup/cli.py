@@ -59,7 +59,9 @@ def _write_report(run_dir: Path) -> int:
     try:
         path = write_report(run_dir)
     except OSError as exc:
-        print(f"error: {run_dir / 'report.html'}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
+        from bubbleup.store.layout import REPORT
+
+        print(f"error: {run_dir / REPORT}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
         return 1
     print(f"report: {path}")
     return 0

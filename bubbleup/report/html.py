@@ -27,10 +27,10 @@ from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff
 from bubbleup.analysis.summary import MissingPoint, SummaryRow
 from bubbleup.formatting import flatten, fmt_ms, format_value, times
 from bubbleup.report import figures, trace_figures
+from bubbleup.store.layout import REPORT
 from bubbleup.store.reader import Run, load_run
 
 TEMPLATES = Path(__file__).parent / "templates"
-REPORT_NAME = "report.html"
 
 
 @dataclass(frozen=True)
@@ -343,7 +343,7 @@ def write_report(run_dir: Path) -> Path:
     """Write ``run_dir/report.html`` from the run's files and return its path. Works for partial runs."""
     run_dir = Path(run_dir)
     html = render(load_run(run_dir))
-    out = run_dir / REPORT_NAME
+    out = run_dir / REPORT
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)  # never leave a half-written report behind
