@@ -53,6 +53,18 @@ class Step(_Strict):
     warmup: Int = Field(default=0, ge=0, le=100_000)
 
 
+class PrecisionSpec(_Strict):
+    """Samples chosen by precision (MLPerf LoadGen's minimum count and duration as the floor): each
+    step times at least its ``inferences`` and ``min_seconds``, then goes on until the median's 95% CI
+    half-width is within ``target`` of the median, or a cap is reached (recorded, and flagged)."""
+
+    #: Wanted CI half-width as a share of the median (0.05: the median is known to within 5%).
+    target: Float = Field(default=0.05, gt=0.0, lt=1.0)
+    min_seconds: Float = Field(default=0.0, ge=0.0, le=3600.0)
+    max_inferences: Int = Field(default=1000, ge=1, le=1_000_000)
+    max_seconds: Float = Field(default=10.0, gt=0.0, le=3600.0)
+
+
 class WorkloadSpec(_Strict):
     """What is measured. ``options`` are validated by the workload kind's own Options model."""
 
@@ -69,6 +81,9 @@ class WorkloadSpec(_Strict):
     #: "never": one worker for the whole sweep (loaded once, before any bubble);
     #: "per_point": a fresh worker process at every point (load and first use under pressure).
     restart: Literal["never", "per_point"] = "never"
+    #: Time each step until its median is this precise (the step's inferences are then the minimum);
+    #: omitted: exactly the step's inferences, as an explicit schedule of fixed counts needs.
+    precision: PrecisionSpec | None = None
     options: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("settings")
@@ -84,6 +99,19 @@ class WorkloadSpec(_Strict):
         if v is not None and not v:
             raise ValueError("must hold at least one step when given")
         return v
+
+    @model_validator(mode="after")
+    def _caps_above_minimum(self) -> WorkloadSpec:
+        p = self.precision
+        if p is None:
+            return self
+        least = max([s.inferences for s in self.steps] if self.steps else [self.inferences_per_setting])
+        if p.max_inferences < least:
+            raise ValueError(f"precision.max_inferences: {p.max_inferences} is below the {least} inferences a step "
+                             f"times at least")  # fmt: skip
+        if p.max_seconds < p.min_seconds:
+            raise ValueError(f"precision.max_seconds: {p.max_seconds} is below min_seconds {p.min_seconds}")
+        return self
 
 
 BubbleKind = Literal["combined", "cpu", "memory", "bandwidth", "cache"]
@@ -255,6 +283,17 @@ class Scenario(_Strict):
             dup = next((x for x in labels if labels.count(x) > 1), None)
             if dup is not None:
                 raise ValueError(f"workloads: label {dup!r} is used twice; give each workload a distinct label")
+        return self
+
+    @model_validator(mode="after")
+    def _precision_within_timeout(self) -> Scenario:
+        for where, spec in [("workload", self.workload)] + [(f"workloads.{i}", w) for i, w in
+                                                              enumerate(self.workloads or [])]:  # fmt: skip
+            p = spec.precision if spec is not None else None
+            if p is not None and p.max_seconds >= self.limits.step_timeout_s:
+                raise ValueError(f"{where}.precision.max_seconds: {p.max_seconds} s must be below "
+                                 f"limits.step_timeout_s ({self.limits.step_timeout_s} s), or every capped step "
+                                 f"would be recorded as a timeout")  # fmt: skip
         return self
 
     @model_validator(mode="after")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import time
 
 _calls = 0
@@ -50,3 +51,12 @@ def print_a_lot() -> None:
 def spin_20ms() -> None:
     """About 20 ms of single-threaded pure-Python work: long enough that fair sharing, not wake-up luck, decides."""
     sum(i * i for i in range(200_000))
+
+
+_rng = random.Random(0)
+
+
+def bimodal() -> None:
+    """Half the calls about 0.2 ms, half about 4 ms, at random: a median that no sample count pins down."""
+    for _ in range(20 if _rng.random() < 0.5 else 1):
+        spin()

@@ -3,10 +3,14 @@
 - Percentiles: nearest rank on the raw samples (numpy's ``inverted_cdf``: the smallest observed
   value with at least q% of the samples at or below it), never an interpolation between two
   measurements nobody observed.
-- The median's 95% CI: percentile bootstrap (``scipy.stats.bootstrap``), 2,000 resamples, a fixed
-  seed so a report is reproducible, computed in batches so that pooled points of thousands of
-  samples stay small. Percentile rather than BCa: BCa's jackknife holds an n x n array on pooled
-  points, and misbehaves on the ties a coarse timer produces.
+- The median's 95% CI: distribution-free, from order statistics (the interval between the j-th
+  smallest and j-th largest sample, j from the Binomial(n, 1/2) distribution, so coverage is at
+  least 95% whatever the latency distribution). Exact, deterministic and cheap: the worker
+  evaluates the same interval between inferences to decide when a step has enough samples
+  (``relative_halfwidth``), so the precision a step stopped at is the precision points.csv
+  reports. Below 6 samples no pair of order statistics reaches 95%, and the CI is the whole range
+  (min, max). (Runs before this change used a percentile bootstrap; the manifest's
+  ``statistics`` says which.)
 - A tail percentile resting on fewer than ``MIN_TAIL_SAMPLES`` samples at or above it is *thin*,
   and ``tail_note`` says so in words ("p99 = max (n=30)").
 
@@ -15,6 +19,7 @@ Nothing here runs while bubbles are up: the orchestrator summarises a point afte
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -22,16 +27,14 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-N_RESAMPLES = 2000
 CONFIDENCE = 0.95
-SEED = 0
 PERCENTILES = (90, 95, 99)
 #: A tail percentile resting on fewer samples than this (at or above it) is flagged thin.
 MIN_TAIL_SAMPLES = 5
 #: Recorded in every manifest, so a reader knows what the CI columns mean.
 METHOD: dict[str, Any] = {
     "percentiles": "nearest rank (numpy method='inverted_cdf')",
-    "median_ci": f"percentile bootstrap, {N_RESAMPLES} resamples, {CONFIDENCE:.0%}, seed {SEED}",
+    "median_ci": f"order statistics (binomial, distribution-free), at least {CONFIDENCE:.0%}; (min, max) below 6",
 }
 
 Values = Sequence[float] | npt.NDArray[np.floating[Any]]
@@ -52,26 +55,54 @@ def tail_support(n: int, p: float) -> int:
     return n - max(1, math.ceil(p / 100.0 * n)) + 1
 
 
-def median_ci(values: Values, confidence: float = CONFIDENCE, seed: int = SEED) -> tuple[float, float]:
-    """Percentile-bootstrap CI of the median, in batches; NaN for fewer than two samples."""
-    from scipy import stats
+@functools.lru_cache(maxsize=4096)
+def rank_bounds(n: int, confidence: float = CONFIDENCE) -> int:
+    """The 1-based rank j whose order statistics (x_(j), x_(n-j+1)) bracket the median with at least
+    ``confidence``: the largest j with P(Binomial(n, 1/2) <= j-1) <= (1 - confidence) / 2; 1 when none."""
+    alpha = (1.0 - confidence) / 2.0
+    if n > 2000:  # the normal approximation is exact to a rank here, and O(1)
+        return max(1, math.floor(n / 2.0 - 0.5 - _z(confidence) * math.sqrt(n) / 2.0) + 1)
+    log_half_n = -n * math.log(2.0)
+    cdf, j = 0.0, 0
+    for k in range(n // 2 + 1):  # cdf = P(B <= k)
+        cdf += math.exp(math.lgamma(n + 1) - math.lgamma(k + 1) - math.lgamma(n - k + 1) + log_half_n)
+        if cdf > alpha:
+            break
+        j = k + 1
+    return max(1, j)
 
-    a = np.asarray(values, dtype=float)
-    if len(a) < 2:
+
+def _z(confidence: float) -> float:
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(0.5 + confidence / 2.0)
+
+
+def median_ci_sorted(x: Values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """The CI of the median from already sorted values; NaN for fewer than two."""
+    n = len(x)
+    if n < 2:
         return (math.nan, math.nan)
-    if np.all(a == a[0]):
-        return (float(a[0]), float(a[0]))
-    res = stats.bootstrap(
-        (a,),
-        np.median,
-        n_resamples=N_RESAMPLES,
-        confidence_level=confidence,
-        method="percentile",
-        vectorized=True,
-        batch=max(1, min(N_RESAMPLES, 4_000_000 // len(a))),
-        rng=np.random.default_rng(seed),
-    )
-    return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+    j = rank_bounds(n, confidence)
+    return (float(x[j - 1]), float(x[n - j]))
+
+
+def median_ci(values: Values, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Distribution-free CI of the median (see the module docstring); NaN for fewer than two samples."""
+    return median_ci_sorted(np.sort(np.asarray(values, dtype=float)), confidence)
+
+
+def relative_halfwidth(sorted_values: Sequence[float], confidence: float = CONFIDENCE) -> float:
+    """Half the median CI's width over the median: the precision a step has reached (inf when unknown)."""
+    n = len(sorted_values)
+    if n < 2:
+        return math.inf
+    lo, hi = median_ci_sorted(sorted_values, confidence)
+    mid = n // 2
+    median = sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2.0
+    if median <= 0:
+        return math.inf
+    return (hi - lo) / 2.0 / median
 
 
 def describe(values: Values) -> dict[str, Any]:

@@ -63,6 +63,11 @@ class PointRow(PointKey):
     select_ms: float  # time to switch the workload to this setting
     rss_mb_max: float  # worker RSS, max over the step
     bubbles_rss_mb: float  # sum of bubble regions measured resident at ready
+    #: why the timed loop ended: count (a fixed number), precision (target reached), cap_inferences or
+    #: cap_seconds (a cap came first: flagged when halfwidth is still above target_halfwidth)
+    stopped_by: str
+    halfwidth: float  # the median's 95% CI half-width / median, as the step ended
+    target_halfwidth: float  # the precision asked for (NaN: fixed count)
     error: str  # why a point failed, else empty
 
 
@@ -80,7 +85,7 @@ POINT_COLUMNS: tuple[str, ...] = columns(PointRow)
 KEY_COLUMNS: tuple[str, ...] = columns(PointKey)
 #: Columns that hold text; every other column of samples.csv and points.csv is numeric.
 SAMPLE_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "phase", "info")
-POINT_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "status", "error")
+POINT_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "status", "stopped_by", "error")
 
 
 class KeyFields(TypedDict):

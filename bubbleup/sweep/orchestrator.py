@@ -35,7 +35,7 @@ from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT, Poi
 from bubbleup.store.writer import RunWriter, StoreWriteError
 from bubbleup.sweep.plan import StepPlan, all_steps, check_memory_safety, plan_points, steps_of
 from bubbleup.sweep.progress import Progress
-from bubbleup.sweep.worker import InferenceRecord, StepResult
+from bubbleup.sweep.worker import InferenceRecord, Precision, StepResult
 from bubbleup.sweep.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
 
 if TYPE_CHECKING:
@@ -82,6 +82,7 @@ class _StepOutcome:
     result: StepResult | None
     worker_pid: int | str
     bubbles_mb: float
+    target_halfwidth: float  # NaN for a fixed count
 
 
 class Orchestrator:
@@ -234,7 +235,8 @@ class Orchestrator:
                                 pressure_error = error
                     key = PointKey(repeat, sc.sweep.axis, value, count, size, label, idx, step.setting)
                     pid: int | str = self.workers[label].pid if result is not None else ""
-                    outcomes.append(_StepOutcome(key, status, error, result, pid, pool.resident_mb))
+                    target = step.precision.target if step.precision is not None else math.nan
+                    outcomes.append(_StepOutcome(key, status, error, result, pid, pool.resident_mb, target))
                     self.progress.step(f"{label} {step.setting}: {status}")
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
@@ -263,7 +265,10 @@ class Orchestrator:
         ooms = self._oom_kills()
         try:
             worker = self._worker(step.workload)
-            result = worker.step(step.setting, step.warmup, step.inferences, self.scenario.limits.step_timeout_s)
+            p = step.precision
+            precision = Precision(p.target, p.min_seconds, p.max_inferences, p.max_seconds) if p is not None else None
+            result = worker.step(step.setting, step.warmup, step.inferences, self.scenario.limits.step_timeout_s,
+                                 precision)  # fmt: skip
             return STATUS_OK, "", result
         except WorkerTimeout as exc:
             self._drop_worker(step.workload)
@@ -292,7 +297,9 @@ class Orchestrator:
         return PointRow(
             **key_fields(o.key), status=o.status, n=int(d["n"]), **s, select_ms=round(select_ms, 6),
             rss_mb_max=max((r.rss_mb for r in records), default=math.nan), bubbles_rss_mb=round(o.bubbles_mb, 3),
-            error=o.error.replace("\n", " "),
+            stopped_by=o.result.stopped_by if o.result is not None else "",
+            halfwidth=round(o.result.halfwidth, 6) if o.result is not None else math.nan,
+            target_halfwidth=o.target_halfwidth, error=o.error.replace("\n", " "),
         )  # fmt: skip
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import psutil
 
 from bubbleup.errors import UserError
-from bubbleup.scenario import Scenario, WorkloadSpec
+from bubbleup.scenario import PrecisionSpec, Scenario, WorkloadSpec
 
 MIB = 1 << 20
 
@@ -19,15 +19,16 @@ class StepPlan:
     workload: str  # the workload's label
     setting: str
     warmup: int
-    inferences: int
+    inferences: int  # the count, or the minimum under ``precision``
+    precision: PrecisionSpec | None = None
 
 
 def steps_of(spec: WorkloadSpec) -> list[StepPlan]:
     """What a workload runs at every point: an explicit schedule, or every setting in turn."""
     label = spec.label or spec.kind
     if spec.steps is not None:
-        return [StepPlan(label, s.setting, s.warmup, s.inferences) for s in spec.steps]
-    return [StepPlan(label, s, spec.warmup, spec.inferences_per_setting) for s in spec.settings]
+        return [StepPlan(label, s.setting, s.warmup, s.inferences, spec.precision) for s in spec.steps]
+    return [StepPlan(label, s, spec.warmup, spec.inferences_per_setting, spec.precision) for s in spec.settings]
 
 
 def all_steps(scenario: Scenario) -> list[StepPlan]:
@@ -73,5 +74,3 @@ def check_memory_safety(
             f"limits.allow_unsafe_memory: true"
         )
     return facts
-
-

@@ -11,8 +11,12 @@ which is moved away from fd 1 so a chatty workload cannot corrupt it)::
 
     -> {"cmd": "load", "kind": K, "options": {...}}
     <- {"event": "loaded", "load_s", "rss_mb", "settings", "metadata"}
-    -> {"cmd": "step", "setting": S, "warmup": W, "n": N}
-    <- {"event": "step", "select_ms", "columns": InferenceRecord._fields, "rows": [[...], ...]}
+    -> {"cmd": "step", "setting": S, "warmup": W, "n": N, "precision": null | {...}}
+    <- {"event": "step", "select_ms", "stopped_by", "halfwidth", "columns": InferenceRecord._fields,
+        "rows": [[...], ...]}
+
+With ``precision`` (:class:`Precision`'s fields), N is the minimum: timing goes on until the
+median's CI is narrow enough or a cap is reached, and ``stopped_by`` says which.
     -> {"cmd": "close"}
     <- {"event": "closed"}
 
@@ -22,6 +26,7 @@ Any exception comes back as ``{"event": "error", "message", "traceback"}``.
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import sys
@@ -32,6 +37,7 @@ from typing import IO, Any, NamedTuple
 
 import psutil
 
+from bubbleup.analysis.stats import relative_halfwidth
 from workloads.base import Workload
 
 MIB = 1 << 20
@@ -49,11 +55,33 @@ class InferenceRecord(NamedTuple):
     info: str  # JSON of what the workload returned, or ""
 
 
+#: Why a step's timed loop ended: a fixed count, the precision reached, or a cap without it.
+STOP_COUNT, STOP_PRECISION, STOP_CAP_N, STOP_CAP_S = "count", "precision", "cap_inferences", "cap_seconds"
+
+
+class Precision(NamedTuple):
+    """LoadGen-style stopping: at least the step's count and ``min_seconds``, then until the median's
+    95% CI half-width is within ``target`` of the median, or ``max_inferences`` / ``max_seconds``."""
+
+    target: float
+    min_seconds: float
+    max_inferences: int
+    max_seconds: float
+
+
+#: Precision is checked when the timed count has grown by this factor since the last check, not after
+#: every inference: each look at a sequential CI is a chance to stop on a lucky draw (optional
+#: stopping), and looks spaced geometrically keep their number logarithmic in the sample count.
+CHECK_GROWTH = 1.1
+
+
 @dataclass
 class StepResult:
     setting: str
     select_ms: float
     records: list[InferenceRecord] = field(default_factory=list)
+    stopped_by: str = STOP_COUNT
+    halfwidth: float = float("nan")  # the median CI's half-width / median when the loop ended
 
     def latencies(self, phase: str = "timed") -> list[float]:
         return [r.latency_ms for r in self.records if r.phase == phase]
@@ -68,8 +96,9 @@ class Runner:
         self._rss = psutil.Process().memory_info  # bound once: read after every inference
         self._current: str | None = None
 
-    def step(self, setting: str, warmup: int, n: int) -> StepResult:
-        """Select ``setting``, run ``warmup`` then ``n`` inferences, return one record per inference."""
+    def step(self, setting: str, warmup: int, n: int, precision: Precision | None = None) -> StepResult:
+        """Select ``setting``, run ``warmup`` then ``n`` inferences (at least ``n`` under ``precision``),
+        return one record per inference."""
         w = self.workload
         perf = time.perf_counter_ns
         t0 = perf()
@@ -85,17 +114,43 @@ class Runner:
         result = StepResult(setting, select_ms)
         records = result.records
         infer, rss, count = w.infer, self._rss, len(samples)
-        for i in range(warmup + n):
+        timed: list[float] = []  # sorted timed latencies, for the precision rule
+        limit = warmup + (precision.max_inferences if precision is not None else n)
+        next_check, t_timed = warmup + n, perf()
+        i = 0
+        while i < limit:
             sample = samples[i % count]
             start = perf()
             info = infer(sample)
             end = perf()
             phase, iteration = ("warmup", i) if i < warmup else ("timed", i - warmup)
+            latency = (end - start) / 1e6
             records.append(
-                InferenceRecord(phase, iteration, int(first), (end - start) / 1e6, rss().rss / MIB, time.time(),
-                                _info(info))
+                InferenceRecord(phase, iteration, int(first), latency, rss().rss / MIB, time.time(), _info(info))
             )  # fmt: skip
             first = False
+            i += 1
+            if i <= warmup:
+                t_timed = perf()
+                continue
+            bisect.insort(timed, latency)
+            if precision is None:
+                continue
+            elapsed = (perf() - t_timed) / 1e9
+            if i >= next_check and elapsed >= precision.min_seconds:
+                next_check = max(i + 1, int(i * CHECK_GROWTH))
+                if relative_halfwidth(timed) <= precision.target:
+                    result.stopped_by = STOP_PRECISION
+                    break
+            if elapsed >= precision.max_seconds and i >= warmup + n:
+                result.stopped_by = STOP_CAP_S
+                break
+        else:
+            if precision is not None:
+                result.stopped_by = STOP_CAP_N
+        result.halfwidth = relative_halfwidth(timed)
+        if precision is not None and result.stopped_by != STOP_PRECISION and result.halfwidth <= precision.target:
+            result.stopped_by = STOP_PRECISION  # the cap's last inference brought the precision
         return result
 
 
@@ -142,9 +197,11 @@ def serve(commands: IO[str], replies: IO[str]) -> int:
             elif cmd == "step":
                 if runner is None:
                     raise RuntimeError("step before load")
-                res = runner.step(msg["setting"], int(msg["warmup"]), int(msg["n"]))
-                reply("step", setting=res.setting, select_ms=res.select_ms, columns=InferenceRecord._fields,
-                      rows=res.records)  # fmt: skip
+                given = msg.get("precision")
+                precision = Precision(**given) if given else None
+                res = runner.step(msg["setting"], int(msg["warmup"]), int(msg["n"]), precision)
+                reply("step", setting=res.setting, select_ms=res.select_ms, stopped_by=res.stopped_by,
+                      halfwidth=res.halfwidth, columns=InferenceRecord._fields, rows=res.records)  # fmt: skip
             elif cmd == "close":
                 if runner is not None:
                     runner.workload.close()

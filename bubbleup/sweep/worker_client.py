@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 from bubbleup import procs
-from bubbleup.sweep.worker import InferenceRecord, StepResult
+from bubbleup.sweep.worker import InferenceRecord, Precision, StepResult
 
 WORKER_MODULE = "bubbleup.sweep.worker"
 
@@ -90,12 +90,15 @@ class WorkerClient:
         self.loaded = self._await("loaded", timeout_s)
         return self.loaded
 
-    def step(self, setting: str, warmup: int, n: int, timeout_s: float) -> StepResult:
-        self._send({"cmd": "step", "setting": setting, "warmup": warmup, "n": n})
+    def step(self, setting: str, warmup: int, n: int, timeout_s: float,
+             precision: Precision | None = None) -> StepResult:  # fmt: skip
+        given = precision._asdict() if precision is not None else None
+        self._send({"cmd": "step", "setting": setting, "warmup": warmup, "n": n, "precision": given})
         msg = self._await("step", timeout_s)
         if tuple(msg.get("columns") or ()) != InferenceRecord._fields:
             raise WorkerError(f"worker sent columns {msg.get('columns')}, expected {list(InferenceRecord._fields)}")
-        return StepResult(msg["setting"], msg["select_ms"], [InferenceRecord(*row) for row in msg["rows"]])
+        return StepResult(msg["setting"], msg["select_ms"], [InferenceRecord(*row) for row in msg["rows"]],
+                          stopped_by=msg["stopped_by"], halfwidth=float(msg["halfwidth"]))  # fmt: skip
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Ask politely, then make sure: the process is gone when this returns."""

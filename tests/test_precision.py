@@ -1,0 +1,76 @@
+"""Samples chosen by precision: a step times until its median's CI is narrow enough, or a cap, and says which."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import TESTS, run_cli, smoke_dict, write_scenario
+
+
+def _run(tmp_path: Path, function: str, precision: dict[str, Any] | None, inferences: int = 20) -> pd.DataFrame:
+    data = smoke_dict(**{"sweep.values": [0], "telemetry.enabled": False})
+    data["workload"] = {"kind": "python", "options": {"function": f"helpers_workload:{function}", "path": str(TESTS)},
+                        "inferences_per_setting": inferences, "warmup": 2}  # fmt: skip
+    if precision is not None:
+        data["workload"]["precision"] = precision
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q", "--no-report"],
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return pd.read_csv(tmp_path / "r" / "points.csv")
+
+
+def test_a_quiet_kernel_stops_early_once_its_median_is_precise(tmp_path: Path) -> None:
+    points = _run(tmp_path, "spin", {"target": 0.05, "max_inferences": 5000, "max_seconds": 60})
+    (row,) = points.itertuples()
+    assert row.stopped_by == "precision"
+    assert 20 <= row.n < 1000  # far from the cap: it stopped because it was precise, not because it was told to
+    assert row.halfwidth <= 0.05 and row.target_halfwidth == 0.05
+    # The precision it stopped at is the precision points.csv reports: one definition of the CI.
+    assert math.isclose((row.ci_high_ms - row.ci_low_ms) / 2 / row.median_ms, row.halfwidth, rel_tol=1e-3)
+
+
+def test_a_noisy_kernel_hits_the_inference_cap_and_is_flagged(tmp_path: Path) -> None:
+    points = _run(tmp_path, "bimodal", {"target": 0.05, "max_inferences": 60, "max_seconds": 60})
+    (row,) = points.itertuples()
+    assert row.stopped_by == "cap_inferences" and row.n == 60
+    assert row.halfwidth > row.target_halfwidth  # the flag: a cap reached without the precision
+
+
+def test_the_seconds_cap_ends_a_step_that_never_gets_precise(tmp_path: Path) -> None:
+    points = _run(tmp_path, "bimodal", {"target": 0.01, "max_inferences": 1_000_000, "max_seconds": 0.5})
+    (row,) = points.itertuples()
+    assert row.stopped_by == "cap_seconds" and row.halfwidth > 0.01
+    samples = pd.read_csv(tmp_path / "r" / "samples.csv")
+    timed = samples[samples["phase"] == "timed"]
+    assert len(timed) == row.n and 20 <= row.n < 1_000_000
+
+
+def test_without_precision_a_step_times_exactly_its_count(tmp_path: Path) -> None:
+    points = _run(tmp_path, "bimodal", None, inferences=17)
+    (row,) = points.itertuples()
+    assert row.stopped_by == "count" and row.n == 17 and math.isnan(row.target_halfwidth)
+    assert row.halfwidth > 0
+
+
+@pytest.mark.parametrize(
+    ("precision", "problem"),
+    [
+        ({"target": 1.0}, "workload.precision.target: Input should be less than 1"),
+        ({"target": 0}, "workload.precision.target: Input should be greater than 0"),
+        ({"max_inferences": 0}, "workload.precision.max_inferences: Input should be greater than or equal to 1"),
+        ({"max_seconds": 0}, "workload.precision.max_seconds: Input should be greater than 0"),
+        ({"max_inferences": 5}, "workload.precision.max_inferences: 5 is below the 10 inferences"),
+        ({"max_seconds": 999}, "workload.precision.max_seconds: 999.0 s must be below limits.step_timeout_s"),
+    ],
+)
+def test_bad_precision_is_refused_in_one_line(tmp_path: Path, precision: dict[str, Any], problem: str) -> None:
+    data = smoke_dict(**{"workload.precision": precision})
+    file = write_scenario(tmp_path, data)
+    done = run_cli(["validate", str(file)], cwd=tmp_path, timeout=60)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith(f"error: {file}: {problem}")
