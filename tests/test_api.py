@@ -36,7 +36,7 @@ def test_the_readme_example_runs_and_reads_back_what_the_cli_writes(tmp_path: Pa
     summary = bubbleup.summarise(run)
     points = pd.read_csv(tmp_path / "run" / "points.csv")
     assert len(summary) == len(points) == 6 and set(summary["n"]) == {30}
-    assert run.manifest.statistics is not None and "bootstrap" in run.manifest.statistics["median_ci"]
+    assert run.manifest.statistics is not None and "order statistics" in run.manifest.statistics["median_ci"]
 
 
 def test_a_scenario_built_from_a_dict_runs_and_records_itself_as_given(tmp_path: Path) -> None:
