@@ -145,7 +145,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     for d in (args.run_a, args.run_b):
         if not is_run_dir(Path(d)):
             raise UserError(f"{d}: not a run directory (no {MANIFEST})")
-    path = write_comparison(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None)
+    if not 0 <= args.min_effect < 1:
+        raise UserError(f"compare: --min-effect: {args.min_effect} is outside [0, 1)")
+    path = write_comparison(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None,
+                            min_effect=args.min_effect)  # fmt: skip
     print(f"comparison: {path}")
     return 0
 
@@ -208,6 +211,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_a")
     c.add_argument("run_b")
     c.add_argument("--out", help="output HTML path")
+    c.add_argument("--min-effect", type=float, default=0.05, metavar="F",
+                   help="smallest relative difference of medians reported as a change (default 0.05: 5%%)")  # fmt: skip
     c.set_defaults(func=_cmd_compare)
 
     sub.add_parser("train", help="train a workload's models (see 'train KIND --help')", add_help=False)

@@ -16,7 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter
 
 import bubbleup
-from bubbleup.analysis.compare import ALPHA, Comparison, cliff_pairs, compare_runs, format_text, table_rows
+from bubbleup.analysis.compare import MIN_EFFECT, Comparison, compare_runs, format_text, table_rows
 from bubbleup.formatting import fmt_ms, format_value, times
 from bubbleup.report.figures import plain_log_y, styles, theme, wants_log, x_axis
 from bubbleup.report.html import FigureBlock, draw_figures, environment
@@ -36,7 +36,7 @@ def _figures(cmp: Comparison) -> list[FigureBlock]:
             (
                 "ratio",
                 "B / A median latency per point",
-                "Above 1: B is slower. Bars: 95% bootstrap CI of the ratio. Filled markers: significant differences.",
+                "Above 1: B is slower. Bars: 95% hierarchical-bootstrap CI of the ratio. Filled: changed points.",
                 lambda: comparison_ratios(cmp.run_a, cmp.run_b, cmp.table),
             ),
         ]
@@ -58,7 +58,7 @@ def render(cmp: Comparison) -> str:
                 "n_b": r.n_b,
                 "ratio": times(r.ratio) if not math.isnan(r.ratio) else "-",
                 "ci": f"{times(r.ratio_low)}-{times(r.ratio_high)}" if not math.isnan(r.ratio_low) else "-",
-                "p": f"{r.p_holm:.2g}" if not math.isnan(r.p_holm) else "-",
+                "repeats": f"{r.n_repeats_a}/{r.n_repeats_b}",
                 "significant": bool(r.significant),
                 "verdict": r.verdict,
             }
@@ -69,12 +69,14 @@ def render(cmp: Comparison) -> str:
         "b": cmp.run_b,
         "warnings": list(cmp.warnings),
         "rows": rows,
-        "cliffs": cliff_pairs(cmp),
         "only_a": list(cmp.only_a),
         "only_b": list(cmp.only_b),
         "env_diff": list(cmp.env_diff),
         "figures": _figures(cmp),
-        "alpha": ALPHA,
+        "min_effect": f"{cmp.min_effect:.0%}",
+        "agreement": list(cmp.agreement),
+        "agree_count": cmp.agree_count,
+        "flagged": cmp.flagged,
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": bubbleup.__version__,
     }
@@ -87,9 +89,10 @@ def default_output(run_a: Path, run_b: Path) -> Path:
     return Path(run_b) / f"compare-{slug}.html"
 
 
-def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, stream: IO[str] | None = sys.stdout) -> Path:
+def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, stream: IO[str] | None = sys.stdout,
+                     min_effect: float = MIN_EFFECT) -> Path:  # fmt: skip
     """Write the HTML comparison of two run directories, print the text table to ``stream``, return the HTML path."""
-    cmp = compare_runs(load_run(run_a), load_run(run_b))
+    cmp = compare_runs(load_run(run_a), load_run(run_b), min_effect)
     out = Path(out) if out is not None else default_output(Path(run_a), Path(run_b))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(cmp), encoding="utf-8")
