@@ -44,6 +44,11 @@ step its own uncertainty. A change-point library (``ruptures``) was tried and no
 the detector: on 4-10 points a penalised search needs a penalty with no principled value,
 its minimum segment length hides a break at the last point, and it ignores the per-point
 samples that tell us the noise; scipy's bootstrap serves where a library does.
+
+How sure a verdict is: :mod:`bubbleup.analysis.confidence` judges a thousand resampled curves by the
+same numeric core (:func:`step_codes` for conditions 1, 2, 5 and 6 and :func:`first_disagreeing` for
+condition 4, both written for many curves at once): both apply the same conditions, except the CI of
+condition 3, which the resampling itself replaces.
 """
 
 from __future__ import annotations
@@ -62,6 +67,8 @@ BREAK = "break"
 NON_FUNCTIONAL = "non-functional"
 NONE = "none"
 NO_DATA = "no data"
+#: Medians are floored here (ms): a timer that rounds a trivial call to 0 must not divide by zero.
+MEDIAN_FLOOR = 1e-6
 
 
 @dataclass(frozen=True)
@@ -233,16 +240,67 @@ def ratio_ci(before: np.ndarray, after: np.ndarray, rule: CliffRule = DEFAULT_RU
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
-def _trend_slopes(values: np.ndarray, medians: np.ndarray, k: int) -> tuple[float, float]:
-    """Per-unit slope of the gradual trend before step k, on log and on linear latency (floored at 0)."""
-    logs = np.log(medians)
-    if k >= 2:
-        width = values[k - 1] - values[0]
-        return max(0.0, (logs[k - 1] - logs[0]) / width), max(0.0, (medians[k - 1] - medians[0]) / width)
-    if len(values) > 2:  # first step: no history, so compare with the step that follows
+#: Why a step fails conditions 1, 6, 2 or 5 (in the order they are checked); ``PASS``: it meets all four.
+#: Codes rather than words, so that :func:`step_codes` can judge thousands of resampled curves at once.
+PASS, SMALL, NOT_DEGRADED, IN_TREND, TRANSIENT = range(5)
+
+
+def step_codes(
+    values: np.ndarray, medians: np.ndarray, rule: CliffRule = DEFAULT_RULE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Conditions 1, 2, 5 and 6 for every step of many curves at once: the detector's numeric core.
+
+    ``medians`` is (curves, points) on the pressures ``values`` (ascending, working points only),
+    floored above 0. Returns ``(codes, expected_log)``, both (curves, points): column ``k`` judges the
+    step from point k-1 to k (column 0 has no step and holds ``SMALL``) and the log rise the gradual
+    trend predicts for it. :func:`detect` calls it with one row; resampling calls it with one per resample.
+    """
+    m = np.atleast_2d(np.asarray(medians, dtype=float))
+    values = np.asarray(values, dtype=float)
+    n_curves, n = m.shape
+    codes = np.full((n_curves, n), SMALL, dtype=np.int8)
+    expected_log = np.zeros((n_curves, n))
+    if n < 2:
+        return codes, expected_log
+    logs = np.log(m)
+    slope_log, slope_lin = np.zeros((n_curves, n)), np.zeros((n_curves, n))
+    if n > 2:  # first step: no history, so compare with the step that follows
         width = values[2] - values[1]
-        return max(0.0, (logs[2] - logs[1]) / width), max(0.0, (medians[2] - medians[1]) / width)
-    return 0.0, 0.0
+        slope_log[:, 1] = np.maximum(0.0, (logs[:, 2] - logs[:, 1]) / width)
+        slope_lin[:, 1] = np.maximum(0.0, (m[:, 2] - m[:, 1]) / width)
+        span = values[1 : n - 1] - values[0]  # later steps: the average slope from v_0 to v_{k-1}
+        slope_log[:, 2:] = np.maximum(0.0, (logs[:, 1 : n - 1] - logs[:, :1]) / span)
+        slope_lin[:, 2:] = np.maximum(0.0, (m[:, 1 : n - 1] - m[:, :1]) / span)
+    width = np.diff(values)
+    expected_log[:, 1:] = slope_log[:, 1:] * width
+    expected_lin = slope_lin[:, 1:] * width
+    jump = m[:, 1:] / m[:, :-1]
+    step_log = np.log(jump)
+    transient = np.zeros_like(jump, dtype=bool)  # a step at the last point cannot be checked for persistence
+    transient[:, :-1] = np.log(m[:, 2:] / m[:, :-2]) < 0.5 * step_log[:, :-1]
+    codes[:, 1:] = np.select(
+        [
+            jump < rule.min_jump,
+            m[:, 1:] / m[:, :1] < rule.min_jump,
+            (step_log < rule.min_kink * expected_log[:, 1:]) | (m[:, 1:] - m[:, :-1] < rule.min_kink * expected_lin),
+            transient,
+        ],
+        [SMALL, NOT_DEGRADED, IN_TREND, TRANSIENT],
+        PASS,
+    )
+    return codes, expected_log
+
+
+def first_disagreeing(before: np.ndarray, after: np.ndarray, expected_log: np.ndarray) -> np.ndarray:
+    """Condition 4 for many curves: per curve, the first repeat (column) whose own median does not rise by
+    more than the trend predicts, or -1 when every repeat measured at both points does.
+
+    ``before``/``after`` are (curves, repeats) per-repeat medians, NaN where a repeat has no samples
+    (it then has no say); ``expected_log`` is (curves,).
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        bad = np.log(after / before) <= np.asarray(expected_log, dtype=float)[:, None]
+    return np.where(bad.any(axis=1), bad.argmax(axis=1), -1)
 
 
 def detect(
@@ -261,15 +319,13 @@ def detect(
         return Cliff(kind=NON_FUNCTIONAL, at=failure.value, status=failure.status, error=failure.error, **base)
 
     values = np.array([p.value for p in good], dtype=float)
-    # floored at 1 ns: a timer that rounds a trivial call to 0 must not divide by zero
-    medians = np.maximum(np.array([np.median(p.samples) for p in good], dtype=float), 1e-6)
+    medians = floored_medians([p.samples for p in good])
+    codes, expected = step_codes(values, medians, rule)
     best_rejected: tuple[float, str] | None = None
     for k in range(1, len(good)):
-        width = values[k] - values[k - 1]
-        slope_log, slope_lin = _trend_slopes(values, medians, k)
-        expected_log, expected_lin = slope_log * width, slope_lin * width
+        expected_log = float(expected[0, k])
         jump = medians[k] / medians[k - 1]
-        why = _rejection(k, jump, expected_log, expected_lin, medians, rule)
+        why = _reason(int(codes[0, k]), float(jump), float(medians[k] / medians[0]), expected_log, rule)
         if why is None:
             low, high = ratio_ci(good[k - 1].samples, good[k].samples, rule)
             why = _significance(good, k, low, expected_log)
@@ -308,24 +364,20 @@ def detect(
     return Cliff(kind=NONE, note=note, **common)
 
 
-def _rejection(
-    k: int,
-    jump: float,
-    expected_log: float,
-    expected_lin: float,
-    medians: np.ndarray,
-    rule: CliffRule,
-) -> str | None:
-    """Why step k fails conditions 1, 2, 5 or 6 (effect, kink, persistence, degradation), or None."""
-    if jump < rule.min_jump:
+def floored_medians(samples: Sequence[np.ndarray]) -> np.ndarray:
+    """Each point's median, floored at 1 ns: a timer that rounds a trivial call to 0 must not divide by zero."""
+    return np.maximum(np.array([np.median(x) for x in samples], dtype=float), MEDIAN_FLOOR)
+
+
+def _reason(code: int, jump: float, degradation: float, expected_log: float, rule: CliffRule) -> str | None:
+    """Why a step failed conditions 1, 6, 2 or 5 (effect, degradation, kink, persistence), or None."""
+    if code == SMALL:
         return f"below the {rule.min_jump:.2g}x minimum"
-    if medians[k] / medians[0] < rule.min_jump:
-        return f"still only {medians[k] / medians[0]:.2f}x the latency at the least pressure"
-    step_log = math.log(jump)
-    step_lin = medians[k] - medians[k - 1]
-    if step_log < rule.min_kink * expected_log or step_lin < rule.min_kink * expected_lin:
+    if code == NOT_DEGRADED:
+        return f"still only {degradation:.2f}x the latency at the least pressure"
+    if code == IN_TREND:
         return f"in line with the trend (which predicts {math.exp(expected_log):.2f}x)"
-    if k + 1 < len(medians) and math.log(medians[k + 1] / medians[k - 1]) < 0.5 * step_log:
+    if code == TRANSIENT:
         return "not sustained at the next pressure (a transient spike)"
     return None
 
@@ -338,11 +390,13 @@ def _significance(good: Sequence[CurvePoint], k: int, low: float, expected_log: 
     if low <= threshold:
         return f"not significant (95% CI of the jump starts at {low:.2f}x)"
     before, after = good[k - 1].by_repeat, good[k].by_repeat
-    shared = sorted(set(before) & set(after))
-    for r in shared:
-        if len(before[r]) and len(after[r]):
-            if math.log(np.median(after[r]) / np.median(before[r])) <= expected_log:
-                return f"not seen in repeat {r}"
+    shared = [r for r in sorted(set(before) & set(after)) if len(before[r]) and len(after[r])]
+    if shared:
+        b = np.array([[np.median(before[r]) for r in shared]], dtype=float)
+        a = np.array([[np.median(after[r]) for r in shared]], dtype=float)
+        first = int(first_disagreeing(b, a, np.array([expected_log]))[0])
+        if first >= 0:
+            return f"not seen in repeat {shared[first]}"
     return None
 
 

@@ -35,7 +35,7 @@ from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT
 
 if TYPE_CHECKING:
-    from bubbleup.analysis.cliff import Cliff
+    from bubbleup.analysis.cliff import Cliff, CurvePoint
 
 _KEY = ["repeat", "value", "step", "setting"]
 
@@ -254,14 +254,27 @@ def is_partial(run: Run) -> bool:
     return run.status != "complete" or bool(missing_points(run))
 
 
-def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
-    """The cliff of every setting (see :mod:`bubbleup.analysis.cliff` for the definition), in settings order."""
-    from bubbleup.analysis.cliff import CurvePoint, detect
+@dataclass(frozen=True)
+class SettingCurve:
+    """One setting's curve as the cliff detector reads it; :func:`find_cliffs` and the resampled
+    verdicts (:func:`bubbleup.analysis.confidence.verdicts`) are built from the same ones."""
+
+    setting: str
+    axis: str
+    points: tuple[CurvePoint, ...]  # in order of pressure
+    fixed: float | None  # bubble size (count axis) or count (size axis)
+    set_size: int  # bubbles per set of kinds (``bubbles:``)
+
+
+def setting_curves(run: Run, summary: pd.DataFrame | None = None) -> list[SettingCurve]:
+    """Each setting's curve (pooled and per-repeat timed samples, status per point), in settings order."""
+    from bubbleup.analysis.cliff import CurvePoint
 
     summary = summarise(run) if summary is None else summary
     timed = timed_samples(run)
     smp_by = by_point(timed)
-    cliffs = []
+    set_size = len(run.effective.get("bubbles") or []) or 1
+    out = []
     for setting in run.settings:
         rows = summary[summary["setting"] == setting].sort_values("value")
         if rows.empty:
@@ -282,9 +295,19 @@ def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
             )
         fixed_col = "bubble_size_mb" if run.axis == "count" else "bubble_count"
         fixed = rows[fixed_col].dropna()
-        cliff = detect(setting, run.axis, curve, fixed=float(fixed.iloc[0]) if len(fixed) else None)
-        cliffs.append(replace(cliff, set_size=len(run.effective.get("bubbles") or []) or 1))
-    return cliffs
+        at = float(fixed.iloc[0]) if len(fixed) else None
+        out.append(SettingCurve(setting, run.axis, tuple(curve), at, set_size))
+    return out
+
+
+def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
+    """The cliff of every setting (see :mod:`bubbleup.analysis.cliff` for the definition), in settings order."""
+    from bubbleup.analysis.cliff import detect
+
+    return [
+        replace(detect(c.setting, c.axis, c.points, fixed=c.fixed), set_size=c.set_size)
+        for c in setting_curves(run, summary)
+    ]
 
 
 def cliffs_frame(cliffs: Sequence[Cliff]) -> pd.DataFrame:
