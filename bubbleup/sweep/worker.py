@@ -82,6 +82,7 @@ class StepResult:
     records: list[InferenceRecord] = field(default_factory=list)
     stopped_by: str = STOP_COUNT
     halfwidth: float = float("nan")  # the median CI's half-width / median when the loop ended
+    cpu_cores: float = float("nan")  # this process's CPU time (every thread) / wall time over the timed loop
 
     def latencies(self, phase: str = "timed") -> list[float]:
         return [r.latency_ms for r in self.records if r.phase == phase]
@@ -117,6 +118,7 @@ class Runner:
         timed: list[float] = []  # sorted timed latencies, for the precision rule
         limit = warmup + (precision.max_inferences if precision is not None else n)
         next_check, t_timed = warmup + n, perf()
+        cpu_timed = _cpu_s()
         i = 0
         while i < limit:
             sample = samples[i % count]
@@ -131,7 +133,7 @@ class Runner:
             first = False
             i += 1
             if i <= warmup:
-                t_timed = perf()
+                t_timed, cpu_timed = perf(), _cpu_s()
                 continue
             bisect.insort(timed, latency)
             if precision is None:
@@ -148,10 +150,18 @@ class Runner:
         else:
             if precision is not None:
                 result.stopped_by = STOP_CAP_N
+        wall_s = (perf() - t_timed) / 1e9
+        result.cpu_cores = (_cpu_s() - cpu_timed) / wall_s if timed and wall_s > 0 else float("nan")
         result.halfwidth = relative_halfwidth(timed)
         if precision is not None and result.stopped_by != STOP_PRECISION and result.halfwidth <= precision.target:
             result.stopped_by = STOP_PRECISION  # the cap's last inference brought the precision
         return result
+
+
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process, every thread (a TF session's intra-op pool included)."""
+    t = os.times()
+    return t.user + t.system
 
 
 def _info(info: Any) -> str:
@@ -201,7 +211,8 @@ def serve(commands: IO[str], replies: IO[str]) -> int:
                 precision = Precision(**given) if given else None
                 res = runner.step(msg["setting"], int(msg["warmup"]), int(msg["n"]), precision)
                 reply("step", setting=res.setting, select_ms=res.select_ms, stopped_by=res.stopped_by,
-                      halfwidth=res.halfwidth, columns=InferenceRecord._fields, rows=res.records)  # fmt: skip
+                      halfwidth=res.halfwidth, cpu_cores=res.cpu_cores, columns=InferenceRecord._fields,
+                      rows=res.records)  # fmt: skip
             elif cmd == "close":
                 if runner is not None:
                     runner.workload.close()

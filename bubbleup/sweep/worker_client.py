@@ -98,7 +98,8 @@ class WorkerClient:
         if tuple(msg.get("columns") or ()) != InferenceRecord._fields:
             raise WorkerError(f"worker sent columns {msg.get('columns')}, expected {list(InferenceRecord._fields)}")
         return StepResult(msg["setting"], msg["select_ms"], [InferenceRecord(*row) for row in msg["rows"]],
-                          stopped_by=msg["stopped_by"], halfwidth=float(msg["halfwidth"]))  # fmt: skip
+                          stopped_by=msg["stopped_by"], halfwidth=float(msg["halfwidth"]),
+                          cpu_cores=float(msg["cpu_cores"]))  # fmt: skip
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Ask politely, then make sure: the process is gone when this returns."""
