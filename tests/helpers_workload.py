@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import threading
 import time
 
 _calls = 0
@@ -60,3 +61,8 @@ def bimodal() -> None:
     """Half the calls about 0.2 ms, half about 4 ms, at random: a median that no sample count pins down."""
     for _ in range(20 if _rng.random() < 0.5 else 1):
         spin()
+
+
+def nap() -> None:
+    """About 2 ms asleep: a call that uses almost no CPU."""
+    threading.Event().wait(0.002)

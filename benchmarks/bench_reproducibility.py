@@ -1,0 +1,110 @@
+"""Does bubbleup say the same thing tomorrow? The README's main job, run back to back, compared with itself.
+
+    python benchmarks/bench_reproducibility.py [--runs 3] [--scenario scenarios/approxnet-count.yaml]
+                                               [--keep DIR]
+
+Runs the scenario ``--runs`` times back to back, exactly as a user would (``python -m bubbleup run``), then
+prints, with the issue-10 targets beside them:
+
+- settings whose cliff verdict agrees in every pair of runs (same pressure or one step apart; target: all);
+- the largest coefficient of variation of one point's median across the runs (target <= 5%);
+- the main job's wall time per run (target <= 5 minutes on 2 cores);
+- the share of points ``bubbleup compare`` flags as changed on each A/A pair (target <= 5%);
+- the share it flags when one run's timed latencies are multiplied by 1.2 (a 20% slower workload,
+  made on purpose by rewriting a copy of that run's samples.csv; target: every point). This checks
+  compare's sensitivity on real run-to-run noise; it is not a slower workload process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bubbleup.analysis.compare import compare_runs
+from bubbleup.analysis.summary import find_cliffs, summarise
+from bubbleup.store.reader import load_run
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_once(scenario: Path, out: Path) -> float:
+    t0 = time.monotonic()
+    subprocess.run([sys.executable, "-m", "bubbleup", "run", str(scenario), "--out", str(out), "-q"], cwd=ROOT,
+                   check=True)  # fmt: skip
+    return time.monotonic() - t0
+
+
+def slowed_copy(run_dir: Path, dest: Path, factor: float) -> Path:
+    """A copy of ``run_dir`` whose timed latencies are ``factor`` times longer (points.csv is rebuilt by analysis)."""
+    shutil.copytree(run_dir, dest)
+    samples = pd.read_csv(dest / "samples.csv", dtype={"info": str})
+    timed = samples["phase"] == "timed"
+    samples.loc[timed, "latency_ms"] = samples.loc[timed, "latency_ms"] * factor
+    samples.to_csv(dest / "samples.csv", index=False)
+    for report in dest.glob("*.html"):
+        report.unlink()
+    return dest
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--scenario", type=Path, default=ROOT / "scenarios" / "approxnet-count.yaml")
+    p.add_argument("--keep", type=Path, help="keep the run directories here (default: a temporary directory)")
+    args = p.parse_args()
+    base = args.keep or Path(tempfile.mkdtemp(prefix="bench-repro-"))
+    base.mkdir(parents=True, exist_ok=True)
+    dirs, walls = [], []
+    for i in range(args.runs):
+        d = base / f"run{i + 1}"
+        walls.append(run_once(args.scenario, d))
+        dirs.append(d)
+        print(f"run {i + 1}: {walls[-1] / 60:.2f} min", flush=True)
+    runs = [load_run(d) for d in dirs]
+
+    # Verdicts, per setting, in every run.
+    verdicts = pd.DataFrame({f"run {i + 1}": {c.setting: c for c in find_cliffs(r)} for i, r in enumerate(runs)})
+    pairs = list(itertools.combinations(range(len(runs)), 2))
+    comparisons = {(i, j): compare_runs(runs[i], runs[j]) for i, j in pairs}
+    agree = {s: all(next(a for a in comparisons[pair].agreement if a.setting == s).agree for pair in pairs)
+             for s in verdicts.index}  # fmt: skip
+    print("\nsetting        " + "  ".join(f"{c:>14}" for c in verdicts.columns) + "  agree")
+    for s, row in verdicts.iterrows():
+        words = [f"{'at ' + format(c.at, 'g') if c.found else 'none':>14}" for c in row]
+        print(f"{s:<15}" + "  ".join(words) + f"  {'yes' if agree[s] else 'NO'}")
+
+    # Point medians across runs.
+    medians = pd.concat([summarise(r).set_index(["setting", "value"])["median_ms"].rename(i)
+                         for i, r in enumerate(runs)], axis=1)  # fmt: skip
+    cv = medians.std(axis=1, ddof=1) / medians.mean(axis=1)
+    worst = cv.idxmax()
+
+    flagged = [comparisons[pair].flagged / max(1, len(comparisons[pair].table)) for pair in pairs]
+    slow = slowed_copy(dirs[-1], base / "run-slowed", 1.2)
+    cmp_slow = compare_runs(runs[0], load_run(slow))
+    slow_share = cmp_slow.flagged / max(1, len(cmp_slow.table))
+
+    n_agree = sum(agree.values())
+    print("\nfigure                                         measured        target")
+    print(f"settings whose verdict agrees in all runs      {n_agree} of {len(agree):<10} all, within one step")
+    print(f"largest CV of a point's median across runs     {cv.max():.1%} ({worst[0]} at {worst[1]:g})   <= 5%")
+    print(f"median CV of a point's median across runs      {np.median(cv):.1%}")
+    print(f"main job wall time per run                     {', '.join(f'{w / 60:.1f}' for w in walls)} min"
+          f"   <= 5 min")  # fmt: skip
+    print(f"points compare flags, A/A pairs                {', '.join(f'{f:.0%}' for f in flagged)}"
+          f"   <= 5%")  # fmt: skip
+    print(f"points compare flags, run 1 vs run {len(runs)} x 1.2       {slow_share:.0%}          100%")
+    print(f"\nrun directories: {base}")
+
+
+if __name__ == "__main__":
+    main()

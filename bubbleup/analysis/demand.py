@@ -1,0 +1,89 @@
+"""The cliff predicted from CPU demand, to set beside the cliff measured.
+
+On a machine whose bottleneck is CPU time, a count sweep should break where the total demand first
+exceeds the cores: the workload's own CPU use with no pressure (``cpu_cores`` in points.csv, the
+worker's CPU time over its timed loop, every thread counted) plus the bubbles' duties, against the
+cores the run may use (its CPU affinity, or a budget's quota when smaller; manifest ``cpu_demand``).
+The TX2 study's Figure 3.3 is this arithmetic on a 6-core board: a slight rise for four bubbles and a
+jump at the fifth. A measured cliff far from the predicted one says the bottleneck is elsewhere
+(memory bandwidth, cache, the scheduler's placement), which is worth knowing.
+
+Only count sweeps change CPU demand; a size sweep holds it constant, and gets no prediction.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import pandas as pd
+
+from bubbleup.analysis.cliff import Cliff
+from bubbleup.formatting import number
+from bubbleup.store.reader import Run
+from bubbleup.store.records import STATUS_OK
+
+
+@dataclass(frozen=True)
+class DemandPrediction:
+    """One setting's predicted cliff: the first measured count whose CPU demand exceeds the cores."""
+
+    setting: str
+    workload_cores: float  # the worker's CPU use at the lowest measured pressure
+    per_unit: float  # cores one unit of the sweep value asks for (one bubble, or one set of kinds)
+    cores: float  # cores the run may use
+    baseline: float  # the pressure the workload's use was measured at (0 when measured)
+    predicted_at: float | None  # None: demand stays within the cores over the measured range
+    measured_max: float
+
+    @property
+    def demand_over(self) -> float:
+        """The count at which demand first exceeds the cores, unrounded: (cores - workload) / per unit."""
+        return (self.cores - self.workload_cores) / self.per_unit if self.per_unit > 0 else math.inf
+
+    def agrees(self, cliff: Cliff | None, values: list[float]) -> bool | None:
+        """Whether the measured cliff is the predicted one or one measured step from it (None: nothing to check)."""
+        if cliff is None or cliff.kind == "no data":
+            return None
+        at = cliff.at if cliff.found else None
+        if at is None or self.predicted_at is None:
+            return at is None and self.predicted_at is None
+        index = {float(v): i for i, v in enumerate(values)}
+        return abs(index.get(float(at), -99) - index.get(float(self.predicted_at), 99)) <= 1
+
+    def sentence(self, cliff: Cliff | None = None, values: list[float] | None = None) -> str:
+        """``HH: CPU demand predicts the cliff at 2 (1.31 cores alone + 1.00 per bubble > 2 cores); measured at 2.``"""
+        where = (f"at {number(self.predicted_at)}" if self.predicted_at is not None
+                 else f"beyond {number(self.measured_max)} (demand stays within the cores)")  # fmt: skip
+        why = (f"the workload alone uses {self.workload_cores:.2f} cores, each bubble asks for {self.per_unit:.2f}, "
+               f"the run may use {number(self.cores)}")  # fmt: skip
+        text = f"{self.setting}: CPU demand predicts the cliff {where} ({why})"
+        if cliff is not None:
+            measured = f"at {number(cliff.at)}" if cliff.found else "none in the measured range"
+            ok = self.agrees(cliff, values or [])
+            tail = "" if ok is None else ("; within one step" if ok else "; not within one step")
+            text += f"; measured: {measured}{tail}"
+        return text + "."
+
+
+def predict(run: Run) -> list[DemandPrediction]:
+    """Per setting of a count sweep with measured worker CPU use; empty when the run cannot say."""
+    facts = run.manifest.cpu_demand or {}
+    points = run.points
+    if run.axis != "count" or not facts or points.empty or "cpu_cores" not in points:
+        return []
+    cores, per_unit = float(facts.get("cores") or 0), float(facts.get("duty_per_set") or 0)
+    if cores <= 0 or facts.get("rate_limited"):
+        return []  # a rate-limited bubble's CPU use is not known in advance
+    ok = points[(points["status"] == STATUS_OK) & points["cpu_cores"].notna()]
+    out = []
+    for setting in run.settings:
+        rows = ok[ok["setting"] == setting]
+        if rows.empty:
+            continue
+        values = sorted(float(v) for v in rows["value"].unique())
+        base = values[0]
+        workload = float(pd.to_numeric(rows.loc[rows["value"] == base, "cpu_cores"]).median())
+        over = [v for v in values if workload + v * per_unit > cores + 1e-9]
+        out.append(DemandPrediction(setting, workload, per_unit, cores, base, over[0] if over else None, values[-1]))
+    return out
