@@ -28,6 +28,9 @@ _EXPORTS = {
     "by_point": "bubbleup.analysis.summary",
     "tail_support": "bubbleup.analysis.stats",
     "compare_runs": "bubbleup.analysis.compare",
+    "verdicts": "bubbleup.analysis.confidence",
+    "Verdicts": "bubbleup.analysis.confidence",
+    "setting_curves": "bubbleup.analysis.summary",
 }
 
 __all__ = sorted(_EXPORTS)
