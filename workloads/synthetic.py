@@ -8,6 +8,7 @@ the way ApproxNet's settings do. It needs no TensorFlow, so tests run in seconds
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -25,6 +26,10 @@ class SyntheticOptions(BaseModel):
     rounds: int = Field(default=8, ge=1, le=10_000)
     #: Distinct input vectors cycled through (prepared before timing).
     n_samples: int = Field(default=8, ge=1, le=1024)
+    #: Threads sharing each inference: the rounds run on each of them at once (numpy's matrix-vector
+    #: product releases the GIL), so an inference ends when the slowest thread does, like a framework's
+    #: intra-op pool. 1: the calling thread only.
+    threads: int = Field(default=1, ge=1, le=64)
     seed: int = 0
 
 
@@ -39,6 +44,7 @@ class SyntheticWorkload(Workload):
         self._matrices: dict[str, np.ndarray] = {}
         self._current: np.ndarray | None = None
         self._samples: list[np.ndarray] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     def settings(self) -> list[str]:
         return [f"ws{kb}k" for kb in self.options.working_sets_kb]
@@ -48,6 +54,8 @@ class SyntheticWorkload(Workload):
         return {"small": names[0], "large": names[-1]}
 
     def load(self) -> None:
+        if self.options.threads > 1:
+            self._pool = ThreadPoolExecutor(self.options.threads, thread_name_prefix="synthetic")
         rng = np.random.default_rng(self.options.seed)
         for kb, name in zip(self.options.working_sets_kb, self.settings(), strict=True):
             side = max(8, int((kb * 1024 / 8) ** 0.5))
@@ -63,12 +71,24 @@ class SyntheticWorkload(Workload):
         return self._samples
 
     def infer(self, sample: np.ndarray) -> Mapping[str, Any] | None:
+        if self._pool is None:
+            self._passes(sample)
+        else:
+            for f in [self._pool.submit(self._passes, sample) for _ in range(self.options.threads)]:
+                f.result()
+        return None
+
+    def _passes(self, sample: np.ndarray) -> None:
         m = self._current
+        assert m is not None  # select() comes first
         v = sample
         for _ in range(self.options.rounds):
             v = m @ v
             v /= np.abs(v).max() + 1e-12
-        return None
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
 
     def metadata(self) -> dict[str, Any]:
         return {"numpy": np.__version__}

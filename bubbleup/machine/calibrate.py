@@ -5,6 +5,12 @@ its resident region and core share, and take its own count of bytes walked (MB/s
 accesses/s). Then a fixed reference kernel is timed with the bubble running and
 without, alternately: the ratio is the interference that kind inflicts.
 
+Last, the *dial check*: a two-thread reference kernel (the synthetic workload with ``threads: 2``)
+swept over 0-4 full-core bubbles with the default placement, through the real orchestrator. Its
+median must not fall as bubbles are added (Bubble-Up's first rule for a bubble: monotone pressure);
+a fall beyond both CIs is a warning that count sweeps of multi-threaded workloads on this machine
+will be a sawtooth (README "Where bubbles sit").
+
 Results go to a JSON file (default ``reports/calibration.json``). ``run`` records
 which calibration it found in the manifest and warns about every bubble kind in
 the scenario whose calibrated delivery missed its target by more than 10%.
@@ -108,11 +114,42 @@ def measure(probe: Probe, kernel: ReferenceKernel, window_s: float, reps: int) -
     }
 
 
-def calibrate(window_s: float = 2.0, reps: int = 30) -> dict[str, Any]:
+#: The dial check's sweep: a two-thread kernel beside 0..4 combined bubbles, default placement.
+DIAL_SCENARIO: dict[str, Any] = {
+    "name": "calibrate-dial",
+    "workload": {"kind": "synthetic", "settings": "all", "inferences_per_setting": 20, "warmup": 3,
+                 "precision": {"target": 0.03, "max_inferences": 400, "max_seconds": 2.0},
+                 "options": {"working_sets_kb": [1024], "rounds": 80, "threads": 2}},
+    "bubble": {"kind": "combined", "size_mb": 32, "cpu_duty": 1.0, "pattern": "stream"},
+    "sweep": {"axis": "count", "values": [0, 1, 2, 3, 4], "repeats": 1, "settle_s": 0.5},
+    "telemetry": {"enabled": False},
+}  # fmt: skip
+
+
+def dial_check(out: Path | None = None) -> dict[str, Any]:
+    """Sweep the two-thread kernel over 0-4 bubbles and say whether its median ever falls beyond both CIs."""
+    import tempfile
+
+    from bubbleup import api
+    from bubbleup.analysis.monotone import falls
+    from bubbleup.scenario import scenario_from_dict
+
+    scenario = scenario_from_dict(DIAL_SCENARIO, "calibrate dial check")
+    with tempfile.TemporaryDirectory(prefix="bubbleup-dial-") as tmp:
+        run = api.run(scenario, out if out is not None else Path(tmp) / "run", report=False)
+        summary = api.summarise(run)
+    found = falls(summary)
+    medians = {f"{v:g}": round(float(m), 4) for v, m in zip(summary["value"], summary["median_ms"], strict=True)}
+    return {"kernel": "synthetic, 2 threads, 1 MiB working set", "medians_ms": medians,
+            "monotone": not found, "falls": [f.sentence() for f in found]}  # fmt: skip
+
+
+def calibrate(window_s: float = 2.0, reps: int = 30, dial: bool = True) -> dict[str, Any]:
     kernel = ReferenceKernel()
     kernel.median_ms(5)
     results = [measure(p, kernel, window_s, reps) for p in probes()]
     return {
+        "dial": dial_check() if dial else None,
         "host": socket.gethostname(),
         "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         "llc_mb": llc_bytes() / MIB,
@@ -130,6 +167,12 @@ def render(cal: dict[str, Any]) -> str:
         delivered = f"region={got['region_mb']:.0f} share={got['core_share']:.2f} MB/s={got['mb_per_s']:.0f}"
         flag = "  MISSED " + ", ".join(f"{k} by {v:+.0%}" for k, v in r["misses"].items()) if r["misses"] else ""
         lines.append(f"{r['probe']:28} {asked:>22} {delivered:>34}  {r['interference']:>14.2f}x{flag}")
+    dial = cal.get("dial")
+    if dial:
+        curve = ", ".join(f"{v}: {m:.3g}" for v, m in dial["medians_ms"].items())
+        lines.append(f"dial check ({dial['kernel']}), median ms by bubble count: {curve}")
+        lines.append("  monotone: yes" if dial["monotone"] else "  WARNING: the dial is not monotone here: "
+                     + "; ".join(dial["falls"]))  # fmt: skip
     return "\n".join(lines)
 
 
@@ -141,8 +184,13 @@ def load(path: Path) -> dict[str, Any] | None:
 
 
 def warnings_for(cal: dict[str, Any], kinds: Collection[str]) -> list[str]:
-    """A warning for each calibrated probe of a kind the run uses that missed its target by more than 10%."""
+    """A warning for each calibrated probe of a kind the run uses that missed its target by more than 10%,
+    and one when the calibration's dial check found a multi-threaded kernel getting faster with more bubbles."""
     out = []
+    dial = cal.get("dial") or {}
+    if dial and not dial.get("monotone", True):
+        out.append(f"calibration ({cal.get('created_at')}): the pressure dial was not monotone for a two-thread "
+                   f"kernel: {'; '.join(dial.get('falls', []))}")  # fmt: skip
     for r in cal.get("results", []):
         if r.get("kind") in kinds and r.get("misses"):
             missed = ", ".join(f"{k} by {v:+.0%}" for k, v in r["misses"].items())
