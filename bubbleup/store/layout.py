@@ -6,6 +6,8 @@ Layout (DESIGN.md section 2)::
     samples.csv     one row per inference (records.SampleRow)
     points.csv      one row per point x workload x setting step (records.PointRow)
     telemetry.csv   machine samples during each point (columns fixed per run in the manifest)
+    bubbles.csv     one row per point x bubble: targets and what each bubble delivered (records.BubbleRow;
+                    absent from runs written before it existed)
     worker.log      everything the workload processes wrote to stderr
     report.html     written at the end
     .space-reserve  a few KiB held while the run writes, given back on a failed write so the
@@ -28,11 +30,12 @@ MANIFEST = "manifest.json"
 SAMPLES = "samples.csv"
 POINTS = "points.csv"
 TELEMETRY = "telemetry.csv"
+BUBBLES = "bubbles.csv"
 WORKER_LOG = "worker.log"
 REPORT = "report.html"
 RESERVE = ".space-reserve"
 #: Files whose rows belong to a point and are written before its point rows (the commit marker).
-POINT_DATA = (TELEMETRY, SAMPLES)
+POINT_DATA = (TELEMETRY, BUBBLES, SAMPLES)
 
 
 def now_iso() -> str:

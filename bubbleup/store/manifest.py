@@ -66,6 +66,14 @@ class Manifest(BaseModel):
     budget_final_stats: dict[str, Any] | None = None
     #: How points.csv and the report compute their statistics (analysis.stats.METHOD).
     statistics: dict[str, Any] | None = None
+    #: The machine before measuring, one entry per start and resume: cores the run's processes and everybody
+    #: else's used over a short window (machine.telemetry.outside_cpu).
+    machine_checks: list[dict[str, Any]] = Field(default_factory=list)
+    #: Other bubbleup runs this run overlapped on this machine (machine.lock; only with --allow-concurrent).
+    concurrent_runs: list[dict[str, Any]] = Field(default_factory=list)
+    #: The run's verdict, computed from its files as it ended (analysis.validity.Validity.to_dict()):
+    #: ``valid``, ``reasons`` [{code, message}], ``unchecked``. None for runs older than the verdict.
+    validity: dict[str, Any] | None = None
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, default=str)

@@ -18,9 +18,9 @@ from typing import Any
 import pandas as pd
 
 from bubbleup.store import manifest as manifest_io
-from bubbleup.store.layout import MANIFEST, POINTS, SAMPLES, TELEMETRY
+from bubbleup.store.layout import BUBBLES, MANIFEST, POINTS, SAMPLES, TELEMETRY
 from bubbleup.store.manifest import Manifest
-from bubbleup.store.records import POINT_COLUMNS, POINT_TEXT, SAMPLE_COLUMNS, SAMPLE_TEXT
+from bubbleup.store.records import BUBBLE_COLUMNS, BUBBLE_TEXT, POINT_COLUMNS, POINT_TEXT, SAMPLE_COLUMNS, SAMPLE_TEXT
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,8 @@ class Run:
     #: Planned curves in run order: setting names, or ``workload:setting`` when a run measures several workloads.
     planned: tuple[str, ...] = field(default=())
     workloads: tuple[str, ...] = field(default=())  # workload labels, in the manifest's order
+    #: bubbles.csv (records.BubbleRow columns): None for a run written before it existed.
+    bubbles: pd.DataFrame | None = None
 
     @property
     def name(self) -> str:
@@ -170,6 +172,10 @@ def load_run(run_dir: str | Path) -> Run:
         telemetry = telemetry.dropna(subset=["t_s"]).reset_index(drop=True)
         telemetry = telemetry.dropna(axis=1, how="all") if len(telemetry) else None
         notes.extend(n for n in tnotes if "missing" not in n)
+    bubbles = None
+    if (path / BUBBLES).exists():
+        bubbles = _read_csv(path / BUBBLES, BUBBLE_COLUMNS, BUBBLE_TEXT, notes)
+        bubbles = bubbles.dropna(subset=["value", "index"]).reset_index(drop=True)
     return Run(
         path=path,
         manifest=manifest,
@@ -179,6 +185,7 @@ def load_run(run_dir: str | Path) -> Run:
         notes=tuple(notes),
         planned=tuple(planned),
         workloads=tuple(workloads),
+        bubbles=bubbles,
     )
 
 

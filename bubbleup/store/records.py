@@ -71,6 +71,38 @@ class PointRow(PointKey):
     error: str  # why a point failed, else empty
 
 
+@dataclass(frozen=True, slots=True)
+class BubbleRow:
+    """bubbles.csv: one bubble of one point, what it was asked for and what it delivered.
+
+    Targets are the effective kind's; NaN where the kind has none (a rate bubble's CPU is "as
+    needed", a duty bubble has no rate). ``region_mb`` is what the bubble measured resident at
+    ready; ``region_min_mb`` the lowest it held afterwards, from the telemetry sampler's RSS of
+    the bubble (``rss_min_mb``) minus its baseline at ready (NaN without telemetry).
+    ``core_share`` / ``mb_per_s`` are what the bubble reported on stop, over its whole loop.
+    """
+
+    repeat: int
+    value: int
+    index: int  # the bubble's index within the point (its CPU under spread/apart placement)
+    pid: int
+    kind: str
+    backend: str
+    size_mb: int  # size target: the resident region asked for, MiB
+    region_mb: float  # resident region measured by the bubble at ready, MiB
+    baseline_mb: float  # the bubble process's RSS before it allocated, MiB
+    rss_ready_mb: float  # whole-process RSS at ready, MiB
+    rss_min_mb: float  # lowest whole-process RSS the sampler saw after ready, MiB
+    region_min_mb: float  # region_mb - (rss_ready_mb - rss_min_mb): the least region held after ready
+    rss_samples: int  # sampler readings behind rss_min_mb
+    duty: float  # duty target, share of one core (NaN for a rate bubble)
+    core_share: float  # delivered: CPU time / wall time of the bubble's loop
+    rate_mb_s: float  # rate target (NaN without one)
+    mb_per_s: float  # delivered: MiB walked / wall time (NaN where the backend does not tell)
+    wall_s: float  # how long the bubble's loop ran
+    fault: str  # a fault injected on purpose (tests): empty for every real run
+
+
 #: telemetry.csv: one machine sample; keys are the run's telemetry columns (fixed per run in the
 #: manifest, since the per-core columns depend on the machine), values numbers or "" when unknown.
 TelemetryRow = Mapping[str, float | int | str]
@@ -86,6 +118,8 @@ KEY_COLUMNS: tuple[str, ...] = columns(PointKey)
 #: Columns that hold text; every other column of samples.csv and points.csv is numeric.
 SAMPLE_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "phase", "info")
 POINT_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "status", "stopped_by", "error")
+BUBBLE_COLUMNS: tuple[str, ...] = columns(BubbleRow)
+BUBBLE_TEXT: tuple[str, ...] = ("kind", "backend", "fault")
 
 
 class KeyFields(TypedDict):
@@ -108,7 +142,7 @@ def key_fields(key: PointKey) -> KeyFields:
                      setting=key.setting)  # fmt: skip
 
 
-def as_row(record: SampleRow | PointRow) -> tuple[Any, ...]:
+def as_row(record: SampleRow | PointRow | BubbleRow) -> tuple[Any, ...]:
     return astuple(record)
 
 

@@ -21,11 +21,13 @@ from typing import IO, Any, Protocol
 
 from bubbleup.errors import RunFailed, UserError
 from bubbleup.store import manifest as manifest_io
-from bubbleup.store.layout import MANIFEST, POINT_DATA, POINTS, RESERVE, SAMPLES, TELEMETRY, now_iso
+from bubbleup.store.layout import BUBBLES, MANIFEST, POINT_DATA, POINTS, RESERVE, SAMPLES, TELEMETRY, now_iso
 from bubbleup.store.manifest import Manifest
 from bubbleup.store.records import (
+    BUBBLE_COLUMNS,
     POINT_COLUMNS,
     SAMPLE_COLUMNS,
+    BubbleRow,
     PointRow,
     SampleRow,
     TelemetryRow,
@@ -64,7 +66,8 @@ class RunWriter:
         manifest = manifest.model_copy(update={"status": "running", "started_at": now_iso(), "finished_at": None})
         store = cls(root, manifest)
         store.write_manifest()
-        files = ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS), (TELEMETRY, manifest.telemetry_columns))
+        files = ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS), (TELEMETRY, manifest.telemetry_columns),
+                 (BUBBLES, BUBBLE_COLUMNS))  # fmt: skip
         for name, cols in files:
             store._guarded(name, lambda f, cols=cols: csv.writer(f).writerow(cols), mode="w")
         store._hold_reserve()
@@ -112,18 +115,24 @@ class RunWriter:
 
     # -- writing ------------------------------------------------------------
     def append_point(self, samples: Sequence[SampleRow], points: Sequence[PointRow],
-                     telemetry: Iterable[TelemetryRow] = ()) -> None:  # fmt: skip
-        """Commit one point: telemetry and samples first, then point rows (the marker), each fsynced.
+                     telemetry: Iterable[TelemetryRow] = (), bubbles: Sequence[BubbleRow] = ()) -> None:  # fmt: skip
+        """Commit one point: telemetry, bubbles and samples first, then point rows (the marker), each fsynced.
+
+        A run begun before bubbles.csv existed (resumed by this version) gets the file, with its header,
+        at its first new point; its earlier points simply have no bubble rows.
 
         On a failed write every file is cut back to its length before this point, then
         :class:`StoreWriteError` says which file failed and why.
         """
         cols = self.manifest.telemetry_columns
+        header: list[Sequence[Any]] = [BUBBLE_COLUMNS] if _size(self.root / BUBBLES) == 0 else []
         batches: list[tuple[str, list[Sequence[Any]]]] = [
             (TELEMETRY, [telemetry_row(t, cols) for t in telemetry]),
+            (BUBBLES, [*header, *(as_row(b) for b in bubbles)] if bubbles else []),
             (SAMPLES, [as_row(s) for s in samples]),
             (POINTS, [as_row(p) for p in points]),
         ]
+        batches = [(name, rows) for name, rows in batches if rows or name != BUBBLES]  # no empty bubbles.csv
         sizes = {name: _size(self.root / name) for name, _ in batches}
         try:
             for name, rows in batches:
@@ -196,4 +205,3 @@ def _size(path: Path) -> int:
 def _sync(f: IO[Any]) -> None:
     f.flush()
     os.fsync(f.fileno())
-
