@@ -6,10 +6,19 @@ switches and major page faults per second, and pressure-stall information
 (``/proc/pressure/{cpu,memory,io}``) where the kernel has it. Everything is read
 from /proc through psutil: no process of the measured ones is touched, and one
 sample costs well under a millisecond of the orchestrator's CPU.
+
+It also tells the run's CPU from everybody else's (:class:`CpuAccount`): ``run_cpu_cores`` is
+the cores' worth of CPU the run's own processes used since the last sample (the orchestrator,
+the worker, the bubbles and every descendant, by PID), ``outside_cpu_cores`` what the machine's
+processes used beyond that. A contention measurement assumes the pressure it applies is the only
+pressure; outside CPU is the evidence that it was not (``bubbleup.analysis.validity``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -65,20 +74,129 @@ def columns(n_cpus: int | None = None) -> list[str]:
     return [
         "repeat", "value", "t_s", "cpu_percent", *[f"cpu{i}_percent" for i in range(n)], "mem_used_mb",
         "mem_available_mb", "worker_rss_mb", "bubbles_rss_mb", "ctx_switches_per_s", "major_faults_per_s",
-        *[f"psi_{r}_{k}_avg10" for r, k in PSI],
+        *[f"psi_{r}_{k}_avg10" for r, k in PSI], *CPU_ACCOUNT_COLUMNS,
     ]  # fmt: skip
+
+
+#: Added to telemetry.csv after schema 1's first runs: a run whose manifest lacks them is sampled without them.
+CPU_ACCOUNT_COLUMNS = ("run_cpu_cores", "outside_cpu_cores")
+
+
+def descendants(pid: int) -> list[int]:
+    """PIDs below ``pid`` (stress-ng's workers under its shim, a budget's join shell...), read at every call.
+
+    From ``/proc/PID/task/*/children``: a few small reads, where psutil's ``children()`` scans every
+    process on the machine; falls back to psutil where the kernel lacks that file."""
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{parent}/task")
+        except OSError:
+            continue
+        kids: set[int] = set()
+        for tid in tasks:
+            try:
+                with open(f"/proc/{parent}/task/{tid}/children") as f:
+                    kids.update(int(k) for k in f.read().split())
+            except FileNotFoundError:
+                with contextlib.suppress(psutil.Error):
+                    return [c.pid for c in psutil.Process(pid).children(recursive=True)]
+            except (OSError, ValueError):
+                continue
+        out.extend(kids)
+        todo.extend(kids)
+    return out
+
+
+def _process_busy_s() -> float:
+    """CPU seconds the machine spent running processes (user, nice, system; guest is inside user).
+
+    Interrupt time and steal are left out: no process is charged for them, so counting them would
+    make a quiet machine look busy by the run's own interrupts or the hypervisor's neighbours."""
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system)
+
+
+class CpuAccount:
+    """The run's CPU and everybody else's, in cores, between successive :meth:`sample` calls.
+
+    ``roots()`` gives the run's PIDs; their descendants are found at every sample. A
+    process first seen after it started within the last interval counts all its CPU time; one
+    first seen later counts from then (its earlier time is not known to fall in the interval). A
+    process that exits between samples takes its last interval's CPU with it, so at the end of a
+    point ``outside`` may briefly show what the stopped bubbles used; the validity rule leaves each
+    point's first and last samples out for that reason.
+    """
+
+    def __init__(self, roots: Callable[[], list[int]]) -> None:
+        self.roots = roots
+        self._procs: dict[int, tuple[psutil.Process, float]] = {}
+        self._t = time.monotonic()
+        self._epoch = time.time()
+        self._busy = _process_busy_s()
+        self._run_cpu_s(self._epoch)
+
+    def _pids(self) -> set[int]:
+        roots = set(self.roots())
+        return roots.union(*(descendants(pid) for pid in roots))
+
+    def _run_cpu_s(self, since_epoch: float) -> float:
+        """Sum of CPU seconds the run's processes used since they were last seen (or since they started)."""
+        total = 0.0
+        seen: dict[int, tuple[psutil.Process, float]] = {}
+        for pid in self._pids():
+            try:
+                proc, last = self._procs.get(pid) or (psutil.Process(pid), math.nan)
+                t = proc.cpu_times()
+                cpu = t.user + t.system
+                if math.isnan(last):
+                    last = 0.0 if proc.create_time() >= since_epoch else cpu
+                total += max(cpu - last, 0.0)
+                seen[pid] = (proc, cpu)
+            except psutil.Error:
+                continue
+        self._procs = seen
+        return total
+
+    def sample(self) -> tuple[float, float]:
+        """(run cores, outside cores) since the previous call. Outside can come out slightly negative on
+        a quiet machine: the system's and the processes' CPU clocks tick apart; it is kept signed, unbiased."""
+        now, epoch = time.monotonic(), time.time()
+        busy = _process_busy_s()
+        run_s = self._run_cpu_s(self._epoch)
+        dt = max(now - self._t, 1e-6)
+        run = run_s / dt
+        outside = (busy - self._busy) / dt - run
+        self._t, self._epoch, self._busy = now, epoch, busy
+        return run, outside
+
+
+def outside_cpu(window_s: float, roots: Callable[[], list[int]]) -> dict[str, float]:
+    """The machine before a run starts measuring: cores used by the run and by everybody else over ``window_s``."""
+    account = CpuAccount(roots)
+    time.sleep(window_s)
+    run, outside = account.sample()
+    return {"window_s": window_s, "run_cpu_cores": round(run, 3), "outside_cpu_cores": round(outside, 3)}
 
 
 class Sampler:
     """Samples in a background thread between ``start()`` and ``stop()``; rows come back from ``stop()``."""
 
     def __init__(self, interval_s: float, key: dict[str, int], epoch0: float,
-                 pids: Callable[[], dict[str, list[int]]]) -> None:  # fmt: skip
+                 pids: Callable[[], dict[str, list[int]]], cpu_account: bool = True) -> None:  # fmt: skip
+        """``pids()`` names the run's processes by role: ``worker`` and ``bubbles`` (their RSS is sampled),
+        ``run`` (the orchestrator); all of them and their descendants are the run's CPU when
+        ``cpu_account`` (the ``CPU_ACCOUNT_COLUMNS``; off for a resumed run whose telemetry lacks them)."""
         self.interval_s = interval_s
         self.key = key
         self.epoch0 = epoch0
         self.pids = pids
+        self.cpu_account = cpu_account
         self.rows: list[TelemetryRow] = []
+        #: Every bubble's RSS at every sample, (epoch, MiB), so a bubble that lost memory is seen.
+        self.bubble_rss: dict[int, list[tuple[float, float]]] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
         self._procs: dict[int, psutil.Process] = {}
@@ -92,23 +210,37 @@ class Sampler:
         self._thread.join(timeout=5)
         return self.rows
 
-    def _rss_mb(self, pids: list[int]) -> float:
+    def _rss_mb(self, pids: list[int], keep: dict[int, list[tuple[float, float]]] | None = None) -> float:
+        """Summed RSS of ``pids``; with ``keep`` (bubbles) each with its descendants, and recorded per PID."""
         total = 0
         for pid in pids:
             proc = self._procs.get(pid)
             try:
                 if proc is None:
                     proc = self._procs[pid] = psutil.Process(pid)
-                total += proc.memory_info().rss
+                rss = proc.memory_info().rss
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
+            if keep is not None:
+                for kid in descendants(pid):
+                    with contextlib.suppress(psutil.Error):
+                        rss += psutil.Process(kid).memory_info().rss
+            total += rss
+            if keep is not None:
+                keep.setdefault(pid, []).append((time.time(), rss / MIB))
         return total / MIB
+
+    def min_rss_mb(self, pid: int, after_epoch: float, before_epoch: float = math.inf) -> tuple[float, int]:
+        """(lowest RSS in MiB, number of samples) of bubble ``pid`` sampled between the two times; (NaN, 0) if none."""
+        seen = [rss for t, rss in self.bubble_rss.get(pid, []) if after_epoch <= t < before_epoch]
+        return (min(seen), len(seen)) if seen else (math.nan, 0)
 
     def _loop(self) -> None:
         psutil.cpu_percent(percpu=True)  # prime the deltas
         last_t = time.monotonic()
         last_ctx = psutil.cpu_stats().ctx_switches
         last_faults = read_major_faults()
+        account = CpuAccount(lambda: [p for group in self.pids().values() for p in group]) if self.cpu_account else None
         while not self._stop.wait(self.interval_s):
             now = time.monotonic()
             dt = max(now - last_t, 1e-6)
@@ -118,6 +250,9 @@ class Sampler:
             faults = read_major_faults()
             pids = self.pids()
             psi = read_psi()
+            cpu = {}
+            if account is not None:
+                cpu = dict(zip(CPU_ACCOUNT_COLUMNS, (round(x, 3) for x in account.sample()), strict=True))
             per_cpu = (per_cpu + [float("nan")] * self._n_cpus)[: self._n_cpus]
             self.rows.append({
                 **self.key, "t_s": round(time.time() - self.epoch0, 4),
@@ -126,10 +261,10 @@ class Sampler:
                 "mem_used_mb": round((vm.total - vm.available) / MIB, 1),
                 "mem_available_mb": round(vm.available / MIB, 1),
                 "worker_rss_mb": round(self._rss_mb(pids.get("worker", [])), 2),
-                "bubbles_rss_mb": round(self._rss_mb(pids.get("bubbles", [])), 2),
+                "bubbles_rss_mb": round(self._rss_mb(pids.get("bubbles", []), self.bubble_rss), 2),
                 "ctx_switches_per_s": round((ctx - last_ctx) / dt, 1),
                 "major_faults_per_s": round((faults - last_faults) / dt, 2)
                 if faults is not None and last_faults is not None else "",
-                **{f"psi_{r}_{k}_avg10": psi.get(f"psi_{r}_{k}_avg10", "") for r, k in PSI},
+                **{f"psi_{r}_{k}_avg10": psi.get(f"psi_{r}_{k}_avg10", "") for r, k in PSI}, **cpu,
             })  # fmt: skip
             last_t, last_ctx, last_faults = now, ctx, faults

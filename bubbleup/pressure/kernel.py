@@ -23,12 +23,21 @@ Life cycle and protocol (JSON lines on stdout, one object per line):
 A bubble never outlives its orchestrator: with ``--parent-pid`` it asks the
 kernel for SIGKILL when the parent dies (PR_SET_PDEATHSIG), and with
 ``--watch-stdin`` it exits when the pipe from the parent closes.
+
+Fault injection, for tests of the run's validity verdict only: ``--fault-release-after-s S``
+(or ``BUBBLEUP_FAULT_RELEASE_AFTER_S=S`` in the environment, which is how a test reaches the
+bubbles of a whole run) makes the bubble give its region back to the kernel (``madvise
+MADV_DONTNEED``) S seconds after ready and stop walking it, while it keeps burning its duty:
+a bubble that misses its size target, as one squeezed out of memory would. A scenario cannot ask
+for it, and it is never hidden: the ready message says ``"fault"``, which bubbles.csv records.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import math
 import os
 import signal
 import sys
@@ -45,6 +54,8 @@ from bubbleup.procs import die_with_parent, exit_when_stdin_closes
 MIB = 1 << 20
 PAGE = 4096
 RESIDENT_TOLERANCE = 0.97
+FAULT_RELEASE_ENV = "BUBBLEUP_FAULT_RELEASE_AFTER_S"
+MADV_DONTNEED = 4
 
 
 def refusal(size_mb: int, reserve_mb: int, allow_unsafe: bool) -> str | None:
@@ -89,6 +100,18 @@ class Region:
         self.words[idx] += 1
         self.bytes_walked += accesses * 8
 
+    def release(self) -> None:
+        """Fault injection: hand every whole page of the region back to the kernel (RSS drops by the region)."""
+        if not self.nbytes:
+            return
+        addr = self.buf.ctypes.data
+        start = -(-addr // PAGE) * PAGE
+        length = (addr + self.nbytes - start) // PAGE * PAGE
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        if length > 0 and libc.madvise(start, length, MADV_DONTNEED) != 0:
+            raise OSError(ctypes.get_errno(), "madvise(MADV_DONTNEED) failed")
+
 
 def compute_chunk() -> None:
     """Pure integer work with no memory traffic: about 50 microseconds."""
@@ -101,8 +124,9 @@ class Bubble:
     """Allocates, verifies residency, then runs the duty-cycle loop until stopped."""
 
     def __init__(self, size_mb: int, cpu_duty: float, pattern: str, period_ms: float, seed: int = 0,
-                 rate_mb_s: float | None = None) -> None:  # fmt: skip
+                 rate_mb_s: float | None = None, release_after_s: float | None = None) -> None:  # fmt: skip
         self.size_mb = size_mb
+        self.release_after_s = release_after_s  # fault injection (module docstring); None in real runs
         self.cpu_duty = cpu_duty
         self.rate_mb_s = rate_mb_s
         self.period_s = period_ms / 1000.0
@@ -163,8 +187,12 @@ class Bubble:
         byte_budget = self.rate_mb_s * MIB * period if self.rate_mb_s and region is not None else None
         debt = 0.0
         wall0, cpu0 = time.perf_counter(), time.thread_time()
+        release_at = wall0 + self.release_after_s if self.release_after_s is not None and region else math.inf
         while not self.stop_event.is_set():
             start_wall, start_cpu = time.perf_counter(), time.thread_time()
+            if start_wall >= release_at and region is not None:
+                region.release()  # the injected fault: memory gone, the loop goes on as pure compute
+                work, byte_budget, release_at = compute_chunk, None, math.inf
             if byte_budget is not None and region is not None:  # a byte budget implies a region
                 goal = region.bytes_walked + byte_budget + debt
                 while region.bytes_walked < goal and time.perf_counter() - start_wall < period:
@@ -207,6 +235,10 @@ def build_parser(prog: str = "bubbleup bubble") -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
+    env_fault = os.environ.get(FAULT_RELEASE_ENV)
+    fault_help = f"fault injection (tests): free the region S s after ready (or ${FAULT_RELEASE_ENV})"
+    p.add_argument("--fault-release-after-s", type=float, metavar="S", default=float(env_fault) if env_fault else None,
+                   help=fault_help)  # fmt: skip
     return p
 
 
@@ -230,7 +262,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.watch_stdin:
         exit_when_stdin_closes()
 
-    bubble = Bubble(args.size_mb, args.cpu_duty, args.pattern, args.period_ms, args.seed, args.rate_mb_s)
+    bubble = Bubble(args.size_mb, args.cpu_duty, args.pattern, args.period_ms, args.seed, args.rate_mb_s,
+                    args.fault_release_after_s)  # fmt: skip
 
     def on_signal(signum: int, _frame: object) -> None:
         bubble.stop_event.set()
@@ -247,7 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as exc:
         emit("error", message=f"allocation failed: {exc}")
         return 3
-    emit("ready", size_mb=args.size_mb, cpu_duty=args.cpu_duty, **ready)
+    fault = {"fault": f"region released {args.fault_release_after_s:g} s after ready"} if bubble.release_after_s else {}
+    emit("ready", size_mb=args.size_mb, cpu_duty=args.cpu_duty, **ready, **fault)
     delivered = bubble.run()
     emit("stopped", **delivered)
     return 0

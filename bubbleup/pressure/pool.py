@@ -6,6 +6,7 @@ never a timer: first-touch speed of fresh memory varies 16x on our hosts.
 
 from __future__ import annotations
 
+import math
 import subprocess
 import time
 from collections.abc import Callable
@@ -29,7 +30,9 @@ class BubbleHandle:
     proc: subprocess.Popen[bytes]
     reader: procs.LineReader
     size_mb: int
+    spec: BubbleSpec | None = None  # the effective spec it was started from (kind, duty, rate, backend)
     ready: dict[str, Any] | None = None
+    ready_epoch: float = math.nan  # time.time() when its ready message was read
     stopped: dict[str, Any] | None = None
 
     @property
@@ -79,7 +82,7 @@ class BubblePool:
             proc = procs.spawn_child(BACKEND_MODULES[spec.backend], args, own_session=own_session, wrap=self.wrap,
                                      cpus=cpus)  # fmt: skip
             assert proc.stdout is not None  # spawn_child always pipes stdout
-            self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb))
+            self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb, spec))
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until every bubble reported ready; BubbleFailed naming the first that cannot."""
@@ -106,6 +109,7 @@ class BubblePool:
         for msg in b.reader.read_available():
             if msg.get("event") == "ready":
                 b.ready = msg
+                b.ready_epoch = time.time()
             elif msg.get("event") == "stopped":
                 b.stopped = msg
             elif msg.get("event") == "error":
