@@ -18,10 +18,12 @@ __all__ = ["find_cliffs", "load_run", "run", "summarise"]
 
 
 def run(scenario: Scenario | str | Path, out: str | Path | None = None, *, reports_root: str | Path = "reports",
-        progress: bool = False, report: bool = True) -> Run:  # fmt: skip
+        progress: bool = False, report: bool = True, allow_concurrent: bool = False) -> Run:  # fmt: skip
     """Run a scenario (a :class:`Scenario` or a YAML path) into a new run directory and load the result.
 
     ``out`` defaults to ``reports_root/<name>/<timestamp>``; ``report`` also writes ``report.html``.
+    While another bubbleup run holds the machine this refuses (``MachineBusy``, a ``UserError``) unless
+    ``allow_concurrent``; the verdict is ``run.manifest.validity`` (see :mod:`bubbleup.analysis.validity`).
     Bad input raises :class:`bubbleup.errors.UserError`; a run that cannot go on, :class:`bubbleup.errors.RunFailed`.
     """
     from bubbleup.sweep import orchestrator
@@ -32,7 +34,7 @@ def run(scenario: Scenario | str | Path, out: str | Path | None = None, *, repor
     else:
         source = "scenario"
     store = orchestrator.run(scenario, scenario.given, Path(out) if out is not None else None, Path(reports_root),
-                             progress=progress, source=source)  # fmt: skip
+                             progress=progress, source=source, allow_concurrent=allow_concurrent)  # fmt: skip
     if report:
         from bubbleup.report.html import write_report
 

@@ -9,7 +9,9 @@ so ``--help`` and ``bubble`` start instantly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from bubbleup import __version__
@@ -34,20 +36,56 @@ def _cmd_run(args: argparse.Namespace) -> int:
             recorded = read(run_dir / MANIFEST).scenario_given
             if given != recorded:
                 raise UserError(f"{args.scenario}: differs from the scenario recorded in {run_dir}; refusing to mix")
-        store = orchestrator.resume(run_dir, progress=not args.quiet)
+        with _result_on_failure(run_dir):
+            store = orchestrator.resume(run_dir, progress=not args.quiet, allow_concurrent=args.allow_concurrent)
     else:
+        from bubbleup.store.layout import default_run_dir
+
         scenario, given = load_scenario(args.scenario)
-        out = Path(args.out) if args.out else None
+        out = Path(args.out) if args.out else default_run_dir(Path(args.reports_root), scenario.name)
         calibration = Path(args.calibration) if args.calibration else Path(args.reports_root) / "calibration.json"
         if args.calibration and not calibration.is_file():
             raise UserError(f"{calibration}: no such calibration file (make one with 'bubbleup calibrate')")
-        store = orchestrator.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet,
-                                 calibration=calibration if calibration.is_file() else None,
-                                 source=str(args.scenario))  # fmt: skip
+        with _result_on_failure(out):
+            store = orchestrator.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet,
+                                     calibration=calibration if calibration.is_file() else None,
+                                     source=str(args.scenario), allow_concurrent=args.allow_concurrent)  # fmt: skip
     print(f"run complete: {store.root}", file=sys.stderr)
-    if not args.no_report:
-        return _write_report(store.root)
-    return 0
+    status = _write_report(store.root) if not args.no_report else 0
+    _print_result(store.root)
+    return status
+
+
+@contextlib.contextmanager
+def _result_on_failure(run_dir: Path) -> Iterator[None]:
+    """A run that ends early (interrupted, failed) still says whether what it measured is valid, before the
+    error; bad input (a refusal before the run began, e.g. the machine lock) leaves no run to judge."""
+    try:
+        yield
+    except UserError:
+        raise
+    except BaseException:
+        _print_result(run_dir)
+        raise
+
+
+def _print_result(run_dir: Path) -> None:
+    """``Result is: VALID`` or ``Result is: INVALID`` and one line per reason (analysis.validity), as the
+    manifest recorded it, or computed now for a run older than the verdict."""
+    from bubbleup.store.layout import is_run_dir
+
+    if not is_run_dir(run_dir):
+        return
+    try:
+        from bubbleup.analysis.validity import of_run
+        from bubbleup.store.reader import load_run
+
+        verdict, _ = of_run(load_run(run_dir))
+    except Exception as exc:  # the verdict must never cost the run's own exit status
+        print(f"warning: no validity verdict for {run_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return
+    for line in verdict.lines():
+        print(line, flush=True)
 
 
 def _write_report(run_dir: Path) -> int:
@@ -135,7 +173,9 @@ def _cmd_report(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if not is_run_dir(run_dir):
         raise UserError(f"{run_dir}: not a run directory (no {MANIFEST})")
-    return _write_report(run_dir)
+    status = _write_report(run_dir)
+    _print_result(run_dir)
+    return status
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
@@ -183,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--calibration", help="calibration file to check bubbles against "
                    "(default: REPORTS_ROOT/calibration.json when it exists)")  # fmt: skip
     r.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    r.add_argument("--allow-concurrent", action="store_true", help="run even while another bubbleup run holds "
+                   "this machine (both runs are then marked INVALID)")  # fmt: skip
     r.set_defaults(func=_cmd_run)
 
     v = sub.add_parser("validate", help="check a scenario file (and that it is safe here) without running it")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,8 +23,9 @@ def main(tmp: str) -> int:
            "assert 'tensorflow' not in sys.modules"]  # fmt: skip
     subprocess.run(cmd, check=True, cwd=ROOT)
     out = Path(tmp) / "smoke"
+    env = {**os.environ, "BUBBLEUP_LOCK_DIR": str(Path(tmp) / "lock")}  # a check, not a measurement: never refused
     subprocess.run([sys.executable, "-m", "bubbleup", "run", "scenarios/smoke.yaml", "--out", str(out), "-q"],
-                   check=True, cwd=ROOT)  # fmt: skip
+                   check=True, cwd=ROOT, env=env)  # fmt: skip
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and (out / "report.html").stat().st_size > 10_000, manifest["status"]
     done = subprocess.run([sys.executable, "-m", "bubbleup", "validate", "scenarios/approxnet-count.yaml"],

@@ -101,6 +101,16 @@ def no_leftover_children():
         pytest.fail(f"test left processes running: {left}")
 
 
+@pytest.fixture(autouse=True)
+def own_machine_lock(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Each test's runs take the machine lock (bubbleup.machine.lock) in a directory of the test's own, so
+    tests, and other people's test sessions on this machine, never refuse one another; a test of the
+    lock itself runs its two runs in one test, so they share it. Children inherit it through the environment."""
+    path = tmp_path_factory.mktemp("machine-lock")
+    monkeypatch.setenv("BUBBLEUP_LOCK_DIR", str(path))
+    return path
+
+
 def write_scenario(directory: Path, data: dict[str, Any], name: str = "scenario.yaml") -> Path:
     path = directory / name
     path.write_text(yaml.safe_dump(data, sort_keys=False))

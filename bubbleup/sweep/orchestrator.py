@@ -14,6 +14,7 @@ Failure policy, because under enough pressure failing *is* the result:
 from __future__ import annotations
 
 import math
+import os
 import signal
 import sys
 import time
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed
 from bubbleup.machine import environment, telemetry
+from bubbleup.machine import lock as machine_lock
 from bubbleup.pressure.placement import allowed_cpus, assign
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import Scenario, scenario_from_dict
@@ -33,6 +35,7 @@ from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
 from bubbleup.store.manifest import Manifest, StepEntry
 from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT, PointKey, PointRow, SampleRow, key_fields
 from bubbleup.store.writer import RunWriter, StoreWriteError
+from bubbleup.sweep import evidence
 from bubbleup.sweep.plan import StepPlan, all_steps, check_memory_safety, plan_points, steps_of
 from bubbleup.sweep.progress import Progress
 from bubbleup.sweep.worker import InferenceRecord, Precision, StepResult
@@ -41,6 +44,8 @@ from bubbleup.sweep.worker_client import WorkerClient, WorkerDied, WorkerError, 
 if TYPE_CHECKING:
     from bubbleup.pressure.budget import Budget
 
+#: The start check's window: long enough that a short burst (a shell command) does not count as busy.
+START_CHECK_S = 1.0
 #: Signals that end a run the way Ctrl-C does: children stopped, completed points kept, manifest
 #: "interrupted". SIGHUP is the terminal or ssh connection going away.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
@@ -101,6 +106,8 @@ class Orchestrator:
         self.own_session = scenario.placement == "own-session"
         self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed_cpus())
         self.budget: Budget | None = None  # while a device budget is applied
+        # A run begun before the CPU-accounting columns existed (and resumed now) is sampled without them.
+        self.cpu_account = set(telemetry.CPU_ACCOUNT_COLUMNS) <= set(store.manifest.telemetry_columns)
         store.update_manifest(cpu_placement=self.cpus.describe())
 
     # -- worker management ----------------------------------------------------
@@ -164,12 +171,25 @@ class Orchestrator:
             return 0
         return int(self.budget.stats().get("oom_kills") or 0)
 
+    def _check_machine(self) -> None:
+        """Before anything of ours runs: is someone else using the CPUs? (validity's ``machine_busy_start``)"""
+        from bubbleup.analysis.validity import OUTSIDE_CPU_CORES
+
+        check: dict[str, Any] = telemetry.outside_cpu(START_CHECK_S, lambda: [os.getpid()])
+        resumes = len(self.store.manifest.resumed_at)
+        check["when"] = f"at resume {resumes}" if resumes else "before the first point"
+        self.store.update_manifest(machine_checks=[*self.store.manifest.machine_checks, check])
+        if check["outside_cpu_cores"] > OUTSIDE_CPU_CORES:
+            self.progress.note(f"warning: the machine is busy: other processes use {check['outside_cpu_cores']:.2f} "
+                               f"cores (more than {OUTSIDE_CPU_CORES}); this run will be INVALID")  # fmt: skip
+
     def run(self) -> None:
         done = self.store.completed_points()
         plan = self.store.manifest.plan
         todo = [(r, v) for r, v in plan if (r, v) not in done]
         self.progress.advance(self.steps_per_point * (len(plan) - len(todo)))
         try:
+            self._check_machine()
             self._open_budget()
             for label in self.specs:
                 if self._keeps_worker(label):
@@ -206,7 +226,8 @@ class Orchestrator:
             sampler = telemetry.Sampler(sc.telemetry.interval_s, {"repeat": repeat, "value": value},
                                         self.started_epoch,
                                         lambda: {"worker": [w.pid for w in self.workers.values()],
-                                                 "bubbles": pool.pids()})  # fmt: skip
+                                                 "bubbles": pool.pids(), "run": [os.getpid()]},
+                                        cpu_account=self.cpu_account)  # fmt: skip
             sampler.start()
         try:
             pressure_error = ""
@@ -241,12 +262,14 @@ class Orchestrator:
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
         finally:
-            pool.stop()
+            stopping = time.time()  # bubbles' RSS after this is their exit, not a miss
+            delivered = pool.stop()
             machine_rows = sampler.stop() if sampler is not None else []
+        bubbles = evidence.bubble_rows(repeat, value, pool, delivered, sampler, stopping)
         # Statistics only now, with the bubbles down: nothing heavy runs while pressure is applied.
         samples = [self._sample_row(o.key, r, o.worker_pid) for o in outcomes for r in self._records(o)]
         points = [self._point_row(o) for o in outcomes]
-        self.store.append_point(samples, points, machine_rows)
+        self.store.append_point(samples, points, machine_rows, bubbles)
 
     @staticmethod
     def _records(outcome: _StepOutcome) -> list[InferenceRecord]:
@@ -338,8 +361,12 @@ def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
 
 
 def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_root: Path,
-        progress: bool = True, calibration: Path | None = None, source: str = "scenario") -> RunWriter:  # fmt: skip
-    """Start a new run of ``scenario`` (read from ``source``); returns its store when the sweep has finished."""
+        progress: bool = True, calibration: Path | None = None, source: str = "scenario",
+        allow_concurrent: bool = False) -> RunWriter:  # fmt: skip
+    """Start a new run of ``scenario`` (read from ``source``); returns its store when the sweep has finished.
+
+    Refused (:class:`bubbleup.machine.lock.MachineBusy`, before the run directory exists) while another
+    bubbleup run holds the machine, unless ``allow_concurrent`` (the run is then INVALID)."""
     safety = check_memory_safety(scenario, source=source)
     root = out if out is not None else default_run_dir(reports_root, scenario.name)
     manifest = new_manifest(scenario, given)
@@ -347,44 +374,57 @@ def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_roo
     manifest = manifest.model_copy(update={"calibration": cal, "memory_safety": safety,
                                            "environment_warnings": [*manifest.environment_warnings,
                                                                     *cal["warnings"]]})  # fmt: skip
-    store = RunWriter.create(root, manifest)
-    _execute(scenario, store, progress)
+    with machine_lock.acquire(root, allow_concurrent) as held:
+        store = RunWriter.create(root, manifest)
+        _execute(scenario, store, progress, held)
     return store
 
 
-def resume(run_dir: Path, progress: bool = True) -> RunWriter:
-    """Continue an interrupted run in place: completed points are kept, the rest are run."""
-    store = RunWriter.open_for_resume(run_dir)
-    source = str(run_dir / MANIFEST)
-    scenario = scenario_from_dict(store.manifest.scenario_given, source)
-    check_memory_safety(scenario, source=source)
-    store.update_manifest(status="running", stop_reason=None, resumed_at=[*store.manifest.resumed_at, now_iso()])
-    _execute(scenario, store, progress)
+def resume(run_dir: Path, progress: bool = True, allow_concurrent: bool = False) -> RunWriter:
+    """Continue an interrupted run in place: completed points are kept, the rest are run (the machine lock
+    as for :func:`run`)."""
+    with machine_lock.acquire(run_dir, allow_concurrent) as held:
+        store = RunWriter.open_for_resume(run_dir)
+        source = str(run_dir / MANIFEST)
+        scenario = scenario_from_dict(store.manifest.scenario_given, source)
+        check_memory_safety(scenario, source=source)
+        store.update_manifest(status="running", stop_reason=None, resumed_at=[*store.manifest.resumed_at, now_iso()])
+        _execute(scenario, store, progress, held)
     return store
 
 
-def _execute(scenario: Scenario, store: RunWriter, progress: bool) -> None:
+def _execute(scenario: Scenario, store: RunWriter, progress: bool, held: machine_lock.MachineLock) -> None:
     for w in store.manifest.environment_warnings:
         print(f"warning: {w}", file=sys.stderr)
     print(f"run directory: {store.root}", file=sys.stderr, flush=True)
+    earlier = list(store.manifest.concurrent_runs)  # a resumed run keeps what its earlier sessions met
+    if held.found_at_start:
+        print(f"warning: sharing the machine with {len(held.found_at_start)} other bubbleup run(s) "
+              "(--allow-concurrent): this run will be INVALID", file=sys.stderr)  # fmt: skip
+        store.update_manifest(concurrent_runs=[*earlier, *held.concurrent()])
     try:
         with signals_raise():
             Orchestrator(scenario, store, progress).run()
     except Interrupted as exc:
-        _finish(store, "interrupted", f"signal {exc}")
+        _finish(store, "interrupted", f"signal {exc}", earlier, held)
         raise
     except StoreWriteError as exc:
-        _finish(store, "interrupted", str(exc))
+        _finish(store, "interrupted", str(exc), earlier, held)
         raise
     except BaseException as exc:
-        _finish(store, "failed", f"{type(exc).__name__}: {exc}")
+        _finish(store, "failed", f"{type(exc).__name__}: {exc}", earlier, held)
         raise
-    store.finish("complete")
+    _finish(store, "complete", None, earlier, held)
 
 
-def _finish(store: RunWriter, status: str, reason: str) -> None:
-    """Record how the run ended; if even that cannot be written, say so and let the first error stand."""
+def _finish(store: RunWriter, status: str, reason: str | None, earlier: list[dict[str, Any]],
+            held: machine_lock.MachineLock) -> None:  # fmt: skip
+    """Record how the run ended, the runs it overlapped and its verdict; if even that cannot be written,
+    say so and let the first error stand."""
     try:
+        store.update_manifest(concurrent_runs=[*earlier, *held.concurrent()])
         store.finish(status, reason)
     except StoreWriteError as exc:
         print(f"warning: the manifest could not record that the run was {status}: {exc}", file=sys.stderr)
+        return
+    evidence.record_validity(store)

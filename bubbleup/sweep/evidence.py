@@ -1,0 +1,57 @@
+"""What a run records about itself besides its samples: what each bubble delivered, and the run's verdict.
+
+Kept apart from the orchestrator's sweep loop: both are bookkeeping at the edges of a point or a
+run, and neither decides anything about the sweep.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+from bubbleup.machine import telemetry
+from bubbleup.pressure.pool import BubblePool
+from bubbleup.store.records import BubbleRow
+from bubbleup.store.writer import RunWriter
+
+
+def bubble_rows(repeat: int, value: int, pool: BubblePool, delivered: list[dict[str, Any]],
+                sampler: telemetry.Sampler | None, stopped_epoch: float) -> list[BubbleRow]:  # fmt: skip
+    """bubbles.csv rows for one point: each bubble's targets, what it measured at ready, the least RSS the
+    sampler saw between ready and the stop, and what it said on stop it delivered (NaN where unknown)."""
+    rows = []
+    for b, said in zip(pool.bubbles, delivered, strict=True):
+        spec, ready = b.spec, b.ready or {}
+        rate = spec.rate_mb_s if spec is not None and spec.rate_mb_s is not None else math.nan
+        duty = spec.cpu_duty if spec is not None and spec.cpu_duty is not None and math.isnan(rate) else math.nan
+        rss_ready = float(ready.get("rss_mb", math.nan))
+        rss_min, n = math.nan, 0
+        if sampler is not None and ready:
+            rss_min, n = sampler.min_rss_mb(b.pid, b.ready_epoch, stopped_epoch)
+        region = float(ready.get("region_mb", math.nan))
+        rows.append(BubbleRow(
+            repeat=repeat, value=value, index=b.index, pid=b.pid, kind=spec.kind if spec else "",
+            backend=spec.backend if spec else "", size_mb=b.size_mb, region_mb=round(region, 3),
+            baseline_mb=round(float(ready.get("baseline_mb", math.nan)), 3), rss_ready_mb=round(rss_ready, 3),
+            rss_min_mb=round(rss_min, 3), region_min_mb=round(region - (rss_ready - rss_min), 3), rss_samples=n,
+            duty=duty, core_share=round(float(said.get("core_share", math.nan)), 4), rate_mb_s=rate,
+            mb_per_s=round(float(said.get("mb_per_s", math.nan)), 2),
+            wall_s=round(float(said.get("wall_s", math.nan)), 3),
+            fault=str(ready.get("fault", "")),
+        ))  # fmt: skip
+    return rows
+
+
+def record_validity(store: RunWriter) -> None:
+    """Judge the run from its files as they now stand (analysis.validity) and record the verdict in the manifest.
+
+    Never raises: a run that ended (however it ended) keeps its data and its first error; a verdict
+    that could not be reached is a warning, and ``bubbleup report`` computes it again."""
+    from bubbleup.analysis import validity
+    from bubbleup.store.reader import load_run
+
+    try:
+        store.update_manifest(validity=validity.check(load_run(store.root)).to_dict())
+    except Exception as exc:
+        print(f"warning: the run's validity could not be recorded: {type(exc).__name__}: {exc}", file=sys.stderr)
