@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 import bubbleup
 from bubbleup.analysis import stats as lat_stats
 from bubbleup.analysis import summary as summaries
+from bubbleup.analysis import validity as run_validity
 from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff
 from bubbleup.analysis.summary import MissingPoint, SummaryRow
 from bubbleup.formatting import flatten, fmt_ms, format_value, times
@@ -283,6 +284,7 @@ def _facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
 #: Manifest keys shown in their own sections; every other key goes to the "run metadata" table.
 _SHOWN_KEYS = frozenset(
     {"scenario_given", "scenario_effective", "environment", "workload_metadata", "plan", "environment_warnings", "name"}
+    | {"validity"}  # shown in the banner at the top
 )
 
 
@@ -302,12 +304,15 @@ def render(run: Run) -> str:
     cliffs = [] if single else summaries.find_cliffs(run, summary)
     missing = summaries.missing_points(run)
     status_class, status_text = status_words(run, missing)
+    verdict, recomputed = run_validity.of_run(run, summary)
     failed = run.points[run.points["status"] != "ok"] if len(run.points) else run.points
     ctx = {
         "title": f"bubbleup report: {run.name}",
         "run_path": str(run.path),
         "status_class": status_class,
         "status_text": status_text,
+        "validity": verdict,
+        "validity_recomputed": recomputed,
         "missing": describe_missing(run, missing),
         "notes": list(run.notes),
         "facts": _facts(run, summary),

@@ -1,0 +1,246 @@
+"""The run's verdict: every reason for INVALID is produced by a test that causes it, and a quiet run is VALID.
+
+Real processes cause what only a real run can show (a busy machine, a bubble that lost its memory, a
+budget's CPU quota throttling the run); fabricated run directories check the pure rules on exact numbers
+(the duty rule's saturated/unsaturated cases, precision caps, falls, throttling counts, old runs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from conftest import ROOT, run_cli, smoke_dict, write_scenario
+from fixtures_runs import make_run
+
+from bubbleup.analysis import validity
+from bubbleup.machine.telemetry import _process_busy_s
+from bubbleup.store.reader import load_run
+from bubbleup.store.records import BUBBLE_COLUMNS
+
+PY = sys.executable
+
+
+def codes(v: validity.Validity) -> list[str]:
+    return [r.code for r in v.reasons]
+
+
+def message(v: validity.Validity, code: str) -> str:
+    return next(r.message for r in v.reasons if r.code == code)
+
+
+def tiny(**overrides: Any) -> dict[str, Any]:
+    """A seconds-long run: one small setting, 0 and 1 half-duty bubbles of 16 MiB, each bubble running long enough
+    (>= 0.5 s) for its delivery to be judged."""
+    # 2 MiB of working set, so that a streaming bubble slows it (a 64 KiB one ran faster beside a bubble on
+    # this VM: a busy neighbour kept its CPU awake, and the dial fell).
+    return smoke_dict(**{"workload.options": {"working_sets_kb": [2048], "rounds": 4},
+                         "workload.inferences_per_setting": 60, "sweep.settle_s": 0.6, "telemetry.interval_s": 0.05,
+                         **overrides})  # fmt: skip
+
+
+def run(tmp_path: Path, data: dict[str, Any], env: dict[str, str] | None = None) -> tuple[validity.Validity, Path]:
+    out = tmp_path / "run"
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(out), "-q", "--no-report"], cwd=tmp_path,
+                   env={**os.environ, **(env or {})})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    verdict = validity.Validity.from_dict(json.loads((out / "manifest.json").read_text())["validity"])
+    assert done.stdout.splitlines() == verdict.lines()  # the CLI prints exactly the recorded verdict
+    return verdict, out
+
+
+# -- real processes ----------------------------------------------------------------------------------------
+
+
+def _our_cpu_s() -> float:
+    """CPU seconds of this test process and every child it has waited for (the run and everything it started)."""
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def test_a_quiet_tiny_run_is_valid(tmp_path: Path) -> None:
+    """The verdict must not cry wolf. On a shared machine others may really be busy, so the machine-busy
+    reasons are cross-checked against an independent measure: the machine's process CPU over the whole
+    run minus what this test and its (reaped) descendants used. Only when that shows someone else really
+    used CPU does the test skip; a busy verdict on a machine that was quiet by that measure fails."""
+    busy0, ours0 = _process_busy_s(), _our_cpu_s()
+    verdict, _ = run(tmp_path, tiny())
+    outside_s = (_process_busy_s() - busy0) - (_our_cpu_s() - ours0)
+    if verdict.valid:
+        return
+    assert set(codes(verdict)) <= {"machine_busy", "machine_busy_start"}, verdict.lines()
+    # The least a busy verdict can rest on: 0.25 cores over a point's middle samples (>= 0.6 s here) or the start check.
+    if outside_s >= validity.OUTSIDE_CPU_CORES * 0.3:
+        pytest.skip(f"the machine was busy outside this test ({outside_s:.2f} CPU s): {verdict.lines()}")
+    pytest.fail(f"INVALID on a machine that was quiet ({outside_s:.3f} CPU s outside the run): {verdict.lines()}")
+
+
+def test_a_process_spinning_beside_the_run_makes_it_invalid(tmp_path: Path) -> None:
+    spinner = subprocess.Popen([PY, "-c", "while True: pass"])
+    try:
+        verdict, out = run(tmp_path, tiny())
+    finally:
+        spinner.kill()
+        spinner.wait()
+    assert not verdict.valid
+    assert {"machine_busy_start", "machine_busy"} <= set(codes(verdict)), verdict.lines()
+    assert "processes outside the run used" in message(verdict, "machine_busy")
+    assert "bubble_rss" not in codes(verdict)  # the bubbles themselves were fine
+    telemetry = pd.read_csv(out / "telemetry.csv")
+    assert telemetry["run_cpu_cores"].mean() > 0 and telemetry["outside_cpu_cores"].mean() > 0.25
+    start = json.loads((out / "manifest.json").read_text())["machine_checks"]
+    assert len(start) == 1 and start[0]["outside_cpu_cores"] > validity.OUTSIDE_CPU_CORES
+
+
+def test_a_bubble_that_gives_its_memory_back_is_invalid(tmp_path: Path) -> None:
+    # Fault injection (bubbleup.pressure.kernel): each bubble releases its region 0.1 s after ready, and
+    # says so; the run's own telemetry must catch it, not the bubble's word.
+    verdict, out = run(tmp_path, tiny(**{"sweep.values": [1], "sweep.settle_s": 0.6}),
+                       env={"BUBBLEUP_FAULT_RELEASE_AFTER_S": "0.1"})  # fmt: skip
+    assert "bubble_rss" in codes(verdict), verdict.lines()
+    text = message(verdict, "bubble_rss")
+    assert "bubble 0" in text and "of 16 MiB" in text and "fault injected: region released 0.1 s after ready" in text
+    bubbles = pd.read_csv(out / "bubbles.csv")
+    assert list(bubbles.columns) == list(BUBBLE_COLUMNS) and len(bubbles) == 1
+    b = bubbles.iloc[0]
+    assert b["region_mb"] >= 0.97 * 16 and b["rss_samples"] > 0  # it was honestly resident at ready...
+    assert b["region_min_mb"] < 0.5 * 16  # ...and the sampler saw it let go
+
+
+def test_a_budget_that_throttles_the_run_is_invalid(tmp_path: Path) -> None:
+    from bubbleup.pressure.budget import availability
+
+    ok, why = availability()
+    if not ok and os.environ.get("CI") != "true":
+        pytest.skip(f"device budgets cannot be applied here: {why}")
+    data = tiny(**{"sweep.values": [1], "bubble": {"size_mb": 16, "cpu_duty": 1.0, "pattern": "stream"},
+                   "budget": {"memory_mb": 1024, "cpus": 0.5}})  # fmt: skip
+    verdict, out = run(tmp_path, data)
+    assert "throttled" in codes(verdict), verdict.lines()
+    assert "the budget's CPU quota throttled the run" in message(verdict, "throttled")
+    share = float(pd.read_csv(out / "bubbles.csv")["core_share"].iloc[0])
+    assert share < validity.DELIVERY_FRACTION  # half a core for the worker and the bubble together
+    # Its CPU had room (the quota, not the machine, held it back): a duty miss, unless others filled the CPUs.
+    assert "bubble_duty" in codes(verdict) or "machine_busy" in codes(verdict), verdict.lines()
+
+
+# -- the rules on fabricated runs --------------------------------------------------------------------------
+
+
+def _fake(tmp_path: Path, curves: dict[str, list[float]] | None = None, **manifest: Any) -> Path:
+    run_dir = make_run(tmp_path, curves or {"LL": [10, 12, 20]}, [0, 1, 2], telemetry=False)
+    path = run_dir / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), **manifest}))
+    return run_dir
+
+
+def _telemetry(run_dir: Path, busy: dict[int, tuple[float, float]], outside: float = 0.0) -> None:
+    """Ten samples per point; ``busy`` maps a sweep value to (cpu0, cpu1) percent."""
+    rows = [{"repeat": 0, "value": v, "t_s": 10 * v + i * 0.1, "cpu0_percent": c0, "cpu1_percent": c1,
+             "outside_cpu_cores": outside, "run_cpu_cores": 1.0}
+            for v, (c0, c1) in busy.items() for i in range(10)]  # fmt: skip
+    pd.DataFrame(rows).to_csv(run_dir / "telemetry.csv", index=False)
+
+
+def _bubbles(run_dir: Path, rows: list[dict[str, Any]]) -> None:
+    base = {"repeat": 0, "pid": 4242, "kind": "combined", "backend": "builtin", "size_mb": 64, "region_mb": 64.0,
+            "baseline_mb": 35.0, "rss_ready_mb": 99.0, "rss_min_mb": 99.0, "region_min_mb": 64.0, "rss_samples": 10,
+            "duty": 1.0, "core_share": 0.99, "rate_mb_s": float("nan"), "mb_per_s": 1000.0, "wall_s": 2.0,
+            "fault": ""}  # fmt: skip
+    pd.DataFrame([{**base, **r} for r in rows], columns=list(BUBBLE_COLUMNS)).to_csv(run_dir / "bubbles.csv",
+                                                                                     index=False)  # fmt: skip
+
+
+def test_a_short_duty_is_a_miss_only_where_the_cpus_had_room(tmp_path: Path) -> None:
+    run_dir = _fake(tmp_path, cpu_placement={"placement": "spread", "workload_cpus": "any", "bubble_cpus": [0, 1]},
+                    machine_checks=[{"window_s": 1.0, "outside_cpu_cores": 0.0}])  # fmt: skip
+    # At 1 bubble its CPU 0 was idle half the time: a miss. At 2, both bubbles' CPUs were full (the worker
+    # shares them): getting less than a core there is the pressure itself, not a miss.
+    _telemetry(run_dir, {0: (5, 5), 1: (55, 100), 2: (99, 98)})
+    _bubbles(run_dir, [{"value": 1, "index": 0, "core_share": 0.5}, {"value": 2, "index": 0, "core_share": 0.6},
+                       {"value": 2, "index": 1, "core_share": 0.6}])  # fmt: skip
+    verdict = validity.check(load_run(run_dir))
+    assert codes(verdict) == ["bubble_duty"], verdict.lines()
+    text = message(verdict, "bubble_duty")
+    assert text.startswith("1 bubble(s)") and "55% busy" in text
+    assert "bubble 0 (pid 4242) at 1 bubble (repeat 0) delivered 0.50 of 1.00 core" in text
+    # Unpinned, the same bubble could run on either CPU: together 78% busy, still room.
+    run_dir2 = _fake(tmp_path / "free", cpu_placement={"placement": "free", "bubble_cpus": "any"})
+    _telemetry(run_dir2, {0: (5, 5), 1: (55, 100), 2: (99, 98)})
+    _bubbles(run_dir2, [{"value": 1, "index": 0, "core_share": 0.5}])
+    assert "bubble_duty" in codes(validity.check(load_run(run_dir2)))
+
+
+def test_a_rate_bubble_is_held_to_its_rate_not_a_duty(tmp_path: Path) -> None:
+    run_dir = _fake(tmp_path)
+    _telemetry(run_dir, {0: (5, 5), 1: (30, 30), 2: (40, 40)})
+    _bubbles(run_dir, [{"value": 1, "index": 0, "kind": "bandwidth", "duty": float("nan"), "core_share": 0.2,
+                        "rate_mb_s": 2000.0, "mb_per_s": 1500.0}])  # fmt: skip
+    verdict = validity.check(load_run(run_dir))
+    assert codes(verdict) == ["bubble_rate"] and "delivered 1500 of 2000 MiB/s" in message(verdict, "bubble_rate")
+
+
+def test_precision_caps_falls_throttling_concurrency_and_a_busy_start(tmp_path: Path) -> None:
+    run_dir = _fake(
+        tmp_path,
+        {"LL": [10, 20, 12]},  # faster at 2 bubbles than at 1: a non-monotone dial
+        budget={"memory_limit_mb": 2048, "cpus": 1.5},
+        budget_final_stats={"cpu_throttled_periods": 37, "cpu_throttled_s": 1.25, "cpu_usage_s": 40.0},
+        concurrent_runs=[{"pid": 99, "run_dir": "/runs/other", "relation": "was running when this run started"}],
+        machine_checks=[{"window_s": 1.0, "outside_cpu_cores": 0.9, "when": "before the first point"}],
+    )
+    points = pd.read_csv(run_dir / "points.csv")
+    points["stopped_by"] = ["precision", "cap_seconds", "cap_inferences"]
+    points["halfwidth"] = [0.04, 0.09, 0.03]
+    points["target_halfwidth"] = 0.05
+    points.to_csv(run_dir / "points.csv", index=False)
+    verdict = validity.check(load_run(run_dir))
+    assert sorted(codes(verdict)) == ["concurrent", "machine_busy_start", "non_monotone", "precision", "throttled"]
+    assert "1 of 3 step(s) stopped at a cap" in message(verdict, "precision")
+    assert "LL at 1 bubble (repeat 0): +/-9.0% reached, +/-5.0% asked (cap_seconds)" in message(verdict, "precision")
+    assert "LL is not monotone" in message(verdict, "non_monotone")
+    assert "37 time(s), 1.25 s in all (against 40.0 s of CPU used)" in message(verdict, "throttled")
+    assert "pid 99, run directory /runs/other" in message(verdict, "concurrent")
+    assert "0.90 cores over 1 s (before the first point)" in message(verdict, "machine_busy_start")
+    # Unthrottled, precise, monotone and alone: those reasons go; what the fake cannot show is listed.
+    clean = _fake(tmp_path / "clean", budget_final_stats=None, machine_checks=[{"outside_cpu_cores": 0.01}])
+    verdict = validity.check(load_run(clean))
+    assert verdict.valid and verdict.reasons == []
+    assert any("bubbles.csv" in u for u in verdict.unchecked) and any("outside-CPU" in u for u in verdict.unchecked)
+    assert validity.Validity.from_dict(verdict.to_dict()) == verdict
+
+
+def test_an_old_run_gets_a_verdict_computed_from_its_files(tmp_path: Path) -> None:
+    from bubbleup.report.html import render
+
+    old = load_run(ROOT / "tests" / "data" / "run-schema1")
+    assert old.bubbles is None and old.manifest.validity is None
+    verdict, recomputed = validity.of_run(old)
+    assert recomputed and len(verdict.unchecked) >= 3  # no bubbles.csv, no start check, no outside CPU
+    html = render(old)
+    banner = html[html.index('id="validity"') : html.index('id="status"')]
+    assert f"Result is: {verdict.word}" in banner and "computed from the run" in banner
+    assert html.index('id="validity"') < html.index('id="summary"')  # among the report's first lines
+
+
+def test_an_invalid_run_is_marked_red_at_the_top_of_its_report(tmp_path: Path) -> None:
+    from bubbleup.report.html import render
+
+    run_dir = _fake(tmp_path, concurrent_runs=[{"pid": 7, "run_dir": "/elsewhere"}])
+    verdict = validity.check(load_run(run_dir))
+    path = run_dir / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "validity": verdict.to_dict()}))
+    html = render(load_run(run_dir))
+    top = html[html.index("<h1>") : html.index('id="status"')]
+    assert 'class="banner invalid"' in top and "Result is: INVALID" in top
+    assert "<code>concurrent</code>: 1 other bubbleup run(s) shared the machine" in top
+    done = run_cli(["report", str(run_dir)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "Result is: INVALID" in done.stdout and "  concurrent: " in done.stdout
