@@ -55,6 +55,8 @@ class Manifest(BaseModel):
     placement: str | None = None
     #: Which CPUs the worker and the bubbles were pinned to (pressure.placement.CpuAssignment).
     cpu_placement: dict[str, Any] | None = None
+    #: Cores the run may use and the cores one unit of pressure asks for (sweep.orchestrator.cpu_demand).
+    cpu_demand: dict[str, Any] | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
     environment_warnings: list[str] = Field(default_factory=list)
     telemetry_columns: list[str] = Field(default_factory=list)

@@ -68,6 +68,7 @@ class PointRow(PointKey):
     stopped_by: str
     halfwidth: float  # the median's 95% CI half-width / median, as the step ended
     target_halfwidth: float  # the precision asked for (NaN: fixed count)
+    cpu_cores: float  # the worker's CPU time (all threads) / wall time over the timed inferences
     error: str  # why a point failed, else empty
 
 

@@ -108,7 +108,7 @@ class Orchestrator:
         self.budget: Budget | None = None  # while a device budget is applied
         # A run begun before the CPU-accounting columns existed (and resumed now) is sampled without them.
         self.cpu_account = set(telemetry.CPU_ACCOUNT_COLUMNS) <= set(store.manifest.telemetry_columns)
-        store.update_manifest(cpu_placement=self.cpus.describe())
+        store.update_manifest(cpu_placement=self.cpus.describe(), cpu_demand=cpu_demand(scenario, len(allowed_cpus())))
 
     # -- worker management ----------------------------------------------------
     def _keeps_worker(self, label: str) -> bool:
@@ -322,8 +322,26 @@ class Orchestrator:
             rss_mb_max=max((r.rss_mb for r in records), default=math.nan), bubbles_rss_mb=round(o.bubbles_mb, 3),
             stopped_by=o.result.stopped_by if o.result is not None else "",
             halfwidth=round(o.result.halfwidth, 6) if o.result is not None else math.nan,
-            target_halfwidth=o.target_halfwidth, error=o.error.replace("\n", " "),
+            target_halfwidth=o.target_halfwidth,
+            cpu_cores=round(o.result.cpu_cores, 4) if o.result is not None else math.nan,
+            error=o.error.replace("\n", " "),
         )  # fmt: skip
+
+
+def cpu_demand(scenario: Scenario, allowed: int) -> dict[str, Any]:
+    """What the CPU-demand prediction of the cliff needs (analysis.demand): the cores the run may use
+    (its affinity, or a budget's quota when smaller) and the cores one unit of the sweep's pressure asks
+    for: the summed duty of one bubble set (a count sweep) or of all ``sweep.count`` bubbles (a size sweep)."""
+    from bubbleup.pressure.budget_spec import BudgetSpec
+    from bubbleup.pressure.kinds import effective
+
+    budget_spec = BudgetSpec.parse(scenario.budget)
+    budget = budget_spec.cpus if budget_spec is not None else None
+    cores = min(float(allowed), float(budget)) if budget else float(allowed)
+    duties = [effective(spec).cpu_duty or 0.0 for spec in scenario.bubble_set]
+    rate_limited = any(effective(spec).rate_mb_s is not None for spec in scenario.bubble_set)
+    return {"cores": cores, "duty_per_set": float(sum(duties)), "rate_limited": rate_limited,
+            "size_sweep_count": scenario.sweep.count if scenario.sweep.axis == "size_mb" else None}  # fmt: skip
 
 
 def new_manifest(scenario: Scenario, given: dict[str, Any]) -> Manifest:
