@@ -128,6 +128,8 @@ def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: li
     for col in columns:
         if col not in frame:
             frame[col] = pd.Series(dtype=object if col in text else float)
+    # The contract's column order, whatever order (or version) the file was written in; extras last.
+    frame = frame[[*columns, *(c for c in frame.columns if c not in columns)]]
     for col in frame.columns:
         if col not in text:
             frame[col] = pd.to_numeric(frame[col], errors="coerce")
