@@ -89,19 +89,22 @@ def _print_result(run_dir: Path) -> None:
 
 
 def _write_report(run_dir: Path) -> int:
+    """Write the report and print each setting's verdict with its confidence (and any fall) above its path."""
     try:
-        from bubbleup.report.html import write_report
+        from bubbleup.report.html import write
     except ImportError as exc:
         print(f"warning: report not written ({exc})", file=sys.stderr)
         return 0
     try:
-        path = write_report(run_dir)
+        written = write(run_dir)
     except OSError as exc:
         from bubbleup.store.layout import REPORT
 
         print(f"error: {run_dir / REPORT}: cannot write the report: {exc.strerror or exc}", file=sys.stderr)
         return 1
-    print(f"report: {path}")
+    for line in written.verdicts:
+        print(line)
+    print(f"report: {written.path}")
     return 0
 
 

@@ -21,10 +21,12 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bubbleup
+from bubbleup.analysis import confidence, monotone
 from bubbleup.analysis import stats as lat_stats
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis import validity as run_validity
 from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff
+from bubbleup.analysis.confidence import Verdicts
 from bubbleup.analysis.summary import MissingPoint, SummaryRow
 from bubbleup.formatting import flatten, fmt_ms, format_value, times
 from bubbleup.report import figures, trace_figures
@@ -103,8 +105,16 @@ def status_words(run: Run, missing: Sequence[MissingPoint]) -> tuple[str, str]:
     return "partial", lead
 
 
-def cliff_rows(cliffs: Sequence[Cliff], summary: pd.DataFrame) -> list[dict[str, Any]]:
-    """The summary table: one row per setting, its verdict in a word and the evidence."""
+def cliff_rows(
+    cliffs: Sequence[Cliff],
+    summary: pd.DataFrame,
+    verdicts: Sequence[Verdicts] = (),
+    falls: Sequence[monotone.Fall] = (),
+) -> list[dict[str, Any]]:
+    """The summary table: one row per setting, its verdict in a word and the evidence; beside the detector's
+    verdict, how often resampled curves reach it (or what they say instead) and the curve's largest fall."""
+    by_setting = {v.setting: v for v in verdicts}
+    fall_of = {f.setting: f for f in falls}
     rows = []
     for c in cliffs:
         verdict = {BREAK: "cliff", NON_FUNCTIONAL: "stops working", NONE: "no cliff"}.get(c.kind, c.kind)
@@ -114,6 +124,8 @@ def cliff_rows(cliffs: Sequence[Cliff], summary: pd.DataFrame) -> list[dict[str,
             if c.jump_low is not None and not math.isnan(c.jump_low):
                 jump += f" [{times(c.jump_low)}, {times(c.jump_high)}]"
         base = summary[(summary["setting"] == c.setting) & (summary["value"] == c.baseline)]
+        v = by_setting.get(c.setting)
+        fall = fall_of.get(c.setting)
         rows.append(
             {
                 "setting": c.setting,
@@ -125,10 +137,32 @@ def cliff_rows(cliffs: Sequence[Cliff], summary: pd.DataFrame) -> list[dict[str,
                 "baseline_ms": fmt_ms(base["median_ms"].iloc[0]) if len(base) else "-",
                 "slowdown": times(c.slowdown) if c.slowdown is not None else "-",
                 "sentence": c.sentence(),
+                "confidence": confidence.beside(c, v) if v else "",
+                "resamples": _resample_cell(v),
+                "agrees": v is None or v.n_resamples == 0 or confidence.agrees(c, v),
+                "fall": fall.sentence() + "." if fall else "",
                 "note": c.note,
             }
         )
     return rows
+
+
+def _resample_cell(v: Verdicts | None) -> str:
+    """The modal resampled verdict and its share, for the table: ``cliff at 3 (94%)``."""
+    if v is None or v.n_resamples == 0:
+        return "-"
+    return f"{v.where(v.modal, short=True)} ({confidence.percent(v.modal_share)})"
+
+
+def verdict_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The summary's verdicts as text, one line per setting (and an indented one for a fall): what the
+    command line prints, so that the confidence and the sawtooth do not need the HTML to be seen."""
+    lines = []
+    for r in rows:
+        lines.append(" ".join(x for x in (r["sentence"], r["confidence"]) if x))
+        if r["fall"]:
+            lines.append(f"  {r['fall']}")
+    return lines
 
 
 def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
@@ -299,9 +333,17 @@ def _manifest_misc(run: Run) -> list[tuple[str, str]]:
 
 def render(run: Run) -> str:
     """The report's HTML for a loaded run."""
+    return _render(run)[0]
+
+
+def _render(run: Run) -> tuple[str, list[str]]:
+    """The report's HTML and its verdicts as text lines (:func:`verdict_lines`)."""
     summary = summaries.summarise(run)
     single = single_pressure(run)
     cliffs = [] if single else summaries.find_cliffs(run, summary)
+    verdicts = [] if single else confidence.verdicts(run, summary)
+    falls = [] if single else monotone.falls(summary)
+    rows = cliff_rows(cliffs, summary, verdicts, falls)
     missing = summaries.missing_points(run)
     status_class, status_text = status_words(run, missing)
     verdict, recomputed = run_validity.of_run(run, summary)
@@ -316,7 +358,8 @@ def render(run: Run) -> str:
         "missing": describe_missing(run, missing),
         "notes": list(run.notes),
         "facts": _facts(run, summary),
-        "cliffs": cliff_rows(cliffs, summary),
+        "cliffs": rows,
+        "n_resamples": confidence.N_RESAMPLES,
         "single": single,
         "pressure": format_value(float(run.values[0]), run.axis) if single and len(run.values) else "",
         "figures": build_figures(run, summary, cliffs, curves=not single),
@@ -341,15 +384,28 @@ def render(run: Run) -> str:
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": bubbleup.__version__,
     }
-    return environment().get_template("report.html.j2").render(**ctx)
+    return environment().get_template("report.html.j2").render(**ctx), verdict_lines(rows)
 
 
-def write_report(run_dir: Path) -> Path:
-    """Write ``run_dir/report.html`` from the run's files and return its path. Works for partial runs."""
+@dataclass(frozen=True)
+class Written:
+    """A written report and its verdicts in words (one line per setting), for the command line to print."""
+
+    path: Path
+    verdicts: tuple[str, ...]
+
+
+def write(run_dir: Path) -> Written:
+    """Write ``run_dir/report.html`` from the run's files. Works for partial runs."""
     run_dir = Path(run_dir)
-    html = render(load_run(run_dir))
+    html, lines = _render(load_run(run_dir))
     out = run_dir / REPORT
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(html, encoding="utf-8")
     tmp.replace(out)  # never leave a half-written report behind
-    return out
+    return Written(out, tuple(lines))
+
+
+def write_report(run_dir: Path) -> Path:
+    """Write ``run_dir/report.html`` from the run's files and return its path. Works for partial runs."""
+    return write(run_dir).path
