@@ -73,3 +73,15 @@ def test_the_worker_measures_its_own_cpu_use(tmp_path: Path) -> None:
     assert used["spin"] > 5 * used["nap"], used
     manifest = json.loads((tmp_path / "spin" / "manifest.json").read_text())
     assert manifest["cpu_demand"]["duty_per_set"] == 0.5 and manifest["cpu_demand"]["cores"] >= 1
+
+
+def test_the_report_and_the_command_line_state_both_cliffs(tmp_path: Path) -> None:
+    from bubbleup.report import html
+
+    values = list(range(8))
+    curve = [10, 10.2, 10.5, 10.8, 11, 20, 26, 33]
+    run_dir = _with_demand(make_run(tmp_path, {"HH": curve}, values, repeats=2), 1.0, 0.25, 2)
+    written = html.write(run_dir)
+    expected = "HH: CPU demand predicts the cliff at 5"
+    assert expected in written.path.read_text()
+    assert any(line.strip().startswith(expected) for line in written.verdicts)

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bubbleup
-from bubbleup.analysis import confidence, monotone
+from bubbleup.analysis import confidence, demand, monotone
 from bubbleup.analysis import stats as lat_stats
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis import validity as run_validity
@@ -110,11 +110,14 @@ def cliff_rows(
     summary: pd.DataFrame,
     verdicts: Sequence[Verdicts] = (),
     falls: Sequence[monotone.Fall] = (),
+    predictions: Sequence[demand.DemandPrediction] = (),
 ) -> list[dict[str, Any]]:
     """The summary table: one row per setting, its verdict in a word and the evidence; beside the detector's
     verdict, how often resampled curves reach it (or what they say instead) and the curve's largest fall."""
     by_setting = {v.setting: v for v in verdicts}
     fall_of = {f.setting: f for f in falls}
+    predicted = {p.setting: p for p in predictions}
+    values = sorted(float(v) for v in summary["value"].unique()) if len(summary) else []
     rows = []
     for c in cliffs:
         verdict = {BREAK: "cliff", NON_FUNCTIONAL: "stops working", NONE: "no cliff"}.get(c.kind, c.kind)
@@ -141,6 +144,7 @@ def cliff_rows(
                 "resamples": _resample_cell(v),
                 "agrees": v is None or v.n_resamples == 0 or confidence.agrees(c, v),
                 "fall": fall.sentence() + "." if fall else "",
+                "predicted": predicted[c.setting].sentence(c, values) if c.setting in predicted else "",
                 "note": c.note,
             }
         )
@@ -162,6 +166,8 @@ def verdict_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
         lines.append(" ".join(x for x in (r["sentence"], r["confidence"]) if x))
         if r["fall"]:
             lines.append(f"  {r['fall']}")
+        if r.get("predicted"):
+            lines.append(f"  {r['predicted']}")
     return lines
 
 
@@ -233,7 +239,7 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curv
             "latency",
             f"Median latency vs {pressure}",
             "One line per setting: the median of every timed inference at that pressure (repeats pooled), its "
-            "95% bootstrap confidence band, the detected cliff circled, failed or timed-out points as crosses "
+            "95% confidence band (order statistics), the detected cliff circled, failed or timed-out points as crosses "
             "on the bottom edge.",
             lambda: figures.latency_curve(run, summary, cliffs) if curves else None,
         ),
@@ -343,7 +349,8 @@ def _render(run: Run) -> tuple[str, list[str]]:
     cliffs = [] if single else summaries.find_cliffs(run, summary)
     verdicts = [] if single else confidence.verdicts(run, summary)
     falls = [] if single else monotone.falls(summary)
-    rows = cliff_rows(cliffs, summary, verdicts, falls)
+    predictions = [] if single else demand.predict(run)
+    rows = cliff_rows(cliffs, summary, verdicts, falls, predictions)
     missing = summaries.missing_points(run)
     status_class, status_text = status_words(run, missing)
     verdict, recomputed = run_validity.of_run(run, summary)
