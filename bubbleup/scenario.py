@@ -79,8 +79,10 @@ class WorkloadSpec(_Strict):
     #: An explicit schedule instead of settings x inferences_per_setting (e.g. LL, MM, HH, LL...).
     steps: list[Step] | None = None
     #: "never": one worker for the whole sweep (loaded once, before any bubble);
+    #: "per_repeat": a fresh worker for every repeat, loaded before the repeat's first bubble, so that
+    #: repeats are independent processes (memory layout, thread placement), the replicates compare needs;
     #: "per_point": a fresh worker process at every point (load and first use under pressure).
-    restart: Literal["never", "per_point"] = "never"
+    restart: Literal["never", "per_repeat", "per_point"] = "never"
     #: Time each step until its median is this precise (the step's inferences are then the minimum);
     #: omitted: exactly the step's inferences, as an explicit schedule of fixed counts needs.
     precision: PrecisionSpec | None = None

@@ -92,7 +92,8 @@ def test_command_workload_failure_is_an_error() -> None:
 def test_third_party_workload_registers_through_an_entry_point(tmp_path: Path, monkeypatch) -> None:
     pkg = tmp_path / "site"
     (pkg / "thirdparty_bench").mkdir(parents=True)
-    (pkg / "thirdparty_bench" / "__init__.py").write_text(textwrap.dedent("""
+    (pkg / "thirdparty_bench" / "__init__.py").write_text(
+        textwrap.dedent("""
         from workloads.base import Workload
         class Echo(Workload):
             kind = "echo"
@@ -101,7 +102,8 @@ def test_third_party_workload_registers_through_an_entry_point(tmp_path: Path, m
                 return ["loud", "quiet"]
             def infer(self, sample):
                 return {"said": "hi"}
-    """))
+    """)
+    )
     dist = pkg / "thirdparty_bench-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: thirdparty-bench\nVersion: 1.0\n")
@@ -180,3 +182,16 @@ def test_workload_and_workloads_are_mutually_exclusive(tmp_path: Path, capsys) -
     for data, words in ((both, "workloads: give either"), (twice, "workloads: label 'synthetic' is used twice")):
         assert cli.main(["validate", str(write_scenario(tmp_path, data))]) == 2
         assert words in capsys.readouterr().err
+
+
+def test_per_repeat_gives_every_repeat_a_fresh_worker_loaded_before_its_bubbles(tmp_path: Path) -> None:
+    data = smoke_dict(**{"sweep.values": [0, 1], "sweep.repeats": 3, "workload.restart": "per_repeat"})
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q", "--no-report"],
+                   cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    samples = pd.read_csv(tmp_path / "r" / "samples.csv")
+    per_repeat = samples.groupby("repeat")["worker_pid"].nunique()
+    assert (per_repeat == 1).all() and samples["worker_pid"].nunique() == 3  # one process per repeat, never shared
+    # A fresh process: each repeat's worker marks the first use of each setting again, at its first point only.
+    first = samples[samples["first_use"] == 1]
+    assert len(first) == 3 * 2 and first.groupby("repeat")["value"].nunique().eq(1).all()

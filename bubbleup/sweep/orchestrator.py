@@ -112,7 +112,16 @@ class Orchestrator:
 
     # -- worker management ----------------------------------------------------
     def _keeps_worker(self, label: str) -> bool:
-        return not self.isolated and self.specs[label].restart == "never"
+        return not self.isolated and self.specs[label].restart in ("never", "per_repeat")
+
+    def _load_workers(self) -> None:
+        """Start the workers kept across points now, with no pressure applied: a failure here fails the run."""
+        for label in self.specs:
+            if self._keeps_worker(label):
+                try:
+                    self._worker(label)
+                except (WorkerError, WorkerDied, WorkerTimeout) as exc:
+                    raise RunFailed(f"{label} could not load with no pressure applied: {exc}") from None
 
     def _worker(self, label: str) -> WorkerClient:
         """The live worker of ``label``, started and loaded if there is none."""
@@ -191,13 +200,15 @@ class Orchestrator:
         try:
             self._check_machine()
             self._open_budget()
-            for label in self.specs:
-                if self._keeps_worker(label):
-                    try:
-                        self._worker(label)
-                    except (WorkerError, WorkerDied, WorkerTimeout) as exc:
-                        raise RunFailed(f"{label} could not load with no pressure applied: {exc}") from None
+            self._load_workers()
+            current = todo[0][0] if todo else None
             for repeat, value in todo:
+                if repeat != current:  # a new repeat: per_repeat workers are replaced before its bubbles
+                    current = repeat
+                    for label, spec in self.specs.items():
+                        if spec.restart == "per_repeat":
+                            self._drop_worker(label)
+                    self._load_workers()
                 self._run_point(repeat, value)
         except BaseException:
             # Stopping early (a signal, a failed write): a busy worker would not answer a polite close
