@@ -59,7 +59,7 @@ CASES = [
     ("zero inferences", "workload.inferences_per_setting", 0, "workload.inferences_per_setting", "greater than"),
     ("bad name", "name", "my run/1", "name", "should match pattern"),
     ("bad limit", "limits", {"max_memory_fraction": 2}, "limits.max_memory_fraction", "less than or equal to 1"),
-    ("bad restart", "workload.restart", "sometimes", "workload.restart", "'never' or 'per_point'"),
+    ("bad restart", "workload.restart", "sometimes", "workload.restart", "'never', 'per_repeat' or 'per_point'"),
 ]
 
 
