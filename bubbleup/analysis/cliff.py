@@ -124,6 +124,11 @@ class Cliff:
     def found(self) -> bool:
         return self.kind in (BREAK, NON_FUNCTIONAL)
 
+    @property
+    def location(self) -> float | None:
+        """Where the cliff is (its first pressure); None for "no cliff in the measured range"."""
+        return self.at if self.found else None
+
     def sentence(self) -> str:
         """The cliff in words, e.g. ``HH tolerates 3 bubbles of 512 MiB; its median latency rises 4.1x at 4``."""
         s = self.setting
@@ -211,6 +216,16 @@ def _ratio_words(ratio: float | None) -> str:
     if abs(ratio - 1) < 0.05:
         return f"stays within 5% ({times(ratio)})"
     return f"{'rises' if ratio > 1 else 'falls'} {times(ratio)} gradually"
+
+
+def within_one_step(a: float | None, b: float | None, values: Sequence[float]) -> bool:
+    """Two cliff locations agree: both "no cliff", the same pressure, or neighbouring measured pressures."""
+    if a is None or b is None:
+        return a is None and b is None
+    if a == b:
+        return True
+    index = {float(v): i for i, v in enumerate(values)}
+    return float(a) in index and float(b) in index and abs(index[float(a)] - index[float(b)]) <= 1
 
 
 def ratio_ci(before: np.ndarray, after: np.ndarray, rule: CliffRule = DEFAULT_RULE) -> tuple[float, float]:

@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from bubbleup.analysis import summary as summaries
-from bubbleup.analysis.cliff import Cliff
+from bubbleup.analysis.cliff import Cliff, within_one_step
 from bubbleup.formatting import flatten, format_value, ms, number, times
 from bubbleup.store.reader import Run
 
@@ -105,14 +105,10 @@ def table_rows(table: pd.DataFrame) -> Iterator[ComparisonRow]:
     return cast("Iterator[ComparisonRow]", table.itertuples(index=False))
 
 
-def _by_repeat(timed: pd.DataFrame) -> dict[tuple[float, str], list[np.ndarray]]:
-    """Timed latencies per (value, setting), one array per repeat: the replicates of a point."""
-    if timed.empty:
-        return {}
-    out: dict[tuple[float, str], list[np.ndarray]] = {}
-    for (value, setting, _rep), g in timed.groupby(["value", "setting", "repeat"], sort=True):
-        out.setdefault((float(cast(float, value)), str(setting)), []).append(g["latency_ms"].to_numpy(float))
-    return out
+def _by_repeat(curves: Sequence[summaries.SettingCurve]) -> dict[tuple[float, str], list[np.ndarray]]:
+    """Timed latencies per (value, setting), one array per repeat (in repeat order): the replicates of a point."""
+    return {(p.value, c.setting): [p.by_repeat[r] for r in sorted(p.by_repeat)]
+            for c in curves for p in c.points if p.by_repeat}  # fmt: skip
 
 
 def replicate_statistic(repeats: Sequence[np.ndarray]) -> float:
@@ -150,7 +146,8 @@ def _verdict(row: dict[str, Any], min_effect: float) -> str:
 def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comparison:
     """Compare two loaded runs point by point (see the module docstring)."""
     sum_a, sum_b = summaries.summarise(run_a), summaries.summarise(run_b)
-    reps_a, reps_b = _by_repeat(summaries.timed_samples(run_a)), _by_repeat(summaries.timed_samples(run_b))
+    curves_a, curves_b = summaries.setting_curves(run_a, sum_a), summaries.setting_curves(run_b, sum_b)
+    reps_a, reps_b = _by_repeat(curves_a), _by_repeat(curves_b)
     warnings = []
     if run_a.axis != run_b.axis:
         warnings.append(
@@ -221,7 +218,7 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
             f"Run {' and '.join(single)} measured each point once (one repeat): the CI sees only sample noise, "
             f"not run-to-run variance; repeat points (sweep.repeats) to trust a change."
         )
-    cliffs_a, cliffs_b = tuple(summaries.find_cliffs(run_a, sum_a)), tuple(summaries.find_cliffs(run_b, sum_b))
+    cliffs_a, cliffs_b = tuple(summaries.cliffs_of(curves_a)), tuple(summaries.cliffs_of(curves_b))
     return Comparison(
         run_a=run_a,
         run_b=run_b,
@@ -239,28 +236,22 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     )
 
 
-def _location(c: Cliff | None) -> float | None:
-    """Where a cliff is (its first pressure), None for "no cliff in the measured range"."""
-    return c.at if c is not None and c.found else None
-
-
 def cliff_agreement(
     cliffs_a: Sequence[Cliff], cliffs_b: Sequence[Cliff], values: Sequence[float]
 ) -> list[CliffAgreement]:
     """Per setting in both runs: the same cliff, or one measured step apart, or no cliff in either."""
     a, b = {c.setting: c for c in cliffs_a}, {c.setting: c for c in cliffs_b}
-    index = {float(v): i for i, v in enumerate(values)}
     out = []
     for s in [s for s in a if s in b]:
-        la, lb = _location(a[s]), _location(b[s])
+        la, lb = a[s].location, b[s].location
+        agree = within_one_step(la, lb, values)
         if la is None and lb is None:
-            agree, why = True, "no cliff in either"
+            why = "no cliff in either"
         elif la is None or lb is None:
-            agree, why = False, f"only {'B' if la is None else 'A'} finds a cliff"
+            why = f"only {'B' if la is None else 'A'} finds a cliff"
         elif la == lb:
-            agree, why = True, "same pressure"
+            why = "same pressure"
         else:
-            agree = abs(index.get(float(la), -99) - index.get(float(lb), 99)) <= 1
             why = "within one step" if agree else f"{number(la)} vs {number(lb)}"
         out.append(CliffAgreement(s, _cliff_short(a[s]), _cliff_short(b[s]), agree, why))
     return out

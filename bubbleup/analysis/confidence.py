@@ -60,7 +60,7 @@ from bubbleup.analysis.cliff import (
     first_disagreeing,
     step_codes,
 )
-from bubbleup.analysis.summary import setting_curves
+from bubbleup.analysis.summary import SettingCurve, setting_curves
 from bubbleup.formatting import format_value, number
 from bubbleup.store.reader import Run
 
@@ -136,14 +136,9 @@ def percent(share: float) -> str:
     return ">99%" if p >= 100 else "<1%" if p < 1 else f"{p}%"
 
 
-def detector_location(cliff: Cliff) -> Location:
-    """The point detector's verdict as a location: where its cliff is, or None."""
-    return cliff.at if cliff.found else None
-
-
 def agrees(cliff: Cliff, verdicts: Verdicts) -> bool:
     """True when the detector's verdict is the most frequent resampled one."""
-    return verdicts.n_resamples > 0 and detector_location(cliff) == verdicts.modal
+    return verdicts.n_resamples > 0 and cliff.location == verdicts.modal
 
 
 def beside(cliff: Cliff, verdicts: Verdicts) -> str:
@@ -154,7 +149,7 @@ def beside(cliff: Cliff, verdicts: Verdicts) -> str:
     v = verdicts
     if agrees(cliff, v):
         return f"Resamples: {v.where(v.modal)} in {percent(v.modal_share)}{v.alternatives(exclude=(v.modal,))}."
-    det = detector_location(cliff)
+    det = cliff.location
     return (
         f"Detector: {v.where(det)}; resamples: {v.where(v.modal)} in {percent(v.modal_share)}"
         f"{v.alternatives(exclude=(v.modal,))}. They disagree: read this verdict as uncertain."
@@ -282,7 +277,14 @@ def verdicts(
     """Every setting's resampled verdicts, in settings order, from the same curves as
     :func:`~bubbleup.analysis.summary.find_cliffs`. Each setting starts from ``seed``, so its answer does
     not depend on which other settings the run measured."""
+    return verdicts_of(setting_curves(run, summary), rule=rule, n_resamples=n_resamples, seed=seed)
+
+
+def verdicts_of(
+    curves: Sequence[SettingCurve], *, rule: CliffRule = DEFAULT_RULE, n_resamples: int = N_RESAMPLES, seed: int = SEED
+) -> list[Verdicts]:
+    """:func:`verdicts` of curves already built (the report builds them once for the cliffs and these)."""
     return [
         curve_verdicts(c.setting, c.axis, c.points, rule=rule, n_resamples=n_resamples, seed=seed, set_size=c.set_size)
-        for c in setting_curves(run, summary)
+        for c in curves
     ]

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from bubbleup.analysis.cliff import Cliff
+from bubbleup.analysis.cliff import Cliff, within_one_step
 from bubbleup.formatting import number
 from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK
@@ -45,11 +45,7 @@ class DemandPrediction:
         """Whether the measured cliff is the predicted one or one measured step from it (None: nothing to check)."""
         if cliff is None or cliff.kind == "no data":
             return None
-        at = cliff.at if cliff.found else None
-        if at is None or self.predicted_at is None:
-            return at is None and self.predicted_at is None
-        index = {float(v): i for i, v in enumerate(values)}
-        return abs(index.get(float(at), -99) - index.get(float(self.predicted_at), 99)) <= 1
+        return within_one_step(cliff.location, self.predicted_at, values)
 
     def sentence(self, cliff: Cliff | None = None, values: list[float] | None = None) -> str:
         """``HH: CPU demand predicts the cliff at 2 (1.31 cores alone + 1.00 per bubble > 2 cores); measured at 2.``"""

@@ -302,12 +302,14 @@ def setting_curves(run: Run, summary: pd.DataFrame | None = None) -> list[Settin
 
 def find_cliffs(run: Run, summary: pd.DataFrame | None = None) -> list[Cliff]:
     """The cliff of every setting (see :mod:`bubbleup.analysis.cliff` for the definition), in settings order."""
+    return cliffs_of(setting_curves(run, summary))
+
+
+def cliffs_of(curves: Sequence[SettingCurve]) -> list[Cliff]:
+    """The cliff of each curve, for callers that also resample or compare the same curves."""
     from bubbleup.analysis.cliff import detect
 
-    return [
-        replace(detect(c.setting, c.axis, c.points, fixed=c.fixed), set_size=c.set_size)
-        for c in setting_curves(run, summary)
-    ]
+    return [replace(detect(c.setting, c.axis, c.points, fixed=c.fixed), set_size=c.set_size) for c in curves]
 
 
 def cliffs_frame(cliffs: Sequence[Cliff]) -> pd.DataFrame:

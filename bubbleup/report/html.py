@@ -346,8 +346,9 @@ def _render(run: Run) -> tuple[str, list[str]]:
     """The report's HTML and its verdicts as text lines (:func:`verdict_lines`)."""
     summary = summaries.summarise(run)
     single = single_pressure(run)
-    cliffs = [] if single else summaries.find_cliffs(run, summary)
-    verdicts = [] if single else confidence.verdicts(run, summary)
+    curves = [] if single else summaries.setting_curves(run, summary)
+    cliffs = summaries.cliffs_of(curves)
+    verdicts = confidence.verdicts_of(curves)
     falls = [] if single else monotone.falls(summary)
     predictions = [] if single else demand.predict(run)
     rows = cliff_rows(cliffs, summary, verdicts, falls, predictions)
