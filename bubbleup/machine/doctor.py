@@ -56,7 +56,8 @@ def _autogroup(env: dict[str, Any]) -> Finding:
     ag = env.get("sched_autogroup")
     if ag == "1":
         return Finding("scheduler autogroup", INFO, "on: each session is one scheduling entity; bubbleup's default "
-                       "placement (own-session) makes every bubble and the worker a session of its own")
+                       "placement (shared-session) keeps every bubble and the worker in its session, so threads "
+                       "compete one by one (own-session makes each a session of its own)")
     return Finding("scheduler autogroup", OK, f"{'off' if ag == '0' else 'unknown'}: processes compete one by one")
 
 

@@ -104,11 +104,12 @@ class Orchestrator:
         self.progress = Progress(self.steps_per_point * len(store.manifest.plan), progress)
         self.started_epoch = store.manifest.started_epoch
         self.own_session = scenario.placement == "own-session"
-        self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed_cpus())
+        allowed = allowed_cpus()
+        self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed)
         self.budget: Budget | None = None  # while a device budget is applied
         # A run begun before the CPU-accounting columns existed (and resumed now) is sampled without them.
         self.cpu_account = set(telemetry.CPU_ACCOUNT_COLUMNS) <= set(store.manifest.telemetry_columns)
-        store.update_manifest(cpu_placement=self.cpus.describe(), cpu_demand=cpu_demand(scenario, len(allowed_cpus())))
+        store.update_manifest(cpu_placement=self.cpus.describe(), cpu_demand=cpu_demand(scenario, len(allowed)))
 
     # -- worker management ----------------------------------------------------
     def _keeps_worker(self, label: str) -> bool:
