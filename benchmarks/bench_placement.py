@@ -36,7 +36,10 @@ def scenario(cpus: str, session: str, settings: list[str], values: list[int]) ->
     data = copy.deepcopy(data)
     data["name"] = f"placement-{cpus}-{session}"
     data["workload"]["settings"] = settings
-    data["bubble"]["placement"] = session
+    # The sweep these placements were chosen on (README "Where bubbles sit"): the earlier main job's
+    # two-thread workload beside full-core streaming bubbles, where placement decides the shape.
+    data["workload"].pop("options", None)
+    data["bubble"] = {"kind": "combined", "size_mb": 512, "cpu_duty": 1.0, "pattern": "stream", "placement": session}
     data["sweep"].update(values=values, repeats=1)
     data["cpus"] = {"placement": cpus}
     return data
