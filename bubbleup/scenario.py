@@ -116,7 +116,7 @@ class WorkloadSpec(_Strict):
         return self
 
 
-BubbleKind = Literal["combined", "cpu", "memory", "bandwidth", "cache"]
+BubbleKind = Literal["combined", "cpu", "memory", "bandwidth", "cache", "bubble-up", "command"]
 
 
 class BubbleSpec(_Strict):
@@ -124,18 +124,24 @@ class BubbleSpec(_Strict):
 
     #: combined: resident memory + CPU (the TX2 study's bubble); cpu: duty cycle, no memory;
     #: memory: resident footprint, no CPU; bandwidth: streaming RMW over a working set larger than
-    #: the LLC, optionally held at rate_mb_s; cache: random RMW over llc_fraction x the LLC.
+    #: the LLC, optionally held at rate_mb_s; cache: random RMW over llc_fraction x the LLC; bubble-up:
+    #: Mars et al.'s bubble (scattered + streaming RMW over size_mb, the dial), apart from the workload;
+    #: command: a co-runner, any program (``command``), run under the bubbles' memory guard and cleanup.
     kind: BubbleKind = "combined"
     #: Resident region of each bubble in MiB (2**20 bytes), over the bubble process's own baseline.
     size_mb: Int | None = Field(default=None, ge=0, le=16 * 1024 * 1024)
     #: Share of one core the bubble tries to use: 0 holds memory only, 1 spins a full core.
     cpu_duty: Float | None = Field(default=None, ge=0.0, le=1.0)
     #: How the busy part walks memory: none (pure compute), stream (sequential RMW), random.
-    pattern: Literal["none", "stream", "random"] | None = None
+    pattern: Literal["none", "stream", "random", "mixed"] | None = None
     #: bandwidth kind: MB/s to hold by feedback (default: as fast as one core streams).
     rate_mb_s: Float | None = Field(default=None, gt=0.0)
     #: cache kind: working set as a multiple of the last-level cache (default 1.0).
     llc_fraction: Float | None = Field(default=None, gt=0.0, le=64.0)
+    #: command kind: the program and its arguments (no shell); restarted when it finishes cleanly.
+    command: list[StrictStr] | None = Field(default=None, min_length=1)
+    #: command kind: seconds the program must keep running before it counts as ready.
+    startup_s: Float = Field(default=1.0, ge=0.0, le=600.0)
     #: Duty-cycle period in milliseconds.
     period_ms: Float = Field(default=50.0, ge=1.0, le=10_000.0)
     #: shared-session (default): all stay in the orchestrator's session, so every thread competes as an
@@ -155,7 +161,7 @@ class BubbleSpec(_Strict):
 
     @property
     def holds_memory(self) -> bool:
-        return self.kind in ("combined", "memory", "bandwidth")
+        return self.kind in ("combined", "memory", "bandwidth", "bubble-up")
 
 
 class SweepSpec(_Strict):
@@ -308,6 +314,9 @@ class Scenario(_Strict):
             raise ValueError("bubbles: every bubble of a set must have the same placement")
         if self.sweep.axis == "size_mb" and not any(b.holds_memory for b in self.bubble_set):
             raise ValueError("sweep.axis: a size_mb sweep needs a bubble kind that holds memory")
+        if any(b.kind == "bubble-up" for b in self.bubble_set) and self.cpus.placement != "apart":
+            raise ValueError("cpus.placement: a bubble-up bubble presses on the memory subsystem from CPUs the "
+                             "workload does not use, as in Bubble-Up; set cpus: {placement: apart}")
         return self
 
     @property

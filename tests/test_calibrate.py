@@ -13,7 +13,7 @@ from bubbleup.machine.calibrate import calibrate, warnings_for
 def test_calibration_measures_every_kind() -> None:
     cal = calibrate(window_s=0.5, reps=5, dial=False)  # the dial check has its own test (test_placement)
     by_kind = {r["kind"] for r in cal["results"]}
-    assert by_kind == {"cpu", "memory", "combined", "bandwidth", "cache"}
+    assert by_kind == {"cpu", "memory", "combined", "bandwidth", "cache", "bubble-up"}
     memory = next(r for r in cal["results"] if r["kind"] == "memory")
     assert abs(memory["delivered"]["region_mb"] - 256) <= 0.1 * 256
     assert memory["delivered"]["core_share"] < 0.05

@@ -44,7 +44,7 @@ CASES = [
     ("size as text", "bubble.size_mb", "256", "bubble.size_mb", "expected a number"),
     ("duty above 1", "bubble.cpu_duty", 1.5, "bubble.cpu_duty", "less than or equal to 1"),
     ("duty below 0", "bubble.cpu_duty", -0.1, "bubble.cpu_duty", "greater than or equal to 0"),
-    ("bad pattern", "bubble.pattern", "zigzag", "bubble.pattern", "'none', 'stream' or 'random'"),
+    ("bad pattern", "bubble.pattern", "zigzag", "bubble.pattern", "'none', 'stream', 'random' or 'mixed'"),
     ("empty sweep", "sweep.values", [], "sweep.values", "at least 1"),
     ("negative sweep value", "sweep.values", [0, -2], "sweep.values", "must not be negative"),
     ("repeated sweep value", "sweep.values", [1, 1], "sweep.values", "must not repeat"),

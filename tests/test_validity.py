@@ -39,9 +39,12 @@ def message(v: validity.Validity, code: str) -> str:
 def tiny(**overrides: Any) -> dict[str, Any]:
     """A seconds-long run: one small setting, 0 and 1 half-duty bubbles of 16 MiB, each bubble running long enough
     (>= 0.5 s) for its delivery to be judged."""
-    # 2 MiB of working set, so that a streaming bubble slows it (a 64 KiB one ran faster beside a bubble on
-    # this VM: a busy neighbour kept its CPU awake, and the dial fell).
+    # The bubble shares the worker's CPU (spread pins bubble 0 to CPU 0, the worker is pinned there too), so
+    # it slows the workload by time-sharing, which nothing else on this VM outweighs: with the other CPU
+    # idle, a cache-bound kernel here runs up to 1.5x *slower* than with a bubble busy there (a 2 MiB
+    # kernel, 0.198 ms at 0 bubbles, 0.132 ms at 1, beyond both CIs), and the dial fell.
     return smoke_dict(**{"workload.options": {"working_sets_kb": [2048], "rounds": 4},
+                         "cpus": {"placement": "spread", "workload": [0]},
                          "workload.inferences_per_setting": 60, "sweep.settle_s": 0.6, "telemetry.interval_s": 0.05,
                          **overrides})  # fmt: skip
 

@@ -31,6 +31,7 @@ ENTRY_POINT_GROUP = "bubbleup.workloads"
 
 BUILTIN: dict[str, str] = {
     "synthetic": "workloads.synthetic:SyntheticWorkload",
+    "reporter": "workloads.reporter:ReporterWorkload",
     "python": "workloads.python_call:PythonCallWorkload",
     "command": "workloads.command:CommandWorkload",
     "approxnet": "workloads.approxnet:ApproxNetWorkload",

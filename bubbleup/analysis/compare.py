@@ -33,6 +33,7 @@ import pandas as pd
 
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.cliff import Cliff, within_one_step
+from bubbleup.analysis.stats import hierarchical_resamples, replicate_statistic
 from bubbleup.formatting import flatten, format_value, ms, number, times
 from bubbleup.store.reader import Run
 
@@ -111,23 +112,10 @@ def _by_repeat(curves: Sequence[summaries.SettingCurve]) -> dict[tuple[float, st
             for c in curves for p in c.points if p.by_repeat}  # fmt: skip
 
 
-def replicate_statistic(repeats: Sequence[np.ndarray]) -> float:
-    """The mean of the repeats' medians: each repeat, not each sample, is one replicate of the run."""
-    return float(np.mean([np.median(r) for r in repeats])) if repeats else math.nan
-
-
-def hierarchical_resamples(repeats: Sequence[np.ndarray], rng: np.random.Generator, n: int = N_RESAMPLES) -> np.ndarray:
-    """``n`` bootstrap replicates of :func:`replicate_statistic`: repeats drawn with replacement, then
-    samples within each drawn repeat (one bootstrap median per repeat and resample, vectorised)."""
-    boot = np.stack([np.median(r[rng.integers(0, len(r), size=(n, len(r)))], axis=1) for r in repeats])  # (R, n)
-    pick = rng.integers(0, len(repeats), size=(n, len(repeats)))  # which repeats each resample draws
-    return np.asarray(boot[pick, np.arange(n)[:, None]].mean(axis=1))
-
-
 def ratio_interval(a: Sequence[np.ndarray], b: Sequence[np.ndarray], seed: int = SEED) -> tuple[float, float, float]:
     """B/A of :func:`replicate_statistic` with its hierarchical-bootstrap 95% percentile CI."""
     rng = np.random.default_rng(seed)
-    ratios = hierarchical_resamples(b, rng) / hierarchical_resamples(a, rng)
+    ratios = hierarchical_resamples(b, rng, N_RESAMPLES) / hierarchical_resamples(a, rng, N_RESAMPLES)
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return replicate_statistic(b) / replicate_statistic(a), float(low), float(high)

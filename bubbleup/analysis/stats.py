@@ -131,3 +131,27 @@ def describe(values: Values) -> dict[str, Any]:
             notes.append(f"p{p} rests on {support} samples")
     out["tail_note"] = f"{'; '.join(notes)} (n={n})" if notes else ""
     return out
+
+
+def _statistic(x: npt.NDArray[np.floating[Any]], q: float, axis: int | None = None) -> Any:
+    """The median (numpy's, midpoint of the two middle samples) for q = 50, else the nearest-rank percentile."""
+    return np.median(x, axis=axis) if q == 50 else np.percentile(x, q, axis=axis, method="inverted_cdf")
+
+
+def replicate_statistic(repeats: Sequence[npt.NDArray[np.floating[Any]]], q: float = 50) -> float:
+    """The mean over repeats of each repeat's q-th percentile (median by default).
+
+    Each repeat, not each sample, is one replicate of a run: samples inside one repeat share its
+    worker, memory layout and the VM's speed state of the moment.
+    """
+    return float(np.mean([_statistic(np.asarray(r, dtype=float), q) for r in repeats])) if repeats else math.nan
+
+
+def hierarchical_resamples(repeats: Sequence[npt.NDArray[np.floating[Any]]], rng: np.random.Generator, n: int,
+                           q: float = 50) -> npt.NDArray[np.floating[Any]]:  # fmt: skip
+    """``n`` bootstrap replicates of :func:`replicate_statistic`: repeats drawn with replacement, then
+    samples within each drawn repeat (one bootstrap statistic per repeat and resample, vectorised)."""
+    boot = np.stack([_statistic(np.asarray(r, dtype=float)[rng.integers(0, len(r), size=(n, len(r)))], q, axis=1)
+                     for r in repeats])  # (R, n)  # fmt: skip
+    pick = rng.integers(0, len(repeats), size=(n, len(repeats)))  # which repeats each resample draws
+    return np.asarray(boot[pick, np.arange(n)[:, None]].mean(axis=1))

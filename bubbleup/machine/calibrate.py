@@ -55,6 +55,8 @@ def probes() -> list[Probe]:
         "bandwidth 1000 MB/s": BubbleSpec(kind="bandwidth", rate_mb_s=1000),
         "bandwidth unlimited": BubbleSpec(kind="bandwidth"),
         "cache 1.0 x LLC": BubbleSpec(kind="cache"),
+        # The Bubble-Up bubble at three sizes: inside one core's L2, about the LLC, 4x beyond it.
+        **{f"bubble-up {mb} MiB": BubbleSpec(kind="bubble-up", size_mb=mb) for mb in (1, 32, 128)},
     }
     return [Probe(name, effective(spec)) for name, spec in specs.items()]
 
@@ -99,8 +101,8 @@ def measure(probe: Probe, kernel: ReferenceKernel, window_s: float, reps: int) -
         "core_share": share,
         "mb_per_s": said.get("mb_per_s", 0.0),
     }
-    if probe.spec.pattern == "random":
-        delivered["accesses_per_s"] = delivered["mb_per_s"] * MIB / 8
+    if "accesses_per_s" in said:  # the kernel counts its scattered accesses (random and mixed walks)
+        delivered["accesses_per_s"] = said["accesses_per_s"]
     asked = targets(probe.spec)
     misses = {k: delivered[k] / v - 1 for k, v in asked.items() if v > 0 and abs(delivered[k] / v - 1) > TOLERANCE}
     return {

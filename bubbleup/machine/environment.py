@@ -116,6 +116,25 @@ def collect() -> dict[str, Any]:
     return env
 
 
+def fingerprint() -> dict[str, Any]:
+    """What a machine-specific measurement (the reporter's curve) depends on: the CPU, its caches, the
+    cores and memory this process may use. Not the hostname: a fresh VM of the same type matches."""
+    from bubbleup.pressure.kinds import llc_bytes
+
+    return {
+        "machine": platform.machine(),
+        "cpu_model": _cpu_model(),
+        "cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else psutil.cpu_count(),
+        "llc_mb": round(llc_bytes() / MIB, 1),
+        "mem_total_gb": round(psutil.virtual_memory().total / (1 << 30)),
+    }
+
+
+def fingerprint_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
+    """``key: A vs B`` for every fingerprint field that differs (empty: the same kind of machine)."""
+    return [f"{k}: {a.get(k)} vs {b.get(k)}" for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+
+
 def warnings(env: dict[str, Any]) -> list[str]:
     """Conditions that distort contention results, worded for a human."""
     out = []

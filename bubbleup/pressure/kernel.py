@@ -72,13 +72,21 @@ def refusal(size_mb: int, reserve_mb: int, allow_unsafe: bool) -> str | None:
 class Region:
     """The resident memory block and the ways of walking it."""
 
-    def __init__(self, size_mb: int, seed: int) -> None:
-        self.nbytes = size_mb * MIB
+    def __init__(self, size_mb: float, seed: int) -> None:
+        self.nbytes = int(size_mb * MIB)
         self.buf = np.empty(self.nbytes, dtype=np.uint8)
         self.words = self.buf.view(np.int64) if self.nbytes >= 8 else np.zeros(1, dtype=np.int64)
         self._cursor = 0
         self._rng = np.random.default_rng(seed)
         self.bytes_walked = 0
+        self.accesses = 0  # scattered accesses (random and mixed walks), for the access rate
+        n = max(self.words.size, 1)
+        stride = max(1, int(n * 0.6180339887)) | 1  # odd; coprime with n when n is a power of two
+        while math.gcd(stride, n) != 1:
+            stride += 2
+        self._stride = stride
+        self._walk = 0
+        self._steps = np.arange(4096, dtype=np.int64)
 
     def touch(self) -> None:
         """Write one byte in every page so the kernel has to back it with real memory."""
@@ -99,6 +107,26 @@ class Region:
         idx = self._rng.integers(0, self.words.size, accesses)
         self.words[idx] += 1
         self.bytes_walked += accesses * 8
+        self.accesses += accesses
+
+    def mixed_chunk(self, accesses: int = 4096, words: int = 128 * 1024) -> None:
+        """Bubble-Up's bubble: ``accesses`` independent scattered read-modify-writes plus a 1 MiB stream.
+
+        The scattered part walks the region along a full-period multiplicative sequence (a Weyl walk
+        with an odd stride near the golden ratio of the region: every word visited once per lap, no
+        two consecutive accesses on one line, and no random generator in the loop, like the paper's
+        LFSR), so its footprint is the whole region and it misses in every cache the region exceeds;
+        the streaming part moves bytes at the rate the memory bus allows. Pressure then grows with
+        the region: inside the L2 both parts hit, past the LLC both go to memory.
+        """
+        n = self.words.size
+        start = self._walk
+        idx = (start + self._stride * self._steps[:accesses]) % n
+        self.words[idx] += 1
+        self._walk = int((start + self._stride * accesses) % n)
+        self.bytes_walked += accesses * 8
+        self.accesses += accesses
+        self.stream_chunk(words)
 
     def release(self) -> None:
         """Fault injection: hand every whole page of the region back to the kernel (RSS drops by the region)."""
@@ -140,10 +168,13 @@ class Bubble:
         me = psutil.Process()
         # Exercise every code path once on a tiny region first, so lazily loaded modules and
         # allocator arenas land in the baseline instead of being counted as the region.
-        warm = Region(1, self.seed)
+        # 64 KiB: below glibc's mmap threshold, so freeing it does not raise that threshold and move
+        # a small region (1 MiB) onto heap pages already resident, which the RSS growth would miss.
+        warm = Region(1 / 16, self.seed)
         warm.touch()
         warm.stream_chunk()
         warm.random_chunk()
+        warm.mixed_chunk()
         compute_chunk()
         del warm
         baseline = me.memory_info().rss
@@ -174,6 +205,8 @@ class Bubble:
             return self.region.stream_chunk
         if self.pattern == "random" and self.region is not None:
             return self.region.random_chunk
+        if self.pattern == "mixed" and self.region is not None:
+            return self.region.mixed_chunk
         return compute_chunk
 
     def run(self) -> dict[str, Any]:
@@ -207,7 +240,9 @@ class Bubble:
         wall = time.perf_counter() - wall0
         cpu = time.thread_time() - cpu0
         walked = self.region.bytes_walked if self.region else 0
+        accesses = self.region.accesses if self.region else 0
         return {
+            "accesses_per_s": accesses / wall if wall > 0 else 0.0,
             "wall_s": wall,
             "cpu_s": cpu,
             "core_share": cpu / wall if wall > 0 else 0.0,
@@ -227,7 +262,7 @@ def build_parser(prog: str = "bubbleup bubble") -> argparse.ArgumentParser:
     )
     p.add_argument("--size-mb", type=int, required=True, help="resident region in MiB (2**20 bytes)")
     p.add_argument("--cpu-duty", type=float, default=1.0, help="share of one core to burn, 0..1 (default 1)")
-    p.add_argument("--pattern", choices=("none", "stream", "random"), default="stream", help="memory walk")
+    p.add_argument("--pattern", choices=("none", "stream", "random", "mixed"), default="stream", help="memory walk")
     p.add_argument("--period-ms", type=float, default=50.0, help="duty-cycle period in ms (default 50)")
     p.add_argument("--rate-mb-s", type=float, default=None, help="hold a streaming rate in MB/s instead of a duty")
     p.add_argument("--reserve-mb", type=int, default=2048, help="memory always left available (default 2048)")

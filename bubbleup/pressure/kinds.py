@@ -11,6 +11,8 @@ every backend) is one mechanism:
 | memory    | size_mb (256)                  | none           | none    | resident footprint only       |
 | bandwidth | size_mb (4 x LLC, >= 64 MiB)   | as needed      | stream  | rate_mb_s held by feedback    |
 | cache     | llc_fraction x LLC (1.0)       | cpu_duty (1.0) | random  | sized from this machine's LLC |
+| bubble-up | size_mb (64)                   | cpu_duty (1.0) | mixed   | Mars et al.; apart from the workload |
+| command   | what the program uses          | what it uses   | its own | a co-runner (pressure.corunner) |
 
 Fields a kind fixes may be left out or given their fixed value; anything else is an
 error naming the field, so a scenario never says one thing and measures another.
@@ -18,6 +20,7 @@ error naming the field, so a scenario never says one thing and measures another.
 
 from __future__ import annotations
 
+import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +37,9 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "memory": {"size_mb": 256, "cpu_duty": 0.0, "pattern": "none"},
     "bandwidth": {"cpu_duty": 1.0, "pattern": "stream"},
     "cache": {"cpu_duty": 1.0, "pattern": "random", "llc_fraction": 1.0},
+    "bubble-up": {"size_mb": 64, "cpu_duty": 1.0, "pattern": "mixed"},
+    # A co-runner asks for nothing: its memory and CPU are measured (bubbles.csv, the stopped message).
+    "command": {"size_mb": 0, "cpu_duty": 0.0, "pattern": "none"},
 }
 #: Fields a kind pins to one value (leaving them out is the same as giving that value).
 FIXED: dict[str, dict[str, Any]] = {
@@ -41,6 +47,8 @@ FIXED: dict[str, dict[str, Any]] = {
     "memory": {"cpu_duty": 0.0, "pattern": "none"},
     "bandwidth": {"pattern": "stream"},
     "cache": {"pattern": "random"},
+    "bubble-up": {"pattern": "mixed"},
+    "command": {"size_mb": 0, "cpu_duty": 0.0, "pattern": "none"},
 }
 
 
@@ -74,7 +82,20 @@ def check(spec: BubbleSpec) -> None:
         raise ValueError("rate_mb_s: only a bandwidth bubble holds a rate")
     if spec.llc_fraction is not None and spec.kind != "cache":
         raise ValueError("llc_fraction: only a cache bubble is sized from the LLC")
+    if spec.kind == "command":
+        if not spec.command:
+            raise ValueError("command: a command bubble needs the program to run, e.g. command: [xz, -9, big.file]")
+        if shutil.which(spec.command[0]) is None:
+            raise ValueError(f"command: {spec.command[0]!r} is not a program here (not on PATH, not a file)")
+        if spec.backend != "builtin":
+            raise ValueError("backend: a command bubble runs the program itself; leave backend out")
+    elif spec.command is not None:
+        raise ValueError(f"command: only a command bubble runs a program (this one is {spec.kind})")
+    if spec.pattern == "mixed" and spec.kind != "bubble-up":
+        raise ValueError("pattern: the mixed walk is the bubble-up kind's; use kind: bubble-up")
     if spec.backend == "stress-ng":
+        if spec.kind == "bubble-up":
+            raise ValueError("backend: stress-ng has no Bubble-Up walk (scattered + streaming); use builtin")
         eff = effective(spec)
         if eff.pattern != "none" and eff.size_mb and eff.cpu_duty not in (0.0, 1.0):
             raise ValueError(

@@ -6,6 +6,7 @@ never a timer: first-touch speed of fresh memory varies 16x on our hosts.
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 import time
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 #: The process each backend runs; both speak bubble_kernel's JSON-lines protocol.
 BACKEND_MODULES = {"builtin": "bubbleup.pressure.kernel", "stress-ng": "bubbleup.pressure.stress_ng"}
+#: The shim a ``kind: command`` bubble (a co-runner) runs, behind the same protocol.
+CORUNNER_MODULE = "bubbleup.pressure.corunner"
 
 
 @dataclass
@@ -63,26 +66,38 @@ class BubblePool:
     def start(self) -> None:
         for i, (spec, size_mb) in enumerate(self.members):
             spec = effective(spec)
-            assert spec.pattern is not None  # effective() fills the pattern of every kind
-            args = [
-                "--size-mb", str(size_mb),
-                "--cpu-duty", str(spec.cpu_duty),
-                "--pattern", spec.pattern,
-                "--period-ms", str(spec.period_ms),
-                "--reserve-mb", str(self.reserve_mb),
-                "--seed", str(i),
-                "--watch-stdin",
-            ]  # fmt: skip
-            if spec.rate_mb_s is not None:
-                args += ["--rate-mb-s", str(spec.rate_mb_s)]
-            if self.allow_unsafe:
-                args.append("--allow-unsafe")
+            if spec.kind == "command":
+                module, args = CORUNNER_MODULE, self._corunner_args(spec)
+            else:
+                module, args = BACKEND_MODULES[spec.backend], self._kernel_args(spec, size_mb, i)
             own_session = spec.placement == "own-session"
             cpus = self.cpus(i) if self.cpus is not None else None
-            proc = procs.spawn_child(BACKEND_MODULES[spec.backend], args, own_session=own_session, wrap=self.wrap,
-                                     cpus=cpus)  # fmt: skip
+            proc = procs.spawn_child(module, args, own_session=own_session, wrap=self.wrap, cpus=cpus)
             assert proc.stdout is not None  # spawn_child always pipes stdout
             self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb, spec))
+
+    def _kernel_args(self, spec: BubbleSpec, size_mb: int, i: int) -> list[str]:
+        """The command line of bubble ``i`` for both backends' kernels (one parser: kernel.build_parser)."""
+        assert spec.pattern is not None  # effective() fills the pattern of every kind
+        args = [
+            "--size-mb", str(size_mb),
+            "--cpu-duty", str(spec.cpu_duty),
+            "--pattern", spec.pattern,
+            "--period-ms", str(spec.period_ms),
+            "--reserve-mb", str(self.reserve_mb),
+            "--seed", str(i),
+            "--watch-stdin",
+        ]  # fmt: skip
+        if spec.rate_mb_s is not None:
+            args += ["--rate-mb-s", str(spec.rate_mb_s)]
+        if self.allow_unsafe:
+            args.append("--allow-unsafe")
+        return args
+
+    def _corunner_args(self, spec: BubbleSpec) -> list[str]:
+        args = ["--command", json.dumps(spec.command), "--startup-s", str(spec.startup_s),
+                "--reserve-mb", str(self.reserve_mb), "--watch-stdin"]  # fmt: skip
+        return args + (["--allow-unsafe"] if self.allow_unsafe else [])
 
     def wait_ready(self, timeout_s: float) -> None:
         """Block until every bubble reported ready; BubbleFailed naming the first that cannot."""

@@ -9,6 +9,7 @@ Layout (DESIGN.md section 2)::
     bubbles.csv     one row per point x bubble: targets and what each bubble delivered (records.BubbleRow;
                     absent from runs written before it existed)
     worker.log      everything the workload processes wrote to stderr
+    sensitivity.csv a size sweep's sensitivity curves (analysis.sensitivity.COLUMNS), written at the end
     report.html     written at the end
     .space-reserve  a few KiB held while the run writes, given back on a failed write so the
                     manifest can still say what happened on a full disk

@@ -102,6 +102,8 @@ class BubbleRow:
     mb_per_s: float  # delivered: MiB walked / wall time (NaN where the backend does not tell)
     wall_s: float  # how long the bubble's loop ran
     fault: str  # a fault injected on purpose (tests): empty for every real run
+    accesses_per_s: float  # delivered scattered accesses per second (random and mixed walks; else NaN or 0)
+    rss_peak_mb: float  # a co-runner's peak resident memory, its whole process tree (NaN for other kinds)
 
 
 #: telemetry.csv: one machine sample; keys are the run's telemetry columns (fixed per run in the

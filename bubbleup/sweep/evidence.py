@@ -39,6 +39,8 @@ def bubble_rows(repeat: int, value: int, pool: BubblePool, delivered: list[dict[
             mb_per_s=round(float(said.get("mb_per_s", math.nan)), 2),
             wall_s=round(float(said.get("wall_s", math.nan)), 3),
             fault=str(ready.get("fault", "")),
+            accesses_per_s=round(float(said.get("accesses_per_s", math.nan)), 1),
+            rss_peak_mb=round(float(said.get("rss_peak_mb", math.nan)), 3),
         ))  # fmt: skip
     return rows
 
@@ -55,3 +57,15 @@ def record_validity(store: RunWriter) -> None:
         store.update_manifest(validity=validity.check(load_run(store.root)).to_dict())
     except Exception as exc:
         print(f"warning: the run's validity could not be recorded: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+
+def record_sensitivity(store: RunWriter) -> None:
+    """Write the run's sensitivity curves (``sensitivity.csv``) when it swept bubble size; never raises."""
+    from bubbleup.analysis import sensitivity
+    from bubbleup.store.reader import load_run
+
+    try:
+        sensitivity.write(load_run(store.root))
+    except Exception as exc:
+        print(f"warning: the run's sensitivity curves could not be written: {type(exc).__name__}: {exc}",
+              file=sys.stderr)  # fmt: skip

@@ -458,3 +458,4 @@ def _finish(store: RunWriter, status: str, reason: str | None, earlier: list[dic
         print(f"warning: the manifest could not record that the run was {status}: {exc}", file=sys.stderr)
         return
     evidence.record_validity(store)
+    evidence.record_sensitivity(store)

@@ -1,0 +1,146 @@
+"""Bubble-Up's steps 2 and 3: a co-runner's bubble score, and the QoS predicted from it.
+
+- **Reporter curve**: the reporter's sensitivity curve (:mod:`bubbleup.analysis.sensitivity`, median)
+  against the Bubble-Up bubble, measured on this machine by ``bubbleup calibrate`` and stored with
+  the machine's fingerprint (:mod:`bubbleup.machine.reporter`).
+- **Score**: the co-runner runs beside the reporter (a ``bubbleup score`` run: reporter alone, then
+  beside the co-runner, repeats alternating); the reporter's QoS ``q`` = its latency alone / beside,
+  with the hierarchical-bootstrap interval ``compare`` uses. The score is the bubble size at which
+  the reporter's curve, made non-increasing (isotonic regression), falls to ``q``: the first
+  crossing, linearly interpolated between measured sizes. The interval maps ``q``'s interval the
+  same way. A ``q`` at or above the curve's start scores the smallest size measured (no pressure
+  the reporter can see); one below its end lies beyond the range and is clamped there, and said.
+- **Prediction**: per setting of a run with a sensitivity curve, the QoS at the score (linear
+  interpolation on the workload's own curve, made non-increasing the same way), its interval the
+  widest of the curve's interval over the score's interval, and the latency ``base / qos``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from bubbleup.analysis.sensitivity import SensitivityCurve
+from bubbleup.formatting import number
+from bubbleup.store.reader import Run
+
+INSIDE, BELOW, ABOVE = "inside", "below", "above"
+
+
+@dataclass(frozen=True)
+class Score:
+    """A co-runner's bubble score: the Bubble-Up bubble size that slows the reporter as much."""
+
+    size_mb: float
+    low_mb: float
+    high_mb: float
+    where: str  # inside, below (no pressure the reporter sees) or above the reporter curve's range
+    reporter_qos: float
+    reporter_qos_low: float
+    reporter_qos_high: float
+    corunner_cores: float = math.nan  # CPU the co-runner kept busy while it ran (cores)
+    corunner_rss_mb: float = math.nan  # its mean resident memory (all its processes)
+    corunner_rss_peak_mb: float = math.nan
+
+    def sentence(self, span: tuple[float, float]) -> str:
+        interval = f"{number(self.low_mb)}-{number(self.high_mb)} MiB"
+        q = f"{self.reporter_qos:.3f} ({self.reporter_qos_low:.3f}-{self.reporter_qos_high:.3f})"
+        text = f"bubble score {number(self.size_mb)} MiB (95% interval {interval}); the reporter ran at {q} "
+        text += "of its speed alone"
+        if self.where == ABOVE:
+            text += f"; beyond the reporter curve's range (largest bubble measured: {number(span[1])} MiB)"
+        elif self.where == BELOW:
+            text += "; no pressure the reporter can see"
+        return text
+
+
+@dataclass(frozen=True)
+class Prediction:
+    setting: str
+    percentile: float
+    score_mb: float
+    qos: float
+    qos_low: float
+    qos_high: float
+    latency_ms: float
+    base_latency_ms: float
+    outside: bool  # the score lies beyond the workload curve's measured sizes (clamped to its end)
+    span: tuple[float, float]
+
+    def sentence(self) -> str:
+        stat = "median" if self.percentile == 50 else f"p{self.percentile:g}"
+        text = (f"{self.setting}: predicted QoS {self.qos:.3f} ({self.qos_low:.3f}-{self.qos_high:.3f}), {stat} "
+                f"{number(self.latency_ms)} ms against {number(self.base_latency_ms)} ms alone")  # fmt: skip
+        if self.outside:
+            text += (f"; the score {number(self.score_mb)} MiB lies outside the measured sizes "
+                     f"({number(self.span[0])}-{number(self.span[1])} MiB): read as at least this slow")  # fmt: skip
+        return text
+
+
+def invert(curve: SensitivityCurve, qos: float) -> tuple[float, str]:
+    """The smallest bubble size at which ``curve`` (made non-increasing) falls to ``qos``, and where it lies."""
+    sizes, fitted = curve.sizes, curve.monotone()
+    if qos >= fitted[0]:
+        return float(sizes[0]), BELOW
+    if qos < fitted[-1]:
+        return float(sizes[-1]), ABOVE
+    i = int(np.flatnonzero(fitted <= qos)[0])  # first measured size at or below qos; i >= 1
+    hi_q, lo_q = fitted[i - 1], fitted[i]
+    frac = (hi_q - qos) / (hi_q - lo_q) if hi_q > lo_q else 0.0
+    return float(sizes[i - 1] + frac * (sizes[i] - sizes[i - 1])), INSIDE
+
+
+def score(curve: SensitivityCurve, qos: float, low: float, high: float, **corunner: float) -> Score:
+    size, where = invert(curve, qos)
+    # A lower QoS means more pressure: the interval's low QoS gives the high size, and vice versa.
+    low_mb, _ = invert(curve, high)
+    high_mb, _ = invert(curve, low)
+    return Score(size, min(low_mb, size), max(high_mb, size), where, qos, low, high, **corunner)
+
+
+def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50) -> list[Prediction]:
+    out = []
+    for c in curves:
+        if c.percentile != percentile:
+            continue
+        sizes, fitted = c.sizes, c.monotone()
+        lows = np.minimum.accumulate([p.qos_low for p in c.points])  # bands follow the same "never better" rule
+        highs = np.minimum.accumulate([p.qos_high for p in c.points])
+        qos = float(np.interp(s.size_mb, sizes, fitted))
+        grid = np.linspace(s.low_mb, s.high_mb, 9)
+        low = float(min(np.interp(grid, sizes, lows).min(), qos))
+        high = float(max(np.interp(grid, sizes, highs).max(), qos))
+        outside = not (sizes[0] <= s.size_mb <= sizes[-1]) or s.where == ABOVE
+        out.append(Prediction(c.setting, c.percentile, s.size_mb, qos, low, high,
+                              c.base_latency_ms / qos if qos > 0 else math.inf, c.base_latency_ms, outside,
+                              c.span))  # fmt: skip
+    return out
+
+
+def score_of_run(run: Run, reporter: SensitivityCurve) -> Score:
+    """The bubble score from a ``bubbleup score`` run: reporter alone at 0, beside the co-runner at 1.
+
+    ValueError (one line) when the run does not hold both points with samples.
+    """
+    from bubbleup.analysis.compare import ratio_interval
+    from bubbleup.analysis.summary import setting_curves
+
+    found = setting_curves(run)
+    points = {p.value: p for p in found[0].points} if found else {}
+    alone, beside = points.get(0.0), points.get(1.0)
+    if alone is None or beside is None or not len(alone.samples) or not len(beside.samples):
+        raise ValueError(f"{run.path}: a score run needs the reporter's samples alone (0) and beside the "
+                         f"co-runner (1)")  # fmt: skip
+    by_rep = [[p.by_repeat[r] for r in sorted(p.by_repeat)] or [p.samples] for p in (alone, beside)]
+    slowdown, low, high = ratio_interval(by_rep[0], by_rep[1])
+    corunner: dict[str, float] = {}
+    b = run.bubbles
+    if b is not None and len(b):
+        at1 = b[b["value"] == 1]
+        corunner = {"corunner_cores": float(at1["core_share"].mean()),
+                    "corunner_rss_mb": float(at1["rss_ready_mb"].mean()),
+                    "corunner_rss_peak_mb": float(at1["rss_peak_mb"].max())}  # fmt: skip
+    return score(reporter, 1 / slowdown, 1 / high, 1 / low, **corunner)

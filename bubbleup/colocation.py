@@ -1,0 +1,227 @@
+"""Bubble-Up's workflow end to end: measure the reporter, score co-runners, predict, and check the predictions.
+
+Every measurement here is an ordinary run through the orchestrator (a run directory each, with its
+manifest, validity and report), built from a scenario written in code (:mod:`bubbleup.machine.reporter`):
+
+1. ``calibrate_reporter``: the reporter's sensitivity curve on this machine;
+2. ``score_command``: a co-runner beside the reporter, its bubble score read off that curve;
+3. ``predict``: a workload's predicted QoS at a score, read off the workload's own curve (a size-sweep
+   run with the Bubble-Up bubble: its ``sensitivity.csv``);
+4. ``check``: for each co-runner, score it, predict, then co-run the workload with it for real and
+   set predicted beside measured QoS, with the error of the naive prediction "no slowdown" beside.
+"""
+
+from __future__ import annotations
+
+import math
+import shlex
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bubbleup import api
+from bubbleup.analysis import prediction, sensitivity
+from bubbleup.analysis.prediction import Prediction, Score
+from bubbleup.errors import RunFailed, UserError
+from bubbleup.machine import reporter
+from bubbleup.scenario import scenario_from_dict
+from bubbleup.store.layout import default_run_dir, is_run_dir
+from bubbleup.store.reader import Run, load_run
+from bubbleup.store.records import STATUS_OK
+
+
+def calibrate_reporter(path: Path = reporter.DEFAULT_PATH, reports_root: Path = Path("reports"),
+                       repeats: int = reporter.CURVE_REPEATS,
+                       sizes: Sequence[int] = reporter.SIZES,
+                       progress: bool = False) -> reporter.ReporterCurve:  # fmt: skip
+    """Measure the reporter's curve here (a size-sweep run under ``reports_root``) and store it at ``path``."""
+    scenario = scenario_from_dict(reporter.curve_scenario(sizes, repeats), "reporter curve")
+    run = api.run(scenario, default_run_dir(reports_root, scenario.name), reports_root=reports_root,
+                  progress=progress)  # fmt: skip
+    found = sensitivity.curves(run, (50,))
+    if not found:
+        raise RunFailed(f"{run.path}: the reporter's size sweep gave no curve (every point failed?)")
+    return reporter.save(path, found[0], run.path, reporter.WORKLOAD)
+
+
+def load_reporter(path: Path, other_machine: bool = False) -> reporter.ReporterCurve:
+    """The stored curve; UserError when there is none, or it was measured on another kind of machine."""
+    try:
+        made = reporter.load(path)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    mismatch = reporter.machine_mismatch(made)
+    if mismatch and not other_machine:
+        raise UserError(f"{path}: measured on another kind of machine ({'; '.join(mismatch)}); measure it here "
+                        f"with 'bubbleup calibrate --reporter', or pass --other-machine to use it anyway")  # fmt: skip
+    return made
+
+
+def _check_program(command: Sequence[str]) -> None:
+    if not command:
+        raise UserError("score: give the co-runner's command after --, e.g. bubbleup score -- xz -9 -T1 big.file")
+    if shutil.which(command[0]) is None:
+        raise UserError(f"score: {command[0]!r} is not a program here (not on PATH, not a file)")
+
+
+def _failure(run: Run, value: int) -> str | None:
+    rows = run.points[(run.points["value"] == value) & (run.points["status"] != STATUS_OK)]
+    return str(rows["error"].iloc[0]) if len(rows) else None
+
+
+def score_command(command: Sequence[str], made: reporter.ReporterCurve, out: Path,
+                  repeats: int = reporter.SCORE_REPEATS,
+                  startup_s: float = 1.0, progress: bool = False) -> tuple[Score, Run]:  # fmt: skip
+    """Run the reporter alone and beside ``command`` into ``out`` and read the co-runner's bubble score."""
+    _check_program(command)
+    scenario = scenario_from_dict(reporter.score_scenario(command, made.workload, repeats, startup_s), "score")
+    run = api.run(scenario, out, reports_root=out.parent, progress=progress)
+    failed = _failure(run, 1)
+    if failed:
+        raise UserError(f"score: the co-runner could not run beside the reporter: {failed}")
+    try:
+        return prediction.score_of_run(run, made.curve), run
+    except ValueError as exc:
+        raise RunFailed(str(exc)) from None
+
+
+def workload_curves(run_dir: Path) -> tuple[Run, list[sensitivity.SensitivityCurve]]:
+    """A run's sensitivity curves (its sensitivity.csv, else computed); UserError unless it is a size sweep
+    of the Bubble-Up bubble."""
+    if not is_run_dir(run_dir):
+        raise UserError(f"{run_dir}: not a run directory (no manifest.json)")
+    run = load_run(run_dir)
+    kinds = {b.get("kind") for b in ([run.bubble] if run.bubble else run.effective.get("bubbles") or [])}
+    if run.axis != "size_mb" or kinds != {"bubble-up"}:
+        raise UserError(f"{run_dir}: predict needs a run that sweeps the size of a bubble-up bubble "
+                        f"(sweep.axis: size_mb, bubble.kind: bubble-up); this one sweeps {run.axis} of "
+                        f"{', '.join(sorted(str(k) for k in kinds)) or 'no'} bubbles")  # fmt: skip
+    file = run_dir / sensitivity.FILE
+    found = sensitivity.read(file) if file.is_file() else sensitivity.curves(run)
+    if not found:
+        raise UserError(f"{run_dir}: no setting has two working points: no sensitivity curve to read")
+    return run, found
+
+
+def predict(run_dir: Path, s: Score, percentile: float = 50) -> list[Prediction]:
+    _, found = workload_curves(run_dir)
+    if not any(c.percentile == percentile for c in found):
+        have = sorted({c.percentile for c in found})
+        raise UserError(f"{run_dir}: no p{percentile:g} curves (have: {', '.join(f'p{q:g}' for q in have)})")
+    return prediction.predict(found, s, percentile)
+
+
+def manual_score(size_mb: float) -> Score:
+    """A score given by hand (``--score S``): no interval, no co-runner measured."""
+    return Score(size_mb, size_mb, size_mb, prediction.INSIDE, math.nan, math.nan, math.nan)
+
+
+# -- checking predictions against real co-runs ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One co-runner and one setting: predicted QoS beside the QoS measured when they really co-ran."""
+
+    corunner: str
+    setting: str
+    score_mb: float
+    score_low_mb: float
+    score_high_mb: float
+    corunner_cores: float
+    predicted: float
+    predicted_low: float
+    predicted_high: float
+    measured: float
+    measured_low: float
+    measured_high: float
+    error: float  # |predicted - measured|
+    naive_error: float  # |1 - measured|: the error of predicting no slowdown
+    outside: bool
+
+
+def corun_scenario(run: Run, command: Sequence[str], repeats: int, startup_s: float) -> dict[str, Any]:
+    """The sensitivity run's own workload (same settings, options, precision) alone and beside ``command``."""
+    given = dict(run.manifest.scenario_given)
+    name = "corun-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(command[0]).name)[:60]
+    out: dict[str, Any] = {
+        "name": name, "description": f"{run.name} beside: {' '.join(command)}",
+        "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},
+        "cpus": given.get("cpus", {"placement": "apart"}),
+        "sweep": {"axis": "count", "values": [0, 1], "repeats": repeats, "settle_s": 0.5},
+    }  # fmt: skip
+    for key in ("workload", "workloads", "limits", "telemetry", "budget"):
+        if key in given:
+            out[key] = given[key]
+    return out
+
+
+def measured_qos(run: Run) -> dict[str, tuple[float, float, float]]:
+    """Per setting: latency alone / latency beside the co-runner, with its 95% interval (repeats as replicates)."""
+    from bubbleup.analysis.compare import ratio_interval
+    from bubbleup.analysis.summary import setting_curves
+
+    out = {}
+    for curve in setting_curves(run):
+        pts = {p.value: p for p in curve.points if p.functional and len(p.samples)}
+        if 0.0 not in pts or 1.0 not in pts:
+            continue
+        reps = [[p.by_repeat[r] for r in sorted(p.by_repeat)] or [p.samples] for p in (pts[0.0], pts[1.0])]
+        slowdown, low, high = ratio_interval(reps[0], reps[1])
+        out[curve.setting] = (1 / slowdown, 1 / high, 1 / low)
+    return out
+
+
+def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.ReporterCurve, out: Path,
+          repeats: int = reporter.SCORE_REPEATS, startup_s: float = 1.0, percentile: float = 50,
+          progress: bool = False) -> list[Check]:  # fmt: skip
+    """Score, predict and really co-run each co-runner; every run lands under ``out``, with ``checks.csv``
+    and ``check.html`` (the curves with each co-runner's score, prediction and measurement)."""
+    run, _ = workload_curves(run_dir)
+    for command in corunners:
+        _check_program(command)
+    rows: list[Check] = []
+    for i, command in enumerate(corunners):
+        label = shlex.join(command)
+        s, _ = score_command(command, made, out / f"{i:02d}-score", repeats, startup_s, progress)
+        predicted = {p.setting: p for p in predict(run_dir, s, percentile)}
+        scenario = scenario_from_dict(corun_scenario(run, command, repeats, startup_s), "co-run")
+        corun = api.run(scenario, out / f"{i:02d}-corun", reports_root=out, progress=progress)
+        failed = _failure(corun, 1)
+        if failed:
+            raise UserError(f"check: {label} could not co-run with the workload: {failed}")
+        for setting, (m, m_low, m_high) in measured_qos(corun).items():
+            p = predicted.get(setting)
+            if p is None:
+                continue
+            rows.append(Check(label, setting, s.size_mb, s.low_mb, s.high_mb, s.corunner_cores, p.qos, p.qos_low,
+                              p.qos_high, m, m_low, m_high, abs(p.qos - m), abs(1 - m), p.outside))  # fmt: skip
+    pd.DataFrame([asdict(r) for r in rows]).to_csv(out / "checks.csv", index=False, float_format="%.6g")
+    try:
+        from bubbleup.report import checks as page
+
+        _, found = workload_curves(run_dir)
+        page.write(out, [c for c in found if c.percentile == percentile], rows, check_summary(rows), run_dir)
+    except ImportError as exc:  # the report's libraries are part of every install; say so if one is broken
+        print(f"warning: {out / 'check.html'} not written ({exc})")
+    return rows
+
+
+def check_summary(rows: Sequence[Check]) -> list[str]:
+    """The mean absolute errors, method against naive, in words."""
+    if not rows:
+        return ["no co-run gave a comparison"]
+    err = sum(r.error for r in rows) / len(rows)
+    naive = sum(r.naive_error for r in rows) / len(rows)
+    if err <= naive / 2:
+        verdict = "the method's error is at most half the naive one"
+    elif err < naive:
+        verdict = "the method beats the naive prediction, by less than half"
+    else:
+        verdict = "the method is no better than predicting no slowdown"
+    return [f"mean absolute error of the predicted QoS: {err:.3f} over {len(rows)} (co-runner, setting) pairs; "
+            f"predicting no slowdown: {naive:.3f} ({verdict})"]  # fmt: skip

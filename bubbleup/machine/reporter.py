@@ -1,0 +1,112 @@
+"""The reporter's sensitivity curve on this machine, and the runs that measure and use it.
+
+Bubble-Up needs one machine-specific measurement before it can score anything: how a small, known
+kernel (the reporter, ``workloads.reporter``) slows down as the Bubble-Up bubble grows beside it.
+``bubbleup calibrate --reporter`` measures that as an ordinary size-sweep run (reporter on the
+workload's CPUs, one bubble-up bubble apart from it, every size a point) and stores the curve with
+the machine's fingerprint (``environment.fingerprint``) in ``reports/reporter.json``. ``bubbleup
+score`` then runs the reporter, with the very options it was calibrated with, alone and beside the
+co-runner (a ``kind: command`` bubble on the same CPUs the bubble had), alternating, and reads the
+score off the curve (:func:`bubbleup.analysis.prediction.score_of_run`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bubbleup.analysis.sensitivity import SensitivityCurve, SensitivityPoint
+from bubbleup.machine.environment import fingerprint, fingerprint_differences
+from bubbleup.pressure.kinds import llc_bytes
+
+MIB = 1 << 20
+
+DEFAULT_PATH = Path("reports") / "reporter.json"
+#: From inside one core's L2 (1 MiB) to four times a 32 MiB LLC; 0 is the bubble burning its CPU with
+#: no memory walk: the reporter's pace with no memory pressure, the curve's base.
+SIZES = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+#: The reporter as every curve and score runs it (about 0.5 ms an inference). Short steps, many
+#: repeats: a memory-bound kernel on these VMs swings 25% within seconds, so what cancels that drift
+#: is measuring each point many times, interleaved with the others (repeats alternate their order),
+#: with repeats as the replicates of the hierarchical bootstrap.
+WORKLOAD: dict[str, Any] = {
+    "kind": "reporter", "inferences_per_setting": 50, "warmup": 10,
+    "precision": {"target": 0.01, "max_inferences": 2000, "max_seconds": 0.5},
+    "options": {"working_set_mb": max(4, llc_bytes() // MIB // 2)},  # half the LLC: alone, it fits
+}  # fmt: skip
+#: Repeats of a curve's size sweep and of a score's alone/beside pair.
+CURVE_REPEATS = 6
+SCORE_REPEATS = 8
+
+
+@dataclass(frozen=True)
+class ReporterCurve:
+    curve: SensitivityCurve
+    fingerprint: dict[str, Any]
+    created_at: str
+    workload: dict[str, Any]  # the reporter workload spec the curve was measured with (a score reuses it)
+    run_dir: str
+
+
+def curve_scenario(sizes: Sequence[int] = SIZES, repeats: int = CURVE_REPEATS) -> dict[str, Any]:
+    """The size sweep that measures the reporter's curve (a scenario, as a user could have written it)."""
+    return {
+        "name": "reporter-curve",
+        "description": "the reporter beside one Bubble-Up bubble of every size, on the other CPUs",
+        "workload": WORKLOAD,
+        "bubble": {"kind": "bubble-up"},
+        "cpus": {"placement": "apart"},
+        "sweep": {"axis": "size_mb", "values": list(sizes), "repeats": repeats, "settle_s": 0.3},
+    }
+
+
+def score_scenario(command: Sequence[str], workload: dict[str, Any], repeats: int = SCORE_REPEATS,
+                   startup_s: float = 1.0) -> dict[str, Any]:  # fmt: skip
+    """The reporter alone (0) and beside one copy of ``command`` (1), ``repeats`` times in alternating order."""
+    name = Path(command[0]).name
+    return {
+        "name": "score-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:60],
+        "description": f"bubble score of: {' '.join(command)}",
+        "workload": workload,
+        "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},
+        "cpus": {"placement": "apart"},
+        "sweep": {"axis": "count", "values": [0, 1], "repeats": repeats, "settle_s": 0.3},
+    }
+
+
+def save(path: Path, curve: SensitivityCurve, run_dir: Path, workload: dict[str, Any]) -> ReporterCurve:
+    made = ReporterCurve(curve, fingerprint(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+                         workload, str(run_dir))  # fmt: skip
+    data = {"created_at": made.created_at, "fingerprint": made.fingerprint, "run_dir": made.run_dir,
+            "workload": workload,
+            "curve": {"setting": curve.setting, "percentile": curve.percentile, "base_size_mb": curve.base_size_mb,
+                      "base_latency_ms": curve.base_latency_ms,
+                      "points": [asdict(p) for p in curve.points]}}  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2))
+    return made
+
+
+def load(path: Path) -> ReporterCurve:
+    """The stored reporter curve; ValueError (one line, naming the file) when there is none or it is not one."""
+    try:
+        data = json.loads(path.read_text())
+        c = data["curve"]
+        curve = SensitivityCurve(str(c["setting"]), float(c["percentile"]), float(c["base_size_mb"]),
+                                 float(c["base_latency_ms"]),
+                                 tuple(SensitivityPoint(**p) for p in c["points"]))  # fmt: skip
+        return ReporterCurve(curve, dict(data["fingerprint"]), str(data["created_at"]), dict(data["workload"]),
+                             str(data.get("run_dir", "")))  # fmt: skip
+    except FileNotFoundError:
+        raise ValueError(f"{path}: no reporter curve here; measure one first: bubbleup calibrate --reporter") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: not a reporter curve ({type(exc).__name__}: {exc})") from None
+
+
+def machine_mismatch(made: ReporterCurve) -> list[str]:
+    """How this machine differs from the one the curve was measured on (empty: the same kind)."""
+    return fingerprint_differences(made.fingerprint, fingerprint())

@@ -1,0 +1,216 @@
+"""A co-runner: any program of the user's, run as a bubble under the bubbles' safety rules.
+
+Bubble-Up scores *real* co-runners (a web search, a batch job) by running them beside a reporter.
+``kind: command`` bubbles start this shim, which speaks the bubble protocol (JSON lines: ready,
+stopped, error), so the pool, placement, readiness, telemetry and cleanup are the ones every bubble
+has. The shim:
+
+- refuses a command that is not a program here, and one that exits at once (within
+  ``--startup-s``) reports why, with the tail of its stderr;
+- starts it in a session of its own, tied to the shim's life (PR_SET_PDEATHSIG), so the whole
+  tree can be stopped by process group, and the shim's own death (SIGKILL from *its* parent's
+  death, or a kill) takes the program with it;
+- is the **memory guard**: polls the tree's resident memory and kills the tree when it grows
+  past the memory available at start less the reserve (``--reserve-mb``), unless
+  ``--allow-unsafe``: a co-runner never eats the machine's safety margin;
+- restarts the program when it finishes with status 0 (a compression of one file is over in
+  seconds; its pressure must last the point), counting the restarts; any other exit is an error;
+- reports what the program used while it ran: CPU (cores kept busy, all its processes) and
+  resident memory (mean and peak over the tree), in ``stopped``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from typing import Any
+
+import psutil
+
+from bubbleup.pressure.kernel import emit
+from bubbleup.procs import die_with_parent, exit_when_stdin_closes
+
+MIB = 1 << 20
+POLL_S = 0.1
+
+
+def _die_with_shim() -> None:
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
+
+
+def _tree(root: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _usage(procs: list[psutil.Process]) -> tuple[float, float | None]:
+    """(resident MiB, CPU seconds) of the live tree: each process's own CPU plus that of the children it
+    has reaped, so a helper process that came and went is counted once, in its parent (None: no tree)."""
+    rss, cpu, alive = 0.0, 0.0, False
+    for p in procs:
+        try:
+            with p.oneshot():
+                rss += p.memory_info().rss
+                t = p.cpu_times()
+                cpu += t.user + t.system + t.children_user + t.children_system
+                alive = True
+        except psutil.Error:
+            continue
+    return rss / MIB, cpu if alive else None
+
+
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the program's process group, SIGKILL after a grace period: by its PID, never by name."""
+    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(child.pid, sig)
+        except ProcessLookupError:
+            pass
+        try:
+            child.wait(timeout=grace)
+            try:
+                os.killpg(child.pid, signal.SIGKILL)  # the leader is gone; anything left of its group goes too
+            except ProcessLookupError:
+                pass
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+class CoRunner:
+    def __init__(self, argv: list[str], limit_mb: float | None, startup_s: float) -> None:
+        self.argv = argv
+        self.limit_mb = limit_mb
+        self.startup_s = startup_s
+        self.child: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
+        self.cpu_last = 0.0  # CPU seconds of the current run of the program, at the last poll
+        self.cpu_done = 0.0  # CPU seconds of earlier (restarted) runs of the program
+        self.rss_peak = 0.0
+        self.rss_sum = 0.0
+        self.rss_n = 0
+
+    def launch(self) -> subprocess.Popen[bytes]:
+        self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.PIPE, start_new_session=True,
+                                      preexec_fn=_die_with_shim)  # fmt: skip
+        return self.child
+
+    def poll(self) -> tuple[float, float]:
+        """Resident MiB now and CPU seconds so far; raises MemoryError past the guard's limit."""
+        assert self.child is not None
+        try:
+            tree = _tree(psutil.Process(self.child.pid)) if self.child.poll() is None else []
+        except psutil.NoSuchProcess:
+            tree = []
+        rss, cpu = _usage(tree)
+        self.cpu_last = max(self.cpu_last, cpu) if cpu is not None else self.cpu_last
+        self.rss_peak = max(self.rss_peak, rss)
+        self.rss_sum, self.rss_n = self.rss_sum + rss, self.rss_n + 1
+        if self.limit_mb is not None and rss > self.limit_mb:
+            raise MemoryError(f"the co-runner grew to {rss:.0f} MiB, past the {self.limit_mb:.0f} MiB it may use "
+                              f"(available memory at start less the reserve); killed")  # fmt: skip
+        return rss, self.cpu_done + self.cpu_last
+
+    def stderr_tail(self) -> str:
+        assert self.child is not None and self.child.stderr is not None
+        lines = (self.child.stderr.read() or b"").decode(errors="replace").strip().splitlines()
+        return " ".join(lines[-2:])[:300]
+
+    def relaunch(self) -> None:
+        """The program finished cleanly: run it again, keeping the CPU it used."""
+        self.cpu_done += self.cpu_last
+        self.cpu_last = 0.0
+        if self.child is not None and self.child.stderr is not None:
+            self.child.stderr.close()
+        self.restarts += 1
+        self.launch()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bubbleup.pressure.corunner",
+                                description="Run a program as a bubble: ready, memory guard, stopped.")  # fmt: skip
+    p.add_argument("--command", required=True, help="the program and its arguments, as a JSON list")
+    p.add_argument("--startup-s", type=float, default=1.0, help="it must survive this long to be ready")
+    p.add_argument("--reserve-mb", type=int, default=2048, help="memory always left available (default 2048)")
+    p.add_argument("--allow-unsafe", action="store_true", help="no memory guard")
+    p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
+    p.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    command = json.loads(args.command)
+    if not command or shutil.which(command[0]) is None:
+        emit("error", message=f"{command[0] if command else '(empty)'!r} is not a program here (not on PATH)")
+        return 3
+    limit = None if args.allow_unsafe else psutil.virtual_memory().available / MIB - args.reserve_mb
+    if limit is not None and limit <= 0:
+        emit("error", message=f"refusing to start a co-runner: less than the {args.reserve_mb} MiB reserve is "
+                              f"available (opt in with allow_unsafe_memory / --allow-unsafe)")  # fmt: skip
+        return 3
+    runner = CoRunner(command, limit, args.startup_s)
+    t0 = time.perf_counter()
+    child = runner.launch()
+    if args.watch_stdin:
+        exit_when_stdin_closes()  # after Popen: no thread may exist while preexec_fn runs
+    stopped: dict[str, Any] = {}
+    try:
+        deadline = time.perf_counter() + args.startup_s
+        while time.perf_counter() < deadline and not stop.is_set():
+            if child.poll() is not None:
+                emit("error", message=f"{command[0]} exited at once (status {child.returncode}, within "
+                                      f"{args.startup_s:g} s): {runner.stderr_tail()}")  # fmt: skip
+                return 3
+            runner.poll()
+            stop.wait(POLL_S)
+        rss, _ = runner.poll()
+        emit("ready", size_mb=0, cpu_duty=0.0, region_mb=0.0, baseline_mb=rss, rss_mb=rss,
+             touch_s=time.perf_counter() - t0, pattern="none", backend="command", argv=command,
+             program_pid=child.pid)  # fmt: skip
+        wall0 = time.perf_counter()
+        _, cpu0 = runner.poll()
+        runner.rss_sum, runner.rss_n, runner.rss_peak = 0.0, 0, rss
+        while not stop.wait(POLL_S):
+            if child.poll() is not None:
+                if child.returncode != 0:
+                    emit("error", message=f"{command[0]} died while running: status {child.returncode}: "
+                                          f"{runner.stderr_tail()}")  # fmt: skip
+                    return 3
+                runner.poll()
+                runner.relaunch()
+                child = runner.child  # type: ignore[assignment]  # relaunch sets it
+            runner.poll()
+        _, cpu = runner.poll()
+        wall = time.perf_counter() - wall0
+        stopped = {"wall_s": wall, "cpu_s": cpu - cpu0, "core_share": (cpu - cpu0) / wall if wall > 0 else 0.0,
+                   "rss_mean_mb": runner.rss_sum / runner.rss_n if runner.rss_n else rss,
+                   "rss_peak_mb": runner.rss_peak, "restarts": runner.restarts}  # fmt: skip
+    except MemoryError as exc:
+        emit("error", message=str(exc))
+        return 3
+    finally:
+        if runner.child is not None:
+            _kill_group(runner.child)
+    emit("stopped", **stopped)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

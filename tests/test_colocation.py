@@ -1,0 +1,222 @@
+"""Bubble-Up's steps 2 and 3: sensitivity curves as data, the reporter, bubble scores and predictions."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import psutil
+import pytest
+from conftest import ROOT, alive, descendants, run_cli, running_cli, wait_all_gone, wait_until, write_scenario
+from fixtures_runs import make_run
+
+from bubbleup.analysis import prediction, sensitivity
+from bubbleup.analysis.prediction import ABOVE, BELOW, INSIDE
+from bubbleup.analysis.sensitivity import SensitivityCurve, SensitivityPoint
+from bubbleup.machine import reporter
+from bubbleup.store.reader import load_run
+
+SIZES = [0, 1, 2, 4, 8, 16, 32, 64, 128]
+
+
+def _curve(qos: list[float], setting: str = "s", base_ms: float = 10.0, sizes: list[int] = SIZES) -> SensitivityCurve:
+    pts = tuple(SensitivityPoint(float(s), base_ms / q, q, q - 0.02, min(q + 0.02, 1.02), 100, 3)
+                for s, q in zip(sizes, qos, strict=True))  # fmt: skip
+    return SensitivityCurve(setting, 50.0, float(sizes[0]), base_ms, pts)
+
+
+# -- sensitivity curves from a run -------------------------------------------------------------------
+
+
+def test_a_size_sweep_writes_sensitivity_curves_that_read_back(tmp_path: Path) -> None:
+    # Latency doubles from 0 to 128 MiB: QoS falls from 1 to 0.5.
+    lat = [10, 10, 10.5, 11, 12, 14, 17, 19, 20]
+    run_dir = make_run(tmp_path, {"a": lat}, SIZES, axis="size_mb", repeats=3, noise=0.02,
+                       bubbles=[{"kind": "bubble-up"}])  # fmt: skip
+    run = load_run(run_dir)
+    path = sensitivity.write(run)
+    assert path is not None and path.name == "sensitivity.csv"
+    data = pd.read_csv(path)
+    assert list(data.columns) == list(sensitivity.COLUMNS)
+    assert set(data["percentile"]) == {50, 95}
+    back = sensitivity.read(run_dir)
+    median = next(c for c in back if c.percentile == 50)
+    assert median.qos[0] == pytest.approx(1.0)
+    assert median.qos[-1] == pytest.approx(0.5, abs=0.03)
+    for p in median.points:
+        assert p.qos_low <= p.qos <= p.qos_high
+    assert (np.diff(median.monotone()) <= 1e-12).all()
+
+
+def test_a_count_sweep_has_no_sensitivity_curve(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, {"a": [10, 20]}, [0, 1])
+    assert sensitivity.write(load_run(run_dir)) is None
+    assert not (run_dir / "sensitivity.csv").exists()
+
+
+# -- scores and predictions on known curves ----------------------------------------------------------
+
+
+def test_the_score_inverts_the_reporter_curve_by_interpolation() -> None:
+    rep = _curve([1.0, 1.0, 0.98, 0.95, 0.9, 0.8, 0.7, 0.6, 0.55])
+    size, where = prediction.invert(rep, 0.85)  # halfway between 8 MiB (0.9) and 16 MiB (0.8)
+    assert where == INSIDE and size == pytest.approx(12.0)
+    assert prediction.invert(rep, 1.0) == (0.0, BELOW)  # no pressure the reporter can see
+    assert prediction.invert(rep, 0.4) == (128.0, ABOVE)  # slower than the largest bubble slows it
+
+
+def test_a_non_monotone_reporter_curve_is_inverted_through_its_monotone_fit() -> None:
+    rep = _curve([1.0, 0.95, 0.97, 0.9, 0.85, 0.8, 0.7, 0.6, 0.5])  # a bump at 2 MiB: pooled to 0.96, 0.96
+    assert rep.monotone()[1:3] == pytest.approx([0.96, 0.96])
+    size, where = prediction.invert(rep, 0.955)  # past the pooled plateau: just above 2 MiB
+    assert where == INSIDE and 2.0 < size < 2.5
+    assert prediction.invert(rep, 0.97)[0] == pytest.approx(0.75)  # 1.0 -> 0.96 over 0-1 MiB
+
+
+def test_prediction_interpolates_inside_the_range_and_says_so_outside() -> None:
+    workload = _curve([1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5, 0.45, 0.4], setting="HH", base_ms=20.0)
+    inside = prediction.Score(12.0, 10.0, 14.0, INSIDE, 0.85, 0.84, 0.86)
+    (p,) = prediction.predict([workload], inside)
+    assert p.qos == pytest.approx(0.7) and not p.outside  # halfway between 0.8 at 8 and 0.6 at 16
+    assert p.latency_ms == pytest.approx(20.0 / 0.7)
+    assert p.qos_low < p.qos < p.qos_high
+    beyond = prediction.Score(128.0, 128.0, 128.0, ABOVE, 0.3, 0.29, 0.31)
+    (q,) = prediction.predict([workload], beyond)
+    assert q.outside and "outside the measured sizes" in q.sentence()
+
+
+# -- the reporter, the score command and the co-runner shim, for real -------------------------------
+
+
+@pytest.fixture(scope="module")
+def reporter_curve(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reporter's curve measured on this machine, small: 4 sizes, 2 repeats (about 20 s)."""
+    out = tmp_path_factory.mktemp("reporter")
+    from bubbleup import colocation
+
+    colocation.calibrate_reporter(out / "reporter.json", out / "runs", repeats=2, sizes=[0, 4, 32, 128])
+    return out / "reporter.json"
+
+
+@pytest.mark.slow
+def test_the_reporter_slows_as_the_bubble_grows(reporter_curve: Path) -> None:
+    made = reporter.load(reporter_curve)
+    q = made.curve.qos
+    assert q[0] == pytest.approx(1.0)
+    assert q[-1] < 0.9, q  # a bubble 4x the LLC takes the reporter's cache away
+    # Monotone within noise: no size is faster than a smaller one beyond both intervals.
+    for small, big in zip(made.curve.points, made.curve.points[1:], strict=False):
+        assert big.qos_low <= small.qos_high, (small, big)
+    bubbles = pd.read_csv(Path(made.run_dir) / "bubbles.csv")
+    walking = bubbles[bubbles["value"] > 0]
+    assert (walking["accesses_per_s"] > 0).all() and (walking["mb_per_s"] > 0).all()
+
+
+@pytest.mark.slow
+def test_a_co_runner_that_does_nothing_scores_about_zero(reporter_curve: Path, tmp_path: Path) -> None:
+    done = run_cli(["score", "--reporter", str(reporter_curve), "--repeats", "2", "-q", "--out",
+                    str(tmp_path / "score"), "--", "sleep", "600"], cwd=tmp_path, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    size = float(done.stdout.split("bubble score ")[1].split(" MiB")[0])
+    assert size <= 4.0, done.stdout  # below the second size measured: no pressure the reporter can see
+    assert "kept 0.0" in done.stdout  # sleep uses no CPU
+
+
+@pytest.mark.slow
+def test_a_co_runner_that_is_the_bubble_scores_about_its_size(reporter_curve: Path, tmp_path: Path) -> None:
+    bubble = [sys.executable, "-m", "bubbleup", "bubble", "--size-mb", "32", "--pattern", "mixed"]
+    done = run_cli(["score", "--reporter", str(reporter_curve), "--repeats", "2", "-q", "--out",
+                    str(tmp_path / "score"), "--", *bubble], cwd=ROOT, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    size = float(done.stdout.split("bubble score ")[1].split(" MiB")[0])
+    assert 8 <= size <= 128, done.stdout  # the 32 MiB bubble, within the neighbouring measured sizes
+    assert "kept 0.9" in done.stdout or "kept 1.0" in done.stdout  # it burns one core
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_score_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) -> None:
+    """Interrupt or kill ``score`` while its co-runner runs: the co-runner and its shim go too."""
+    rep = tmp_path / "reporter.json"
+    reporter.save(rep, _curve([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]), tmp_path, reporter.WORKLOAD)
+    marker = f"bubbleup-test-{sig.name}"
+    with running_cli(["score", "--reporter", str(rep), "--repeats", "3", "--", "sleep", "3600", marker], tmp_path) as (
+        proc, pids
+    ):  # fmt: skip
+        sleeper = wait_until(lambda: next((p for p in descendants(proc.pid) if marker in " ".join(p.cmdline())),
+                                          None), 120, "the co-runner to start")  # fmt: skip
+        family = [p.pid for p in descendants(proc.pid)]
+        pids.extend(family)
+        assert sleeper.pid in family
+        proc.send_signal(sig)
+        proc.wait(timeout=60)
+        assert wait_all_gone(family, 15.0) == []
+    assert not alive(sleeper.pid)
+
+
+def test_score_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
+    rep = tmp_path / "reporter.json"
+    reporter.save(rep, _curve([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]), tmp_path, reporter.WORKLOAD)
+    cases = {
+        "no-such-program-xyz": ["--", "no-such-program-xyz", "1"],
+        "exited at once": ["--", "true"],
+        "give the co-runner's command": [],
+    }
+    for expected, tail in cases.items():
+        done = run_cli(["score", "--reporter", str(rep), "--repeats", "1", "-q", "--out",
+                        str(tmp_path / f"s{len(tail)}"), *tail], cwd=tmp_path, timeout=120)  # fmt: skip
+        assert done.returncode == 2, (expected, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert expected in lines[-1] and "Traceback" not in done.stderr, done.stderr
+    missing = run_cli(["score", "--reporter", str(tmp_path / "none.json"), "--", "sleep", "1"], cwd=tmp_path)
+    assert missing.returncode == 2 and "calibrate --reporter" in missing.stderr
+    data = json.loads(rep.read_text())
+    data["fingerprint"]["cpu_model"] = "Some Other CPU"
+    rep.write_text(json.dumps(data))
+    other = run_cli(["score", "--reporter", str(rep), "--", "sleep", "1"], cwd=tmp_path)
+    assert other.returncode == 2 and "another kind of machine" in other.stderr and "Some Other CPU" in other.stderr
+
+
+def test_predict_refuses_a_run_without_a_bubble_up_size_sweep(tmp_path: Path) -> None:
+    count_run = make_run(tmp_path / "a", {"a": [10, 20]}, [0, 1])
+    done = run_cli(["predict", str(count_run), "--score", "8"], cwd=tmp_path)
+    assert done.returncode == 2 and "sweeps the size of a bubble-up bubble" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_predict_prints_each_setting_at_a_given_score(tmp_path: Path) -> None:
+    lat = [10, 10, 10.5, 11, 12, 14, 17, 19, 20]
+    run_dir = make_run(tmp_path, {"LL": lat, "HH": [2 * x for x in lat]}, SIZES, axis="size_mb", repeats=2,
+                       bubbles=[{"kind": "bubble-up"}])  # fmt: skip
+    done = run_cli(["predict", str(run_dir), "--score", "24"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.strip().splitlines()
+    assert [ln.split(":")[0] for ln in lines] == ["LL", "HH"]
+    assert "predicted QoS 0.6" in lines[0]  # 10 / 15.5 between 16 and 32 MiB
+    far = run_cli(["predict", str(run_dir), "--score", "1000"], cwd=tmp_path)
+    assert far.returncode == 0 and "outside the measured sizes" in far.stdout
+
+
+def test_a_bubble_up_bubble_must_run_apart(tmp_path: Path) -> None:
+    data = {"name": "x", "workload": {"kind": "synthetic"}, "bubble": {"kind": "bubble-up"},
+            "sweep": {"axis": "size_mb", "values": [0, 8]}}  # fmt: skip
+    done = run_cli(["validate", str(write_scenario(tmp_path, data))], cwd=tmp_path)
+    assert done.returncode == 2 and "cpus.placement" in done.stderr and "apart" in done.stderr
+
+
+def test_the_co_runner_shim_kills_a_program_past_the_memory_guard(tmp_path: Path) -> None:
+    """A co-runner that grows past the memory it may use is killed, and says so; the machine is never at risk:
+    the guard's limit here is made small by a huge reserve (everything available but 200 MiB)."""
+    import subprocess
+
+    reserve = int(psutil.virtual_memory().available / (1 << 20)) - 200
+    grow = [sys.executable, "-c", "import time; b = bytearray(400 << 20); b[::4096] = b'x' * len(b[::4096]); "
+            "time.sleep(600)"]  # fmt: skip
+    shim = subprocess.run([sys.executable, "-m", "bubbleup.pressure.corunner", "--command", json.dumps(grow),
+                           "--startup-s", "30", "--reserve-mb", str(reserve)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert shim.returncode == 3
+    assert "past the" in shim.stdout and "killed" in shim.stdout, shim.stdout
