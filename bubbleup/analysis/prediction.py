@@ -24,10 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from bubbleup.analysis.sensitivity import SensitivityCurve
-from bubbleup.formatting import number
 from bubbleup.store.reader import Run
 
 INSIDE, BELOW, ABOVE = "inside", "below", "above"
+
+
+def number(value: float) -> str:
+    """A size or latency to three significant figures (an interpolated score is not known to six)."""
+    return f"{value:.3g}"
 
 
 @dataclass(frozen=True)
