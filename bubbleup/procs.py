@@ -157,6 +157,21 @@ def close_pipes(procs: list[subprocess.Popen[bytes]]) -> None:
 # -- the child side: dying with the parent ------------------------------------
 
 
+def die_with_this_process() -> None:
+    """``preexec_fn`` for a program a shim starts (stress-ng, a co-runner): SIGKILL it when the shim dies."""
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def process_tree(root: Any) -> list[Any]:
+    """``root`` (a psutil.Process) and all its descendants; empty once it is gone."""
+    import psutil
+
+    try:
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Ask Linux to SIGKILL us when the parent dies; exit now if it already has."""
     try:

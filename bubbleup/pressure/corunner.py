@@ -22,7 +22,6 @@ has. The shim:
 from __future__ import annotations
 
 import argparse
-import ctypes
 import json
 import os
 import shutil
@@ -36,21 +35,10 @@ from typing import Any
 import psutil
 
 from bubbleup.pressure.kernel import emit
-from bubbleup.procs import die_with_parent, exit_when_stdin_closes
+from bubbleup.procs import die_with_parent, die_with_this_process, exit_when_stdin_closes, process_tree
 
 MIB = 1 << 20
 POLL_S = 0.1
-
-
-def _die_with_shim() -> None:
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
-def _tree(root: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def _usage(procs: list[psutil.Process]) -> tuple[float, float | None]:
@@ -103,14 +91,14 @@ class CoRunner:
     def launch(self) -> subprocess.Popen[bytes]:
         self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, start_new_session=True,
-                                      preexec_fn=_die_with_shim)  # fmt: skip
+                                      preexec_fn=die_with_this_process)  # fmt: skip
         return self.child
 
     def poll(self) -> tuple[float, float]:
         """Resident MiB now and CPU seconds so far; raises MemoryError past the guard's limit."""
         assert self.child is not None
         try:
-            tree = _tree(psutil.Process(self.child.pid)) if self.child.poll() is None else []
+            tree = process_tree(psutil.Process(self.child.pid)) if self.child.poll() is None else []
         except psutil.NoSuchProcess:
             tree = []
         rss, cpu = _usage(tree)

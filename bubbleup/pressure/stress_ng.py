@@ -19,7 +19,6 @@ stress-ng cannot duty-cycle a memory walk, so ``stream``/``random`` patterns nee
 
 from __future__ import annotations
 
-import ctypes
 import shutil
 import signal
 import subprocess
@@ -37,7 +36,7 @@ from bubbleup.pressure.kernel import (
     refusal,
     validate_args,
 )
-from bubbleup.procs import die_with_parent, exit_when_stdin_closes
+from bubbleup.procs import die_with_parent, die_with_this_process, exit_when_stdin_closes, process_tree
 
 MIB = 1 << 20
 VM_METHODS = {"stream": "write64", "random": "rand-set"}
@@ -65,10 +64,6 @@ def stress_ng_argv(size_mb: int, cpu_duty: float, pattern: str) -> list[str]:
     return argv
 
 
-def _die_with_shim() -> None:
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
 def _anon_rss(proc: psutil.Process) -> int:
     try:
         with open(f"/proc/{proc.pid}/status") as f:
@@ -78,13 +73,6 @@ def _anon_rss(proc: psutil.Process) -> int:
     except OSError:
         pass
     return 0
-
-
-def _tree(root: psutil.Process) -> list[psutil.Process]:
-    try:
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     t0 = time.perf_counter()
     child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             preexec_fn=_die_with_shim)  # fmt: skip
+                             preexec_fn=die_with_this_process)  # fmt: skip
     assert child.stderr is not None  # piped just above
     if args.watch_stdin:
         exit_when_stdin_closes()  # after Popen: no thread may exist while preexec_fn runs
@@ -121,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 tail = (child.stderr.read() or b"").decode(errors="replace").strip().splitlines()[-1:]
                 emit("error", message=f"stress-ng exited with status {child.returncode}: {' '.join(tail)[:200]}")
                 return 3
-            region = max((_anon_rss(p) for p in _tree(root)), default=0)
+            region = max((_anon_rss(p) for p in process_tree(root)), default=0)
             # Resident enough, and done growing (stress-ng populates progressively): then ready.
             stable = stable + 1 if region == previous else 0
             previous = region
@@ -131,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
                 emit("error", message=f"stress-ng held only {region / MIB:.0f} of {args.size_mb} MiB after 120 s")
                 return 3
             time.sleep(0.02)
-        tree_rss = sum(p.memory_info().rss for p in _tree(root))
+        tree_rss = sum(p.memory_info().rss for p in process_tree(root))
         emit("ready", size_mb=args.size_mb, cpu_duty=args.cpu_duty, region_mb=region / MIB, rss_mb=tree_rss / MIB,
              baseline_mb=(tree_rss - region) / MIB, touch_s=time.perf_counter() - t0, pattern=args.pattern,
              backend="stress-ng", argv=cmd[1:])  # fmt: skip
@@ -157,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def _tree_cpu(root: psutil.Process) -> float:
     total = 0.0
-    for p in _tree(root):
+    for p in process_tree(root):
         try:
             t = p.cpu_times()
             total += t.user + t.system
