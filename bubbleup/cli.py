@@ -198,16 +198,16 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 def _cmd_predict(args: argparse.Namespace) -> int:
     from bubbleup import colocation
+    from bubbleup.analysis.prediction import predict
 
-    run_dir = Path(args.run_dir)
-    colocation.workload_curves(run_dir)  # bad input first, before minutes of scoring
+    _, curves = colocation.workload_curves(Path(args.run_dir), args.percentile)  # bad input before any scoring
     if (args.score is None) == (not args.cmd):
         raise UserError("predict: give either --score MIB or --with -- CMD ...")
     if args.score is not None:
         s = colocation.manual_score(args.score)
     else:
         s = _score(args, _command_after_dashes(args, "predict"))[0]
-    for p in colocation.predict(run_dir, s, args.percentile):
+    for p in predict(curves, s, args.percentile):
         print(p.sentence())
     return 0
 

@@ -5,8 +5,8 @@ manifest, validity and report), built from a scenario written in code (:mod:`bub
 
 1. ``calibrate_reporter``: the reporter's sensitivity curve on this machine;
 2. ``score_command``: a co-runner beside the reporter, its bubble score read off that curve;
-3. ``predict``: a workload's predicted QoS at a score, read off the workload's own curve (a size-sweep
-   run with the Bubble-Up bubble: its ``sensitivity.csv``);
+3. ``workload_curves``: a workload's own curves (a size-sweep run with the Bubble-Up bubble: its
+   ``sensitivity.csv``), off which :func:`bubbleup.analysis.prediction.predict` reads the QoS at a score;
 4. ``check``: for each co-runner, score it, predict, then co-run the workload with it for real and
    set predicted beside measured QoS, with the error of the naive prediction "no slowdown" beside.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import shutil
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ import pandas as pd
 
 from bubbleup import api
 from bubbleup.analysis import prediction, sensitivity
-from bubbleup.analysis.prediction import Prediction, Score
+from bubbleup.analysis.prediction import Score
 from bubbleup.errors import RunFailed, UserError
 from bubbleup.machine import reporter
 from bubbleup.scenario import scenario_from_dict
@@ -61,13 +60,6 @@ def load_reporter(path: Path, other_machine: bool = False) -> reporter.ReporterC
     return made
 
 
-def _check_program(command: Sequence[str]) -> None:
-    if not command:
-        raise UserError("score: give the co-runner's command after --, e.g. bubbleup score -- xz -9 -T1 big.file")
-    if shutil.which(command[0]) is None:
-        raise UserError(f"score: {command[0]!r} is not a program here (not on PATH, not a file)")
-
-
 def _failure(run: Run, value: int) -> str | None:
     rows = run.points[(run.points["value"] == value) & (run.points["status"] != STATUS_OK)]
     return str(rows["error"].iloc[0]) if len(rows) else None
@@ -77,7 +69,6 @@ def score_command(command: Sequence[str], made: reporter.ReporterCurve, out: Pat
                   repeats: int = reporter.SCORE_REPEATS,
                   startup_s: float = 1.0, progress: bool = False) -> tuple[Score, Run]:  # fmt: skip
     """Run the reporter alone and beside ``command`` into ``out`` and read the co-runner's bubble score."""
-    _check_program(command)
     scenario = scenario_from_dict(reporter.score_scenario(command, made.workload, repeats, startup_s), "score")
     run = api.run(scenario, out, reports_root=out.parent, progress=progress)
     failed = _failure(run, 1)
@@ -89,9 +80,9 @@ def score_command(command: Sequence[str], made: reporter.ReporterCurve, out: Pat
         raise RunFailed(str(exc)) from None
 
 
-def workload_curves(run_dir: Path) -> tuple[Run, list[sensitivity.SensitivityCurve]]:
-    """A run's sensitivity curves (its sensitivity.csv, else computed); UserError unless it is a size sweep
-    of the Bubble-Up bubble."""
+def workload_curves(run_dir: Path, percentile: float = 50) -> tuple[Run, list[sensitivity.SensitivityCurve]]:
+    """A run's sensitivity curves at ``percentile`` (its sensitivity.csv, else computed); UserError unless it
+    is a size sweep of the Bubble-Up bubble with curves at that percentile."""
     if not is_run_dir(run_dir):
         raise UserError(f"{run_dir}: not a run directory (no manifest.json)")
     run = load_run(run_dir)
@@ -104,15 +95,11 @@ def workload_curves(run_dir: Path) -> tuple[Run, list[sensitivity.SensitivityCur
     found = sensitivity.read(file) if file.is_file() else sensitivity.curves(run)
     if not found:
         raise UserError(f"{run_dir}: no setting has two working points: no sensitivity curve to read")
-    return run, found
-
-
-def predict(run_dir: Path, s: Score, percentile: float = 50) -> list[Prediction]:
-    _, found = workload_curves(run_dir)
-    if not any(c.percentile == percentile for c in found):
+    at = [c for c in found if c.percentile == percentile]
+    if not at:
         have = sorted({c.percentile for c in found})
         raise UserError(f"{run_dir}: no p{percentile:g} curves (have: {', '.join(f'p{q:g}' for q in have)})")
-    return prediction.predict(found, s, percentile)
+    return run, at
 
 
 def manual_score(size_mb: float) -> Score:
@@ -147,9 +134,8 @@ class Check:
 def corun_scenario(run: Run, command: Sequence[str], repeats: int, startup_s: float) -> dict[str, Any]:
     """The sensitivity run's own workload (same settings, options, precision) alone and beside ``command``."""
     given = dict(run.manifest.scenario_given)
-    name = "corun-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in Path(command[0]).name)[:60]
     out: dict[str, Any] = {
-        "name": name, "description": f"{run.name} beside: {' '.join(command)}",
+        "name": reporter.run_name("corun", command), "description": f"{run.name} beside: {' '.join(command)}",
         "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},
         "cpus": given.get("cpus", {"placement": "apart"}),
         "sweep": {"axis": "count", "values": [0, 1], "repeats": repeats, "settle_s": 0.5},
@@ -160,41 +146,26 @@ def corun_scenario(run: Run, command: Sequence[str], repeats: int, startup_s: fl
     return out
 
 
-def measured_qos(run: Run) -> dict[str, tuple[float, float, float]]:
-    """Per setting: latency alone / latency beside the co-runner, with its 95% interval (repeats as replicates)."""
-    from bubbleup.analysis.compare import ratio_interval
-    from bubbleup.analysis.summary import setting_curves
-
-    out = {}
-    for curve in setting_curves(run):
-        pts = {p.value: p for p in curve.points if p.functional and len(p.samples)}
-        if 0.0 not in pts or 1.0 not in pts:
-            continue
-        reps = [[p.by_repeat[r] for r in sorted(p.by_repeat)] or [p.samples] for p in (pts[0.0], pts[1.0])]
-        slowdown, low, high = ratio_interval(reps[0], reps[1])
-        out[curve.setting] = (1 / slowdown, 1 / high, 1 / low)
-    return out
-
-
 def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.ReporterCurve, out: Path,
           repeats: int = reporter.SCORE_REPEATS, startup_s: float = 1.0, percentile: float = 50,
           progress: bool = False) -> list[Check]:  # fmt: skip
     """Score, predict and really co-run each co-runner; every run lands under ``out``, with ``checks.csv``
     and ``check.html`` (the curves with each co-runner's score, prediction and measurement)."""
-    run, _ = workload_curves(run_dir)
-    for command in corunners:
-        _check_program(command)
+    run, found = workload_curves(run_dir, percentile)
+    for command in corunners:  # every co-runner and co-run valid (a program here) before minutes of runs
+        scenario_from_dict(reporter.score_scenario(command, made.workload, repeats, startup_s), "score")
+        scenario_from_dict(corun_scenario(run, command, repeats, startup_s), "co-run")
     rows: list[Check] = []
     for i, command in enumerate(corunners):
         label = shlex.join(command)
         s, _ = score_command(command, made, out / f"{i:02d}-score", repeats, startup_s, progress)
-        predicted = {p.setting: p for p in predict(run_dir, s, percentile)}
+        predicted = {p.setting: p for p in prediction.predict(found, s, percentile)}
         scenario = scenario_from_dict(corun_scenario(run, command, repeats, startup_s), "co-run")
         corun = api.run(scenario, out / f"{i:02d}-corun", reports_root=out, progress=progress)
         failed = _failure(corun, 1)
         if failed:
             raise UserError(f"check: {label} could not co-run with the workload: {failed}")
-        for setting, (m, m_low, m_high) in measured_qos(corun).items():
+        for setting, (m, m_low, m_high) in prediction.measured_qos(corun).items():
             p = predicted.get(setting)
             if p is None:
                 continue
@@ -204,8 +175,7 @@ def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.Repo
     try:
         from bubbleup.report import checks as page
 
-        _, found = workload_curves(run_dir)
-        page.write(out, [c for c in found if c.percentile == percentile], rows, check_summary(rows), run_dir)
+        page.write(out, found, rows, check_summary(rows), run_dir)
     except ImportError as exc:  # the report's libraries are part of every install; say so if one is broken
         print(f"warning: {out / 'check.html'} not written ({exc})")
     return rows

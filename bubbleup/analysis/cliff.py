@@ -96,6 +96,10 @@ class CurvePoint:
     status: str = "ok"
     error: str = ""
 
+    def replicates(self) -> list[np.ndarray]:
+        """The point's samples as one array per repeat, in repeat order (the pooled samples if none)."""
+        return [self.by_repeat[r] for r in sorted(self.by_repeat)] or [self.samples]
+
 
 @dataclass(frozen=True)
 class Cliff:

@@ -108,8 +108,7 @@ def table_rows(table: pd.DataFrame) -> Iterator[ComparisonRow]:
 
 def _by_repeat(curves: Sequence[summaries.SettingCurve]) -> dict[tuple[float, str], list[np.ndarray]]:
     """Timed latencies per (value, setting), one array per repeat (in repeat order): the replicates of a point."""
-    return {(p.value, c.setting): [p.by_repeat[r] for r in sorted(p.by_repeat)]
-            for c in curves for p in c.points if p.by_repeat}  # fmt: skip
+    return {(p.value, c.setting): p.replicates() for c in curves for p in c.points if p.by_repeat}
 
 
 def ratio_interval(a: Sequence[np.ndarray], b: Sequence[np.ndarray], seed: int = SEED) -> tuple[float, float, float]:

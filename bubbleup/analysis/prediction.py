@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from bubbleup.analysis.sensitivity import SensitivityCurve
+from bubbleup.analysis.summary import SettingCurve
 from bubbleup.store.reader import Run
 
 INSIDE, BELOW, ABOVE = "inside", "below", "above"
@@ -124,22 +125,36 @@ def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50
     return out
 
 
+def alone_beside_qos(curve: SettingCurve) -> tuple[float, float, float] | None:
+    """Latency alone (0) / latency beside the co-runner (1), with its 95% interval (repeats as replicates);
+    None when either point has no samples."""
+    from bubbleup.analysis.compare import ratio_interval
+
+    pts = {p.value: p for p in curve.points if p.functional and len(p.samples)}
+    if 0.0 not in pts or 1.0 not in pts:
+        return None
+    slowdown, low, high = ratio_interval(pts[0.0].replicates(), pts[1.0].replicates())
+    return 1 / slowdown, 1 / high, 1 / low
+
+
+def measured_qos(run: Run) -> dict[str, tuple[float, float, float]]:
+    """Per setting of an alone/beside run (values 0 and 1): :func:`alone_beside_qos`."""
+    from bubbleup.analysis.summary import setting_curves
+
+    found = {c.setting: alone_beside_qos(c) for c in setting_curves(run)}
+    return {setting: q for setting, q in found.items() if q is not None}
+
+
 def score_of_run(run: Run, reporter: SensitivityCurve) -> Score:
     """The bubble score from a ``bubbleup score`` run: reporter alone at 0, beside the co-runner at 1.
 
     ValueError (one line) when the run does not hold both points with samples.
     """
-    from bubbleup.analysis.compare import ratio_interval
-    from bubbleup.analysis.summary import setting_curves
-
-    found = setting_curves(run)
-    points = {p.value: p for p in found[0].points} if found else {}
-    alone, beside = points.get(0.0), points.get(1.0)
-    if alone is None or beside is None or not len(alone.samples) or not len(beside.samples):
+    measured = list(measured_qos(run).values())
+    if not measured:
         raise ValueError(f"{run.path}: a score run needs the reporter's samples alone (0) and beside the "
                          f"co-runner (1)")  # fmt: skip
-    by_rep = [[p.by_repeat[r] for r in sorted(p.by_repeat)] or [p.samples] for p in (alone, beside)]
-    slowdown, low, high = ratio_interval(by_rep[0], by_rep[1])
+    qos, low, high = measured[0]
     corunner: dict[str, float] = {}
     b = run.bubbles
     if b is not None and len(b):
@@ -147,4 +162,4 @@ def score_of_run(run: Run, reporter: SensitivityCurve) -> Score:
         corunner = {"corunner_cores": float(at1["core_share"].mean()),
                     "corunner_rss_mb": float(at1["rss_ready_mb"].mean()),
                     "corunner_rss_peak_mb": float(at1["rss_peak_mb"].max())}  # fmt: skip
-    return score(reporter, 1 / slowdown, 1 / high, 1 / low, **corunner)
+    return score(reporter, qos, low, high, **corunner)

@@ -77,18 +77,6 @@ class SensitivityCurve:
         """The closest non-increasing QoS (least squares, isotonic regression): more pressure never helps."""
         return np.asarray(isotonic_regression(self.qos, increasing=False).x)
 
-    def at(self, size_mb: float) -> tuple[float, float, float]:
-        """(qos, low, high) at ``size_mb`` by linear interpolation between the measured sizes (clamped
-        to the end points outside the measured range: :attr:`span` says where that is)."""
-        sizes = self.sizes
-        return tuple(  # type: ignore[return-value]
-            float(np.interp(size_mb, sizes, [getattr(p, col) for p in self.points]))
-            for col in ("qos", "qos_low", "qos_high")
-        )
-
-    def latency_at(self, size_mb: float) -> float:
-        return float(np.interp(size_mb, self.sizes, [p.latency_ms for p in self.points]))
-
 
 def curves(run: Run, percentiles: Sequence[float] = PERCENTILES) -> list[SensitivityCurve]:
     """Every setting's sensitivity curve at each percentile; [] unless the run sweeps bubble size."""
@@ -104,20 +92,15 @@ def curves(run: Run, percentiles: Sequence[float] = PERCENTILES) -> list[Sensiti
     return out
 
 
-def _repeats(point: CurvePoint) -> list[np.ndarray]:
-    by_repeat = point.by_repeat or {0: point.samples}
-    return [np.asarray(by_repeat[r], dtype=float) for r in sorted(by_repeat) if len(by_repeat[r])]
-
-
 def _curve(setting: str, q: float, good: Sequence[CurvePoint]) -> SensitivityCurve:
     rng = np.random.default_rng(SEED)
-    base_reps = _repeats(good[0])
+    base_reps = [r for r in good[0].replicates() if len(r)]
     base = replicate_statistic(base_reps, q)
     base_boot = hierarchical_resamples(base_reps, rng, N_RESAMPLES, q)
     tail = (1 - CONFIDENCE) / 2 * 100
     points = []
     for p in good:
-        reps = _repeats(p)
+        reps = [r for r in p.replicates() if len(r)]
         latency = replicate_statistic(reps, q)
         # The base point too: its QoS is 1 by definition, its interval says how well the base is known.
         low, high = np.percentile(base_boot / hierarchical_resamples(reps, rng, N_RESAMPLES, q), [tail, 100 - tail])

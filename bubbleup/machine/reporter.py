@@ -64,12 +64,17 @@ def curve_scenario(sizes: Sequence[int] = SIZES, repeats: int = CURVE_REPEATS) -
     }
 
 
+def run_name(prefix: str, command: Sequence[str]) -> str:
+    """``PREFIX-PROGRAM``: a scenario name (letters, digits, ``._-``) from the co-runner's program."""
+    program = Path(command[0]).name if command else "none"
+    return f"{prefix}-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in program)[:60]
+
+
 def score_scenario(command: Sequence[str], workload: dict[str, Any], repeats: int = SCORE_REPEATS,
                    startup_s: float = 1.0) -> dict[str, Any]:  # fmt: skip
     """The reporter alone (0) and beside one copy of ``command`` (1), ``repeats`` times in alternating order."""
-    name = Path(command[0]).name
     return {
-        "name": "score-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in name)[:60],
+        "name": run_name("score", command),
         "description": f"bubble score of: {' '.join(command)}",
         "workload": workload,
         "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},

@@ -76,10 +76,9 @@ def _kill_group(child: subprocess.Popen[bytes]) -> None:
 
 
 class CoRunner:
-    def __init__(self, argv: list[str], limit_mb: float | None, startup_s: float) -> None:
+    def __init__(self, argv: list[str], limit_mb: float | None) -> None:
         self.argv = argv
         self.limit_mb = limit_mb
-        self.startup_s = startup_s
         self.child: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self.cpu_last = 0.0  # CPU seconds of the current run of the program, at the last poll
@@ -153,7 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         emit("error", message=f"refusing to start a co-runner: less than the {args.reserve_mb} MiB reserve is "
                               f"available (opt in with allow_unsafe_memory / --allow-unsafe)")  # fmt: skip
         return 3
-    runner = CoRunner(command, limit, args.startup_s)
+    runner = CoRunner(command, limit)
     t0 = time.perf_counter()
     child = runner.launch()
     if args.watch_stdin:
