@@ -86,12 +86,22 @@ class CoRunner:
         self.rss_peak = 0.0
         self.rss_sum = 0.0
         self.rss_n = 0
+        self.errors = b""  # the tail of the program's stderr
 
     def launch(self) -> subprocess.Popen[bytes]:
         self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, start_new_session=True,
                                       preexec_fn=die_with_this_process)  # fmt: skip
+        assert self.child.stderr is not None  # piped just above
+        # Read stderr all the time, keeping its last 4 KiB: a pipe nobody reads fills, and a chatty program
+        # would block on its next write and stop pressing exactly when it should.
+        self.reader = threading.Thread(target=self._drain, args=(self.child.stderr,), daemon=True)
+        self.reader.start()
         return self.child
+
+    def _drain(self, stream: Any) -> None:
+        for chunk in iter(lambda: stream.read1(65536), b""):
+            self.errors = (self.errors + chunk)[-4096:]
 
     def poll(self) -> tuple[float, float]:
         """Resident MiB now and CPU seconds so far; raises MemoryError past the guard's limit."""
@@ -109,17 +119,19 @@ class CoRunner:
                               f"(available memory at start less the reserve); killed")  # fmt: skip
         return rss, self.cpu_done + self.cpu_last
 
+
     def stderr_tail(self) -> str:
-        assert self.child is not None and self.child.stderr is not None
-        lines = (self.child.stderr.read() or b"").decode(errors="replace").strip().splitlines()
+        assert self.child is not None
+        self.child.wait()  # it has exited: let the reader reach the end of what it wrote
+        self.reader.join(timeout=2.0)
+        lines = self.errors.decode(errors="replace").strip().splitlines()
         return " ".join(lines[-2:])[:300]
 
     def relaunch(self) -> None:
         """The program finished cleanly: run it again, keeping the CPU it used."""
         self.cpu_done += self.cpu_last
         self.cpu_last = 0.0
-        if self.child is not None and self.child.stderr is not None:
-            self.child.stderr.close()
+        self.errors = b""
         self.restarts += 1
         self.launch()
 
