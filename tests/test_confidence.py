@@ -208,3 +208,24 @@ def test_verdicts_cost_a_few_find_cliffs(tmp_path: Path) -> None:
     point = best(lambda: analysis.find_cliffs(run, summary))
     resampled = best(lambda: analysis.verdicts(run, summary))
     assert resampled < 4 * point, (resampled, point)
+
+
+def test_a_fall_within_the_runs_repeat_to_repeat_noise_is_not_flagged(tmp_path: Path) -> None:
+    """Each point's CI pools its samples as if independent; when repeats of the same point differ by 15%
+    (the machine wandered), a 12% fall between pooled medians is not evidence, though beyond both CIs.
+    The same fall with repeats that agree is flagged, and says the noise it exceeded."""
+    drift = {(0, "A", 0.0): 1.15, (1, "A", 1.0): 1.15}
+    noisy = analysis.summarise(analysis.load_run(make_run(tmp_path / "noisy", {"A": [10, 8.8]}, [0, 1], repeats=2,
+                                                          n=200, noise=0.05, repeat_scale=drift)))  # fmt: skip
+    hi, lo = noisy.iloc[0], noisy.iloc[1]
+    assert lo.ci_high_ms < hi.ci_low_ms and hi.median_ms / lo.median_ms > monotone.MIN_FALL  # beyond both CIs
+    noise = monotone.repeat_noise(noisy)
+    assert noise is not None and noise.df == 2 and noise.sd > 0.08
+    assert monotone.falls(noisy) == []
+    steady = analysis.summarise(analysis.load_run(make_run(tmp_path / "steady", {"A": [10, 8.8]}, [0, 1],
+                                                           repeats=2, n=200, noise=0.05)))  # fmt: skip
+    (fall,) = monotone.falls(steady)
+    assert fall.noise_sd < 0.02 and "repeat-to-repeat noise of this run" in fall.sentence()
+    single = analysis.summarise(analysis.load_run(make_run(tmp_path / "single", {"A": [10, 8.8]}, [0, 1],
+                                                           repeats=1, n=400, noise=0.05)))  # fmt: skip
+    assert monotone.repeat_noise(single) is None and len(monotone.falls(single)) == 1  # judged by the CIs alone

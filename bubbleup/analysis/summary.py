@@ -14,7 +14,9 @@ Statistics (per sweep value x setting, pooling the timed samples of every repeat
   fewer than ``MIN_TAIL_SAMPLES`` samples lie at or above it; ``tail_note`` says so in words
   ("p99 = max (n=30)"), because p99 of 30 samples is simply the slowest one;
 - ``rep_median_min_ms``/``rep_median_max_ms``: the spread of per-repeat medians, which shows
-  run-to-run drift that the pooled CI cannot;
+  run-to-run drift that the pooled CI cannot; ``rep_log_mean``/``rep_log_sd``: the mean and standard
+  deviation of their natural logs (sd NaN below two repeats), from which
+  :mod:`bubbleup.analysis.monotone` pools the run's repeat-to-repeat noise;
 - ``slowdown``: median / median at the lowest measured pressure (the zero-pressure point when
   the sweep includes 0), and ``qos``, its inverse, Bubble-Up's normalised QoS;
 - ``status``: ``ok`` when every attempt at the point finished, else ``timeout`` (if any timed
@@ -28,6 +30,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import numpy as np
 import pandas as pd
 
 from bubbleup.analysis.stats import describe
@@ -101,6 +104,8 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "tail_note",
     "rep_median_min_ms",
     "rep_median_max_ms",
+    "rep_log_mean",
+    "rep_log_sd",
     "baseline_value",
     "slowdown",
     "qos",
@@ -139,6 +144,8 @@ class SummaryRow(Protocol):
     tail_note: str
     rep_median_min_ms: float
     rep_median_max_ms: float
+    rep_log_mean: float
+    rep_log_sd: float
     baseline_value: float
     slowdown: float
     qos: float
@@ -191,6 +198,9 @@ def summarise(run: Run) -> pd.DataFrame:
         row["n_repeats"] = len(rep_medians)
         row["rep_median_min_ms"] = float(rep_medians.min()) if len(rep_medians) else math.nan
         row["rep_median_max_ms"] = float(rep_medians.max()) if len(rep_medians) else math.nan
+        logs = np.log(rep_medians.to_numpy(dtype=float)[rep_medians.to_numpy(dtype=float) > 0])
+        row["rep_log_mean"] = float(logs.mean()) if len(logs) else math.nan
+        row["rep_log_sd"] = float(logs.std(ddof=1)) if len(logs) > 1 else math.nan
         row["first_use_ms"] = float(fu["latency_ms"].mean()) if len(fu) else math.nan
         row["select_ms"] = float(pts["select_ms"].median()) if len(pts) and pts["select_ms"].notna().any() else math.nan
         rss = pd.concat([pts["rss_mb_max"], smp["rss_mb"]])
