@@ -262,6 +262,24 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_recommend(args: argparse.Namespace) -> int:
+    from bubbleup.analysis import tradeoff
+    from bubbleup.analysis.summary import summarise
+    from bubbleup.store.layout import MANIFEST, is_run_dir
+    from bubbleup.store.reader import load_run
+
+    run_dir = Path(args.run_dir)
+    if not is_run_dir(run_dir):
+        raise UserError(f"{run_dir}: not a run directory (no {MANIFEST})")
+    run = load_run(run_dir)
+    try:
+        rec = tradeoff.recommend(run, summarise(run), args.slo_ms, args.percentile, args.margin)
+    except tradeoff.TradeoffError as exc:
+        raise UserError(f"recommend: {exc}") from None
+    print("\n".join(rec.lines()))
+    return 0
+
+
 def _cmd_compare(args: argparse.Namespace) -> int:
     from bubbleup.report.compare import write_comparison
     from bubbleup.store.layout import MANIFEST, is_run_dir
@@ -370,6 +388,15 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="(re)write report.html for a run directory, complete or not")
     rep.add_argument("run_dir")
     rep.set_defaults(func=_cmd_report)
+
+    rc = sub.add_parser("recommend", help="the most accurate setting that meets an SLO at each pressure level")
+    rc.add_argument("run_dir")
+    rc.add_argument("--slo-ms", type=float, required=True, metavar="MS", help="the latency objective, ms")
+    rc.add_argument("--percentile", type=float, default=50, metavar="P",
+                    help="the latency percentile held to the SLO: 50 (default), 90, 95 or 99")  # fmt: skip
+    rc.add_argument("--margin", type=float, default=1.3, metavar="M",
+                    help="a setting fits when its latency is within SLO / M (default 1.3, ApproxDet's)")  # fmt: skip
+    rc.set_defaults(func=_cmd_recommend)
 
     c = sub.add_parser("compare", help="compare two run directories side by side")
     c.add_argument("run_a")

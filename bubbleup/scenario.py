@@ -235,6 +235,15 @@ class CpuSpec(_Strict):
         return self
 
 
+class SloSpec(_Strict):
+    """A latency objective the report holds every setting to (``bubbleup recommend`` with these values): per
+    pressure level, the most accurate setting whose latency at ``percentile`` is within ``ms / margin``."""
+
+    ms: Float = Field(gt=0.0, le=3_600_000.0)
+    percentile: Literal[50, 90, 95, 99] = 50
+    margin: Float = Field(default=1.3, ge=1.0, le=100.0)
+
+
 class Scenario(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)
     description: StrictStr = ""
@@ -255,6 +264,8 @@ class Scenario(_Strict):
     #: A device budget: a preset name (jetson-tx2, jetson-nano, raspberry-pi-4) or a mapping of
     #: preset / memory_mb / cpus / swap. Worker and bubbles then run inside a cgroup with those limits.
     budget: str | dict[str, Any] | None = None
+    #: A latency objective: the report then says which setting to use at each pressure (needs accuracy).
+    slo: SloSpec | None = None
     #: The data as the user gave it (recorded in the manifest; what a resumed run re-validates).
     _given: dict[str, Any] | None = PrivateAttr(default=None)
 

@@ -43,12 +43,15 @@ def make_run(
     warmup: int = 2,
     name: str = "fake",
     repeat_scale: Mapping[tuple[int, str, float], float] | None = None,
+    accuracy: Mapping[str, float] | None = None,
 ) -> Path:
     """Write a run directory under ``root`` and return its path.
 
     ``failed`` maps (setting, value) to a status (``failed``/``timeout``) applied to every
     repeat; ``missing`` lists planned (repeat, value) points that never ran (a partial run);
     ``repeat_scale`` multiplies one repeat's latencies at one (setting, value) (drift).
+    ``accuracy`` maps a setting to its share of right answers: timed inference i runs on sample i, right when
+    i < share x n (so every point sees the same n frames, as a deterministic network would answer them).
     ``bubble_count`` is the size sweep's ``sweep.count``. ``bubbles`` makes the pressure a set of kinds
     (``bubbles:`` in the scenario) started together, as the orchestrator does: each point then runs
     ``kinds x count`` bubbles, and a count sweep's size is the set's largest region.
@@ -103,11 +106,14 @@ def make_run(
                         }
                     )
                 lat = true * np.exp(rng.normal(0.0, noise, n))
+                share = (accuracy or {}).get(setting)
                 for i, x in enumerate(lat):
                     t += x / 1000
+                    right = {} if share is None else {"sample": i, "info": json.dumps({"correct": i < share * n})}
                     samples.append(
                         {
                             **common,
+                            **right,
                             "phase": "timed",
                             "iteration": i,
                             "first_use": 0,

@@ -30,6 +30,9 @@ class SyntheticOptions(BaseModel):
     #: product releases the GIL), so an inference ends when the slowest thread does, like a framework's
     #: intra-op pool. 1: the calling thread only.
     threads: int = Field(default=1, ge=1, le=64)
+    #: Known answers, for checking accuracy end to end: each sample is "right" with this probability (drawn
+    #: once per sample from ``seed``), and every inference says so (``{"correct": ...}``). None: no answers.
+    correct_share: float | None = Field(default=None, ge=0.0, le=1.0)
     seed: int = 0
 
 
@@ -45,6 +48,7 @@ class SyntheticWorkload(Workload):
         self._current: np.ndarray | None = None
         self._samples: list[np.ndarray] = []
         self._pool: ThreadPoolExecutor | None = None
+        self._right: dict[int, bool] = {}  # id(sample) -> whether the workload answers it correctly
 
     def settings(self) -> list[str]:
         return [f"ws{kb}k" for kb in self.options.working_sets_kb]
@@ -66,6 +70,10 @@ class SyntheticWorkload(Workload):
         side = int(self._current.shape[1])
         rng = np.random.default_rng(self.options.seed + side)
         self._samples = [rng.standard_normal(side) for _ in range(self.options.n_samples)]
+        share = self.options.correct_share
+        if share is not None:
+            right = np.random.default_rng(self.options.seed + 1).random(len(self._samples)) < share
+            self._right = {id(s): bool(r) for s, r in zip(self._samples, right, strict=True)}
 
     def samples(self) -> Sequence[Any]:
         return self._samples
@@ -76,7 +84,7 @@ class SyntheticWorkload(Workload):
         else:
             for f in [self._pool.submit(self._passes, sample) for _ in range(self.options.threads)]:
                 f.result()
-        return None
+        return {"correct": self._right[id(sample)]} if self._right else None
 
     def _passes(self, sample: np.ndarray) -> None:
         m = self._current

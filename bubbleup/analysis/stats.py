@@ -13,6 +13,9 @@
   ``statistics`` says which.)
 - A tail percentile resting on fewer than ``MIN_TAIL_SAMPLES`` samples at or above it is *thin*,
   and ``tail_note`` says so in words ("p99 = max (n=30)").
+- Top-1 accuracy: the share of *distinct samples* answered correctly, each sample counted once however
+  often it was inferred (a deterministic network gives a repeated frame the same answer, so repeats add
+  no evidence), with the Wilson score interval at 95% over that many samples (``top1_n``).
 
 Nothing here runs while bubbles are up: the orchestrator summarises a point after its bubbles stop.
 """
@@ -103,6 +106,50 @@ def relative_halfwidth(sorted_values: Sequence[float], confidence: float = CONFI
     if median <= 0:
         return math.inf
     return (hi - lo) / 2.0 / median
+
+
+def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``correct / n``: keeps inside [0, 1] and is not degenerate at
+    0% or 100% (the normal approximation is, and a network right on every one of 64 frames is not 100%)."""
+    if n <= 0:
+        return math.nan, math.nan
+    from scipy.stats import norm
+
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = correct / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def correct_of(info: str | None) -> float:
+    """1.0 / 0.0 for an inference whose workload said whether it was right (``{"correct": ...}`` in its
+    info), NaN when it did not say."""
+    if not info or '"correct"' not in info:
+        return math.nan
+    import json
+
+    try:
+        value = json.loads(info).get("correct")
+    except (ValueError, AttributeError):
+        return math.nan
+    return math.nan if value is None else float(bool(value))
+
+
+def top1(samples: Values, correct: Sequence[float]) -> dict[str, float]:
+    """``top1``, its Wilson interval and ``top1_n`` (distinct samples) from per-inference sample indices and
+    correctness (NaN: unknown, left out). Without a sample index (NaN), each inference counts as its own."""
+    known = [(s, c) for s, c in zip(samples, correct, strict=True) if not math.isnan(c)]
+    if not known:
+        return {"top1": math.nan, "top1_low": math.nan, "top1_high": math.nan, "top1_n": 0}
+    per: dict[Any, list[float]] = {}
+    for i, (s, c) in enumerate(known):
+        per.setdefault(("i", i) if s is None or math.isnan(s) or s < 0 else s, []).append(c)
+    shares = [sum(v) / len(v) for v in per.values()]
+    n = len(shares)
+    k = float(sum(shares))
+    lo, hi = wilson(k, n)
+    return {"top1": k / n, "top1_low": lo, "top1_high": hi, "top1_n": n}
 
 
 def describe(values: Values) -> dict[str, Any]:

@@ -17,6 +17,8 @@ Statistics (per sweep value x setting, pooling the timed samples of every repeat
   run-to-run drift that the pooled CI cannot; ``rep_log_mean``/``rep_log_sd``: the mean and standard
   deviation of their natural logs (sd NaN below two repeats), from which
   :mod:`bubbleup.analysis.monotone` pools the run's repeat-to-repeat noise;
+- ``top1`` with ``top1_low``/``top1_high`` (95% Wilson) over ``top1_n`` distinct samples, pooled over the
+  point's repeats (:func:`bubbleup.analysis.stats.top1`); NaN when the workload does not say what is correct;
 - ``slowdown``: median / median at the lowest measured pressure (the zero-pressure point when
   the sweep includes 0), and ``qos``, its inverse, Bubble-Up's normalised QoS;
 - ``status``: ``ok`` when every attempt at the point finished, else ``timeout`` (if any timed
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
-from bubbleup.analysis.stats import describe
+from bubbleup.analysis.stats import correct_of, describe, top1
 from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT
 
@@ -106,6 +108,10 @@ SUMMARY_COLUMNS: tuple[str, ...] = (
     "rep_median_max_ms",
     "rep_log_mean",
     "rep_log_sd",
+    "top1",
+    "top1_low",
+    "top1_high",
+    "top1_n",
     "baseline_value",
     "slowdown",
     "qos",
@@ -146,6 +152,10 @@ class SummaryRow(Protocol):
     rep_median_max_ms: float
     rep_log_mean: float
     rep_log_sd: float
+    top1: float
+    top1_low: float
+    top1_high: float
+    top1_n: int
     baseline_value: float
     slowdown: float
     qos: float
@@ -201,6 +211,10 @@ def summarise(run: Run) -> pd.DataFrame:
         logs = np.log(rep_medians.to_numpy(dtype=float)[rep_medians.to_numpy(dtype=float) > 0])
         row["rep_log_mean"] = float(logs.mean()) if len(logs) else math.nan
         row["rep_log_sd"] = float(logs.std(ddof=1)) if len(logs) > 1 else math.nan
+        if len(smp):
+            row.update(top1(smp["sample"].to_numpy(dtype=float), [correct_of(i) for i in smp["info"]]))
+        else:
+            row.update(top1([], []))
         row["first_use_ms"] = float(fu["latency_ms"].mean()) if len(fu) else math.nan
         row["select_ms"] = float(pts["select_ms"].median()) if len(pts) and pts["select_ms"].notna().any() else math.nan
         rss = pd.concat([pts["rss_mb_max"], smp["rss_mb"]])

@@ -28,6 +28,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, Cliff
+from bubbleup.analysis.tradeoff import Level
 from bubbleup.formatting import format_value, times
 from bubbleup.store.reader import Run
 
@@ -357,3 +358,34 @@ def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
 
 
 #: More points than this in a time trace add ink, not information: timed samples are thinned.
+
+
+def accuracy_latency(run: Run, levels: Sequence[Level], budget_ms: float | None = None) -> Figure | None:
+    """Top-1 against latency, one colour per pressure level, each level's Pareto frontier drawn as a step line
+    (the settings worth running there); the SLO's budget as a vertical line when one is given."""
+    if not levels:
+        return None
+    theme()
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.9, len(levels)))
+    lat = [o.latency_ms for lv in levels for o in lv.options]
+    for colour, lv in zip(colours, levels, strict=True):
+        label = format_value(lv.value, run.axis)
+        xs = [o.latency_ms for o in lv.options]
+        ys = [o.accuracy.top1 for o in lv.options]
+        err = [[o.accuracy.top1 - o.accuracy.low for o in lv.options],
+               [o.accuracy.high - o.accuracy.top1 for o in lv.options]]  # fmt: skip
+        ax.errorbar(xs, ys, yerr=err, ls="", marker="o", ms=5, color=colour, alpha=0.55, elinewidth=0.8, capsize=2)
+        f = lv.frontier
+        ax.step([o.latency_ms for o in f], [o.accuracy.top1 for o in f], where="post", color=colour, lw=2,
+                label=f"{label}{' bubbles' if run.axis == 'count' else ''}")  # fmt: skip
+    if budget_ms is not None:
+        ax.axvline(budget_ms, color="#b22222", ls="--", lw=1.2, label=f"budget {budget_ms:.2f} ms (SLO / margin)")
+    if wants_log(pd.Series(lat), 6):
+        ax.set_xscale("log")
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
+    ax.set_xlabel("latency per inference (ms)")
+    ax.set_ylabel("top-1 accuracy (95% Wilson interval)")
+    ax.legend(title="pressure: frontier", loc="lower right", frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bubbleup
-from bubbleup.analysis import confidence, demand, monotone
+from bubbleup.analysis import confidence, demand, monotone, tradeoff
 from bubbleup.analysis import stats as lat_stats
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis import validity as run_validity
@@ -203,6 +203,7 @@ def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
                 "rss": fmt_ms(r.rss_mb_max),
                 "first_use": fmt_ms(r.first_use_ms),
                 "select": fmt_ms(r.select_ms),
+                "top1": f"{r.top1:.1%} (n={r.top1_n})" if r.top1_n > 0 else "-",
                 "error": r.error or "",
                 "tail_note": r.tail_note,
             }
@@ -229,7 +230,62 @@ def single_pressure(run: Run) -> bool:
     return len(run.values) == 1
 
 
-def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curves: bool = True) -> list[FigureBlock]:
+@dataclass(frozen=True)
+class AccuracyView:
+    """What the report shows of accuracy: each setting's top-1, the figure's levels and the recommendation."""
+
+    per_setting: dict[str, tradeoff.Accuracy]
+    levels: list[tradeoff.Level]
+    percentile: float
+    recommendation: tradeoff.Recommendation | None
+    problem: str  # why an SLO the scenario states could not be answered, else ""
+
+
+def accuracy_view(run: Run, summary: pd.DataFrame) -> AccuracyView | None:
+    """None for a run whose workload does not say what is right."""
+    if not tradeoff.has_accuracy(run):
+        return None
+    per = tradeoff.setting_accuracy(run)
+    slo = run.effective.get("slo") or None
+    percentile = float(slo["percentile"]) if slo else 50.0
+    rec, problem = None, ""
+    if slo:
+        try:
+            rec = tradeoff.recommend(run, summary, float(slo["ms"]), percentile, float(slo["margin"]))
+        except tradeoff.TradeoffError as exc:
+            problem, percentile = str(exc), 50.0
+    levels = list(rec.levels) if rec is not None else tradeoff.levels(summary, per, percentile)
+    return AccuracyView(per, levels, percentile, rec, problem)
+
+
+def accuracy_context(view: AccuracyView | None, axis: str) -> dict[str, Any] | None:
+    """The template's accuracy section: per-setting top-1, and the recommendation table when there is one."""
+    if view is None:
+        return None
+    rec = view.recommendation
+    settings = [{"setting": s, "top1": f"{a.top1:.1%}", "ci": f"{a.low:.1%}-{a.high:.1%}", "n": a.n}
+                for s, a in view.per_setting.items()]  # fmt: skip
+    out: dict[str, Any] = {
+        "settings": settings,
+        "problem": view.problem,
+        "recommendation": None,
+    }
+    if rec is not None:
+        lines = rec.lines()
+        rows = []
+        for level in rec.levels:
+            c, f = level.chosen, level.fallback
+            rows.append({"value": format_value(level.value, axis), "fits": c is not None,
+                         "setting": c.setting if c else "none fits",
+                         "latency": fmt_ms(c.latency_ms) if c else "-",
+                         "top1": c.accuracy.text() if c else "",
+                         "fallback": f"fastest: {f.setting}, {fmt_ms(f.latency_ms)} ms" if (c is None and f) else ""})
+        out["recommendation"] = {"head": lines[0], "rows": rows, "end": lines[-1]}
+    return out
+
+
+def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curves: bool = True,
+                  accuracy: AccuracyView | None = None) -> list[FigureBlock]:  # fmt: skip
     """Every figure the data allows, in reading order; a figure that fails to draw is skipped, not fatal.
     ``curves=False`` (a run at one pressure) leaves out the latency and QoS curves: one point is no curve."""
     pressure = "bubble count" if run.axis == "count" else "bubble size"
@@ -278,6 +334,19 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curv
             lambda: trace_figures.telemetry(run),
         ),
     ]
+    if accuracy is not None:
+        p = "median" if accuracy.percentile == 50 else f"p{accuracy.percentile:g}"
+        rec = accuracy.recommendation
+        specs.insert(2, (
+            "accuracy",
+            f"Top-1 accuracy against {p} latency, per pressure level",
+            f"Each dot a setting at one pressure ({p} latency; bars: 95% Wilson interval of its top-1 over the "
+            "distinct frames it answered in the run); each line that level's Pareto frontier, the settings no other "
+            "setting beats on both. A network gives a frame the same answer under any pressure, so a setting's "
+            "accuracy is the same at every level and pressure moves it left or right only."
+            + (" The dashed line is the SLO's budget: left of it a setting fits." if rec is not None else ""),
+            lambda: figures.accuracy_latency(run, accuracy.levels, rec.budget_ms if rec is not None else None),
+        ))  # fmt: skip
     return draw_figures(specs)
 
 
@@ -350,6 +419,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
     cliffs = summaries.cliffs_of(curves)
     verdicts = confidence.verdicts_of(curves)
     falls = [] if single else monotone.falls(summary)
+    accuracy = accuracy_view(run, summary)
     predictions = [] if single else demand.predict(run)
     rows = cliff_rows(cliffs, summary, verdicts, falls, predictions)
     missing = summaries.missing_points(run)
@@ -370,8 +440,9 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "n_resamples": confidence.N_RESAMPLES,
         "single": single,
         "pressure": format_value(float(run.values[0]), run.axis) if single and len(run.values) else "",
-        "figures": build_figures(run, summary, cliffs, curves=not single),
+        "figures": build_figures(run, summary, cliffs, curves=not single, accuracy=accuracy),
         "stats": stats_rows(summary, run.axis),
+        "accuracy": accuracy_context(accuracy, run.axis),
         "min_tail": lat_stats.MIN_TAIL_SAMPLES,
         "failed": [
             {

@@ -37,6 +37,7 @@ class SampleRow(PointKey):
 
     phase: str  # "warmup" (untimed in statistics) or "timed"
     iteration: int  # 0-based index within (step, phase)
+    sample: int  # which of the setting's samples (frames) it ran on: the workload's samples() index; -1 unknown
     first_use: int  # 1 if this was the first inference of this setting in this worker process
     latency_ms: float  # wall time of infer(), perf_counter_ns, in milliseconds
     rss_mb: float  # worker process RSS right after the inference, MiB
@@ -69,6 +70,12 @@ class PointRow(PointKey):
     halfwidth: float  # the median's 95% CI half-width / median, as the step ended
     target_halfwidth: float  # the precision asked for (NaN: fixed count)
     cpu_cores: float  # the worker's CPU time (all threads) / wall time over the timed inferences
+    #: top-1 accuracy over the distinct samples of the timed inferences (analysis.stats.top1), its 95% Wilson
+    #: interval and how many distinct samples; NaN / 0 when the workload does not say what is correct
+    top1: float
+    top1_low: float
+    top1_high: float
+    top1_n: int
     error: str  # why a point failed, else empty
 
 

@@ -318,7 +318,7 @@ class Orchestrator:
 
     def _sample_row(self, key: PointKey, r: InferenceRecord, pid: int | str) -> SampleRow:
         return SampleRow(
-            **key_fields(key), phase=r.phase, iteration=r.iteration, first_use=r.first_use,
+            **key_fields(key), phase=r.phase, iteration=r.iteration, sample=r.sample, first_use=r.first_use,
             latency_ms=round(r.latency_ms, 6), rss_mb=round(r.rss_mb, 3),
             t_s=round(r.t_epoch_s - self.started_epoch, 6), worker_pid=pid, info=r.info,
         )  # fmt: skip
@@ -329,6 +329,8 @@ class Orchestrator:
         s = {k: round(float(d[k]), 6) for k in ("median_ms", "ci_low_ms", "ci_high_ms", "mean_ms", "p90_ms",
                                                   "p95_ms", "p99_ms", "min_ms", "max_ms")}  # fmt: skip
         select_ms = o.result.select_ms if o.result is not None else math.nan
+        timed = [r for r in records if r.phase == "timed"]
+        acc = stats.top1([r.sample for r in timed], [stats.correct_of(r.info) for r in timed])
         return PointRow(
             **key_fields(o.key), status=o.status, n=int(d["n"]), **s, select_ms=round(select_ms, 6),
             rss_mb_max=max((r.rss_mb for r in records), default=math.nan), bubbles_rss_mb=round(o.bubbles_mb, 3),
@@ -336,6 +338,8 @@ class Orchestrator:
             halfwidth=round(o.result.halfwidth, 6) if o.result is not None else math.nan,
             target_halfwidth=o.target_halfwidth,
             cpu_cores=round(o.result.cpu_cores, 4) if o.result is not None else math.nan,
+            top1=round(acc["top1"], 6), top1_low=round(acc["top1_low"], 6), top1_high=round(acc["top1_high"], 6),
+            top1_n=int(acc["top1_n"]),
             error=o.error.replace("\n", " "),
         )  # fmt: skip
 

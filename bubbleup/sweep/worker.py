@@ -48,6 +48,7 @@ class InferenceRecord(NamedTuple):
 
     phase: str  # "warmup" or "timed"
     iteration: int  # 0-based within (step, phase)
+    sample: int  # which of the setting's samples it ran on (index into samples())
     first_use: int  # 1 for the first inference of a setting in this process
     latency_ms: float  # perf_counter_ns around infer() and nothing else
     rss_mb: float  # this process's RSS right after the inference
@@ -96,6 +97,9 @@ class Runner:
         self.used: set[str] = set()
         self._rss = psutil.Process().memory_info  # bound once: read after every inference
         self._current: str | None = None
+        #: Per setting, the next sample to run: each step goes on where the last one of the setting left off,
+        #: so a run's points see the whole sample set, not its first few samples again and again.
+        self._cursor: dict[str, int] = {}
 
     def step(self, setting: str, warmup: int, n: int, precision: Precision | None = None) -> StepResult:
         """Select ``setting``, run ``warmup`` then ``n`` inferences (at least ``n`` under ``precision``),
@@ -119,16 +123,17 @@ class Runner:
         limit = warmup + (precision.max_inferences if precision is not None else n)
         next_check, t_timed = warmup + n, perf()
         cpu_timed = _cpu_s()
-        i = 0
+        i, offset = 0, self._cursor.get(setting, 0)
         while i < limit:
-            sample = samples[i % count]
+            index = (offset + i) % count
+            sample = samples[index]
             start = perf()
             info = infer(sample)
             end = perf()
             phase, iteration = ("warmup", i) if i < warmup else ("timed", i - warmup)
             latency = (end - start) / 1e6
             records.append(
-                InferenceRecord(phase, iteration, int(first), latency, rss().rss / MIB, time.time(), _info(info))
+                InferenceRecord(phase, iteration, index, int(first), latency, rss().rss / MIB, time.time(), _info(info))
             )  # fmt: skip
             first = False
             i += 1
@@ -150,6 +155,7 @@ class Runner:
         else:
             if precision is not None:
                 result.stopped_by = STOP_CAP_N
+        self._cursor[setting] = (offset + i) % count
         wall_s = (perf() - t_timed) / 1e9
         result.cpu_cores = (_cpu_s() - cpu_timed) / wall_s if timed and wall_s > 0 else float("nan")
         result.halfwidth = relative_halfwidth(timed)

@@ -56,8 +56,9 @@ class ApproxNetOptions(BaseModel):
     #: "default" (the variant's shipped file), "random" (untrained, deterministic: for latency and
     #: memory, not accuracy) or a path; checked when the scenario is read.
     weights: str = Field(default="default", validate_default=True)
-    #: Frames cycled through per setting (consecutive frames of held-out synthetic clips).
-    n_samples: int = Field(default=16, ge=1, le=1024)
+    #: Frames cycled through per setting (one frame from each of as many held-out synthetic clips): top-1
+    #: is measured over them, so this is the n of every accuracy interval.
+    n_samples: int = Field(default=64, ge=1, le=1024)
     seed: int = Field(default=0, ge=0)
     intra_op_threads: int = Field(default=2, ge=1, le=1024)
     inter_op_threads: int = Field(default=1, ge=1, le=1024)

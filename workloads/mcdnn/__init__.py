@@ -55,7 +55,7 @@ class McdnnOptions(BaseModel):
     #: each model; checked when the scenario is read.
     small_weights: str = Field(default="default", validate_default=True)
     full_weights: str = Field(default="default", validate_default=True)
-    n_samples: int = Field(default=16, ge=1, le=1024)
+    n_samples: int = Field(default=64, ge=1, le=1024)
     seed: int = Field(default=0, ge=0)
     intra_op_threads: int = Field(default=2, ge=1, le=1024)
     inter_op_threads: int = Field(default=1, ge=1, le=1024)

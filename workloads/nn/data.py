@@ -247,10 +247,12 @@ PIXEL_MEAN = 0.5
 PIXEL_SCALE = 4.0
 
 
-def sample_frames(seed: int, n: int, frames_per_clip: int = 4) -> tuple[np.ndarray, list[int]]:
-    """``n`` consecutive frames of 'samples'-split clips (deployment class prior) and their labels.
+def sample_frames(seed: int, n: int, frames_per_clip: int = 1) -> tuple[np.ndarray, list[int]]:
+    """``n`` frames of 'samples'-split clips (deployment class prior) and their labels.
 
-    What the workloads cycle through when measured: clips never trained on, uint8 [n, H, W, 3].
+    What the workloads cycle through when measured: clips never trained on, uint8 [n, H, W, 3]. One
+    frame per clip by default, so the frames are independent and a run's top-1 over them is a
+    measurement with a binomial interval (consecutive frames of one clip mostly share their answer).
     """
     clips = -(-n // frames_per_clip)
     split = make_split(seed, "samples", clips, frames_per_clip, DEPLOY_PRIOR)
