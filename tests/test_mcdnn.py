@@ -156,7 +156,7 @@ def test_memory_modes_keep_the_right_models_resident(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_shipped_models_load_and_cascade_answers() -> None:
-    w = McdnnWorkload(McdnnOptions(n_samples=48))  # 12 clips: a few clips alone can all be hard ones
+    w = McdnnWorkload(McdnnOptions(n_samples=48))  # 48 frames of as many held-out clips
     w.load()
     try:
         w.select("cascade")

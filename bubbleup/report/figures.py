@@ -383,6 +383,8 @@ def accuracy_latency(run: Run, levels: Sequence[Level], budget_ms: float | None 
         ax.axvline(budget_ms, color="#b22222", ls="--", lw=1.2, label=f"budget {budget_ms:.2f} ms (SLO / margin)")
     if wants_log(pd.Series(lat), 6):
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if str(f"{v:g}")[0] in "2468" else ""))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0%}"))
     ax.set_xlabel("latency per inference (ms)")
     ax.set_ylabel("top-1 accuracy (95% Wilson interval)")
