@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import time
 from pathlib import Path
 
 import psutil
@@ -52,7 +53,14 @@ def running(tmp_path: Path, cpus: dict, bubble: dict, count: int, n_children: in
                          "cpus": cpus, "workload.options": {"working_sets_kb": [64], "rounds": 1}})  # fmt: skip
     args = ["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "run"), "-q"]
     with running_cli(args, cwd=tmp_path) as (proc, pids):
+        # The orchestrator pins a bubble right after starting it (before the bubble reports ready), so a
+        # bubble read in that instant is not pinned yet: read again until every bubble is, or a deadline.
+        deadline = time.monotonic() + 10.0
         seen = affinities(proc.pid, n_children)
+        while cpus["placement"] != "free" and time.monotonic() < deadline:
+            if all(len(b) == 1 for b in seen["bubble"]):
+                break
+            seen = affinities(proc.pid, n_children)
         pids += [p.pid for p in psutil.Process(proc.pid).children(recursive=True)]
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=20)

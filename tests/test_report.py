@@ -372,7 +372,8 @@ def test_run_of_several_workloads_names_each_curve_by_workload(tmp_path: Path) -
     text = report.write_report(run_dir).read_text()
     assert "mcdnn:LL tolerates 2 bubbles of 512 MiB" in text
     assert "Complete: all 4 planned points were measured." in text
-    assert figure_ids(text) == ["latency", "qos", "distributions", "memory-trace", "memory-bars", "telemetry"]
+    assert figure_ids(text) == ["latency", "qos", "distributions", "memory-trace", "memory-switching", "memory-bars",
+                               "telemetry"]
 
 
 def test_a_run_at_one_pressure_compares_configurations_instead_of_finding_cliffs(tmp_path: Path) -> None:
@@ -384,7 +385,7 @@ def test_a_run_at_one_pressure_compares_configurations_instead_of_finding_cliffs
     assert "Complete: the one planned point was measured." in text
     rows = re.findall(r"<tr><td>([^<]+)</td><td class=\"status-ok\">ok</td>", text.split('id="configurations"')[1])
     assert rows[: len(curves)] == list(curves)
-    assert figure_ids(text) == ["distributions", "memory-trace", "memory-bars", "telemetry"]
+    assert figure_ids(text) == ["distributions", "memory-trace", "memory-switching", "memory-bars", "telemetry"]
     assert_self_contained(text, min_images=4)
 
 
@@ -464,3 +465,31 @@ def test_report_of_a_set_of_kinds_names_the_set(tmp_path: Path) -> None:
     assert "<th>bubbles (a set)</th><td>kind memory, size_mb 32, cpu_duty 0.0, pattern none; kind cpu, " in text
     assert "repeat 1: 2, 3 bubble sets" in text
     assert "LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its median latency rises " in text
+
+
+def test_memory_per_configuration_is_growth_over_the_framework_floor(tmp_path: Path) -> None:
+    """Figure 3.1 as the study drew it: one bar per configuration, its peak RSS minus that worker's framework
+    floor (from its metadata), coloured by kind; Figure 3.2 follows the configuration that switches."""
+    run_dir = make_run(tmp_path, {"ApproxNet Mixed:LL": [5.0], "ApproxNet Mixed:HH": [9.0], "MCDNN full:full": [8.0]},
+                       [0])  # fmt: skip
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["workload_metadata"] = {"ApproxNet Mixed": {"framework_rss_mb": 100.0},
+                                     "MCDNN full": {"framework_rss_mb": 120.0}}  # fmt: skip
+    manifest.setdefault("scenario_effective", {})["workloads"] = [
+        {"label": "ApproxNet Mixed", "kind": "approxnet"}, {"label": "MCDNN full", "kind": "mcdnn"}]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    run = analysis.load_run(run_dir)
+    fig = trace_figures.memory_by_configuration(run)
+    assert fig is not None
+    bars = fig.axes[0].patches
+    peak = run.samples.groupby("workload")["rss_mb"].max()
+    assert [b.get_height() for b in bars] == pytest.approx([peak["ApproxNet Mixed"] - 100, peak["MCDNN full"] - 120])
+    assert bars[0].get_facecolor() != bars[1].get_facecolor()  # two kinds, two colours
+    assert trace_figures.switching_configuration(run) == "ApproxNet Mixed"
+    html = report.write(run_dir).path.read_text()
+    for fid in ("memory-configurations", "memory-switching"):
+        block = html.split(f'id="fig-{fid}"')[1].split("</figure>")[0]
+        assert "data:image/png" in block and "could not be drawn" not in block
+    del manifest["workload_metadata"]["MCDNN full"]  # a worker without a floor: no growth figure, not a wrong one
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    assert trace_figures.memory_by_configuration(analysis.load_run(run_dir)) is None

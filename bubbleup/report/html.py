@@ -321,6 +321,22 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curv
             lambda: trace_figures.memory_trace(run),
         ),
         (
+            "memory-configurations",
+            "Memory per configuration, over the framework floor (the TX2 study's Figure 3.1)",
+            "One bar per configuration, coloured by kind: its worker's peak RSS minus the RSS the same process had "
+            "with TensorFlow's runtime warm and no model loaded (the framework floor, the same for every "
+            "configuration), so what the models themselves cost is visible; the whole-process peak in brackets.",
+            lambda: trace_figures.memory_by_configuration(run),
+        ),
+        (
+            "memory-switching",
+            "One configuration's memory over time, setting changes marked (the TX2 study's Figure 3.2)",
+            "The configuration that switches settings (ApproxNet Mixed when the run has it): worker RSS over the "
+            "framework floor after each inference, dashed lines where the setting changes, and below its latency "
+            "with each setting's first inference (the switch spike) marked.",
+            lambda: trace_figures.configuration_timeline(run),
+        ),
+        (
             "memory-bars",
             "Peak worker memory per setting",
             "Highest RSS of the worker process while it ran each setting, over the whole run. Settings run in "

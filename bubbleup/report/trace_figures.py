@@ -226,3 +226,99 @@ def telemetry(run: Run, max_panels: int = 12) -> Figure | None:
 
 
 # -- comparison of two runs ----------------------------------------------------------------------
+
+
+def _kinds(run: Run) -> dict[str, str]:
+    """Each workload label's kind, from the scenario as run."""
+    specs = run.effective.get("workloads") or [run.effective.get("workload") or {}]
+    return {str(s.get("label") or s.get("kind")): str(s.get("kind")) for s in specs if s}
+
+
+def _floors(run: Run) -> dict[str, float]:
+    """Each workload's framework floor (RSS with its runtime warm and no model), where its metadata has one."""
+    meta = run.manifest.workload_metadata or {}
+    out = {}
+    for w in run.workloads:
+        floor = (meta.get(w) or {}).get("framework_rss_mb")
+        if isinstance(floor, int | float) and not math.isnan(float(floor)):
+            out[w] = float(floor)
+    return out
+
+
+def memory_by_configuration(run: Run) -> Figure | None:
+    """The TX2 study's Figure 3.1 as it drew it: one bar per configuration (workload), coloured by kind
+    (ApproxNet vs MCDNN), its peak RSS as *growth over the framework's own floor*, so differences of a few
+    MiB show instead of bars of ~600 MiB that all look alike; the whole-process peak is written beside."""
+    s = run.samples
+    floors = _floors(run)
+    if s.empty or len(run.workloads) < 2 or set(floors) != set(run.workloads):
+        return None
+    theme()
+    kinds = _kinds(run)
+    kind_names = list(dict.fromkeys(kinds.get(w, "?") for w in run.workloads))
+    colour_of = {k: PALETTE[i % len(PALETTE)] for i, k in enumerate(kind_names)}
+    peak = s.groupby("workload")["rss_mb"].max().reindex(run.workloads)
+    growth = np.array([peak[w] - floors[w] for w in run.workloads])
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.95 * len(run.workloads) + 3), 4.6))
+    bars = ax.bar(range(len(growth)), growth, color=[colour_of[kinds.get(w, "?")] for w in run.workloads])
+    ax.bar_label(bars, labels=[f"+{g:.1f}\n({p:.0f})" for g, p in zip(growth, peak.to_numpy(), strict=True)],
+                 padding=2, fontsize=8)  # fmt: skip
+    ax.set_xticks(range(len(growth)))
+    ax.set_xticklabels(run.workloads, rotation=30, ha="right")
+    handles = [Patch(color=colour_of[k], label=k) for k in kind_names]
+    ax.legend(handles=handles, title="kind", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    floor_text = ", ".join(sorted({f"{f:.0f}" for f in floors.values()}))
+    ax.set_ylabel(f"peak RSS over the framework floor (MiB)\nfloor {floor_text} MiB")
+    ax.set_xlabel("configuration (whole-process peak in brackets)")
+    ax.margins(y=0.2)
+    ax.grid(axis="x", visible=False)
+    fig.tight_layout()
+    return fig
+
+
+def switching_configuration(run: Run) -> str | None:
+    """The configuration Figure 3.2 follows: one named "Mixed" if the run has it (the study's ApproxNet
+    Mixed), else the first that runs more than one setting; None for a run of one workload (a sweep, whose
+    worker memory over time is the memory trace)."""
+    s = run.samples
+    if s.empty or len(run.workloads) < 2:
+        return None
+    many = [w for w in run.workloads if s.loc[s["workload"] == w, "setting"].nunique() > 1]
+    mixed = [w for w in many if "mixed" in w.lower()]
+    chosen = mixed or many
+    return chosen[0] if chosen else None
+
+
+def configuration_timeline(run: Run) -> Figure | None:
+    """The TX2 study's Figure 3.2: one configuration's worker memory over its inferences, every setting
+    change marked and each setting's first inference (the switch spike) shown, with latency below."""
+    label = switching_configuration(run)
+    if label is None:
+        return None
+    s = run.samples[run.samples["workload"] == label].reset_index(drop=True)
+    theme()
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 5.5), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
+    x = np.arange(len(s))
+    floor = _floors(run).get(label)
+    rss = s["rss_mb"].to_numpy(float)
+    top.plot(x, rss - floor if floor is not None else rss, color=PALETTE[0], lw=1.4)
+    bottom.plot(x, s["latency_ms"].to_numpy(float), color=PALETTE[1], lw=0.9)
+    names = [str(v).split(":", 1)[-1] for v in s["setting"]]
+    changes = [0] + [i for i in range(1, len(s)) if names[i] != names[i - 1]]
+    for i in changes:
+        for ax in (top, bottom):
+            ax.axvline(i, color="#777777", ls="--", lw=0.8)
+        top.annotate(names[i], (i, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -12),
+                     textcoords="offset points", fontsize=8)  # fmt: skip
+    first = s.index[s["first_use"] == 1].to_numpy()
+    bottom.scatter(first, s.loc[first, "latency_ms"], marker="^", color="#b22222", zorder=3, s=28,
+                   label="first use of a setting (switch cost)")  # fmt: skip
+    top.set_ylabel("worker RSS over the floor (MiB)" if floor is not None else "worker RSS (MiB)")
+    bottom.set_ylabel("latency (ms)")
+    if wants_log(s["latency_ms"], 6):
+        bottom.set_yscale("log")
+        plain_log_y(bottom)
+    bottom.set_xlabel(f"inference of {label}, in order (warm-ups included)")
+    bottom.legend(loc="upper right", frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig

@@ -131,15 +131,17 @@ class ApproxNetWorkload(Workload):
     # -- heavy ---------------------------------------------------------------
     def load(self) -> None:
         from workloads.nn.data import sample_frames
-        from workloads.nn.tfstart import start_tensorflow
+        from workloads.nn.tfstart import start_tensorflow, warm_runtime
 
         tf_facts, t_import = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
+        framework_mb = warm_runtime()
         t1 = time.perf_counter()
         self.net, weights_meta, path = load_net(self.options.weights, self.options.variant, self.options.seed)
         t_weights = time.perf_counter() - t1
         self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
         self._meta = {
             **tf_facts,
+            "framework_rss_mb": round(framework_mb, 1),  # RSS with TF's runtime warm and no model: the floor
             "load_phases_s": {"import_tf": round(t_import, 3), "weights": round(t_weights, 3)},
             **weights_info(self.net, weights_meta, path),
         }

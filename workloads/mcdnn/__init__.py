@@ -144,9 +144,10 @@ class McdnnWorkload(Workload):
     # -- lifecycle --------------------------------------------------------------
     def load(self) -> None:
         from workloads.nn.data import sample_frames
-        from workloads.nn.tfstart import start_tensorflow
+        from workloads.nn.tfstart import start_tensorflow, warm_runtime
 
         tf_facts, t_import = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
+        framework_mb = warm_runtime()
         self._files = {
             "small": weights_path(self.options.small_weights, self.options.variant, "small"),
             "full": weights_path(self.options.full_weights, self.options.variant, "full"),
@@ -159,6 +160,7 @@ class McdnnWorkload(Workload):
         self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
         self._meta = {
             **tf_facts,
+            "framework_rss_mb": round(framework_mb, 1),  # RSS with TF's runtime warm and no model: the floor
             "load_phases_s": {"import_tf": round(t_import, 3), "models": round(t_models, 3)},
             "models": {m: _model_info(self._files[m], m, self.options.variant) for m in MODELS},
         }

@@ -82,3 +82,25 @@ def start_tensorflow(intra_op: int, inter_op: int) -> tuple[dict[str, Any], floa
 
     import_s = time.perf_counter() - t0
     return {"tf_config": configure_threads(intra_op, inter_op), "versions": versions()}, import_s
+
+
+def warm_runtime() -> float:
+    """Run one small compiled graph of the op kinds the networks use, and return this process's RSS (MiB).
+
+    What every TF configuration holds besides its model (the runtime's first-use state, the kernels'
+    code): the *framework floor* that the memory figures measure each configuration's growth over, as the
+    TX2 study's Figure 3.1 compares models, not TensorFlows. The workloads call it before loading weights.
+    """
+    import psutil
+    import tensorflow as tf
+
+    w = tf.ones([3, 3, 3, 8])
+
+    @tf.function
+    def probe(x: tf.Tensor) -> tf.Tensor:
+        y = tf.nn.relu(tf.nn.bias_add(tf.nn.conv2d(x, w, 2, "SAME"), tf.zeros([8])))
+        y = tf.nn.max_pool2d(y, 3, 2, "SAME")
+        return tf.matmul(tf.reduce_max(y, axis=[1, 2]), tf.ones([8, 10]))
+
+    probe(tf.ones([1, 64, 64, 3])).numpy()
+    return float(psutil.Process().memory_info().rss) / (1 << 20)
