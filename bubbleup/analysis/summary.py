@@ -208,7 +208,8 @@ def summarise(run: Run) -> pd.DataFrame:
         row["n_repeats"] = len(rep_medians)
         row["rep_median_min_ms"] = float(rep_medians.min()) if len(rep_medians) else math.nan
         row["rep_median_max_ms"] = float(rep_medians.max()) if len(rep_medians) else math.nan
-        logs = np.log(rep_medians.to_numpy(dtype=float)[rep_medians.to_numpy(dtype=float) > 0])
+        medians = rep_medians.to_numpy(dtype=float)
+        logs = np.log(medians[medians > 0])
         row["rep_log_mean"] = float(logs.mean()) if len(logs) else math.nan
         row["rep_log_sd"] = float(logs.std(ddof=1)) if len(logs) > 1 else math.nan
         if len(smp):

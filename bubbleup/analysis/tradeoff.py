@@ -119,12 +119,6 @@ class Recommendation:
         return out
 
 
-def has_accuracy(run: Run) -> bool:
-    """Whether any inference of the run said if it was right."""
-    info = run.samples["info"] if "info" in run.samples else pd.Series(dtype=object)
-    return bool(info.dropna().astype(str).str.contains('"correct"', regex=False).any())
-
-
 def setting_accuracy(run: Run) -> dict[str, Accuracy]:
     """Each setting's top-1 over every distinct sample it answered in the run (all points and repeats)."""
     timed = timed_samples(run)
@@ -169,15 +163,16 @@ def levels(summary: pd.DataFrame, accuracy: dict[str, Accuracy], percentile: flo
     return out
 
 
-def recommend(run: Run, summary: pd.DataFrame, slo_ms: float, percentile: float = 50,
-              margin: float = DEFAULT_MARGIN) -> Recommendation:  # fmt: skip
-    """The most accurate setting within ``slo_ms / margin`` at each pressure level of ``run``."""
+def recommend(run: Run, summary: pd.DataFrame, slo_ms: float, percentile: float = 50, margin: float = DEFAULT_MARGIN,
+              accuracy: dict[str, Accuracy] | None = None) -> Recommendation:  # fmt: skip
+    """The most accurate setting within ``slo_ms / margin`` at each pressure level of ``run``; ``accuracy`` is
+    :func:`setting_accuracy` of the run when the caller already has it (it parses every sample's info)."""
     if not slo_ms > 0:
         raise TradeoffError(f"--slo-ms must be a positive number of milliseconds, not {slo_ms:g}")
     if not margin >= 1.0:
         raise TradeoffError(f"--margin must be at least 1 (the SLO divided by it is the budget), not {margin:g}")
-    col = latency_column(percentile)
-    accuracy = setting_accuracy(run)
+    latency_column(percentile)  # an unknown percentile is refused before anything is read
+    accuracy = setting_accuracy(run) if accuracy is None else accuracy
     if not accuracy:
         raise TradeoffError(f"{run.path}: no accuracy records: the workload does not say which answers are right "
                             "(approxnet, mcdnn and synthetic with correct_share do)")  # fmt: skip
@@ -191,6 +186,6 @@ def recommend(run: Run, summary: pd.DataFrame, slo_ms: float, percentile: float 
                                 f"(as few as {int(thin['n'].min())}): use --percentile 50 or a run with more "
                                 "samples")  # fmt: skip
     found = levels(summary, accuracy, percentile, slo_ms / margin)
-    if not found or col not in summary:
+    if not found:
         raise TradeoffError(f"{run.path}: no completed points to recommend from")
     return Recommendation(slo_ms, percentile, margin, run.axis, tuple(found))

@@ -26,15 +26,15 @@ class AccuracyView:
 
 def accuracy_view(run: Run, summary: pd.DataFrame) -> AccuracyView | None:
     """None for a run whose workload does not say what is right."""
-    if not tradeoff.has_accuracy(run):
-        return None
     per = tradeoff.setting_accuracy(run)
+    if not per:
+        return None
     slo = run.effective.get("slo") or None
     percentile = float(slo["percentile"]) if slo else 50.0
     rec, problem = None, ""
     if slo:
         try:
-            rec = tradeoff.recommend(run, summary, float(slo["ms"]), percentile, float(slo["margin"]))
+            rec = tradeoff.recommend(run, summary, float(slo["ms"]), percentile, float(slo["margin"]), per)
         except tradeoff.TradeoffError as exc:
             problem, percentile = str(exc), 50.0
     levels = list(rec.levels) if rec is not None else tradeoff.levels(summary, per, percentile)
