@@ -112,16 +112,22 @@ def _write_report(run_dir: Path) -> int:
 
 def _cmd_validate(args: argparse.Namespace) -> int:
     from bubbleup.scenario import load_scenario
-    from bubbleup.sweep.plan import all_steps, check_memory_safety, plan_points
+    from bubbleup.sweep.plan import adapt_profiles, all_steps, check_memory_safety, plan_points
 
     scenario, _ = load_scenario(args.scenario)
     safety = check_memory_safety(scenario, source=str(args.scenario))
+    profiles = adapt_profiles(scenario, source=str(args.scenario))
     steps = all_steps(scenario)
     kinds = ", ".join(spec.label or spec.kind for spec in scenario.specs)
+    sweep = scenario.sweep
+    phases = len(sweep.phases or [])
+    each = f" (each through a schedule of {phases} phases, {sweep.schedule_s:g} s)" if phases else ""
+    adapting = "".join(f"; {label} adapts on {len(p['levels'])} levels of {p['source']}"
+                       for label, p in profiles.items())  # fmt: skip
     print(
         f"ok: {args.scenario}: {scenario.name}: {len(plan_points(scenario))} points x {len(steps)} steps of "
-        f"{kinds}; peak bubble memory {safety['peak_bubble_mb']} MiB "
-        f"(safe limit here {safety['allowed_mb']:.0f} MiB)"
+        f"{kinds}{each}; peak bubble memory {safety['peak_bubble_mb']} MiB "
+        f"(safe limit here {safety['allowed_mb']:.0f} MiB){adapting}"
     )
     return 0
 
@@ -262,6 +268,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return status
 
 
+def _cmd_campaign(args: argparse.Namespace) -> int:
+    from bubbleup import campaign as campaigns
+    from bubbleup.report.campaign import INDEX
+
+    camp = campaigns.command(args.file, args.resume, args.out, Path(args.reports_root), args.ray,
+                             allow_concurrent=args.allow_concurrent, progress=not args.quiet)  # fmt: skip
+    print(f"campaign {camp.status}: {camp.root / INDEX}")
+    return 0
+
+
 def _cmd_recommend(args: argparse.Namespace) -> int:
     from bubbleup.analysis import tradeoff
     from bubbleup.analysis.summary import summarise
@@ -281,7 +297,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
 
 def _cmd_compare(args: argparse.Namespace) -> int:
-    from bubbleup.report.compare import write_comparison
+    from bubbleup.analysis.compare import Gate, regressions
+    from bubbleup.report.compare import write_compared
     from bubbleup.store.layout import MANIFEST, is_run_dir
 
     for d in (args.run_a, args.run_b):
@@ -289,9 +306,18 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             raise UserError(f"{d}: not a run directory (no {MANIFEST})")
     if not 0 <= args.min_effect < 1:
         raise UserError(f"compare: --min-effect: {args.min_effect} is outside [0, 1)")
-    path = write_comparison(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None,
-                            min_effect=args.min_effect)  # fmt: skip
+    from bubbleup.formatting import share_of_percent
+
+    slower = share_of_percent(args.fail_if_slower, "compare: --fail-if-slower") if args.fail_if_slower else None
+    path, cmp = write_compared(Path(args.run_a), Path(args.run_b), Path(args.out) if args.out else None,
+                               min_effect=args.min_effect)  # fmt: skip
     print(f"comparison: {path}")
+    found = regressions(cmp, Gate(slower, args.fail_if_cliff_earlier))
+    for line in found:
+        print(f"regression: {line}")
+    if found:
+        print(f"{len(found)} regression{'s' if len(found) > 1 else ''} of B against A", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -389,6 +415,18 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir")
     rep.set_defaults(func=_cmd_report)
 
+    cp = sub.add_parser("campaign", help="run the scenarios of a campaign file, each into its own run directory, "
+                                         "here or on a Ray cluster (--ray), with one page of every run")  # fmt: skip
+    cp.add_argument("file", nargs="?", help="the campaign YAML (name, runs: [{scenario, repeats, requires}])")
+    cp.add_argument("--resume", metavar="CAMPAIGN_DIR", help="run what is missing, resume what was interrupted")
+    cp.add_argument("--out", help="campaign directory (default: reports/<name>/<timestamp>)")
+    cp.add_argument("--reports-root", default="reports", help=argparse.SUPPRESS)
+    cp.add_argument("--ray", metavar="ADDRESS", help="run on a Ray cluster: 'auto' or the head's address")
+    cp.add_argument("--allow-concurrent", action="store_true",
+                    help="let runs share a machine with other bubbleup runs (they are then INVALID)")  # fmt: skip
+    cp.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    cp.set_defaults(func=_cmd_campaign)
+
     rc = sub.add_parser("recommend", help="the most accurate setting that meets an SLO at each pressure level")
     rc.add_argument("run_dir")
     rc.add_argument("--slo-ms", type=float, required=True, metavar="MS", help="the latency objective, ms")
@@ -404,6 +442,11 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--out", help="output HTML path")
     c.add_argument("--min-effect", type=float, default=0.05, metavar="F",
                    help="smallest relative difference of medians reported as a change (default 0.05: 5%%)")  # fmt: skip
+    c.add_argument("--fail-if-slower", metavar="PCT",
+                   help="exit 1 if a point of B is slower than A by at least PCT (e.g. 10%%) with a CI excluding 1, "
+                        "or failed where A worked")  # fmt: skip
+    c.add_argument("--fail-if-cliff-earlier", action="store_true",
+                   help="exit 1 if a setting's cliff moved to lower pressure by more than one step")  # fmt: skip
     c.set_defaults(func=_cmd_compare)
 
     sub.add_parser("train", help="train a workload's models (see 'train KIND --help')", add_help=False)

@@ -60,3 +60,16 @@ def flatten(data: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(data, list | tuple):
         return [(prefix, ", ".join(str(x) for x in data))]
     return [(prefix, "" if data is None else str(data))]
+
+
+def share_of_percent(text: str, where: str) -> float:
+    """``10%`` (or ``10``) as 0.10, for thresholds given on a command line; one clear line otherwise."""
+    from bubbleup.errors import UserError
+
+    try:
+        value = float(str(text).strip().removesuffix("%")) / 100
+    except ValueError:
+        raise UserError(f"{where}: {text!r} is not a percentage such as 10%") from None
+    if not 0 < value < 10:
+        raise UserError(f"{where}: {text} must be above 0% and below 1000%")
+    return value

@@ -187,8 +187,11 @@ def exit_when_stdin_closes() -> None:
     """Exit as soon as the parent's end of our stdin pipe closes (the parent died or let go)."""
 
     def watch() -> None:
+        # os.read on the descriptor, not sys.stdin: a daemon thread blocked inside the buffered reader holds its
+        # lock, and interpreter shutdown then waits a second for it and aborts ("could not acquire lock").
+        fd = sys.stdin.fileno()
         try:
-            while sys.stdin.buffer.read(4096):
+            while os.read(fd, 4096):
                 pass
         finally:
             os._exit(0)

@@ -1,9 +1,8 @@
 """Scenario files: YAML -> frozen, validated objects, as given and as effective.
 
 A scenario says what to measure (``workload``), what pressure to apply
-(``bubble``), how to vary it (``sweep``) and what is safe (``limits``).
-Unknown keys are errors, not silently ignored: a typo in a benchmark config
-otherwise produces a plausible-looking wrong result.
+(``bubble``), how to vary it (``sweep``) and what is safe (``limits``); each
+part's model lives in :mod:`bubbleup.specs`, this module puts them together.
 
 Every problem is reported as one line: ``FILE: FIELD: PROBLEM``.
 """
@@ -11,237 +10,30 @@ Every problem is reported as one line: ``FILE: FIELD: PROBLEM``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PrivateAttr,
-    StrictBool,
-    StrictStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import Field, PrivateAttr, StrictStr, ValidationError, field_validator, model_validator
 
 from bubbleup.errors import UserError
+from bubbleup.specs import (
+    AdaptSpec,
+    BubbleKind,
+    BubbleSpec,
+    CpuSpec,
+    Limits,
+    PhaseSpec,
+    PrecisionSpec,
+    SloSpec,
+    Step,
+    SweepSpec,
+    TelemetrySpec,
+    WorkloadSpec,
+    _Strict,
+)
 
-
-def _reject_text_and_bool(value: Any) -> Any:
-    # YAML gives us real numbers; a quoted "5" or a `true` where a number belongs is a mistake.
-    if isinstance(value, (str, bool)):
-        raise ValueError(f"expected a number, got {type(value).__name__} {value!r}")
-    return value
-
-
-Int = Annotated[int, BeforeValidator(_reject_text_and_bool)]
-Float = Annotated[float, BeforeValidator(_reject_text_and_bool)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class Step(_Strict):
-    """One explicit step of a workload schedule, e.g. "LL for 100 inferences"."""
-
-    setting: StrictStr
-    inferences: Int = Field(ge=1, le=1_000_000)
-    warmup: Int = Field(default=0, ge=0, le=100_000)
-
-
-class PrecisionSpec(_Strict):
-    """Samples chosen by precision (MLPerf LoadGen's minimum count and duration as the floor): each
-    step times at least its ``inferences`` and ``min_seconds``, then goes on until the median's 95% CI
-    half-width is within ``target`` of the median, or a cap is reached (recorded, and flagged)."""
-
-    #: Wanted CI half-width as a share of the median (0.05: the median is known to within 5%).
-    target: Float = Field(default=0.05, gt=0.0, lt=1.0)
-    min_seconds: Float = Field(default=0.0, ge=0.0, le=3600.0)
-    max_inferences: Int = Field(default=1000, ge=1, le=1_000_000)
-    max_seconds: Float = Field(default=10.0, gt=0.0, le=3600.0)
-
-
-class WorkloadSpec(_Strict):
-    """What is measured. ``options`` are validated by the workload kind's own Options model."""
-
-    kind: StrictStr
-    #: Names this workload in results when a scenario compares several (default: its kind).
-    label: str | None = Field(default=None, pattern=r"^[^,\n]{1,60}$")
-    #: Setting names or preset aliases to run at every point, or "all".
-    settings: list[StrictStr] | Literal["all"] = "all"
-    inferences_per_setting: Int = Field(default=50, ge=1, le=1_000_000)
-    #: Untimed inferences before each setting's timed ones (recorded, marked "warmup").
-    warmup: Int = Field(default=5, ge=0, le=100_000)
-    #: An explicit schedule instead of settings x inferences_per_setting (e.g. LL, MM, HH, LL...).
-    steps: list[Step] | None = None
-    #: "never": one worker for the whole sweep (loaded once, before any bubble);
-    #: "per_repeat": a fresh worker for every repeat, loaded before the repeat's first bubble, so that
-    #: repeats are independent processes (memory layout, thread placement), the replicates compare needs;
-    #: "per_point": a fresh worker process at every point (load and first use under pressure).
-    restart: Literal["never", "per_repeat", "per_point"] = "never"
-    #: Time each step until its median is this precise (the step's inferences are then the minimum);
-    #: omitted: exactly the step's inferences, as an explicit schedule of fixed counts needs.
-    precision: PrecisionSpec | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @field_validator("settings")
-    @classmethod
-    def _non_empty(cls, v: list[str] | str) -> list[str] | str:
-        if isinstance(v, list) and not v:
-            raise ValueError("must name at least one setting, or be 'all'")
-        return v
-
-    @field_validator("steps")
-    @classmethod
-    def _steps_non_empty(cls, v: list[Step] | None) -> list[Step] | None:
-        if v is not None and not v:
-            raise ValueError("must hold at least one step when given")
-        return v
-
-    @model_validator(mode="after")
-    def _caps_above_minimum(self) -> WorkloadSpec:
-        p = self.precision
-        if p is None:
-            return self
-        least = max([s.inferences for s in self.steps] if self.steps else [self.inferences_per_setting])
-        if p.max_inferences < least:
-            raise ValueError(f"precision.max_inferences: {p.max_inferences} is below the {least} inferences a step "
-                             f"times at least")  # fmt: skip
-        if p.max_seconds < p.min_seconds:
-            raise ValueError(f"precision.max_seconds: {p.max_seconds} is below min_seconds {p.min_seconds}")
-        return self
-
-
-BubbleKind = Literal["combined", "cpu", "memory", "bandwidth", "cache", "bubble-up", "command"]
-
-
-class BubbleSpec(_Strict):
-    """One bubble. ``kind`` names the pressure; fields left out take the kind's defaults (pressure.kinds)."""
-
-    #: combined: resident memory + CPU (the TX2 study's bubble); cpu: duty cycle, no memory;
-    #: memory: resident footprint, no CPU; bandwidth: streaming RMW over a working set larger than
-    #: the LLC, optionally held at rate_mb_s; cache: random RMW over llc_fraction x the LLC; bubble-up:
-    #: Mars et al.'s bubble (scattered + streaming RMW over size_mb, the dial), apart from the workload;
-    #: command: a co-runner, any program (``command``), run under the bubbles' memory guard and cleanup.
-    kind: BubbleKind = "combined"
-    #: Resident region of each bubble in MiB (2**20 bytes), over the bubble process's own baseline.
-    size_mb: Int | None = Field(default=None, ge=0, le=16 * 1024 * 1024)
-    #: Share of one core the bubble tries to use: 0 holds memory only, 1 spins a full core.
-    cpu_duty: Float | None = Field(default=None, ge=0.0, le=1.0)
-    #: How the busy part walks memory: none (pure compute), stream (sequential RMW), random.
-    pattern: Literal["none", "stream", "random", "mixed"] | None = None
-    #: bandwidth kind: MB/s to hold by feedback (default: as fast as one core streams).
-    rate_mb_s: Float | None = Field(default=None, gt=0.0)
-    #: cache kind: working set as a multiple of the last-level cache (default 1.0).
-    llc_fraction: Float | None = Field(default=None, gt=0.0, le=64.0)
-    #: command kind: the program and its arguments (no shell); restarted when it finishes cleanly.
-    command: list[StrictStr] | None = Field(default=None, min_length=1)
-    #: command kind: seconds the program must keep running before it counts as ready.
-    startup_s: Float = Field(default=1.0, ge=0.0, le=600.0)
-    #: Duty-cycle period in milliseconds.
-    period_ms: Float = Field(default=50.0, ge=1.0, le=10_000.0)
-    #: shared-session (default): all stay in the orchestrator's session, so every thread competes as an
-    #: equal and the dial is monotone; own-session: each bubble (and the worker) its own scheduling
-    #: entity (autogroup), like an independent app, which on these kernels makes a count sweep of a
-    #: multi-threaded workload a sawtooth (benchmarks/bench_placement.py; README "Where bubbles sit").
-    placement: Literal["own-session", "shared-session"] = "shared-session"
-    #: builtin: bubbleup's own bubble process; stress-ng: stress-ng stressors behind the same protocol.
-    backend: Literal["builtin", "stress-ng"] = "builtin"
-
-    @model_validator(mode="after")
-    def _consistent(self) -> BubbleSpec:
-        from bubbleup.pressure.kinds import check
-
-        check(self)
-        return self
-
-    @property
-    def holds_memory(self) -> bool:
-        return self.kind in ("combined", "memory", "bandwidth", "bubble-up")
-
-
-class SweepSpec(_Strict):
-    """How pressure varies: bubble ``count`` at a fixed size, or bubble ``size_mb`` at a fixed count."""
-
-    axis: Literal["count", "size_mb"]
-    values: list[Int] = Field(min_length=1, max_length=1000)
-    #: Bubbles per point when axis is size_mb.
-    count: Int = Field(default=1, ge=1, le=256)
-    repeats: Int = Field(default=1, ge=1, le=1000)
-    #: Seconds to wait after every bubble is ready, before timing.
-    settle_s: Float = Field(default=1.0, ge=0.0, le=3600.0)
-    #: Point order per repeat. alternate: ascending, then descending, ... so drift spreads evenly.
-    order: Literal["alternate", "shuffle", "ascending"] = "alternate"
-    seed: Int = 0
-
-    @field_validator("values")
-    @classmethod
-    def _values_ok(cls, v: list[int]) -> list[int]:
-        if any(x < 0 for x in v):
-            raise ValueError("values must not be negative")
-        if len(set(v)) != len(v):
-            raise ValueError("values must not repeat (use repeats to measure a point again)")
-        return v
-
-    @model_validator(mode="after")
-    def _count_limit(self) -> SweepSpec:
-        if self.axis == "count" and max(self.values) > 256:
-            raise ValueError("values: at most 256 bubbles per point")
-        return self
-
-
-class Limits(_Strict):
-    """Safety and patience."""
-
-    #: Longest one setting step may take (warm-up + timed) before the point is marked "timeout".
-    step_timeout_s: Float = Field(default=300.0, gt=0.0)
-    #: Longest the bubbles of one point may take to become resident and running.
-    ready_timeout_s: Float = Field(default=120.0, gt=0.0)
-    #: Longest the workload may take to load.
-    load_timeout_s: Float = Field(default=600.0, gt=0.0)
-    #: Memory (MiB) always left available to the rest of the machine.
-    reserve_mb: Int = Field(default=2048, ge=0)
-    #: Peak bubble memory may use at most this share of the memory available at start.
-    max_memory_fraction: Float = Field(default=0.6, gt=0.0, le=1.0)
-    #: Explicit opt-in to go past both limits above (e.g. inside a memory-limited cgroup).
-    allow_unsafe_memory: StrictBool = False
-
-
-class TelemetrySpec(_Strict):
-    """The machine sampler that runs during every point (telemetry.csv)."""
-
-    enabled: StrictBool = True
-    interval_s: Float = Field(default=0.1, ge=0.01, le=60.0)
-
-
-class CpuSpec(_Strict):
-    """Which CPUs the worker and the bubbles run on (see bubbleup.pressure.placement)."""
-
-    #: spread (default): bubbles pinned round-robin over the allowed CPUs, so each CPU's load is known at
-    #: every count; free: the scheduler decides; apart: bubbles only on CPUs the workload does not use.
-    placement: Literal["free", "spread", "apart"] = "spread"
-    #: CPUs the worker is pinned to (default: not pinned; for apart, the first half of the allowed CPUs).
-    workload: list[Int] | None = None
-
-    @model_validator(mode="after")
-    def _possible_here(self) -> CpuSpec:
-        from bubbleup.pressure.placement import allowed_cpus, check
-
-        check(self.placement, self.workload, allowed_cpus())
-        return self
-
-
-class SloSpec(_Strict):
-    """A latency objective the report holds every setting to (``bubbleup recommend`` with these values): per
-    pressure level, the most accurate setting whose latency at ``percentile`` is within ``ms / margin``."""
-
-    ms: Float = Field(gt=0.0, le=3_600_000.0)
-    percentile: Literal[50, 90, 95, 99] = 50
-    margin: Float = Field(default=1.3, ge=1.0, le=100.0)
+__all__ = ["AdaptSpec", "BubbleKind", "BubbleSpec", "CpuSpec", "Limits", "PhaseSpec", "PrecisionSpec", "Scenario",
+           "SloSpec", "Step", "SweepSpec", "TelemetrySpec", "WorkloadSpec", "load_scenario", "scenario_from_dict"]
 
 
 class Scenario(_Strict):
@@ -316,6 +108,25 @@ class Scenario(_Strict):
         return self
 
     @model_validator(mode="after")
+    def _schedule_steps(self) -> Scenario:
+        if self.sweep.axis != "schedule":
+            return self
+        for where, spec in [("workload", self.workload)] + [(f"workloads.{i}", w) for i, w in
+                                                              enumerate(self.workloads or [])]:  # fmt: skip
+            if spec is None:
+                continue
+            if spec.precision is not None:
+                raise ValueError(f"{where}.precision: under a schedule every step lasts the whole schedule "
+                                 f"({self.sweep.schedule_s:g} s); precision does not apply")  # fmt: skip
+            if spec.steps is not None:
+                raise ValueError(f"{where}.steps: under a schedule every setting runs through the whole schedule; "
+                                 "give 'settings'")  # fmt: skip
+        if self.sweep.schedule_s >= self.limits.step_timeout_s:
+            raise ValueError(f"limits.step_timeout_s: {self.limits.step_timeout_s:g} s is shorter than the schedule "
+                             f"({self.sweep.schedule_s:g} s), which every step runs through")  # fmt: skip
+        return self
+
+    @model_validator(mode="after")
     def _one_bubble_form(self) -> Scenario:
         if self.bubble is not None and self.bubbles is not None:
             raise ValueError("bubbles: give either 'bubble' or 'bubbles', not both")
@@ -346,10 +157,19 @@ class Scenario(_Strict):
         from bubbleup.pressure.kinds import effective, region_mb
 
         specs = [effective(b) for b in self.bubble_set]
+        if self.sweep.axis == "schedule":  # the schedule's one point holds, at its peak, its largest phase
+            return self.sets_of(max(p.bubbles for p in self.sweep.phases or []))
         if self.sweep.axis == "count":
-            return [(b, region_mb(b)) for _ in range(value) for b in specs]
+            return self.sets_of(value)
         # On a size sweep a 0 MiB bubble still burns CPU: the right control for the memory effect.
         return [(b, value if b.holds_memory else region_mb(b)) for _ in range(self.sweep.count) for b in specs]
+
+    def sets_of(self, copies: int) -> list[tuple[BubbleSpec, int]]:
+        """``copies`` copies of the bubble set, each bubble at its kind's region (a count sweep's point)."""
+        from bubbleup.pressure.kinds import effective, region_mb
+
+        specs = [effective(b) for b in self.bubble_set]
+        return [(b, region_mb(b)) for _ in range(copies) for b in specs]
 
     @property
     def specs(self) -> list[WorkloadSpec]:

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from bubbleup import cli
 from bubbleup.errors import UserError
 from bubbleup.scenario import load_scenario, scenario_from_dict
-from bubbleup.sweep.orchestrator import check_memory_safety, plan_points
+from bubbleup.sweep.plan import check_memory_safety, plan_points
 
 
 def mutate(path: str, value: Any) -> dict:
@@ -48,7 +48,7 @@ CASES = [
     ("empty sweep", "sweep.values", [], "sweep.values", "at least 1"),
     ("negative sweep value", "sweep.values", [0, -2], "sweep.values", "must not be negative"),
     ("repeated sweep value", "sweep.values", [1, 1], "sweep.values", "must not repeat"),
-    ("bad axis", "sweep.axis", "duty", "sweep.axis", "'count' or 'size_mb'"),
+    ("bad axis", "sweep.axis", "duty", "sweep.axis", "'count', 'size_mb' or 'schedule'"),
     ("zero repeats", "sweep.repeats", 0, "sweep.repeats", "greater than or equal to 1"),
     ("bool as number", "sweep.settle_s", True, "sweep.settle_s", "expected a number"),
     ("unknown workload", "workload.kind", "nonexistent", "workload.kind", "unknown workload kind"),

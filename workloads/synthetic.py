@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workloads.base import Workload
+
+
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class SyntheticOptions(BaseModel):
@@ -31,8 +34,16 @@ class SyntheticOptions(BaseModel):
     #: intra-op pool. 1: the calling thread only.
     threads: int = Field(default=1, ge=1, le=64)
     #: Known answers, for checking accuracy end to end: each sample is "right" with this probability (drawn
-    #: once per sample from ``seed``), and every inference says so (``{"correct": ...}``). None: no answers.
-    correct_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    #: once per sample from ``seed``), and every inference says so (``{"correct": ...}``); a list gives each
+    #: setting (working set, in order) its own share, as settings of a real network differ. None: no answers.
+    correct_share: Share | tuple[Share, ...] | None = None
+
+    @model_validator(mode="after")
+    def _one_share_per_setting(self) -> SyntheticOptions:
+        share = self.correct_share
+        if isinstance(share, tuple) and len(share) != len(self.working_sets_kb):
+            raise ValueError(f"correct_share: {len(share)} shares for {len(self.working_sets_kb)} working sets")
+        return self
     seed: int = 0
 
 
@@ -71,6 +82,8 @@ class SyntheticWorkload(Workload):
         rng = np.random.default_rng(self.options.seed + side)
         self._samples = [rng.standard_normal(side) for _ in range(self.options.n_samples)]
         share = self.options.correct_share
+        if isinstance(share, tuple):
+            share = share[self.settings().index(setting)]
         if share is not None:
             right = np.random.default_rng(self.options.seed + 1).random(len(self._samples)) < share
             self._right = {id(s): bool(r) for s, r in zip(self._samples, right, strict=True)}

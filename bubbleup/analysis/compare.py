@@ -303,3 +303,45 @@ def format_text(cmp: Comparison) -> str:
     if cmp.env_diff:
         lines.append("environment differs: " + "; ".join(f"{k}: {a} -> {b}" for k, a, b in cmp.env_diff[:6]))
     return "\n".join(lines)
+
+
+@dataclass(frozen=True)
+class Gate:
+    """What counts as a regression of B against A, for CI pipelines (``bubbleup compare --fail-if-...``)."""
+
+    #: A point is a regression when B is slower by at least this share (0.10: 10%) and the ratio's CI excludes
+    #: 1 (pyperf compare_to's --min-speed, with the CI this comparison already has); None: latency not gated.
+    slower: float | None = None
+    #: A setting's cliff that moved to lower pressure by more than one measured step (or appeared, more than one
+    #: step below the highest pressure A survived) is a regression: a one-step move is within what repeated
+    #: runs of the main job show (README "Results you can trust").
+    cliff_earlier: bool = False
+
+
+def regressions(cmp: Comparison, gate: Gate) -> list[str]:
+    """One line per regression of B against A under ``gate``; empty when there is none."""
+    out = []
+    axis = cmp.run_a.axis
+    if gate.slower is not None:
+        for r in table_rows(cmp.table):
+            if r.status_a == "ok" and r.status_b != "ok":
+                out.append(f"{r.setting} at {format_value(r.value, axis)}: B {r.status_b} where A worked")
+            elif r.ratio >= 1 + gate.slower and r.ratio_low > 1:
+                ci = f"[95% CI {times(r.ratio_low)}, {times(r.ratio_high)}]"
+                out.append(f"{r.setting} at {format_value(r.value, axis)}: B {times(r.ratio)} slower {ci}, more than "
+                           f"{gate.slower:.0%}")  # fmt: skip
+    if gate.cliff_earlier:
+        values = sorted(set(cmp.summary_a["value"]) | set(cmp.summary_b["value"]))
+        b_cliffs = {c.setting: c for c in cmp.cliffs_b}
+        for a in cmp.cliffs_a:
+            b = b_cliffs.get(a.setting)
+            if b is None or b.location is None:
+                continue
+            # where A broke, or, with no cliff in A, just past the highest pressure it survived
+            reference = a.location if a.location is not None else a.measured_max
+            if reference is None or within_one_step(reference, b.location, values) or b.location >= reference:
+                continue
+            was = f"at {format_value(a.location, axis)}" if a.location is not None else "none"
+            out.append(f"{a.setting}: cliff at {format_value(b.location, axis)} in B, {was} in A (more than one "
+                       f"step lower)")  # fmt: skip
+    return out

@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pandas as pd
 
@@ -172,6 +173,9 @@ def recommend(run: Run, summary: pd.DataFrame, slo_ms: float, percentile: float 
     if not margin >= 1.0:
         raise TradeoffError(f"--margin must be at least 1 (the SLO divided by it is the budget), not {margin:g}")
     latency_column(percentile)  # an unknown percentile is refused before anything is read
+    if run.axis == "schedule":
+        raise TradeoffError(f"{run.path} ran a schedule of changing pressure, not levels to choose a setting at; "
+                            "its report compares its configurations against the SLO frame by frame")  # fmt: skip
     accuracy = setting_accuracy(run) if accuracy is None else accuracy
     if not accuracy:
         raise TradeoffError(f"{run.path}: no accuracy records: the workload does not say which answers are right "
@@ -189,3 +193,41 @@ def recommend(run: Run, summary: pd.DataFrame, slo_ms: float, percentile: float 
     if not found:
         raise TradeoffError(f"{run.path}: no completed points to recommend from")
     return Recommendation(slo_ms, percentile, margin, run.axis, tuple(found))
+
+
+def profile_table(run: Run, summary: pd.DataFrame, settings: Sequence[str], percentile: float = 50) -> dict[str, Any]:
+    """What an adaptive workload needs of a profile run (:class:`bubbleup.sweep.adaptive.Profile`): per candidate
+    setting, its latency at ``percentile`` and its median at every pressure level, and its accuracy.
+
+    Refused (:class:`TradeoffError`, naming what is missing) unless the run is a count sweep that measured every
+    candidate, with accuracy, at every one of its levels: the sensor matches a setting's latencies against
+    its own profile, so a hole anywhere is a level the workload could not recognise."""
+    if run.axis != "count":
+        raise TradeoffError(f"{run.path} is a {run.axis} sweep; a profile is a bubble-count sweep")
+    col = latency_column(percentile)
+    accuracy = setting_accuracy(run)
+    ok = summary[summary["status"] == STATUS_OK]
+    levels_found = sorted(float(v) for v in ok["value"].unique())
+    if not levels_found:
+        raise TradeoffError(f"{run.path}: no completed points")
+    missing = [s for s in settings if s not in accuracy]
+    if missing:
+        more = " ..." if len(missing) > 4 else ""
+        raise TradeoffError(f"{run.path} has no accuracy for {', '.join(missing[:4])}{more} "
+                            f"(measured: {', '.join(list(accuracy)[:6])})")  # fmt: skip
+    latency: dict[str, list[float]] = {}
+    median: dict[str, list[float]] = {}
+    for s in settings:
+        g = ok[ok["setting"] == s].set_index("value")
+        holes = [v for v in levels_found if v not in g.index or math.isnan(float(g.loc[v, col]))]
+        if holes:
+            raise TradeoffError(f"{run.path} did not measure {s} at {len(holes)} of its levels "
+                                f"({', '.join(format_value(v, 'count') for v in holes[:4])} bubbles)")  # fmt: skip
+        if percentile != 50 and bool(g[f"p{percentile:g}_thin"].any()):
+            need = math.ceil(MIN_TAIL_SAMPLES / (1 - percentile / 100))
+            raise TradeoffError(f"{run.path}: p{percentile:g} of {s} rests on fewer than {need} timed samples at "
+                                "some level; use percentile 50 or a profile with more samples")  # fmt: skip
+        latency[s] = [round(float(g.loc[v, col]), 6) for v in levels_found]
+        median[s] = [round(float(g.loc[v, "median_ms"]), 6) for v in levels_found]
+    return {"source": str(run.path), "percentile": percentile, "levels": levels_found, "latency_ms": latency,
+            "median_ms": median, "accuracy": {s: round(accuracy[s].top1, 6) for s in settings}}  # fmt: skip

@@ -37,6 +37,13 @@ class BubbleHandle:
     ready: dict[str, Any] | None = None
     ready_epoch: float = math.nan  # time.time() when its ready message was read
     stopped: dict[str, Any] | None = None
+    started_epoch: float = math.nan  # time.time() as it was spawned
+    stop_epoch: float = math.nan  # time.time() as its stop began (NaN: still live)
+    gone_epoch: float = math.nan  # time.time() once it had exited
+
+    @property
+    def live(self) -> bool:
+        return math.isnan(self.stop_epoch)
 
     @property
     def pid(self) -> int:
@@ -64,7 +71,21 @@ class BubblePool:
         return cls([(spec, size_mb)] * count, reserve_mb=reserve_mb, allow_unsafe=allow_unsafe, wrap=wrap)
 
     def start(self) -> None:
-        for i, (spec, size_mb) in enumerate(self.members):
+        self.grow(len(self.members))
+
+    @property
+    def live(self) -> list[BubbleHandle]:
+        """The bubbles started and not stopped; ``bubbles`` also keeps those a schedule stopped."""
+        return [b for b in self.bubbles if b.live]
+
+    def grow(self, count: int) -> None:
+        """Start members until ``count`` are live (a schedule's phase that adds bubbles); bubble *i* of the
+        live ones is members[i], on bubble *i*'s CPUs, as at a count sweep's point of ``count``."""
+        if count > len(self.members):
+            raise ValueError(f"the pool holds {len(self.members)} members, not {count}")
+        while len(self.live) < count:
+            i = len(self.live)
+            spec, size_mb = self.members[i]
             spec = effective(spec)
             if spec.kind == "command":
                 module, args = CORUNNER_MODULE, self._corunner_args(spec)
@@ -72,9 +93,35 @@ class BubblePool:
                 module, args = BACKEND_MODULES[spec.backend], self._kernel_args(spec, size_mb, i)
             own_session = spec.placement == "own-session"
             cpus = self.cpus(i) if self.cpus is not None else None
+            started = time.time()
             proc = procs.spawn_child(module, args, own_session=own_session, wrap=self.wrap, cpus=cpus)
             assert proc.stdout is not None  # spawn_child always pipes stdout
-            self.bubbles.append(BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb, spec))
+            handle = BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb, spec, started_epoch=started)
+            self.bubbles.append(handle)
+
+    def shrink(self, count: int) -> None:
+        """Stop the live bubbles past the first ``count`` (a schedule's phase that removes bubbles), newest
+        first; they stay in ``bubbles`` with what they said they delivered."""
+        leaving = self.live[count:]
+        if not leaving:
+            return
+        now = time.time()
+        for b in leaving:
+            b.stop_epoch = now
+        self._stop(leaving)
+
+    def resize(self, count: int) -> None:
+        self.shrink(count)
+        self.grow(count)
+
+    def pressure_at(self, t_epoch: float) -> tuple[int, bool]:
+        """(bubbles ready and not yet stopping at ``t_epoch``, whether any was joining or leaving then): the
+        pressure in force at that moment, from this pool's own log."""
+        live = sum(1 for b in self.bubbles if b.ready_epoch <= t_epoch and not b.stop_epoch <= t_epoch)
+        joining = any(b.started_epoch <= t_epoch and not b.ready_epoch <= t_epoch and not b.stop_epoch <= t_epoch
+                      for b in self.bubbles)  # fmt: skip
+        leaving = any(b.stop_epoch <= t_epoch < b.gone_epoch for b in self.bubbles)
+        return live, joining or leaving
 
     def _kernel_args(self, spec: BubbleSpec, size_mb: int, i: int) -> list[str]:
         """The command line of bubble ``i`` for both backends' kernels (one parser: kernel.build_parser)."""
@@ -104,7 +151,7 @@ class BubblePool:
         t0 = time.monotonic()
         deadline = t0 + timeout_s
         while True:
-            pending = [b for b in self.bubbles if b.ready is None]
+            pending = [b for b in self.live if b.ready is None]
             if not pending:
                 self.ready_s = time.monotonic() - t0
                 return
@@ -115,9 +162,9 @@ class BubblePool:
                     if b.ready is None:
                         raise BubbleFailed(self._death_note(b))
             if time.monotonic() > deadline:
-                b = next(b for b in self.bubbles if b.ready is None)
+                b = next(b for b in self.live if b.ready is None)
                 raise BubbleFailed(f"bubble {b.index} (pid {b.pid}, {b.size_mb} MiB) not ready after {timeout_s:.0f} s")
-            open_fds = [b.reader.fd for b in self.bubbles if b.ready is None and not b.reader.closed]
+            open_fds = [b.reader.fd for b in self.live if b.ready is None and not b.reader.closed]
             procs.wait_readable(open_fds, min(0.1, max(deadline - time.monotonic(), 0)))
 
     def _drain(self, b: BubbleHandle) -> None:
@@ -142,7 +189,7 @@ class BubblePool:
 
     def check_alive(self) -> None:
         """Raise BubbleFailed if a bubble died after it was ready (e.g. OOM-killed)."""
-        for b in self.bubbles:
+        for b in self.live:
             if b.proc.poll() is not None:
                 raise BubbleFailed(
                     f"bubble {b.index} (pid {b.pid}) died while running: {procs.describe_exit(b.proc.returncode)}"
@@ -150,22 +197,32 @@ class BubblePool:
 
     @property
     def resident_mb(self) -> float:
-        """Sum of the regions the bubbles measured resident when they became ready."""
-        return sum(b.ready["region_mb"] for b in self.bubbles if b.ready)
+        """Sum of the regions the live bubbles measured resident when they became ready."""
+        return sum(b.ready["region_mb"] for b in self.live if b.ready)
 
     def pids(self) -> list[int]:
-        return [b.pid for b in self.bubbles]
+        return [b.pid for b in self.live]
 
     def stop(self) -> list[dict[str, Any]]:
-        """Stop every bubble (SIGTERM, then SIGKILL) and return what each said it delivered."""
-        children = [b.proc for b in self.bubbles]
+        """Stop every bubble (SIGTERM, then SIGKILL) and return what each said it delivered, one entry per
+        bubble ever started (``bubbles``' order)."""
+        live = self.live
+        now = time.time()
+        for b in live:
+            b.stop_epoch = now
+        self._stop(live)
+        return [b.stopped or {} for b in self.bubbles]
+
+    def _stop(self, handles: list[BubbleHandle]) -> None:
+        children = [b.proc for b in handles]
         procs.terminate(children)
-        for b in self.bubbles:
+        gone = time.time()
+        for b in handles:
+            b.gone_epoch = gone
             for msg in b.reader.read_available():
                 if msg.get("event") == "stopped":
                     b.stopped = msg
         procs.close_pipes(children)
-        return [b.stopped or {} for b in self.bubbles]
 
     def __enter__(self) -> BubblePool:
         return self

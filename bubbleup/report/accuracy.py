@@ -29,7 +29,7 @@ def accuracy_view(run: Run, summary: pd.DataFrame) -> AccuracyView | None:
     per = tradeoff.setting_accuracy(run)
     if not per:
         return None
-    slo = run.effective.get("slo") or None
+    slo = (run.effective.get("slo") or None) if run.axis != "schedule" else None  # a schedule has no levels
     percentile = float(slo["percentile"]) if slo else 50.0
     rec, problem = None, ""
     if slo:

@@ -92,13 +92,19 @@ def default_output(run_a: Path, run_b: Path) -> Path:
 def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, stream: IO[str] | None = sys.stdout,
                      min_effect: float = MIN_EFFECT) -> Path:  # fmt: skip
     """Write the HTML comparison of two run directories, print the text table to ``stream``, return the HTML path."""
+    return write_compared(run_a, run_b, out, stream, min_effect)[0]
+
+
+def write_compared(run_a: Path, run_b: Path, out: Path | None = None, stream: IO[str] | None = sys.stdout,
+                   min_effect: float = MIN_EFFECT) -> tuple[Path, Comparison]:  # fmt: skip
+    """:func:`write_comparison`, also returning the comparison (for a gate to judge)."""
     cmp = compare_runs(load_run(run_a), load_run(run_b), min_effect)
     out = Path(out) if out is not None else default_output(Path(run_a), Path(run_b))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render(cmp), encoding="utf-8")
     if stream is not None:
         print(format_text(cmp), file=stream)
-    return out
+    return out, cmp
 
 
 # -- figures ---------------------------------------------------------------------------------------

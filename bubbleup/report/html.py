@@ -27,10 +27,13 @@ from bubbleup.analysis import summary as summaries
 from bubbleup.analysis import validity as run_validity
 from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, NONE, Cliff
 from bubbleup.analysis.confidence import Verdicts
+from bubbleup.analysis.schedule import ScheduleResult
+from bubbleup.analysis.schedule import analyse as analyse_schedule
 from bubbleup.analysis.summary import MissingPoint, SummaryRow
 from bubbleup.formatting import flatten, fmt_ms, format_value, times
 from bubbleup.report import figures, trace_figures
 from bubbleup.report.accuracy import AccuracyView, accuracy_context, accuracy_view
+from bubbleup.report.schedule import schedule_context, schedule_timeline
 from bubbleup.store.layout import REPORT
 from bubbleup.store.reader import Run, load_run
 
@@ -232,7 +235,8 @@ def single_pressure(run: Run) -> bool:
 
 
 def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curves: bool = True,
-                  accuracy: AccuracyView | None = None) -> list[FigureBlock]:  # fmt: skip
+                  accuracy: AccuracyView | None = None,
+                  changing: ScheduleResult | None = None) -> list[FigureBlock]:  # fmt: skip
     """Every figure the data allows, in reading order; a figure that fails to draw is skipped, not fatal.
     ``curves=False`` (a run at one pressure) leaves out the latency and QoS curves: one point is no curve."""
     pressure = "bubble count" if run.axis == "count" else "bubble size"
@@ -297,7 +301,7 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curv
             lambda: trace_figures.telemetry(run),
         ),
     ]
-    if accuracy is not None:
+    if accuracy is not None and changing is None:  # a schedule's one point is no pressure level
         p = "median" if accuracy.percentile == 50 else f"p{accuracy.percentile:g}"
         rec = accuracy.recommendation
         specs.insert(2, (
@@ -309,6 +313,15 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curv
             "accuracy is the same at every level and pressure moves it left or right only."
             + (" The dashed line is the SLO's budget: left of it a setting fits." if rec is not None else ""),
             lambda: figures.accuracy_latency(run, accuracy.levels, rec.budget_ms if rec is not None else None),
+        ))  # fmt: skip
+    if changing is not None:
+        specs.insert(0, (
+            "schedule-timeline",
+            "Latency and setting over time under the schedule",
+            "Every timed frame of the first repeat on the schedule's clock, one panel per configuration, each dot "
+            "coloured by the setting that ran (ticks: the frames an adaptive workload switched on); grey: bubbles "
+            "in force (the pool's log); dotted: phase starts; dashed: the SLO.",
+            lambda: schedule_timeline(run, changing),
         ))  # fmt: skip
     return draw_figures(specs)
 
@@ -384,6 +397,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
     falls = [] if single else monotone.falls(summary)
     accuracy = accuracy_view(run, summary)
     predictions = [] if single else demand.predict(run)
+    changing = analyse_schedule(run)
     rows = cliff_rows(cliffs, summary, verdicts, falls, predictions)
     missing = summaries.missing_points(run)
     status_class, status_text = status_words(run, missing)
@@ -403,7 +417,8 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "n_resamples": confidence.N_RESAMPLES,
         "single": single,
         "pressure": format_value(float(run.values[0]), run.axis) if single and len(run.values) else "",
-        "figures": build_figures(run, summary, cliffs, curves=not single, accuracy=accuracy),
+        "figures": build_figures(run, summary, cliffs, curves=not single, accuracy=accuracy, changing=changing),
+        "schedule": schedule_context(changing),
         "stats": stats_rows(summary, run.axis),
         "accuracy": accuracy_context(accuracy, run.axis),
         "min_tail": lat_stats.MIN_TAIL_SAMPLES,
@@ -426,7 +441,8 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": bubbleup.__version__,
     }
-    return environment().get_template("report.html.j2").render(**ctx), verdict_lines(rows)
+    lines = changing.lines() if changing is not None else verdict_lines(rows)
+    return environment().get_template("report.html.j2").render(**ctx), lines
 
 
 @dataclass(frozen=True)

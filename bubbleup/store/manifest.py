@@ -55,7 +55,7 @@ class Manifest(BaseModel):
     placement: str | None = None
     #: Which CPUs the worker and the bubbles were pinned to (pressure.placement.CpuAssignment).
     cpu_placement: dict[str, Any] | None = None
-    #: Cores the run may use and the cores one unit of pressure asks for (sweep.orchestrator.cpu_demand).
+    #: Cores the run may use and the cores one unit of pressure asks for (sweep.facts.cpu_demand).
     cpu_demand: dict[str, Any] | None = None
     environment: dict[str, Any] = Field(default_factory=dict)
     environment_warnings: list[str] = Field(default_factory=list)
@@ -76,6 +76,9 @@ class Manifest(BaseModel):
     #: The run's verdict, computed from its files as it ended (analysis.validity.Validity.to_dict()):
     #: ``valid``, ``reasons`` [{code, message}], ``unchecked``. None for runs older than the verdict.
     validity: dict[str, Any] | None = None
+    #: Per adaptive workload (label): the profile table its policy ran on (analysis.tradeoff.profile_table),
+    #: read from the profile run as this run started, so the run says what it adapted to.
+    adapt_profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, default=str)

@@ -15,6 +15,8 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
 Status = Literal["ok", "failed", "timeout"]
+#: The ``setting`` of an adaptive workload's step: the setting each frame ran is its ``ran_setting``.
+ADAPTIVE = "adaptive"
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,14 @@ class SampleRow(PointKey):
     rss_mb: float  # worker process RSS right after the inference, MiB
     t_s: float  # seconds since the run started, at the end of the inference
     worker_pid: int | str  # the worker process (a new pid means the worker was restarted)
+    #: The setting that ran: the step's, or, in an adaptive step (setting "adaptive"), the one its policy picked.
+    ran_setting: str
+    level: float  # the contention level (a profile's bubble count) the adaptive policy inferred; NaN otherwise
+    #: The pressure in force as the inference started, from the pool's log (bubbles.csv started_s/ready_s/
+    #: stopped_s): bubbles ready and not stopping, and whether any was joining or leaving (1) then.
+    live_bubbles: int
+    transition: int
+    schedule_phase: int  # the schedule's phase (0-based) by its clock as the inference started; -1 outside one
     info: str  # JSON of extra facts returned by the workload (e.g. which model answered), or empty
 
 
@@ -111,6 +121,12 @@ class BubbleRow:
     fault: str  # a fault injected on purpose (tests): empty for every real run
     accesses_per_s: float  # delivered scattered accesses per second (random and mixed walks; else NaN or 0)
     rss_peak_mb: float  # a co-runner's peak resident memory, its whole process tree (NaN for other kinds)
+    #: The pool's log, seconds since the run started: spawned, read ready, and its stop begun (NaN: never ready
+    #: / still live when the point ended, which then stopped it). A schedule's pressure at any moment is the
+    #: bubbles with ready_s <= t < stopped_s.
+    started_s: float
+    ready_s: float
+    stopped_s: float
 
 
 #: telemetry.csv: one machine sample; keys are the run's telemetry columns (fixed per run in the
@@ -126,7 +142,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = columns(SampleRow)
 POINT_COLUMNS: tuple[str, ...] = columns(PointRow)
 KEY_COLUMNS: tuple[str, ...] = columns(PointKey)
 #: Columns that hold text; every other column of samples.csv and points.csv is numeric.
-SAMPLE_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "phase", "info")
+SAMPLE_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "phase", "ran_setting", "info")
 POINT_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "status", "stopped_by", "error")
 BUBBLE_COLUMNS: tuple[str, ...] = columns(BubbleRow)
 BUBBLE_TEXT: tuple[str, ...] = ("kind", "backend", "fault")

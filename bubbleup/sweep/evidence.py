@@ -17,9 +17,11 @@ from bubbleup.store.writer import RunWriter
 
 
 def bubble_rows(repeat: int, value: int, pool: BubblePool, delivered: list[dict[str, Any]],
-                sampler: telemetry.Sampler | None, stopped_epoch: float) -> list[BubbleRow]:  # fmt: skip
+                sampler: telemetry.Sampler | None, stopped_epoch: float,
+                run_epoch: float) -> list[BubbleRow]:  # fmt: skip
     """bubbles.csv rows for one point: each bubble's targets, what it measured at ready, the least RSS the
-    sampler saw between ready and the stop, and what it said on stop it delivered (NaN where unknown)."""
+    sampler saw between ready and the stop, what it said on stop it delivered (NaN where unknown), and the
+    pool's log of when it was started, ready and stopped (seconds since ``run_epoch``)."""
     rows = []
     for b, said in zip(pool.bubbles, delivered, strict=True):
         spec, ready = b.spec, b.ready or {}
@@ -28,7 +30,8 @@ def bubble_rows(repeat: int, value: int, pool: BubblePool, delivered: list[dict[
         rss_ready = float(ready.get("rss_mb", math.nan))
         rss_min, n = math.nan, 0
         if sampler is not None and ready:
-            rss_min, n = sampler.min_rss_mb(b.pid, b.ready_epoch, stopped_epoch)
+            rss_min, n = sampler.min_rss_mb(b.pid, b.ready_epoch, min(stopped_epoch, b.stop_epoch)
+                                            if not math.isnan(b.stop_epoch) else stopped_epoch)  # fmt: skip
         region = float(ready.get("region_mb", math.nan))
         rows.append(BubbleRow(
             repeat=repeat, value=value, index=b.index, pid=b.pid, kind=spec.kind if spec else "",
@@ -41,6 +44,8 @@ def bubble_rows(repeat: int, value: int, pool: BubblePool, delivered: list[dict[
             fault=str(ready.get("fault", "")),
             accesses_per_s=round(float(said.get("accesses_per_s", math.nan)), 1),
             rss_peak_mb=round(float(said.get("rss_peak_mb", math.nan)), 3),
+            started_s=round(b.started_epoch - run_epoch, 6), ready_s=round(b.ready_epoch - run_epoch, 6),
+            stopped_s=round(b.stop_epoch - run_epoch, 6),
         ))  # fmt: skip
     return rows
 

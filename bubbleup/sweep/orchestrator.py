@@ -13,6 +13,7 @@ Failure policy, because under enough pressure failing *is* the result:
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import signal
@@ -26,17 +27,17 @@ from typing import TYPE_CHECKING, Any
 
 from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed
-from bubbleup.machine import environment, telemetry
 from bubbleup.machine import lock as machine_lock
+from bubbleup.machine import telemetry
 from bubbleup.pressure.placement import allowed_cpus, assign
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
-from bubbleup.store.manifest import Manifest, StepEntry
 from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT, PointKey, PointRow, SampleRow, key_fields
 from bubbleup.store.writer import RunWriter, StoreWriteError
 from bubbleup.sweep import evidence
-from bubbleup.sweep.plan import StepPlan, all_steps, check_memory_safety, plan_points, steps_of
+from bubbleup.sweep.facts import calibration_facts, cpu_demand, new_manifest
+from bubbleup.sweep.plan import StepPlan, adapt_profiles, check_memory_safety, steps_of
 from bubbleup.sweep.progress import Progress
 from bubbleup.sweep.worker import InferenceRecord, Precision, StepResult
 from bubbleup.sweep.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
@@ -88,6 +89,7 @@ class _StepOutcome:
     worker_pid: int | str
     bubbles_mb: float
     target_halfwidth: float  # NaN for a fixed count
+    schedule_epoch: float = math.nan  # when a schedule's clock started (the worker's timed loop), else NaN
 
 
 class Orchestrator:
@@ -133,8 +135,13 @@ class Orchestrator:
         spec = self.specs[label]
         client = WorkerClient(self.store.root / WORKER_LOG, own_session=self.own_session, wrap=self._wrap,
                               cpus=self.cpus.workload)  # fmt: skip
+        adapt = None
+        if spec.adapt is not None:
+            a = spec.adapt
+            adapt = {"profile": self.store.manifest.adapt_profiles[label], "slo_ms": a.slo_ms, "margin": a.margin,
+                     "every": a.every, "window": a.window}  # fmt: skip
         try:
-            loaded = client.load(spec.kind, spec.options, self.scenario.limits.load_timeout_s)
+            loaded = client.load(spec.kind, spec.options, self.scenario.limits.load_timeout_s, adapt)
         except BaseException:
             client.kill()
             raise
@@ -229,8 +236,11 @@ class Orchestrator:
     def _run_point(self, repeat: int, value: int) -> None:
         sc = self.scenario
         count, size = dict(zip(sc.sweep.values, sc.points(), strict=True))[value]
-        self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {sc.sweep.axis}={value} ({count} x {size} MiB)")
+        where = (f"a schedule of {len(sc.sweep.phases or [])} phases, {sc.sweep.schedule_s:g} s per step, up to"
+                 if sc.sweep.axis == "schedule" else f"{sc.sweep.axis}={value}")  # fmt: skip
+        self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {where} ({count} x {size} MiB)")
         outcomes: list[_StepOutcome] = []
+        schedule = sc.sweep.axis == "schedule"  # bubbles come and go within each step, not before the point
         pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory, self._wrap,
                           cpus=self.cpus.for_bubble)  # fmt: skip
         sampler = None
@@ -245,9 +255,10 @@ class Orchestrator:
             pressure_error = ""
             ooms = self._oom_kills()
             try:
-                pool.start()
-                pool.wait_ready(sc.limits.ready_timeout_s)
-                self._settle(pool)
+                if not schedule:
+                    pool.start()
+                    pool.wait_ready(sc.limits.ready_timeout_s)
+                    self._settle(pool)
             except BubbleFailed as exc:
                 killed = self._oom_kills() - ooms
                 pressure_error = f"pressure not applied: {exc}" + ("; OOM-killed inside the budget" if killed else "")
@@ -256,8 +267,13 @@ class Orchestrator:
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
                 for idx, step in enumerate(steps):
+                    t0 = math.nan
                     if pressure_error:
                         status, error, result = STATUS_FAILED, pressure_error, None
+                    elif schedule:
+                        status, error, result, t0 = self._run_schedule_step(step, pool)
+                        if error.startswith("pressure"):
+                            pressure_error = error
                     else:
                         status, error, result = self._run_step(step)
                         if status == STATUS_OK:
@@ -269,7 +285,7 @@ class Orchestrator:
                     key = PointKey(repeat, sc.sweep.axis, value, count, size, label, idx, step.setting)
                     pid: int | str = self.workers[label].pid if result is not None else ""
                     target = step.precision.target if step.precision is not None else math.nan
-                    outcomes.append(_StepOutcome(key, status, error, result, pid, pool.resident_mb, target))
+                    outcomes.append(_StepOutcome(key, status, error, result, pid, pool.resident_mb, target, t0))
                     self.progress.step(f"{label} {step.setting}: {status}")
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
@@ -277,9 +293,9 @@ class Orchestrator:
             stopping = time.time()  # bubbles' RSS after this is their exit, not a miss
             delivered = pool.stop()
             machine_rows = sampler.stop() if sampler is not None else []
-        bubbles = evidence.bubble_rows(repeat, value, pool, delivered, sampler, stopping)
+        bubbles = evidence.bubble_rows(repeat, value, pool, delivered, sampler, stopping, self.started_epoch)
         # Statistics only now, with the bubbles down: nothing heavy runs while pressure is applied.
-        samples = [self._sample_row(o.key, r, o.worker_pid) for o in outcomes for r in self._records(o)]
+        samples = [self._sample_row(o, r, pool) for o in outcomes for r in self._records(o)]
         points = [self._point_row(o) for o in outcomes]
         self.store.append_point(samples, points, machine_rows, bubbles)
 
@@ -294,6 +310,58 @@ class Orchestrator:
             pool.check_alive()
             time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
         pool.check_alive()
+
+    def _run_schedule_step(self, step: StepPlan, pool: BubblePool) -> tuple[str, str, StepResult | None, float]:
+        """One step through the whole schedule: phase 0's bubbles up and ready and settled, then the worker times
+        for the schedule's length while the bubbles follow the phases by its clock (joiners ready-gated, the
+        frames meanwhile kept and marked). Returns the outcome and when the schedule's clock started."""
+        sc = self.scenario
+        phases, starts, per_set = sc.sweep.phases or [], sc.sweep.phase_starts(), len(sc.bubble_set)
+        try:
+            pool.resize(phases[0].bubbles * per_set)
+            pool.wait_ready(sc.limits.ready_timeout_s)
+            self._settle(pool)
+        except BubbleFailed as exc:
+            return STATUS_FAILED, f"pressure not applied: {exc}", None, math.nan
+        ooms, t0, timeout = self._oom_kills(), math.nan, sc.limits.step_timeout_s
+        try:
+            worker = self._worker(step.workload)
+            worker.begin_step(step.setting, step.warmup, step.inferences, None, sc.sweep.schedule_s)
+            t0 = worker.await_timing(timeout)
+            error = ""
+            for k in range(1, len(phases)):
+                try:
+                    if not self._hold_until(t0 + starts[k], pool, worker):
+                        break  # the worker died: end_step says how
+                    pool.resize(phases[k].bubbles * per_set)
+                    pool.wait_ready(sc.limits.ready_timeout_s)
+                except BubbleFailed as exc:
+                    error = f"pressure not applied in phase {k}: {exc}"
+                    break
+            result = worker.end_step(timeout)
+            return (STATUS_FAILED if error else STATUS_OK), error, result, t0
+        except WorkerTimeout as exc:
+            self._drop_worker(step.workload)
+            return STATUS_TIMEOUT, str(exc), None, t0
+        except WorkerDied as exc:
+            self._drop_worker(step.workload)
+            killed = self._oom_kills() - ooms
+            oom = f"; OOM-killed inside the budget ({killed} OOM kill{'s' if killed > 1 else ''})" if killed else ""
+            return STATUS_FAILED, f"{exc}{oom}", None, t0
+        except WorkerError as exc:
+            return STATUS_FAILED, str(exc), None, t0
+
+    @staticmethod
+    def _hold_until(epoch: float, pool: BubblePool, worker: WorkerClient) -> bool:
+        """Keep the current phase until ``epoch`` (wall clock, the worker's schedule clock); False as soon as the
+        worker has died, BubbleFailed as soon as a bubble has."""
+        while time.time() < epoch:
+            pool.check_alive()
+            if not worker.alive():
+                return False
+            time.sleep(min(0.05, max(0.0, epoch - time.time())))
+        pool.check_alive()
+        return True
 
     def _run_step(self, step: StepPlan) -> tuple[str, str, StepResult | None]:
         """Run one step; a worker that dies, hangs or cannot load is a recorded outcome, not an exception."""
@@ -316,11 +384,17 @@ class Orchestrator:
         except WorkerError as exc:
             return STATUS_FAILED, str(exc), None
 
-    def _sample_row(self, key: PointKey, r: InferenceRecord, pid: int | str) -> SampleRow:
+    def _sample_row(self, o: _StepOutcome, r: InferenceRecord, pool: BubblePool) -> SampleRow:
+        start = r.t_epoch_s - r.latency_ms / 1e3
+        live, moving = pool.pressure_at(start)
+        phase = -1
+        if r.phase == "timed" and not math.isnan(o.schedule_epoch):
+            phase = max(0, bisect.bisect_right(self.scenario.sweep.phase_starts(), start - o.schedule_epoch) - 1)
         return SampleRow(
-            **key_fields(key), phase=r.phase, iteration=r.iteration, sample=r.sample, first_use=r.first_use,
+            **key_fields(o.key), phase=r.phase, iteration=r.iteration, sample=r.sample, first_use=r.first_use,
             latency_ms=round(r.latency_ms, 6), rss_mb=round(r.rss_mb, 3),
-            t_s=round(r.t_epoch_s - self.started_epoch, 6), worker_pid=pid, info=r.info,
+            t_s=round(r.t_epoch_s - self.started_epoch, 6), worker_pid=o.worker_pid, ran_setting=r.ran_setting,
+            level=r.level, live_bubbles=live, transition=int(moving), schedule_phase=phase, info=r.info,
         )  # fmt: skip
 
     def _point_row(self, o: _StepOutcome) -> PointRow:
@@ -344,56 +418,6 @@ class Orchestrator:
         )  # fmt: skip
 
 
-def cpu_demand(scenario: Scenario, allowed: int) -> dict[str, Any]:
-    """What the CPU-demand prediction of the cliff needs (analysis.demand): the cores the run may use
-    (its affinity, or a budget's quota when smaller) and the cores one unit of the sweep's pressure asks
-    for: the summed duty of one bubble set (a count sweep) or of all ``sweep.count`` bubbles (a size sweep)."""
-    from bubbleup.pressure.budget_spec import BudgetSpec
-    from bubbleup.pressure.kinds import effective
-
-    budget_spec = BudgetSpec.parse(scenario.budget)
-    budget = budget_spec.cpus if budget_spec is not None else None
-    cores = min(float(allowed), float(budget)) if budget else float(allowed)
-    duties = [effective(spec).cpu_duty or 0.0 for spec in scenario.bubble_set]
-    rate_limited = any(effective(spec).rate_mb_s is not None for spec in scenario.bubble_set)
-    return {"cores": cores, "duty_per_set": float(sum(duties)), "rate_limited": rate_limited,
-            "size_sweep_count": scenario.sweep.count if scenario.sweep.axis == "size_mb" else None}  # fmt: skip
-
-
-def new_manifest(scenario: Scenario, given: dict[str, Any]) -> Manifest:
-    env = environment.collect()
-    return Manifest(
-        name=scenario.name,
-        started_epoch=time.time(),
-        scenario_given=given,
-        scenario_effective=scenario.model_dump(mode="json"),
-        plan=plan_points(scenario),
-        steps=[
-            StepEntry(workload=s.workload, setting=s.setting, warmup=s.warmup, inferences=s.inferences)
-            for s in all_steps(scenario)
-        ],
-        workloads=[spec.label or spec.kind for spec in scenario.specs],
-        settings=list(dict.fromkeys(s.setting for s in all_steps(scenario))),
-        placement=scenario.placement,
-        environment=env,
-        telemetry_columns=telemetry.columns(),
-        environment_warnings=environment.warnings(env),
-        statistics=stats.METHOD,
-    )
-
-
-def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
-    """Which calibration this run relies on, and its warnings for the bubble kinds the scenario uses."""
-    from bubbleup.machine import calibrate
-
-    cal = calibrate.load(path) if path is not None else None
-    if cal is None:
-        return {"path": None, "warnings": [], "note": "no calibration found (run 'bubbleup calibrate')"}
-    kinds = {b.kind for b in scenario.bubble_set}
-    return {"path": str(path), "created_at": cal.get("created_at"), "host": cal.get("host"),
-            "warnings": calibrate.warnings_for(cal, kinds)}  # fmt: skip
-
-
 def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_root: Path,
         progress: bool = True, calibration: Path | None = None, source: str = "scenario",
         allow_concurrent: bool = False) -> RunWriter:  # fmt: skip
@@ -402,12 +426,15 @@ def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_roo
     Refused (:class:`bubbleup.machine.lock.MachineBusy`, before the run directory exists) while another
     bubbleup run holds the machine, unless ``allow_concurrent`` (the run is then INVALID)."""
     safety = check_memory_safety(scenario, source=source)
+    profiles = adapt_profiles(scenario, source=source)
     root = out if out is not None else default_run_dir(reports_root, scenario.name)
     manifest = new_manifest(scenario, given)
     cal = calibration_facts(scenario, calibration)
-    manifest = manifest.model_copy(update={"calibration": cal, "memory_safety": safety,
+    differ = [f"{label} adapts on a profile measured with other workload options ({', '.join(p['options_differ'])})"
+              for label, p in profiles.items() if p["options_differ"]]  # fmt: skip
+    manifest = manifest.model_copy(update={"calibration": cal, "memory_safety": safety, "adapt_profiles": profiles,
                                            "environment_warnings": [*manifest.environment_warnings,
-                                                                    *cal["warnings"]]})  # fmt: skip
+                                                                    *cal["warnings"], *differ]})  # fmt: skip
     with machine_lock.acquire(root, allow_concurrent) as held:
         store = RunWriter.create(root, manifest)
         _execute(scenario, store, progress, held)

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import psutil
 
 from bubbleup.errors import UserError
 from bubbleup.scenario import PrecisionSpec, Scenario, WorkloadSpec
+from bubbleup.store.records import ADAPTIVE
 
 MIB = 1 << 20
 
@@ -24,8 +27,10 @@ class StepPlan:
 
 
 def steps_of(spec: WorkloadSpec) -> list[StepPlan]:
-    """What a workload runs at every point: an explicit schedule, or every setting in turn."""
+    """What a workload runs at every point: one adaptive step, an explicit schedule, or every setting in turn."""
     label = spec.label or spec.kind
+    if spec.adapt is not None:  # one step per point, in which the workload picks among its settings
+        return [StepPlan(label, ADAPTIVE, spec.warmup, spec.inferences_per_setting, spec.precision)]
     if spec.steps is not None:
         return [StepPlan(label, s.setting, s.warmup, s.inferences, spec.precision) for s in spec.steps]
     return [StepPlan(label, s, spec.warmup, spec.inferences_per_setting, spec.precision) for s in spec.settings]
@@ -74,3 +79,46 @@ def check_memory_safety(
             f"limits.allow_unsafe_memory: true"
         )
     return facts
+
+
+def adapt_profiles(scenario: Scenario, source: str = "scenario") -> dict[str, dict[str, Any]]:
+    """Per adaptive workload (by label), the profile table its policy runs on, read now so that a profile
+    that is missing or does not cover the workload's settings is refused before anything starts, in one
+    line naming the file and field. ``options_differ`` names the workload options the profile was measured
+    with otherwise (its latencies may then not be this workload's: a warning, not an error)."""
+    from bubbleup.analysis import tradeoff
+    from bubbleup.analysis.summary import summarise
+    from bubbleup.store.layout import MANIFEST, is_run_dir
+    from bubbleup.store.reader import load_run
+
+    out: dict[str, dict[str, Any]] = {}
+    forms = [("workload", scenario.workload)] + [(f"workloads.{i}", w) for i, w in enumerate(scenario.workloads or [])]
+    for where, spec in forms:
+        if spec is None or spec.adapt is None:
+            continue
+        field = f"{source}: {where}.adapt.profile"
+        path = Path(spec.adapt.profile).expanduser()
+        if not is_run_dir(path):
+            raise UserError(f"{field}: {path} is not a run directory (no {MANIFEST}); measure a profile first, a "
+                            f"count sweep of the same workload, e.g. python -m bubbleup run "
+                            f"scenarios/approxnet-profile.yaml --out {path}")  # fmt: skip
+        run = load_run(path)
+        kinds = {str(w.get("kind")) for w in _workload_entries(run.effective)}
+        if kinds and kinds != {spec.kind}:
+            raise UserError(f"{field}: {path} measured {', '.join(sorted(kinds))}, not {spec.kind}")
+        settings = [str(s) for s in spec.settings] if isinstance(spec.settings, list) else []
+        try:
+            table = tradeoff.profile_table(run, summarise(run), settings, spec.adapt.percentile)
+        except tradeoff.TradeoffError as exc:
+            raise UserError(f"{field}: {exc}") from None
+        table["source"] = str(path.resolve())
+        measured = next((w.get("options") or {} for w in _workload_entries(run.effective)), {})
+        table["options_differ"] = sorted(k for k in set(measured) | set(spec.options)
+                                         if measured.get(k) != spec.options.get(k))  # fmt: skip
+        out[spec.label or spec.kind] = table
+    return out
+
+
+def _workload_entries(effective: dict[str, Any]) -> list[dict[str, Any]]:
+    one = effective.get("workload")
+    return [one] if isinstance(one, dict) else [w for w in effective.get("workloads") or [] if isinstance(w, dict)]

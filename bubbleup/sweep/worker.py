@@ -9,9 +9,10 @@ data rather than noise.
 Protocol (JSON lines; commands on stdin, replies on the worker's original stdout,
 which is moved away from fd 1 so a chatty workload cannot corrupt it)::
 
-    -> {"cmd": "load", "kind": K, "options": {...}}
+    -> {"cmd": "load", "kind": K, "options": {...}, "adapt": null | {"profile", "slo_ms", ...}}
     <- {"event": "loaded", "load_s", "rss_mb", "settings", "metadata"}
-    -> {"cmd": "step", "setting": S, "warmup": W, "n": N, "precision": null | {...}}
+    -> {"cmd": "step", "setting": S, "warmup": W, "n": N, "precision": null | {...}, "seconds": null | T}
+    <- {"event": "timing", "t_epoch_s"}          (as the timed loop begins)
     <- {"event": "step", "select_ms", "stopped_by", "halfwidth", "columns": InferenceRecord._fields,
         "rows": [[...], ...]}
 
@@ -32,12 +33,14 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO, Any, NamedTuple
 
 import psutil
 
 from bubbleup.analysis.stats import relative_halfwidth
+from bubbleup.sweep.adaptive import ADAPTIVE, Policy, policy_from
 from workloads.base import Workload
 
 MIB = 1 << 20
@@ -50,14 +53,18 @@ class InferenceRecord(NamedTuple):
     iteration: int  # 0-based within (step, phase)
     sample: int  # which of the setting's samples it ran on (index into samples())
     first_use: int  # 1 for the first inference of a setting in this process
-    latency_ms: float  # perf_counter_ns around infer() and nothing else
+    latency_ms: float  # perf_counter_ns around infer() (and, on an adaptive frame that switched, the switch)
     rss_mb: float  # this process's RSS right after the inference
     t_epoch_s: float  # wall clock at the end of the inference
+    ran_setting: str  # the setting that ran: the step's, or the one an adaptive policy picked
+    level: float  # the contention level an adaptive policy inferred when it picked ran_setting (NaN otherwise)
     info: str  # JSON of what the workload returned, or ""
 
 
-#: Why a step's timed loop ended: a fixed count, the precision reached, or a cap without it.
+#: Why a step's timed loop ended: a fixed count, the precision reached, a cap without it, or its duration
+#: (a schedule's step lasts the schedule).
 STOP_COUNT, STOP_PRECISION, STOP_CAP_N, STOP_CAP_S = "count", "precision", "cap_inferences", "cap_seconds"
+STOP_DURATION = "duration"
 
 
 class Precision(NamedTuple):
@@ -92,8 +99,10 @@ class StepResult:
 class Runner:
     """Drives one workload in this process: the timed loop lives here and only here."""
 
-    def __init__(self, workload: Workload) -> None:
+    def __init__(self, workload: Workload, policy: Policy | None = None) -> None:
         self.workload = workload
+        #: Picks the setting of every frame of an ``adaptive`` step (sweep.adaptive); None: not adaptive.
+        self.policy = policy
         self.used: set[str] = set()
         self._rss = psutil.Process().memory_info  # bound once: read after every inference
         self._current: str | None = None
@@ -101,61 +110,96 @@ class Runner:
         #: so a run's points see the whole sample set, not its first few samples again and again.
         self._cursor: dict[str, int] = {}
 
-    def step(self, setting: str, warmup: int, n: int, precision: Precision | None = None) -> StepResult:
-        """Select ``setting``, run ``warmup`` then ``n`` inferences (at least ``n`` under ``precision``),
-        return one record per inference."""
-        w = self.workload
-        perf = time.perf_counter_ns
-        t0 = perf()
+    def _select(self, setting: str) -> None:
         if setting != self._current:
-            w.select(setting)
+            self.workload.select(setting)
             self._current = setting
-        select_ms = (perf() - t0) / 1e6
+
+    def step(self, setting: str, warmup: int, n: int, precision: Precision | None = None,
+             seconds: float | None = None, on_timing: Callable[[], None] | None = None) -> StepResult:  # fmt: skip
+        """Select ``setting``, run ``warmup`` then ``n`` inferences (at least ``n`` under ``precision``; for
+        ``seconds`` if given, however many that is), return one record per inference. ``on_timing`` is called
+        as the timed loop begins (a schedule's clock starts then).
+
+        ``setting`` ``adaptive`` lets the policy pick every frame's setting; its warm-up runs ``warmup``
+        inferences at each candidate (an adaptive network keeps every branch ready), so timed frames pay a
+        switch's cost, not a first use's."""
+        w, policy = self.workload, self.policy if setting == ADAPTIVE else None
+        if setting == ADAPTIVE and policy is None:
+            raise RuntimeError("an adaptive step needs the workload loaded with an adapt profile")
+        perf = time.perf_counter_ns
+        current = policy.setting if policy is not None else setting
+        t0 = perf()
+        self._select(current)
+        result = StepResult(setting, (perf() - t0) / 1e6)
+        records, rss, infer, nan = result.records, self._rss, w.infer, float("nan")
+        warm = [s for s in policy.profile.settings if s != current] + [current] if policy is not None else [current]
+        offset = self._cursor.get(setting, 0)
+        i = 0  # inferences so far, warm-ups included: the sample cursor moves with it
+        for s in warm:
+            self._select(s)
+            samples = w.samples()
+            if not samples:
+                raise RuntimeError(f"workload returned no samples for setting {s!r}")
+            for _ in range(warmup):
+                index = (offset + i) % len(samples)
+                first = s not in self.used
+                self.used.add(s)
+                start = perf()
+                info = infer(samples[index])
+                latency = (perf() - start) / 1e6
+                records.append(InferenceRecord("warmup", i, index, int(first), latency, rss().rss / MIB, time.time(),
+                                               s, nan, _info(info)))  # fmt: skip
+                i += 1
+        self._select(current)
         samples = w.samples()
-        if not samples:
-            raise RuntimeError(f"workload returned no samples for setting {setting!r}")
-        first = setting not in self.used
-        self.used.add(setting)
-        result = StepResult(setting, select_ms)
-        records = result.records
-        infer, rss, count = w.infer, self._rss, len(samples)
         timed: list[float] = []  # sorted timed latencies, for the precision rule
-        limit = warmup + (precision.max_inferences if precision is not None else n)
-        next_check, t_timed = warmup + n, perf()
-        cpu_timed = _cpu_s()
-        i, offset = 0, self._cursor.get(setting, 0)
-        while i < limit:
-            index = (offset + i) % count
-            sample = samples[index]
+        limit = precision.max_inferences if precision is not None else (sys.maxsize if seconds is not None else n)
+        next_check, j = n, 0
+        if on_timing is not None:
+            on_timing()
+        t_timed, cpu_timed = perf(), _cpu_s()
+        while j < limit:
+            level = policy.level_value if policy is not None else nan
             start = perf()
-            info = infer(sample)
+            switched = policy is not None and policy.setting != current
+            if switched:
+                assert policy is not None
+                current = policy.setting
+                self._select(current)
+                samples = w.samples()
+            index = (offset + i) % len(samples)
+            info = infer(samples[index])
             end = perf()
-            phase, iteration = ("warmup", i) if i < warmup else ("timed", i - warmup)
             latency = (end - start) / 1e6
-            records.append(
-                InferenceRecord(phase, iteration, index, int(first), latency, rss().rss / MIB, time.time(), _info(info))
-            )  # fmt: skip
-            first = False
-            i += 1
-            if i <= warmup:
-                t_timed, cpu_timed = perf(), _cpu_s()
-                continue
+            first = current not in self.used
+            self.used.add(current)
+            records.append(InferenceRecord("timed", j, index, int(first), latency, rss().rss / MIB, time.time(),
+                                           current, level, _info(info)))  # fmt: skip
+            i, j = i + 1, j + 1
+            if policy is not None:
+                policy.observe(latency, switched or first)
             bisect.insort(timed, latency)
+            elapsed = (perf() - t_timed) / 1e9
+            if seconds is not None:
+                if elapsed >= seconds:
+                    result.stopped_by = STOP_DURATION
+                    break
+                continue
             if precision is None:
                 continue
-            elapsed = (perf() - t_timed) / 1e9
-            if i >= next_check and elapsed >= precision.min_seconds:
-                next_check = max(i + 1, int(i * CHECK_GROWTH))
+            if j >= next_check and elapsed >= precision.min_seconds:
+                next_check = max(j + 1, int(j * CHECK_GROWTH))
                 if relative_halfwidth(timed) <= precision.target:
                     result.stopped_by = STOP_PRECISION
                     break
-            if elapsed >= precision.max_seconds and i >= warmup + n:
+            if elapsed >= precision.max_seconds and j >= n:
                 result.stopped_by = STOP_CAP_S
                 break
         else:
             if precision is not None:
                 result.stopped_by = STOP_CAP_N
-        self._cursor[setting] = (offset + i) % count
+        self._cursor[setting] = (offset + i) % len(samples)
         wall_s = (perf() - t_timed) / 1e9
         result.cpu_cores = (_cpu_s() - cpu_timed) / wall_s if timed and wall_s > 0 else float("nan")
         result.halfwidth = relative_halfwidth(timed)
@@ -204,7 +248,8 @@ def serve(commands: IO[str], replies: IO[str]) -> int:
                 t0 = time.perf_counter()
                 workload = load_workload(msg["kind"], msg.get("options", {}))
                 workload.load()
-                runner = Runner(workload)
+                adapt = msg.get("adapt")
+                runner = Runner(workload, policy_from(adapt) if adapt else None)
                 reply(
                     "loaded",
                     load_s=time.perf_counter() - t0,
@@ -218,7 +263,10 @@ def serve(commands: IO[str], replies: IO[str]) -> int:
                     raise RuntimeError("step before load")
                 given = msg.get("precision")
                 precision = Precision(**given) if given else None
-                res = runner.step(msg["setting"], int(msg["warmup"]), int(msg["n"]), precision)
+                seconds = msg.get("seconds")
+                res = runner.step(msg["setting"], int(msg["warmup"]), int(msg["n"]), precision,
+                                  float(seconds) if seconds is not None else None,
+                                  lambda: reply("timing", t_epoch_s=time.time()))  # fmt: skip
                 reply("step", setting=res.setting, select_ms=res.select_ms, stopped_by=res.stopped_by,
                       halfwidth=res.halfwidth, cpu_cores=res.cpu_cores, columns=InferenceRecord._fields,
                       rows=res.records)  # fmt: skip

@@ -43,6 +43,7 @@ class WorkerClient:
         assert self.proc.stdout is not None  # spawn_child always pipes stdout
         self.reader = procs.LineReader(self.proc.stdout.fileno())
         self.loaded: dict[str, Any] | None = None
+        self._pending: list[dict[str, Any]] = []  # read, not yet awaited
 
     @property
     def pid(self) -> int:
@@ -60,7 +61,9 @@ class WorkerClient:
     def _await(self, expected: str, timeout_s: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout_s
         while True:
-            for msg in self.reader.read_available():
+            self._pending.extend(self.reader.read_available())
+            while self._pending:  # messages after the one expected stay for the next call
+                msg = self._pending.pop(0)
                 event = msg.get("event")
                 if event == expected:
                     return msg
@@ -85,15 +88,30 @@ class WorkerClient:
             self.kill()
         return f"worker pid {self.pid} died: {procs.describe_exit(self.proc.returncode)} (log: {self.log_path.name})"
 
-    def load(self, kind: str, options: dict[str, Any], timeout_s: float) -> dict[str, Any]:
-        self._send({"cmd": "load", "kind": kind, "options": options})
+    def load(self, kind: str, options: dict[str, Any], timeout_s: float,
+             adapt: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+        """Load the workload; ``adapt`` (the profile table and rule) makes it able to run ``adaptive`` steps."""
+        self._send({"cmd": "load", "kind": kind, "options": options, "adapt": adapt})
         self.loaded = self._await("loaded", timeout_s)
         return self.loaded
 
     def step(self, setting: str, warmup: int, n: int, timeout_s: float,
              precision: Precision | None = None) -> StepResult:  # fmt: skip
+        self.begin_step(setting, warmup, n, precision)
+        return self.end_step(timeout_s)
+
+    def begin_step(self, setting: str, warmup: int, n: int, precision: Precision | None = None,
+                   seconds: float | None = None) -> None:  # fmt: skip
+        """Send a step and return at once; :meth:`await_timing` and :meth:`end_step` follow it."""
         given = precision._asdict() if precision is not None else None
-        self._send({"cmd": "step", "setting": setting, "warmup": warmup, "n": n, "precision": given})
+        self._send({"cmd": "step", "setting": setting, "warmup": warmup, "n": n, "precision": given,
+                    "seconds": seconds})  # fmt: skip
+
+    def await_timing(self, timeout_s: float) -> float:
+        """Wait for the step's timed loop to begin (its warm-up done); the worker's clock at that moment."""
+        return float(self._await("timing", timeout_s)["t_epoch_s"])
+
+    def end_step(self, timeout_s: float) -> StepResult:
         msg = self._await("step", timeout_s)
         if tuple(msg.get("columns") or ()) != InferenceRecord._fields:
             raise WorkerError(f"worker sent columns {msg.get('columns')}, expected {list(InferenceRecord._fields)}")

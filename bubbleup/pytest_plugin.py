@@ -1,0 +1,211 @@
+"""bubbleup inside a user's own test suite (registered through the ``pytest11`` entry point).
+
+A ``contention`` fixture runs a function the way ``bubbleup run`` runs a workload, in a worker process of
+its own, timed there, once with no bubble and once with the bubbles up and ready, and hands back the
+result with confidence intervals; every call is saved as an ordinary run directory::
+
+    from mypkg import predict
+
+    def test_predict_holds_up_beside_two_bubbles(contention):
+        result = contention(predict, bubbles=2, size_mb=256)
+        assert result.slowdown(p=95) <= 1.5
+
+The function must be importable by its module and name in a fresh process (a module's top-level
+function is; a lambda or a closure is not): the worker imports it, as pyperf's workers import a
+benchmark. ``@pytest.mark.contention(bubbles=4, cpu_duty=1.0)`` sets a test's defaults, and every test
+using the fixture carries the marker, so ``-m "not contention"`` leaves them out.
+
+Options, pytest-benchmark's as the model: ``--contention-dir`` (where runs are saved, default
+``.bubbleup``), ``--contention-compare=DIR`` (an earlier ``--contention-dir``: each test is compared with
+its newest run there), ``--contention-compare-fail=PCT`` (fail a test whose run is slower than that
+baseline by PCT at any point, with the ratio's CI above 1: :func:`bubbleup.analysis.compare.regressions`).
+
+Importing this module stays cheap (pytest loads it in every session of an environment that has
+bubbleup): the harness is imported when a test first asks for contention.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from bubbleup.store.reader import Run
+
+#: What a contention call runs unless the call or the test's marker says otherwise.
+DEFAULTS: dict[str, Any] = {"bubbles": 2, "size_mb": 256, "cpu_duty": 1.0, "pattern": "stream", "kind": "combined",
+                            "inferences": 50, "warmup": 5, "repeats": 2, "settle_s": 0.5}  # fmt: skip
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("bubbleup", "contention tests (bubbleup)")
+    group.addoption("--contention-dir", default=".bubbleup", metavar="DIR",
+                    help="where each contention call's run directory is saved (default: .bubbleup)")  # fmt: skip
+    group.addoption("--contention-compare", default=None, metavar="DIR",
+                    help="an earlier --contention-dir: compare each test with its newest run there")  # fmt: skip
+    group.addoption("--contention-compare-fail", default=None, metavar="PCT",
+                    help="fail a test slower than its --contention-compare baseline by PCT (e.g. 10%%) at any "
+                         "point, with the ratio's 95%% CI above 1")  # fmt: skip
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "contention(**defaults): the test applies bubbleup contention (the "
+                                       "contention fixture); keyword arguments set its defaults")  # fmt: skip
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "contention" in getattr(item, "fixturenames", ()) and item.get_closest_marker("contention") is None:
+            item.add_marker(pytest.mark.contention)
+
+
+@dataclass(frozen=True)
+class ContentionResult:
+    """One contention call: the saved run, and its latency and slowdown at any percentile with a 95% CI."""
+
+    run: Run
+    path: Path
+    bubbles: int
+
+    def _latencies(self, bubbles: int) -> list[Any]:
+        """Timed latencies per repeat at ``bubbles`` (the replicates)."""
+        s = self.run.samples
+        timed = s[(s["phase"] == "timed") & (s["value"] == bubbles)]
+        return [g["latency_ms"].to_numpy(dtype=float) for _, g in timed.groupby("repeat")]
+
+    def latency(self, p: float = 50, bubbles: int | None = None) -> float:
+        """The ``p``-th percentile latency (ms) under ``bubbles`` (default: the pressure asked for)."""
+        import numpy as np
+
+        return float(np.percentile(np.concatenate(self._latencies(self.bubbles if bubbles is None else bubbles)), p))
+
+    def slowdown(self, p: float = 50) -> float:
+        """Latency at ``p`` with the bubbles up / with none."""
+        return self.latency(p) / self.latency(p, 0)
+
+    def interval(self, p: float = 50, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+        """The slowdown's CI: a hierarchical bootstrap, repeats then samples within each (as ``compare`` does)."""
+        import numpy as np
+
+        rng = np.random.default_rng(seed)
+        loaded, quiet = self._latencies(self.bubbles), self._latencies(0)
+
+        def resample(reps: list[Any]) -> Any:
+            picks = rng.integers(0, len(reps), size=(2000, len(reps)))
+            return np.array([np.percentile(np.concatenate([rng.choice(reps[i], len(reps[i])) for i in row]), p)
+                             for row in picks])  # fmt: skip
+
+        ratios = resample(loaded) / resample(quiet)
+        tail = (1 - confidence) / 2 * 100
+        low, high = np.percentile(ratios, [tail, 100 - tail])
+        return float(low), float(high)
+
+    def __str__(self) -> str:
+        low, high = self.interval(50)
+        return (f"{self.slowdown(50):.2f}x median slowdown [{low:.2f}, {high:.2f}] beside {self.bubbles} bubbles "
+                f"({self.path})")  # fmt: skip
+
+
+def _target(func: Callable[..., Any]) -> tuple[str, str]:
+    """``module:name`` of ``func`` and the directory its top package lives in, for the worker to import it."""
+    name, module = getattr(func, "__qualname__", ""), getattr(func, "__module__", None)
+    if not module or not re.fullmatch(r"[A-Za-z_]\w*", name or ""):
+        raise TypeError(f"contention: {func!r} is not a module's top-level function; the worker process imports "
+                        "it by module and name, so define it at the top of a module")  # fmt: skip
+    file = getattr(sys.modules.get(module), "__file__", None)
+    if file is None:
+        raise TypeError(f"contention: the module {module!r} of {name} has no file for the worker to import")
+    root = Path(file).resolve().parent
+    for _ in range(module.count(".")):
+        root = root.parent
+    return f"{module}:{name}", str(root)
+
+
+def _slug(nodeid: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:100] or "test"
+
+
+def _newest_run(folder: Path) -> Path | None:
+    from bubbleup.store.layout import is_run_dir
+
+    runs = sorted(p for p in folder.glob("*") if is_run_dir(p)) if folder.is_dir() else []
+    return runs[-1] if runs else None
+
+
+@pytest.fixture
+def contention(request: pytest.FixtureRequest) -> Callable[..., ContentionResult]:
+    """``contention(func, bubbles=2, size_mb=256, cpu_duty=1.0, pattern="stream", kind="combined",
+    inferences=50, warmup=5, repeats=2)``: run ``func`` with no bubble and beside ``bubbles`` ready
+    bubbles, save the run, return a :class:`ContentionResult`."""
+    marker = request.node.get_closest_marker("contention")
+    config = request.config
+    # The test's module and name, not its node id: the node id is relative to pytest's rootdir, which moves
+    # with the paths on the command line, and a baseline must be found again under the same name.
+    module = getattr(request.node.module, "__name__", "") if getattr(request.node, "module", None) else ""
+    slug = _slug(f"{module}.{request.node.name}" if module else request.node.nodeid)
+
+    def run(func: Callable[..., Any], **given: Any) -> ContentionResult:
+        from bubbleup.api import run as run_scenario
+        from bubbleup.errors import UserError
+        from bubbleup.scenario import scenario_from_dict
+
+        unknown = set(given) - set(DEFAULTS)
+        if unknown:
+            raise TypeError(f"contention: unknown argument(s) {', '.join(sorted(unknown))}; "
+                            f"known: {', '.join(DEFAULTS)}")  # fmt: skip
+        o = {**DEFAULTS, **(marker.kwargs if marker is not None else {}), **given}
+        function, path = _target(func)
+        data = {
+            "name": slug,
+            "description": f"{request.node.nodeid}: {function} beside {o['bubbles']} bubbles (bubbleup pytest plugin)",
+            "workload": {"kind": "python", "inferences_per_setting": o["inferences"], "warmup": o["warmup"],
+                         "restart": "per_repeat", "options": {"function": function, "path": path}},
+            "bubble": {"kind": o["kind"], "size_mb": o["size_mb"], "cpu_duty": o["cpu_duty"], "pattern": o["pattern"]},
+            "sweep": {"axis": "count", "values": sorted({0, int(o["bubbles"])}), "repeats": o["repeats"],
+                      "settle_s": o["settle_s"]},
+        }  # fmt: skip
+        try:
+            scenario = scenario_from_dict(data, f"contention({function})")
+            done = run_scenario(scenario, reports_root=Path(config.getoption("contention_dir")), report=False)
+        except UserError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        result = ContentionResult(done, done.path, int(o["bubbles"]))
+        _gate(config, slug, result)
+        return result
+
+    return run
+
+
+def _gate(config: pytest.Config, slug: str, result: ContentionResult) -> None:
+    """With --contention-compare, compare with the test's newest baseline run; fail on a regression when asked."""
+    base_dir = config.getoption("contention_compare")
+    if not base_dir:
+        return
+    from bubbleup.analysis.compare import Gate, compare_runs, regressions
+    from bubbleup.store.reader import load_run
+
+    baseline = _newest_run(Path(base_dir) / slug)
+    if baseline is None or baseline.resolve() == result.path.resolve():
+        import warnings
+
+        warnings.warn(f"contention: no baseline run for {slug} under {base_dir}", stacklevel=3)
+        return
+    fail = config.getoption("contention_compare_fail")
+    if fail is None:
+        return
+    from bubbleup.errors import UserError
+    from bubbleup.formatting import share_of_percent
+
+    try:
+        slower = share_of_percent(fail, "--contention-compare-fail")
+    except UserError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    found = regressions(compare_runs(load_run(baseline), result.run), Gate(slower=slower))
+    if found:
+        pytest.fail(f"contention regression against {baseline}:\n" + "\n".join(found), pytrace=False)

@@ -1,0 +1,64 @@
+"""What a run's manifest says of it before anything starts: the new manifest itself, the CPU-demand facts
+the cliff prediction needs, and the calibration the run relies on."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from bubbleup.analysis import stats
+from bubbleup.machine import environment, telemetry
+from bubbleup.scenario import Scenario
+from bubbleup.store.manifest import Manifest, StepEntry
+from bubbleup.sweep.plan import all_steps, plan_points
+
+
+def cpu_demand(scenario: Scenario, allowed: int) -> dict[str, Any]:
+    """What the CPU-demand prediction of the cliff needs (analysis.demand): the cores the run may use
+    (its affinity, or a budget's quota when smaller) and the cores one unit of the sweep's pressure asks
+    for: the summed duty of one bubble set (a count sweep) or of all ``sweep.count`` bubbles (a size sweep)."""
+    from bubbleup.pressure.budget_spec import BudgetSpec
+    from bubbleup.pressure.kinds import effective
+
+    budget_spec = BudgetSpec.parse(scenario.budget)
+    budget = budget_spec.cpus if budget_spec is not None else None
+    cores = min(float(allowed), float(budget)) if budget else float(allowed)
+    duties = [effective(spec).cpu_duty or 0.0 for spec in scenario.bubble_set]
+    rate_limited = any(effective(spec).rate_mb_s is not None for spec in scenario.bubble_set)
+    return {"cores": cores, "duty_per_set": float(sum(duties)), "rate_limited": rate_limited,
+            "size_sweep_count": scenario.sweep.count if scenario.sweep.axis == "size_mb" else None}  # fmt: skip
+
+
+def new_manifest(scenario: Scenario, given: dict[str, Any]) -> Manifest:
+    env = environment.collect()
+    return Manifest(
+        name=scenario.name,
+        started_epoch=time.time(),
+        scenario_given=given,
+        scenario_effective=scenario.model_dump(mode="json"),
+        plan=plan_points(scenario),
+        steps=[
+            StepEntry(workload=s.workload, setting=s.setting, warmup=s.warmup, inferences=s.inferences)
+            for s in all_steps(scenario)
+        ],
+        workloads=[spec.label or spec.kind for spec in scenario.specs],
+        settings=list(dict.fromkeys(s.setting for s in all_steps(scenario))),
+        placement=scenario.placement,
+        environment=env,
+        telemetry_columns=telemetry.columns(),
+        environment_warnings=environment.warnings(env),
+        statistics=stats.METHOD,
+    )
+
+
+def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
+    """Which calibration this run relies on, and its warnings for the bubble kinds the scenario uses."""
+    from bubbleup.machine import calibrate
+
+    cal = calibrate.load(path) if path is not None else None
+    if cal is None:
+        return {"path": None, "warnings": [], "note": "no calibration found (run 'bubbleup calibrate')"}
+    kinds = {b.kind for b in scenario.bubble_set}
+    return {"path": str(path), "created_at": cal.get("created_at"), "host": cal.get("host"),
+            "warnings": calibrate.warnings_for(cal, kinds)}  # fmt: skip

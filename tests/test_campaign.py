@@ -1,0 +1,101 @@
+"""Campaigns on this machine: several scenarios one after another, each its own run directory under one campaign
+directory, one page linking every report with each run's cliffs and validity; interrupt and --resume at campaign
+level; requirements a host does not meet; bad campaign files in one line."""
+
+from __future__ import annotations
+
+import json
+import signal
+from pathlib import Path
+
+import yaml
+from conftest import run_cli, smoke_dict, start_cli, wait_until, write_scenario
+
+from bubbleup import analysis
+
+
+def _campaign(tmp_path: Path, runs: list[dict[str, object]], name: str = "camp") -> Path:
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump({"name": name, "runs": runs}, sort_keys=False))
+    return path
+
+
+def test_a_campaign_runs_each_scenario_into_its_own_run_directory(tmp_path: Path) -> None:
+    write_scenario(tmp_path, smoke_dict(name="quick"), "quick.yaml")
+    write_scenario(tmp_path, smoke_dict(**{"name": "sized", "sweep.values": [0, 1, 2]}), "sized.yaml")
+    camp = _campaign(tmp_path, [{"scenario": "quick.yaml", "repeats": 2}, {"scenario": "sized.yaml"},
+                                {"scenario": "quick.yaml", "requires": {"cpus": 4096}}])  # fmt: skip
+    out = tmp_path / "out"
+    done = run_cli(["campaign", str(camp), "--out", str(out), "-q"], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    state = json.loads((out / "campaign.json").read_text())
+    assert state["status"] == "complete"
+    ids = [r["id"] for r in state["runs"]]
+    assert ids == ["01-quick-1", "02-quick-2", "03-sized", "04-quick"]
+    for run_id in ids[:3]:
+        run = analysis.load_run(out / run_id)
+        assert run.status == "complete" and (out / run_id / "report.html").is_file()
+    assert analysis.load_run(out / "03-sized").values == [0.0, 1.0, 2.0]
+    assert not (out / "04-quick").exists() and state["runs"][3]["note"].startswith("skipped: needs 4096 CPUs")
+    page = (out / "index.html").read_text()
+    for run_id in ids[:3]:
+        assert f'href="{run_id}/report.html"' in page
+    assert "skipped: needs 4096 CPUs" in page
+    assert page.count(">VALID<") + page.count(">INVALID<") == 3  # each run's verdict
+    assert page.count("<li>") >= 3 * 2  # each run's cliffs, one per setting (two settings)
+
+
+def test_an_interrupted_campaign_resumes_where_it_stopped(tmp_path: Path) -> None:
+    """SIGINT in the second run: the campaign says interrupted (exit 130), the first run is complete, the second
+    keeps its completed points; --resume completes the second from there and runs the third."""
+    write_scenario(tmp_path, smoke_dict(name="quick"), "quick.yaml")
+    slow = smoke_dict(**{"name": "slow", "sweep.values": [0, 1, 2, 3], "workload.inferences_per_setting": 400})
+    write_scenario(tmp_path, slow, "slow.yaml")
+    camp = _campaign(tmp_path, [{"scenario": "quick.yaml"}, {"scenario": "slow.yaml"}, {"scenario": "quick.yaml"}])
+    out = tmp_path / "out"
+    proc = start_cli(["campaign", str(camp), "--out", str(out), "-q"], cwd=tmp_path)
+    try:
+        points = out / "02-slow" / "points.csv"
+        wait_until(lambda: points.is_file() and len(points.read_text().splitlines()) >= 3, 240, "a point of 02-slow")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130, err
+    state = json.loads((out / "campaign.json").read_text())
+    assert state["status"] == "interrupted"
+    assert analysis.load_run(out / "01-quick").status == "complete"
+    cut = analysis.load_run(out / "02-slow")
+    assert cut.status == "interrupted" and len(cut.points) >= 2
+    kept = cut.points[["value", "setting", "median_ms"]].to_dict("records")
+    assert not (out / "03-quick").exists()
+    done = run_cli(["campaign", "--resume", str(out), "-q"], cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    resumed = analysis.load_run(out / "02-slow")
+    assert resumed.status == "complete" and sorted(resumed.values) == [0.0, 1.0, 2.0, 3.0]
+    assert resumed.points[["value", "setting", "median_ms"]].to_dict("records")[: len(kept)] == kept
+    assert analysis.load_run(out / "03-quick").status == "complete"
+    assert json.loads((out / "campaign.json").read_text())["status"] == "complete"
+
+
+def test_a_bad_campaign_file_is_one_line_exit_2(tmp_path: Path) -> None:
+    write_scenario(tmp_path, smoke_dict(name="quick"), "quick.yaml")
+    write_scenario(tmp_path, smoke_dict(**{"name": "broken", "sweep.values": [-1]}), "broken.yaml")
+    cases = [
+        ({"name": "c", "runs": []}, "runs:"),
+        ({"name": "c", "runs": [{"scenario": "quick.yaml", "repeat": 2}]}, "runs.0.repeat: unknown key"),
+        ({"name": "c", "runs": [{"scenario": "missing.yaml"}]}, "runs.0.scenario: missing.yaml: no such file"),
+        ({"name": "c", "runs": [{"scenario": "broken.yaml"}]}, "broken.yaml: sweep.values:"),
+    ]
+    for i, (data, where) in enumerate(cases):
+        path = tmp_path / f"c{i}.yaml"
+        path.write_text(yaml.safe_dump(data))
+        done = run_cli(["campaign", str(path), "--out", str(tmp_path / f"out{i}")], cwd=tmp_path)
+        assert done.returncode == 2, (data, done.stderr)
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and where in lines[0], (where, done.stderr)
+        assert not (tmp_path / f"out{i}").exists()
+    done = run_cli(["campaign", "--resume", str(tmp_path)], cwd=tmp_path)
+    assert done.returncode == 2 and "not a campaign directory" in done.stderr

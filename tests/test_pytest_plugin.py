@@ -1,0 +1,86 @@
+"""The pytest plugin, through pytest's own ``pytester``: a user's test that passes beside no bubble and fails its
+threshold beside heavy pressure, the saved run directories, and the regression gate against a baseline."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from bubbleup import analysis
+
+pytest_plugins = ("pytester",)
+
+USER_TESTS = '''
+import os
+
+import pytest
+
+
+def work():
+    """Pure Python work, ~20 ms: longer than a scheduler time slice, so beside bubbles its median grows too."""
+    s = 0
+    for i in range(int(os.environ.get("WORK_N", "200000"))):
+        s += i * i
+    return s
+
+
+def test_quiet(contention):
+    result = contention(work, bubbles=0, inferences=30, repeats=2, size_mb=16)
+    assert result.slowdown(p=95) <= 1.5
+
+
+@pytest.mark.contention(cpu_duty=1.0, size_mb=16, pattern="none")
+def test_loaded(contention):
+    result = contention(work, bubbles=4, inferences=30, repeats=1)
+    low, high = result.interval(p=50)
+    assert low <= result.slowdown(p=50) <= high
+    assert result.slowdown(p=50) <= 1.5, str(result)
+
+
+def test_a_closure_is_refused(contention):
+    contention(lambda: None)
+'''
+
+
+def test_a_user_test_passes_quiet_and_fails_its_threshold_loaded(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    """Four full-core bubbles on two CPUs leave the worker a third of one (spread placement): the loaded test's
+    median slowdown is well above 1.5 and it fails with the result in its message; the quiet one passes; each
+    call is a run directory under --contention-dir that load_run reads; a lambda is refused in words."""
+    pytester.makepyfile(test_user=USER_TESTS)
+    runs = tmp_path / "runs"
+    result = pytester.runpytest_subprocess("--contention-dir", str(runs), "-q")
+    result.assert_outcomes(passed=1, failed=2)
+    out = result.stdout.str()
+    assert "x median slowdown [" in out and "beside 4 bubbles" in out
+    assert "is not a module's top-level function" in out
+    saved = sorted(p.parent for p in runs.glob("*/*/manifest.json"))
+    assert [p.parent.name for p in saved] == ["test_user.test_loaded", "test_user.test_quiet"]
+    loaded = analysis.load_run(saved[0])
+    assert sorted(loaded.values) == [0.0, 4.0] and loaded.status == "complete"
+    timed = loaded.samples[loaded.samples["phase"] == "timed"]
+    medians = timed.groupby("value")["latency_ms"].median()
+    assert medians[4.0] / medians[0.0] > 1.5
+    # the selection marker: -m "not contention" leaves every test of the fixture out
+    skipped = pytester.runpytest_subprocess("-m", "not contention", "-q")
+    skipped.assert_outcomes(deselected=3)
+
+
+def test_the_gate_fails_a_test_slower_than_its_baseline(pytester: pytest.Pytester, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The same quiet test, first as the baseline, then with twice the work: against the baseline with a 10% gate
+    it fails naming the regression; a run like the baseline passes the same gate."""
+    pytester.makepyfile(test_user=USER_TESTS)
+    base, again, slow = tmp_path / "base", tmp_path / "again", tmp_path / "slow"
+    common = ["-q", "-k", "quiet"]
+    pytester.runpytest_subprocess(*common, "--contention-dir", str(base)).assert_outcomes(passed=1)
+    gate = ["--contention-compare", str(base), "--contention-compare-fail", "10%"]
+    pytester.runpytest_subprocess(*common, "--contention-dir", str(again), *gate).assert_outcomes(passed=1)
+    monkeypatch.setenv("WORK_N", "400000")
+    failed = pytester.runpytest_subprocess(*common, "--contention-dir", str(slow), *gate)
+    failed.assert_outcomes(failed=1)
+    out = failed.stdout.str()
+    assert "contention regression against" in out and "more than 10%" in out
+    found = re.search(r"default at 0: B (\d+\.\d+)x slower", out)
+    assert found and float(found.group(1)) > 1.2, out  # twice the work: well past the 10% gate
