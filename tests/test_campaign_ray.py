@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import json
+import socket
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -114,3 +117,50 @@ def test_a_node_killed_mid_run_leaves_an_interrupted_run_and_resume_finishes_it(
     assert done.status == "complete" and sorted(done.values) == [0.0, 1.0, 2.0, 3.0]
     assert done.points[["value", "setting", "median_ms"]].to_dict("records")[: len(kept)] == kept
     assert again.runs[0].host != camp.runs[0].host  # the victim is gone: another node finished it
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_cli_runs_a_campaign_on_a_head_started_by_ray_start(tmp_path: Path) -> None:
+    """``ray start --head`` (blocking, ours by PID) with one bubbleup_host; ``bubbleup campaign --ray`` runs the
+    shipped smoke and synthetic-count scenarios on it; the campaign page renders in headless Chromium; stopping
+    the head leaves no process behind."""
+    from test_report import _chromium, require_chromium
+
+    root = Path(__file__).resolve().parents[1] / "scenarios"
+    camp = tmp_path / "camp.yaml"
+    camp.write_text(yaml.safe_dump({"name": "shipped", "runs": [{"scenario": str(root / "smoke.yaml")},
+                                                                {"scenario": str(root / "synthetic-count.yaml")}]}))
+    port = _free_port()
+    ray_bin = str(Path(sys.executable).with_name("ray"))
+    head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
+                             "--num-cpus=1", f"--resources={{\"{campaign_ray.HOST_RESOURCE}\": 1}}",
+                             "--include-dashboard=false", "--disable-usage-stats"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    started: list[int] = []
+    try:
+        out = tmp_path / "out"
+        done = run_cli(["campaign", str(camp), "--out", str(out), "--ray", f"127.0.0.1:{port}", "-q",
+                        "--allow-concurrent"], cwd=tmp_path, timeout=900)  # fmt: skip
+        started = [p.pid for p in psutil.Process(head.pid).children(recursive=True)]
+        assert done.returncode == 0, done.stderr[-3000:]
+        state = json.loads((out / "campaign.json").read_text())
+        assert state["status"] == "complete" and state["engine"].startswith("ray (127.0.0.1:")
+        for r in state["runs"]:
+            assert analysis.load_run(out / r["id"]).status == "complete" and "(node " in r["host"]
+        binary = require_chromium()
+        dom = _chromium(binary, ["--dump-dom", (out / "index.html").as_uri()], tmp_path / "chromium")
+        assert dom.count('href="0') == 2 and "01-smoke" in dom and "02-synthetic-count" in dom
+        assert dom.count(">VALID<") + dom.count(">INVALID<") == 2
+    finally:
+        head.terminate()
+        try:
+            head.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            head.kill()
+            head.wait()
+        assert wait_all_gone(started, 30) == [], "ray start left processes behind"
