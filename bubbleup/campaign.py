@@ -117,6 +117,10 @@ class Campaign:
         except (OSError, json.JSONDecodeError):
             return "unknown"
 
+    def ended(self) -> str:
+        """The campaign's status once its loop is done: complete, or incomplete while a run still is not."""
+        return "incomplete" if self.todo() else "complete"
+
     def todo(self) -> list[PlannedRun]:
         """What --resume (or a first start) still has to do: every run not complete, failed or skipped."""
         return [r for r in self.runs if self.status_of(r) not in (*FINAL, "skipped")]
@@ -211,7 +215,7 @@ def run_local(campaign: Campaign, reports_root: Path, progress: bool = True, all
             except RunFailed as exc:
                 run.note = f"failed: {exc}"
             finish_run(campaign, run)
-        campaign.status = "complete"
+        campaign.status = campaign.ended()
     except BaseException:
         campaign.status = "interrupted"
         raise

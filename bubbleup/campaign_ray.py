@@ -194,7 +194,7 @@ def run(campaign: Campaign, address: str, allow_concurrent: bool = False) -> Non
     try:
         for f in [pool.submit(_drive, campaign, r, task, o, allow_concurrent) for r, o in todo]:
             f.result()
-        campaign.status = "complete"
+        campaign.status = campaign.ended()
     except BaseException:
         # Interrupted: disconnecting ends every task this driver owns (each host's orchestrator dies with its
         # task, and its bubbles and worker with it); what they streamed is kept, marked interrupted.

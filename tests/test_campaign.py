@@ -99,3 +99,17 @@ def test_a_bad_campaign_file_is_one_line_exit_2(tmp_path: Path) -> None:
         assert not (tmp_path / f"out{i}").exists()
     done = run_cli(["campaign", "--resume", str(tmp_path)], cwd=tmp_path)
     assert done.returncode == 2 and "not a campaign directory" in done.stderr
+
+
+def test_a_campaign_here_imports_nothing_of_ray(tmp_path: Path) -> None:
+    """Ray is an optional extra: a campaign without --ray runs without importing it."""
+    import subprocess
+    import sys
+
+    write_scenario(tmp_path, smoke_dict(name="quick"), "quick.yaml")
+    camp = _campaign(tmp_path, [{"scenario": "quick.yaml"}])
+    code = ("import sys; from bubbleup import cli; "
+            "rc = cli.main(['campaign', sys.argv[1], '--out', sys.argv[2], '-q']); print('ray' in sys.modules, rc)")
+    done = subprocess.run([sys.executable, "-c", code, str(camp), str(tmp_path / "out")], capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)  # fmt: skip
+    assert done.stdout.split()[-2:] == ["False", "0"], done.stderr[-2000:]

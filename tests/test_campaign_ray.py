@@ -111,10 +111,11 @@ def test_a_node_killed_mid_run_leaves_an_interrupted_run_and_resume_finishes_it(
     assert cut.status == "interrupted" and len(cut.points) >= 2 and "host lost" in camp.runs[0].note
     kept = cut.points[["value", "setting", "median_ms"]].to_dict("records")
     assert analysis.load_run(camp.run_dir(camp.runs[1])).status == "complete"  # the campaign went on
+    assert camp.status == "incomplete"  # and says a run is left for --resume
     again = campaign.Campaign.open(camp.root)
     campaign_ray.run(again, c.address, allow_concurrent=True)
     done = analysis.load_run(again.run_dir(again.runs[0]))
-    assert done.status == "complete" and sorted(done.values) == [0.0, 1.0, 2.0, 3.0]
+    assert done.status == "complete" and sorted(done.values) == [0.0, 1.0, 2.0, 3.0] and again.status == "complete"
     assert done.points[["value", "setting", "median_ms"]].to_dict("records")[: len(kept)] == kept
     assert again.runs[0].host != camp.runs[0].host  # the victim is gone: another node finished it
 
