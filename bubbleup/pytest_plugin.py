@@ -80,10 +80,11 @@ class ContentionResult:
         return [g["latency_ms"].to_numpy(dtype=float) for _, g in timed.groupby("repeat")]
 
     def latency(self, p: float = 50, bubbles: int | None = None) -> float:
-        """The ``p``-th percentile latency (ms) under ``bubbles`` (default: the pressure asked for)."""
-        import numpy as np
+        """The ``p``-th percentile latency (ms) under ``bubbles`` (default: the pressure asked for): each repeat's
+        percentile, averaged over repeats (the statistic ``bubbleup compare`` uses)."""
+        from bubbleup.analysis.stats import replicate_statistic
 
-        return float(np.percentile(np.concatenate(self._latencies(self.bubbles if bubbles is None else bubbles)), p))
+        return replicate_statistic(self._latencies(self.bubbles if bubbles is None else bubbles), p)
 
     def slowdown(self, p: float = 50) -> float:
         """Latency at ``p`` with the bubbles up / with none."""
@@ -93,15 +94,11 @@ class ContentionResult:
         """The slowdown's CI: a hierarchical bootstrap, repeats then samples within each (as ``compare`` does)."""
         import numpy as np
 
+        from bubbleup.analysis.stats import hierarchical_resamples
+
         rng = np.random.default_rng(seed)
-        loaded, quiet = self._latencies(self.bubbles), self._latencies(0)
-
-        def resample(reps: list[Any]) -> Any:
-            picks = rng.integers(0, len(reps), size=(2000, len(reps)))
-            return np.array([np.percentile(np.concatenate([rng.choice(reps[i], len(reps[i])) for i in row]), p)
-                             for row in picks])  # fmt: skip
-
-        ratios = resample(loaded) / resample(quiet)
+        ratios = (hierarchical_resamples(self._latencies(self.bubbles), rng, 2000, p)
+                  / hierarchical_resamples(self._latencies(0), rng, 2000, p))  # fmt: skip
         tail = (1 - confidence) / 2 * 100
         low, high = np.percentile(ratios, [tail, 100 - tail])
         return float(low), float(high)
