@@ -149,7 +149,11 @@ def _drive(campaign: Campaign, run: PlannedRun, task: Any, options: dict[str, An
             _apply(target, msg)
             if msg.get("returncode") not in (None, 0) and not is_run_dir(target):
                 run.note = f"failed to start (exit {msg['returncode']}): {msg.get('stderr', '')}"
-    except ray.exceptions.RayError as exc:
+    except ray.exceptions.RayTaskError as exc:  # our task raised on the host: not a lost host, but as final
+        first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        _mark_interrupted(target, f"the task failed on {run.host or '?'}: {first}")
+        run.note = f"failed on the host: {first}"
+    except ray.exceptions.RayError as exc:  # the host (or its worker process) went away
         what = type(exc).__name__
         _mark_interrupted(target, f"host {run.host or '?'} lost ({what}); completed points kept, --resume goes on")
         run.note = f"host lost mid-run ({what})"
