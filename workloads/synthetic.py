@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from workloads.base import Workload
 
-
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
