@@ -128,7 +128,7 @@ def describe_exit(returncode: int | None) -> str:
     return f"exit status {returncode}"
 
 
-def terminate(procs: list[subprocess.Popen[bytes]], grace_s: float = 3.0) -> None:
+def terminate(procs: Sequence[subprocess.Popen[Any]], grace_s: float = 3.0) -> None:
     """SIGTERM each child by PID, wait up to ``grace_s``, then SIGKILL the stragglers and reap all."""
     for p in procs:
         if p.poll() is None:

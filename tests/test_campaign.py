@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 import yaml
-from conftest import run_cli, smoke_dict, start_cli, wait_until, write_scenario
+from conftest import run_cli, running_cli, smoke_dict, wait_until, write_scenario
 
 from bubbleup import analysis
 
@@ -53,16 +53,11 @@ def test_an_interrupted_campaign_resumes_where_it_stopped(tmp_path: Path) -> Non
     write_scenario(tmp_path, slow, "slow.yaml")
     camp = _campaign(tmp_path, [{"scenario": "quick.yaml"}, {"scenario": "slow.yaml"}, {"scenario": "quick.yaml"}])
     out = tmp_path / "out"
-    proc = start_cli(["campaign", str(camp), "--out", str(out), "-q"], cwd=tmp_path)
-    try:
+    with running_cli(["campaign", str(camp), "--out", str(out), "-q"], cwd=tmp_path) as (proc, _):
         points = out / "02-slow" / "points.csv"
         wait_until(lambda: points.is_file() and len(points.read_text().splitlines()) >= 3, 240, "a point of 02-slow")
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 130, err
     state = json.loads((out / "campaign.json").read_text())
     assert state["status"] == "interrupted"

@@ -25,7 +25,7 @@ import yaml
 from conftest import run_cli, smoke_dict, wait_all_gone, wait_until, write_scenario
 from ray.cluster_utils import Cluster
 
-from bubbleup import analysis, campaign, campaign_ray
+from bubbleup import analysis, campaign, campaign_ray, procs
 
 pytestmark = pytest.mark.slow
 
@@ -158,10 +158,5 @@ def test_the_cli_runs_a_campaign_on_a_head_started_by_ray_start(tmp_path: Path) 
         assert dom.count('href="0') == 2 and "01-smoke" in dom and "02-synthetic-count" in dom
         assert dom.count(">VALID<") + dom.count(">INVALID<") == 2
     finally:
-        head.terminate()
-        try:
-            head.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            head.kill()
-            head.wait()
+        procs.terminate([head], grace_s=60)  # SIGTERM: it stops what it started; SIGKILL only after a minute
         assert wait_all_gone(started, 30) == [], "ray start left processes behind"

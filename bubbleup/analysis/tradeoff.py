@@ -148,6 +148,11 @@ def latency_column(percentile: float) -> str:
     return "median_ms" if percentile == 50 else f"p{percentile:g}_ms"
 
 
+def samples_needed(percentile: float) -> int:
+    """Timed samples a point needs for its ``percentile`` not to be thin (MIN_TAIL_SAMPLES at or above it)."""
+    return math.ceil(MIN_TAIL_SAMPLES / (1 - percentile / 100))
+
+
 def levels(summary: pd.DataFrame, accuracy: dict[str, Accuracy], percentile: float = 50,
            budget_ms: float = math.inf) -> list[Level]:  # fmt: skip
     """Per pressure level (ascending), its options, frontier and choice under ``budget_ms``."""
@@ -181,7 +186,7 @@ def recommend(run: Run, summary: pd.DataFrame, slo_ms: float, percentile: float 
         raise TradeoffError(f"{run.path}: no accuracy records: the workload does not say which answers are right "
                             "(approxnet, mcdnn and synthetic with correct_share do)")  # fmt: skip
     if percentile != 50:
-        need = math.ceil(MIN_TAIL_SAMPLES / (1 - percentile / 100))
+        need = samples_needed(percentile)
         ok = summary[summary["status"] == STATUS_OK]
         thin = ok[ok[f"p{percentile:g}_thin"].astype(bool)]
         if len(thin):
@@ -224,7 +229,7 @@ def profile_table(run: Run, summary: pd.DataFrame, settings: Sequence[str], perc
             raise TradeoffError(f"{run.path} did not measure {s} at {len(holes)} of its levels "
                                 f"({', '.join(format_value(v, 'count') for v in holes[:4])} bubbles)")  # fmt: skip
         if percentile != 50 and bool(g[f"p{percentile:g}_thin"].any()):
-            need = math.ceil(MIN_TAIL_SAMPLES / (1 - percentile / 100))
+            need = samples_needed(percentile)
             raise TradeoffError(f"{run.path}: p{percentile:g} of {s} rests on fewer than {need} timed samples at "
                                 "some level; use percentile 50 or a profile with more samples")  # fmt: skip
         latency[s] = [round(float(g.loc[v, col]), 6) for v in levels_found]

@@ -36,7 +36,7 @@ from bubbleup.pressure.kernel import (
     refusal,
     validate_args,
 )
-from bubbleup.procs import die_with_parent, die_with_this_process, exit_when_stdin_closes, process_tree
+from bubbleup.procs import die_with_parent, die_with_this_process, exit_when_stdin_closes, process_tree, terminate
 
 MIB = 1 << 20
 VM_METHODS = {"stream": "write64", "random": "rand-set"}
@@ -132,13 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         wall, cpu = time.perf_counter() - wall0, _tree_cpu(root) - cpu0
         stopped: dict[str, Any] = {"wall_s": wall, "cpu_s": cpu, "core_share": cpu / wall if wall else 0.0}
     finally:
-        if child.poll() is None:
-            child.terminate()
-            try:
-                child.wait(timeout=3)
-            except subprocess.TimeoutExpired:
-                child.kill()
-                child.wait()
+        terminate([child], grace_s=3.0)
     emit("stopped", **stopped)
     return 0
 

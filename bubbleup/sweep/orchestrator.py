@@ -105,6 +105,7 @@ class Orchestrator:
         self.steps_per_point = sum(len(v) for v in self.steps.values())
         self.progress = Progress(self.steps_per_point * len(store.manifest.plan), progress)
         self.started_epoch = store.manifest.started_epoch
+        self._phase_starts = scenario.sweep.phase_starts()  # a schedule's phases, seconds after it began
         self.own_session = scenario.placement == "own-session"
         allowed = allowed_cpus()
         self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed)
@@ -316,40 +317,33 @@ class Orchestrator:
         for the schedule's length while the bubbles follow the phases by its clock (joiners ready-gated, the
         frames meanwhile kept and marked). Returns the outcome and when the schedule's clock started."""
         sc = self.scenario
-        phases, starts, per_set = sc.sweep.phases or [], sc.sweep.phase_starts(), len(sc.bubble_set)
+        phases, per_set = sc.sweep.phases or [], len(sc.bubble_set)
         try:
             pool.resize(phases[0].bubbles * per_set)
             pool.wait_ready(sc.limits.ready_timeout_s)
             self._settle(pool)
         except BubbleFailed as exc:
             return STATUS_FAILED, f"pressure not applied: {exc}", None, math.nan
-        ooms, t0, timeout = self._oom_kills(), math.nan, sc.limits.step_timeout_s
-        try:
-            worker = self._worker(step.workload)
+        clock = [math.nan]  # the schedule's start on the worker's clock, once its timed loop has begun
+
+        def through_the_schedule(worker: WorkerClient) -> tuple[StepResult, str]:
+            timeout = sc.limits.step_timeout_s
             worker.begin_step(step.setting, step.warmup, step.inferences, None, sc.sweep.schedule_s)
-            t0 = worker.await_timing(timeout)
+            clock[0] = t0 = worker.await_timing(timeout)
             error = ""
             for k in range(1, len(phases)):
                 try:
-                    if not self._hold_until(t0 + starts[k], pool, worker):
+                    if not self._hold_until(t0 + self._phase_starts[k], pool, worker):
                         break  # the worker died: end_step says how
                     pool.resize(phases[k].bubbles * per_set)
                     pool.wait_ready(sc.limits.ready_timeout_s)
                 except BubbleFailed as exc:
                     error = f"pressure not applied in phase {k}: {exc}"
                     break
-            result = worker.end_step(timeout)
-            return (STATUS_FAILED if error else STATUS_OK), error, result, t0
-        except WorkerTimeout as exc:
-            self._drop_worker(step.workload)
-            return STATUS_TIMEOUT, str(exc), None, t0
-        except WorkerDied as exc:
-            self._drop_worker(step.workload)
-            killed = self._oom_kills() - ooms
-            oom = f"; OOM-killed inside the budget ({killed} OOM kill{'s' if killed > 1 else ''})" if killed else ""
-            return STATUS_FAILED, f"{exc}{oom}", None, t0
-        except WorkerError as exc:
-            return STATUS_FAILED, str(exc), None, t0
+            return worker.end_step(timeout), error
+
+        status, error, result = self._run_step(step, through_the_schedule)
+        return status, error, result, clock[0]
 
     @staticmethod
     def _hold_until(epoch: float, pool: BubblePool, worker: WorkerClient) -> bool:
@@ -363,11 +357,17 @@ class Orchestrator:
         pool.check_alive()
         return True
 
-    def _run_step(self, step: StepPlan) -> tuple[str, str, StepResult | None]:
-        """Run one step; a worker that dies, hangs or cannot load is a recorded outcome, not an exception."""
+    def _run_step(self, step: StepPlan, drive: Callable[[WorkerClient], tuple[StepResult, str]] | None = None,
+                  ) -> tuple[str, str, StepResult | None]:  # fmt: skip
+        """Run one step (``drive`` runs it on the worker when it is more than one step command, as a schedule's
+        is; its error string fails the step); a worker that dies, hangs or cannot load is a recorded outcome,
+        not an exception."""
         ooms = self._oom_kills()
         try:
             worker = self._worker(step.workload)
+            if drive is not None:
+                result, error = drive(worker)
+                return (STATUS_FAILED if error else STATUS_OK), error, result
             p = step.precision
             precision = Precision(p.target, p.min_seconds, p.max_inferences, p.max_seconds) if p is not None else None
             result = worker.step(step.setting, step.warmup, step.inferences, self.scenario.limits.step_timeout_s,
@@ -389,7 +389,7 @@ class Orchestrator:
         live, moving = pool.pressure_at(start)
         phase = -1
         if r.phase == "timed" and not math.isnan(o.schedule_epoch):
-            phase = max(0, bisect.bisect_right(self.scenario.sweep.phase_starts(), start - o.schedule_epoch) - 1)
+            phase = max(0, bisect.bisect_right(self._phase_starts, start - o.schedule_epoch) - 1)
         return SampleRow(
             **key_fields(o.key), phase=r.phase, iteration=r.iteration, sample=r.sample, first_use=r.first_use,
             latency_ms=round(r.latency_ms, 6), rss_mb=round(r.rss_mb, 3),
