@@ -1,5 +1,5 @@
 """Command line: ``python -m bubbleup COMMAND``: run, validate, list, bubble, report, compare, calibrate,
-score, predict, check-prediction, doctor, train.
+score, predict, check-prediction, doctor, train, export, campaign, recommend.
 
 Exit status: 0 success, 1 a run that failed, 2 bad input (one line, no traceback),
 130 interrupted (Ctrl-C / SIGTERM; completed points are kept and can be resumed).
@@ -334,6 +334,12 @@ def _cmd_train(argv: list[str]) -> int:
     return int(module.main(rest) or 0)
 
 
+def _cmd_export(argv: list[str]) -> int:
+    from workloads.nn.litert_export import main
+
+    return int(main(argv) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="bubbleup",
@@ -450,11 +456,13 @@ def build_parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_compare)
 
     sub.add_parser("train", help="train a workload's models (see 'train KIND --help')", add_help=False)
+    sub.add_parser("export", help="convert a workload's networks for another runtime: export approxnet --runtime "
+                   "litert (see 'export --help')", add_help=False)  # fmt: skip
     return p
 
 
 # Commands that take their own arguments wholesale.
-_PASSTHROUGH = {"bubble": _cmd_bubble, "train": _cmd_train}
+_PASSTHROUGH = {"bubble": _cmd_bubble, "train": _cmd_train, "export": _cmd_export}
 
 
 def main(argv: list[str] | None = None) -> int:

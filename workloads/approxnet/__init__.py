@@ -23,7 +23,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from workloads.approxnet.spec import (
     APPROXNET_VARIANTS,
@@ -31,19 +31,23 @@ from workloads.approxnet.spec import (
     parse_setting,
     presets_for,
     setting_grid,
+    setting_name,
 )
 from workloads.base import Workload
+from workloads.nn import litert_files
+from workloads.nn.runtime import RuntimeOptions
 from workloads.nn.weights import file_sha256, weights_file
 
 if TYPE_CHECKING:  # for annotations only: importing them loads numpy and TensorFlow
     import numpy as np
 
+    from workloads.nn.litert_serving import LiteModel
     from workloads.nn.serving import ServingNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
-class ApproxNetOptions(BaseModel):
+class ApproxNetOptions(RuntimeOptions):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: Network size: "default" (shipped weights), "wide" (4x as wide, ResNet-18's parameter count:
@@ -60,8 +64,6 @@ class ApproxNetOptions(BaseModel):
     #: is measured over them, so this is the n of every accuracy interval.
     n_samples: int = Field(default=64, ge=1, le=1024)
     seed: int = Field(default=0, ge=0)
-    intra_op_threads: int = Field(default=2, ge=1, le=1024)
-    inter_op_threads: int = Field(default=1, ge=1, le=1024)
     #: per_exit: one compiled graph per outport taking any input size, as a TF1 graph with an any-size
     #: input placeholder fetched at one outport would be; a new size at a warm outport costs kernel
     #: creation at its first inference, not a trace. Same latency as per_setting (benchmark section 3);
@@ -114,6 +116,7 @@ class ApproxNetWorkload(Workload):
         super().__init__(options)
         self.options: ApproxNetOptions = options
         self.net: ServingNet | None = None
+        self.lite: LiteModel | None = None  # runtime litert: the exported file's interpreters
         self._fn: Any = None  # the TF concrete function serving the current setting
         self._size: int | None = None
         self._frames: np.ndarray | None = None  # uint8 [n, H, W, 3]
@@ -130,6 +133,9 @@ class ApproxNetWorkload(Workload):
 
     # -- heavy ---------------------------------------------------------------
     def load(self) -> None:
+        if self.options.runtime == "litert":
+            self._load_litert()
+            return
         from workloads.nn.data import sample_frames
         from workloads.nn.tfstart import start_tensorflow, warm_runtime
 
@@ -141,9 +147,30 @@ class ApproxNetWorkload(Workload):
         self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
         self._meta = {
             **tf_facts,
+            "runtime": {"name": "tensorflow", "version": tf_facts["versions"]["tensorflow"],
+                        "threads": tf_facts["tf_config"]["intra_op_threads"]},  # fmt: skip
             "framework_rss_mb": round(framework_mb, 1),  # RSS with TF's runtime warm and no model: the floor
             "load_phases_s": {"import_tf": round(t_import, 3), "weights": round(t_weights, 3)},
             **weights_info(self.net, weights_meta, path),
+        }
+
+    def _load_litert(self) -> None:
+        """Serve the exported LiteRT file (exported first, in a subprocess, if the cache lacks it or it is stale)."""
+        from workloads.nn.litert_serving import LiteModel, warm_runtime
+
+        (req, _, _), = litert_plan(self.options)  # fmt: skip
+        t0 = time.perf_counter()
+        (path,), rebuilt = litert_files.ensure_bundle("approxnet", self.options, [req], sorted(self.options.sizes))
+        t_export = time.perf_counter() - t0
+        framework_mb = warm_runtime(self.options.intra_op_threads)
+        t1 = time.perf_counter()
+        self.lite = LiteModel(path, self.options.intra_op_threads)
+        t_model = time.perf_counter() - t1
+        self._meta = {
+            "runtime": litert_files.runtime_facts(self.lite.facts, [path], self.options.intra_op_threads, rebuilt),
+            "framework_rss_mb": round(framework_mb, 1),  # RSS with LiteRT warm on a tiny model: the floor
+            "load_phases_s": {"export": round(t_export, 3), "model": round(t_model, 3)},
+            **litert_files.exported_weights_info(path),
         }
 
     def select(self, setting: str) -> None:
@@ -151,20 +178,27 @@ class ApproxNetWorkload(Workload):
         self._size = parse_setting(self.resolve(setting))[0]
 
     def served_function(self, setting: str) -> Any:
-        """The compiled function that serves ``setting`` (traced on first request): what ``infer()`` calls."""
+        """The function that serves ``setting`` (traced or allocated on first request): what ``infer()`` calls."""
+        size, exit_number = parse_setting(self.resolve(setting))
+        if self.lite is not None:
+            return self.lite.function(size, exit_number)
         if self.net is None:
             raise RuntimeError("load() the workload before selecting a setting")
-        size, exit_number = parse_setting(self.resolve(setting))
         return self.net.function(None if self.options.trace == "per_exit" else size, exit_number)
 
     def samples(self) -> Sequence[Any]:
-        if self._size is None or self._frames is None:
+        if self._size is None:
             raise RuntimeError("select() a setting before asking for samples")
         cached = self._samples.get(self._size)
         if cached is None:
-            from workloads.nn.serving import prepare_samples
+            if self.lite is not None:
+                cached = litert_files.load_inputs(self.options.seed, self.options.n_samples, self._size)
+            elif self._frames is not None:
+                from workloads.nn.serving import prepare_samples
 
-            cached = prepare_samples(self._frames, self._labels, self._size)
+                cached = prepare_samples(self._frames, self._labels, self._size)
+            else:
+                raise RuntimeError("load() the workload before asking for samples")
             self._samples[self._size] = cached
         return cached
 
@@ -172,13 +206,14 @@ class ApproxNetWorkload(Workload):
         logits = self._fn(sample[0])
         if not self.options.record_predictions:
             return None
-        pred = int(logits.numpy().argmax())
+        pred = int((logits if self.lite is not None else logits.numpy()).argmax())
         return {"pred": pred, "correct": pred == sample[1]}
 
     def close(self) -> None:
         self._fn = None
         self._samples.clear()
         self.net = None
+        self.lite = None
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -198,12 +233,27 @@ class ApproxNetWorkload(Workload):
     # -- for tests and benchmarks -----------------------------------------------
     def input_bytes(self) -> int:
         """Bytes held by prepared input tensors (so memory reports can separate inputs from the model)."""
-        return sum(int(x.numpy().nbytes) for per_size in self._samples.values() for x, _ in per_size)
+        return sum(int(getattr(x, "nbytes", 0) or x.numpy().nbytes) for per in self._samples.values() for x, _ in per)
 
     @property
     def trace_count(self) -> int:
         """How many graphs have been traced in this process (revisits must not add any)."""
         return 0 if self.net is None else int(self.net.trace_count)
+
+
+def litert_plan(options: ApproxNetOptions) -> list[tuple[litert_files.ModelRequest, dict[str, tuple[int, int | None]],
+                                                       dict[str, tuple[str, int, int]]]]:  # fmt: skip
+    """The LiteRT file ApproxNet serves from: (request, signatures, settings checked at export).
+
+    One file, a signature per outport (``exit<k>``) taking [1, any, any, 3]; every setting of the
+    options' grid is checked against TensorFlow when it is exported.
+    """
+    spec = APPROXNET_VARIANTS[options.variant]
+    identity = litert_files.weights_identity(resolve_weights(options.weights, options.variant), options.seed)
+    req = litert_files.ModelRequest("approxnet", "approxnet", spec.name, identity, options.quantize)
+    signatures: dict[str, tuple[int, int | None]] = {f"exit{e}": (e, None) for e in range(1, spec.n_exits + 1)}
+    settings = {setting_name(s, e): (f"exit{e}", e, s) for s in sorted(options.sizes) for e in sorted(options.outports)}
+    return [(req, signatures, settings)]
 
 
 def load_net(weights: str, variant: str, seed: int) -> tuple[ServingNet, dict[str, Any], Path | None]:

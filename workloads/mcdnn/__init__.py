@@ -26,22 +26,25 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
 from workloads.base import Workload
 from workloads.mcdnn.models import PRESETS, SETTINGS, VARIANTS, top_classes
+from workloads.nn import litert_files
+from workloads.nn.runtime import RuntimeOptions
 from workloads.nn.weights import file_sha256, weights_file
 
 if TYPE_CHECKING:  # for annotations only: importing it loads TensorFlow
     import numpy as np
 
+    from workloads.nn.litert_serving import LiteModel
     from workloads.nn.serving import ServingNet
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MODELS = ("small", "full")
 
 
-class McdnnOptions(BaseModel):
+class McdnnOptions(RuntimeOptions):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     #: "default" (shipped weights), "wide" (4x as wide, paper scale: use "random" weights) or "tiny" (tests).
@@ -57,14 +60,19 @@ class McdnnOptions(BaseModel):
     full_weights: str = Field(default="default", validate_default=True)
     n_samples: int = Field(default=64, ge=1, le=1024)
     seed: int = Field(default=0, ge=0)
-    intra_op_threads: int = Field(default=2, ge=1, le=1024)
-    inter_op_threads: int = Field(default=1, ge=1, le=1024)
 
     @field_validator("small_weights", "full_weights")
     @classmethod
     def _weights_exist(cls, v: str, info: ValidationInfo) -> str:
         if "variant" in info.data:  # else the variant's own error is reported
             weights_path(v, info.data["variant"], "small" if info.field_name == "small_weights" else "full")
+        return v
+
+    @field_validator("model_file")
+    @classmethod
+    def _one_file_per_model(cls, v: str) -> str:
+        if v != "cache":
+            raise ValueError("MCDNN serves two models, each from its cached export: model_file must be 'cache'")
         return v
 
 
@@ -75,11 +83,11 @@ def weights_path(option: str, variant: str, model: str) -> Path | None:
 
 
 class _Resident:
-    """One loaded model: its inference graph and whether it has run yet."""
+    """One loaded model: its inference function (TF graph or LiteRT signature) and whether it has run yet."""
 
-    def __init__(self, net: ServingNet, size: int) -> None:
-        self.net, self.size = net, size
-        self.fn: Any = net.function(size, 1)  # traced here: loading a model includes making it runnable
+    def __init__(self, net: ServingNet | LiteModel, size: int, params: int) -> None:
+        self.net, self.size, self.params = net, size, params
+        self.fn: Any = net.function(size, 1)  # traced (TF) here: loading a model includes making it runnable
         self.ran = False
 
 
@@ -105,6 +113,7 @@ class McdnnWorkload(Workload):
         self._samples: dict[str, list[tuple[Any, Any, int]]] = {}
         self._meta: dict[str, Any] = {}
         self._files: dict[str, Path | None] = {}
+        self._lite_files: dict[str, Path] = {}  # runtime litert: the exported file of each model
 
     def settings(self) -> list[str]:
         return list(SETTINGS)
@@ -114,13 +123,15 @@ class McdnnWorkload(Workload):
 
     # -- model residency -------------------------------------------------------
     def _load_model(self, model: str) -> _Resident:
-        from workloads.nn.serving import build_net
+        if self.options.runtime == "litert":
+            from workloads.nn.litert_serving import LiteModel
 
-        pair = VARIANTS[self.options.variant]
-        spec = pair.small if model == "small" else pair.full
-        net, _ = build_net(self._files[model], spec, self.options.seed + (model == "full"))
+            lite = LiteModel(self._lite_files[model], self.options.intra_op_threads)
+            res = _Resident(lite, self.sizes[model], int((litert_files.read_sidecar(lite.path) or {})["parameters"]))
+        else:
+            net, _ = build_model(self.options, model)
+            res = _Resident(net, self.sizes[model], net.param_count())
         self.loads[model] += 1
-        res = _Resident(net, self.sizes[model])
         self.resident[model] = res
         return res
 
@@ -143,25 +154,44 @@ class McdnnWorkload(Workload):
 
     # -- lifecycle --------------------------------------------------------------
     def load(self) -> None:
-        from workloads.nn.data import sample_frames
-        from workloads.nn.tfstart import start_tensorflow, warm_runtime
+        self._files = {m: model_weights(self.options, m) for m in MODELS}
+        t0 = time.perf_counter()
+        if self.options.runtime == "litert":
+            from workloads.nn.litert_serving import interpreter_class, warm_runtime
 
-        tf_facts, t_import = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
-        framework_mb = warm_runtime()
-        self._files = {
-            "small": weights_path(self.options.small_weights, self.options.variant, "small"),
-            "full": weights_path(self.options.full_weights, self.options.variant, "full"),
-        }
+            plan = litert_plan(self.options)
+            paths, rebuilt = litert_files.ensure_bundle("mcdnn", self.options, [plan[m][0] for m in MODELS],
+                                                        sorted(set(self.sizes.values())))  # fmt: skip
+            self._lite_files = dict(zip(MODELS, paths, strict=True))
+            t_prepare = time.perf_counter() - t0
+            framework_mb = warm_runtime(self.options.intra_op_threads)
+            facts: dict[str, Any] = {
+                "runtime": litert_files.runtime_facts(interpreter_class()[1], paths, self.options.intra_op_threads,
+                                                      rebuilt),  # fmt: skip
+            }
+            phase = "export"
+        else:
+            from workloads.nn.data import sample_frames
+            from workloads.nn.tfstart import start_tensorflow, warm_runtime
+
+            tf_facts, t_prepare = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
+            framework_mb = warm_runtime()
+            self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
+            facts = {
+                **tf_facts,
+                "runtime": {"name": "tensorflow", "version": tf_facts["versions"]["tensorflow"],
+                            "threads": tf_facts["tf_config"]["intra_op_threads"]},  # fmt: skip
+            }
+            phase = "import_tf"
         t1 = time.perf_counter()
         if self.options.memory == "all":
             for m in MODELS:
                 self._load_model(m)
         t_models = time.perf_counter() - t1
-        self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
         self._meta = {
-            **tf_facts,
-            "framework_rss_mb": round(framework_mb, 1),  # RSS with TF's runtime warm and no model: the floor
-            "load_phases_s": {"import_tf": round(t_import, 3), "models": round(t_models, 3)},
+            **facts,
+            "framework_rss_mb": round(framework_mb, 1),  # RSS with the runtime warm and no model: the floor
+            "load_phases_s": {phase: round(t_prepare, 3), "models": round(t_models, 3)},
             "models": {m: _model_info(self._files[m], m, self.options.variant) for m in MODELS},
         }
 
@@ -193,17 +223,23 @@ class McdnnWorkload(Workload):
 
     def _inputs_at(self, size: int) -> list[Any]:
         if size not in self._inputs:
-            if self._frames is None:
+            if self.options.runtime == "litert":
+                prepared = litert_files.load_inputs(self.options.seed, self.options.n_samples, size)
+                self._labels = [label for _, label in prepared]
+            elif self._frames is None:
                 raise RuntimeError("load() the workload before asking for samples")
-            from workloads.nn.serving import prepare_samples
+            else:
+                from workloads.nn.serving import prepare_samples
 
-            self._inputs[size] = [x for x, _ in prepare_samples(self._frames, self._labels, size)]
+                prepared = prepare_samples(self._frames, self._labels, size)
+            self._inputs[size] = [x for x, _ in prepared]
         return self._inputs[size]
 
     def _run(self, model: str, x: Any) -> tuple[np.ndarray, bool, int]:
         res, swaps = self._ensure(model)
         first = not res.ran
-        out = res.fn(x).numpy()[0]
+        out = res.fn(x)
+        out = (out if self.options.runtime == "litert" else out.numpy())[0]
         res.ran = True
         return out, first, swaps
 
@@ -241,7 +277,7 @@ class McdnnWorkload(Workload):
 
     def input_bytes(self) -> int:
         """Bytes held by prepared input tensors (so memory reports can separate inputs from the models)."""
-        return sum(int(x.numpy().nbytes) for per_size in self._inputs.values() for x in per_size)
+        return sum(int(getattr(x, "nbytes", 0) or x.numpy().nbytes) for per in self._inputs.values() for x in per)
 
     def metadata(self) -> dict[str, Any]:
         return {
@@ -253,6 +289,35 @@ class McdnnWorkload(Workload):
             "model_loads": dict(self.loads),
             **self._meta,
         }
+
+
+def model_weights(options: McdnnOptions, model: str) -> Path | None:
+    """The weights file ``model`` ("small" / "full") is built from (None: untrained)."""
+    return weights_path(options.small_weights if model == "small" else options.full_weights, options.variant, model)
+
+
+def build_model(options: McdnnOptions, model: str) -> tuple[ServingNet, Path | None]:
+    """``model`` as TF serving graphs, and its weights file: the TF runtime's model and the LiteRT export's source."""
+    from workloads.nn.serving import build_net
+
+    pair = VARIANTS[options.variant]
+    path = model_weights(options, model)
+    net, _ = build_net(path, pair.small if model == "small" else pair.full, options.seed + (model == "full"))
+    return net, path
+
+
+def litert_plan(options: McdnnOptions) -> dict[str, tuple[litert_files.ModelRequest, dict[str, tuple[int, int | None]],
+                                                          dict[str, tuple[str, int, int]]]]:  # fmt: skip
+    """Per model, the LiteRT file it is served from: one signature ``exit1`` at the model's input size."""
+    pair = VARIANTS[options.variant]
+    plan = {}
+    for model in MODELS:
+        spec = pair.small if model == "small" else pair.full
+        size = pair.small_size if model == "small" else pair.full_size
+        identity = litert_files.weights_identity(model_weights(options, model), options.seed + (model == "full"))
+        req = litert_files.ModelRequest("mcdnn", model, spec.name, identity, options.quantize)
+        plan[model] = (req, {"exit1": (1, size)}, {model: ("exit1", 1, size)})
+    return plan
 
 
 def _model_info(path: Path | None, model: str, variant: str) -> dict[str, Any]:

@@ -101,6 +101,14 @@ SETTINGS: tuple[str, ...] = ("small", "cascade", "full")
 PRESETS: dict[str, str] = {"LL": "small", "MM": "cascade", "HH": "full"}
 
 
+def relabel_for_small(labels: np.ndarray) -> np.ndarray:
+    """Original class -> small-model output: its rank among the top-K classes, or K for "other"."""
+    lut = np.full(data.NUM_CLASSES, TOP_K, np.int32)
+    for rank, c in enumerate(top_classes()):
+        lut[c] = rank
+    return lut[labels]
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = np.exp(logits - logits.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)

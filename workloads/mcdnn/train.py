@@ -23,7 +23,7 @@ import numpy as np
 
 from workloads import MissingExtra, check_requirements
 from workloads.mcdnn import McdnnWorkload
-from workloads.mcdnn.models import TOP_K, VARIANTS, small_answers, top_classes
+from workloads.mcdnn.models import TOP_K, VARIANTS, relabel_for_small, small_answers, top_classes
 from workloads.nn import data
 from workloads.nn.training import Schedule, print_progress
 from workloads.nn.weights import file_sha256
@@ -65,14 +65,6 @@ def output_paths(directory: Path, variant: str) -> dict[str, Path]:
         "full": directory / f"full{suffix}.npz",
         "report": directory / f"cascade{suffix}.json",
     }
-
-
-def relabel_for_small(labels: np.ndarray) -> np.ndarray:
-    """Original class -> small-model output: its rank among the top-K classes, or K for "other"."""
-    lut = np.full(data.NUM_CLASSES, TOP_K, np.int32)
-    for rank, c in enumerate(top_classes()):
-        lut[c] = rank
-    return lut[labels]
 
 
 def evaluate(paths: dict[str, Path], plan: McdnnPlan) -> dict[str, Any]:
