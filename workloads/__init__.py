@@ -40,7 +40,11 @@ BUILTIN: dict[str, str] = {
 
 
 #: How messages name a required module (others by their module name).
-DISPLAY_NAMES: dict[str, str] = {"tensorflow": "TensorFlow", "keras": "Keras", "ai_edge_litert": "LiteRT (ai-edge-litert)"}
+DISPLAY_NAMES: dict[str, str] = {
+    "tensorflow": "TensorFlow",
+    "keras": "Keras",
+    "ai_edge_litert": "LiteRT (ai-edge-litert)",
+}
 
 
 class UnknownWorkload(KeyError):

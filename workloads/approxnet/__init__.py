@@ -97,6 +97,8 @@ class ApproxNetOptions(RuntimeOptions):
             raise ValueError(f"outports of variant {self.variant!r} are 1..{n}")
         if len(set(self.outports)) != len(self.outports):
             raise ValueError("outports must not repeat")
+        if self.model_file != "cache":  # an exported file must be these weights' export, before the run starts
+            litert_files.resolve_model(litert_plan(self)[0][0], self.model_file)
         return self
 
 
@@ -147,8 +149,6 @@ class ApproxNetWorkload(Workload):
         self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
         self._meta = {
             **tf_facts,
-            "runtime": {"name": "tensorflow", "version": tf_facts["versions"]["tensorflow"],
-                        "threads": tf_facts["tf_config"]["intra_op_threads"]},  # fmt: skip
             "framework_rss_mb": round(framework_mb, 1),  # RSS with TF's runtime warm and no model: the floor
             "load_phases_s": {"import_tf": round(t_import, 3), "weights": round(t_weights, 3)},
             **weights_info(self.net, weights_meta, path),

@@ -157,17 +157,18 @@ class McdnnWorkload(Workload):
         self._files = {m: model_weights(self.options, m) for m in MODELS}
         t0 = time.perf_counter()
         if self.options.runtime == "litert":
-            from workloads.nn.litert_serving import interpreter_class, warm_runtime
+            from workloads.nn.litert_serving import interpreter_class
+            from workloads.nn.litert_serving import warm_runtime as warm_litert
 
             plan = litert_plan(self.options)
             paths, rebuilt = litert_files.ensure_bundle("mcdnn", self.options, [plan[m][0] for m in MODELS],
                                                         sorted(set(self.sizes.values())))  # fmt: skip
             self._lite_files = dict(zip(MODELS, paths, strict=True))
             t_prepare = time.perf_counter() - t0
-            framework_mb = warm_runtime(self.options.intra_op_threads)
+            framework_mb = warm_litert(self.options.intra_op_threads)
+            threads = self.options.intra_op_threads
             facts: dict[str, Any] = {
-                "runtime": litert_files.runtime_facts(interpreter_class()[1], paths, self.options.intra_op_threads,
-                                                      rebuilt),  # fmt: skip
+                "runtime": litert_files.runtime_facts(interpreter_class()[1], paths, threads, rebuilt)
             }
             phase = "export"
         else:
@@ -177,11 +178,7 @@ class McdnnWorkload(Workload):
             tf_facts, t_prepare = start_tensorflow(self.options.intra_op_threads, self.options.inter_op_threads)
             framework_mb = warm_runtime()
             self._frames, self._labels = sample_frames(self.options.seed, self.options.n_samples)
-            facts = {
-                **tf_facts,
-                "runtime": {"name": "tensorflow", "version": tf_facts["versions"]["tensorflow"],
-                            "threads": tf_facts["tf_config"]["intra_op_threads"]},  # fmt: skip
-            }
+            facts = tf_facts
             phase = "import_tf"
         t1 = time.perf_counter()
         if self.options.memory == "all":
@@ -316,7 +313,8 @@ def litert_plan(options: McdnnOptions) -> dict[str, tuple[litert_files.ModelRequ
         size = pair.small_size if model == "small" else pair.full_size
         identity = litert_files.weights_identity(model_weights(options, model), options.seed + (model == "full"))
         req = litert_files.ModelRequest("mcdnn", model, spec.name, identity, options.quantize)
-        plan[model] = (req, {"exit1": (1, size)}, {model: ("exit1", 1, size)})
+        signatures: dict[str, tuple[int, int | None]] = {"exit1": (1, size)}
+        plan[model] = (req, signatures, {model: ("exit1", 1, size)})
     return plan
 
 

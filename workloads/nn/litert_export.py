@@ -57,7 +57,9 @@ def _convert(net: Any, signatures: Mapping[str, tuple[int, int | None]], quantiz
         return bytes(converter.convert())
 
 
-def _calibration(signatures: Mapping[str, tuple[int, int | None]], sizes: list[int], seed: int) -> Callable[[], Iterator[Any]]:
+def _calibration(
+    signatures: Mapping[str, tuple[int, int | None]], sizes: list[int], seed: int
+) -> Callable[[], Iterator[Any]]:
     """int8 calibration samples: training-split frames at every input size, for every signature."""
     from workloads.nn.data import make_split
     from workloads.nn.serving import preprocess
@@ -80,7 +82,12 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _check(blob: bytes, net: Any, settings: Mapping[str, tuple[str, int, int]], seed: int, labels_of: Callable[[np.ndarray], np.ndarray]) -> dict[str, Any]:  # fmt: skip
+Labels = Callable[[np.ndarray], np.ndarray]
+
+
+def _check(
+    blob: bytes, net: Any, settings: Mapping[str, tuple[str, int, int]], seed: int, labels_of: Labels
+) -> dict[str, Any]:
     """Per setting (name -> signature, outport, size): TF vs LiteRT on held-out clips."""
     from workloads.nn.data import make_split
     from workloads.nn.litert_serving import interpreter_class
@@ -131,8 +138,9 @@ def export_model(req: files.ModelRequest, net: Any, signatures: Mapping[str, tup
         "network": req.network,
         "weights": req.weights,
         "quantize": req.quantize,
-        "signatures": {k: {"outport": e, "input": [1, s, s, 3] if s else [1, None, None, 3]}
-                       for k, (e, s) in signatures.items()},  # fmt: skip
+        "signatures": {
+            k: {"outport": e, "input": [1, s, s, 3] if s else [1, None, None, 3]} for k, (e, s) in signatures.items()
+        },
         "converter": f"tensorflow {tf.__version__} TFLiteConverter.from_saved_model",
         "convert_s": round(convert_s, 2),
         "bytes": len(blob),

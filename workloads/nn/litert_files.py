@@ -164,7 +164,9 @@ def ensure_bundle(kind: str, options: Any, reqs: list[ModelRequest], sizes: list
     return paths, "; ".join(whys)
 
 
-def runtime_facts(interpreter: Mapping[str, Any], paths: list[Path], threads: int, rebuilt: str | None) -> dict[str, Any]:
+def runtime_facts(
+    interpreter: Mapping[str, Any], paths: list[Path], threads: int, rebuilt: str | None
+) -> dict[str, Any]:
     """The manifest's ``runtime`` record of a LiteRT-served workload."""
     models = {}
     for path in paths:

@@ -88,6 +88,9 @@ def warm_runtime(threads: int) -> float:
     probe = files.probe_path()
     if probe.is_file():
         it = cls(model_content=probe.read_bytes(), num_threads=threads)
-        runner = it.get_signature_runner(next(iter(it.get_signature_list())))
-        runner(image=np.ones([1, 64, 64, 3], np.float32))
+        image = it.get_input_details()[0]["index"]
+        it.resize_tensor_input(image, [1, 64, 64, 3])
+        it.allocate_tensors()
+        it.set_tensor(image, np.ones([1, 64, 64, 3], np.float32))
+        it.invoke()
     return float(psutil.Process().memory_info().rss) / (1 << 20)

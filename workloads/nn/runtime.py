@@ -26,7 +26,9 @@ class RuntimeOptions(BaseModel):
     model_file: str = "cache"
     #: The runtime's op threads: TensorFlow's intra-op pool, or the LiteRT interpreter's threads
     #: (``threads`` is another name for it).
-    intra_op_threads: int = Field(default=2, ge=1, le=1024, validation_alias=AliasChoices("intra_op_threads", "threads"))
+    intra_op_threads: int = Field(
+        default=2, ge=1, le=1024, validation_alias=AliasChoices("intra_op_threads", "threads")
+    )
     #: TensorFlow only: its inter-op pool.
     inter_op_threads: int = Field(default=1, ge=1, le=1024)
 

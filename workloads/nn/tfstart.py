@@ -81,7 +81,9 @@ def start_tensorflow(intra_op: int, inter_op: int) -> tuple[dict[str, Any], floa
     import tensorflow  # noqa: F401
 
     import_s = time.perf_counter() - t0
-    return {"tf_config": configure_threads(intra_op, inter_op), "versions": versions()}, import_s
+    config, found = configure_threads(intra_op, inter_op), versions()
+    runtime = {"name": "tensorflow", "version": found["tensorflow"], "threads": config["intra_op_threads"]}
+    return {"tf_config": config, "versions": found, "runtime": runtime}, import_s
 
 
 def warm_runtime() -> float:
