@@ -7,6 +7,7 @@ export is made once per module, as it is the slow part.
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 import subprocess
@@ -278,3 +279,27 @@ def test_mcdnn_on_litert_serves_every_setting_and_swaps_models(cache: Path) -> N
     assert lite.metadata()["model_loads"] == tf_w.metadata()["model_loads"]  # replace mode swaps alike
     lite.close()
     tf_w.close()
+
+
+@pytest.mark.slow
+def test_a_litert_run_records_its_runtime_in_the_manifest(tiny_copy: Path, tmp_path: Path) -> None:
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(yaml.safe_dump({
+        "name": "litert-run",
+        "workload": {"kind": "approxnet", "settings": ["LL", "HH"], "inferences_per_setting": 5, "warmup": 1,
+                     "options": {**TINY, "runtime": "litert", "threads": 1}},
+        "sweep": {"axis": "count", "values": [0], "repeats": 1, "settle_s": 0},
+    }))  # fmt: skip
+    env = {**_env(), litert_files.CACHE_ENV: str(tiny_copy)}
+    done = run_cli(["run", str(scenario), "--out", str(tmp_path / "run"), "--no-report", "-q"], ROOT, timeout=300,
+                   env=env)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    (meta,) = manifest["workload_metadata"].values()
+    rt = meta["runtime"]
+    assert rt["name"] == "litert" and rt["threads"] == 1 and rt["version"] and rt["exported_now"] is None
+    with (tmp_path / "run" / "samples.csv").open() as f:
+        timed = [r for r in csv.DictReader(f) if r["phase"] == "timed"]
+    for setting in ("64px/exit1", "96px/exit3"):  # LL and HH of the tiny grid, each timed at least 5 times
+        rows = [r for r in timed if r["setting"] == setting]
+        assert len(rows) >= 5 and all(json.loads(r["info"])["pred"] in range(10) for r in rows)
