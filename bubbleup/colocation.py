@@ -148,9 +148,12 @@ def corun_scenario(run: Run, command: Sequence[str], repeats: int, startup_s: fl
 
 def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.ReporterCurve, out: Path,
           repeats: int = reporter.SCORE_REPEATS, startup_s: float = 1.0, percentile: float = 50,
-          progress: bool = False) -> list[Check]:  # fmt: skip
+          progress: bool = False, scores: dict[str, Score] | None = None) -> list[Check]:  # fmt: skip
     """Score, predict and really co-run each co-runner; every run lands under ``out``, with ``checks.csv``
-    and ``check.html`` (the curves with each co-runner's score, prediction and measurement)."""
+    and ``check.html`` (the curves with each co-runner's score, prediction and measurement).
+
+    ``scores`` (co-runner label -> score) is read and filled: a co-runner already scored is not scored
+    again, so several workloads' predictions can be checked against one score of each co-runner."""
     run, found = workload_curves(run_dir, percentile)
     for command in corunners:  # every co-runner and co-run valid (a program here) before minutes of runs
         scenario_from_dict(reporter.score_scenario(command, made.workload, repeats, startup_s), "score")
@@ -158,7 +161,10 @@ def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.Repo
     rows: list[Check] = []
     for i, command in enumerate(corunners):
         label = shlex.join(command)
-        s, _ = score_command(command, made, out / f"{i:02d}-score", repeats, startup_s, progress)
+        s = (scores or {}).get(label) or score_command(command, made, out / f"{i:02d}-score", repeats, startup_s,
+                                                       progress)[0]  # fmt: skip
+        if scores is not None:
+            scores[label] = s
         predicted = {p.setting: p for p in prediction.predict(found, s, percentile)}
         scenario = scenario_from_dict(corun_scenario(run, command, repeats, startup_s), "co-run")
         corun = api.run(scenario, out / f"{i:02d}-corun", reports_root=out, progress=progress)

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from tests.conftest import ROOT, run_cli
+from conftest import ROOT, run_cli
 from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload, litert_plan
 from workloads.nn import litert_files
 
