@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from conftest import ROOT, run_cli
 from pydantic import ValidationError
 
-from conftest import ROOT, run_cli
 from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload, litert_plan
 from workloads.nn import litert_files
 
