@@ -38,12 +38,48 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 MIB = 1 << 20
 PRESETS = ("LL", "MM", "HH")
 RUNTIMES = ("tensorflow", "litert")
+QUANTISED = ("int8", "float16")
 
 
-def _workload(runtime: str, threads: int) -> Any:
+def _workload(runtime: str, threads: int, quantize: str = "none") -> Any:
     from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload
 
-    return ApproxNetWorkload(ApproxNetOptions(runtime=runtime, intra_op_threads=threads))
+    return ApproxNetWorkload(ApproxNetOptions(runtime=runtime, intra_op_threads=threads, quantize=quantize))
+
+
+def quantised_child(threads: int, rounds: int, block: int) -> None:
+    """In a fresh process: LiteRT float32 against its int8 and float16 variants, ABBA per preset; one JSON line."""
+    from benchmarks.bench_approxnet import paired_blocks, time_calls
+
+    variants = {q: _workload("litert", threads, q) for q in (*QUANTISED, "none")}
+    for w in variants.values():
+        w.load()
+    out: dict[str, Any] = {}
+    for preset in PRESETS:
+        calls = {}
+        for q, w in variants.items():
+            w.select(preset)
+            xs = [x for x, _ in w.samples()]
+            fn = w.served_function(preset)
+            time_calls(fn, xs, 5)
+            calls[q] = (fn, xs)
+        out[preset] = {}
+        for q in QUANTISED:
+            variant, base = calls[q], calls["none"]
+            a, b, ratios = paired_blocks(
+                lambda v=variant: time_calls(*v, block), lambda f=base: time_calls(*f, block), rounds
+            )
+            meta = variants[q].metadata()["runtime"]["models"]["approxnet"]
+            check = json.loads(Path(meta["file"]).with_suffix(".json").read_text())["check"]["settings"]
+            setting = variants[q].resolve(preset)
+            out[preset][q] = {
+                "ms": statistics.median(a) / 1e6,
+                "float_ms": statistics.median(b) / 1e6,
+                "ratio": statistics.median(ratios),
+                "top1": check[setting]["litert_top1"],
+                "float_top1": check[setting]["tensorflow_top1"],
+            }
+    print(json.dumps(out))
 
 
 def latency_child(threads: int, rounds: int, block: int) -> None:
@@ -128,6 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="run directory for the contention sweep (kept)")
     p.add_argument("--latency-child", type=int, help=argparse.SUPPRESS)
     p.add_argument("--memory-child", choices=RUNTIMES, help=argparse.SUPPRESS)
+    p.add_argument("--quantised-child", type=int, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.latency_child:
         latency_child(args.latency_child, args.rounds, args.block)
@@ -135,10 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_child:
         memory_child(args.memory_child)
         return 0
+    if args.quantised_child:
+        quantised_child(args.quantised_child, args.rounds, args.block)
+        return 0
 
-    # the export is made (and checked) once before anything is timed
-    subprocess.run([sys.executable, "-m", "bubbleup", "export", "approxnet", "--runtime", "litert"], cwd=ROOT,
-                   check=True, capture_output=True)  # fmt: skip
+    # the exports are made (and checked) once before anything is timed
+    for q in ("none", *QUANTISED):
+        subprocess.run([sys.executable, "-m", "bubbleup", "export", "approxnet", "--runtime", "litert", "--quantize",
+                        q], cwd=ROOT, check=True, capture_output=True)  # fmt: skip
     print("== 1. latency, LiteRT / TensorFlow (same inputs, one process, ABBA blocks) ==")
     print(f"{'preset':<7}{'threads':>8}{'TF ms':>9}{'LiteRT ms':>11}{'ratio':>8}  range over rounds")
     for threads in (1, 2):
@@ -146,6 +187,14 @@ def main(argv: list[str] | None = None) -> int:
         for preset, r in lat.items():
             print(f"{preset:<7}{threads:>8}{r['tensorflow_ms']:>9.2f}{r['litert_ms']:>11.2f}{r['ratio']:>8.2f}"
                   f"  {r['ratio_min']:.2f}-{r['ratio_max']:.2f}")  # fmt: skip
+
+    print("\n== 1b. LiteRT's quantised variants against its float32 (one thread; held-out top-1 from the export) ==")
+    print(f"{'preset':<7}{'variant':>9}{'ms':>8}{'float32 ms':>12}{'ratio':>8}{'top-1':>8}{'float32 top-1':>15}")
+    quant = _child("--quantised-child", "1", "--rounds", str(args.rounds), "--block", str(args.block))
+    for preset, by_q in quant.items():
+        for q, r in by_q.items():
+            print(f"{preset:<7}{q:>9}{r['ms']:>8.2f}{r['float_ms']:>12.2f}{r['ratio']:>8.2f}{r['top1']:>8.3f}"
+                  f"{r['float_top1']:>15.3f}")  # fmt: skip
 
     print("\n== 2. memory, LL + MM + HH warm, one thread (MiB; median of 3 interleaved rounds) ==")
     rounds: dict[str, list[dict[str, float]]] = {rt: [] for rt in RUNTIMES}

@@ -15,7 +15,7 @@ import bubbleup
 from bubbleup.errors import UserError
 from bubbleup.store.manifest import Manifest
 from bubbleup.store.reader import load_run
-from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS, PointRow, SampleRow
+from bubbleup.store.records import DERIVED_SAMPLE_COLUMNS, POINT_COLUMNS, SAMPLE_COLUMNS, PointRow, SampleRow
 from bubbleup.store.writer import RunWriter, StoreWriteError
 
 DATA = TESTS / "data"
@@ -88,7 +88,8 @@ def test_a_run_written_before_the_typed_contract_still_loads() -> None:
     run = load_run(DATA / "run-schema1")
     assert run.manifest.schema_version == 1 and run.status == "complete" and run.name == "smoke"
     assert run.settings == ["ws256k", "ws2048k"] and run.plan == [(0, 0.0), (0, 1.0), (0, 2.0)]
-    assert list(run.samples.columns) == list(SAMPLE_COLUMNS) and list(run.points.columns) == list(POINT_COLUMNS)
+    assert list(run.samples.columns) == [*SAMPLE_COLUMNS, *DERIVED_SAMPLE_COLUMNS]  # correct: derived from info
+    assert list(run.points.columns) == list(POINT_COLUMNS)
     assert len(run.points) == 6 and (run.points["status"] == "ok").all()
     assert len(bubbleup.find_cliffs(run)) == 2 and run.notes == ()
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bubbleup.analysis.stats import correct_of, wilson
+from bubbleup.analysis.stats import wilson
 from bubbleup.analysis.summary import timed_samples
 from bubbleup.store.reader import Run
 from bubbleup.store.records import ADAPTIVE
@@ -102,7 +102,6 @@ def frames(run: Run) -> pd.DataFrame:
     s = s.copy()
     ran = s["ran_setting"].where(s["ran_setting"].notna(), s["setting"].astype(str).str.split(":").str[-1])
     s["ran"] = ran.astype(str)
-    s["correct"] = [correct_of(i) for i in s["info"]]
     s["start_s"] = s["t_s"] - s["latency_ms"] / 1e3
     keys = ["repeat", "workload", "step"]
     s = s.sort_values([*keys, "iteration"]).reset_index(drop=True)

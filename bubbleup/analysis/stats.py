@@ -122,20 +122,6 @@ def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[floa
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def correct_of(info: str | None) -> float:
-    """1.0 / 0.0 for an inference whose workload said whether it was right (``{"correct": ...}`` in its
-    info), NaN when it did not say."""
-    if not info or '"correct"' not in info:
-        return math.nan
-    import json
-
-    try:
-        value = json.loads(info).get("correct")
-    except (ValueError, AttributeError):
-        return math.nan
-    return math.nan if value is None else float(bool(value))
-
-
 def top1(samples: Values, correct: Sequence[float]) -> dict[str, float]:
     """``top1``, its Wilson interval and ``top1_n`` (distinct samples) from per-inference sample indices and
     correctness (NaN: unknown, left out). Without a sample index (NaN), each inference counts as its own."""

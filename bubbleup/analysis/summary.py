@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
-from bubbleup.analysis.stats import correct_of, describe, top1
+from bubbleup.analysis.stats import describe, top1
 from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT
 
@@ -213,7 +213,7 @@ def summarise(run: Run) -> pd.DataFrame:
         row["rep_log_mean"] = float(logs.mean()) if len(logs) else math.nan
         row["rep_log_sd"] = float(logs.std(ddof=1)) if len(logs) > 1 else math.nan
         if len(smp):
-            row.update(top1(smp["sample"].to_numpy(dtype=float), [correct_of(i) for i in smp["info"]]))
+            row.update(top1(smp["sample"].to_numpy(dtype=float), smp["correct"].tolist()))
         else:
             row.update(top1([], []))
         row["first_use_ms"] = float(fu["latency_ms"].mean()) if len(fu) else math.nan

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from bubbleup.analysis.stats import MIN_TAIL_SAMPLES, PERCENTILES, correct_of, top1
+from bubbleup.analysis.stats import MIN_TAIL_SAMPLES, PERCENTILES, top1
 from bubbleup.analysis.summary import timed_samples
 from bubbleup.formatting import format_value
 from bubbleup.store.reader import Run
@@ -127,7 +127,7 @@ def setting_accuracy(run: Run) -> dict[str, Accuracy]:
     if timed.empty:
         return out
     for setting, g in timed.groupby("setting", sort=False):
-        a = top1(g["sample"].to_numpy(dtype=float), [correct_of(i) for i in g["info"]])
+        a = top1(g["sample"].to_numpy(dtype=float), g["correct"].tolist())
         if a["top1_n"] > 0:
             out[str(setting)] = Accuracy(a["top1"], a["top1_low"], a["top1_high"], int(a["top1_n"]))
     return out

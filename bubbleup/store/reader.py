@@ -20,7 +20,15 @@ import pandas as pd
 from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import BUBBLES, MANIFEST, POINTS, SAMPLES, TELEMETRY
 from bubbleup.store.manifest import Manifest
-from bubbleup.store.records import BUBBLE_COLUMNS, BUBBLE_TEXT, POINT_COLUMNS, POINT_TEXT, SAMPLE_COLUMNS, SAMPLE_TEXT
+from bubbleup.store.records import (
+    BUBBLE_COLUMNS,
+    BUBBLE_TEXT,
+    POINT_COLUMNS,
+    POINT_TEXT,
+    SAMPLE_COLUMNS,
+    SAMPLE_TEXT,
+    info_correct,
+)
 
 
 @dataclass(frozen=True)
@@ -160,6 +168,8 @@ def load_run(run_dir: str | Path) -> Run:
     samples = _read_csv(path / SAMPLES, SAMPLE_COLUMNS, SAMPLE_TEXT, notes)
     # t_s comes after latency_ms: a row without it was cut short mid-write, so its latency may be cut too
     samples = samples.dropna(subset=["value", "latency_ms", "t_s"]).reset_index(drop=True)
+    # derived once here, so every reader of accuracy parses each sample's info once per run, not once per use
+    samples["correct"] = [info_correct(i) for i in samples["info"]] if len(samples) else pd.Series(dtype=float)
     points = _read_csv(path / POINTS, POINT_COLUMNS, POINT_TEXT, notes)
     points = points.dropna(subset=["value", "status"]).reset_index(drop=True)
     workloads = _workload_labels(manifest, samples, points)

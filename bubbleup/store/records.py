@@ -7,6 +7,8 @@ so no one indexes a row by position.
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import astuple, dataclass, fields
 from typing import Any, Literal, TypedDict
@@ -139,6 +141,8 @@ def columns(record_type: type) -> tuple[str, ...]:
 
 
 SAMPLE_COLUMNS: tuple[str, ...] = columns(SampleRow)
+#: Columns ``load_run`` derives from those on disk (never written): ``correct`` (1 / 0 / NaN) from ``info``.
+DERIVED_SAMPLE_COLUMNS: tuple[str, ...] = ("correct",)
 POINT_COLUMNS: tuple[str, ...] = columns(PointRow)
 KEY_COLUMNS: tuple[str, ...] = columns(PointKey)
 #: Columns that hold text; every other column of samples.csv and points.csv is numeric.
@@ -178,3 +182,15 @@ def telemetry_row(row: TelemetryRow, cols: tuple[str, ...] | list[str]) -> list[
     if unknown:
         raise ValueError(f"telemetry row has keys this run has no column for: {sorted(unknown)}")
     return [row.get(c, "") for c in cols]
+
+
+def info_correct(info: str | None) -> float:
+    """1.0 / 0.0 for an inference whose workload said whether it was right (``{"correct": ...}`` in its
+    info), NaN when it did not say."""
+    if not info or '"correct"' not in info:
+        return math.nan
+    try:
+        value = json.loads(info).get("correct")
+    except (ValueError, AttributeError):
+        return math.nan
+    return math.nan if value is None else float(bool(value))

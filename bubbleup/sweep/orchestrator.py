@@ -33,7 +33,16 @@ from bubbleup.pressure.placement import allowed_cpus, assign
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
-from bubbleup.store.records import STATUS_FAILED, STATUS_OK, STATUS_TIMEOUT, PointKey, PointRow, SampleRow, key_fields
+from bubbleup.store.records import (
+    STATUS_FAILED,
+    STATUS_OK,
+    STATUS_TIMEOUT,
+    PointKey,
+    PointRow,
+    SampleRow,
+    info_correct,
+    key_fields,
+)
 from bubbleup.store.writer import RunWriter, StoreWriteError
 from bubbleup.sweep import evidence
 from bubbleup.sweep.facts import calibration_facts, cpu_demand, new_manifest
@@ -404,7 +413,7 @@ class Orchestrator:
                                                   "p95_ms", "p99_ms", "min_ms", "max_ms")}  # fmt: skip
         select_ms = o.result.select_ms if o.result is not None else math.nan
         timed = [r for r in records if r.phase == "timed"]
-        acc = stats.top1([r.sample for r in timed], [stats.correct_of(r.info) for r in timed])
+        acc = stats.top1([r.sample for r in timed], [info_correct(r.info) for r in timed])
         return PointRow(
             **key_fields(o.key), status=o.status, n=int(d["n"]), **s, select_ms=round(select_ms, 6),
             rss_mb_max=max((r.rss_mb for r in records), default=math.nan), bubbles_rss_mb=round(o.bubbles_mb, 3),
