@@ -125,6 +125,18 @@ def test_litert_options_are_checked_when_the_scenario_is_read(tmp_path: Path) ->
     assert (str(scenario) in lines[0] and "model_file" in lines[0]) or "options" in lines[0]
 
 
+@pytest.mark.parametrize(
+    ("options", "says"),
+    [('{"variant": "huge"}', "options.variant: Input should be"), ("[1", "--options is not a JSON object"),
+     ('{"trace": "per_exit", "model_file": "/nonexistent.tflite"}', "does not exist")],
+)  # fmt: skip
+def test_export_refuses_bad_options_in_one_line(options: str, says: str, cache: Path) -> None:
+    done = run_cli(["export", "approxnet", "--runtime", "litert", "--options", options], ROOT)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+    assert not cache.exists()  # nothing was exported
+
+
 # -- TensorFlow and LiteRT ------------------------------------------------------------------------
 
 

@@ -244,33 +244,47 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from workloads import check_requirements, get_workload_class
+    from pydantic import ValidationError
+
+    from workloads import MissingExtra, check_requirements, get_workload_class
 
     args = parser().parse_args(argv)
     try:
         options = dict(json.loads(args.options))
     except (ValueError, TypeError) as exc:
-        print(f"bubbleup export: --options is not a JSON object: {exc}", file=sys.stderr)
+        print(f"error: export: --options is not a JSON object: {exc}", file=sys.stderr)
         return 2
     options["runtime"] = "litert"
     if args.quantize:
         options["quantize"] = args.quantize
-    cls = get_workload_class(args.kind)
-    check_requirements(cls)
     try:
+        cls = get_workload_class(args.kind)
+        check_requirements(cls)
         cls.Options.model_validate(options)
-    except ValueError as exc:
-        first = str(exc).splitlines()
-        print(f"bubbleup export: options: {' '.join(first[1:3]) if len(first) > 2 else first[0]}", file=sys.stderr)
+        paths = export(args.kind, options, args.out)
+    except MissingExtra as exc:
+        print(f"error: export: {exc.args[0]}", file=sys.stderr)
         return 2
-    for path in export(args.kind, options, args.out):
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"]) or "options"
+        print(f"error: export: options.{where}: {err['msg']}", file=sys.stderr)
+        return 2
+    except files.ExportError as exc:
+        print(f"error: export: {exc}", file=sys.stderr)
+        return 2
+    for path in paths:
         if path.suffix == ".tflite":
             meta = files.read_sidecar(path) or {}
-            print(f"{path}  ({meta.get('bytes', 0) / 2**20:.1f} MiB, {meta.get('quantize')}, "
-                  f"converted in {meta.get('convert_s')} s)")  # fmt: skip
+            print(
+                f"{path}  ({meta.get('bytes', 0) / 2**20:.1f} MiB, {meta.get('quantize')}, "
+                f"converted in {meta.get('convert_s')} s)"
+            )
             for setting, c in meta.get("check", {}).get("settings", {}).items():
-                print(f"  {setting:<14} top-1 TF {c['tensorflow_top1']:.3f}  LiteRT {c['litert_top1']:.3f}  "
-                      f"agreement {c['top1_agreement']:.3f}  max |dlogit| {c['max_abs_logit_diff']:.2g}")  # fmt: skip
+                print(
+                    f"  {setting:<14} top-1 TF {c['tensorflow_top1']:.3f}  LiteRT {c['litert_top1']:.3f}  "
+                    f"agreement {c['top1_agreement']:.3f}  max |dlogit| {c['max_abs_logit_diff']:.2g}"
+                )
         else:
             print(path)
     return 0
