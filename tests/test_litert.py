@@ -141,12 +141,9 @@ def test_export_refuses_bad_options_in_one_line(options: str, says: str, cache: 
 
 
 @pytest.mark.slow
-def test_export_is_deterministic_and_records_what_it_was_made_from(tiny_copy: Path, tmp_path: Path) -> None:
-    again = _export(TINY, tiny_copy, "-o", str(tmp_path / "again"))
-    assert again.returncode == 0, again.stderr[-2000:]
+def test_an_export_records_what_it_was_made_from(tiny_copy: Path) -> None:
     (req, _, settings), = litert_plan(ApproxNetOptions(**TINY, runtime="litert"))  # fmt: skip
     path = litert_files.model_path(req)
-    assert path.read_bytes() == (tmp_path / "again" / path.name).read_bytes()  # a pure function of the weights
     meta = litert_files.read_sidecar(path)
     assert meta is not None
     assert meta["weights"] == "random:seed=0" and meta["quantize"] == "none"
@@ -192,7 +189,8 @@ def test_litert_serving_process_never_imports_tensorflow_and_records_its_runtime
 
 
 @pytest.mark.slow
-def test_a_stale_cached_model_is_rebuilt(tiny_copy: Path) -> None:
+def test_a_stale_cached_model_is_rebuilt_byte_for_byte(tiny_copy: Path) -> None:
+    """The rebuild is a second conversion in another process: equal bytes show the export is deterministic."""
     (req, _, _), = litert_plan(ApproxNetOptions(**TINY, runtime="litert"))  # fmt: skip
     path = litert_files.model_path(req)
     good = path.read_bytes()

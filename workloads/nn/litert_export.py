@@ -95,7 +95,7 @@ def _check(
 
     held = make_split(seed, "heldout", HELDOUT_CLIPS, 1)
     labels = labels_of(held.labels)
-    interpreter = interpreter_class()[0](model_content=blob, num_threads=1)
+    interpreter = interpreter_class()[0](model_content=blob, num_threads=os.cpu_count() or 1)
     out: dict[str, Any] = {}
     refs: dict[int, tuple[Any, list[np.ndarray]]] = {}  # size -> (inputs, TF logits of every outport)
     for setting, (signature, exit_number, size) in settings.items():
