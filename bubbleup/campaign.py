@@ -263,7 +263,7 @@ def command(file: str | None, resume: str | None, out: str | None, reports_root:
 
         campaign_ray.run(camp, ray, allow_concurrent=allow_concurrent)
     else:
-        from bubbleup.sweep.orchestrator import signals_raise
+        from bubbleup.sweep.signals import signals_raise
 
         with signals_raise():
             run_local(camp, reports_root, progress=progress, allow_concurrent=allow_concurrent)

@@ -486,7 +486,7 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as exc:
-        from bubbleup.sweep.orchestrator import Interrupted
+        from bubbleup.sweep.signals import Interrupted
 
         if isinstance(exc, Interrupted):
             print(f"interrupted by {exc}; completed points are saved (resume with --resume)", file=sys.stderr)

@@ -16,11 +16,9 @@ from __future__ import annotations
 import bisect
 import math
 import os
-import signal
 import sys
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +46,7 @@ from bubbleup.sweep import evidence
 from bubbleup.sweep.facts import calibration_facts, cpu_demand, new_manifest
 from bubbleup.sweep.plan import StepPlan, adapt_profiles, check_memory_safety, steps_of
 from bubbleup.sweep.progress import Progress
+from bubbleup.sweep.signals import Interrupted, signals_raise
 from bubbleup.sweep.worker import InferenceRecord, Precision, StepResult
 from bubbleup.sweep.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
 
@@ -56,37 +55,6 @@ if TYPE_CHECKING:
 
 #: The start check's window: long enough that a short burst (a shell command) does not count as busy.
 START_CHECK_S = 1.0
-#: Signals that end a run the way Ctrl-C does: children stopped, completed points kept, manifest
-#: "interrupted". SIGHUP is the terminal or ssh connection going away.
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-
-
-class Interrupted(Exception):
-    """SIGINT, SIGTERM or SIGHUP arrived; everything started is being stopped."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-
-@contextmanager
-def signals_raise() -> Iterator[None]:
-    """Turn the stop signals into an exception so every ``finally`` runs and children are stopped."""
-
-    def handler(signum: int, _frame: object) -> None:
-        # One signal is enough: ignore repeats so the cleanup it triggers cannot itself be cut short.
-        for s in STOP_SIGNALS:
-            signal.signal(s, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-    try:
-        yield
-    finally:
-        for s, h in old.items():
-            signal.signal(s, h)
-
-
 @dataclass
 class _StepOutcome:
     """One step as it ended, kept until the point's bubbles are down and it can be summarised."""
