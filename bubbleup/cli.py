@@ -14,9 +14,8 @@ import contextlib
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from bubbleup import __version__
+from bubbleup import __version__, colocation_cli
 from bubbleup.errors import RunFailed, UserError
 
 EXIT_INTERRUPTED = 130
@@ -174,76 +173,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _command_after_dashes(args: argparse.Namespace, what: str) -> list[str]:
-    command = list(args.cmd or [])
-    if command[:1] == ["--"]:
-        command = command[1:]
-    if not command:
-        raise UserError(f"{what}: give the co-runner's command after --, e.g. bubbleup {what} -- xz -9 -T1 big.file")
-    return command
-
-
-def _score(args: argparse.Namespace, command: list[str]) -> tuple[Any, Any]:
-    from bubbleup import colocation
-    from bubbleup.store.layout import default_run_dir
-
-    made = colocation.load_reporter(Path(args.reporter), other_machine=args.other_machine)
-    out = Path(args.out) if getattr(args, "out", None) else default_run_dir(Path(args.reports_root), "score")
-    s, run = colocation.score_command(command, made, out, repeats=args.repeats, startup_s=args.startup_s,
-                                      progress=not args.quiet)  # fmt: skip
-    print(f"{' '.join(command)}: {s.sentence(made.curve.span)}")
-    print(f"  while it ran it kept {s.corunner_cores:.2f} cores busy and held {s.corunner_rss_mb:.0f} MiB "
-          f"(peak {s.corunner_rss_peak_mb:.0f} MiB, all its processes); run: {run.path}")  # fmt: skip
-    return s, made
-
-
-def _cmd_score(args: argparse.Namespace) -> int:
-    _score(args, _command_after_dashes(args, "score"))
-    return 0
-
-
-def _cmd_predict(args: argparse.Namespace) -> int:
-    from bubbleup import colocation
-    from bubbleup.analysis.prediction import predict
-
-    _, curves = colocation.workload_curves(Path(args.run_dir), args.percentile)  # bad input before any scoring
-    if (args.score is None) == (not args.cmd):
-        raise UserError("predict: give either --score MIB or --with -- CMD ...")
-    if args.score is not None:
-        s = colocation.manual_score(args.score)
-    else:
-        s = _score(args, _command_after_dashes(args, "predict"))[0]
-    for p in predict(curves, s, args.percentile):
-        print(p.sentence())
-    return 0
-
-
-def _cmd_check_prediction(args: argparse.Namespace) -> int:
-    import shlex
-
-    from bubbleup import colocation
-    from bubbleup.store.layout import default_run_dir
-
-    if not args.corunner:
-        raise UserError("check-prediction: give at least one --corunner 'CMD ARGS'")
-    made = colocation.load_reporter(Path(args.reporter), other_machine=args.other_machine)
-    out = Path(args.out) if args.out else default_run_dir(Path(args.reports_root), "check-prediction")
-    rows = colocation.check(Path(args.run_dir), [shlex.split(c) for c in args.corunner], made, out,
-                            repeats=args.repeats, startup_s=args.startup_s, percentile=args.percentile,
-                            progress=not args.quiet)  # fmt: skip
-    print(f"{'co-runner':34} {'setting':14} {'score MiB':>10} {'predicted':>9} {'measured':>18} {'error':>6} "
-          f"{'naive':>6}")  # fmt: skip
-    for r in rows:
-        flag = " (score outside the curve)" if r.outside else ""
-        print(f"{r.corunner[:34]:34} {r.setting[:14]:14} {r.score_mb:>10.1f} {r.predicted:>9.3f} "
-              f"{r.measured:>7.3f} ({r.measured_low:.2f}-{r.measured_high:.2f}) {r.error:>6.3f} {r.naive_error:>6.3f}"
-              f"{flag}")  # fmt: skip
-    for line in colocation.check_summary(rows):
-        print(line)
-    print(f"checks: {out / 'checks.csv'}; page: {out / 'check.html'}")
-    return 0
-
-
 def _cmd_doctor(args: argparse.Namespace) -> int:
     from bubbleup.machine.doctor import diagnose, render
 
@@ -378,38 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--reports-root", default="reports", help="where its run directory goes (default: reports)")
     cal.set_defaults(func=_cmd_calibrate)
 
-    def scoring(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--reporter", default="reports/reporter.json", help="reporter curve (default: %(default)s)")
-        sp.add_argument("--other-machine", action="store_true", help="use a reporter curve measured on another "
-                        "kind of machine")  # fmt: skip
-        sp.add_argument("--repeats", type=int, default=8, help="alone/beside repeats, alternating (default 8)")
-        sp.add_argument("--startup-s", type=float, default=1.0, help="the co-runner must keep running this long "
-                        "before it counts as started (default 1)")  # fmt: skip
-        sp.add_argument("--reports-root", default="reports", help="where run directories go (default: reports)")
-        sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
-
-    sc = sub.add_parser("score", help="a co-runner's bubble score: run it beside the reporter (score -- CMD ...)")
-    scoring(sc)
-    sc.add_argument("--out", help="run directory of the score run (default: REPORTS_ROOT/score/<timestamp>)")
-    sc.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the co-runner's command and arguments")
-    sc.set_defaults(func=_cmd_score)
-
-    pr = sub.add_parser("predict", help="predicted QoS per setting at a bubble score (--score S or --with -- CMD)")
-    pr.add_argument("run_dir", help="a size-sweep run of the bubble-up bubble (its sensitivity curves)")
-    pr.add_argument("--score", type=float, metavar="MIB", help="the co-runner's bubble score, MiB")
-    pr.add_argument("--percentile", type=float, default=50, choices=(50, 95), help="QoS at the median or p95")
-    scoring(pr)
-    pr.add_argument("--with", dest="cmd", nargs=argparse.REMAINDER, help="-- score this command first")
-    pr.set_defaults(func=_cmd_predict)
-
-    ck = sub.add_parser("check-prediction", help="predicted vs measured QoS: score, predict and really co-run "
-                        "each co-runner")  # fmt: skip
-    ck.add_argument("run_dir", help="a size-sweep run of the bubble-up bubble (its sensitivity curves)")
-    ck.add_argument("--corunner", action="append", metavar="'CMD ARGS'", help="a co-runner (repeatable)")
-    ck.add_argument("--percentile", type=float, default=50, choices=(50, 95), help="QoS at the median or p95")
-    ck.add_argument("--out", help="directory for every run and checks.csv")
-    scoring(ck)
-    ck.set_defaults(func=_cmd_check_prediction)
+    colocation_cli.add_commands(sub)
 
     sub.add_parser("doctor", help="report what on this machine would distort contention results").set_defaults(
         func=_cmd_doctor

@@ -9,6 +9,10 @@ manifest, validity and report), built from a scenario written in code (:mod:`bub
    ``sensitivity.csv``), off which :func:`bubbleup.analysis.prediction.predict` reads the QoS at a score;
 4. ``check``: for each co-runner, score it, predict, then co-run the workload with it for real and
    set predicted beside measured QoS, with the error of the naive prediction "no slowdown" beside.
+
+On shared CPUs (``cpu_run``, beyond the paper): ``measure_cpu_curves`` runs the sensitivity run's own
+workload under a count sweep of CPU-only bubbles on its own CPUs (:mod:`bubbleup.analysis.cpu_curve`);
+``check`` then co-runs each co-runner on the workload's CPUs too, and predicts from both curves.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from typing import Any
 import pandas as pd
 
 from bubbleup import api
-from bubbleup.analysis import prediction, sensitivity
+from bubbleup.analysis import cpu_curve, prediction, sensitivity
 from bubbleup.analysis.prediction import Score
 from bubbleup.errors import RunFailed, UserError
 from bubbleup.machine import reporter
@@ -102,9 +106,62 @@ def workload_curves(run_dir: Path, percentile: float = 50) -> tuple[Run, list[se
     return run, at
 
 
-def manual_score(size_mb: float) -> Score:
-    """A score given by hand (``--score S``): no interval, no co-runner measured."""
-    return Score(size_mb, size_mb, size_mb, prediction.INSIDE, math.nan, math.nan, math.nan)
+def manual_score(size_mb: float, cores: float = math.nan) -> Score:
+    """A score given by hand (``--score S``, ``--cores C``): no interval, no co-runner measured."""
+    return Score(size_mb, size_mb, size_mb, prediction.INSIDE, math.nan, math.nan, math.nan, cores)
+
+
+# -- the CPU dimension: curves against CPU-only load on the workload's own CPUs -----------------------------
+
+#: Duty of each CPU-only bubble of a CPU-curve run: half-core steps, so a co-runner's cores fall between two.
+CPU_CURVE_DUTY = 0.5
+
+
+def _workload_part(run: Run) -> dict[str, Any]:
+    given = dict(run.manifest.scenario_given)
+    return {k: given[k] for k in ("workload", "workloads", "limits", "telemetry", "budget") if k in given}
+
+
+def cpu_curve_scenario(run: Run, repeats: int = 3) -> dict[str, Any]:
+    """The sensitivity run's own workload on its own CPUs, beside 0 to (2 x the cores) half-core CPU-only
+    bubbles that the scheduler places anywhere: the workload's QoS against CPU load that time-shares with it."""
+    cores = int((run.manifest.cpu_demand or {}).get("cores") or 1)
+    pinned = (run.manifest.cpu_placement or {}).get("workload_cpus")
+    out: dict[str, Any] = {
+        "name": f"{run.name}-cpu-curve", "description": f"{run.name}'s workload beside CPU-only bubbles on its CPUs",
+        "bubble": {"kind": "cpu", "cpu_duty": CPU_CURVE_DUTY},
+        "cpus": {"placement": "free", **({"workload": pinned} if isinstance(pinned, list) else {})},
+        "sweep": {"axis": "count", "values": list(range(int(cores / CPU_CURVE_DUTY) + 1)), "repeats": repeats,
+                  "settle_s": 0.5},
+    }  # fmt: skip
+    return {**out, **_workload_part(run)}
+
+
+def measure_cpu_curves(run_dir: Path, out: Path, repeats: int = 3, progress: bool = False) -> Path:
+    """Run :func:`cpu_curve_scenario` for the sensitivity run at ``run_dir`` into ``out``; its directory."""
+    run, _ = workload_curves(run_dir)
+    scenario = scenario_from_dict(cpu_curve_scenario(run, repeats), "cpu curve")
+    return api.run(scenario, out, reports_root=out.parent, progress=progress).path
+
+
+def cpu_curves(cpu_run: Path, sensitivity_run: Run,
+               percentile: float = 50) -> tuple[Run, dict[str, cpu_curve.CpuCurve]]:  # fmt: skip
+    """The CPU curves of ``cpu_run`` by setting; UserError unless it is a count sweep of CPU-only bubbles
+    measured with the same workload as ``sensitivity_run`` (else the two curves describe different programs)."""
+    if not is_run_dir(cpu_run):
+        raise UserError(f"{cpu_run}: not a run directory (no manifest.json)")
+    run = load_run(cpu_run)
+    why = cpu_curve.why_not(run)
+    if why:
+        raise UserError(f"{cpu_run}: {why}")
+    mine, theirs = _workload_part(run), _workload_part(sensitivity_run)
+    if any(mine.get(k) != theirs.get(k) for k in ("workload", "workloads")):
+        raise UserError(f"{cpu_run}: its workload is not the one of {sensitivity_run.path} (same kind, settings "
+                        f"and options needed)")  # fmt: skip
+    found = {c.setting: c for c in cpu_curve.curves(run, (percentile,))}
+    if not found:
+        raise UserError(f"{cpu_run}: no setting has a working point at 0 and one beside load: no CPU curve")
+    return run, found
 
 
 # -- checking predictions against real co-runs ------------------------------------------------------------
@@ -129,35 +186,43 @@ class Check:
     error: float  # |predicted - measured|
     naive_error: float  # |1 - measured|: the error of predicting no slowdown
     outside: bool
+    memory_predicted: float = math.nan  # on shared CPUs: the memory curve's part of the prediction
+    cpu_predicted: float = math.nan  # and the CPU curve's
 
 
-def corun_scenario(run: Run, command: Sequence[str], repeats: int, startup_s: float) -> dict[str, Any]:
-    """The sensitivity run's own workload (same settings, options, precision) alone and beside ``command``."""
-    given = dict(run.manifest.scenario_given)
+def corun_scenario(run: Run, command: Sequence[str], repeats: int, startup_s: float,
+                   cpus: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
+    """The sensitivity run's own workload (same settings, options, precision) alone and beside ``command``,
+    placed as that run placed its bubble, or by ``cpus`` (a CPU-curve run's: the co-runner shares CPUs)."""
     out: dict[str, Any] = {
         "name": reporter.run_name("corun", command), "description": f"{run.name} beside: {' '.join(command)}",
         "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},
-        "cpus": given.get("cpus", {"placement": "apart"}),
+        "cpus": cpus or run.manifest.scenario_given.get("cpus", {"placement": "apart"}),
         "sweep": {"axis": "count", "values": [0, 1], "repeats": repeats, "settle_s": 0.5},
     }  # fmt: skip
-    for key in ("workload", "workloads", "limits", "telemetry", "budget"):
-        if key in given:
-            out[key] = given[key]
-    return out
+    return {**out, **_workload_part(run)}
 
 
 def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.ReporterCurve, out: Path,
           repeats: int = reporter.SCORE_REPEATS, startup_s: float = 1.0, percentile: float = 50,
-          progress: bool = False, scores: dict[str, Score] | None = None) -> list[Check]:  # fmt: skip
+          progress: bool = False, scores: dict[str, Score] | None = None,
+          cpu_run: Path | None = None) -> list[Check]:  # fmt: skip
     """Score, predict and really co-run each co-runner; every run lands under ``out``, with ``checks.csv``
     and ``check.html`` (the curves with each co-runner's score, prediction and measurement).
 
     ``scores`` (co-runner label -> score) is read and filled: a co-runner already scored is not scored
-    again, so several workloads' predictions can be checked against one score of each co-runner."""
+    again, so several workloads' predictions can be checked against one score of each co-runner.
+    ``cpu_run`` (a CPU-curve run of the same workload): co-run on the workload's CPUs, placed as that run
+    placed its bubbles, and predict from the memory and the CPU curve together."""
     run, found = workload_curves(run_dir, percentile)
+    cpu: dict[str, cpu_curve.CpuCurve] | None = None
+    cpus: dict[str, Any] | None = None
+    if cpu_run is not None:
+        shared, cpu = cpu_curves(cpu_run, run, percentile)
+        cpus = shared.manifest.scenario_given.get("cpus") or {"placement": "free"}
     for command in corunners:  # every co-runner and co-run valid (a program here) before minutes of runs
         scenario_from_dict(reporter.score_scenario(command, made.workload, repeats, startup_s), "score")
-        scenario_from_dict(corun_scenario(run, command, repeats, startup_s), "co-run")
+        scenario_from_dict(corun_scenario(run, command, repeats, startup_s, cpus), "co-run")
     rows: list[Check] = []
     for i, command in enumerate(corunners):
         label = shlex.join(command)
@@ -165,8 +230,11 @@ def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.Repo
                                                        progress)[0]  # fmt: skip
         if scores is not None:
             scores[label] = s
-        predicted = {p.setting: p for p in prediction.predict(found, s, percentile)}
-        scenario = scenario_from_dict(corun_scenario(run, command, repeats, startup_s), "co-run")
+        try:
+            predicted = {p.setting: p for p in prediction.predict(found, s, percentile, cpu)}
+        except ValueError as exc:
+            raise RunFailed(f"check: {label}: {exc}") from None
+        scenario = scenario_from_dict(corun_scenario(run, command, repeats, startup_s, cpus), "co-run")
         corun = api.run(scenario, out / f"{i:02d}-corun", reports_root=out, progress=progress)
         failed = _failure(corun, 1)
         if failed:
@@ -176,7 +244,8 @@ def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.Repo
             if p is None:
                 continue
             rows.append(Check(label, setting, s.size_mb, s.low_mb, s.high_mb, s.corunner_cores, p.qos, p.qos_low,
-                              p.qos_high, m, m_low, m_high, abs(p.qos - m), abs(1 - m), p.outside))  # fmt: skip
+                              p.qos_high, m, m_low, m_high, abs(p.qos - m), abs(1 - m), p.outside,
+                              p.memory_qos if cpu is not None else math.nan, p.cpu_qos))  # fmt: skip
     pd.DataFrame([asdict(r) for r in rows]).to_csv(out / "checks.csv", index=False, float_format="%.6g")
     try:
         from bubbleup.report import checks as page

@@ -44,6 +44,7 @@ def make_run(
     name: str = "fake",
     repeat_scale: Mapping[tuple[int, str, float], float] | None = None,
     accuracy: Mapping[str, float] | None = None,
+    cpu_demand: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write a run directory under ``root`` and return its path.
 
@@ -52,6 +53,7 @@ def make_run(
     ``repeat_scale`` multiplies one repeat's latencies at one (setting, value) (drift).
     ``accuracy`` maps a setting to its share of right answers: timed inference i runs on sample i, right when
     i < share x n (so every point sees the same n frames, as a deterministic network would answer them).
+    ``cpu_demand`` is the manifest's (cores the run may use, ``duty_per_set``), as the orchestrator writes it.
     ``bubble_count`` is the size sweep's ``sweep.count``. ``bubbles`` makes the pressure a set of kinds
     (``bubbles:`` in the scenario) started together, as the orchestrator does: each point then runs
     ``kinds x count`` bubbles, and a count sweep's size is the set's largest region.
@@ -201,6 +203,7 @@ def make_run(
             {"workload": owner[x][0], "setting": owner[x][1], "warmup": warmup, "inferences": n} for x in settings
         ],
         "settings": list(dict.fromkeys(plain)),
+        "cpu_demand": dict(cpu_demand) if cpu_demand else None,
     }
     (run_dir / "manifest.json").write_text(json.dumps(manifest, indent=2))
     return run_dir

@@ -128,14 +128,13 @@ def _free_port() -> int:
 
 def test_the_cli_runs_a_campaign_on_a_head_started_by_ray_start(tmp_path: Path) -> None:
     """``ray start --head`` (blocking, ours by PID) with one bubbleup_host; ``bubbleup campaign --ray`` runs the
-    shipped smoke and synthetic-count scenarios on it; the campaign page renders in headless Chromium; stopping
+    shipped smoke scenario twice on it (repeats: 2); the campaign page renders in headless Chromium; stopping
     the head leaves no process behind."""
     from test_report import _chromium, require_chromium
 
     root = Path(__file__).resolve().parents[1] / "scenarios"
     camp = tmp_path / "camp.yaml"
-    camp.write_text(yaml.safe_dump({"name": "shipped", "runs": [{"scenario": str(root / "smoke.yaml")},
-                                                                {"scenario": str(root / "synthetic-count.yaml")}]}))
+    camp.write_text(yaml.safe_dump({"name": "shipped", "runs": [{"scenario": str(root / "smoke.yaml"), "repeats": 2}]}))
     port = _free_port()
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",
@@ -155,7 +154,7 @@ def test_the_cli_runs_a_campaign_on_a_head_started_by_ray_start(tmp_path: Path) 
             assert analysis.load_run(out / r["id"]).status == "complete" and "(node " in r["host"]
         binary = require_chromium()
         dom = _chromium(binary, ["--dump-dom", (out / "index.html").as_uri()], tmp_path / "chromium")
-        assert dom.count('href="0') == 2 and "01-smoke" in dom and "02-synthetic-count" in dom
+        assert dom.count('href="0') == 2 and "01-smoke-1" in dom and "01-smoke-2" in dom
         assert dom.count(">VALID<") + dom.count(">INVALID<") == 2
     finally:
         procs.terminate([head], grace_s=60)  # SIGTERM: it stops what it started; SIGKILL only after a minute

@@ -13,16 +13,20 @@
 - **Prediction**: per setting of a run with a sensitivity curve, the QoS at the score (linear
   interpolation on the workload's own curve, made non-increasing the same way), its interval the
   widest of the curve's interval over the score's interval, and the latency ``base / qos``.
+- **Sharing CPUs** (beyond the paper): given the workload's CPU curves
+  (:mod:`bubbleup.analysis.cpu_curve`) and the co-runner's measured CPU use, the memory QoS is
+  multiplied by the CPU curve's QoS at those cores (intervals multiplied bound by bound).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from bubbleup.analysis.cpu_curve import CpuCurve
 from bubbleup.analysis.sensitivity import SensitivityCurve
 from bubbleup.analysis.summary import SettingCurve
 from bubbleup.store.reader import Run
@@ -72,15 +76,21 @@ class Prediction:
     qos_high: float
     latency_ms: float
     base_latency_ms: float
-    outside: bool  # the score lies beyond the workload curve's measured sizes (clamped to its end)
+    outside: bool  # the score (or the cores) lies beyond the measured range (clamped to its end)
     span: tuple[float, float]
+    memory_qos: float = math.nan  # the memory curve's QoS at the score (= qos without a CPU curve)
+    cores: float = math.nan  # the co-runner's CPU use, when a CPU curve was read
+    cpu_qos: float = math.nan  # the CPU curve's QoS at those cores
 
     def sentence(self) -> str:
         stat = "median" if self.percentile == 50 else f"p{self.percentile:g}"
         text = (f"{self.setting}: predicted QoS {self.qos:.3f} ({self.qos_low:.3f}-{self.qos_high:.3f}), {stat} "
                 f"{number(self.latency_ms)} ms against {number(self.base_latency_ms)} ms alone")  # fmt: skip
+        if not math.isnan(self.cpu_qos):
+            text += (f" (memory {self.memory_qos:.3f} at the score x CPU {self.cpu_qos:.3f} at "
+                     f"{self.cores:.2f} cores)")  # fmt: skip
         if self.outside:
-            text += (f"; the score {number(self.score_mb)} MiB lies outside the measured sizes "
+            text += (f"; the score {number(self.score_mb)} MiB or the cores lie outside the measured range "
                      f"({number(self.span[0])}-{number(self.span[1])} MiB): read as at least this slow")  # fmt: skip
         return text
 
@@ -106,7 +116,12 @@ def score(curve: SensitivityCurve, qos: float, low: float, high: float, **corunn
     return Score(size, min(low_mb, size), max(high_mb, size), where, qos, low, high, **corunner)
 
 
-def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50) -> list[Prediction]:
+def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50,
+            cpu: Mapping[str, CpuCurve] | None = None) -> list[Prediction]:  # fmt: skip
+    """Per setting, the QoS at ``s``; with ``cpu`` (setting -> CPU curve at the same percentile), times the
+    CPU curve's QoS at the score's measured cores. ValueError when ``cpu`` is given and the score has none."""
+    if cpu is not None and math.isnan(s.corunner_cores):
+        raise ValueError("a prediction on shared CPUs needs the co-runner's measured CPU use (cores)")
     out = []
     for c in curves:
         if c.percentile != percentile:
@@ -119,9 +134,16 @@ def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50
         low = float(min(np.interp(grid, sizes, lows).min(), qos))
         high = float(max(np.interp(grid, sizes, highs).max(), qos))
         outside = not (sizes[0] <= s.size_mb <= sizes[-1]) or s.where == ABOVE
+        memory, cores, cpu_qos = qos, math.nan, math.nan
+        if cpu is not None:
+            if c.setting not in cpu:
+                continue  # no CPU curve for this setting: nothing honest to say on shared CPUs
+            cores = s.corunner_cores
+            cpu_qos, cpu_low, cpu_high, beyond = cpu[c.setting].at(cores)
+            qos, low, high, outside = qos * cpu_qos, low * cpu_low, high * cpu_high, outside or beyond
         out.append(Prediction(c.setting, c.percentile, s.size_mb, qos, low, high,
                               c.base_latency_ms / qos if qos > 0 else math.inf, c.base_latency_ms, outside,
-                              c.span))  # fmt: skip
+                              c.span, memory, cores, cpu_qos))  # fmt: skip
     return out
 
 

@@ -88,11 +88,12 @@ def curves(run: Run, percentiles: Sequence[float] = PERCENTILES) -> list[Sensiti
         if len(good) < 2:
             continue
         for q in percentiles:
-            out.append(_curve(curve.setting, q, good))
+            out.append(curve_of(curve.setting, q, good))
     return out
 
 
-def _curve(setting: str, q: float, good: Sequence[CurvePoint]) -> SensitivityCurve:
+def curve_of(setting: str, q: float, good: Sequence[CurvePoint]) -> SensitivityCurve:
+    """Normalised QoS over a setting's working points (the first is the base), at percentile ``q``."""
     rng = np.random.default_rng(SEED)
     base_reps = [r for r in good[0].replicates() if len(r)]
     base = replicate_statistic(base_reps, q)

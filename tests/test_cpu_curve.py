@@ -1,0 +1,106 @@
+"""The CPU dimension of a prediction (issue 11, item 6): a workload's QoS against CPU-only load on its own
+CPUs, read at a co-runner's measured cores and multiplied with the memory curve's QoS at its score."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from conftest import run_cli, smoke_dict
+from fixtures_runs import make_run
+
+from bubbleup import api, colocation
+from bubbleup.analysis import cpu_curve, prediction
+from bubbleup.analysis.prediction import INSIDE
+from bubbleup.errors import UserError
+from bubbleup.scenario import scenario_from_dict
+from bubbleup.store.reader import load_run
+
+SIZES = [0, 1, 2, 4, 8, 16, 32, 64, 128]
+MEMORY_LAT = [10, 10, 10.5, 11, 12, 14, 17, 19, 20]  # QoS 1 .. 0.5 against the Bubble-Up bubble
+CPU_LAT = [10, 10, 12.5, 16, 20]  # QoS 1, 1, 0.8, 0.625, 0.5 at 0, 0.5, 1, 1.5, 2 cores
+
+
+def _sensitivity(root: Path) -> Path:
+    return make_run(root, {"HH": MEMORY_LAT}, SIZES, axis="size_mb", repeats=3, noise=0.01, name="sens",
+                    bubbles=[{"kind": "bubble-up"}])  # fmt: skip
+
+
+def _cpu_run(root: Path, kind: str = "cpu", lat: list[float] = CPU_LAT) -> Path:
+    return make_run(root, {"HH": lat}, [0, 1, 2, 3, 4], repeats=3, noise=0.01, name=f"cpu-{kind}",
+                    bubbles=[{"kind": kind, "cpu_duty": 0.5}],
+                    cpu_demand={"cores": 2.0, "duty_per_set": 0.5})  # fmt: skip
+
+
+def test_a_cpu_curve_is_qos_against_count_times_duty_and_interpolates(tmp_path: Path) -> None:
+    (c,) = cpu_curve.curves(load_run(_cpu_run(tmp_path)))
+    assert c.setting == "HH" and c.cores == (0.0, 0.5, 1.0, 1.5, 2.0)
+    assert c.qos[0] == pytest.approx(1.0) and c.qos[-1] == pytest.approx(0.5, abs=0.02)
+    qos, low, high, beyond = c.at(1.25)  # halfway between 0.8 at 1 core and 0.625 at 1.5
+    assert qos == pytest.approx(0.7125, abs=0.02) and low <= qos <= high and not beyond
+    assert c.at(3.0)[3] and c.at(3.0)[0] == pytest.approx(c.qos[-1], abs=0.02)  # clamped, and said
+
+
+def test_prediction_on_shared_cpus_multiplies_the_two_curves(tmp_path: Path) -> None:
+    memory = colocation.workload_curves(_sensitivity(tmp_path))[1]
+    cpu = {c.setting: c for c in cpu_curve.curves(load_run(_cpu_run(tmp_path)))}
+    s = prediction.Score(24.0, 24.0, 24.0, INSIDE, 0.7, 0.69, 0.71, corunner_cores=1.0)
+    (alone,) = prediction.predict(memory, s)
+    (shared,) = prediction.predict(memory, s, cpu=cpu)
+    assert math.isnan(alone.cpu_qos) and alone.qos == pytest.approx(10 / 15.5, abs=0.02)  # between 16 and 32 MiB
+    assert shared.memory_qos == pytest.approx(alone.qos) and shared.cpu_qos == pytest.approx(0.8, abs=0.02)
+    assert shared.qos == pytest.approx(alone.qos * shared.cpu_qos)
+    assert shared.qos_low <= shared.qos <= shared.qos_high
+    assert "x CPU 0.8" in shared.sentence() and "1.00 cores" in shared.sentence()
+    with pytest.raises(ValueError, match="measured CPU use"):  # a hand score without cores
+        prediction.predict(memory, colocation.manual_score(24.0), cpu=cpu)
+
+
+def test_a_cpu_run_must_be_cpu_only_bubbles_of_the_same_workload(tmp_path: Path) -> None:
+    sens = load_run(_sensitivity(tmp_path))
+    with pytest.raises(UserError, match="count sweep of CPU-only bubbles"):
+        colocation.cpu_curves(_cpu_run(tmp_path, kind="combined"), sens)
+    other = _cpu_run(tmp_path / "other")
+    manifest = other / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["scenario_given"]["workload"]["options"] = {"rounds": 9}  # another program than the sensitivity run's
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(UserError, match="its workload is not the one of"):
+        colocation.cpu_curves(other, sens)
+
+
+def test_predict_on_shared_cpus_from_the_command_line(tmp_path: Path) -> None:
+    sens, cpu = _sensitivity(tmp_path), _cpu_run(tmp_path)
+    done = run_cli(["predict", str(sens), "--score", "24", "--cores", "1", "--cpu-run", str(cpu)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "x CPU 0.8" in done.stdout
+    for args, says in [(["--score", "24", "--cpu-run", str(cpu)], "--cores C"),
+                       (["--score", "24", "--cores", "-1"], "--cores is the co-runner's CPU use"),
+                       (["--score", "24", "--cores", "1", "--cpu-run", str(sens)], "CPU-only bubbles")]:  # fmt: skip
+        bad = run_cli(["predict", str(sens), *args], cwd=tmp_path)
+        assert bad.returncode == 2 and says in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+
+
+@pytest.mark.slow
+def test_a_measured_cpu_curve_falls_once_the_load_exceeds_the_spare_cores(tmp_path: Path) -> None:
+    """For real: a one-thread workload pinned to one CPU of two (its sensitivity run's placement) beside 0-4
+    half-core CPU-only bubbles the scheduler places anywhere. At 4 (2 cores beside a workload that needs 1, on
+    2 CPUs) it must lose CPU time; the derived scenario kept the workload, its CPUs and the sweep it promised.
+    An inference takes about 5 ms: far shorter ones (tens of microseconds) mostly run between the bubbles'
+    time slices, and their median does not see time-sharing at all."""
+    sens = api.run(scenario_from_dict(smoke_dict(**{
+        "name": "sens", "workload.options": {"working_sets_kb": [256], "rounds": 800},
+        "workload.inferences_per_setting": 40, "bubble": {"kind": "bubble-up"}, "cpus": {"placement": "apart"},
+        "sweep": {"axis": "size_mb", "values": [0, 4], "repeats": 1, "settle_s": 0.0}}), "sens"),
+        tmp_path / "sens", reports_root=tmp_path, progress=False)  # fmt: skip
+    out = colocation.measure_cpu_curves(sens.path, tmp_path / "cpu", repeats=2)
+    run = load_run(out)
+    assert run.manifest.cpu_placement is not None
+    assert run.manifest.cpu_placement["workload_cpus"] == sens.manifest.cpu_placement["workload_cpus"]  # type: ignore[index]
+    assert run.manifest.scenario_given["workload"] == sens.manifest.scenario_given["workload"]
+    _, found = colocation.cpu_curves(out, sens)
+    (c,) = found.values()
+    assert c.cores == (0.0, 0.5, 1.0, 1.5, 2.0)
+    assert c.monotone()[-1] < 0.9, c.qos
