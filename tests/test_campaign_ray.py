@@ -154,7 +154,7 @@ def test_the_cli_runs_a_campaign_on_a_head_started_by_ray_start(tmp_path: Path) 
             assert analysis.load_run(out / r["id"]).status == "complete" and "(node " in r["host"]
         binary = require_chromium()
         dom = _chromium(binary, ["--dump-dom", (out / "index.html").as_uri()], tmp_path / "chromium")
-        assert dom.count('href="0') == 2 and "01-smoke-1" in dom and "01-smoke-2" in dom
+        assert dom.count('href="0') == 2 and "01-smoke-1" in dom and "02-smoke-2" in dom
         assert dom.count(">VALID<") + dom.count(">INVALID<") == 2
     finally:
         procs.terminate([head], grace_s=60)  # SIGTERM: it stops what it started; SIGKILL only after a minute

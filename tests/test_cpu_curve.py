@@ -3,6 +3,7 @@ CPUs, read at a co-runner's measured cores and multiplied with the memory curve'
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -54,6 +55,11 @@ def test_prediction_on_shared_cpus_multiplies_the_two_curves(tmp_path: Path) -> 
     assert shared.qos == pytest.approx(alone.qos * shared.cpu_qos)
     assert shared.qos_low <= shared.qos <= shared.qos_high
     assert "x CPU 0.8" in shared.sentence() and "1.00 cores" in shared.sentence()
+    assert not shared.outside and "outside" not in shared.sentence()
+    many = dataclasses.replace(s, corunner_cores=9.0)  # more cores than the CPU curve measured; the score inside
+    (far,) = prediction.predict(memory, many, cpu=cpu)
+    assert far.outside and "9.00 cores lie outside the CPU curve's measured cores" in far.sentence()
+    assert "MiB lies outside" not in far.sentence()
     with pytest.raises(ValueError, match="measured CPU use"):  # a hand score without cores
         prediction.predict(memory, colocation.manual_score(24.0), cpu=cpu)
 

@@ -81,6 +81,8 @@ class Prediction:
     memory_qos: float = math.nan  # the memory curve's QoS at the score (= qos without a CPU curve)
     cores: float = math.nan  # the co-runner's CPU use, when a CPU curve was read
     cpu_qos: float = math.nan  # the CPU curve's QoS at those cores
+    cores_span: tuple[float, float] | None = None  # the CPU curve's measured cores, when one was read
+    score_outside: bool = False  # the score (not the cores) lies beyond the memory curve
 
     def sentence(self) -> str:
         stat = "median" if self.percentile == 50 else f"p{self.percentile:g}"
@@ -89,9 +91,16 @@ class Prediction:
         if not math.isnan(self.cpu_qos):
             text += (f" (memory {self.memory_qos:.3f} at the score x CPU {self.cpu_qos:.3f} at "
                      f"{self.cores:.2f} cores)")  # fmt: skip
+        beyond = []
+        if self.score_outside:
+            beyond.append(f"the score {number(self.score_mb)} MiB lies outside the measured sizes "
+                          f"({number(self.span[0])}-{number(self.span[1])} MiB)")  # fmt: skip
+        if self.cores_span is not None and not self.cores_span[0] <= self.cores <= self.cores_span[1]:
+            beyond.append(f"{self.cores:.2f} cores lie outside the CPU curve's measured cores "
+                          f"({self.cores_span[0]:g}-{self.cores_span[1]:g})")  # fmt: skip
         if self.outside:
-            text += (f"; the score {number(self.score_mb)} MiB or the cores lie outside the measured range "
-                     f"({number(self.span[0])}-{number(self.span[1])} MiB): read as at least this slow")  # fmt: skip
+            reason = " and ".join(beyond) or "the score lies beyond the measured range"
+            text += f"; {reason}: read as at least this slow"
         return text
 
 
@@ -134,16 +143,17 @@ def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50
         low = float(min(np.interp(grid, sizes, lows).min(), qos))
         high = float(max(np.interp(grid, sizes, highs).max(), qos))
         outside = not (sizes[0] <= s.size_mb <= sizes[-1]) or s.where == ABOVE
-        memory, cores, cpu_qos = qos, math.nan, math.nan
+        memory, cores, cpu_qos, cores_span, score_outside = qos, math.nan, math.nan, None, outside
         if cpu is not None:
             if c.setting not in cpu:
                 continue  # no CPU curve for this setting: nothing honest to say on shared CPUs
             cores = s.corunner_cores
             cpu_qos, cpu_low, cpu_high, beyond = cpu[c.setting].at(cores)
+            cores_span = (float(cpu[c.setting].cores[0]), float(cpu[c.setting].cores[-1]))
             qos, low, high, outside = qos * cpu_qos, low * cpu_low, high * cpu_high, outside or beyond
         out.append(Prediction(c.setting, c.percentile, s.size_mb, qos, low, high,
                               c.base_latency_ms / qos if qos > 0 else math.inf, c.base_latency_ms, outside,
-                              c.span, memory, cores, cpu_qos))  # fmt: skip
+                              c.span, memory, cores, cpu_qos, cores_span, score_outside))  # fmt: skip
     return out
 
 
