@@ -39,7 +39,7 @@ from bubbleup.store.records import STATUS_OK
 
 def calibrate_reporter(path: Path = reporter.DEFAULT_PATH, reports_root: Path = Path("reports"),
                        repeats: int = reporter.CURVE_REPEATS,
-                       sizes: Sequence[int] = reporter.SIZES,
+                       sizes: Sequence[int | str] = reporter.SIZES,
                        progress: bool = False) -> reporter.ReporterCurve:  # fmt: skip
     """Measure the reporter's curve here (a size-sweep run under ``reports_root``) and store it at ``path``."""
     scenario = scenario_from_dict(reporter.curve_scenario(sizes, repeats), "reporter curve")

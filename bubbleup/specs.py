@@ -7,6 +7,7 @@ produces a plausible-looking wrong result.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -188,6 +189,18 @@ class PhaseSpec(_Strict):
     seconds: Float = Field(gt=0.0, le=86_400.0)
 
 
+_LLC_MULTIPLE = re.compile(r"^\s*(\d+(?:\.\d+)?)(?:\s*/\s*(\d+(?:\.\d+)?))?\s*[x*]?\s*llc\s*$", re.IGNORECASE)
+
+
+def llc_multiple(text: str) -> float:
+    """The multiple of the LLC that ``text`` names: "4 llc" -> 4, "1/8 llc" -> 0.125, "0.5xLLC" -> 0.5."""
+    m = _LLC_MULTIPLE.match(text)
+    if m is None or (m.group(2) is not None and float(m.group(2)) == 0) or float(m.group(1)) == 0:
+        raise ValueError(f"values: {text!r} is neither a size in MiB nor a positive multiple of the LLC "
+                         "such as '4 llc' or '1/8 llc'")  # fmt: skip
+    return float(m.group(1)) / (float(m.group(2)) if m.group(2) is not None else 1.0)
+
+
 class SweepSpec(_Strict):
     """How pressure varies: bubble ``count`` at a fixed size, bubble ``size_mb`` at a fixed count, or a
     ``schedule`` of phases in which bubbles come and go while one worker keeps inferring (each workload
@@ -205,6 +218,33 @@ class SweepSpec(_Strict):
     #: Point order per repeat. alternate: ascending, then descending, ... so drift spreads evenly.
     order: Literal["alternate", "shuffle", "ascending"] = "alternate"
     seed: Int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _llc_relative_sizes(cls, data: Any) -> Any:
+        """Sizes written against this machine's LLC ("4 llc", "1/8 llc") become MiB here, so one scenario
+        reaches past the LLC on a 32 MiB cache and a 300 MiB one alike; the manifest keeps both forms.
+        Two that land on the same MiB (or on a literal value) are one point."""
+        if not isinstance(data, dict) or not isinstance(data.get("values"), list):
+            return data
+        given = data["values"]
+        if not any(isinstance(v, str) for v in given):
+            return data
+        multiples = {v: llc_multiple(v) for v in given if isinstance(v, str)}
+        if data.get("axis") != "size_mb":
+            raise ValueError("values: sizes relative to the LLC ('4 llc') are for a size_mb sweep only")
+        from bubbleup.pressure.kinds import llc_bytes
+
+        llc_mb = llc_bytes() / (1 << 20)
+        literal = [v for v in given if not isinstance(v, str)]
+        resolved: list[Any] = []
+        for v in given:
+            if isinstance(v, str):
+                v = max(1, round(multiples[v] * llc_mb))
+                if v in resolved or v in literal:
+                    continue
+            resolved.append(v)
+        return {**data, "values": resolved}
 
     @field_validator("values")
     @classmethod

@@ -48,6 +48,9 @@ CASES = [
     ("empty sweep", "sweep.values", [], "sweep.values", "at least 1"),
     ("negative sweep value", "sweep.values", [0, -2], "sweep.values", "must not be negative"),
     ("repeated sweep value", "sweep.values", [1, 1], "sweep.values", "must not repeat"),
+    ("size as a word", "sweep.values", [0, "big"], "sweep.values", "positive multiple of the LLC"),
+    ("zero llc", "sweep.values", [0, "0 llc"], "sweep.values", "positive multiple of the LLC"),
+    ("llc on a count sweep", "sweep.values", [0, "1 llc"], "sweep.values", "for a size_mb sweep only"),
     ("bad axis", "sweep.axis", "duty", "sweep.axis", "'count', 'size_mb' or 'schedule'"),
     ("zero repeats", "sweep.repeats", 0, "sweep.repeats", "greater than or equal to 1"),
     ("bool as number", "sweep.settle_s", True, "sweep.settle_s", "expected a number"),
@@ -140,6 +143,16 @@ def test_repeats_alternate_direction() -> None:
 def test_size_sweep_points() -> None:
     sc = scenario_from_dict(smoke_dict(**{"sweep.axis": "size_mb", "sweep.values": [0, 64], "sweep.count": 2}), "x")
     assert sc.points() == [(2, 0), (2, 64)] and sc.peak_bubble_mb() == 128
+
+
+def test_sizes_relative_to_the_llc_resolve_to_this_machines_cache_and_keep_the_given_form() -> None:
+    from bubbleup.pressure.kinds import llc_bytes
+
+    llc = llc_bytes() // (1 << 20)
+    given = smoke_dict(**{"sweep.axis": "size_mb", "sweep.values": [0, llc, "1 llc", "1/2 llc", "4xLLC"]})
+    sc = scenario_from_dict(given, "x")
+    assert sc.sweep.values == [0, llc, round(llc / 2), 4 * llc]  # "1 llc" lands on the literal: one point
+    assert sc.given["sweep"]["values"][2:] == ["1 llc", "1/2 llc", "4xLLC"]
 
 
 def test_shipped_scenarios_are_valid() -> None:

@@ -26,9 +26,11 @@ from bubbleup.pressure.kinds import llc_bytes
 MIB = 1 << 20
 
 DEFAULT_PATH = Path("reports") / "reporter.json"
-#: From inside one core's L2 (1 MiB) to four times a 32 MiB LLC; 0 is the bubble burning its CPU with
-#: no memory walk: the reporter's pace with no memory pressure, the curve's base.
-SIZES = (0, 1, 2, 4, 8, 16, 32, 64, 128)
+#: From inside one core's L2 (1 MiB) to four times this machine's LLC, whatever its size (a 32 MiB LLC
+#: gives 0, 1, 2, ..., 64, 128; a 300 MiB one ..., 32, 75, 150, 300, 600, 1200: see
+#: ``specs.llc_multiple``); 0 is the bubble burning its CPU with no memory walk: the reporter's pace with
+#: no memory pressure, the curve's base.
+SIZES: tuple[int | str, ...] = (0, 1, 2, 4, 8, 16, 32, "1/4 llc", "1/2 llc", "1 llc", "2 llc", "4 llc")
 #: The reporter as every curve and score runs it (about 0.5 ms an inference). Short steps, many
 #: repeats: a memory-bound kernel on these VMs swings 25% within seconds, so what cancels that drift
 #: is measuring each point many times, interleaved with the others (repeats alternate their order),
@@ -52,7 +54,7 @@ class ReporterCurve:
     run_dir: str
 
 
-def curve_scenario(sizes: Sequence[int] = SIZES, repeats: int = CURVE_REPEATS) -> dict[str, Any]:
+def curve_scenario(sizes: Sequence[int | str] = SIZES, repeats: int = CURVE_REPEATS) -> dict[str, Any]:
     """The size sweep that measures the reporter's curve (a scenario, as a user could have written it)."""
     return {
         "name": "reporter-curve",
