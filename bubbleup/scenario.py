@@ -235,7 +235,7 @@ def scenario_from_dict(data: Any, source: str) -> Scenario:
     except ValidationError as exc:
         field, msg = _first_error_line(exc)
         raise UserError(f"{source}: {field}: {msg}") from None
-    effective = _resolve_bubbles(_resolve_workload(scenario, source))
+    effective = _resolve_precision(_resolve_bubbles(_resolve_workload(scenario, source)), source)
     effective._given = data
     return effective
 
@@ -247,6 +247,31 @@ def _resolve_bubbles(scenario: Scenario) -> Scenario:
     if scenario.bubbles is not None:
         return scenario.model_copy(update={"bubbles": [effective(b) for b in scenario.bubbles]})
     return scenario.model_copy(update={"bubble": effective(scenario.bubble_set[0])})
+
+
+def _resolve_precision(scenario: Scenario, source: str) -> Scenario:
+    """Make every precision rule's ``min_seconds`` span ``min_periods`` of the longest duty cycle among the
+    bubbles (``period_ms`` of a bubble burning part of a core, or holding a rate): see PrecisionSpec."""
+    periods = [b.period_ms / 1000 for b in scenario.bubble_set
+               if b.rate_mb_s is not None or 0 < (b.cpu_duty or 0) < 1]  # fmt: skip
+    if not periods:
+        return scenario
+
+    def spanned(spec: WorkloadSpec, where: str) -> WorkloadSpec:
+        p = spec.precision
+        if p is None or p.min_periods * max(periods) <= p.min_seconds:
+            return spec
+        span = round(p.min_periods * max(periods), 6)
+        if span >= p.max_seconds:
+            raise UserError(f"{source}: {where}.precision.min_periods: {p.min_periods} periods of "
+                            f"{max(periods) * 1000:g} ms take {span:g} s, not below max_seconds ({p.max_seconds:g} s); "
+                            f"lower min_periods or bubble.period_ms, or raise max_seconds")  # fmt: skip
+        return spec.model_copy(update={"precision": p.model_copy(update={"min_seconds": span})})
+
+    if scenario.workload is not None:
+        return scenario.model_copy(update={"workload": spanned(scenario.workload, "workload")})
+    return scenario.model_copy(update={"workloads": [spanned(w, f"workloads.{i}")
+                                                     for i, w in enumerate(scenario.workloads or [])]})  # fmt: skip
 
 
 def _resolve_workload(scenario: Scenario, source: str) -> Scenario:

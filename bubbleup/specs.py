@@ -53,6 +53,11 @@ class PrecisionSpec(_Strict):
     #: Wanted CI half-width as a share of the median (0.05: the median is known to within 5%).
     target: Float = Field(default=0.05, gt=0.0, lt=1.0)
     min_seconds: Float = Field(default=0.0, ge=0.0, le=3600.0)
+    #: ... and at least this many periods of the bubbles' duty cycle (``bubble.period_ms``, when a bubble
+    #: burns part of a core): a step shorter than a period sees the bubble on or off, not its duty, and its
+    #: samples agree with each other however far the step is from the point's truth. The effective
+    #: ``min_seconds`` is the larger of the two (recorded in the manifest's effective scenario).
+    min_periods: Int = Field(default=10, ge=0, le=100_000)
     max_inferences: Int = Field(default=1000, ge=1, le=1_000_000)
     max_seconds: Float = Field(default=10.0, gt=0.0, le=3600.0)
 

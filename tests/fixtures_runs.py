@@ -45,6 +45,9 @@ def make_run(
     repeat_scale: Mapping[tuple[int, str, float], float] | None = None,
     accuracy: Mapping[str, float] | None = None,
     cpu_demand: Mapping[str, Any] | None = None,
+    probe_ns: float | None = 400_000.0,
+    slow_cpu: Mapping[tuple[int, float], float] | None = None,
+    probe_scale: Mapping[tuple[int, float], float] | None = None,
 ) -> Path:
     """Write a run directory under ``root`` and return its path.
 
@@ -59,6 +62,9 @@ def make_run(
     ``kinds x count`` bubbles, and a count sweep's size is the set's largest region.
     A curve named ``label:setting`` belongs to workload ``label`` (a run measuring several workloads);
     other names belong to one workload labelled ``synthetic``.
+    Every sample carries the CPU speed probe ``probe_ns`` (None: a run older than the probe); ``slow_cpu`` maps
+    (repeat, value) to a factor by which the CPU ran slower there (latency and probe alike, as a VM's speed
+    state does); ``probe_scale`` multiplies only the probe at (repeat, value).
     """
     rng = np.random.default_rng(seed)
     failed = dict(failed or {})
@@ -81,17 +87,20 @@ def make_run(
         r, v = item[0], float(item[1])
         if (r, v) in missing:
             continue
+        slow = (slow_cpu or {}).get((r, v), 1.0)
+        probe = probe_ns * slow * (probe_scale or {}).get((r, v), 1.0) if probe_ns is not None else None
         count = kinds * (v if axis == "count" else bubble_count)
         size = fixed_size if axis == "count" else v
         rss = 150.0
         for setting in settings:
             step = step_of[setting]
             true = curves[setting][list(values).index(item[1])]
-            true *= repeat_scale.get((r, setting, v), 1.0)
+            true *= repeat_scale.get((r, setting, v), 1.0) * slow
             st = failed.get((setting, v), "ok")
             rss += 40.0 * (step + 1)
             common = {"repeat": r, "axis": axis, "value": v, "bubble_count": count, "bubble_size_mb": size}
-            common.update(workload=owner[setting][0], step=step, setting=owner[setting][1], worker_pid=pid, info="")
+            common.update(workload=owner[setting][0], step=step, setting=owner[setting][1], worker_pid=pid, info="",
+                          speed_ns=probe)  # fmt: skip
             lat = np.array([])
             if st == "ok":
                 for i in range(warmup):

@@ -162,7 +162,8 @@ def test_comparison_flags_real_differences_only(tmp_path: Path) -> None:
     assert t.loc[("A", 2), "ratio_low"] > 1.3 and t.loc[("A", 2), "verdict"] == "B slower"
     assert (t["n_repeats_a"] == 3).all() and cmp.flagged == 1
     printed = stream.getvalue()
-    assert re.search(r"A\s+2\s+12(\.\d)? ms\s+18(\.\d)? ms\s+1\.\d+x \[.*\]\s+3/3\s+\* B slower", printed), printed
+    row = r"A\s+2\s+12(\.\d)? ms\s+18(\.\d)? ms\s+1\.00x\s+1\.\d+x \[.*\]\s+3/3\s+\* B slower"  # CPU B/A 1.00x
+    assert re.search(row, printed), printed
     assert "cliff A: A no cliff up to 3 | B no cliff up to 3 -> agree" in printed  # a transient at 2: not a cliff
     assert "cliffs agree in 2 of 2 settings" in printed
     text = out.read_text()

@@ -135,3 +135,25 @@ def test_stress_ng_and_builtin_bubbles_slow_a_workload_alike() -> None:
     assert all(lo > 1.3 * min(b, a) for b, lo, a in latencies), evidence  # and the workload felt it
     assert builtin > 2.0 and stress > 2.0, evidence  # the workload gets ~1/3 of the CPU: ~3x
     assert abs(stress / builtin - 1) <= 0.15, evidence
+
+
+@pytest.mark.parametrize("backend", ["builtin", "stress-ng"])
+def test_a_partial_duty_cycles_at_the_bubbles_period(backend: str) -> None:
+    """A 0.5-duty bubble with a 20 ms period burns about half a core in *every* 200 ms window (ten periods),
+    not a core in some and nothing in others: stress-ng left to itself picks random busy slices of up to
+    0.5 s, and a workload step of a few hundred milliseconds then sees the bubble on or off, not its duty."""
+    spec = BubbleSpec(backend=backend, size_mb=0, cpu_duty=0.5, pattern="none", period_ms=20.0)
+    with BubblePool.uniform(spec, 1, 0) as pool:
+        pool.start()
+        pool.wait_ready(60)
+        pids = [b.pid for b in pool.bubbles]
+        wait_burning(pids, f"the {backend} bubble to burn CPU")
+        shares = []
+        for _ in range(15):  # 200 ms windows, measured back to back: each is a measurement, not a wait
+            c0, t0 = tree_cpu_seconds(pids), time.monotonic()
+            deadline = t0 + 0.2
+            while time.monotonic() < deadline:
+                time.sleep(0.01)
+            shares.append(round((tree_cpu_seconds(pids) - c0) / (time.monotonic() - t0), 2))
+    assert 0.4 <= statistics.median(shares) <= 0.6, shares
+    assert sum(0.25 <= s <= 0.75 for s in shares) >= 13, shares  # no window all on or all off

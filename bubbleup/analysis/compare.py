@@ -31,6 +31,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
+from bubbleup.analysis import speed
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.cliff import Cliff, within_one_step
 from bubbleup.analysis.stats import hierarchical_resamples, replicate_statistic
@@ -58,6 +59,8 @@ class Comparison:
     env_diff: tuple[tuple[str, str, str], ...]  # (key, A, B) where the environments differ
     warnings: tuple[str, ...]
     min_effect: float = MIN_EFFECT
+    #: Whether ratios are at one CPU speed (both runs probed; analysis.speed), or raw.
+    one_speed: bool = False
     agreement: tuple[CliffAgreement, ...] = ()
 
     @property
@@ -97,6 +100,7 @@ class ComparisonRow(Protocol):
     ratio_high: float
     n_repeats_a: int
     n_repeats_b: int
+    speed_ratio: float
     significant: bool
     verdict: str
 
@@ -120,6 +124,13 @@ def ratio_interval(a: Sequence[np.ndarray], b: Sequence[np.ndarray], seed: int =
     return replicate_statistic(b) / replicate_statistic(a), float(low), float(high)
 
 
+def _point_probes(run: Run) -> dict[tuple[float, str], float]:
+    """Median speed probe per (value, setting) over the run's timed samples (empty without probes)."""
+    found = speed.point_speed(run)
+    return {(float(v), str(s)): float(p) for v, s, p in zip(found["value"], found["setting"], found["speed_ns"],
+                                                           strict=True)}  # fmt: skip
+
+
 def _verdict(row: dict[str, Any], min_effect: float) -> str:
     if row["status_a"] != "ok" or row["status_b"] != "ok":
         return f"A {row['status_a']}, B {row['status_b']}"
@@ -133,8 +144,17 @@ def _verdict(row: dict[str, Any], min_effect: float) -> str:
 def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comparison:
     """Compare two loaded runs point by point (see the module docstring)."""
     sum_a, sum_b = summaries.summarise(run_a), summaries.summarise(run_b)
+    # One point measured twice, compared at one CPU speed (analysis.speed): both runs scaled to A's median probe.
+    one_speed = speed.has_speed(run_a) and speed.has_speed(run_b)
+    reference = speed.reference_ns(run_a)
+    speed_a, speed_b = (_point_probes(r) for r in (run_a, run_b))
+    # each run's cliffs as its own report judges them; the points' replicates at the common speed
     curves_a, curves_b = summaries.setting_curves(run_a, sum_a), summaries.setting_curves(run_b, sum_b)
-    reps_a, reps_b = _by_repeat(curves_a), _by_repeat(curves_b)
+    if one_speed:
+        reps_a = _by_repeat(summaries.setting_curves(speed.adjusted(run_a, reference), sum_a))
+        reps_b = _by_repeat(summaries.setting_curves(speed.adjusted(run_b, reference), sum_b))
+    else:
+        reps_a, reps_b = _by_repeat(curves_a), _by_repeat(curves_b)
     warnings = []
     if run_a.axis != run_b.axis:
         warnings.append(
@@ -174,6 +194,8 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
             "ratio_high": math.nan,
             "n_repeats_a": len(ra),
             "n_repeats_b": len(rb),
+            # how much slower B's CPU ran than A's while this point was measured (probe time B / A)
+            "speed_ratio": speed_b.get((value, setting), math.nan) / speed_a.get((value, setting), math.nan),
         }
         if ra and rb and all(len(r) >= 2 for r in (*ra, *rb)):
             row["ratio"], row["ratio_low"], row["ratio_high"] = ratio_interval(ra, rb)
@@ -194,11 +216,15 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
             "ratio_high",
             "n_repeats_a",
             "n_repeats_b",
+            "speed_ratio",
         ],
     )
     excludes_one = (table["ratio_low"] > 1) | (table["ratio_high"] < 1)
     table["significant"] = excludes_one & ((table["ratio"] - 1).abs() >= min_effect)
     table["verdict"] = [_verdict(r, min_effect) for r in table.to_dict("records")]
+    if not one_speed:
+        warnings.append("Run A or B has no CPU speed probes (older than them): points are compared at whatever "
+                        "speed the CPU ran, and a VM's wandering speed reads as a change.")  # fmt: skip
     single = [label for label, t in (("A", "n_repeats_a"), ("B", "n_repeats_b")) if len(table) and table[t].max() < 2]
     if single:
         warnings.append(
@@ -219,6 +245,7 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
         env_diff=_env_diff(run_a, run_b),
         warnings=tuple(warnings),
         min_effect=min_effect,
+        one_speed=one_speed,
         agreement=tuple(cliff_agreement(cliffs_a, cliffs_b, sorted(set(sum_a["value"]) | set(sum_b["value"])))),
     )
 
@@ -273,7 +300,8 @@ def format_text(cmp: Comparison) -> str:
     if t.empty:
         lines.append("No point was measured in both runs.")
     else:
-        header = ("setting", "pressure", "A median", "B median", "B/A [95% CI]", "repeats", "verdict")
+        header = ("setting", "pressure", "A median", "B median", "CPU B/A",
+                  "B/A at one speed [95% CI]" if cmp.one_speed else "B/A [95% CI]", "repeats", "verdict")  # fmt: skip
         body = []
         for r in table_rows(t):
             ci = f"{times(r.ratio)} [{times(r.ratio_low)}, {times(r.ratio_high)}]" if not math.isnan(r.ratio) else "-"
@@ -284,6 +312,7 @@ def format_text(cmp: Comparison) -> str:
                     format_value(r.value, cmp.run_a.axis),
                     ms(r.median_a_ms),
                     ms(r.median_b_ms),
+                    times(r.speed_ratio) if not math.isnan(r.speed_ratio) else "-",
                     ci,
                     p,
                     ("* " if r.significant else "") + r.verdict,
@@ -296,6 +325,9 @@ def format_text(cmp: Comparison) -> str:
             f"* changed: the ratio's 95% CI (hierarchical bootstrap over repeats, then samples) excludes 1 and the "
             f"medians differ by at least {cmp.min_effect:.0%}; {cmp.flagged} of {len(t)} points changed."
         )
+        if cmp.one_speed:
+            lines.append("Medians are as measured; B/A is at one CPU speed: every inference scaled by the CPU speed "
+                         "probe taken before it (CPU B/A: how much slower B's CPU ran at that point).")  # fmt: skip
     for ag in cmp.agreement:
         lines.append(f"cliff {ag.setting}: A {ag.a} | B {ag.b} -> {'agree' if ag.agree else 'DIFFER'} ({ag.why})")
     if cmp.agreement:

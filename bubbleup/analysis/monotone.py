@@ -29,6 +29,7 @@ import pandas as pd
 from scipy import stats as scipy_stats
 
 from bubbleup.formatting import format_value, ms, times
+from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK
 
 #: The smallest fall reported: the slower median over the faster one.
@@ -125,3 +126,15 @@ def falls(summary: pd.DataFrame, min_ratio: float = MIN_FALL) -> list[Fall]:
         if best is not None:
             out.append(best)
     return out
+
+
+def falls_in(run: Run, summary: pd.DataFrame | None = None) -> list[Fall]:
+    """:func:`falls` of a run as its verdicts are judged: at one CPU speed when its speed probes allow
+    (:func:`bubbleup.analysis.speed.for_verdicts`), else on ``summary`` (the raw one, computed if not given)."""
+    from bubbleup.analysis.speed import for_verdicts
+    from bubbleup.analysis.summary import summarise
+
+    judged = for_verdicts(run)
+    if judged is not run:
+        return falls(summarise(judged))
+    return falls(summary if summary is not None else summarise(run))

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
+from bubbleup.analysis.speed import for_verdicts
 from bubbleup.analysis.stats import describe, top1
 from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT
@@ -292,11 +293,13 @@ class SettingCurve:
 
 
 def setting_curves(run: Run, summary: pd.DataFrame | None = None) -> list[SettingCurve]:
-    """Each setting's curve (pooled and per-repeat timed samples, status per point), in settings order."""
+    """Each setting's curve (pooled and per-repeat timed samples, status per point), in settings order: what
+    verdicts are judged on, so its latencies are at one CPU speed where the run's probes allow
+    (:func:`bubbleup.analysis.speed.for_verdicts`); ``summary`` (raw) gives each point's status."""
     from bubbleup.analysis.cliff import CurvePoint
 
     summary = summarise(run) if summary is None else summary
-    timed = timed_samples(run)
+    timed = timed_samples(for_verdicts(run))  # at one CPU speed where the run's probes allow (analysis.speed)
     smp_by = by_point(timed)
     set_size = len(run.effective.get("bubbles") or []) or 1
     out = []

@@ -347,11 +347,10 @@ def _precision(run: Run, unchecked: list[str]) -> list[Reason]:
 
 def _non_monotone(run: Run, summary: pd.DataFrame | None) -> list[Reason]:
     from bubbleup.analysis import monotone
-    from bubbleup.analysis.summary import summarise
 
     if len(run.values) < 2 or run.points.empty:
         return []
-    found = monotone.falls(summary if summary is not None else summarise(run))
+    found = monotone.falls_in(run, summary)
     if not found:
         return []
     return [Reason("non_monotone", f"{len(found)} setting(s) got faster with more pressure: "

@@ -133,14 +133,14 @@ def dial_check(out: Path | None = None) -> dict[str, Any]:
     import tempfile
 
     from bubbleup import api
-    from bubbleup.analysis.monotone import falls
+    from bubbleup.analysis.monotone import falls_in
     from bubbleup.scenario import scenario_from_dict
 
     scenario = scenario_from_dict(DIAL_SCENARIO, "calibrate dial check")
     with tempfile.TemporaryDirectory(prefix="bubbleup-dial-") as tmp:
         run = api.run(scenario, out if out is not None else Path(tmp) / "run", report=False)
         summary = api.summarise(run)
-    found = falls(summary)
+        found = falls_in(run, summary)
     medians = {f"{v:g}": round(float(m), 4) for v, m in zip(summary["value"], summary["median_ms"], strict=True)}
     return {"kernel": "synthetic, 2 threads, 1 MiB working set", "medians_ms": medians,
             "monotone": not found, "falls": [f.sentence() for f in found]}  # fmt: skip

@@ -42,8 +42,12 @@ MIB = 1 << 20
 VM_METHODS = {"stream": "write64", "random": "rand-set"}
 
 
-def stress_ng_argv(size_mb: int, cpu_duty: float, pattern: str) -> list[str]:
-    """The stress-ng command for one bubble; ValueError for what stress-ng cannot express."""
+def stress_ng_argv(size_mb: int, cpu_duty: float, pattern: str, period_ms: float = 50.0) -> list[str]:
+    """The stress-ng command for one bubble; ValueError for what stress-ng cannot express.
+
+    A partial duty's busy slice is ``cpu_duty x period_ms`` (``--cpu-load-slice``), so stress-ng cycles
+    with the built-in bubble's period; left to itself it picks random busy slices of up to 0.5 s, and a
+    workload step of a few hundred milliseconds then sees the bubble on or off, not its duty."""
     exe = shutil.which("stress-ng")
     if exe is None:
         raise ValueError("stress-ng is not installed (Debian/Ubuntu: apt-get install stress-ng)")
@@ -59,6 +63,8 @@ def stress_ng_argv(size_mb: int, cpu_duty: float, pattern: str) -> list[str]:
             argv += ["--vm-hang", "0"]
     if cpu_duty > 0 and not (walk and cpu_duty == 1.0):
         argv += ["--cpu", "1", "--cpu-load", str(round(cpu_duty * 100)), "--cpu-method", "int64"]
+        if cpu_duty < 1.0:
+            argv += ["--cpu-load-slice", str(max(1, round(cpu_duty * period_ms)))]
     if size_mb == 0 and cpu_duty == 0:
         argv += ["--pause", "1"]  # nothing to stress: one idle stressor keeps the bubble's shape
     return argv
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         emit("error", message=refused)
         return 3
     try:
-        cmd = stress_ng_argv(args.size_mb, args.cpu_duty, args.pattern)
+        cmd = stress_ng_argv(args.size_mb, args.cpu_duty, args.pattern, args.period_ms)
     except ValueError as exc:
         emit("error", message=str(exc))
         return 3

@@ -394,7 +394,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
     curves = [] if single else summaries.setting_curves(run, summary)
     cliffs = summaries.cliffs_of(curves)
     verdicts = confidence.verdicts_of(curves)
-    falls = [] if single else monotone.falls(summary)
+    falls = [] if single else monotone.falls_in(run, summary)
     accuracy = accuracy_view(run, summary)
     predictions = [] if single else demand.predict(run)
     changing = analyse_schedule(run)

@@ -55,6 +55,9 @@ class SampleRow(PointKey):
     live_bubbles: int
     transition: int
     schedule_phase: int  # the schedule's phase (0-based) by its clock as the inference started; -1 outside one
+    #: The worker's CPU speed probe (bubbleup.machine.speed: thread-CPU ns of a fixed loop) taken last before
+    #: this inference; larger is slower. NaN in runs older than it.
+    speed_ns: float
     info: str  # JSON of extra facts returned by the workload (e.g. which model answered), or empty
 
 

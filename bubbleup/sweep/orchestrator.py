@@ -371,7 +371,8 @@ class Orchestrator:
             **key_fields(o.key), phase=r.phase, iteration=r.iteration, sample=r.sample, first_use=r.first_use,
             latency_ms=round(r.latency_ms, 6), rss_mb=round(r.rss_mb, 3),
             t_s=round(r.t_epoch_s - self.started_epoch, 6), worker_pid=o.worker_pid, ran_setting=r.ran_setting,
-            level=r.level, live_bubbles=live, transition=int(moving), schedule_phase=phase, info=r.info,
+            level=r.level, live_bubbles=live, transition=int(moving), schedule_phase=phase,
+            speed_ns=round(r.speed_ns), info=r.info,
         )  # fmt: skip
 
     def _point_row(self, o: _StepOutcome) -> PointRow:

@@ -40,10 +40,12 @@ from typing import IO, Any, NamedTuple
 import psutil
 
 from bubbleup.analysis.stats import relative_halfwidth
+from bubbleup.machine import speed as cpu_speed
 from bubbleup.sweep.adaptive import ADAPTIVE, Policy, policy_from
 from workloads.base import Workload
 
 MIB = 1 << 20
+PROBE_EVERY_NS = int(cpu_speed.EVERY_S * 1e9)
 
 
 class InferenceRecord(NamedTuple):
@@ -59,6 +61,7 @@ class InferenceRecord(NamedTuple):
     ran_setting: str  # the setting that ran: the step's, or the one an adaptive policy picked
     level: float  # the contention level an adaptive policy inferred when it picked ran_setting (NaN otherwise)
     info: str  # JSON of what the workload returned, or ""
+    speed_ns: float  # the CPU speed probe (machine.speed) taken last before this inference; larger is slower
 
 
 #: Why a step's timed loop ended: a fixed count, the precision reached, a cap without it, or its duration
@@ -132,6 +135,7 @@ class Runner:
         t0 = perf()
         self._select(current)
         result = StepResult(setting, (perf() - t0) / 1e6)
+        speed, probed = cpu_speed.probe_ns(), perf()
         records, rss, infer, nan = result.records, self._rss, w.infer, float("nan")
         warm = [s for s in policy.profile.settings if s != current] + [current] if policy is not None else [current]
         offset = self._cursor.get(setting, 0)
@@ -149,7 +153,7 @@ class Runner:
                 info = infer(samples[index])
                 latency = (perf() - start) / 1e6
                 records.append(InferenceRecord("warmup", i, index, int(first), latency, rss().rss / MIB, time.time(),
-                                               s, nan, _info(info)))  # fmt: skip
+                                               s, nan, _info(info), speed))  # fmt: skip
                 i += 1
         self._select(current)
         samples = w.samples()
@@ -158,10 +162,14 @@ class Runner:
         next_check, j = n, 0
         if on_timing is not None:
             on_timing()
+        speed, probed = cpu_speed.probe_ns(), perf()
         t_timed, cpu_timed = perf(), _cpu_s()
         while j < limit:
             level = policy.level_value if policy is not None else nan
             start = perf()
+            if start - probed >= PROBE_EVERY_NS:  # between inferences, never inside one
+                speed, start = cpu_speed.probe_ns(), perf()
+                probed = start
             switched = policy is not None and policy.setting != current
             if switched:
                 assert policy is not None
@@ -175,7 +183,7 @@ class Runner:
             first = current not in self.used
             self.used.add(current)
             records.append(InferenceRecord("timed", j, index, int(first), latency, rss().rss / MIB, time.time(),
-                                           current, level, _info(info)))  # fmt: skip
+                                           current, level, _info(info), speed))  # fmt: skip
             i, j = i + 1, j + 1
             if policy is not None:
                 policy.observe(latency, switched or first)

@@ -1,0 +1,166 @@
+"""Latency at one CPU speed: a run read as if the CPU had run at a reference speed throughout.
+
+Every timed inference carries the worker's CPU speed probe taken just before it (``speed_ns``,
+:mod:`bubbleup.machine.speed`: thread-CPU nanoseconds of a fixed register-only loop). On our VMs the
+CPU changes speed by 15-30% for seconds at a time with nothing of ours running, and latency moves
+with it; the probe sees that and nothing of time-sharing or cache pressure. A speed-adjusted run
+scales each inference by ``reference_ns / speed_ns``: the latency it would have had at the speed
+where the probe takes ``reference_ns``. Everything downstream (summaries, cliffs, resampling,
+compare) then works on it unchanged, since it is an ordinary :class:`Run` with other latencies.
+
+Where it is used:
+
+- :func:`bubbleup.analysis.compare.compare_runs` adjusts both runs to A's reference, so one point
+  measured twice is compared at one speed. What the co-located load itself does to the CPU's speed
+  (a governor, a shared turbo budget, heat) is the same at the same point of both runs and cancels.
+- :func:`for_verdicts`: a run's own verdicts (cliffs and their resampled distribution, falls, sensitivity
+  and CPU curves) are judged on the run adjusted to its own median speed, *unless* the probe moved with the
+  pressure (:func:`trend`: Spearman's rank correlation of per-(repeat, value) probe medians with the
+  value, p < 0.01 and more than 3% between the least and the most pressure). On a device whose
+  governor or heat answers the load, the speed change is part of what the load does, and the raw
+  latencies are judged; on a VM whose speed wanders by itself, it is noise, and removed.
+
+Raw latencies stay what every table, figure and summary shows: that is what the workload experienced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from scipy import stats as scipy_stats
+
+from bubbleup.store.reader import Run
+
+COLUMN = "speed_ns"
+
+
+def has_speed(run: Run) -> bool:
+    """Whether every timed sample of ``run`` carries a speed probe (runs older than the probe do not)."""
+    s = run.samples
+    if COLUMN not in s or s.empty:
+        return False
+    timed = s.loc[s["phase"].astype(str) == "timed", COLUMN]
+    return bool(len(timed)) and bool((timed > 0).all())
+
+
+def reference_ns(run: Run) -> float:
+    """The run's typical probe: the median over its timed samples (NaN without probes)."""
+    if not has_speed(run):
+        return math.nan
+    s = run.samples
+    return float(np.median(s.loc[s["phase"].astype(str) == "timed", COLUMN]))
+
+
+def adjusted(run: Run, reference: float) -> Run:
+    """``run`` with every timed latency scaled to the speed where the probe takes ``reference`` ns (the
+    raw latency kept in ``latency_raw_ms``); ``run`` itself when it has no probes or no reference."""
+    if not has_speed(run) or not reference > 0:
+        return run
+    samples = run.samples.copy()
+    timed = samples["phase"].astype(str) == "timed"
+    samples["latency_raw_ms"] = samples["latency_ms"]
+    factor = pd.Series(1.0, index=samples.index)
+    factor[timed] = reference / samples.loc[timed, COLUMN]
+    samples["latency_ms"] = samples["latency_ms"] * factor
+    samples[COLUMN] = samples[COLUMN].astype(float)
+    samples.loc[timed, COLUMN] = reference  # now at that speed: adjusting again only rescales uniformly
+    return dataclasses.replace(run, samples=samples)
+
+
+#: A trend of the probe with pressure counts when significant at this level ...
+TREND_P = 0.01
+#: ... and the probe's median differs by more than this between the least and the most pressure.
+TREND_EFFECT = 0.03
+
+
+@dataclass(frozen=True)
+class SpeedFacts:
+    """What the probes say about a run's CPU speed, in a form the report can print."""
+
+    probed: bool
+    reference_ns: float = math.nan
+    low: float = math.nan  # 5th and 95th percentile of the timed samples' probes, over the reference
+    high: float = math.nan
+    rho: float = math.nan  # Spearman's rho of per-(repeat, value) probe medians against the value
+    p: float = math.nan
+    effect: float = math.nan  # probe median at the most pressure / at the least, minus 1
+    follows_pressure: bool = False
+    schedule: bool = False  # a schedule's one point changes its pressure while timed: nothing to test against
+
+    @property
+    def adjusts(self) -> bool:
+        """Whether verdicts are judged at one speed (:func:`for_verdicts`)."""
+        return self.probed and not self.follows_pressure and not self.schedule
+
+    def sentence(self) -> str:
+        if not self.probed:
+            return "No CPU speed probes (a run older than them): verdicts are judged on raw latencies."
+        spread = (f"The CPU's speed probe ranged {1 / self.high:.2f}-{1 / self.low:.2f}x its median speed over the "
+                  f"timed samples (5th-95th percentile)")  # fmt: skip
+        if self.schedule:
+            return f"{spread}; a schedule's pressure changes while it is timed, so its latencies are judged raw."
+        if self.follows_pressure:
+            return (f"{spread}, and it followed the pressure ({self.effect:+.0%} probe time from the least to the "
+                    f"most; Spearman rho {self.rho:.2f}, p {self.p:.2g}): the load changes the CPU's own speed here "
+                    f"(a governor, a shared turbo budget, heat), which is part of what it does, so verdicts are "
+                    f"judged on raw latencies.")  # fmt: skip
+        return (f"{spread}, independently of the pressure: verdicts (cliffs, falls, curves) are judged with each "
+                f"inference scaled to the median speed; the latencies shown are raw.")
+
+
+def rank_trend(x: np.ndarray, y: np.ndarray, n_permutations: int = 4000, seed: int = 0) -> tuple[float, float]:
+    """Spearman's rho of ``y`` against ``x`` and its two-sided permutation p-value. A permutation test, not
+    the t approximation: a run of one repeat has only a few points, and three in perfect order is what
+    chance gives one time in three, not "p = 0"."""
+    rx, ry = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
+    if np.ptp(rx) == 0 or np.ptp(ry) == 0:
+        return 0.0, 1.0
+    rx, ry = rx - rx.mean(), ry - ry.mean()
+    norm = np.sqrt((rx**2).sum() * (ry**2).sum())
+    rho = float((rx * ry).sum() / norm)
+    shuffled = ry[np.argsort(np.random.default_rng(seed).random((n_permutations, len(ry))), axis=1)]
+    null = (shuffled * rx).sum(axis=1) / norm
+    return rho, float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_permutations))
+
+
+def facts(run: Run) -> SpeedFacts:
+    """The run's speed facts: the probes' spread and whether they trend with the pressure."""
+    if not has_speed(run):
+        return SpeedFacts(False)
+    ref = reference_ns(run)
+    timed = run.samples[run.samples["phase"].astype(str) == "timed"]
+    low, high = (float(q) / ref for q in np.percentile(timed[COLUMN], [5, 95]))
+    per = timed.groupby(["repeat", "value"])[COLUMN].median().reset_index()
+    if run.axis == "schedule":  # one point whose pressure changes while it is timed: nothing to test it against
+        return SpeedFacts(True, ref, low, high, schedule=True)
+    if per["value"].nunique() < 2:
+        return SpeedFacts(True, ref, low, high)
+    rho, p = rank_trend(per["value"].to_numpy(float), per[COLUMN].to_numpy(float))
+    by_value = per.groupby("value")[COLUMN].median()
+    effect = float(by_value.iloc[-1] / by_value.iloc[0] - 1)
+    follows = bool(p < TREND_P and abs(effect) > TREND_EFFECT)
+    return SpeedFacts(True, ref, low, high, float(rho), float(p), effect, follows)
+
+
+def for_verdicts(run: Run) -> Run:
+    """The run verdicts are judged on: adjusted to its own median speed when its probes do not follow the
+    pressure (:class:`SpeedFacts`), else as measured."""
+    f = facts(run)
+    return adjusted(run, f.reference_ns) if f.adjusts else run
+
+
+def point_speed(run: Run) -> pd.DataFrame:
+    """Per (value, setting): the median probe over the point's timed samples and its spread across repeats
+    (max / min of the per-repeat medians), to say how far the CPU's speed moved while a point was measured."""
+    s = run.samples
+    if not has_speed(run):
+        return pd.DataFrame(columns=["value", "setting", "speed_ns", "speed_spread"])
+    timed = s[s["phase"].astype(str) == "timed"]
+    per_rep = timed.groupby(["value", "setting", "repeat"])[COLUMN].median().reset_index()
+    out = per_rep.groupby(["value", "setting"])[COLUMN].agg(speed_ns="median", lo="min", hi="max").reset_index()
+    out["speed_spread"] = out["hi"] / out["lo"]
+    return out.drop(columns=["lo", "hi"])

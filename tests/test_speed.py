@@ -1,0 +1,133 @@
+"""The CPU speed probe: what it sees (the CPU's own speed) and what it must not (time-sharing), and how analysis
+uses it: compare at one speed, verdicts at one speed unless the speed follows the pressure."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import wait_until
+from fixtures_runs import make_run
+
+from bubbleup.analysis import compare, monotone, speed, validity
+from bubbleup.analysis.summary import find_cliffs
+from bubbleup.machine import speed as probe
+from bubbleup.store.reader import load_run
+from bubbleup.sweep.worker import Runner, load_workload
+
+VALUES = [0, 1, 2, 3, 4]
+
+
+def test_compare_at_one_speed_sees_a_slower_workload_not_a_slower_cpu(tmp_path: Path) -> None:
+    flat = {"a": [10, 11, 12, 13, 14], "b": [20, 21, 22, 23, 24]}
+    a = load_run(make_run(tmp_path, flat, VALUES, repeats=3, name="a", seed=1))
+    # B: the same workload on a CPU 20% slower throughout (latency and probe alike)
+    slow_cpu = {(r, v): 1.2 for r in range(3) for v in VALUES}
+    b_cpu = load_run(make_run(tmp_path, flat, VALUES, repeats=3, name="b-cpu", seed=2, slow_cpu=slow_cpu))
+    # C: a workload 20% slower on a CPU of A's speed
+    c_code = load_run(make_run(tmp_path, {k: [1.2 * x for x in v] for k, v in flat.items()}, VALUES, repeats=3,
+                               name="c-code", seed=3))  # fmt: skip
+    cpu = compare.compare_runs(a, b_cpu)
+    assert cpu.one_speed and cpu.flagged == 0, cpu.table
+    assert cpu.table["speed_ratio"].to_numpy() == pytest.approx(1.2)
+    assert cpu.table["median_b_ms"].to_numpy() / cpu.table["median_a_ms"].to_numpy() == pytest.approx(1.2, rel=0.05)
+    code = compare.compare_runs(a, c_code)
+    assert code.flagged == len(code.table) == 10 and (code.table["verdict"] == "B slower").all()
+    # Without probes the slower CPU reads as a slower workload at every point, and compare says it cannot tell.
+    a_old = load_run(make_run(tmp_path, flat, VALUES, repeats=3, name="a-old", seed=1, probe_ns=None))
+    old = compare.compare_runs(a_old, b_cpu)
+    assert not old.one_speed and old.flagged == 10 and any("no CPU speed probes" in w for w in old.warnings)
+
+
+def test_a_slow_cpu_state_is_not_called_a_fall_or_a_cliff(tmp_path: Path) -> None:
+    """Flat curves. In one run (two repeats) the CPU ran 1.4x slower while the zero-pressure point was measured,
+    as at the start of a run on an idle VM; in another (one repeat) 1.5x slower from the third point on: raw
+    latencies show a fall, and a cliff; the probes show neither. (Five points of one repeat cannot show that
+    the speed followed the pressure: p ~0.1.)"""
+    flat = {"s": [10.0] * 5}
+    start = {(r, 0.0): 1.4 for r in range(2)}
+    end = {(0, v): 1.5 for v in (2.0, 3.0, 4.0)}
+    for name, slow, repeats in (("start", start, 2), ("end", end, 1)):
+        probed = load_run(make_run(tmp_path, flat, VALUES, repeats=repeats, name=name, slow_cpu=slow, noise=0.02))
+        blind = load_run(make_run(tmp_path, flat, VALUES, repeats=repeats, name=f"{name}-blind", slow_cpu=slow,
+                                  noise=0.02, probe_ns=None))  # fmt: skip
+        assert speed.facts(probed).adjusts
+        assert not monotone.falls_in(probed) and find_cliffs(probed)[0].location is None
+        assert "non_monotone" not in {r.code for r in validity.check(probed).reasons}
+        if name == "start":
+            assert monotone.falls_in(blind) and "non_monotone" in {r.code for r in validity.check(blind).reasons}
+        else:
+            assert find_cliffs(blind)[0].location == 2
+
+
+def test_a_speed_that_follows_the_pressure_is_part_of_the_pressure(tmp_path: Path) -> None:
+    """A governor or heat that slows the CPU 1.5x once the load passes a level: that is what the load does, so
+    verdicts stay raw and the cliff it makes is reported."""
+    slow = {(r, float(v)): 1.5 if v >= 3 else 1.0 for r in range(3) for v in VALUES}
+    run = load_run(make_run(tmp_path, {"s": [10.0] * 5}, VALUES, repeats=3, slow_cpu=slow, noise=0.02))
+    facts = speed.facts(run)
+    assert facts.follows_pressure and not facts.adjusts and facts.rho > 0.8 and facts.p < 0.01
+    assert "followed the pressure" in facts.sentence()
+    assert speed.for_verdicts(run) is run and find_cliffs(run)[0].location == 3
+
+
+def test_the_trend_test_knows_three_points_prove_little() -> None:
+    rho, p = speed.rank_trend(np.array([0.0, 1, 2]), np.array([1.0, 2, 3]))
+    assert rho == pytest.approx(1.0) and 0.25 < p < 0.45  # 2 of the 6 orders are as extreme
+    rho, p = speed.rank_trend(np.repeat(np.arange(6.0), 3), np.repeat(np.arange(6.0), 3) + 0.1 * np.arange(18) % 1)
+    assert rho > 0.9 and p < 0.01
+
+
+_SPINNER = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
+
+
+def _wall_ns() -> float:
+    """Wall time per loop over 50 loops in a row (~17 ms: several scheduler slices, so sharing shows)."""
+    start = time.perf_counter_ns()
+    for _ in range(50):
+        probe._loop()
+    return float(time.perf_counter_ns() - start) / 50
+
+
+def test_the_probe_ignores_time_sharing_that_wall_time_sees() -> None:
+    """A spinning process on the probe's own CPU halves the CPU the probe gets: timed by wall clock the same loop
+    takes about twice as long, timed by the thread's CPU time (the probe) about as long. Windows alternate
+    alone/shared, so the VM's own speed changes fall on both sides."""
+    cpu = min(os.sched_getaffinity(0))
+    before = os.sched_getaffinity(0)
+    os.sched_setaffinity(0, {cpu})
+    ratios_probe, ratios_wall = [], []
+    try:
+        for _ in range(6):
+            alone_p = statistics.median(probe.probe_ns() for _ in range(20))
+            alone_w = statistics.median(_wall_ns() for _ in range(5))
+            spinner = subprocess.Popen([sys.executable, "-c", _SPINNER, str(cpu)])
+            try:
+                proc_file = f"/proc/{spinner.pid}/stat"
+                wait_until(lambda f=proc_file: int(open(f).read().split()[13]) > 5, 30, "the spinner to run")
+                shared_p = statistics.median(probe.probe_ns() for _ in range(20))
+                shared_w = statistics.median(_wall_ns() for _ in range(5))
+            finally:
+                spinner.kill()
+                spinner.wait()
+            ratios_probe.append(shared_p / alone_p)
+            ratios_wall.append(shared_w / alone_w)
+    finally:
+        os.sched_setaffinity(0, before)
+    assert statistics.median(ratios_wall) > 1.3, ratios_wall  # the loop really shared its CPU
+    assert abs(statistics.median(ratios_probe) - 1) < 0.15, ratios_probe
+
+
+def test_every_timed_inference_carries_a_probe() -> None:
+    runner = Runner(load_workload("synthetic", {"working_sets_kb": [64], "rounds": 2}))
+    runner.workload.load()
+    result = runner.step("ws64k", 3, 50)
+    timed = [r for r in result.records if r.phase == "timed"]
+    assert len(timed) == 50 and all(r.speed_ns > 0 for r in result.records)
+    assert len({r.speed_ns for r in timed}) >= 1
