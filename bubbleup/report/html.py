@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bubbleup
-from bubbleup.analysis import confidence, demand, monotone
+from bubbleup.analysis import confidence, demand, monotone, speed
 from bubbleup.analysis import stats as lat_stats
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis import validity as run_validity
@@ -414,6 +414,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "notes": list(run.notes),
         "facts": _facts(run, summary),
         "cliffs": rows,
+        "speed": speed.facts(run).sentence(),
         "n_resamples": confidence.N_RESAMPLES,
         "single": single,
         "pressure": format_value(float(run.values[0]), run.axis) if single and len(run.values) else "",
@@ -441,7 +442,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": bubbleup.__version__,
     }
-    lines = changing.lines() if changing is not None else verdict_lines(rows)
+    lines = changing.lines() if changing is not None else [*verdict_lines(rows), ctx["speed"]]
     return environment().get_template("report.html.j2").render(**ctx), lines
 
 
