@@ -442,7 +442,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "generated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "version": bubbleup.__version__,
     }
-    lines = changing.lines() if changing is not None else [*verdict_lines(rows), ctx["speed"]]
+    lines = changing.lines() if changing is not None else [*verdict_lines(rows), str(ctx["speed"])]
     return environment().get_template("report.html.j2").render(**ctx), lines
 
 
