@@ -254,8 +254,8 @@ def _resolve_precision(scenario: Scenario, source: str) -> Scenario:
     bubbles (``period_ms`` of a bubble burning part of a core, or holding a rate): see PrecisionSpec."""
     periods = [b.period_ms / 1000 for b in scenario.bubble_set
                if b.rate_mb_s is not None or 0 < (b.cpu_duty or 0) < 1]  # fmt: skip
-    if not periods:
-        return scenario
+    if not periods or not any(scenario.pressure_at(v) for v in scenario.sweep.values):
+        return scenario  # no duty cycle, or no point runs a bubble
 
     def spanned(spec: WorkloadSpec, where: str) -> WorkloadSpec:
         p = spec.precision

@@ -173,7 +173,8 @@ def test_the_cli_report_prints_each_verdict_with_its_confidence(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].startswith("HH ") and "Resamples: " in lines[0]
-    assert lines[1].startswith("  HH is not monotone: ") and lines[2].startswith("report: ")  # verdicts first
+    assert lines[1].startswith("  HH is not monotone: ")  # verdicts first, then how the CPU's speed moved
+    assert lines[2].startswith("The CPU's speed probe ranged 1.00-1.00x") and lines[3].startswith("report: ")
 
 
 def test_tiny_falls_are_not_flagged(tmp_path: Path) -> None:

@@ -56,6 +56,24 @@ def test_without_precision_a_step_times_exactly_its_count(tmp_path: Path) -> Non
     assert row.halfwidth > 0
 
 
+def test_a_step_spans_ten_duty_periods_of_the_bubbles() -> None:
+    """A 0.3-duty bubble with a 50 ms period: every step lasts at least 10 periods (0.5 s) unless told otherwise;
+    a sweep whose points run no bubble, or a full-duty bubble, has no period to span."""
+    from bubbleup.scenario import scenario_from_dict
+
+    def effective(**over: Any) -> float:
+        data = smoke_dict(**{"bubble.cpu_duty": 0.3, "sweep.values": [0, 1], "workload.precision": {}, **over})
+        spec = scenario_from_dict(data, "x.yaml").workload
+        assert spec is not None and spec.precision is not None
+        return spec.precision.min_seconds
+
+    assert effective() == 0.5
+    assert effective(**{"bubble.period_ms": 20}) == 0.2
+    assert effective(**{"workload.precision": {"min_seconds": 2.0}}) == 2.0  # the larger of the two
+    assert effective(**{"workload.precision": {"min_periods": 0}}) == 0.0
+    assert effective(**{"sweep.values": [0]}) == 0.0 and effective(**{"bubble.cpu_duty": 1.0}) == 0.0
+
+
 @pytest.mark.parametrize(
     ("precision", "problem"),
     [
@@ -65,10 +83,12 @@ def test_without_precision_a_step_times_exactly_its_count(tmp_path: Path) -> Non
         ({"max_seconds": 0}, "workload.precision.max_seconds: Input should be greater than 0"),
         ({"max_inferences": 5}, "workload.precision.max_inferences: 5 is below the 10 inferences"),
         ({"max_seconds": 999}, "workload.precision.max_seconds: 999.0 s must be below limits.step_timeout_s"),
+        ({"max_seconds": 0.4, "min_periods": 10},
+         "workload.precision.min_periods: 10 periods of 50 ms take 0.5 s, not below max_seconds (0.4 s)"),
     ],
 )
 def test_bad_precision_is_refused_in_one_line(tmp_path: Path, precision: dict[str, Any], problem: str) -> None:
-    data = smoke_dict(**{"workload.precision": precision})
+    data = smoke_dict(**{"workload.precision": precision, "bubble.cpu_duty": 0.5})
     file = write_scenario(tmp_path, data)
     done = run_cli(["validate", str(file)], cwd=tmp_path, timeout=60)
     assert done.returncode == 2 and "Traceback" not in done.stderr
