@@ -10,7 +10,9 @@ All in one run, on this machine:
    ``scenarios/synthetic-sensitivity.yaml`` (1 and 16 MiB working sets), each a size sweep of the
    Bubble-Up bubble on the CPU the workload does not use;
 3. for each co-runner (programs the project did not write: stress-ng's stream, cache, matrix and vm
-   stressors, xz -9 over a generated file, a numpy matrix multiply), its bubble score once, then for
+   stressors, xz -9 over a generated file, a numpy matrix multiply; and two controls kept out of the
+   error figures: ``sleep``, which should score about 0, and the Bubble-Up bubble itself at half the
+   LLC, which should score about its size), its bubble score once, then for
    both workloads the predicted QoS and the QoS measured when they really co-ran
    (``colocation.check``, the code behind ``bubbleup check-prediction``).
 
@@ -42,9 +44,14 @@ sys.path.insert(0, str(ROOT))
 
 from bubbleup import api, colocation  # noqa: E402
 from bubbleup.analysis.prediction import Score  # noqa: E402
+from bubbleup.pressure.kinds import llc_bytes  # noqa: E402
 
 #: Co-runners that only press on caches and memory (a core's worth of it, on the CPU the workload leaves free).
 MEMORY_ONLY = ("stream", "cache", "vm")
+#: Ours, not foreign: checks of the score itself, kept out of the error figures.
+CONTROLS = ("sleep", "bubble")
+#: The control bubble's size: half this machine's LLC (inside the reporter curve's range on any LLC).
+CONTROL_MB = max(8, llc_bytes() // (1 << 20) // 2)
 SENSITIVITY = {"approxnet": "scenarios/approxnet-sensitivity.yaml", "synthetic": "scenarios/synthetic-sensitivity.yaml"}
 
 
@@ -69,6 +76,9 @@ def corunners(workdir: Path) -> dict[str, list[str]]:
         "vm": ["stress-ng", "--vm", "1", "--vm-bytes", "256M", "--quiet"],
         "xz": ["sh", "-c", f"xz -9 -T1 -c {big} > /dev/null"],
         "numpy": ["env", "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", py, "-c", matmul],
+        # controls, ours, outside every error figure: nothing at all scores ~0; the bubble itself scores its size
+        "sleep": ["sleep", "3600"],
+        "bubble": [py, "-m", "bubbleup", "bubble", "--size-mb", str(CONTROL_MB), "--pattern", "mixed"],
     }
 
 
@@ -82,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=6, help="alone/beside repeats of every score and co-run")
     p.add_argument("--keep", type=Path, help="directory for every run (kept); default a temporary one")
-    p.add_argument("--only", help="comma-separated co-runner names (default: all six)")
+    p.add_argument("--only", help="comma-separated co-runner names (default: the six foreign ones and the two controls)")
     p.add_argument("--shared", action="store_true", help="also co-run on the workload's CPUs (CPU curves)")
     args = p.parse_args(argv)
     out = args.keep or Path(tempfile.mkdtemp(prefix="bench-prediction-"))
@@ -124,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
                           f"{r.measured:.3f}  error {r.error:.3f}  naive {r.naive_error:.3f}"
                           + ("  (score outside the curve)" if r.outside else ""))  # fmt: skip
 
+    print("\n== controls ==")
+    for short, expected in (("sleep", 0.0), ("bubble", float(CONTROL_MB))):
+        s = scores.get(shlex.join(programs[short])) if short in programs else None
+        if s is not None:
+            print(f"{short}: score {s.size_mb:.1f} MiB ({s.low_mb:.1f}-{s.high_mb:.1f}); expected about {expected:g}")
     report(rows, runs, labels, memory_target=True)
     if args.shared:
         print("\n== 4. on shared CPUs: CPU curves, then co-runs on the workload's CPUs ==")
@@ -146,8 +161,9 @@ def report(rows: dict[str, list[colocation.Check]], runs: dict[str, Path], label
     """The mean absolute errors by group; on shared CPUs also the memory curve's alone (the CPU dimension's worth)."""
     print("\n== mean absolute error of predicted normalised QoS (method / naive 'no slowdown'"
           + ("" if memory_target else " / memory curve alone") + ") ==")  # fmt: skip
+    rows = {name: [r for r in rs if labels.get(r.corunner) not in CONTROLS] for name, rs in rows.items()}
     every = [r for rs in rows.values() for r in rs]
-    groups = {"all": every, **{name: rows[name] for name in runs}}
+    groups = {"all foreign co-runners": every, **{name: rows[name] for name in runs}}
     groups["memory-only co-runners"] = [r for r in every if labels.get(r.corunner) in MEMORY_ONLY]
     groups["co-runners that compute"] = [r for r in every if labels.get(r.corunner) not in MEMORY_ONLY]
     for group, rs in groups.items():
