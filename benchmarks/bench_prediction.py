@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=6, help="alone/beside repeats of every score and co-run")
     p.add_argument("--keep", type=Path, help="directory for every run (kept); default a temporary one")
-    p.add_argument("--only", help="comma-separated co-runner names (default: the six foreign ones and the two controls)")
+    p.add_argument("--only", help="comma-separated co-runner names (default: the six foreign ones and two controls)")
     p.add_argument("--shared", action="store_true", help="also co-run on the workload's CPUs (CPU curves)")
     args = p.parse_args(argv)
     out = args.keep or Path(tempfile.mkdtemp(prefix="bench-prediction-"))

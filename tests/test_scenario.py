@@ -145,13 +145,16 @@ def test_size_sweep_points() -> None:
     assert sc.points() == [(2, 0), (2, 64)] and sc.peak_bubble_mb() == 128
 
 
-def test_sizes_relative_to_the_llc_resolve_to_this_machines_cache_and_keep_the_given_form() -> None:
-    from bubbleup.pressure.kinds import llc_bytes
+def test_sizes_relative_to_the_llc_resolve_to_this_machines_cache_and_keep_the_given_form(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bubbleup.pressure import kinds
 
-    llc = llc_bytes() // (1 << 20)
+    llc = 36  # an LLC of 35.75 MiB (a Xeon 8272CL) rounds to 36
+    monkeypatch.setattr(kinds, "llc_bytes", lambda: int(35.75 * (1 << 20)))
     given = smoke_dict(**{"sweep.axis": "size_mb", "sweep.values": [0, llc, "1 llc", "1/2 llc", "4xLLC"]})
     sc = scenario_from_dict(given, "x")
-    assert sc.sweep.values == [0, llc, round(llc / 2), 4 * llc]  # "1 llc" lands on the literal: one point
+    assert sc.sweep.values == [0, llc, 18, 143]  # "1 llc" lands on the literal 36: one point
     assert sc.given["sweep"]["values"][2:] == ["1 llc", "1/2 llc", "4xLLC"]
 
 

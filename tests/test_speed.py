@@ -3,6 +3,7 @@ uses it: compare at one speed, verdicts at one speed unless the speed follows th
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import subprocess
@@ -33,6 +34,13 @@ def test_compare_at_one_speed_sees_a_slower_workload_not_a_slower_cpu(tmp_path: 
     # C: a workload 20% slower on a CPU of A's speed
     c_code = load_run(make_run(tmp_path, {k: [1.2 * x for x in v] for k, v in flat.items()}, VALUES, repeats=3,
                                name="c-code", seed=3))  # fmt: skip
+    # Probes of another interpreter or loop count other things: compared raw, and said so.
+    other = make_run(tmp_path, flat, VALUES, repeats=3, name="b-other", seed=2, slow_cpu=slow_cpu)
+    manifest = json.loads((other / "manifest.json").read_text())
+    manifest["environment"]["speed_probe"] = {"loops": 8000, "python": "3.13.1"}
+    (other / "manifest.json").write_text(json.dumps(manifest))
+    raw = compare.compare_runs(a, load_run(other))
+    assert not raw.one_speed and raw.flagged == 10 and any("do not count the same thing" in w for w in raw.warnings)
     cpu = compare.compare_runs(a, b_cpu)
     assert cpu.one_speed and cpu.flagged == 0, cpu.table
     assert cpu.table["speed_ratio"].to_numpy() == pytest.approx(1.2)
@@ -82,6 +90,20 @@ def test_the_trend_test_knows_three_points_prove_little() -> None:
     assert rho == pytest.approx(1.0) and 0.25 < p < 0.45  # 2 of the 6 orders are as extreme
     rho, p = speed.rank_trend(np.repeat(np.arange(6.0), 3), np.repeat(np.arange(6.0), 3) + 0.1 * np.arange(18) % 1)
     assert rho > 0.9 and p < 0.01
+    # what a run's shape allows at best: one repeat of five values can never reach 0.01, three of six easily
+    assert speed.smallest_p(np.arange(5.0)) == pytest.approx(2 / 120)
+    assert speed.smallest_p(np.repeat(np.arange(2.0), 2)) == pytest.approx(2 / 6)
+    assert speed.smallest_p(np.repeat(np.arange(6.0), 3)) < 1e-9
+
+
+def test_a_run_too_small_to_tell_is_judged_raw(tmp_path: Path) -> None:
+    """One repeat of five values: even a speed that followed the pressure perfectly could not be told from chance
+    (p >= 2/5!), so nothing is corrected, and the report says why."""
+    slow = {(0, float(v)): 1.0 + 0.1 * v for v in VALUES}
+    run = load_run(make_run(tmp_path, {"s": [10.0] * 5}, VALUES, slow_cpu=slow, noise=0.02))
+    facts = speed.facts(run)
+    assert facts.too_few == 5 and not facts.adjusts and speed.for_verdicts(run) is run
+    assert "too few to tell" in facts.sentence()
 
 
 _SPINNER = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"
@@ -124,10 +146,15 @@ def test_the_probe_ignores_time_sharing_that_wall_time_sees() -> None:
     assert abs(statistics.median(ratios_probe) - 1) < 0.15, ratios_probe
 
 
-def test_every_timed_inference_carries_a_probe() -> None:
+def test_every_inference_carries_the_probe_taken_last_before_it() -> None:
+    """A step of 0.45 s probes before its warm-ups, before its timed loop and again every 0.1 s between inferences:
+    every record carries a probe, and the timed ones at least four different ones, in runs of consecutive
+    inferences (a new probe applies from the next inference on)."""
     runner = Runner(load_workload("synthetic", {"working_sets_kb": [64], "rounds": 2}))
     runner.workload.load()
-    result = runner.step("ws64k", 3, 50)
-    timed = [r for r in result.records if r.phase == "timed"]
-    assert len(timed) == 50 and all(r.speed_ns > 0 for r in result.records)
-    assert len({r.speed_ns for r in timed}) >= 1
+    result = runner.step("ws64k", 3, 10, seconds=0.45)
+    timed = [r.speed_ns for r in result.records if r.phase == "timed"]
+    assert all(r.speed_ns > 0 for r in result.records)
+    runs = [k for i, k in enumerate(timed) if i == 0 or timed[i - 1] != k]  # distinct probes in order of use
+    assert 4 <= len(runs) <= 6, runs  # 0.45 s / 0.1 s: the first probe and about four more
+    assert len(set(runs)) == len(runs)  # each probe used for one stretch of inferences, never again later

@@ -3,6 +3,7 @@ loses nothing, and readers load every schema-1 run and refuse a newer one."""
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 from pathlib import Path
@@ -92,6 +93,28 @@ def test_a_run_written_before_the_typed_contract_still_loads() -> None:
     assert list(run.points.columns) == list(POINT_COLUMNS)
     assert len(run.points) == 6 and (run.points["status"] == "ok").all()
     assert len(bubbleup.find_cliffs(run)) == 2 and run.notes == ()
+
+
+def test_resuming_a_run_of_an_older_version_gives_its_files_todays_columns(tmp_path: Path) -> None:
+    """A run begun before samples.csv had e.g. ``speed_ns``: on resume the files get today's header (old rows kept,
+    new columns empty), so rows appended by position land under their names and every row still loads."""
+    run_dir = tmp_path / "old"
+    shutil.copytree(DATA / "run-schema1", run_dir)
+    before = load_run(run_dir)
+    store = RunWriter.open_for_resume(run_dir)
+    with open(run_dir / "samples.csv", newline="") as f:
+        assert next(csv.reader(f)) == list(SAMPLE_COLUMNS)
+    store.append_point([sample_row(9, 7, i) for i in range(3)], [point_row(9, 7)])
+    after = load_run(run_dir)
+    old_rows = after.samples[after.samples["repeat"] != 9]
+    assert len(old_rows) == len(before.samples) and old_rows["speed_ns"].isna().all()
+    assert old_rows["latency_ms"].tolist() == before.samples["latency_ms"].tolist()
+    new_rows = after.samples[after.samples["repeat"] == 9]
+    assert len(new_rows) == 3 and (new_rows["iteration"].tolist() == [0, 1, 2])
+    # a column this version does not know: a newer writer's run, refused
+    (run_dir / "points.csv").write_text("repeat,value,from_the_future\n0,0,1\n")
+    with pytest.raises(UserError, match="from_the_future are not this version's"):
+        RunWriter.open_for_resume(run_dir)
 
 
 def test_a_future_schema_is_refused_in_one_line(tmp_path: Path) -> None:

@@ -155,5 +155,6 @@ def test_a_partial_duty_cycles_at_the_bubbles_period(backend: str) -> None:
             while time.monotonic() < deadline:
                 time.sleep(0.01)
             shares.append(round((tree_cpu_seconds(pids) - c0) / (time.monotonic() - t0), 2))
-    assert 0.4 <= statistics.median(shares) <= 0.6, shares
-    assert sum(0.25 <= s <= 0.75 for s in shares) >= 13, shares  # no window all on or all off
+    assert 0.35 <= statistics.median(shares) <= 0.65, shares
+    # nearly every window between all on and all off (random 0-0.5 s slices put most windows at 0 or 1)
+    assert sum(0.2 <= s <= 0.8 for s in shares) >= 12, shares

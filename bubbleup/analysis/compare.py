@@ -124,6 +124,17 @@ def ratio_interval(a: Sequence[np.ndarray], b: Sequence[np.ndarray], seed: int =
     return replicate_statistic(b) / replicate_statistic(a), float(low), float(high)
 
 
+def _probes_apart(run_a: Run, run_b: Run) -> str:
+    """Why the two runs' speed probes are not comparable (their loop, interpreter or CPU model differ), or ""."""
+    env_a, env_b = run_a.manifest.environment or {}, run_b.manifest.environment or {}
+    probe_a, probe_b = env_a.get("speed_probe") or {}, env_b.get("speed_probe") or {}
+    apart = [f"{k}: {probe_a.get(k)} vs {probe_b.get(k)}" for k in sorted(set(probe_a) | set(probe_b))
+             if probe_a.get(k) != probe_b.get(k)]  # fmt: skip
+    if env_a.get("cpu_model") != env_b.get("cpu_model"):
+        apart.append(f"CPU {env_a.get('cpu_model')} vs {env_b.get('cpu_model')}")
+    return "; ".join(apart)
+
+
 def _point_probes(run: Run) -> dict[tuple[float, str], float]:
     """Median speed probe per (value, setting) over the run's timed samples (empty without probes)."""
     found = speed.point_speed(run)
@@ -144,8 +155,10 @@ def _verdict(row: dict[str, Any], min_effect: float) -> str:
 def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comparison:
     """Compare two loaded runs point by point (see the module docstring)."""
     sum_a, sum_b = summaries.summarise(run_a), summaries.summarise(run_b)
-    # One point measured twice, compared at one CPU speed (analysis.speed): both runs scaled to A's median probe.
-    one_speed = speed.has_speed(run_a) and speed.has_speed(run_b)
+    # One point measured twice, compared at one CPU speed (analysis.speed): both runs scaled to A's median probe,
+    # when their probes count the same thing (the same loop, interpreter and CPU model).
+    apart = _probes_apart(run_a, run_b)
+    one_speed = speed.has_speed(run_a) and speed.has_speed(run_b) and not apart
     reference = speed.reference_ns(run_a)
     speed_a, speed_b = (_point_probes(r) for r in (run_a, run_b))
     # each run's cliffs as its own report judges them; the points' replicates at the common speed
@@ -222,7 +235,10 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     excludes_one = (table["ratio_low"] > 1) | (table["ratio_high"] < 1)
     table["significant"] = excludes_one & ((table["ratio"] - 1).abs() >= min_effect)
     table["verdict"] = [_verdict(r, min_effect) for r in table.to_dict("records")]
-    if not one_speed:
+    if apart:
+        warnings.append(f"The CPU speed probes of A and B do not count the same thing ({apart}): points are compared "
+                        f"at whatever speed each CPU ran.")  # fmt: skip
+    elif not one_speed:
         warnings.append("Run A or B has no CPU speed probes (older than them): points are compared at whatever "
                         "speed the CPU ran, and a VM's wandering speed reads as a change.")  # fmt: skip
     single = [label for label, t in (("A", "n_repeats_a"), ("B", "n_repeats_b")) if len(table) and table[t].max() < 2]

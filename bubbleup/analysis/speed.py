@@ -15,19 +15,25 @@ Where it is used:
   (a governor, a shared turbo budget, heat) is the same at the same point of both runs and cancels.
 - :func:`for_verdicts`: a run's own verdicts (cliffs and their resampled distribution, falls, sensitivity
   and CPU curves) are judged on the run adjusted to its own median speed, *unless* the probe moved with the
-  pressure (:func:`trend`: Spearman's rank correlation of per-(repeat, value) probe medians with the
-  value, p < 0.01 and more than 3% between the least and the most pressure). On a device whose
-  governor or heat answers the load, the speed change is part of what the load does, and the raw
+  pressure (:func:`facts`: a permutation test of Spearman's rank correlation of per-(repeat, value) probe
+  medians with the value, p < 0.01 and more than 3% between the least and the most pressure), or the run
+  has too few points for that test to ever reach p < 0.01 (one repeat of five values cannot). On a device
+  whose governor or heat answers the load, the speed change is part of what the load does, and the raw
   latencies are judged; on a VM whose speed wanders by itself, it is noise, and removed.
 
-Raw latencies stay what every table, figure and summary shows: that is what the workload experienced.
+Tables, figures and summaries show raw latencies: what the workload experienced. What is derived from
+adjusted ones says so: the verdict sentences (a cliff's jump, a fall's milliseconds) and the sensitivity
+curves of a run whose report says its verdicts are at one speed.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -36,6 +42,7 @@ from scipy import stats as scipy_stats
 from bubbleup.store.reader import Run
 
 COLUMN = "speed_ns"
+T = TypeVar("T")
 
 
 def has_speed(run: Run) -> bool:
@@ -90,11 +97,14 @@ class SpeedFacts:
     effect: float = math.nan  # probe median at the most pressure / at the least, minus 1
     follows_pressure: bool = False
     schedule: bool = False  # a schedule's one point changes its pressure while timed: nothing to test against
+    #: Fewer (repeat, value) points than the trend test needs to reach p < TREND_P at all: it cannot tell.
+    too_few: int = 0
 
     @property
     def adjusts(self) -> bool:
-        """Whether verdicts are judged at one speed (:func:`for_verdicts`)."""
-        return self.probed and not self.follows_pressure and not self.schedule
+        """Whether verdicts are judged at one speed (:func:`for_verdicts`): only when the trend test could
+        have seen the speed follow the pressure, and did not."""
+        return self.probed and not self.follows_pressure and not self.schedule and not self.too_few
 
     def sentence(self) -> str:
         if not self.probed:
@@ -103,6 +113,9 @@ class SpeedFacts:
                   f"timed samples (5th-95th percentile)")  # fmt: skip
         if self.schedule:
             return f"{spread}; a schedule's pressure changes while it is timed, so its latencies are judged raw."
+        if self.too_few:
+            return (f"{spread}; {self.too_few} (repeat, pressure) points are too few to tell whether it followed the "
+                    f"pressure, so verdicts are judged on raw latencies (more repeats or values let it tell).")
         if self.follows_pressure:
             return (f"{spread}, and it followed the pressure ({self.effect:+.0%} probe time from the least to the "
                     f"most; Spearman rho {self.rho:.2f}, p {self.p:.2g}): the load changes the CPU's own speed here "
@@ -127,8 +140,40 @@ def rank_trend(x: np.ndarray, y: np.ndarray, n_permutations: int = 4000, seed: i
     return rho, float((1 + np.sum(np.abs(null) >= abs(rho) - 1e-12)) / (1 + n_permutations))
 
 
+def smallest_p(x: np.ndarray) -> float:
+    """The smallest two-sided p-value a rank-trend test can reach against ``x``: 2 / the distinct orderings of
+    ``x``'s values (equal values, the repeats of one pressure, are interchangeable)."""
+    orderings = math.factorial(len(x))
+    for count in np.unique(x, return_counts=True)[1]:
+        orderings //= math.factorial(int(count))
+    return min(1.0, 2.0 / orderings)
+
+
+#: facts() and for_verdicts() per run object (a report asks several times; each answer costs a copy of the
+#: samples and thousands of permutations), dropped when the run is.
+_CACHE: dict[tuple[str, int], tuple[weakref.ref[Run], object]] = {}
+
+
+def _cached(kind: str, run: Run, make: Callable[[Run], T]) -> T:
+    key = (kind, id(run))
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0]() is run:
+        return cast(T, hit[1])
+    value = make(run)
+
+    def forget(_gone: weakref.ref[Run], key: tuple[str, int] = key) -> None:
+        _CACHE.pop(key, None)
+
+    _CACHE[key] = (weakref.ref(run, forget), value)
+    return value
+
+
 def facts(run: Run) -> SpeedFacts:
     """The run's speed facts: the probes' spread and whether they trend with the pressure."""
+    return _cached("facts", run, _facts)
+
+
+def _facts(run: Run) -> SpeedFacts:
     if not has_speed(run):
         return SpeedFacts(False)
     ref = reference_ns(run)
@@ -139,6 +184,8 @@ def facts(run: Run) -> SpeedFacts:
         return SpeedFacts(True, ref, low, high, schedule=True)
     if per["value"].nunique() < 2:
         return SpeedFacts(True, ref, low, high)
+    if smallest_p(per["value"].to_numpy(float)) > TREND_P:
+        return SpeedFacts(True, ref, low, high, too_few=len(per))
     rho, p = rank_trend(per["value"].to_numpy(float), per[COLUMN].to_numpy(float))
     by_value = per.groupby("value")[COLUMN].median()
     effect = float(by_value.iloc[-1] / by_value.iloc[0] - 1)
@@ -149,8 +196,13 @@ def facts(run: Run) -> SpeedFacts:
 def for_verdicts(run: Run) -> Run:
     """The run verdicts are judged on: adjusted to its own median speed when its probes do not follow the
     pressure (:class:`SpeedFacts`), else as measured."""
-    f = facts(run)
-    return adjusted(run, f.reference_ns) if f.adjusts else run
+
+    def judged(run: Run) -> Run | None:  # None for "as measured": the cache must not hold the run itself
+        f = facts(run)
+        return adjusted(run, f.reference_ns) if f.adjusts else None
+
+    found = _cached("verdicts", run, judged)
+    return found if found is not None else run
 
 
 def point_speed(run: Run) -> pd.DataFrame:

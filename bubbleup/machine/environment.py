@@ -112,8 +112,18 @@ def collect() -> dict[str, Any]:
         **_cgroup(),
         "python_executable": sys.executable,
         "versions": versions(),
+        "speed_probe": speed_probe(),
     }
     return env
+
+
+def speed_probe() -> dict[str, Any]:
+    """What the CPU speed probe's nanoseconds depend on besides the CPU's speed (bubbleup.machine.speed):
+    two runs' probes are comparable only when these and the CPU model match."""
+    from bubbleup.machine import speed
+
+    return {"loops": speed.LOOPS, "timings": speed.TIMINGS, "every_s": speed.EVERY_S,
+            "python": platform.python_version(), "implementation": platform.python_implementation()}  # fmt: skip
 
 
 def fingerprint() -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""How fast this CPU runs right now: a fixed register-only loop, timed in the thread's own CPU time.
+"""How fast this CPU runs right now: a fixed interpreter loop, timed in the thread's own CPU time.
 
 Why: on our 2-vCPU VMs the CPU changes speed by 15-30% for seconds at a time with nothing of ours
 running. Measured (2026-12-06, ApproxNet 128px/exit2 alone on CPU 0 for two minutes, 0.1 s windows):
@@ -9,11 +9,13 @@ every timed inference carries the probe taken nearest before it (``samples.csv``
 analysis can compare like with like (:mod:`bubbleup.analysis.speed`).
 
 What it does not see, by construction: time-sharing (it counts the thread's CPU time, not wall time,
-so a bubble that preempts the workload, the contention we measure, does not enter it) and cache or
-memory pressure (the loop touches registers and a few lines of L1). What it does see and must: the
-core's frequency and its sharing with a hardware sibling or other tenants. Where our own load changes
-that (a turbo budget shared by the cores), the effect is the same at the same point of two runs, so
-comparisons of one point across runs stay honest; a curve's shape within a run is never corrected.
+so a bubble that preempts the workload, the contention we measure, does not enter it), and little of
+cache or memory pressure (an interpreter loop over small integers: its code and data stay in L1 and
+L2, though an inclusive LLC's evictions could reach them). What it does see and must: the core's
+frequency and its sharing with a hardware sibling or other tenants. Where our own load changes that (a
+turbo budget shared by the cores, a governor, heat), the effect is the same at the same point of two
+runs, so comparisons of one point across runs stay honest; within a run, analysis tests whether the
+probe followed the pressure before it corrects anything (:mod:`bubbleup.analysis.speed`).
 """
 
 from __future__ import annotations

@@ -35,8 +35,10 @@ def _figures(cmp: Comparison) -> list[FigureBlock]:
             ),
             (
                 "ratio",
-                "B / A median latency per point",
-                "Above 1: B is slower. Bars: 95% hierarchical-bootstrap CI of the ratio. Filled: changed points.",
+                "B / A median latency per point" + (", at one CPU speed" if cmp.one_speed else ""),
+                "Above 1: B is slower. Bars: 95% hierarchical-bootstrap CI of the ratio. Filled: changed points."
+                + (" Every inference scaled by the CPU speed probe taken before it, to A's median speed."
+                   if cmp.one_speed else ""),
                 lambda: comparison_ratios(cmp.run_a, cmp.run_b, cmp.table),
             ),
         ]
@@ -56,6 +58,7 @@ def render(cmp: Comparison) -> str:
                 "b": fmt_ms(r.median_b_ms),
                 "n_a": r.n_a,
                 "n_b": r.n_b,
+                "cpu": times(r.speed_ratio) if not math.isnan(r.speed_ratio) else "-",
                 "ratio": times(r.ratio) if not math.isnan(r.ratio) else "-",
                 "ci": f"{times(r.ratio_low)}-{times(r.ratio_high)}" if not math.isnan(r.ratio_low) else "-",
                 "repeats": f"{r.n_repeats_a}/{r.n_repeats_b}",
@@ -74,6 +77,7 @@ def render(cmp: Comparison) -> str:
         "env_diff": list(cmp.env_diff),
         "figures": _figures(cmp),
         "min_effect": f"{cmp.min_effect:.0%}",
+        "one_speed": cmp.one_speed,
         "agreement": list(cmp.agreement),
         "agree_count": cmp.agree_count,
         "flagged": cmp.flagged,

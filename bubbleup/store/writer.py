@@ -76,9 +76,38 @@ class RunWriter:
     @classmethod
     def open_for_resume(cls, root: Path) -> RunWriter:
         store = cls(root, manifest_io.read(root / MANIFEST))
+        store._upgrade_headers()
         store._drop_orphan_rows()
         store._hold_reserve()
         return store
+
+    def _upgrade_headers(self) -> None:
+        """Give samples.csv and points.csv of a run begun by an older version today's columns (new ones empty,
+        which the reader reads as NaN), so that rows written from here on, by position, land under their names.
+        A column this version does not know means a newer writer: refused, nothing touched."""
+        for name, columns in ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS)):
+            path = self.root / name
+            if not path.exists():
+                continue
+            with open(path, newline="") as f:
+                rows = list(csv.reader(f))
+            if not rows or tuple(rows[0]) == tuple(columns):
+                continue
+            header, body = rows[0], rows[1:]
+            unknown = [c for c in header if c not in columns]
+            if unknown:
+                raise UserError(f"{path}: columns {', '.join(unknown)} are not this version's: the run was written by "
+                                f"a newer bubbleup; resume it with that one")  # fmt: skip
+            where = {c: i for i, c in enumerate(header)}
+            upgraded = [[row[where[c]] if c in where and where[c] < len(row) else "" for c in columns]
+                        for row in body if len(row) == len(header)]  # fmt: skip
+            tmp = path.with_suffix(".csv.tmp")
+            with open(tmp, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(columns)
+                w.writerows(upgraded)
+                _sync(f)
+            os.replace(tmp, path)
 
     def _drop_orphan_rows(self) -> None:
         """Remove sample and telemetry rows of a point whose point rows never made it to disk."""
