@@ -35,6 +35,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +44,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bubbleup import api, colocation  # noqa: E402
+from bubbleup.analysis import prediction  # noqa: E402
 from bubbleup.analysis.prediction import Score  # noqa: E402
+from bubbleup.machine import reporter  # noqa: E402
 from bubbleup.pressure.kinds import llc_bytes  # noqa: E402
+from bubbleup.store.reader import load_run  # noqa: E402
 
 #: Co-runners that only press on caches and memory (a core's worth of it, on the CPU the workload leaves free).
 MEMORY_ONLY = ("stream", "cache", "vm")
@@ -94,7 +98,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", type=Path, help="directory for every run (kept); default a temporary one")
     p.add_argument("--only", help="comma-separated co-runner names (default: the six foreign ones and two controls)")
     p.add_argument("--shared", action="store_true", help="also co-run on the workload's CPUs (CPU curves)")
+    p.add_argument("--shared-only", action="store_true",
+                   help="with --keep DIR of an earlier run: only section 4, on its reporter curve, sensitivity runs "
+                        "and scores")  # fmt: skip
     args = p.parse_args(argv)
+    if args.shared_only:
+        if args.keep is None:
+            p.error("--shared-only needs --keep DIR of an earlier run")
+        return shared_only(args.keep, args.repeats)
     out = args.keep or Path(tempfile.mkdtemp(prefix="bench-prediction-"))
     out.mkdir(parents=True, exist_ok=True)
     programs = corunners(out)
@@ -141,17 +152,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{short}: score {s.size_mb:.1f} MiB ({s.low_mb:.1f}-{s.high_mb:.1f}); expected about {expected:g}")
     report(rows, runs, labels, memory_target=True)
     if args.shared:
-        print("\n== 4. on shared CPUs: CPU curves, then co-runs on the workload's CPUs ==")
-        shared: dict[str, list[colocation.Check]] = {}
-        for name, run_dir in runs.items():
-            cpu_run = colocation.measure_cpu_curves(run_dir, out / "runs" / f"cpu-curve-{name}")
-            shared[name] = colocation.check(run_dir, list(programs.values()), made, out / f"shared-{name}",
-                                            repeats=args.repeats, scores=scores, cpu_run=cpu_run)  # fmt: skip
-            for r in shared[name]:
-                print(f"  {name:<10}{labels.get(r.corunner, r.corunner):<8}{r.setting:<14} {r.corunner_cores:.2f} "
-                      f"cores  predicted {r.predicted:.3f} (memory {r.memory_predicted:.3f} x CPU "
-                      f"{r.cpu_predicted:.3f})  measured {r.measured:.3f}  error {r.error:.3f}")  # fmt: skip
-        report(shared, runs, labels, memory_target=False)
+        section_4(out, runs, programs, made, scores, labels, args.repeats)
+    print(f"\nruns: {out}")
+    return 0
+
+
+def section_4(out: Path, runs: dict[str, Path], programs: dict[str, list[str]], made: reporter.ReporterCurve,
+              scores: dict[str, Score], labels: dict[str, str], repeats: int, tag: str = "") -> None:
+    """On shared CPUs: each workload's CPU curve, then every co-runner co-run on the workload's CPUs."""
+    print("\n== 4. on shared CPUs: CPU curves, then co-runs on the workload's CPUs ==")
+    shared: dict[str, list[colocation.Check]] = {}
+    for name, run_dir in runs.items():
+        cpu_run = colocation.measure_cpu_curves(run_dir, out / "runs" / f"cpu-curve-{name}{tag}")
+        shared[name] = colocation.check(run_dir, list(programs.values()), made, out / f"shared-{name}{tag}",
+                                        repeats=repeats, scores=scores, cpu_run=cpu_run)  # fmt: skip
+        for r in shared[name]:
+            print(f"  {name:<10}{labels.get(r.corunner, r.corunner):<8}{r.setting:<14} {r.corunner_cores:.2f} "
+                  f"cores  predicted {r.predicted:.3f} (memory {r.memory_predicted:.3f} x CPU "
+                  f"{r.cpu_predicted:.3f})  measured {r.measured:.3f}  error {r.error:.3f}")  # fmt: skip
+    report(shared, runs, labels, memory_target=False)
+
+
+def shared_only(out: Path, repeats: int) -> int:
+    """Section 4 again on an earlier run's reporter curve, sensitivity runs and score runs (e.g. after a change to
+    the CPU curves), into new directories beside the old ones."""
+    made = reporter.load(out / "reporter.json")
+    runs = {name: out / "runs" / f"sensitivity-{name}" for name in SENSITIVITY}
+    scores: dict[str, Score] = {}
+    for score_dir in sorted((out / "check-approxnet").glob("*-score")):
+        run = load_run(score_dir)
+        command = (run.manifest.scenario_given.get("bubble") or {}).get("command") or []
+        scores[shlex.join(command)] = prediction.score_of_run(run, made.curve)
+    programs = {name: cmd for name, cmd in corunners(out).items() if shlex.join(cmd) in scores}
+    labels = {shlex.join(cmd): name for name, cmd in programs.items()}
+    section_4(out, runs, programs, made, scores, labels, repeats, tag="-" + time.strftime("%H%M%S"))
     print(f"\nruns: {out}")
     return 0
 

@@ -113,8 +113,12 @@ def manual_score(size_mb: float, cores: float = math.nan) -> Score:
 
 # -- the CPU dimension: curves against CPU-only load on the workload's own CPUs -----------------------------
 
-#: Duty of each CPU-only bubble of a CPU-curve run: half-core steps, so a co-runner's cores fall between two.
-CPU_CURVE_DUTY = 0.5
+#: Duty of each CPU-only bubble of a CPU-curve run: whole cores, as a co-runner's busy threads keep them. Half-core
+#: bubbles (the first choice) sleep and wake every period, and the scheduler's wake-ups put them beside the pinned
+#: workload where one busy co-runner of the same total stays on the idle CPU: measured 2026-12-06 on 2 CPUs,
+#: ApproxNet's QoS was 0.73-0.79 beside two half-core bubbles (1 core in all) but 0.93-1.05 beside six foreign
+#: co-runners each keeping 0.98 cores busy, so every shared-CPU prediction was off by 0.1-0.3.
+CPU_CURVE_DUTY = 1.0
 
 
 def _workload_part(run: Run) -> dict[str, Any]:
@@ -123,7 +127,7 @@ def _workload_part(run: Run) -> dict[str, Any]:
 
 
 def cpu_curve_scenario(run: Run, repeats: int = 3) -> dict[str, Any]:
-    """The sensitivity run's own workload on its own CPUs, beside 0 to (2 x the cores) half-core CPU-only
+    """The sensitivity run's own workload on its own CPUs, beside 0 to (the cores it may use) full-core CPU-only
     bubbles that the scheduler places anywhere: the workload's QoS against CPU load that time-shares with it."""
     cores = int((run.manifest.cpu_demand or {}).get("cores") or 1)
     pinned = (run.manifest.cpu_placement or {}).get("workload_cpus")
