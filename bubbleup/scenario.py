@@ -256,15 +256,16 @@ def _resolve_precision(scenario: Scenario, source: str) -> Scenario:
                if b.rate_mb_s is not None or 0 < (b.cpu_duty or 0) < 1]  # fmt: skip
     if not periods or not any(scenario.pressure_at(v) for v in scenario.sweep.values):
         return scenario  # no duty cycle, or no point runs a bubble
+    period = max(periods)
 
     def spanned(spec: WorkloadSpec, where: str) -> WorkloadSpec:
         p = spec.precision
-        if p is None or p.min_periods * max(periods) <= p.min_seconds:
+        if p is None or p.min_periods * period <= p.min_seconds:
             return spec
-        span = round(p.min_periods * max(periods), 6)
+        span = round(p.min_periods * period, 6)
         if span >= p.max_seconds:
             raise UserError(f"{source}: {where}.precision.min_periods: {p.min_periods} periods of "
-                            f"{max(periods) * 1000:g} ms take {span:g} s, not below max_seconds ({p.max_seconds:g} s); "
+                            f"{period * 1000:g} ms take {span:g} s, not below max_seconds ({p.max_seconds:g} s); "
                             f"lower min_periods or bubble.period_ms, or raise max_seconds")  # fmt: skip
         return spec.model_copy(update={"precision": p.model_copy(update={"min_seconds": span})})
 

@@ -135,13 +135,6 @@ def _probes_apart(run_a: Run, run_b: Run) -> str:
     return "; ".join(apart)
 
 
-def _point_probes(run: Run) -> dict[tuple[float, str], float]:
-    """Median speed probe per (value, setting) over the run's timed samples (empty without probes)."""
-    found = speed.point_speed(run)
-    return {(float(v), str(s)): float(p) for v, s, p in zip(found["value"], found["setting"], found["speed_ns"],
-                                                           strict=True)}  # fmt: skip
-
-
 def _verdict(row: dict[str, Any], min_effect: float) -> str:
     if row["status_a"] != "ok" or row["status_b"] != "ok":
         return f"A {row['status_a']}, B {row['status_b']}"
@@ -160,7 +153,7 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     apart = _probes_apart(run_a, run_b)
     one_speed = speed.has_speed(run_a) and speed.has_speed(run_b) and not apart
     reference = speed.reference_ns(run_a)
-    speed_a, speed_b = (_point_probes(r) for r in (run_a, run_b))
+    speed_a, speed_b = speed.point_speed(run_a), speed.point_speed(run_b)
     # each run's cliffs as its own report judges them; the points' replicates at the common speed
     curves_a, curves_b = summaries.setting_curves(run_a, sum_a), summaries.setting_curves(run_b, sum_b)
     if one_speed:

@@ -1,7 +1,7 @@
 """Latency at one CPU speed: a run read as if the CPU had run at a reference speed throughout.
 
 Every timed inference carries the worker's CPU speed probe taken just before it (``speed_ns``,
-:mod:`bubbleup.machine.speed`: thread-CPU nanoseconds of a fixed register-only loop). On our VMs the
+:mod:`bubbleup.machine.speed`: thread-CPU nanoseconds of a fixed interpreter loop). On our VMs the
 CPU changes speed by 15-30% for seconds at a time with nothing of ours running, and latency moves
 with it; the probe sees that and nothing of time-sharing or cache pressure. A speed-adjusted run
 scales each inference by ``reference_ns / speed_ns``: the latency it would have had at the speed
@@ -33,7 +33,7 @@ import math
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar, cast
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
@@ -45,12 +45,17 @@ COLUMN = "speed_ns"
 T = TypeVar("T")
 
 
+def _timed(samples: pd.DataFrame) -> pd.Series:
+    """Which rows of ``samples`` are timed inferences (warm-ups carry probes too, but are never judged)."""
+    return samples["phase"].astype(str) == "timed"
+
+
 def has_speed(run: Run) -> bool:
     """Whether every timed sample of ``run`` carries a speed probe (runs older than the probe do not)."""
     s = run.samples
     if COLUMN not in s or s.empty:
         return False
-    timed = s.loc[s["phase"].astype(str) == "timed", COLUMN]
+    timed = s.loc[_timed(s), COLUMN]
     return bool(len(timed)) and bool((timed > 0).all())
 
 
@@ -58,17 +63,19 @@ def reference_ns(run: Run) -> float:
     """The run's typical probe: the median over its timed samples (NaN without probes)."""
     if not has_speed(run):
         return math.nan
-    s = run.samples
-    return float(np.median(s.loc[s["phase"].astype(str) == "timed", COLUMN]))
+    return float(np.median(run.samples.loc[_timed(run.samples), COLUMN]))
 
 
 def adjusted(run: Run, reference: float) -> Run:
     """``run`` with every timed latency scaled to the speed where the probe takes ``reference`` ns (the
-    raw latency kept in ``latency_raw_ms``); ``run`` itself when it has no probes or no reference."""
+    raw latency kept in ``latency_raw_ms``); ``run`` itself when it has no probes, no reference, or is at that
+    speed already (an adjusted run: adjusting it again would copy it to change nothing)."""
     if not has_speed(run) or not reference > 0:
         return run
+    timed = _timed(run.samples)
+    if (run.samples.loc[timed, COLUMN] == reference).all():
+        return run
     samples = run.samples.copy()
-    timed = samples["phase"].astype(str) == "timed"
     samples["latency_raw_ms"] = samples["latency_ms"]
     factor = pd.Series(1.0, index=samples.index)
     factor[timed] = reference / samples.loc[timed, COLUMN]
@@ -161,8 +168,8 @@ def _cached(kind: str, run: Run, make: Callable[[Run], T]) -> T:
         return cast(T, hit[1])
     value = make(run)
 
-    def forget(_gone: weakref.ref[Run], key: tuple[str, int] = key) -> None:
-        _CACHE.pop(key, None)
+    def forget(_gone: weakref.ref[Run], key: tuple[str, int] = key, cache: dict[tuple[str, int], Any] = _CACHE) -> None:
+        cache.pop(key, None)  # the dict itself, not the module global: at exit globals may be gone first
 
     _CACHE[key] = (weakref.ref(run, forget), value)
     return value
@@ -177,7 +184,7 @@ def _facts(run: Run) -> SpeedFacts:
     if not has_speed(run):
         return SpeedFacts(False)
     ref = reference_ns(run)
-    timed = run.samples[run.samples["phase"].astype(str) == "timed"]
+    timed = run.samples[_timed(run.samples)]
     low, high = (float(q) / ref for q in np.percentile(timed[COLUMN], [5, 95]))
     per = timed.groupby(["repeat", "value"])[COLUMN].median().reset_index()
     if run.axis == "schedule":  # one point whose pressure changes while it is timed: nothing to test it against
@@ -205,14 +212,10 @@ def for_verdicts(run: Run) -> Run:
     return found if found is not None else run
 
 
-def point_speed(run: Run) -> pd.DataFrame:
-    """Per (value, setting): the median probe over the point's timed samples and its spread across repeats
-    (max / min of the per-repeat medians), to say how far the CPU's speed moved while a point was measured."""
-    s = run.samples
+def point_speed(run: Run) -> dict[tuple[float, str], float]:
+    """Per (value, setting): the median probe over the point's timed samples (empty without probes)."""
     if not has_speed(run):
-        return pd.DataFrame(columns=["value", "setting", "speed_ns", "speed_spread"])
-    timed = s[s["phase"].astype(str) == "timed"]
-    per_rep = timed.groupby(["value", "setting", "repeat"])[COLUMN].median().reset_index()
-    out = per_rep.groupby(["value", "setting"])[COLUMN].agg(speed_ns="median", lo="min", hi="max").reset_index()
-    out["speed_spread"] = out["hi"] / out["lo"]
-    return out.drop(columns=["lo", "hi"])
+        return {}
+    timed = run.samples[_timed(run.samples)]
+    medians = timed.groupby(["value", "setting"])[COLUMN].median()
+    return {(float(v), str(st)): float(p) for (v, st), p in medians.items()}

@@ -86,13 +86,10 @@ class RunWriter:
         which the reader reads as NaN), so that rows written from here on, by position, land under their names.
         A column this version does not know means a newer writer: refused, nothing touched."""
         for name, columns in ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS)):
-            path = self.root / name
-            if not path.exists():
-                continue
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
+            rows = _read_rows(self.root / name)
             if not rows or tuple(rows[0]) == tuple(columns):
                 continue
+            path = self.root / name
             header, body = rows[0], rows[1:]
             unknown = [c for c in header if c not in columns]
             if unknown:
@@ -101,36 +98,20 @@ class RunWriter:
             where = {c: i for i, c in enumerate(header)}
             upgraded = [[row[where[c]] if c in where and where[c] < len(row) else "" for c in columns]
                         for row in body if len(row) == len(header)]  # fmt: skip
-            tmp = path.with_suffix(".csv.tmp")
-            with open(tmp, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(columns)
-                w.writerows(upgraded)
-                _sync(f)
-            os.replace(tmp, path)
+            _replace_rows(path, list(columns), upgraded)
 
     def _drop_orphan_rows(self) -> None:
         """Remove sample and telemetry rows of a point whose point rows never made it to disk."""
         done = self.completed_points()
         for name in POINT_DATA:
-            path = self.root / name
-            if not path.exists():
-                continue
-            with open(path, newline="") as f:
-                rows = list(csv.reader(f))
+            rows = _read_rows(self.root / name)
             if not rows:
                 continue
             header, body = rows[0], rows[1:]
             r_i, v_i = header.index("repeat"), header.index("value")
             kept = [row for row in body if len(row) == len(header) and (int(row[r_i]), int(row[v_i])) in done]
             if len(kept) != len(body):
-                tmp = path.with_suffix(".csv.tmp")
-                with open(tmp, "w", newline="") as f:
-                    w = csv.writer(f)
-                    w.writerow(header)
-                    w.writerows(kept)
-                    _sync(f)
-                os.replace(tmp, path)
+                _replace_rows(self.root / name, header, kept)
 
     # -- reading ------------------------------------------------------------
     def completed_points(self) -> set[PointId]:
@@ -229,6 +210,25 @@ def _size(path: Path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+def _read_rows(path: Path) -> list[list[str]]:
+    """Every row of a contract CSV, header first ([] when the file is missing or empty)."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def _replace_rows(path: Path, header: list[str], rows: list[list[str]]) -> None:
+    """Rewrite ``path`` as ``header`` and ``rows``, atomically: a copy, fsynced, then renamed over it."""
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+        _sync(f)
+    os.replace(tmp, path)
 
 
 def _sync(f: IO[Any]) -> None:
