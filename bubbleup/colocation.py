@@ -127,15 +127,17 @@ def _workload_part(run: Run) -> dict[str, Any]:
 
 
 def cpu_curve_scenario(run: Run, repeats: int = 3) -> dict[str, Any]:
-    """The sensitivity run's own workload on its own CPUs, beside 0 to (the cores it may use) full-core CPU-only
-    bubbles that the scheduler places anywhere: the workload's QoS against CPU load that time-shares with it."""
+    """The sensitivity run's own workload on its own CPUs, beside 0 to (twice the cores it may use) full-core
+    CPU-only bubbles that the scheduler places anywhere: the workload's QoS against CPU load that time-shares with
+    it. Twice, because up to the cores themselves the scheduler may keep every bubble off the workload's CPU (two
+    busy bubbles beside a pinned workload on 2 CPUs cost it 4% in one run and 25% in another); past them it cannot."""
     cores = int((run.manifest.cpu_demand or {}).get("cores") or 1)
     pinned = (run.manifest.cpu_placement or {}).get("workload_cpus")
     out: dict[str, Any] = {
         "name": f"{run.name}-cpu-curve", "description": f"{run.name}'s workload beside CPU-only bubbles on its CPUs",
         "bubble": {"kind": "cpu", "cpu_duty": CPU_CURVE_DUTY},
         "cpus": {"placement": "free", **({"workload": pinned} if isinstance(pinned, list) else {})},
-        "sweep": {"axis": "count", "values": list(range(int(cores / CPU_CURVE_DUTY) + 1)), "repeats": repeats,
+        "sweep": {"axis": "count", "values": list(range(int(2 * cores / CPU_CURVE_DUTY) + 1)), "repeats": repeats,
                   "settle_s": 0.5},
     }  # fmt: skip
     return {**out, **_workload_part(run)}

@@ -91,9 +91,9 @@ def test_predict_on_shared_cpus_from_the_command_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_measured_cpu_curve_falls_once_the_load_exceeds_the_spare_cores(tmp_path: Path) -> None:
-    """For real: a one-thread workload pinned to one CPU of two (its sensitivity run's placement) beside 0-2
-    full-core CPU-only bubbles the scheduler places anywhere. At 2 (2 cores beside a workload that needs 1, on
-    2 CPUs) it must lose CPU time; at 1 the bubble has the other CPU to itself, and the workload keeps most of
+    """For real: a one-thread workload pinned to one CPU of two (its sensitivity run's placement) beside 0-4
+    full-core CPU-only bubbles the scheduler places anywhere. At 4 (4 cores beside a workload that needs 1, on
+    2 CPUs) it must lose CPU time; at 1 the bubble has the other CPU to itself, and the workload keeps more of
     its speed; the derived scenario kept the workload, its CPUs and the sweep it promised.
     An inference takes about 5 ms: far shorter ones (tens of microseconds) mostly run between the bubbles'
     time slices, and their median does not see time-sharing at all."""
@@ -109,5 +109,5 @@ def test_a_measured_cpu_curve_falls_once_the_load_exceeds_the_spare_cores(tmp_pa
     assert run.manifest.scenario_given["workload"] == sens.manifest.scenario_given["workload"]
     _, found = colocation.cpu_curves(out, sens)
     (c,) = found.values()
-    assert c.cores == (0.0, 1.0, 2.0)
+    assert c.cores == (0.0, 1.0, 2.0, 3.0, 4.0)
     assert c.monotone()[-1] < 0.9 and c.qos[1] > c.monotone()[-1], c.qos
