@@ -1,8 +1,8 @@
 """A synthetic numpy workload: fast, deterministic, sensitive to CPU and cache contention.
 
-Each inference does ``rounds`` passes of a matrix-vector product over a working set
-of ``working_set_kb``, so settings differ in both compute and memory footprint,
-the way ApproxNet's settings do. It needs no TensorFlow, so tests run in seconds.
+Each inference does ``rounds`` passes of a matrix-vector product (or, with ``columns`` > 1, a
+matrix-matrix product) over a working set of ``working_set_kb``, so settings differ in both compute
+and memory footprint, the way ApproxNet's settings do. It needs no TensorFlow, so tests run in seconds.
 """
 
 from __future__ import annotations
@@ -28,10 +28,14 @@ class SyntheticOptions(BaseModel):
     rounds: int = Field(default=8, ge=1, le=10_000)
     #: Distinct input vectors cycled through (prepared before timing).
     n_samples: int = Field(default=8, ge=1, le=1024)
-    #: Threads sharing each inference: the rounds run on each of them at once (numpy's matrix-vector
-    #: product releases the GIL), so an inference ends when the slowest thread does, like a framework's
-    #: intra-op pool. 1: the calling thread only.
+    #: Threads sharing each inference: the rounds run on each of them at once, so an inference ends when
+    #: the slowest thread does, like a framework's intra-op pool. 1: the calling thread only.
     threads: int = Field(default=1, ge=1, le=64)
+    #: Vectors multiplied per pass. With 1 (a matrix-vector product, ~15 us for 1 MiB) the threads spend
+    #: much of their time holding the GIL between products, and two of them ran *faster* on one CPU than
+    #: on two (2.5 vs 2.9 ms on our VM); with 32 or more each product releases the GIL for long enough
+    #: that two threads on two CPUs took half the time of two on one, a truly parallel kernel.
+    columns: int = Field(default=1, ge=1, le=4096)
     #: Known answers, for checking accuracy end to end: each sample is "right" with this probability (drawn
     #: once per sample from ``seed``), and every inference says so (``{"correct": ...}``); a list gives each
     #: setting (working set, in order) its own share, as settings of a real network differ. None: no answers.
@@ -79,7 +83,8 @@ class SyntheticWorkload(Workload):
         self._current = self._matrices[setting]
         side = int(self._current.shape[1])
         rng = np.random.default_rng(self.options.seed + side)
-        self._samples = [rng.standard_normal(side) for _ in range(self.options.n_samples)]
+        shape = (side,) if self.options.columns == 1 else (side, self.options.columns)
+        self._samples = [rng.standard_normal(shape) for _ in range(self.options.n_samples)]
         share = self.options.correct_share
         if isinstance(share, tuple):
             share = share[self.settings().index(setting)]

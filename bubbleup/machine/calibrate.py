@@ -5,11 +5,13 @@ its resident region and core share, and take its own count of bytes walked (MB/s
 accesses/s). Then a fixed reference kernel is timed with the bubble running and
 without, alternately: the ratio is the interference that kind inflicts.
 
-Last, the *dial check*: a two-thread reference kernel (the synthetic workload with ``threads: 2``)
-swept over 0-4 full-core bubbles with the default placement, through the real orchestrator. Its
-median must not fall as bubbles are added (Bubble-Up's first rule for a bubble: monotone pressure);
-a fall beyond both CIs is a warning that count sweeps of multi-threaded workloads on this machine
-will be a sawtooth (README "Where bubbles sit").
+Last, the *dial check*: a two-thread reference kernel (the synthetic workload with ``threads: 2`` and
+matrix-matrix passes, which release the GIL long enough for the threads to run in parallel;
+matrix-vector passes did not, and ran faster on one CPU than on two) swept over 0-4 full-core
+bubbles with the default placement, through the real orchestrator. Its median must not fall as
+bubbles are added (Bubble-Up's first rule for a bubble: monotone pressure); a fall beyond both CIs
+is a warning that count sweeps of multi-threaded workloads on this machine will be a sawtooth
+(README "Where bubbles sit").
 
 Results go to a JSON file (default ``reports/calibration.json``). ``run`` records
 which calibration it found in the manifest and warns about every bubble kind in
@@ -121,7 +123,7 @@ DIAL_SCENARIO: dict[str, Any] = {
     "name": "calibrate-dial",
     "workload": {"kind": "synthetic", "settings": "all", "inferences_per_setting": 20, "warmup": 3,
                  "precision": {"target": 0.03, "max_inferences": 400, "max_seconds": 2.0},
-                 "options": {"working_sets_kb": [1024], "rounds": 80, "threads": 2}},
+                 "options": {"working_sets_kb": [1024], "rounds": 12, "columns": 64, "threads": 2}},
     "bubble": {"kind": "combined", "size_mb": 32, "cpu_duty": 1.0, "pattern": "stream"},
     "sweep": {"axis": "count", "values": [0, 1, 2, 3, 4], "repeats": 1, "settle_s": 0.5},
     "telemetry": {"enabled": False},
@@ -142,7 +144,7 @@ def dial_check(out: Path | None = None) -> dict[str, Any]:
         summary = api.summarise(run)
         found = falls_in(run, summary)
     medians = {f"{v:g}": round(float(m), 4) for v, m in zip(summary["value"], summary["median_ms"], strict=True)}
-    return {"kernel": "synthetic, 2 threads, 1 MiB working set", "medians_ms": medians,
+    return {"kernel": "synthetic, 2 threads, 1 MiB x 64 columns", "medians_ms": medians,
             "monotone": not found, "falls": [f.sentence() for f in found]}  # fmt: skip
 
 
