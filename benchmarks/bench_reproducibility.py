@@ -9,7 +9,8 @@ prints, with the issue-10 targets beside them:
 - settings whose cliff verdict agrees in every pair of runs (same pressure or one step apart; target: all);
 - the largest coefficient of variation of one point's median across the runs (target <= 5%), as measured
   and at one CPU speed (each run's inferences scaled by their CPU speed probes to a common speed,
-  ``bubbleup.analysis.speed``; compare itself compares at one speed);
+  ``bubbleup.analysis.speed``; compare itself compares at one speed); and the same for the statistic
+  compare compares, the mean of the repeats' interquartile means;
 - the main job's wall time per run (target <= 5 minutes on 2 cores);
 - the share of points ``bubbleup compare`` flags as changed on each A/A pair (target <= 5%);
 - the share it flags when one run's timed latencies are multiplied by 1.2 (a 20% slower workload,
@@ -34,7 +35,8 @@ import pandas as pd
 
 from bubbleup.analysis import speed
 from bubbleup.analysis.compare import compare_runs
-from bubbleup.analysis.summary import find_cliffs, summarise
+from bubbleup.analysis.stats import IQM, replicate_statistic
+from bubbleup.analysis.summary import find_cliffs, setting_curves, summarise
 from bubbleup.store.reader import load_run
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,10 +102,18 @@ def main() -> None:
                              for i, r in enumerate(rs)], axis=1)  # fmt: skip
         return medians.std(axis=1, ddof=1) / medians.mean(axis=1)
 
+    def point_iqm_cv(rs: list) -> pd.Series:
+        iqms = pd.concat([pd.Series({(c.setting, p.value): replicate_statistic(p.replicates(), IQM)
+                                     for c in setting_curves(r, summarise(r)) for p in c.points if p.by_repeat},
+                                    name=i) for i, r in enumerate(rs)], axis=1)  # fmt: skip
+        return iqms.std(axis=1, ddof=1) / iqms.mean(axis=1)
+
     cv = point_cv(runs)
     reference = float(np.median([speed.reference_ns(r) for r in runs]))
-    cv_speed = point_cv([speed.adjusted(r, reference) for r in runs])
-    worst, worst_speed = cv.idxmax(), cv_speed.idxmax()
+    at_one_speed = [speed.adjusted(r, reference) for r in runs]
+    cv_speed = point_cv(at_one_speed)
+    cv_iqm = point_iqm_cv(at_one_speed)
+    worst, worst_speed, worst_iqm = cv.idxmax(), cv_speed.idxmax(), cv_iqm.idxmax()
 
     flagged = [comparisons[pair].flagged / max(1, len(comparisons[pair].table)) for pair in pairs]
     slow = slowed_copy(dirs[-1], base / "run-slowed", 1.2)
@@ -119,6 +129,8 @@ def main() -> None:
           f"{worst_speed[1]:g})")  # fmt: skip
     print(f"median CV of a point's median across runs      {np.median(cv):.1%}; at one CPU speed "
           f"{np.median(cv_speed):.1%}")  # fmt: skip
+    print(f"the same for compare's statistic (IQM)        {cv_iqm.max():.1%} ({worst_iqm[0]} at {worst_iqm[1]:g}); "
+          f"median {np.median(cv_iqm):.1%}; above 5%: {int((cv_iqm > 0.05).sum())} of {len(cv_iqm)}")  # fmt: skip
     over = cv_speed[cv_speed > 0.05]
     print(f"points above 5% at one CPU speed               {len(over)} of {len(cv_speed)}: "
           + (", ".join(f"{s} at {v:g} ({c:.0%})" for (s, v), c in over.sort_values(ascending=False).items())

@@ -38,6 +38,29 @@ def test_thin_tails_are_flagged_in_words() -> None:
     assert big["tail_note"] == ""
 
 
+def test_the_interquartile_mean_follows_the_shares_of_two_modes_where_the_median_jumps() -> None:
+    """compare's statistic. Latency with two modes (4 ms unpreempted, 12 ms preempted), the slow mode holding
+    48% of inferences in one run and 52% in the next: the median jumps from one mode to the other (3x), the IQM
+    moves with the share (a few percent). And the IQM is scipy's trim_mean(x, 0.25), along any axis."""
+    from scipy import stats as scipy_stats
+
+    from bubbleup.analysis.stats import IQM, _statistic, replicate_statistic
+
+    rng = np.random.default_rng(0)
+
+    def run(slow_share: float) -> np.ndarray:
+        slow = rng.random(2000) < slow_share
+        return np.where(slow, 12.0, 4.0) * rng.lognormal(0.0, 0.03, 2000)
+
+    a, b = run(0.48), run(0.52)
+    assert replicate_statistic([b]) / replicate_statistic([a]) > 2.5
+    assert replicate_statistic([b], IQM) / replicate_statistic([a], IQM) == pytest.approx(1.0, abs=0.15)
+    for n in (3, 4, 7, 101):
+        x = rng.lognormal(0.0, 0.5, (5, n))
+        assert replicate_statistic([x[0]], IQM) == pytest.approx(scipy_stats.trim_mean(x[0], 0.25))
+        assert np.allclose(_statistic(x, IQM, axis=1), scipy_stats.trim_mean(x, 0.25, axis=1))
+
+
 def test_median_ci_brackets_the_true_median() -> None:
     rng = np.random.default_rng(1)
     x = 20 * np.exp(rng.normal(0, 0.2, 200))

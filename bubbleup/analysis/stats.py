@@ -13,6 +13,11 @@
   ``statistics`` says which.)
 - A tail percentile resting on fewer than ``MIN_TAIL_SAMPLES`` samples at or above it is *thin*,
   and ``tail_note`` says so in words ("p99 = max (n=30)").
+- The interquartile mean (IQM, ``"iqm"``): the mean of the middle half of the samples (scipy's
+  ``trim_mean(x, 0.25)``). What ``compare`` compares: where CPU demand just passes the cores an inference
+  is preempted or not, latency has two modes, and the median sits in whichever holds half the
+  inferences; a share moving from 48% to 52% between runs moves the median from one mode to the
+  other. The IQM moves with the share, smoothly, and still ignores the outer quarters.
 - Top-1 accuracy: the share of *distinct samples* answered correctly, each sample counted once however
   often it was inferred (a deterministic network gives a repeated frame the same answer, so repeats add
   no evidence), with the Wilson score interval at 95% over that many samples (``top1_n``).
@@ -25,7 +30,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +46,9 @@ METHOD: dict[str, Any] = {
 }
 
 Values = Sequence[float] | npt.NDArray[np.floating[Any]]
+#: A point statistic: a percentile (50: the median), or the interquartile mean.
+Statistic = float | Literal["iqm"]
+IQM: Literal["iqm"] = "iqm"
 
 
 def nearest_rank(values: Values, q: float) -> float:
@@ -166,13 +174,21 @@ def describe(values: Values) -> dict[str, Any]:
     return out
 
 
-def _statistic(x: npt.NDArray[np.floating[Any]], q: float, axis: int | None = None) -> Any:
-    """The median (numpy's, midpoint of the two middle samples) for q = 50, else the nearest-rank percentile."""
+def _statistic(x: npt.NDArray[np.floating[Any]], q: Statistic, axis: int = -1) -> Any:
+    """The median (numpy's, midpoint of the two middle samples) for q = 50, the interquartile mean for
+    ``"iqm"``, else the nearest-rank percentile; along ``axis``."""
+    if q == IQM:
+        n = x.shape[axis]
+        cut = n // 4
+        if cut == 0:
+            return np.mean(x, axis=axis)
+        middle = np.partition(x, (cut, n - cut - 1), axis=axis)  # ranks cut..n-cut-1 land between the two
+        return np.mean(np.take(middle, np.arange(cut, n - cut), axis=axis), axis=axis)
     return np.median(x, axis=axis) if q == 50 else np.percentile(x, q, axis=axis, method="inverted_cdf")
 
 
-def replicate_statistic(repeats: Sequence[npt.NDArray[np.floating[Any]]], q: float = 50) -> float:
-    """The mean over repeats of each repeat's q-th percentile (median by default).
+def replicate_statistic(repeats: Sequence[npt.NDArray[np.floating[Any]]], q: Statistic = 50) -> float:
+    """The mean over repeats of each repeat's statistic ``q`` (the median by default).
 
     Each repeat, not each sample, is one replicate of a run: samples inside one repeat share its
     worker, memory layout and the VM's speed state of the moment.
@@ -181,7 +197,7 @@ def replicate_statistic(repeats: Sequence[npt.NDArray[np.floating[Any]]], q: flo
 
 
 def hierarchical_resamples(repeats: Sequence[npt.NDArray[np.floating[Any]]], rng: np.random.Generator, n: int,
-                           q: float = 50) -> npt.NDArray[np.floating[Any]]:  # fmt: skip
+                           q: Statistic = 50) -> npt.NDArray[np.floating[Any]]:  # fmt: skip
     """``n`` bootstrap replicates of :func:`replicate_statistic`: repeats drawn with replacement, then
     samples within each drawn repeat (one bootstrap statistic per repeat and resample, vectorised)."""
     boot = np.stack([_statistic(np.asarray(r, dtype=float)[rng.integers(0, len(r), size=(n, len(r)))], q, axis=1)

@@ -35,7 +35,7 @@ def _figures(cmp: Comparison) -> list[FigureBlock]:
             ),
             (
                 "ratio",
-                "B / A median latency per point" + (", at one CPU speed" if cmp.one_speed else ""),
+                "B / A latency per point (interquartile means)" + (", at one CPU speed" if cmp.one_speed else ""),
                 "Above 1: B is slower. Bars: 95% hierarchical-bootstrap CI of the ratio. Filled: changed points."
                 + (" Every inference scaled by the CPU speed probe taken before it, to A's median speed."
                    if cmp.one_speed else ""),
@@ -154,7 +154,7 @@ def comparison_overlay(run_a: Run, run_b: Run, sa: pd.DataFrame, sb: pd.DataFram
 
 
 def comparison_ratios(run_a: Run, run_b: Run, table: pd.DataFrame) -> Figure | None:
-    """B/A median ratio per point with its CI, on a log axis; significant differences filled."""
+    """B/A ratio of interquartile means per point with its CI, on a log axis; significant differences filled."""
     t = table.dropna(subset=["ratio"])
     if t.empty:
         return None
@@ -187,7 +187,7 @@ def comparison_ratios(run_a: Run, run_b: Run, table: pd.DataFrame) -> Figure | N
     ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{y:g}"))
     ax.yaxis.set_minor_formatter(FuncFormatter(lambda y, _pos: f"{y:.2g}"))
     x_axis(ax, run_b, values)
-    ax.set_ylabel("median latency B / A (ratio, log scale)")
+    ax.set_ylabel("latency B / A, IQM (ratio, log scale)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False, title="setting")
     fig.tight_layout()
     return fig
