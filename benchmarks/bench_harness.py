@@ -91,18 +91,30 @@ def overhead(n: int, rounds: int) -> None:
 
 
 def telemetry_cost(n: int, rounds: int) -> None:
+    """Alternating which goes first (ABBA): the VM's speed drifts over seconds, and a fixed order reads the drift."""
     from bubbleup.machine.telemetry import Sampler
+
+    def with_sampler(client: WorkerClient) -> float:
+        sampler = Sampler(0.1, {"repeat": 0, "value": 0}, time.time(),
+                          lambda: {"worker": [client.pid], "bubbles": []})  # fmt: skip
+        sampler.start()
+        t0 = time.monotonic()
+        on = harness_median(client, n)
+        expected = (time.monotonic() - t0) / 0.1
+        samples = len(sampler.stop())
+        if samples < 0.5 * expected:  # a sampler that died (it did, from 12-01 to 12-06) measures nothing
+            raise SystemExit(f"the telemetry sampler took {samples} samples in ~{expected:.0f} intervals")
+        return on
 
     with kernel_worker() as client:
         ratios = []
-        for _ in range(rounds):
-            sampler = Sampler(0.1, [0, 0], time.time(), lambda: {"worker": [client.pid], "bubbles": []})
-            sampler.start()
-            on = harness_median(client, n)
-            samples = len(sampler.stop())
-            off = harness_median(client, n)
+        for i in range(rounds):
+            if i % 2 == 0:
+                on, off = with_sampler(client), harness_median(client, n)
+            else:
+                off, on = harness_median(client, n), with_sampler(client)
             ratios.append(on / off)
-            print(f"  telemetry on {on:.4f} ms ({samples} samples)  off {off:.4f} ms  ratio {on / off:.3f}")
+            print(f"  telemetry on {on:.4f} ms  off {off:.4f} ms  ratio {on / off:.3f}")
     print(f"(c) harness latency with telemetry on / off: {statistics.median(ratios):.3f}  (target <= 1.02)")
 
 
@@ -141,7 +153,7 @@ def main() -> None:
     args = p.parse_args()
     print(f"numpy {np.__version__}, python {sys.version.split()[0]}")
     overhead(args.inferences, args.rounds)
-    telemetry_cost(args.inferences, args.rounds)
+    telemetry_cost(args.inferences * 5, args.rounds * 2)  # ~2 s a side: the sampler's 10 Hz is seen 20 times
     readiness(args.gib, args.bubbles, args.rounds)
 
 
