@@ -231,7 +231,7 @@ def test_a_set_of_kinds_on_a_count_sweep_is_counted_and_described_as_sets(tmp_pa
     (cliff,) = analysis.find_cliffs(run, s)
     assert (cliff.kind, cliff.at, cliff.tolerated) == ("break", 3, 2)
     words = cliff.sentence()
-    assert words.startswith("LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its median latency rises "), words
+    assert words.startswith("LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its latency (IQM) rises "), words
     assert "its latency with no bubbles" in words
 
 
@@ -245,4 +245,4 @@ def test_a_set_of_kinds_on_a_size_sweep_counts_sets_and_bubbles(tmp_path: Path) 
     assert s["bubble_count"].tolist() == [4] * 4 and s["bubble_size_mb"].tolist() == SIZES[:4]
     assert figures.axis_label(run) == "bubble size (MiB), 4 bubbles"
     (cliff,) = analysis.find_cliffs(run, s)
-    assert cliff.sentence().startswith("LL tolerates 2 bubble sets at 256 MiB (4 bubbles); its median latency rises ")
+    assert cliff.sentence().startswith("LL tolerates 2 bubble sets at 256 MiB (4 bubbles); its latency (IQM) rises ")

@@ -44,7 +44,7 @@ def test_flat_then_step_finds_the_step() -> None:
     assert (c.kind, c.at, c.tolerated) == (BREAK, 3, 2)
     assert 3.5 < c.jump < 4.5
     assert c.jump_low > 1.2 and c.jump_low < c.jump < c.jump_high
-    assert c.sentence().startswith("HH tolerates 2 bubbles of 512 MiB; its median latency rises ")
+    assert c.sentence().startswith("HH tolerates 2 bubbles of 512 MiB; its latency (IQM) rises ")
     assert " at 3 " in c.sentence()
 
 
@@ -199,6 +199,6 @@ def test_find_cliffs_on_a_run_directory(tmp_path) -> None:
     assert (cliffs["LL"].kind, cliffs["LL"].at, cliffs["LL"].tolerated) == (BREAK, 4, 3)
     assert cliffs["MM"].kind == NONE
     assert (cliffs["HH"].kind, cliffs["HH"].at, cliffs["HH"].tolerated) == (NON_FUNCTIONAL, 5, 4)
-    assert cliffs["LL"].sentence().startswith("LL tolerates 3 bubbles of 512 MiB; its median latency rises 2.")
+    assert cliffs["LL"].sentence().startswith("LL tolerates 3 bubbles of 512 MiB; its latency (IQM) rises 2.")
     frame = analysis.cliffs_frame(list(cliffs.values()))
     assert list(frame["kind"]) == [BREAK, NONE, NON_FUNCTIONAL]

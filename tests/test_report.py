@@ -95,7 +95,7 @@ def test_report_of_a_complete_run(tmp_path: Path) -> None:
     # the summary comes first and says it in words
     summary_at = text.index('id="summary"')
     assert summary_at < text.index('id="figures"') < text.index('id="tables"') < text.index('id="scenario"')
-    assert "LL tolerates 3 bubbles of 512 MiB; its median latency rises 2." in text
+    assert "LL tolerates 3 bubbles of 512 MiB; its latency (IQM) rises 2." in text
     assert "MM shows no cliff up to 5 bubbles of 512 MiB" in text
     assert "HH tolerates 4 bubbles of 512 MiB; at 5 it stops working (failed: worker failed (fake))." in text
     assert text.count("<tr><td>LL</td>") == 6  # one statistics row per pressure
@@ -141,7 +141,7 @@ def test_size_sweep_with_many_settings_uses_small_multiples(tmp_path: Path) -> N
     curves = {f"s{i}": [10 + i, 10.2 + i, 10.4 + i, 10.6 + i, 30 + i] for i in range(10)}
     run_dir = make_run(tmp_path, curves, sizes, axis="size_mb", n=20, telemetry=False)
     text = report.write_report(run_dir).read_text()
-    assert "s0 tolerates a 512 MiB bubble; its median latency rises" in text
+    assert "s0 tolerates a 512 MiB bubble; its latency (IQM) rises" in text
     assert "at 1024 MiB" in text
     images = assert_self_contained(text, min_images=5)
     assert images[0].shape[0] > 600  # three rows of panels, not one crowded plot
@@ -465,7 +465,7 @@ def test_report_of_a_set_of_kinds_names_the_set(tmp_path: Path) -> None:
     text = report.write_report(run_dir).read_text()
     assert "<th>bubbles (a set)</th><td>kind memory, size_mb 32, cpu_duty 0.0, pattern none; kind cpu, " in text
     assert "repeat 1: 2, 3 bubble sets" in text
-    assert "LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its median latency rises " in text
+    assert "LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its latency (IQM) rises " in text
 
 
 def test_memory_per_configuration_is_growth_over_the_framework_floor(tmp_path: Path) -> None:

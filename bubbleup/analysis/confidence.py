@@ -17,7 +17,7 @@ the same thing). In each resample:
    as it has. A run with one repeat resamples just the samples. A repeat that never reached a point
    (an interrupted run) adds nothing there; if none of the drawn repeats did, the point's pooled
    samples are drawn instead;
-3. the resampled medians and per-repeat medians go through the detector's own numeric core
+3. the resampled levels (IQMs) and per-repeat levels go through the detector's own numeric core
    (:func:`~bubbleup.analysis.cliff.step_codes`: effect, kink, persistence, degradation;
    :func:`~bubbleup.analysis.cliff.first_disagreeing`: consistency across repeats). The first step
    that qualifies is the resample's cliff; if none does, the first non-functional point is; if there
@@ -36,7 +36,7 @@ are units because the largest variation on these machines is between passes, not
 (DESIGN.md section 5: three back-to-back runs of the main job agreed on the cliff for only 3 of 12
 settings): resampling samples alone would make one drifted repeat look certain. The per-step bootstrap
 of ``detect`` (scipy, 2000 resamples per candidate step) is far too slow to run B times; here each
-point costs one index matrix per drawn repeat and a median along an axis, for all B at once.
+point costs one index matrix per drawn repeat and a level along an axis, for all B at once.
 With B = 1000 a share's standard error is at most 1.6 percentage points.
 """
 
@@ -51,7 +51,7 @@ import pandas as pd
 
 from bubbleup.analysis.cliff import (
     DEFAULT_RULE,
-    MEDIAN_FLOOR,
+    LEVEL_FLOOR,
     NO_DATA,
     PASS,
     Cliff,
@@ -167,8 +167,8 @@ def resample_locations(
     if len(good) < 2:
         return out
     rng = np.random.default_rng(seed)
-    medians, by_repeat = _resampled_medians(good, n_resamples, rng)
-    codes, expected = step_codes(np.array([p.value for p in good]), np.maximum(medians, MEDIAN_FLOOR), rule)
+    levels, by_repeat = _resampled_levels(good, n_resamples, rng)
+    codes, expected = step_codes(np.array([p.value for p in good]), np.maximum(levels, LEVEL_FLOOR), rule)
     ok = codes == PASS
     enough = np.array([len(p.samples) >= 2 for p in good])  # detect cannot judge a step from one sample either
     ok[:, 1:] &= enough[1:] & enough[:-1]
@@ -181,14 +181,15 @@ def resample_locations(
     return out
 
 
-def _resampled_medians(
+def _resampled_levels(
     good: Sequence[CurvePoint], n_resamples: int, rng: np.random.Generator
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pooled medians (B, points) and per-drawn-repeat medians (B, points, repeats; NaN where the drawn
+    """Pooled levels (B, points) and per-drawn-repeat levels (B, points, repeats; NaN where the drawn
     repeat has no samples at the point) of ``n_resamples`` hierarchical resamples of the working points.
 
     A draw is a rank into the point's sorted samples: ranks are small integers, which sort many times
-    faster than B copies of the latencies, and a median of ranks is the median of the latencies.
+    faster than B copies of the latencies, and sorted ranks index sorted latencies, so the middle half
+    of a row of ranks picks the middle half of its latencies.
     """
     units = [dict(p.by_repeat) if p.by_repeat else {0: p.samples} for p in good]
     ids = sorted(set().union(*units))
@@ -196,7 +197,7 @@ def _resampled_medians(
     draws = np.sort(rng.integers(0, n_rep, size=(n_resamples, n_rep)), axis=1)  # order is irrelevant: sort and
     combos, inverse = np.unique(draws, axis=0, return_inverse=True)  # group, so each group pools a fixed size
     groups = [np.flatnonzero(inverse.ravel() == g) for g in range(len(combos))]
-    medians = np.empty((n_resamples, len(good)))
+    levels = np.empty((n_resamples, len(good)))
     by_repeat = np.full((n_resamples, len(good), n_rep), math.nan)
     for i, unit in enumerate(units):
         parts = [np.asarray(unit.get(r, ()), dtype=float) for r in ids]
@@ -210,7 +211,7 @@ def _resampled_medians(
         for combo, rows in zip(combos, groups, strict=True):
             sizes = [len(ranks[r]) for r in combo]
             if not any(sizes):  # none of the drawn repeats reached this point: draw from those that did
-                medians[rows, i] = middle(ascending, sorted_draws(len(pooled), len(rows), rng))
+                levels[rows, i] = middle(ascending, sorted_draws(len(pooled), len(rows), rng))
                 continue
             drawn = np.empty((len(rows), sum(sizes)), dtype=np.int32)  # the pooled resample, as ranks
             at = 0
@@ -222,8 +223,8 @@ def _resampled_medians(
                     at += sizes[j]
             if len(combo) > 1:
                 drawn.sort(axis=1)
-            medians[rows, i] = middle(ascending, drawn)
-    return medians, by_repeat
+            levels[rows, i] = middle(ascending, drawn)
+    return levels, by_repeat
 
 
 def sorted_draws(n: int, rows: int, rng: np.random.Generator) -> np.ndarray:
@@ -235,9 +236,11 @@ def sorted_draws(n: int, rows: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def middle(ascending: np.ndarray, positions: np.ndarray) -> np.ndarray:
-    """Per row, the median of ``ascending[positions]`` for ascending rows of positions (as ``np.median``)."""
+    """Per row, the level (IQM) of ``ascending[positions]`` for ascending rows of positions (as
+    :func:`bubbleup.analysis.stats.iqm`: the mean of ranks m//4 .. m-m//4-1)."""
     m = positions.shape[1]
-    return (ascending[positions[:, (m - 1) // 2]] + ascending[positions[:, m // 2]]) / 2
+    cut = m // 4
+    return np.asarray(ascending[positions[:, cut : m - cut]].mean(axis=1))
 
 
 def curve_verdicts(

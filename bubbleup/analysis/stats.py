@@ -174,16 +174,23 @@ def describe(values: Values) -> dict[str, Any]:
     return out
 
 
+def iqm(x: npt.NDArray[np.floating[Any]] | Values, axis: int = -1) -> Any:
+    """The interquartile mean along ``axis``: the mean of the samples ranked n//4 .. n-n//4-1 (scipy's
+    ``trim_mean(x, 0.25)``); the plain mean below 4 samples."""
+    x = np.asarray(x, dtype=float)
+    n = x.shape[axis]
+    cut = n // 4
+    if cut == 0:
+        return np.mean(x, axis=axis)
+    middle = np.partition(x, (cut, n - cut - 1), axis=axis)  # ranks cut..n-cut-1 land between the two
+    return np.mean(np.take(middle, np.arange(cut, n - cut), axis=axis), axis=axis)
+
+
 def _statistic(x: npt.NDArray[np.floating[Any]], q: Statistic, axis: int = -1) -> Any:
     """The median (numpy's, midpoint of the two middle samples) for q = 50, the interquartile mean for
     ``"iqm"``, else the nearest-rank percentile; along ``axis``."""
     if q == IQM:
-        n = x.shape[axis]
-        cut = n // 4
-        if cut == 0:
-            return np.mean(x, axis=axis)
-        middle = np.partition(x, (cut, n - cut - 1), axis=axis)  # ranks cut..n-cut-1 land between the two
-        return np.mean(np.take(middle, np.arange(cut, n - cut), axis=axis), axis=axis)
+        return iqm(x, axis)
     return np.median(x, axis=axis) if q == 50 else np.percentile(x, q, axis=axis, method="inverted_cdf")
 
 
