@@ -124,6 +124,8 @@ def main() -> None:
     n_agree = sum(agree.values())
     print("\nfigure                                         measured        target")
     print(f"settings whose verdict agrees in all runs      {n_agree} of {len(agree):<10} all, within one step")
+    same = sum(len({c.location for c in row}) == 1 for _, row in verdicts.iterrows())
+    print(f"  the same cliff in every run                  {same} of {len(agree)}")
     print(f"largest CV of a point's median across runs     {cv.max():.1%} ({worst[0]} at {worst[1]:g})   <= 5%")
     print(f"  the same at one CPU speed                    {cv_speed.max():.1%} ({worst_speed[0]} at "
           f"{worst_speed[1]:g})")  # fmt: skip
