@@ -9,8 +9,8 @@ All in one run, on this machine:
 2. the workloads' sensitivity curves: ``scenarios/approxnet-sensitivity.yaml`` (LL, MM, HH) and
    ``scenarios/synthetic-sensitivity.yaml`` (1 and 16 MiB working sets), each a size sweep of the
    Bubble-Up bubble on the CPU the workload does not use;
-3. for each co-runner (programs the project did not write: stress-ng's stream, cache, matrix and vm
-   stressors, xz -9 over a generated file, a numpy matrix multiply; and two controls kept out of the
+3. for each co-runner (programs the project did not write: stress-ng's stream, cache, matrix (one and
+   two threads) and vm stressors, xz -9 over a generated file, a numpy matrix multiply; and two controls kept out of the
    error figures: ``sleep``, which should score about 0, and the Bubble-Up bubble itself at half the
    LLC, which should score about its size), its bubble score once, then for
    both workloads the predicted QoS and the QoS measured when they really co-ran
@@ -36,6 +36,7 @@ import shutil
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -77,6 +78,8 @@ def corunners(workdir: Path) -> dict[str, list[str]]:
         "stream": ["stress-ng", "--stream", "1", "--quiet"],
         "cache": ["stress-ng", "--cache", "1", "--quiet"],
         "matrix": ["stress-ng", "--matrix", "1", "--quiet"],
+        # two busy threads: on 2 CPUs more than the one the workload leaves, so it must time-share with it
+        "matrix2": ["stress-ng", "--matrix", "2", "--quiet"],
         "vm": ["stress-ng", "--vm", "1", "--vm-bytes", "256M", "--quiet"],
         "xz": ["sh", "-c", f"xz -9 -T1 -c {big} > /dev/null"],
         "numpy": ["env", "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1", py, "-c", matmul],
@@ -182,7 +185,8 @@ def shared_only(out: Path, repeats: int) -> int:
     for score_dir in sorted((out / "check-approxnet").glob("*-score")):
         run = load_run(score_dir)
         command = (run.manifest.scenario_given.get("bubble") or {}).get("command") or []
-        scores[shlex.join(command)] = prediction.score_of_run(run, made.curve)
+        found = prediction.score_of_run(run, made.curve)  # its cores were measured confined: measure them alone
+        scores[shlex.join(command)] = replace(found, corunner_cores=colocation.cpu_demand(command))
     programs = {name: cmd for name, cmd in corunners(out).items() if shlex.join(cmd) in scores}
     labels = {shlex.join(cmd): name for name, cmd in programs.items()}
     section_4(out, runs, programs, made, scores, labels, repeats, tag="-" + time.strftime("%H%M%S"))

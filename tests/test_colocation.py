@@ -134,6 +134,19 @@ def test_the_score_measures_what_the_co_runner_used(reporter_curve: Path, tmp_pa
     assert set(bubbles["kind"]) == {"command"} and (bubbles["rss_peak_mb"] >= 64).all()
 
 
+@pytest.mark.skipif(len(psutil.Process().cpu_affinity() or []) < 2, reason="needs two CPUs")
+def test_a_co_runners_cpu_demand_is_measured_unpinned_and_leaves_nothing_behind() -> None:
+    """The cores a co-runner keeps busy, measured alone and unpinned: two busy shell loops take two cores, where the
+    score run, confined to the one CPU the reporter leaves on 2 CPUs, measured one; a single loop takes one."""
+    from bubbleup.colocation import cpu_demand
+
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    two = cpu_demand(["sh", "-c", "while :; do :; done & while :; do :; done"], window_s=1.0, startup_s=0.3)
+    one = cpu_demand(["sh", "-c", "while :; do :; done"], window_s=1.0, startup_s=0.3)
+    assert two > 1.6 and 0.8 < one < 1.15, (two, one)
+    assert {c.pid for c in psutil.Process().children(recursive=True)} <= before
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_score_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) -> None:
     """Interrupt or kill ``score`` while its co-runner runs: the co-runner and its shim go too."""

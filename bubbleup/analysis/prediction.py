@@ -50,7 +50,7 @@ class Score:
     reporter_qos: float
     reporter_qos_low: float
     reporter_qos_high: float
-    corunner_cores: float = math.nan  # CPU the co-runner kept busy while it ran (cores)
+    corunner_cores: float = math.nan  # cores the co-runner keeps busy (colocation.cpu_demand: alone, unpinned)
     corunner_rss_mb: float = math.nan  # its resident memory once started (all its processes)
     corunner_rss_peak_mb: float = math.nan
 
