@@ -185,8 +185,11 @@ def shared_only(out: Path, repeats: int) -> int:
     for score_dir in sorted((out / "check-approxnet").glob("*-score")):
         run = load_run(score_dir)
         command = (run.manifest.scenario_given.get("bubble") or {}).get("command") or []
-        found = prediction.score_of_run(run, made.curve)  # its cores were measured confined: measure them alone
-        scores[shlex.join(command)] = replace(found, corunner_cores=colocation.cpu_demand(command))
+        found = prediction.score_of_run(run, made.curve)  # cores confined to the reporter's spare CPUs: use the
+        demand = colocation.demand_dir(score_dir)  # co-runner's own, alone and unpinned (measured now if not kept)
+        cores = (colocation.demand_of_run(load_run(demand)) if (demand / "manifest.json").is_file()
+                 else colocation.cpu_demand(command, demand))  # fmt: skip
+        scores[shlex.join(command)] = replace(found, corunner_cores=cores)
     programs = {name: cmd for name, cmd in corunners(out).items() if shlex.join(cmd) in scores}
     labels = {shlex.join(cmd): name for name, cmd in programs.items()}
     section_4(out, runs, programs, made, scores, labels, repeats, tag="-" + time.strftime("%H%M%S"))

@@ -345,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_b")
     c.add_argument("--out", help="output HTML path")
     c.add_argument("--min-effect", type=float, default=0.05, metavar="F",
-                   help="smallest relative difference of medians reported as a change (default 0.05: 5%%)")  # fmt: skip
+                   help="smallest relative difference of the repeats' interquartile means reported as a change "
+                        "(default 0.05: 5%%)")  # fmt: skip
     c.add_argument("--fail-if-slower", metavar="PCT",
                    help="exit 1 if a point of B is slower than A by at least PCT (e.g. 10%%) with a CI excluding 1, "
                         "or failed where A worked")  # fmt: skip

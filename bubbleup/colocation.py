@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import shlex
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -32,8 +31,7 @@ from bubbleup.analysis import cpu_curve, prediction, sensitivity
 from bubbleup.analysis.prediction import Score
 from bubbleup.errors import RunFailed, UserError
 from bubbleup.machine import reporter
-from bubbleup.pressure.pool import BubblePool
-from bubbleup.scenario import BubbleSpec, scenario_from_dict
+from bubbleup.scenario import scenario_from_dict
 from bubbleup.store.layout import default_run_dir, is_run_dir
 from bubbleup.store.reader import Run, load_run
 from bubbleup.store.records import STATUS_OK
@@ -71,39 +69,37 @@ def _failure(run: Run, value: int) -> str | None:
     return str(rows["error"].iloc[0]) if len(rows) else None
 
 
-#: Seconds a co-runner runs alone, unpinned, to measure how many cores it keeps busy (its CPU demand).
-DEMAND_WINDOW_S = 3.0
-
-
-def cpu_demand(command: Sequence[str], window_s: float = DEMAND_WINDOW_S, startup_s: float = 1.0) -> float:
-    """The cores ``command`` keeps busy alone and unpinned, over ``window_s`` after it is ready: CPU time of its
-    whole process tree over wall time, under the bubbles' rules (memory guard, killed by PID).
+def cpu_demand(command: Sequence[str], out: Path, window_s: float = reporter.DEMAND_WINDOW_S,
+               startup_s: float = 1.0) -> float:
+    """The cores ``command`` keeps busy alone and unpinned: a run of its own into ``out``
+    (:func:`bubbleup.machine.reporter.demand_scenario`; lock, signals, memory guard and cleanup as every run's),
+    read from its ``bubbles.csv`` (:func:`demand_of_run`).
 
     Not the score run's figure: there the co-runner is confined to the CPUs the reporter leaves, one on a
     2-CPU machine, so a co-runner with two busy threads measured 1 core, and a prediction on shared CPUs
     read the CPU curve at 1 where the co-runner would take 2."""
-    spec = BubbleSpec(kind="command", command=list(command), startup_s=startup_s)
-    with BubblePool.uniform(spec, 1, 0) as pool:
-        pool.start()
-        pool.wait_ready(startup_s + 60)
-        _window(pool, window_s)
-        said = pool.stop()[0]
-    return float(said.get("core_share", math.nan))
+    scenario = scenario_from_dict(reporter.demand_scenario(command, window_s, startup_s), "demand")
+    run = api.run(scenario, out, reports_root=out.parent, report=False)
+    failed = _failure(run, 1)
+    if failed:
+        raise UserError(f"score: the co-runner could not run alone: {failed}")
+    return demand_of_run(run)
 
 
-def _window(pool: BubblePool, window_s: float) -> None:
-    """Wait out the measurement window, failing at once if the co-runner dies in it."""
-    deadline = time.monotonic() + window_s
-    while (left := deadline - time.monotonic()) > 0:
-        pool.check_alive()
-        time.sleep(min(0.2, left))
+def demand_of_run(run: Run) -> float:
+    """The co-runner's cores from a :func:`cpu_demand` run; RunFailed when it recorded none."""
+    b = run.bubbles
+    cores = float(b["core_share"].mean()) if b is not None and len(b) else math.nan
+    if math.isnan(cores):
+        raise RunFailed(f"{run.path}: the co-runner said nothing of the CPU it used (no core_share in bubbles.csv)")
+    return cores
 
 
 def score_command(command: Sequence[str], made: reporter.ReporterCurve, out: Path,
                   repeats: int = reporter.SCORE_REPEATS,
                   startup_s: float = 1.0, progress: bool = False) -> tuple[Score, Run]:  # fmt: skip
     """Run the reporter alone and beside ``command`` into ``out`` and read the co-runner's bubble score; its
-    cores are then measured alone and unpinned (:func:`cpu_demand`)."""
+    cores are then measured alone and unpinned (:func:`cpu_demand`, into :func:`demand_dir`)."""
     scenario = scenario_from_dict(reporter.score_scenario(command, made.workload, repeats, startup_s), "score")
     run = api.run(scenario, out, reports_root=out.parent, progress=progress)
     failed = _failure(run, 1)
@@ -113,7 +109,12 @@ def score_command(command: Sequence[str], made: reporter.ReporterCurve, out: Pat
         found = prediction.score_of_run(run, made.curve)
     except ValueError as exc:
         raise RunFailed(str(exc)) from None
-    return replace(found, corunner_cores=cpu_demand(command, startup_s=startup_s)), run
+    return replace(found, corunner_cores=cpu_demand(command, demand_dir(out), startup_s=startup_s)), run
+
+
+def demand_dir(score_dir: Path) -> Path:
+    """Where a score run's CPU-demand run goes: beside it, ``<score dir>-demand``."""
+    return score_dir.with_name(score_dir.name + "-demand")
 
 
 def workload_curves(run_dir: Path, percentile: float = 50) -> tuple[Run, list[sensitivity.SensitivityCurve]]:
@@ -277,7 +278,7 @@ def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.Repo
         failed = _failure(corun, 1)
         if failed:
             raise UserError(f"check: {label} could not co-run with the workload: {failed}")
-        for setting, (m, m_low, m_high) in prediction.measured_qos(corun).items():
+        for setting, (m, m_low, m_high) in prediction.measured_qos(corun, percentile).items():
             p = predicted.get(setting)
             if p is None:
                 continue

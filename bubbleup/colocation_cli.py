@@ -33,8 +33,8 @@ def _score(args: argparse.Namespace, command: list[str]) -> tuple[Any, Any]:
     s, run = colocation.score_command(command, made, out, repeats=args.repeats, startup_s=args.startup_s,
                                       progress=not args.quiet)  # fmt: skip
     print(f"{' '.join(command)}: {s.sentence(made.curve.span)}")
-    print(f"  while it ran it kept {s.corunner_cores:.2f} cores busy and held {s.corunner_rss_mb:.0f} MiB "
-          f"(peak {s.corunner_rss_peak_mb:.0f} MiB, all its processes); run: {run.path}")  # fmt: skip
+    print(f"  alone and unpinned it keeps {s.corunner_cores:.2f} cores busy; beside the reporter it held "
+          f"{s.corunner_rss_mb:.0f} MiB (peak {s.corunner_rss_peak_mb:.0f} MiB, all its processes); run: {run.path}")
     return s, made
 
 

@@ -127,7 +127,7 @@ def test_the_score_measures_what_the_co_runner_used(reporter_curve: Path, tmp_pa
     done = run_cli(["score", "--reporter", str(reporter_curve), "--repeats", "2", "-q", "--out",
                     str(tmp_path / "score"), "--", *bubble], cwd=ROOT, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    cores = float(done.stdout.split("kept ")[1].split(" cores")[0])
+    cores = float(done.stdout.split("it keeps ")[1].split(" cores")[0])
     held = float(done.stdout.split("held ")[1].split(" MiB")[0])
     assert 0.8 <= cores <= 1.1 and held >= 64, done.stdout
     bubbles = pd.read_csv(tmp_path / "score" / "bubbles.csv")
@@ -135,16 +135,21 @@ def test_the_score_measures_what_the_co_runner_used(reporter_curve: Path, tmp_pa
 
 
 @pytest.mark.skipif(len(psutil.Process().cpu_affinity() or []) < 2, reason="needs two CPUs")
-def test_a_co_runners_cpu_demand_is_measured_unpinned_and_leaves_nothing_behind() -> None:
-    """The cores a co-runner keeps busy, measured alone and unpinned: two busy shell loops take two cores, where the
-    score run, confined to the one CPU the reporter leaves on 2 CPUs, measured one; a single loop takes one."""
+def test_a_co_runners_cpu_demand_is_measured_unpinned_and_leaves_nothing_behind(tmp_path: Path) -> None:
+    """The cores a co-runner keeps busy, measured alone and unpinned (a run of its own): two busy shell loops take
+    two cores, where the score run, confined to the one CPU the reporter leaves on 2 CPUs, measured one; a single
+    loop takes one. No loop survives (found by the marker in their command lines, orphans included)."""
     from bubbleup.colocation import cpu_demand
 
-    before = {c.pid for c in psutil.Process().children(recursive=True)}
-    two = cpu_demand(["sh", "-c", "while :; do :; done & while :; do :; done"], window_s=1.0, startup_s=0.3)
-    one = cpu_demand(["sh", "-c", "while :; do :; done"], window_s=1.0, startup_s=0.3)
-    assert two > 1.6 and 0.8 < one < 1.15, (two, one)
-    assert {c.pid for c in psutil.Process().children(recursive=True)} <= before
+    marker = f"bubbleup-demand-test-{tmp_path.name}"
+    loops = {1: "while :; do :; done", 2: "while :; do :; done & while :; do :; done"}
+    cores = {n: cpu_demand(["sh", "-c", loop, marker], tmp_path / f"demand{n}", window_s=1.0, startup_s=0.3)
+             for n, loop in loops.items()}  # fmt: skip
+    assert cores[2] > 1.6 and 0.8 < cores[1] < 1.15, cores
+    bubbles = pd.read_csv(tmp_path / "demand2" / "bubbles.csv")
+    assert list(bubbles["kind"]) == ["command"] and bubbles["core_share"].iloc[0] == pytest.approx(cores[2])
+    survivors = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    assert survivors == []
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])

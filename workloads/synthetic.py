@@ -34,8 +34,9 @@ class SyntheticOptions(BaseModel):
     #: Vectors multiplied per pass. With 1 (a matrix-vector product, ~15 us for 1 MiB) the threads spend
     #: much of their time holding the GIL between products, and two of them ran *faster* on one CPU than
     #: on two (2.5 vs 2.9 ms on our VM); with 32 or more each product releases the GIL for long enough
-    #: that two threads on two CPUs took half the time of two on one, a truly parallel kernel.
-    columns: int = Field(default=1, ge=1, le=4096)
+    #: that two threads on two CPUs took half the time of two on one, a truly parallel kernel. Each input
+    #: is then ``columns`` vectors: memory beyond the working set of n_samples x columns x side x 8 bytes.
+    columns: int = Field(default=1, ge=1, le=1024)
     #: Known answers, for checking accuracy end to end: each sample is "right" with this probability (drawn
     #: once per sample from ``seed``), and every inference says so (``{"correct": ...}``); a list gives each
     #: setting (working set, in order) its own share, as settings of a real network differ. None: no answers.
@@ -52,7 +53,7 @@ class SyntheticOptions(BaseModel):
 
 class SyntheticWorkload(Workload):
     kind = "synthetic"
-    summary = "numpy matrix-vector passes over a tunable working set (no TensorFlow)"
+    summary = "numpy matrix-vector (or matrix-matrix) passes over a tunable working set (no TensorFlow)"
     Options = SyntheticOptions
 
     def __init__(self, options: SyntheticOptions) -> None:

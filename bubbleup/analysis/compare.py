@@ -38,7 +38,7 @@ import pandas as pd
 from bubbleup.analysis import speed
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.cliff import Cliff, within_one_step
-from bubbleup.analysis.stats import IQM, hierarchical_resamples, replicate_statistic
+from bubbleup.analysis.stats import IQM, Statistic, hierarchical_resamples, replicate_statistic
 from bubbleup.formatting import flatten, format_value, ms, number, times
 from bubbleup.store.reader import Run
 
@@ -119,13 +119,15 @@ def _by_repeat(curves: Sequence[summaries.SettingCurve]) -> dict[tuple[float, st
     return {(p.value, c.setting): p.replicates() for c in curves for p in c.points if p.by_repeat}
 
 
-def ratio_interval(a: Sequence[np.ndarray], b: Sequence[np.ndarray], seed: int = SEED) -> tuple[float, float, float]:
-    """B/A of :func:`replicate_statistic` (of the repeats' IQMs) with its hierarchical-bootstrap 95% percentile CI."""
+def ratio_interval(a: Sequence[np.ndarray], b: Sequence[np.ndarray], q: Statistic = IQM,
+                   seed: int = SEED) -> tuple[float, float, float]:  # fmt: skip
+    """B/A of :func:`replicate_statistic` (of the repeats' IQMs, or percentile ``q``) with its
+    hierarchical-bootstrap 95% percentile CI."""
     rng = np.random.default_rng(seed)
-    ratios = hierarchical_resamples(b, rng, N_RESAMPLES, IQM) / hierarchical_resamples(a, rng, N_RESAMPLES, IQM)
+    ratios = hierarchical_resamples(b, rng, N_RESAMPLES, q) / hierarchical_resamples(a, rng, N_RESAMPLES, q)
     tail = (1 - CONFIDENCE) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
-    return replicate_statistic(b, IQM) / replicate_statistic(a, IQM), float(low), float(high)
+    return replicate_statistic(b, q) / replicate_statistic(a, q), float(low), float(high)
 
 
 def _probes_apart(run_a: Run, run_b: Run) -> str:

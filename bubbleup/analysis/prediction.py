@@ -50,7 +50,9 @@ class Score:
     reporter_qos: float
     reporter_qos_low: float
     reporter_qos_high: float
-    corunner_cores: float = math.nan  # cores the co-runner keeps busy (colocation.cpu_demand: alone, unpinned)
+    #: cores the co-runner keeps busy: alone and unpinned when scored by ``colocation.score_command`` (its
+    #: ``cpu_demand`` run); :func:`score_of_run` alone gives the score run's, confined to the reporter's spare CPUs
+    corunner_cores: float = math.nan
     corunner_rss_mb: float = math.nan  # its resident memory once started (all its processes)
     corunner_rss_peak_mb: float = math.nan
 
@@ -157,23 +159,24 @@ def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50
     return out
 
 
-def alone_beside_qos(curve: SettingCurve) -> tuple[float, float, float] | None:
-    """Latency alone (0) / latency beside the co-runner (1), with its 95% interval (repeats as replicates);
-    None when either point has no samples."""
+def alone_beside_qos(curve: SettingCurve, percentile: float = 50) -> tuple[float, float, float] | None:
+    """Latency alone (0) / latency beside the co-runner (1) at ``percentile`` (the sensitivity curves' own:
+    the QoS is read off, or set beside, those curves), with its 95% interval (repeats as replicates); None
+    when either point has no samples."""
     from bubbleup.analysis.compare import ratio_interval
 
     pts = {p.value: p for p in curve.points if p.functional and len(p.samples)}
     if 0.0 not in pts or 1.0 not in pts:
         return None
-    slowdown, low, high = ratio_interval(pts[0.0].replicates(), pts[1.0].replicates())
+    slowdown, low, high = ratio_interval(pts[0.0].replicates(), pts[1.0].replicates(), percentile)
     return 1 / slowdown, 1 / high, 1 / low
 
 
-def measured_qos(run: Run) -> dict[str, tuple[float, float, float]]:
+def measured_qos(run: Run, percentile: float = 50) -> dict[str, tuple[float, float, float]]:
     """Per setting of an alone/beside run (values 0 and 1): :func:`alone_beside_qos`."""
     from bubbleup.analysis.summary import setting_curves
 
-    found = {c.setting: alone_beside_qos(c) for c in setting_curves(run)}
+    found = {c.setting: alone_beside_qos(c, percentile) for c in setting_curves(run)}
     return {setting: q for setting, q in found.items() if q is not None}
 
 
@@ -182,7 +185,7 @@ def score_of_run(run: Run, reporter: SensitivityCurve) -> Score:
 
     ValueError (one line) when the run does not hold both points with samples.
     """
-    measured = list(measured_qos(run).values())
+    measured = list(measured_qos(run, reporter.percentile).values())
     if not measured:
         raise ValueError(f"{run.path}: a score run needs the reporter's samples alone (0) and beside the "
                          f"co-runner (1)")  # fmt: skip

@@ -85,6 +85,27 @@ def score_scenario(command: Sequence[str], workload: dict[str, Any], repeats: in
     }
 
 
+#: Seconds a co-runner runs alone, unpinned, to measure the cores it keeps busy (its CPU demand).
+DEMAND_WINDOW_S = 3.0
+
+
+def demand_scenario(command: Sequence[str], window_s: float = DEMAND_WINDOW_S,
+                    startup_s: float = 1.0) -> dict[str, Any]:  # fmt: skip
+    """One copy of ``command`` unpinned (``cpus: free``) for ``window_s`` beside a workload that costs nothing
+    (one inference of microseconds), so its ``bubbles.csv`` ``core_share`` is the cores it keeps busy when
+    nothing confines it."""
+    return {
+        "name": run_name("demand", command),
+        "description": f"CPU demand, alone and unpinned, of: {' '.join(command)}",
+        "workload": {"kind": "synthetic", "settings": "all", "inferences_per_setting": 1, "warmup": 0,
+                     "options": {"working_sets_kb": [1], "rounds": 1}},
+        "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},
+        "cpus": {"placement": "free"},
+        "sweep": {"axis": "count", "values": [1], "repeats": 1, "settle_s": window_s},
+        "telemetry": {"enabled": False},
+    }  # fmt: skip
+
+
 def save(path: Path, curve: SensitivityCurve, run_dir: Path, workload: dict[str, Any]) -> ReporterCurve:
     made = ReporterCurve(curve, fingerprint(), dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
                          workload, str(run_dir))  # fmt: skip

@@ -246,8 +246,8 @@ def build_figures(run: Run, summary: pd.DataFrame, cliffs: Sequence[Cliff], curv
             "latency",
             f"Median latency vs {pressure}",
             "One line per setting: the median of every timed inference at that pressure (repeats pooled), its "
-            "95% confidence band (order statistics), the detected cliff circled, failed or timed-out points as crosses "
-            "on the bottom edge.",
+            "95% confidence band (order statistics), the detected cliff circled (its label: the jump of the "
+            "interquartile means the detector judges), failed or timed-out points as crosses on the bottom edge.",
             lambda: figures.latency_curve(run, summary, cliffs) if curves else None,
         ),
         (
