@@ -9,8 +9,8 @@ it flagged 44, 35 and 5 of 84 points. Here, for every (pressure value, setting) 
 - each run's statistic is the mean of its repeats' interquartile means (every repeat weighs the same). Not
   the median: where CPU demand just passes the cores latency has two modes, and a point's median jumps
   between them from run to run (on three runs of the main job the median's CV across runs reached 7.9%
-  at such points, the IQM's 5.3%; a 1.2x slower copy was flagged at 88% of points by medians, 99% by
-  IQMs, with A/A pairs at 0-3% either way). The table still shows the medians;
+  at such points, the IQM's 5.3%; a 1.2x slower copy was flagged at 88% of points by medians, 97% by
+  IQMs, with A/A pairs at 0-3% either way; README "Benchmarks"). The table still shows the medians;
 - ``ratio`` = B's statistic / A's, with a 95% CI from a *hierarchical* bootstrap: repeats resampled
   with replacement, then samples within each resampled repeat (pyperf likewise compares values
   across worker processes, not within one). With one repeat per run only the samples are
