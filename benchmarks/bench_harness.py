@@ -94,13 +94,15 @@ def telemetry_cost(n: int, rounds: int) -> None:
     """Alternating which goes first (ABBA): the VM's speed drifts over seconds, and a fixed order reads the drift."""
     from bubbleup.machine.telemetry import Sampler
 
+    every_s = 0.1  # the sampler's interval (10 Hz)
+
     def with_sampler(client: WorkerClient) -> float:
-        sampler = Sampler(0.1, {"repeat": 0, "value": 0}, time.time(),
+        sampler = Sampler(every_s, {"repeat": 0, "value": 0}, time.time(),
                           lambda: {"worker": [client.pid], "bubbles": []})  # fmt: skip
         sampler.start()
         t0 = time.monotonic()
         on = harness_median(client, n)
-        expected = (time.monotonic() - t0) / 0.1
+        expected = (time.monotonic() - t0) / every_s
         samples = len(sampler.stop())
         if samples < 0.5 * expected:  # a sampler that died (it did, from 12-01 to 12-06) measures nothing
             raise SystemExit(f"the telemetry sampler took {samples} samples in ~{expected:.0f} intervals")

@@ -49,6 +49,7 @@ from bubbleup.analysis import prediction  # noqa: E402
 from bubbleup.analysis.prediction import Score  # noqa: E402
 from bubbleup.machine import reporter  # noqa: E402
 from bubbleup.pressure.kinds import llc_bytes  # noqa: E402
+from bubbleup.store.layout import is_run_dir  # noqa: E402
 from bubbleup.store.reader import load_run  # noqa: E402
 
 #: Co-runners that only press on caches and memory (a core's worth of it, on the CPU the workload leaves free).
@@ -187,7 +188,7 @@ def shared_only(out: Path, repeats: int) -> int:
         command = (run.manifest.scenario_given.get("bubble") or {}).get("command") or []
         found = prediction.score_of_run(run, made.curve)  # cores confined to the reporter's spare CPUs: use the
         demand = colocation.demand_dir(score_dir)  # co-runner's own, alone and unpinned (measured now if not kept)
-        cores = (colocation.demand_of_run(load_run(demand)) if (demand / "manifest.json").is_file()
+        cores = (colocation.demand_of_run(load_run(demand)) if is_run_dir(demand)
                  else colocation.cpu_demand(command, demand))  # fmt: skip
         scores[shlex.join(command)] = replace(found, corunner_cores=cores)
     programs = {name: cmd for name, cmd in corunners(out).items() if shlex.join(cmd) in scores}

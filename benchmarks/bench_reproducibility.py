@@ -37,7 +37,7 @@ from bubbleup.analysis import speed
 from bubbleup.analysis.compare import compare_runs
 from bubbleup.analysis.stats import IQM, replicate_statistic
 from bubbleup.analysis.summary import find_cliffs, setting_curves, summarise
-from bubbleup.store.reader import load_run
+from bubbleup.store.reader import Run, load_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -96,23 +96,23 @@ def main() -> None:
         words = [f"{'at ' + format(c.at, 'g') if c.found else 'none':>14}" for c in row]
         print(f"{s:<15}" + "  ".join(words) + f"  {'yes' if agree[s] else 'NO'}")
 
-    # Point medians across runs: as measured, and at one CPU speed (every run scaled to their common median probe).
-    def point_cv(rs: list) -> pd.Series:
-        medians = pd.concat([summarise(r).set_index(["setting", "value"])["median_ms"].rename(i)
-                             for i, r in enumerate(rs)], axis=1)  # fmt: skip
-        return medians.std(axis=1, ddof=1) / medians.mean(axis=1)
+    # A point's statistic across runs: the median as measured and at one CPU speed (every run scaled to their common
+    # median probe), and compare's statistic (the mean of the repeats' IQMs) at one speed.
+    def points(r: Run) -> pd.DataFrame:
+        """Per (setting, value): the pooled median (points.csv's) and the mean of the repeats' IQMs."""
+        summary = summarise(r)
+        iqms = pd.Series({(c.setting, p.value): replicate_statistic(p.replicates(), IQM)
+                          for c in setting_curves(r, summary) for p in c.points if p.by_repeat})  # fmt: skip
+        return pd.DataFrame({"median": summary.set_index(["setting", "value"])["median_ms"], "iqm": iqms})
 
-    def point_iqm_cv(rs: list) -> pd.Series:
-        iqms = pd.concat([pd.Series({(c.setting, p.value): replicate_statistic(p.replicates(), IQM)
-                                     for c in setting_curves(r, summarise(r)) for p in c.points if p.by_repeat},
-                                    name=i) for i, r in enumerate(rs)], axis=1)  # fmt: skip
-        return iqms.std(axis=1, ddof=1) / iqms.mean(axis=1)
+    def cv_across(tables: list[pd.DataFrame], column: str) -> pd.Series:
+        values = pd.concat([t[column].rename(i) for i, t in enumerate(tables)], axis=1)
+        return values.std(axis=1, ddof=1) / values.mean(axis=1)
 
-    cv = point_cv(runs)
     reference = float(np.median([speed.reference_ns(r) for r in runs]))
-    at_one_speed = [speed.adjusted(r, reference) for r in runs]
-    cv_speed = point_cv(at_one_speed)
-    cv_iqm = point_iqm_cv(at_one_speed)
+    raw, at_one_speed = [points(r) for r in runs], [points(speed.adjusted(r, reference)) for r in runs]
+    cv = cv_across(raw, "median")
+    cv_speed, cv_iqm = cv_across(at_one_speed, "median"), cv_across(at_one_speed, "iqm")
     worst, worst_speed, worst_iqm = cv.idxmax(), cv_speed.idxmax(), cv_iqm.idxmax()
 
     flagged = [comparisons[pair].flagged / max(1, len(comparisons[pair].table)) for pair in pairs]
