@@ -250,24 +250,28 @@ def _resolve_bubbles(scenario: Scenario) -> Scenario:
 
 
 def _resolve_precision(scenario: Scenario, source: str) -> Scenario:
-    """Make every precision rule's ``min_seconds`` span ``min_periods`` of the longest duty cycle among the
-    bubbles (``period_ms`` of a bubble burning part of a core, or holding a rate): see PrecisionSpec."""
-    periods = [b.period_ms / 1000 for b in scenario.bubble_set
-               if b.rate_mb_s is not None or 0 < (b.cpu_duty or 0) < 1]  # fmt: skip
-    if not periods or not any(scenario.pressure_at(v) for v in scenario.sweep.values):
-        return scenario  # no duty cycle, or no point runs a bubble
-    period = max(periods)
+    """When a bubble burns part of a core or holds a rate, fill every precision rule's ``batch_ms`` (when left
+    out) with the longest such duty period and make its ``min_seconds`` span ``min_periods`` of it; otherwise
+    batches are single samples (``batch_ms`` 0). See PrecisionSpec."""
+    duty = [b.period_ms / 1000 for b in scenario.bubble_set
+            if b.rate_mb_s is not None or 0 < (b.cpu_duty or 0) < 1]  # fmt: skip
+    # No duty cycle, or no point runs a bubble: no period to span, and nothing that holds samples together.
+    spans = bool(duty) and any(scenario.pressure_at(v) for v in scenario.sweep.values)
+    period = max(duty) if spans else 0.0
 
     def spanned(spec: WorkloadSpec, where: str) -> WorkloadSpec:
         p = spec.precision
-        if p is None or p.min_periods * period <= p.min_seconds:
+        if p is None:
             return spec
-        span = round(p.min_periods * period, 6)
-        if span >= p.max_seconds:
-            raise UserError(f"{source}: {where}.precision.min_periods: {p.min_periods} periods of "
-                            f"{period * 1000:g} ms take {span:g} s, not below max_seconds ({p.max_seconds:g} s); "
-                            f"lower min_periods or bubble.period_ms, or raise max_seconds")  # fmt: skip
-        return spec.model_copy(update={"precision": p.model_copy(update={"min_seconds": span})})
+        update: dict[str, float] = {} if p.batch_ms is not None else {"batch_ms": round(period * 1000, 6)}
+        if p.min_periods * period > p.min_seconds:
+            span = round(p.min_periods * period, 6)
+            if span >= p.max_seconds:
+                raise UserError(f"{source}: {where}.precision.min_periods: {p.min_periods} periods of "
+                                f"{period * 1000:g} ms take {span:g} s, not below max_seconds ({p.max_seconds:g} s); "
+                                f"lower min_periods or bubble.period_ms, or raise max_seconds")  # fmt: skip
+            update["min_seconds"] = span
+        return spec.model_copy(update={"precision": p.model_copy(update=update)}) if update else spec
 
     if scenario.workload is not None:
         return scenario.model_copy(update={"workload": spanned(scenario.workload, "workload")})

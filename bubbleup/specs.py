@@ -47,10 +47,11 @@ class Step(_Strict):
 
 class PrecisionSpec(_Strict):
     """Samples chosen by precision (MLPerf LoadGen's minimum count and duration as the floor): each
-    step times at least its ``inferences`` and ``min_seconds``, then goes on until the median's 95% CI
-    half-width is within ``target`` of the median, or a cap is reached (recorded, and flagged)."""
+    step times at least its ``inferences`` and ``min_seconds``, then goes on until the 95% CI of its
+    interquartile mean (by batch means, ``batch_ms``) has a half-width within ``target`` of the IQM, or a
+    cap is reached (recorded, and flagged)."""
 
-    #: Wanted CI half-width as a share of the median (0.05: the median is known to within 5%).
+    #: Wanted CI half-width as a share of the IQM (0.05: the IQM is known to within 5%).
     target: Float = Field(default=0.05, gt=0.0, lt=1.0)
     min_seconds: Float = Field(default=0.0, ge=0.0, le=3600.0)
     #: ... and at least this many periods of the bubbles' duty cycle (``bubble.period_ms``, when a bubble
@@ -58,6 +59,10 @@ class PrecisionSpec(_Strict):
     #: samples agree with each other however far the step is from the point's truth. The effective
     #: ``min_seconds`` is the larger of the two (recorded in the manifest's effective scenario).
     min_periods: Int = Field(default=10, ge=0, le=100_000)
+    #: The batches the CI is computed over (stats.batch_halfwidth), in ms: left out, the longest duty period
+    #: among the bubbles (``bubble.period_ms``, 50 by default), so a batch sees a bubble's whole on and off;
+    #: 0 (the default when no bubble is duty-cycled): every sample is a batch of its own.
+    batch_ms: Float | None = Field(default=None, ge=0.0, le=600_000.0)
     max_inferences: Int = Field(default=1000, ge=1, le=1_000_000)
     max_seconds: Float = Field(default=10.0, gt=0.0, le=3600.0)
 

@@ -66,3 +66,13 @@ def bimodal() -> None:
 def nap() -> None:
     """About 2 ms asleep: a call that uses almost no CPU."""
     threading.Event().wait(0.002)
+
+
+def leave_temp_file() -> None:
+    """Leave a file in the temporary directory, as TensorFlow's autograph does, and note where (for the test)."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", prefix="leftover-", suffix=".py", delete=False) as f:
+        f.write("# generated\n")
+    with open(os.environ["LEFTOVER_LOG"], "a") as log:
+        log.write(f.name + "\n")

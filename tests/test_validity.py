@@ -118,6 +118,23 @@ def test_a_bubble_that_gives_its_memory_back_is_invalid(tmp_path: Path) -> None:
     assert b["region_min_mb"] < 0.5 * 16  # ...and the sampler saw it let go
 
 
+def test_a_bubble_that_never_comes_up_is_invalid_not_the_workloads_cliff(tmp_path: Path) -> None:
+    """A co-runner that exits at once: the pressure at 1 was never applied. The run says so (INVALID), and the
+    point is left out of the curves instead of being read as the workload failing there."""
+    from bubbleup.analysis.summary import find_cliffs, summarise
+
+    bubble = {"kind": "command", "command": [PY, "-c", "raise SystemExit(3)"], "startup_s": 0.5}
+    verdict, out = run(tmp_path, tiny(bubble=bubble))
+    assert "pressure_failed" in codes(verdict), verdict.lines()
+    assert "1 bubble (repeat 0)" in message(verdict, "pressure_failed")
+    points = pd.read_csv(out / "points.csv")
+    assert set(points.loc[points["value"] == 1, "status"]) == {"failed"} and set(points.loc[points["value"] == 0,
+                                                                                              "status"]) == {"ok"}
+    loaded = load_run(out)
+    assert list(summarise(loaded)["value"]) == [0]
+    assert all(not c.found for c in find_cliffs(loaded)), [c.sentence() for c in find_cliffs(loaded)]
+
+
 def test_a_budget_that_throttles_the_run_is_invalid(tmp_path: Path) -> None:
     from bubbleup.pressure.budget import availability
 

@@ -195,3 +195,22 @@ def test_per_repeat_gives_every_repeat_a_fresh_worker_loaded_before_its_bubbles(
     # A fresh process: each repeat's worker marks the first use of each setting again, at its first point only.
     first = samples[samples["first_use"] == 1]
     assert len(first) == 3 * 2 and first.groupby("repeat")["value"].nunique().eq(1).all()
+
+
+def test_a_workers_temporary_files_leave_with_it(tmp_path: Path) -> None:
+    """TensorFlow's autograph writes a file into the temporary directory for every traced function and never
+    removes it (thousands a day here): each worker gets a private temporary directory, removed with it."""
+    import os
+
+    tmp, log = tmp_path / "tmp", tmp_path / "leftovers.txt"
+    tmp.mkdir()
+    data = smoke_dict(**{"sweep.values": [0], "telemetry.enabled": False})
+    data["workload"] = {"kind": "python", "options": {"function": "helpers_workload:leave_temp_file",
+                                                      "path": str(TESTS)}, "inferences_per_setting": 3}  # fmt: skip
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q", "--no-report"],
+                   cwd=tmp_path, env={**os.environ, "TMPDIR": str(tmp), "LEFTOVER_LOG": str(log)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    written = [Path(p) for p in log.read_text().split()]
+    assert len(written) >= 3  # the workload did leave files (warmup and timed calls)...
+    assert all(p.parent.parent == tmp and p.parent.name.startswith("bubbleup-worker-") for p in written)
+    assert not any(p.exists() for p in written) and list(tmp.iterdir()) == []  # ...and none is left

@@ -5,12 +5,13 @@
   measurements nobody observed.
 - The median's 95% CI: distribution-free, from order statistics (the interval between the j-th
   smallest and j-th largest sample, j from the Binomial(n, 1/2) distribution, so coverage is at
-  least 95% whatever the latency distribution). Exact, deterministic and cheap: the worker
-  evaluates the same interval between inferences to decide when a step has enough samples
-  (``relative_halfwidth``), so the precision a step stopped at is the precision points.csv
-  reports. Below 6 samples no pair of order statistics reaches 95%, and the CI is the whole range
-  (min, max). (Runs before this change used a percentile bootstrap; the manifest's
-  ``statistics`` says which.)
+  least 95% whatever the latency distribution). Exact, deterministic and cheap. Below 6 samples no
+  pair of order statistics reaches 95%, and the CI is the whole range (min, max). (Runs before this
+  change used a percentile bootstrap; the manifest's ``statistics`` says which.)
+- The precision rule's CI (``batch_halfwidth``): of the step's IQM, by batch means over batches one
+  bubble period long, because samples inside a period are not independent. The worker evaluates it
+  between inferences to decide when a step has enough samples, and points.csv's ``halfwidth`` is
+  the same figure as the step ended.
 - A tail percentile resting on fewer than ``MIN_TAIL_SAMPLES`` samples at or above it is *thin*,
   and ``tail_note`` says so in words ("p99 = max (n=30)").
 - The interquartile mean (IQM, ``"iqm"``): the mean of the middle half of the samples (scipy's
@@ -43,6 +44,7 @@ MIN_TAIL_SAMPLES = 5
 METHOD: dict[str, Any] = {
     "percentiles": "nearest rank (numpy method='inverted_cdf')",
     "median_ci": f"order statistics (binomial, distribution-free), at least {CONFIDENCE:.0%}; (min, max) below 6",
+    "halfwidth": f"the IQM's {CONFIDENCE:.0%} CI by batch means (Student's t over batch IQMs), over the IQM",
 }
 
 Values = Sequence[float] | npt.NDArray[np.floating[Any]]
@@ -103,17 +105,51 @@ def median_ci(values: Values, confidence: float = CONFIDENCE) -> tuple[float, fl
     return median_ci_sorted(np.sort(np.asarray(values, dtype=float)), confidence)
 
 
-def relative_halfwidth(sorted_values: Sequence[float], confidence: float = CONFIDENCE) -> float:
-    """Half the median CI's width over the median: the precision a step has reached (inf when unknown)."""
-    n = len(sorted_values)
-    if n < 2:
+#: The precision rule's fewest batches: a t-interval over fewer says little about its own width.
+MIN_BATCHES = 10
+
+
+@functools.lru_cache(maxsize=256)
+def _t_quantile(df: int, confidence: float) -> float:
+    from scipy import stats as scipy_stats
+
+    return float(scipy_stats.t.ppf(0.5 + confidence / 2.0, df))
+
+
+def batch_halfwidth(latencies: Values, ends_s: Values, batch_s: float, confidence: float = CONFIDENCE,
+                    min_batches: int = MIN_BATCHES) -> float:  # fmt: skip
+    """Half the 95% CI of a step's IQM over the IQM, by batch means: the step's time is cut into consecutive
+    batches of ``batch_s`` (a bubble's duty period; 0: every sample a batch of its own), each batch's IQM is
+    one value, and the interval is the Tukey-McLaughlin one of those values' interquartile mean (winsorised
+    standard error, Student's t on the middle half's degrees of freedom); inf below ``min_batches`` complete
+    batches.
+
+    Why batches, not samples: under a duty-cycled bubble the inferences of one period are all slowed or all
+    spared, so neighbouring samples are not independent, and an interval that treats them as independent
+    claims about twice the precision the step has (README "Samples chosen by precision"). Batches a period
+    long are about independent of each other. Why trimmed over the batches too: with single-sample batches
+    (no duty cycle) it is the IQM's own interval, which one 10x outlier does not widen as it would a mean's.
+    """
+    lat = np.asarray(latencies, dtype=float)
+    ends = np.asarray(ends_s, dtype=float)
+    if lat.size < 2:
         return math.inf
-    lo, hi = median_ci_sorted(sorted_values, confidence)
-    mid = n // 2
-    median = sorted_values[mid] if n % 2 else (sorted_values[mid - 1] + sorted_values[mid]) / 2.0
-    if median <= 0:
+    if batch_s > 0:
+        start = ends[0] - lat[0] / 1000.0  # the first timed inference's start
+        which = np.floor((ends - start) / batch_s).astype(int)
+        complete = which < which[-1]  # the last batch is still filling
+        values = np.array([iqm(lat[(which == b) & complete]) for b in np.unique(which[complete])])
+    else:
+        values = lat
+    k = values.size
+    centre = float(iqm(lat))
+    g = k // 4  # trimmed from each end, as iqm() does
+    if k < max(4, min_batches) or centre <= 0:
         return math.inf
-    return (hi - lo) / 2.0 / median
+    ranked = np.sort(values)
+    winsorised = np.clip(ranked, ranked[g], ranked[k - g - 1])
+    se = float(np.std(winsorised, ddof=1)) / ((1 - 2 * g / k) * math.sqrt(k))
+    return _t_quantile(k - 2 * g - 1, confidence) * se / centre
 
 
 def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:

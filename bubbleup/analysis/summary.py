@@ -38,7 +38,7 @@ import pandas as pd
 from bubbleup.analysis.speed import for_verdicts
 from bubbleup.analysis.stats import describe, top1
 from bubbleup.store.reader import Run
-from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT
+from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT, pressure_failed
 
 if TYPE_CHECKING:
     from bubbleup.analysis.cliff import Cliff, CurvePoint
@@ -189,7 +189,9 @@ def summarise(run: Run) -> pd.DataFrame:
     planned points that never ran are listed by :func:`missing_points`, not here.
     """
     timed = timed_samples(run)
-    points = run.points
+    # A step whose pressure was never applied measured nothing: its point is left out, as if not run, and
+    # the run is INVALID for it (validity's pressure_failed), rather than read as the workload failing there.
+    points = run.points[~run.points["error"].map(pressure_failed)] if len(run.points) else run.points
     first_use = run.samples[run.samples["first_use"] == 1] if len(run.samples) else run.samples
     pts_by, smp_by, fu_by = by_point(points), by_point(timed), by_point(first_use)
     rows = []

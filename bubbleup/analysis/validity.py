@@ -24,8 +24,11 @@ Reasons, by code (thresholds are module constants):
   step, enough to move a point or hide a cliff, and far above what a quiet machine shows (daemons:
   a few hundredths). The average, not the median, so a burst of one core over a third of a point
   counts as the contamination it is; quantisation noise of the CPU clocks averages out.
-- ``precision``: a step stopped at a cap (``stopped_by`` ``cap_*``) with its median's CI half-width
+- ``precision``: a step stopped at a cap (``stopped_by`` ``cap_*``) with its IQM's CI half-width
   still above the target asked for (points.csv ``halfwidth`` > ``target_halfwidth``).
+- ``pressure_failed``: a step ran without the pressure its point asked for (a bubble died, was refused or
+  never started; :func:`bubbleup.store.records.pressure_failed`). Its point is left out of the curves;
+  a bubble OOM-killed inside a budget is not this but a result (the device cannot hold that pressure).
 - ``non_monotone``: a setting got measurably faster with more pressure
   (:func:`bubbleup.analysis.monotone.falls`): the dial is not measuring what it says.
 - ``throttled``: the budget's CPU quota throttled the run. A CFS quota stops the whole group until
@@ -45,6 +48,7 @@ import pandas as pd
 
 from bubbleup.formatting import format_value
 from bubbleup.store.reader import Run
+from bubbleup.store.records import pressure_failed
 
 #: A bubble missed its size target below this share of it.
 RSS_FRACTION = 0.95
@@ -108,7 +112,8 @@ def check(run: Run, summary: pd.DataFrame | None = None) -> Validity:
     """Every reason the run is INVALID (see the module docstring), from its files alone."""
     reasons: list[Reason] = []
     unchecked: list[str] = []
-    for rule in (_bubble_rss, delivery_misses, _busy_at_start, _busy_during, _precision, _throttled, _concurrent):
+    for rule in (_pressure_failed, _bubble_rss, delivery_misses, _busy_at_start, _busy_during, _precision, _throttled,
+                 _concurrent):  # fmt: skip
         reasons += rule(run, unchecked)
     reasons += _non_monotone(run, summary)
     return Validity(not reasons, reasons, unchecked)
@@ -329,6 +334,20 @@ def _throttled(run: Run, unchecked: list[str]) -> list[Reason]:
 # -- the measurements -----------------------------------------------------------------------------------------
 
 
+def _pressure_failed(run: Run, unchecked: list[str]) -> list[Reason]:
+    p = run.points
+    if p.empty or "error" not in p.columns:
+        return []
+    failed = p[p["error"].map(pressure_failed)]
+    if failed.empty:
+        return []
+    points = failed[["repeat", "value"]].drop_duplicates()
+    named = [_point(run, r["repeat"], r["value"]) for r in _records(points)]
+    return [Reason("pressure_failed", f"{len(failed)} of {len(p)} step(s), at {_named(named)}, ran without the "
+                                      f"pressure asked for and are left out of the curves: "
+                                      f"{str(failed['error'].iloc[0])[:300]}")]  # fmt: skip
+
+
 def _precision(run: Run, unchecked: list[str]) -> list[Reason]:
     p = run.points
     if p.empty or not {"stopped_by", "halfwidth", "target_halfwidth"} <= set(p.columns):
@@ -341,7 +360,7 @@ def _precision(run: Run, unchecked: list[str]) -> list[Reason]:
         return []
     named = [f"{r['setting']} at {_point(run, r['repeat'], r['value'])}: +/-{float(r['halfwidth']):.1%} reached, "
              f"+/-{float(r['target_halfwidth']):.1%} asked ({r['stopped_by']})" for r in _records(short)]  # fmt: skip
-    return [Reason("precision", f"{len(short)} of {len(p)} step(s) stopped at a cap before their median reached "
+    return [Reason("precision", f"{len(short)} of {len(p)} step(s) stopped at a cap before their IQM reached "
                                 f"the precision asked: {_named(named)}")]  # fmt: skip
 
 

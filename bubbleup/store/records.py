@@ -17,6 +17,19 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
 Status = Literal["ok", "failed", "timeout"]
+#: A step's error starts so when its bubbles were not up as the scenario asked (one died, was refused, could not
+#: start): no measurement of that pressure was made, and the harness, not the workload, failed ...
+PRESSURE_NOT = "pressure not "
+#: ... unless the budget's OOM killer took them: on the device the budget stands for, that pressure does not fit
+#: beside the workload, which is a result.
+BUDGET_OOM = "OOM-killed inside the budget"
+
+
+def pressure_failed(error: object) -> bool:
+    """True when a step's ``error`` says the pressure was not applied for a reason other than the budget's OOM."""
+    return isinstance(error, str) and error.startswith(PRESSURE_NOT) and BUDGET_OOM not in error
+
+
 #: The ``setting`` of an adaptive workload's step: the setting each frame ran is its ``ran_setting``.
 ADAPTIVE = "adaptive"
 
@@ -82,7 +95,7 @@ class PointRow(PointKey):
     #: why the timed loop ended: count (a fixed number), precision (target reached), cap_inferences or
     #: cap_seconds (a cap came first: flagged when halfwidth is still above target_halfwidth)
     stopped_by: str
-    halfwidth: float  # the median's 95% CI half-width / median, as the step ended
+    halfwidth: float  # the precision rule's: the IQM's 95% CI half-width / IQM, as the step ended (NaN: count)
     target_halfwidth: float  # the precision asked for (NaN: fixed count)
     cpu_cores: float  # the worker's CPU time (all threads) / wall time over the timed inferences
     #: top-1 accuracy over the distinct samples of the timed inferences (analysis.stats.top1), its 95% Wilson

@@ -32,6 +32,8 @@ from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
 from bubbleup.store.records import (
+    BUDGET_OOM,
+    PRESSURE_NOT,
     STATUS_FAILED,
     STATUS_OK,
     STATUS_TIMEOUT,
@@ -239,7 +241,7 @@ class Orchestrator:
                     self._settle(pool)
             except BubbleFailed as exc:
                 killed = self._oom_kills() - ooms
-                pressure_error = f"pressure not applied: {exc}" + ("; OOM-killed inside the budget" if killed else "")
+                pressure_error = f"{PRESSURE_NOT}applied: {exc}" + (f"; {BUDGET_OOM}" if killed else "")
                 self.progress.note(f"  {pressure_error}")
             for label, steps in self.steps.items():
                 if not self._keeps_worker(label):
@@ -250,7 +252,7 @@ class Orchestrator:
                         status, error, result = STATUS_FAILED, pressure_error, None
                     elif schedule:
                         status, error, result, t0 = self._run_schedule_step(step, pool)
-                        if error.startswith("pressure"):
+                        if error.startswith(PRESSURE_NOT):
                             pressure_error = error
                     else:
                         status, error, result = self._run_step(step)
@@ -258,7 +260,7 @@ class Orchestrator:
                             try:
                                 pool.check_alive()
                             except BubbleFailed as exc:
-                                status, error = STATUS_FAILED, f"pressure not held: {exc}"
+                                status, error = STATUS_FAILED, f"{PRESSURE_NOT}held: {exc}"
                                 pressure_error = error
                     key = PointKey(repeat, sc.sweep.axis, value, count, size, label, idx, step.setting)
                     pid: int | str = self.workers[label].pid if result is not None else ""
@@ -300,7 +302,7 @@ class Orchestrator:
             pool.wait_ready(sc.limits.ready_timeout_s)
             self._settle(pool)
         except BubbleFailed as exc:
-            return STATUS_FAILED, f"pressure not applied: {exc}", None, math.nan
+            return STATUS_FAILED, f"{PRESSURE_NOT}applied: {exc}", None, math.nan
         clock = [math.nan]  # the schedule's start on the worker's clock, once its timed loop has begun
 
         def through_the_schedule(worker: WorkerClient) -> tuple[StepResult, str]:
@@ -315,7 +317,7 @@ class Orchestrator:
                     pool.resize(phases[k].bubbles * per_set)
                     pool.wait_ready(sc.limits.ready_timeout_s)
                 except BubbleFailed as exc:
-                    error = f"pressure not applied in phase {k}: {exc}"
+                    error = f"{PRESSURE_NOT}applied in phase {k}: {exc}"
                     break
             return worker.end_step(timeout), error
 
@@ -346,7 +348,10 @@ class Orchestrator:
                 result, error = drive(worker)
                 return (STATUS_FAILED if error else STATUS_OK), error, result
             p = step.precision
-            precision = Precision(p.target, p.min_seconds, p.max_inferences, p.max_seconds) if p is not None else None
+            precision = None
+            if p is not None:
+                assert p.batch_ms is not None  # scenario._resolve_precision fills it
+                precision = Precision(p.target, p.min_seconds, p.max_inferences, p.max_seconds, p.batch_ms / 1000)
             result = worker.step(step.setting, step.warmup, step.inferences, self.scenario.limits.step_timeout_s,
                                  precision)  # fmt: skip
             return STATUS_OK, "", result
@@ -356,7 +361,7 @@ class Orchestrator:
         except WorkerDied as exc:
             self._drop_worker(step.workload)
             killed = self._oom_kills() - ooms
-            oom = f"; OOM-killed inside the budget ({killed} OOM kill{'s' if killed > 1 else ''})" if killed else ""
+            oom = f"; {BUDGET_OOM} ({killed} OOM kill{'s' if killed > 1 else ''})" if killed else ""
             return STATUS_FAILED, f"{exc}{oom}", None
         except WorkerError as exc:
             return STATUS_FAILED, str(exc), None

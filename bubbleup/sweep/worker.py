@@ -17,7 +17,7 @@ which is moved away from fd 1 so a chatty workload cannot corrupt it)::
         "rows": [[...], ...]}
 
 With ``precision`` (:class:`Precision`'s fields), N is the minimum: timing goes on until the
-median's CI is narrow enough or a cap is reached, and ``stopped_by`` says which.
+IQM's CI (by batch means) is narrow enough or a cap is reached, and ``stopped_by`` says which.
     -> {"cmd": "close"}
     <- {"event": "closed"}
 
@@ -27,7 +27,6 @@ Any exception comes back as ``{"event": "error", "message", "traceback"}``.
 from __future__ import annotations
 
 import argparse
-import bisect
 import json
 import os
 import sys
@@ -39,7 +38,7 @@ from typing import IO, Any, NamedTuple
 
 import psutil
 
-from bubbleup.analysis.stats import relative_halfwidth
+from bubbleup.analysis.stats import batch_halfwidth
 from bubbleup.machine import speed as cpu_speed
 from bubbleup.sweep.adaptive import ADAPTIVE, Policy, policy_from
 from workloads.base import Workload
@@ -71,13 +70,15 @@ STOP_DURATION = "duration"
 
 
 class Precision(NamedTuple):
-    """LoadGen-style stopping: at least the step's count and ``min_seconds``, then until the median's
-    95% CI half-width is within ``target`` of the median, or ``max_inferences`` / ``max_seconds``."""
+    """LoadGen-style stopping: at least the step's count and ``min_seconds``, then until the IQM's 95% CI
+    half-width (batch means over ``batch_s``: stats.batch_halfwidth) is within ``target`` of the IQM, or
+    ``max_inferences`` / ``max_seconds``."""
 
     target: float
     min_seconds: float
     max_inferences: int
     max_seconds: float
+    batch_s: float
 
 
 #: Precision is checked when the timed count has grown by this factor since the last check, not after
@@ -92,7 +93,7 @@ class StepResult:
     select_ms: float
     records: list[InferenceRecord] = field(default_factory=list)
     stopped_by: str = STOP_COUNT
-    halfwidth: float = float("nan")  # the median CI's half-width / median when the loop ended
+    halfwidth: float = float("nan")  # under a precision rule: its IQM CI half-width / IQM when the loop ended
     cpu_cores: float = float("nan")  # this process's CPU time (every thread) / wall time over the timed loop
 
     def latencies(self, phase: str = "timed") -> list[float]:
@@ -157,7 +158,8 @@ class Runner:
                 i += 1
         self._select(current)
         samples = w.samples()
-        timed: list[float] = []  # sorted timed latencies, for the precision rule
+        timed: list[float] = []  # timed latencies and their records' end times, in order: the precision rule's
+        ends: list[float] = []
         limit = precision.max_inferences if precision is not None else (sys.maxsize if seconds is not None else n)
         next_check, j = n, 0
         if on_timing is not None:
@@ -187,7 +189,8 @@ class Runner:
             i, j = i + 1, j + 1
             if policy is not None:
                 policy.observe(latency, switched or first)
-            bisect.insort(timed, latency)
+            timed.append(latency)
+            ends.append(records[-1].t_epoch_s)
             elapsed = (perf() - t_timed) / 1e9
             if seconds is not None:
                 if elapsed >= seconds:
@@ -198,7 +201,7 @@ class Runner:
                 continue
             if j >= next_check and elapsed >= precision.min_seconds:
                 next_check = max(j + 1, int(j * CHECK_GROWTH))
-                if relative_halfwidth(timed) <= precision.target:
+                if batch_halfwidth(timed, ends, precision.batch_s) <= precision.target:
                     result.stopped_by = STOP_PRECISION
                     break
             if elapsed >= precision.max_seconds and j >= n:
@@ -210,9 +213,10 @@ class Runner:
         self._cursor[setting] = (offset + i) % len(samples)
         wall_s = (perf() - t_timed) / 1e9
         result.cpu_cores = (_cpu_s() - cpu_timed) / wall_s if timed and wall_s > 0 else float("nan")
-        result.halfwidth = relative_halfwidth(timed)
-        if precision is not None and result.stopped_by != STOP_PRECISION and result.halfwidth <= precision.target:
-            result.stopped_by = STOP_PRECISION  # the cap's last inference brought the precision
+        if precision is not None:
+            result.halfwidth = batch_halfwidth(timed, ends, precision.batch_s)
+            if result.stopped_by != STOP_PRECISION and result.halfwidth <= precision.target:
+                result.stopped_by = STOP_PRECISION  # the cap's last inference brought the precision
         return result
 
 

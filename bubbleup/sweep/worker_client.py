@@ -8,6 +8,8 @@ exceptions the orchestrator records, never as a crash of the orchestrator.
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -37,6 +39,10 @@ class WorkerClient:
                  cpus: Sequence[int] | None = None) -> None:  # fmt: skip
         self.log_path = log_path
         self._log: BinaryIO = open(log_path, "ab")
+        # A temporary directory of its own, removed with it: TensorFlow's autograph writes a file there for every
+        # function it traces and never removes one (thousands a day in /tmp, before).
+        self._tmp = tempfile.mkdtemp(prefix="bubbleup-worker-")
+        env = {**(env or {}), "TMPDIR": self._tmp}  # on top of this process's environment (procs.spawn_child)
         self.proc = procs.spawn_child(
             WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log, wrap=wrap, cpus=cpus
         )
@@ -133,6 +139,7 @@ class WorkerClient:
         procs.terminate([self.proc], grace_s=2.0)
         procs.close_pipes([self.proc])
         self._log.close()
+        shutil.rmtree(self._tmp, ignore_errors=True)
 
     def alive(self) -> bool:
         return self.proc.poll() is None
