@@ -9,7 +9,8 @@
   pair of order statistics reaches 95%, and the CI is the whole range (min, max). (Runs before this
   change used a percentile bootstrap; the manifest's ``statistics`` says which.)
 - The precision rule's CI (``batch_halfwidth``): of the step's IQM, by batch means over batches one
-  bubble period long, because samples inside a period are not independent. The worker evaluates it
+  bubble duty period long (single samples where no bubble is duty-cycled), because samples inside a
+  period are not independent; Tukey-McLaughlin's trimmed-mean interval over the batch values. The worker evaluates it
   between inferences to decide when a step has enough samples, and points.csv's ``halfwidth`` is
   the same figure as the step ended.
 - A tail percentile resting on fewer than ``MIN_TAIL_SAMPLES`` samples at or above it is *thin*,
@@ -44,7 +45,7 @@ MIN_TAIL_SAMPLES = 5
 METHOD: dict[str, Any] = {
     "percentiles": "nearest rank (numpy method='inverted_cdf')",
     "median_ci": f"order statistics (binomial, distribution-free), at least {CONFIDENCE:.0%}; (min, max) below 6",
-    "halfwidth": f"the IQM's {CONFIDENCE:.0%} CI by batch means (Student's t over batch IQMs), over the IQM",
+    "halfwidth": f"the IQM's {CONFIDENCE:.0%} CI by batch means (Tukey-McLaughlin over batch IQMs), over the IQM",
 }
 
 Values = Sequence[float] | npt.NDArray[np.floating[Any]]
