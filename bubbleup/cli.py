@@ -157,10 +157,14 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
 
     if args.reporter:
         from bubbleup import colocation
+        from bubbleup.machine import reporter
 
         made = colocation.calibrate_reporter(Path(args.reporter_out), Path(args.reports_root), progress=True)
         curve = ", ".join(f"{p.size_mb:g}: {p.qos:.3f}" for p in made.curve.points)
         print(f"reporter curve (normalised QoS by Bubble-Up bubble size, MiB): {curve}")
+        flat = reporter.flat_warning(made.curve)
+        if flat:
+            print(f"warning: {flat}")
         print(f"reporter curve: {args.reporter_out} (run: {made.run_dir})")
         return 0
 

@@ -26,9 +26,13 @@ def _command_after_dashes(args: argparse.Namespace, what: str) -> list[str]:
 
 def _score(args: argparse.Namespace, command: list[str]) -> tuple[Any, Any]:
     from bubbleup import colocation
+    from bubbleup.machine import reporter
     from bubbleup.store.layout import default_run_dir
 
     made = colocation.load_reporter(Path(args.reporter), other_machine=args.other_machine)
+    flat = reporter.flat_warning(made.curve)
+    if flat:
+        print(f"warning: {args.reporter}: {flat}")
     out = Path(args.out) if getattr(args, "out", None) else default_run_dir(Path(args.reports_root), "score")
     s, run = colocation.score_command(command, made, out, repeats=args.repeats, startup_s=args.startup_s,
                                       progress=not args.quiet)  # fmt: skip

@@ -78,6 +78,15 @@ def test_a_non_monotone_reporter_curve_is_inverted_through_its_monotone_fit() ->
     assert prediction.invert(rep, 0.97)[0] == pytest.approx(0.75)  # 1.0 -> 0.96 over 0-1 MiB
 
 
+def test_a_reporter_curve_flat_within_its_noise_is_said_to_read_noise() -> None:
+    from bubbleup.machine.reporter import flat_warning
+
+    flat = _curve([1.0, 0.99, 1.01, 0.99, 1.0, 0.98, 0.995, 1.0, 0.99])  # every CI (+/-0.02) reaches 1
+    assert "does not fall beyond its own noise" in flat_warning(flat) and "0.98 [0.96, 1.00] at 16 MiB" in (
+        flat_warning(flat))
+    assert flat_warning(_curve([1.0, 0.99, 0.97, 0.9, 0.8, 0.7, 0.6, 0.55, 0.5])) == ""
+
+
 def test_prediction_interpolates_inside_the_range_and_says_so_outside() -> None:
     workload = _curve([1.0, 1.0, 1.0, 0.9, 0.8, 0.6, 0.5, 0.45, 0.4], setting="HH", base_ms=20.0)
     inside = prediction.Score(12.0, 10.0, 14.0, INSIDE, 0.85, 0.84, 0.86)

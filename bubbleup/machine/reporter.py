@@ -135,6 +135,19 @@ def load(path: Path) -> ReporterCurve:
         raise ValueError(f"{path}: not a reporter curve ({type(exc).__name__}: {exc})") from None
 
 
+def flat_warning(curve: SensitivityCurve) -> str:
+    """A warning when the reporter's curve never falls beyond its own CI ("" when some size does): then any
+    co-runner's slowdown of the reporter lies within the curve's noise, and a score reads noise. Measured on a
+    Xeon VM with a 300 MiB L3: QoS 0.92-1.06 at every size, and ``sleep`` scored 1200 MiB (interval 0-1200)."""
+    pressed = [p for p in curve.points if p.size_mb != curve.base_size_mb]
+    if not pressed or any(p.qos_high < 1.0 for p in pressed):
+        return ""
+    low = min(pressed, key=lambda p: p.qos)
+    return (f"the reporter's curve does not fall beyond its own noise on this machine (lowest QoS {low.qos:.2f} "
+            f"[{low.qos_low:.2f}, {low.qos_high:.2f}] at {low.size_mb:g} MiB): a bubble score here cannot tell "
+            f"co-runners apart")
+
+
 def machine_mismatch(made: ReporterCurve) -> list[str]:
     """How this machine differs from the one the curve was measured on (empty: the same kind)."""
     return fingerprint_differences(made.fingerprint, fingerprint())
