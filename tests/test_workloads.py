@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import statistics
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -199,11 +200,17 @@ def test_per_repeat_gives_every_repeat_a_fresh_worker_loaded_before_its_bubbles(
 
 def test_a_workers_temporary_files_leave_with_it(tmp_path: Path) -> None:
     """TensorFlow's autograph writes a file into the temporary directory for every traced function and never
-    removes it (thousands a day here): each worker gets a private temporary directory, removed with it."""
+    removes it (thousands a day here): each worker gets a private temporary directory, removed with it, and one
+    left by a killed run is removed by the next."""
     import os
 
     tmp, log = tmp_path / "tmp", tmp_path / "leftovers.txt"
     tmp.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    stale = tmp / f"bubbleup-worker-{int(gone.stdout)}-x"  # a killed run's: its orchestrator is gone
+    stale.mkdir()
+    live = tmp / f"bubbleup-worker-{os.getpid()}-y"  # a running one's: kept
+    live.mkdir()
     data = smoke_dict(**{"sweep.values": [0], "telemetry.enabled": False})
     data["workload"] = {"kind": "python", "options": {"function": "helpers_workload:leave_temp_file",
                                                       "path": str(TESTS)}, "inferences_per_setting": 3}  # fmt: skip
@@ -213,4 +220,4 @@ def test_a_workers_temporary_files_leave_with_it(tmp_path: Path) -> None:
     written = [Path(p) for p in log.read_text().split()]
     assert len(written) >= 3  # the workload did leave files (warmup and timed calls)...
     assert all(p.parent.parent == tmp and p.parent.name.startswith("bubbleup-worker-") for p in written)
-    assert not any(p.exists() for p in written) and list(tmp.iterdir()) == []  # ...and none is left
+    assert not any(p.exists() for p in written) and list(tmp.iterdir()) == [live]  # ...and none is left
