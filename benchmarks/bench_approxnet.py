@@ -143,6 +143,7 @@ def compiled_vs_eager(n: int) -> list[dict[str, Any]]:
 
     w = ApproxNetWorkload(ApproxNetOptions())
     w.load()
+    assert w.net is not None  # load() builds it
     keras_net = TrainNet(w.net.spec)  # same architecture, Keras layers (batch norm not folded); values irrelevant
     keras_net.build_all()
     rows = []
@@ -190,6 +191,7 @@ def trace_modes(n: int, rounds: int) -> list[dict[str, Any]]:
 
     w = ApproxNetWorkload(ApproxNetOptions())
     w.load()
+    assert w.net is not None  # load() builds it
     rows = []
     for setting in w.settings():
         size, exit_number = parse_setting(setting)
@@ -303,7 +305,8 @@ def memory_child(scale: str, name: str) -> None:
         print(json.dumps({"base": base, "load": rss(), "warm": rss(), "peak": rss(), "inputs": 0.0, "params": 0}))
         return
     cls = get_workload_class(cfg["kind"])
-    w = cls(cls.Options.model_validate({**SCALES[scale][cfg["kind"]], **cfg["options"]}))
+    # Any: ApproxNet's and MCDNN's own attributes (net, resident, input_bytes) are read below, by kind
+    w: Any = cls(cls.Options.model_validate({**SCALES[scale][cfg["kind"]], **cfg["options"]}))
     base = rss()
     w.load()
     after_load = rss()

@@ -151,9 +151,10 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n== controls ==")
     for short, expected in (("sleep", 0.0), ("bubble", float(CONTROL_MB))):
-        s = scores.get(shlex.join(programs[short])) if short in programs else None
-        if s is not None:
-            print(f"{short}: score {s.size_mb:.1f} MiB ({s.low_mb:.1f}-{s.high_mb:.1f}); expected about {expected:g}")
+        control = scores.get(shlex.join(programs[short])) if short in programs else None
+        if control is not None:
+            print(f"{short}: score {control.size_mb:.1f} MiB ({control.low_mb:.1f}-{control.high_mb:.1f}); "
+                  f"expected about {expected:g}")  # fmt: skip
     report(rows, runs, labels, memory_target=True)
     if args.shared:
         section_4(out, runs, programs, made, scores, labels, args.repeats)

@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -113,7 +114,8 @@ def main() -> None:
     raw, at_one_speed = [points(r) for r in runs], [points(speed.adjusted(r, reference)) for r in runs]
     cv = cv_across(raw, "median")
     cv_speed, cv_iqm = cv_across(at_one_speed, "median"), cv_across(at_one_speed, "iqm")
-    worst, worst_speed, worst_iqm = cv.idxmax(), cv_speed.idxmax(), cv_iqm.idxmax()
+    # (setting, value) index labels, which pandas types as Hashable
+    worst, worst_speed, worst_iqm = (cast(tuple[str, float], c.idxmax()) for c in (cv, cv_speed, cv_iqm))
 
     flagged = [comparisons[pair].flagged / max(1, len(comparisons[pair].table)) for pair in pairs]
     slow = slowed_copy(dirs[-1], base / "run-slowed", 1.2)
@@ -135,7 +137,8 @@ def main() -> None:
           f"median {np.median(cv_iqm):.1%}; above 5%: {int((cv_iqm > 0.05).sum())} of {len(cv_iqm)}")  # fmt: skip
     over = cv_speed[cv_speed > 0.05]
     print(f"points above 5% at one CPU speed               {len(over)} of {len(cv_speed)}: "
-          + (", ".join(f"{s} at {v:g} ({c:.0%})" for (s, v), c in over.sort_values(ascending=False).items())
+          + (", ".join(f"{k[0]} at {k[1]:g} ({c:.0%})" for k, c in over.sort_values(ascending=False).items()  # type: ignore[index]
+                       )
              or "none"))  # fmt: skip
     print(f"main job wall time per run                     {', '.join(f'{w / 60:.1f}' for w in walls)} min"
           f"   <= 5 min")  # fmt: skip

@@ -44,7 +44,9 @@ QUANTISED = ("int8", "float16")
 def _workload(runtime: str, threads: int, quantize: str = "none") -> Any:
     from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload
 
-    return ApproxNetWorkload(ApproxNetOptions(runtime=runtime, intra_op_threads=threads, quantize=quantize))
+    # validated, as a scenario's options are: a runtime or quantisation this build lacks is refused by name
+    options = ApproxNetOptions.model_validate({"runtime": runtime, "intra_op_threads": threads, "quantize": quantize})
+    return ApproxNetWorkload(options)
 
 
 def quantised_child(threads: int, rounds: int, block: int) -> None:
@@ -56,7 +58,7 @@ def quantised_child(threads: int, rounds: int, block: int) -> None:
         w.load()
     out: dict[str, Any] = {}
     for preset in PRESETS:
-        calls = {}
+        calls: dict[str, tuple[Any, list[Any]]] = {}
         for q, w in variants.items():
             w.select(preset)
             xs = [x for x, _ in w.samples()]
@@ -67,7 +69,7 @@ def quantised_child(threads: int, rounds: int, block: int) -> None:
         for q in QUANTISED:
             variant, base = calls[q], calls["none"]
             a, b, ratios = paired_blocks(
-                lambda v=variant: time_calls(*v, block), lambda f=base: time_calls(*f, block), rounds
+                lambda v=variant: time_calls(v[0], v[1], block), lambda f=base: time_calls(f[0], f[1], block), rounds
             )
             meta = variants[q].metadata()["runtime"]["models"]["approxnet"]
             check = json.loads(Path(meta["file"]).with_suffix(".json").read_text())["check"]["settings"]
@@ -91,7 +93,7 @@ def latency_child(threads: int, rounds: int, block: int) -> None:
         w.load()
     out: dict[str, Any] = {}
     for preset in PRESETS:
-        calls = {}
+        calls: dict[str, tuple[Any, list[Any]]] = {}
         for rt, w in loaded.items():
             w.select(preset)
             xs = [x for x, _ in w.samples()]
@@ -101,7 +103,9 @@ def latency_child(threads: int, rounds: int, block: int) -> None:
             calls[rt] = (call, xs)
         lite, tf_ = calls["litert"], calls["tensorflow"]
         a, b, ratios = paired_blocks(
-            lambda lite=lite: time_calls(*lite, block), lambda tf_=tf_: time_calls(*tf_, block), rounds
+            lambda lite=lite: time_calls(lite[0], lite[1], block),
+            lambda tf_=tf_: time_calls(tf_[0], tf_[1], block),
+            rounds,
         )
         out[preset] = {
             "litert_ms": statistics.median(a) / 1e6,
