@@ -158,7 +158,7 @@ class Runner:
                 i += 1
         self._select(current)
         samples = w.samples()
-        timed: list[float] = []  # timed latencies and their records' end times, in order: the precision rule's
+        timed: list[float] = []  # timed latencies and their end times (s, monotonic), in order: the precision rule's
         ends: list[float] = []
         limit = precision.max_inferences if precision is not None else (sys.maxsize if seconds is not None else n)
         next_check, j = n, 0
@@ -190,7 +190,7 @@ class Runner:
             if policy is not None:
                 policy.observe(latency, switched or first)
             timed.append(latency)
-            ends.append(records[-1].t_epoch_s)
+            ends.append(end / 1e9)
             elapsed = (perf() - t_timed) / 1e9
             if seconds is not None:
                 if elapsed >= seconds:
