@@ -331,8 +331,9 @@ class CpuSpec(_Strict):
 
     #: spread (default): bubbles pinned round-robin over the allowed CPUs, so each CPU's load is known at
     #: every count; free: the scheduler decides; apart: bubbles only on CPUs the workload does not use.
-    placement: Literal["free", "spread", "apart"] = "spread"
-    #: CPUs the worker is pinned to (default: not pinned; for apart, the first half of the allowed CPUs).
+    #: pack: bubbles fill the CPUs the workload leaves, by duty, then share the workload's (a fixed CPU each).
+    placement: Literal["free", "spread", "apart", "pack"] = "spread"
+    #: CPUs the worker is pinned to (default: not pinned; for apart and pack, the first half of the allowed CPUs).
     workload: list[Int] | None = None
 
     @model_validator(mode="after")

@@ -34,6 +34,21 @@ def test_assignments() -> None:
         assign("spread", [7], allowed)
 
 
+def test_pack_fills_the_cpus_the_workload_leaves_before_it_shares_the_workloads() -> None:
+    # 0.3-core bubbles beside a workload on CPU 0 of two: three fit on CPU 1 (0.9), the fourth does not
+    # and goes to CPU 0, the fifth too (CPU 1 would carry 1.2): the main job's dial.
+    pack = assign("pack", [0], (0, 1), [0.3] * 5)
+    assert pack.workload == (0,) and [pack.for_bubble(i) for i in range(5)] == [(1,), (1,), (1,), (0,), (0,)]
+    # Full cores fill one spare CPU each, then share the workload's CPUs, least loaded first; the
+    # default workload CPUs are apart's (the first half).
+    full = assign("pack", None, (0, 1, 2, 3), [1.0] * 5)
+    assert full.workload == (0, 1) and full.bubble_cpus == (2, 3, 0, 1, 0)
+    # A bubble too big for the room left skips to the next spare CPU with room, not the workload's.
+    assert assign("pack", [0], (0, 1, 2), [0.6, 0.6, 0.3]).bubble_cpus == (1, 2, 1)
+    # No CPU to spare: every bubble shares the workload's (pack, unlike apart, is not refused).
+    assert assign("pack", [0, 1], (0, 1), [0.5, 0.5, 0.5]).bubble_cpus == (0, 1, 0)
+
+
 def affinities(orchestrator: int, n_children: int) -> dict[str, list[list[int]]]:
     """cpu_affinity of the worker and of every bubble process (stress-ng workers included), by role."""
     out: dict[str, list[list[int]]] = {"worker": [], "bubble": []}
@@ -81,6 +96,23 @@ def test_spread_pins_bubbles_round_robin_and_the_worker_where_asked(tmp_path: Pa
 
 
 @needs_two
+def test_pack_pins_each_bubble_where_its_duty_fits(tmp_path: Path) -> None:
+    # 0.4-core bubbles beside a worker on the first CPU: two fill the second CPU (0.8), the next two
+    # would overfill it and share the worker's.
+    first = CPUS[0]
+    seen = running(tmp_path, {"placement": "pack", "workload": [first]}, {"kind": "cpu", "cpu_duty": 0.4}, 4, 5)
+    others = [c for c in CPUS if c != first]
+    expected = [others[0], others[0], first, first] if len(CPUS) == 2 else None
+    assert seen["worker"] == [[first]]
+    assert all(len(b) == 1 for b in seen["bubble"]) and len(seen["bubble"]) == 4
+    if expected is not None:
+        assert sorted(seen["bubble"]) == sorted([[c] for c in expected])
+        assert seen["manifest"][0] == {"placement": "pack", "workload_cpus": [first], "bubble_cpus": expected}
+    else:  # more CPUs: both pairs fit on the spare ones, none on the worker's
+        assert all(b[0] != first for b in seen["bubble"])
+
+
+@needs_two
 def test_apart_keeps_bubbles_off_the_workload_cpus(tmp_path: Path) -> None:
     seen = running(tmp_path, {"placement": "apart"}, CPU_BUBBLE, 2, 3)
     workload = list(CPUS[: max(1, (len(CPUS) + 1) // 2)])
@@ -109,7 +141,7 @@ def test_free_pins_nothing(tmp_path: Path) -> None:
     [
         ({"workload": [999]}, "cpus.workload: CPU 999 is not among the CPUs allowed here"),
         ({"placement": "apart", "workload": list(CPUS)}, "cpus.placement: 'apart' needs a CPU the workload does not"),
-        ({"placement": "pinned"}, "cpus.placement: Input should be 'free', 'spread' or 'apart'"),
+        ({"placement": "pinned"}, "cpus.placement: Input should be 'free', 'spread', 'apart' or 'pack'"),
         ({"workload": []}, "cpus.workload: must name at least one CPU"),
     ],
 )

@@ -6,6 +6,12 @@
 - ``apart``: the worker is pinned to ``workload`` (default: the first half of the allowed CPUs, at
   least one) and the bubbles round-robin over the *other* CPUs: memory-subsystem pressure without
   time-sharing a CPU, as in Bubble-Up's own experiments. Refused when no CPU is left for bubbles.
+- ``pack``: the worker is pinned as for ``apart``; each bubble, in order, goes to a CPU the workload does
+  not use while one has room for its duty (up to one core per CPU), and once none has, to the workload's
+  CPU with the least bubble duty. The CPU of bubble *i* is the same at every count, so the count at
+  which pressure reaches the workload is the one CPU-demand arithmetic predicts, every repeat, instead
+  of whenever the load balancer moves a bubble (``free``). Works with no CPU to spare (every bubble then
+  shares the workload's CPUs).
 
 Pure: this module decides; ``procs.spawn_child`` applies the decision to each child by PID.
 """
@@ -17,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-Placement = Literal["free", "spread", "apart"]
+Placement = Literal["free", "spread", "apart", "pack"]
 
 
 def allowed_cpus() -> tuple[int, ...]:
@@ -29,7 +35,7 @@ def allowed_cpus() -> tuple[int, ...]:
 class CpuAssignment:
     placement: Placement
     workload: tuple[int, ...] | None  # None: not pinned
-    bubble_cpus: tuple[int, ...] | None  # bubbles round-robin over these; None: not pinned
+    bubble_cpus: tuple[int, ...] | None  # bubble i on the i-th, round-robin; None: not pinned
 
     def for_bubble(self, index: int) -> tuple[int, ...] | None:
         if not self.bubble_cpus:
@@ -68,7 +74,24 @@ def default_workload(allowed: Sequence[int]) -> tuple[int, ...]:
     return tuple(allowed[: max(1, (len(allowed) + 1) // 2)]) if len(allowed) > 1 else tuple(allowed)
 
 
-def assign(placement: Placement, workload: Sequence[int] | None, allowed: Sequence[int]) -> CpuAssignment:
+def packed(duties: Sequence[float], workload: Sequence[int], allowed: Sequence[int]) -> tuple[int, ...]:
+    """``pack``'s CPU for each bubble, in order: first fit by duty on the CPUs the workload leaves, then the
+    workload's CPU carrying the least bubble duty (the first such on a tie)."""
+    load = dict.fromkeys(allowed, 0.0)
+    spare = [c for c in allowed if c not in workload]
+    out = []
+    for duty in duties:
+        fits = [c for c in spare if load[c] + duty <= 1.0 + 1e-9]
+        cpu = fits[0] if fits else min(workload, key=lambda c: load[c])
+        load[cpu] += duty
+        out.append(cpu)
+    return tuple(out)
+
+
+def assign(placement: Placement, workload: Sequence[int] | None, allowed: Sequence[int],
+           duties: Sequence[float] = ()) -> CpuAssignment:  # fmt: skip
+    """The CPUs of the worker and of each bubble; ``duties`` (cores each bubble asks for, in the order bubbles
+    start, at the point with the most) matter only to ``pack``."""
     check(placement, workload, allowed)
     pinned = tuple(workload) if workload is not None else None
     if placement == "free":
@@ -76,4 +99,6 @@ def assign(placement: Placement, workload: Sequence[int] | None, allowed: Sequen
     if placement == "spread":
         return CpuAssignment("spread", pinned, tuple(allowed))
     pinned = pinned if pinned is not None else default_workload(allowed)
+    if placement == "pack":
+        return CpuAssignment("pack", pinned, packed(duties, pinned, allowed) or None)
     return CpuAssignment("apart", pinned, tuple(c for c in allowed if c not in pinned))

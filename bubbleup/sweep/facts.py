@@ -30,6 +30,14 @@ def cpu_demand(scenario: Scenario, allowed: int) -> dict[str, Any]:
             "size_sweep_count": scenario.sweep.count if scenario.sweep.axis == "size_mb" else None}  # fmt: skip
 
 
+def bubble_duties(scenario: Scenario) -> list[float]:
+    """The cores each bubble asks for, in the order bubbles start, at the point with the most (``pack``'s
+    input). A rate-held bubble or a command co-runner may take a whole core, so it counts as one."""
+    most = max((scenario.pressure_at(v) for v in scenario.sweep.values), key=len, default=[])  # effective specs
+    return [1.0 if spec.kind == "command" or spec.rate_mb_s is not None or spec.cpu_duty is None
+            else float(spec.cpu_duty) for spec, _ in most]  # fmt: skip
+
+
 def new_manifest(scenario: Scenario, given: dict[str, Any]) -> Manifest:
     env = environment.collect()
     return Manifest(

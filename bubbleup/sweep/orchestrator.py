@@ -45,7 +45,7 @@ from bubbleup.store.records import (
 )
 from bubbleup.store.writer import RunWriter, StoreWriteError
 from bubbleup.sweep import evidence
-from bubbleup.sweep.facts import calibration_facts, cpu_demand, new_manifest
+from bubbleup.sweep.facts import bubble_duties, calibration_facts, cpu_demand, new_manifest
 from bubbleup.sweep.plan import StepPlan, adapt_profiles, check_memory_safety, steps_of
 from bubbleup.sweep.progress import Progress
 from bubbleup.sweep.signals import Interrupted, signals_raise
@@ -87,7 +87,7 @@ class Orchestrator:
         self._phase_starts = scenario.sweep.phase_starts()  # a schedule's phases, seconds after it began
         self.own_session = scenario.placement == "own-session"
         allowed = allowed_cpus()
-        self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed)
+        self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed, bubble_duties(scenario))
         self.budget: Budget | None = None  # while a device budget is applied
         # A run begun before the CPU-accounting columns existed (and resumed now) is sampled without them.
         self.cpu_account = set(telemetry.CPU_ACCOUNT_COLUMNS) <= set(store.manifest.telemetry_columns)
