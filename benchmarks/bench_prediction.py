@@ -90,6 +90,17 @@ def corunners(workdir: Path) -> dict[str, list[str]]:
     }
 
 
+def noise_floor(rows: list[colocation.Check]) -> float:
+    """The mean absolute error a *perfect* prediction would score against these measurements: each measured QoS
+    is off its truth by its own noise, sigma = its 95% CI's half-width / 1.96, and E|N(0, sigma)| = sigma
+    sqrt(2/pi). No method's error can be expected below it; where half the naive error lies below it, "half
+    the naive" cannot be shown on this machine whatever the method."""
+    if not rows:
+        return float("nan")
+    sigma = np.array([(r.measured_high - r.measured_low) / 2 / 1.96 for r in rows])
+    return float(np.mean(sigma) * np.sqrt(2 / np.pi))
+
+
 def mae(rows: list[colocation.Check]) -> tuple[float, float, int]:
     if not rows:
         return float("nan"), float("nan"), 0
@@ -215,7 +226,13 @@ def report(rows: dict[str, list[colocation.Check]], runs: dict[str, Path], label
         verdict = "meets" if err <= 0.05 and err <= naive / 2 else "misses"
         target = (f"  ({verdict} the target: <= 0.05 and <= half the naive)"
                   if memory_target and group.startswith("memory") else "")  # fmt: skip
-        print(f"{group:<26} {err:.3f} / {naive:.3f}{alone} over {n} pairs{target}")
+        print(f"{group:<26} {err:.3f} / {naive:.3f}{alone} over {n} pairs{target}; a perfect prediction "
+              f"{noise_floor(rs):.3f}")  # fmt: skip
+    floor, naive = noise_floor(every), mae(every)[1]
+    if naive / 2 < floor:
+        print(f"Half the naive error ({naive / 2:.3f}) is below what a perfect prediction would score against these "
+              f"measurements ({floor:.3f}, from their own CIs): the co-runners' slowdowns here are too close to the "
+              "measurement's noise for any method to show it halves the naive error on this machine.")  # fmt: skip
 
 
 if __name__ == "__main__":
