@@ -211,6 +211,17 @@ def llc_multiple(text: str) -> float:
     return float(m.group(1)) / (float(m.group(2)) if m.group(2) is not None else 1.0)
 
 
+class ReplicationSpec(_Strict):
+    """More repeats where the planned ones disagree (``bubbleup.sweep.replication``): after the planned
+    repeats, every point at which some step's repeat IQMs (at one CPU speed) have a relative standard
+    error above ``target`` is measured again, one more repeat per round, until each is within it or has
+    ``max_repeats``."""
+
+    #: the largest relative standard error of a point's mean over its repeats (0.04: 4% of the mean).
+    target: Float = Field(gt=0.0, lt=1.0)
+    max_repeats: Int = Field(ge=2, le=1000)
+
+
 class SweepSpec(_Strict):
     """How pressure varies: bubble ``count`` at a fixed size, bubble ``size_mb`` at a fixed count, or a
     ``schedule`` of phases in which bubbles come and go while one worker keeps inferring (each workload
@@ -228,6 +239,8 @@ class SweepSpec(_Strict):
     #: Point order per repeat. alternate: ascending, then descending, ... so drift spreads evenly.
     order: Literal["alternate", "shuffle", "ascending"] = "alternate"
     seed: Int = 0
+    #: More repeats only where the planned ones disagree (None: exactly ``repeats``).
+    replication: ReplicationSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -286,6 +299,18 @@ class SweepSpec(_Strict):
     def _count_limit(self) -> SweepSpec:
         if self.axis == "count" and max(self.values) > 256:
             raise ValueError("values: at most 256 bubbles per point")
+        return self
+
+    @model_validator(mode="after")
+    def _replication_possible(self) -> SweepSpec:
+        r = self.replication
+        if r is not None:
+            if self.repeats < 2:
+                raise ValueError("replication: needs repeats of at least 2 (one repeat has no spread to judge)")
+            if r.max_repeats < self.repeats:
+                raise ValueError(f"replication.max_repeats: {r.max_repeats} is below repeats ({self.repeats})")
+            if self.axis == "schedule":
+                raise ValueError("replication: a schedule sweep has one point; repeat it with repeats")
         return self
 
     @property

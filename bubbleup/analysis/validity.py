@@ -26,6 +26,8 @@ Reasons, by code (thresholds are module constants):
   counts as the contamination it is; quantisation noise of the CPU clocks averages out.
 - ``precision``: a step stopped at a cap (``stopped_by`` ``cap_*``) with its IQM's CI half-width
   still above the target asked for (points.csv ``halfwidth`` > ``target_halfwidth``).
+- ``repeats``: with ``sweep.replication``, a point whose repeats still disagreed beyond the target when it
+  had ``max_repeats`` (the manifest's last ``replication`` entry).
 - ``pressure_failed``: a step ran without the pressure its point asked for (a bubble died, was refused or
   never started; :func:`bubbleup.store.records.pressure_failed`). Its point is left out of the curves;
   a bubble OOM-killed inside a budget is not this but a result (the device cannot hold that pressure).
@@ -112,8 +114,8 @@ def check(run: Run, summary: pd.DataFrame | None = None) -> Validity:
     """Every reason the run is INVALID (see the module docstring), from its files alone."""
     reasons: list[Reason] = []
     unchecked: list[str] = []
-    for rule in (_pressure_failed, _bubble_rss, delivery_misses, _busy_at_start, _busy_during, _precision, _throttled,
-                 _concurrent):  # fmt: skip
+    for rule in (_pressure_failed, _bubble_rss, delivery_misses, _busy_at_start, _busy_during, _precision, _repeats,
+                 _throttled, _concurrent):  # fmt: skip
         reasons += rule(run, unchecked)
     reasons += _non_monotone(run, summary)
     return Validity(not reasons, reasons, unchecked)
@@ -362,6 +364,22 @@ def _precision(run: Run, unchecked: list[str]) -> list[Reason]:
              f"+/-{float(r['target_halfwidth']):.1%} asked ({r['stopped_by']})" for r in _records(short)]  # fmt: skip
     return [Reason("precision", f"{len(short)} of {len(p)} step(s) stopped at a cap before their IQM reached "
                                 f"the precision asked: {_named(named)}")]  # fmt: skip
+
+
+def _repeats(run: Run, unchecked: list[str]) -> list[Reason]:
+    rounds = run.manifest.replication
+    rule = (run.manifest.scenario_effective.get("sweep") or {}).get("replication") or {}
+    if not rounds or rounds[-1].get("repeat") is not None:  # none asked, or the rounds never ended (a stopped run)
+        return []
+    unmet = rounds[-1].get("points") or []
+    if not unmet:
+        return []
+    target = float(rule.get("target") or math.nan)
+    unit = " bubbles" if run.axis == "count" else ""
+    named = [f"{p['setting']} at {format_value(float(p['value']), run.axis)}{unit}: +/-{float(p['relative_se']):.1%} "
+             f"over {p['repeats']} repeats" for p in unmet]  # fmt: skip
+    return [Reason("repeats", f"{len(unmet)} point(s) still disagreed beyond +/-{target:.1%} between repeats at "
+                              f"max_repeats: {_named(named)}")]  # fmt: skip
 
 
 def _non_monotone(run: Run, summary: pd.DataFrame | None) -> list[Reason]:

@@ -48,6 +48,10 @@ class Manifest(BaseModel):
     scenario_effective: dict[str, Any] = Field(default_factory=dict)
     #: (repeat, sweep value) in execution order.
     plan: list[tuple[int, int]] = Field(default_factory=list)
+    #: sweep.replication's rounds: per extra repeat, the points that asked for it and their spread
+    #: (sweep.replication.PointSpread); the last entry, with ``"repeat": None``, the points still above the
+    #: target when the rounds ended (at max_repeats).
+    replication: list[dict[str, Any]] = Field(default_factory=list)
     steps: list[StepEntry] = Field(default_factory=list)
     workloads: list[str] = Field(default_factory=list)
     settings: list[str] = Field(default_factory=list)

@@ -44,7 +44,7 @@ from bubbleup.store.records import (
     key_fields,
 )
 from bubbleup.store.writer import RunWriter, StoreWriteError
-from bubbleup.sweep import evidence
+from bubbleup.sweep import evidence, replication
 from bubbleup.sweep.facts import bubble_duties, calibration_facts, cpu_demand, new_manifest
 from bubbleup.sweep.plan import StepPlan, adapt_profiles, check_memory_safety, steps_of
 from bubbleup.sweep.progress import Progress
@@ -89,6 +89,7 @@ class Orchestrator:
         allowed = allowed_cpus()
         self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed, bubble_duties(scenario))
         self.budget: Budget | None = None  # while a device budget is applied
+        self._current_repeat: int | None = None  # the repeat whose workers are loaded
         # A run begun before the CPU-accounting columns existed (and resumed now) is sampled without them.
         self.cpu_account = set(telemetry.CPU_ACCOUNT_COLUMNS) <= set(store.manifest.telemetry_columns)
         store.update_manifest(cpu_placement=self.cpus.describe(), cpu_demand=cpu_demand(scenario, len(allowed)))
@@ -189,15 +190,10 @@ class Orchestrator:
             self._check_machine()
             self._open_budget()
             self._load_workers()
-            current = todo[0][0] if todo else None
-            for repeat, value in todo:
-                if repeat != current:  # a new repeat: per_repeat workers are replaced before its bubbles
-                    current = repeat
-                    for label, spec in self.specs.items():
-                        if spec.restart == "per_repeat":
-                            self._drop_worker(label)
-                    self._load_workers()
-                self._run_point(repeat, value)
+            self._current_repeat = todo[0][0] if todo else None
+            self._run_points(todo)
+            while extra := self._more_repeats():
+                self._run_points(extra)
         except BaseException:
             # Stopping early (a signal, a failed write): a busy worker would not answer a polite close
             # before its step ends, so it is killed now, by PID; an unfinished step is never recorded.
@@ -213,12 +209,53 @@ class Orchestrator:
                 self.store.update_manifest(budget_final_stats=final)
             self.progress.close()
 
+    def _run_points(self, points: list[tuple[int, int]]) -> None:
+        for repeat, value in points:
+            if repeat != self._current_repeat:  # a new repeat: per_repeat workers are replaced before its bubbles
+                self._current_repeat = repeat
+                for label, spec in self.specs.items():
+                    if spec.restart == "per_repeat":
+                        self._drop_worker(label)
+                self._load_workers()
+            self._run_point(repeat, value)
+
+    def _more_repeats(self) -> list[tuple[int, int]]:
+        """sweep.replication's next round: one more repeat of every point whose repeats still disagree beyond the
+        target (and have fewer than max_repeats), appended to the manifest's plan before it runs, so a resumed
+        run finishes it; [] when none does, the points left above the target then recorded."""
+        rule = self.scenario.sweep.replication
+        if rule is None:
+            return []
+        samples = replication.read_samples(self.store.root)
+        want = replication.wanting(samples, rule.target, rule.max_repeats)
+        rounds = list(self.store.manifest.replication)
+        if not want:
+            unmet = [p.to_dict() for p in replication.spreads(samples) if p.relative_se > rule.target]
+            self.store.update_manifest(replication=[*rounds, {"repeat": None, "points": unmet}])
+            return []
+        plan = list(self.store.manifest.plan)
+        repeat = max(r for r, _ in plan) + 1
+        values = sorted(p.value for p in want)
+        if self.scenario.sweep.order == "alternate" and repeat % 2:
+            values.reverse()
+        extra = [(repeat, v) for v in values]
+        asked = {"repeat": repeat, "points": [p.to_dict() for p in want]}
+        self.store.update_manifest(plan=[*plan, *extra], replication=[*rounds, asked])
+        self.progress.grow(self.steps_per_point * len(extra))
+        worst = max(want, key=lambda p: p.relative_se)
+        self.progress.note(f"repeat {repeat + 1}: {len(extra)} point(s) whose repeats disagree beyond "
+                           f"+/-{rule.target:.1%} (worst: {worst.setting} at {worst.value}, "
+                           f"+/-{worst.relative_se:.1%})")  # fmt: skip
+        return extra
+
     def _run_point(self, repeat: int, value: int) -> None:
         sc = self.scenario
         count, size = dict(zip(sc.sweep.values, sc.points(), strict=True))[value]
         where = (f"a schedule of {len(sc.sweep.phases or [])} phases, {sc.sweep.schedule_s:g} s per step, up to"
                  if sc.sweep.axis == "schedule" else f"{sc.sweep.axis}={value}")  # fmt: skip
-        self.progress.point(f"repeat {repeat + 1}/{sc.sweep.repeats} {where} ({count} x {size} MiB)")
+        extra = sc.sweep.replication is not None and repeat >= sc.sweep.repeats
+        of = f"{sc.sweep.replication.max_repeats} at most" if sc.sweep.replication and extra else sc.sweep.repeats
+        self.progress.point(f"repeat {repeat + 1}/{of} {where} ({count} x {size} MiB)")
         outcomes: list[_StepOutcome] = []
         schedule = sc.sweep.axis == "schedule"  # bubbles come and go within each step, not before the point
         pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory, self._wrap,

@@ -36,6 +36,12 @@ class Progress:
         if self.bar is not None and steps:
             self.bar.update(steps)
 
+    def grow(self, steps: int) -> None:
+        """More steps than planned (sweep.replication's extra repeats)."""
+        if self.bar is not None and steps:
+            self.bar.total = (self.bar.total or 0) + steps
+            self.bar.refresh()
+
     def note(self, text: str) -> None:
         if self.bar is not None:
             self.bar.write(text, file=sys.stderr)

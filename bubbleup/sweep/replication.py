@@ -1,0 +1,80 @@
+"""Which points need another repeat: more replication only where the planned repeats disagree.
+
+On our VMs the largest variation is between repeats, not within a step (README, round 6: a repeat's
+deviation is shared by every setting measured with the same bubbles), and it is not spread evenly: at
+the main job's cliff one point's repeat IQMs spread 7-12% (CV), at the points below it 1-3%. A step's
+precision rule cannot see it; more repeats everywhere cost a third more run time each. Kalibera and
+Jones ("Rigorous benchmarking in reasonable time", ISMM 2013) size each level of repetition from the
+variance measured at that level; this does the same per point: after the planned repeats, a point at
+which any step's mean over its repeats has a relative standard error above the target gets one more
+repeat, one round at a time, until it is within the target or at ``max_repeats``.
+
+A repeat's level is the IQM of its timed latencies at one CPU speed (each scaled by the run's median
+probe / its own probe, as ``analysis.speed`` does), so a VM changing speed between repeats does not
+ask for repeats the pressure never caused. Pure but for reading the run's own ``samples.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from bubbleup.analysis.stats import iqm
+from bubbleup.store.layout import SAMPLES
+
+COLUMNS = ["repeat", "value", "workload", "setting", "phase", "latency_ms", "speed_ns"]
+
+
+@dataclass(frozen=True)
+class PointSpread:
+    """One point's worst step: the relative standard error of its mean over ``repeats`` repeat IQMs."""
+
+    value: int
+    setting: str
+    repeats: int
+    relative_se: float
+
+    def to_dict(self) -> dict[str, object]:
+        return {"value": self.value, "setting": self.setting, "repeats": self.repeats,
+                "relative_se": round(self.relative_se, 5)}  # fmt: skip
+
+
+def spreads(samples: pd.DataFrame) -> list[PointSpread]:
+    """Per point, the step whose repeat IQMs agree least (relative standard error of their mean)."""
+    timed = samples[(samples["phase"] == "timed") & samples["latency_ms"].notna()]
+    if timed.empty:
+        return []
+    latency = timed["latency_ms"].to_numpy(float)
+    probe = timed["speed_ns"].to_numpy(float) if "speed_ns" in timed else np.full(len(timed), math.nan)
+    if np.isfinite(probe).any() and (probe[np.isfinite(probe)] > 0).all():
+        reference = float(np.nanmedian(probe))
+        latency = np.where(np.isfinite(probe), latency * reference / probe, latency)
+    timed = timed.assign(level=latency)
+    levels = timed.groupby(["value", "workload", "setting", "repeat"])["level"].agg(lambda x: float(iqm(x.to_numpy())))
+    out: dict[int, PointSpread] = {}
+    for (value, _workload, setting), per_repeat in levels.groupby(level=["value", "workload", "setting"]):
+        k = len(per_repeat)
+        mean = float(per_repeat.mean())
+        rse = float(per_repeat.std(ddof=1)) / mean / math.sqrt(k) if k >= 2 and mean > 0 else math.inf
+        worst = out.get(int(value))
+        if worst is None or rse > worst.relative_se:
+            out[int(value)] = PointSpread(int(value), str(setting), k, rse)
+    return [out[v] for v in sorted(out)]
+
+
+def wanting(samples: pd.DataFrame, target: float, max_repeats: int) -> list[PointSpread]:
+    """The points that need another repeat: above ``target`` with fewer than ``max_repeats`` repeats."""
+    return [p for p in spreads(samples) if p.relative_se > target and p.repeats < max_repeats]
+
+
+def read_samples(root: Path) -> pd.DataFrame:
+    """The run's timed samples so far (only the columns the decision reads)."""
+    path = root / SAMPLES
+    if not path.exists():
+        return pd.DataFrame(columns=COLUMNS)
+    head = pd.read_csv(path, nrows=0).columns
+    return pd.read_csv(path, usecols=[c for c in COLUMNS if c in head], dtype={"setting": str, "workload": str})

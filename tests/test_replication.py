@@ -1,0 +1,130 @@
+"""sweep.replication: more repeats only at the points whose repeats disagree, recorded, resumable, judged."""
+
+from __future__ import annotations
+
+import json
+import math
+import signal
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import descendants, run_cli, running_cli, smoke_dict, wait_all_gone, wait_until, write_scenario
+
+from bubbleup.sweep.replication import spreads, wanting
+
+
+def frame(levels: dict[tuple[int, str], list[float]], probes: dict[tuple[int, int], float] | None = None,
+          n: int = 40) -> pd.DataFrame:  # fmt: skip
+    """Timed samples: per (value, setting) one list of repeat levels, ``n`` samples each around it (+/-1%)."""
+    rng = np.random.default_rng(0)
+    rows: list[dict[str, Any]] = []
+    for (value, setting), per_repeat in levels.items():
+        for r, level in enumerate(per_repeat):
+            probe = (probes or {}).get((value, r), 1000.0)
+            for x in level * rng.uniform(0.99, 1.01, n):
+                rows.append({"repeat": r, "value": value, "workload": "w", "setting": setting, "phase": "timed",
+                             "latency_ms": x, "speed_ns": probe})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def test_only_the_point_whose_repeats_disagree_asks_for_another() -> None:
+    samples = frame({(0, "a"): [10.0, 10.1, 9.9], (0, "b"): [5.0, 5.02, 4.98],
+                     (4, "a"): [10.0, 13.0, 11.0], (4, "b"): [5.0, 5.1, 4.9]})  # fmt: skip
+    by_value = {p.value: p for p in spreads(samples)}
+    assert by_value[4].setting == "a" and by_value[4].repeats == 3
+    expected = float(np.std([10.0, 13.0, 11.0], ddof=1) / np.mean([10.0, 13.0, 11.0]) / math.sqrt(3))
+    assert by_value[4].relative_se == pytest.approx(expected, rel=0.02)
+    assert by_value[0].relative_se < 0.01
+    assert [p.value for p in wanting(samples, 0.03, 6)] == [4]
+    assert wanting(samples, 0.03, 3) == []  # at max_repeats already
+    assert wanting(samples, 0.5, 6) == []
+
+
+def test_a_repeat_slower_only_because_the_cpu_was_slower_is_not_disagreement() -> None:
+    # Repeat 1 ran 30% slower, and its speed probe says the CPU was 30% slower: at one speed they agree.
+    slow_cpu = frame({(2, "a"): [10.0, 13.0, 10.0]}, probes={(2, 1): 1300.0})
+    assert spreads(slow_cpu)[0].relative_se < 0.01
+    same_cpu = frame({(2, "a"): [10.0, 13.0, 10.0]})
+    assert spreads(same_cpu)[0].relative_se > 0.05
+
+
+def manifest(out: Path) -> dict[str, Any]:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def scenario(tmp_path: Path, target: float, max_repeats: int) -> Path:
+    data = smoke_dict(**{"sweep.values": [0, 1], "sweep.repeats": 2, "sweep.settle_s": 0.0,
+                         "sweep.replication": {"target": target, "max_repeats": max_repeats}})  # fmt: skip
+    return write_scenario(tmp_path, data)
+
+
+def test_an_unreachable_target_repeats_every_point_to_max_repeats_and_says_invalid(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_cli(["run", str(scenario(tmp_path, 1e-6, 4)), "--out", str(out), "-q", "--no-report"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    points = pd.read_csv(out / "points.csv")
+    assert set(zip(points["repeat"], points["value"], strict=True)) == {(r, v) for r in range(4) for v in (0, 1)}
+    m = manifest(out)
+    assert [tuple(p) for p in m["plan"][4:]] == [(2, 0), (2, 1), (3, 1), (3, 0)]  # extra repeats alternate too
+    assert [r["repeat"] for r in m["replication"]] == [2, 3, None]
+    assert {p["value"] for p in m["replication"][-1]["points"]} == {0, 1}
+    assert all(p["repeats"] == 4 for p in m["replication"][-1]["points"])
+    reasons = {r["code"]: r["message"] for r in m["validity"]["reasons"]}
+    assert "repeats" in reasons and "max_repeats" in reasons["repeats"]
+
+
+def test_a_met_target_adds_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = run_cli(["run", str(scenario(tmp_path, 0.9, 6)), "--out", str(out), "-q", "--no-report"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    m = manifest(out)
+    assert len(m["plan"]) == 4 and m["replication"] == [{"repeat": None, "points": []}]
+    assert "repeats" not in {r["code"] for r in m["validity"]["reasons"]}
+    assert set(pd.read_csv(out / "points.csv")["repeat"]) == {0, 1}
+
+
+def test_a_run_killed_in_an_extra_repeat_resumes_it_and_finishes_the_rounds(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["run", str(scenario(tmp_path, 1e-6, 4)), "--out", str(out), "-q", "--no-report"]
+    with running_cli(args, cwd=tmp_path) as (proc, kids):
+
+        def in_extra_repeat() -> bool:
+            kids[:] = [k.pid for k in descendants(proc.pid)] or kids
+            try:
+                return len(manifest(out)["plan"]) > 4
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                return False
+
+        wait_until(in_extra_repeat, 90, "an extra repeat in the manifest's plan", interval_s=0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        wait_all_gone(kids, 3.0)
+    assert len(manifest(out)["plan"]) == 6 and manifest(out)["status"] != "complete"
+    done = run_cli(["run", "--resume", str(out), "-q", "--no-report"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    points = pd.read_csv(out / "points.csv")
+    assert not points.duplicated(["repeat", "value", "step"]).any()
+    assert set(zip(points["repeat"], points["value"], strict=True)) == {(r, v) for r in range(4) for v in (0, 1)}
+    m = manifest(out)
+    assert m["status"] == "complete" and [r["repeat"] for r in m["replication"]] == [2, 3, None]
+
+
+@pytest.mark.parametrize(
+    ("replication", "repeats", "problem"),
+    [
+        ({"target": 0.03, "max_repeats": 6}, 1, "sweep.replication: needs repeats of at least 2"),
+        ({"target": 0.03, "max_repeats": 2}, 3, "sweep.replication.max_repeats: 2 is below repeats (3)"),
+        ({"target": 1.5, "max_repeats": 6}, 3, "sweep.replication.target: Input should be less than 1"),
+        ({"target": 0.03}, 3, "sweep.replication.max_repeats: required but missing"),
+    ],
+)
+def test_bad_replication_is_refused_in_one_line(tmp_path: Path, replication: dict[str, Any], repeats: int,
+                                                problem: str) -> None:  # fmt: skip
+    path = write_scenario(tmp_path, smoke_dict(**{"sweep.repeats": repeats, "sweep.replication": replication}))
+    done = run_cli(["validate", str(path)], cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(path) in lines[0] and problem in lines[0], lines
