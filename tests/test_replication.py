@@ -13,6 +13,8 @@ import pandas as pd
 import pytest
 from conftest import descendants, run_cli, running_cli, smoke_dict, wait_all_gone, wait_until, write_scenario
 
+from bubbleup.report.facts import repeats_fact
+from bubbleup.store.reader import load_run
 from bubbleup.sweep.replication import spreads, wanting
 
 
@@ -74,6 +76,8 @@ def test_an_unreachable_target_repeats_every_point_to_max_repeats_and_says_inval
     assert all(p["repeats"] == 4 for p in m["replication"][-1]["points"])
     reasons = {r["code"]: r["message"] for r in m["validity"]["reasons"]}
     assert "repeats" in reasons and "max_repeats" in reasons["repeats"]
+    run = load_run(out)  # the report's facts say how many repeats were added
+    assert repeats_fact(run, run.effective["sweep"]).endswith(": 4 more point-repeat(s)")
 
 
 def test_a_met_target_adds_nothing(tmp_path: Path) -> None:

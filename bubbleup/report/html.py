@@ -33,6 +33,7 @@ from bubbleup.analysis.summary import MissingPoint, SummaryRow
 from bubbleup.formatting import flatten, fmt_ms, format_value, times
 from bubbleup.report import figures, trace_figures
 from bubbleup.report.accuracy import AccuracyView, accuracy_context, accuracy_view
+from bubbleup.report.facts import run_facts
 from bubbleup.report.schedule import schedule_context, schedule_timeline
 from bubbleup.store.layout import REPORT
 from bubbleup.store.reader import Run, load_run
@@ -340,32 +341,6 @@ def draw_figures(specs: Sequence[FigureSpec]) -> list[FigureBlock]:
     return blocks
 
 
-def _facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
-    eff = run.effective
-    workload = eff.get("workload") or {}
-    sweep = eff.get("sweep") or {}
-    bubbles = [run.bubble] if run.bubble else list(eff.get("bubbles") or [])  # one kind, or a set of kinds
-    values = sweep.get("values") or run.values
-    timed = int(summary["n"].sum()) if len(summary) else 0
-    facts = [
-        ("workload", ", ".join(run.workloads) or str(workload.get("kind", "?"))),
-        ("settings", ", ".join(run.settings) or "-"),
-        (
-            "sweep",
-            f"{'bubble count' if run.axis == 'count' else 'bubble size (MiB)'}: "
-            f"{', '.join(format_value(float(v), run.axis, unit=False) for v in values)}",
-        ),
-        ("repeats", str(sweep.get("repeats", "-"))),
-        (
-            "bubble" if len(bubbles) < 2 else "bubbles (a set)",
-            "; ".join(", ".join(f"{k} {v}" for k, v in b.items()) for b in bubbles) or "-",
-        ),
-        ("timed inferences", str(timed)),
-        ("started / finished", f"{run.manifest.started_at or '-'} / {run.manifest.finished_at or '-'}"),
-    ]
-    return facts
-
-
 #: Manifest keys shown in their own sections; every other key goes to the "run metadata" table.
 _SHOWN_KEYS = frozenset(
     {"scenario_given", "scenario_effective", "environment", "workload_metadata", "plan", "environment_warnings", "name"}
@@ -412,7 +387,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "validity_recomputed": recomputed,
         "missing": describe_missing(run, missing),
         "notes": list(run.notes),
-        "facts": _facts(run, summary),
+        "facts": run_facts(run, summary),
         "cliffs": rows,
         "speed": speed.facts(run).sentence(),
         "n_resamples": confidence.N_RESAMPLES,

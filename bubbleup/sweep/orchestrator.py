@@ -220,32 +220,18 @@ class Orchestrator:
             self._run_point(repeat, value)
 
     def _more_repeats(self) -> list[tuple[int, int]]:
-        """sweep.replication's next round: one more repeat of every point whose repeats still disagree beyond the
-        target (and have fewer than max_repeats), appended to the manifest's plan before it runs, so a resumed
-        run finishes it; [] when none does, the points left above the target then recorded."""
+        """sweep.replication's next round (:func:`replication.next_round`), in the manifest's plan before it runs,
+        so a resumed run finishes it; [] when there is none."""
         rule = self.scenario.sweep.replication
         if rule is None:
             return []
-        samples = replication.read_samples(self.store.root)
-        want = replication.wanting(samples, rule.target, rule.max_repeats)
-        rounds = list(self.store.manifest.replication)
-        if not want:
-            unmet = [p.to_dict() for p in replication.spreads(samples) if p.relative_se > rule.target]
-            self.store.update_manifest(replication=[*rounds, {"repeat": None, "points": unmet}])
-            return []
-        plan = list(self.store.manifest.plan)
-        repeat = max(r for r, _ in plan) + 1
-        values = sorted(p.value for p in want)
-        if self.scenario.sweep.order == "alternate" and repeat % 2:
-            values.reverse()
-        extra = [(repeat, v) for v in values]
-        asked = {"repeat": repeat, "points": [p.to_dict() for p in want]}
-        self.store.update_manifest(plan=[*plan, *extra], replication=[*rounds, asked])
-        self.progress.grow(self.steps_per_point * len(extra))
-        worst = max(want, key=lambda p: p.relative_se)
-        self.progress.note(f"repeat {repeat + 1}: {len(extra)} point(s) whose repeats disagree beyond "
-                           f"+/-{rule.target:.1%} (worst: {worst.setting} at {worst.value}, "
-                           f"+/-{worst.relative_se:.1%})")  # fmt: skip
+        m = self.store.manifest
+        extra, entry, note = replication.next_round(replication.read_samples(self.store.root), m.plan, rule,
+                                                    self.scenario.sweep.order == "alternate")  # fmt: skip
+        self.store.update_manifest(plan=[*m.plan, *extra], replication=[*m.replication, entry])
+        if extra:
+            self.progress.grow(self.steps_per_point * len(extra))
+            self.progress.note(note)
         return extra
 
     def _run_point(self, repeat: int, value: int) -> None:

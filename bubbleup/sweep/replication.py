@@ -19,11 +19,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from bubbleup.analysis.stats import iqm
+from bubbleup.specs import ReplicationSpec
 from bubbleup.store.layout import SAMPLES
 
 COLUMNS = ["repeat", "value", "workload", "setting", "phase", "latency_ms", "speed_ns"]
@@ -69,6 +71,24 @@ def spreads(samples: pd.DataFrame) -> list[PointSpread]:
 def wanting(samples: pd.DataFrame, target: float, max_repeats: int) -> list[PointSpread]:
     """The points that need another repeat: above ``target`` with fewer than ``max_repeats`` repeats."""
     return [p for p in spreads(samples) if p.relative_se > target and p.repeats < max_repeats]
+
+
+def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: ReplicationSpec,
+               alternate: bool) -> tuple[list[tuple[int, int]], dict[str, Any], str]:  # fmt: skip
+    """The next round: (its points, one new repeat of every point that wants one, in the sweep's alternating
+    order; its manifest entry; a line for the user). No points: the entry lists those left above the target."""
+    want = wanting(samples, rule.target, rule.max_repeats)
+    if not want:
+        unmet = [p.to_dict() for p in spreads(samples) if p.relative_se > rule.target]
+        return [], {"repeat": None, "points": unmet}, ""
+    repeat = max(r for r, _ in plan) + 1
+    values = sorted(p.value for p in want)
+    if alternate and repeat % 2:
+        values.reverse()
+    worst = max(want, key=lambda p: p.relative_se)
+    note = (f"repeat {repeat + 1}: {len(values)} point(s) whose repeats disagree beyond +/-{rule.target:.1%} "
+            f"(worst: {worst.setting} at {worst.value}, +/-{worst.relative_se:.1%})")  # fmt: skip
+    return [(repeat, v) for v in values], {"repeat": repeat, "points": [p.to_dict() for p in want]}, note
 
 
 def read_samples(root: Path) -> pd.DataFrame:

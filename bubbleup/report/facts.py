@@ -1,0 +1,67 @@
+"""The report's facts table: what was run, in a few lines (workload, sweep, repeats, CPUs, bubbles, counts)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from bubbleup.formatting import format_value
+from bubbleup.store.reader import Run
+
+
+def run_facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
+    eff = run.effective
+    workload = eff.get("workload") or {}
+    sweep = eff.get("sweep") or {}
+    bubbles = [run.bubble] if run.bubble else list(eff.get("bubbles") or [])  # one kind, or a set of kinds
+    values = sweep.get("values") or run.values
+    timed = int(summary["n"].sum()) if len(summary) else 0
+    facts = [
+        ("workload", ", ".join(run.workloads) or str(workload.get("kind", "?"))),
+        ("settings", ", ".join(run.settings) or "-"),
+        (
+            "sweep",
+            f"{'bubble count' if run.axis == 'count' else 'bubble size (MiB)'}: "
+            f"{', '.join(format_value(float(v), run.axis, unit=False) for v in values)}",
+        ),
+        ("repeats", repeats_fact(run, sweep)),
+        ("CPUs", cpus_fact(run)),
+        (
+            "bubble" if len(bubbles) < 2 else "bubbles (a set)",
+            "; ".join(", ".join(f"{k} {v}" for k, v in b.items()) for b in bubbles) or "-",
+        ),
+        ("timed inferences", str(timed)),
+        ("started / finished", f"{run.manifest.started_at or '-'} / {run.manifest.finished_at or '-'}"),
+    ]
+    return facts
+
+
+def repeats_fact(run: Run, sweep: dict[str, Any]) -> str:
+    """``3`` or, with sweep.replication, how many more repeats which points got."""
+    planned = str(sweep.get("repeats", "-"))
+    rule = sweep.get("replication")
+    if not rule:
+        return planned
+    extra = len(run.manifest.plan) - int(sweep.get("repeats") or 0) * len(sweep.get("values") or run.values or [])
+    return (f"{planned}, then up to {rule.get('max_repeats')} where the repeats disagreed beyond "
+            f"+/-{float(rule.get('target') or 0):.1%}: {extra} more point-repeat(s)")  # fmt: skip
+
+
+def cpus_fact(run: Run) -> str:
+    """Where the worker and the bubbles ran (manifest cpu_placement)."""
+    c = run.manifest.cpu_placement or {}
+    if not c:
+        return "-"
+
+    def listed(cpus: Any) -> str:
+        return "any CPU" if cpus in (None, "any") else "CPU " + ", ".join(str(x) for x in cpus)
+
+    cpus = c.get("bubble_cpus")
+    if cpus in (None, "any"):
+        bubbles = "bubbles on any CPU"
+    elif c.get("placement") == "pack":
+        bubbles = f"bubbles 1-{len(cpus)} on {listed(cpus)}, in order"
+    else:
+        bubbles = f"bubbles round-robin over {listed(cpus)}"
+    return f"{c.get('placement')}: the worker on {listed(c.get('workload_cpus'))}, {bubbles}"
