@@ -162,14 +162,20 @@ def test_with_the_default_placement_a_two_thread_kernel_never_gets_faster_with_m
     every verdict is judged (at one CPU speed). The kernel the check used before, matrix-vector passes that
     hold the GIL between products, ran faster on one CPU than on two, and so "fell" when a bubble pushed both
     threads onto one CPU (README "Where bubbles sit")."""
+    from bubbleup.analysis import speed
     from bubbleup.analysis.monotone import falls_in
+    from bubbleup.analysis.summary import summarise
     from bubbleup.machine.calibrate import dial_check
     from bubbleup.store.reader import load_run
 
     dial = dial_check(tmp_path / "dial")
-    medians = list(dial["medians_ms"].values())
-    assert medians[1] > 1.3 * medians[0]  # one full-core bubble takes a CPU from a kernel that uses both
-    found = falls_in(load_run(tmp_path / "dial"))
+    run = load_run(tmp_path / "dial")
+    # One full-core bubble takes a CPU from a kernel that uses both. Compared at one CPU speed: in one CI run
+    # the VM ran the 1-bubble point 1.29x faster (its speed probe) than the 0-bubble one, and the raw medians
+    # rose only 1.19x (at one speed 1.51x); the probe leaves time-sharing out, so the bubble's effect stays.
+    at_one_speed = summarise(speed.adjusted(run, speed.reference_ns(run))).set_index("value")["median_ms"]
+    assert at_one_speed[1] > 1.3 * at_one_speed[0], at_one_speed.to_dict()
+    found = falls_in(run)
     assert not found, [f.sentence() for f in found]
     assert dial["monotone"] and dial["falls"] == []
 
