@@ -50,39 +50,54 @@ def _timed(samples: pd.DataFrame) -> pd.Series:
     return samples["phase"].astype(str) == "timed"
 
 
-def has_speed(run: Run) -> bool:
-    """Whether every timed sample of ``run`` carries a speed probe (runs older than the probe do not)."""
-    s = run.samples
-    if COLUMN not in s or s.empty:
+def probed(samples: pd.DataFrame) -> bool:
+    """Whether every timed sample carries a speed probe (runs older than the probe do not)."""
+    if COLUMN not in samples or samples.empty:
         return False
-    timed = s.loc[_timed(s), COLUMN]
+    timed = samples.loc[_timed(samples), COLUMN]
     return bool(len(timed)) and bool((timed > 0).all())
+
+
+def median_probe(samples: pd.DataFrame) -> float:
+    """The typical probe of these samples: the median over the timed ones (NaN without probes)."""
+    if not probed(samples):
+        return math.nan
+    return float(np.median(samples.loc[_timed(samples), COLUMN]))
+
+
+def at_speed(samples: pd.DataFrame, reference: float) -> pd.DataFrame:
+    """``samples`` with every timed latency scaled to the speed where the probe takes ``reference`` ns (the
+    raw latency kept in ``latency_raw_ms``); ``samples`` itself when they have no probes, no reference is
+    given, or they are at that speed already (adjusting again would copy them to change nothing)."""
+    if not probed(samples) or not reference > 0:
+        return samples
+    timed = _timed(samples)
+    if (samples.loc[timed, COLUMN] == reference).all():
+        return samples
+    out = samples.copy()
+    out["latency_raw_ms"] = out["latency_ms"]
+    factor = pd.Series(1.0, index=out.index)
+    factor[timed] = reference / out.loc[timed, COLUMN]
+    out["latency_ms"] = out["latency_ms"] * factor
+    out[COLUMN] = out[COLUMN].astype(float)
+    out.loc[timed, COLUMN] = reference  # now at that speed: adjusting again only rescales uniformly
+    return out
+
+
+def has_speed(run: Run) -> bool:
+    """Whether every timed sample of ``run`` carries a speed probe."""
+    return probed(run.samples)
 
 
 def reference_ns(run: Run) -> float:
     """The run's typical probe: the median over its timed samples (NaN without probes)."""
-    if not has_speed(run):
-        return math.nan
-    return float(np.median(run.samples.loc[_timed(run.samples), COLUMN]))
+    return median_probe(run.samples)
 
 
 def adjusted(run: Run, reference: float) -> Run:
-    """``run`` with every timed latency scaled to the speed where the probe takes ``reference`` ns (the
-    raw latency kept in ``latency_raw_ms``); ``run`` itself when it has no probes, no reference, or is at that
-    speed already (an adjusted run: adjusting it again would copy it to change nothing)."""
-    if not has_speed(run) or not reference > 0:
-        return run
-    timed = _timed(run.samples)
-    if (run.samples.loc[timed, COLUMN] == reference).all():
-        return run
-    samples = run.samples.copy()
-    samples["latency_raw_ms"] = samples["latency_ms"]
-    factor = pd.Series(1.0, index=samples.index)
-    factor[timed] = reference / samples.loc[timed, COLUMN]
-    samples["latency_ms"] = samples["latency_ms"] * factor
-    samples[COLUMN] = samples[COLUMN].astype(float)
-    samples.loc[timed, COLUMN] = reference  # now at that speed: adjusting again only rescales uniformly
-    return dataclasses.replace(run, samples=samples)
+    """``run`` with its samples :func:`at_speed` ``reference``; ``run`` itself when that changes nothing."""
+    samples = at_speed(run.samples, reference)
+    return run if samples is run.samples else dataclasses.replace(run, samples=samples)
 
 
 #: A trend of the probe with pressure counts when significant at this level ...

@@ -124,10 +124,15 @@ def check(run: Run, summary: pd.DataFrame | None = None) -> Validity:
 # -- where ----------------------------------------------------------------------------------------------------
 
 
-def _point(run: Run, repeat: Any, value: Any) -> str:
+def _at(run: Run, value: Any) -> str:
+    """A sweep value in words: ``4 bubbles``, ``1 bubble``, ``256 MiB``."""
     v = float(value)
     unit = "" if run.axis != "count" else " bubble" if v == 1 else " bubbles"
-    return f"{format_value(v, run.axis)}{unit} (repeat {int(repeat)})"
+    return f"{format_value(v, run.axis)}{unit}"
+
+
+def _point(run: Run, repeat: Any, value: Any) -> str:
+    return f"{_at(run, value)} (repeat {int(repeat)})"
 
 
 def _named(items: list[str]) -> str:
@@ -375,9 +380,8 @@ def _repeats(run: Run, unchecked: list[str]) -> list[Reason]:
     if not unmet:
         return []
     target = float(rule.get("target") or math.nan)
-    unit = " bubbles" if run.axis == "count" else ""
-    named = [f"{p['setting']} at {format_value(float(p['value']), run.axis)}{unit}: +/-{float(p['relative_se']):.1%} "
-             f"over {p['repeats']} repeats" for p in unmet]  # fmt: skip
+    named = [f"{p['setting']} at {_at(run, p['value'])}: +/-{float(p['relative_se']):.1%} over {p['repeats']} repeats"
+             for p in unmet]  # fmt: skip
     return [Reason("repeats", f"{len(unmet)} point(s) still disagreed beyond +/-{target:.1%} between repeats at "
                               f"max_repeats: {_named(named)}")]  # fmt: skip
 

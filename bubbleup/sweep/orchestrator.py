@@ -239,8 +239,8 @@ class Orchestrator:
         count, size = dict(zip(sc.sweep.values, sc.points(), strict=True))[value]
         where = (f"a schedule of {len(sc.sweep.phases or [])} phases, {sc.sweep.schedule_s:g} s per step, up to"
                  if sc.sweep.axis == "schedule" else f"{sc.sweep.axis}={value}")  # fmt: skip
-        extra = sc.sweep.replication is not None and repeat >= sc.sweep.repeats
-        of = f"{sc.sweep.replication.max_repeats} at most" if sc.sweep.replication and extra else sc.sweep.repeats
+        rule = sc.sweep.replication  # an extra repeat (sweep.replication) counts to its max_repeats
+        of = f"{rule.max_repeats} at most" if rule is not None and repeat >= sc.sweep.repeats else sc.sweep.repeats
         self.progress.point(f"repeat {repeat + 1}/{of} {where} ({count} x {size} MiB)")
         outcomes: list[_StepOutcome] = []
         schedule = sc.sweep.axis == "schedule"  # bubbles come and go within each step, not before the point

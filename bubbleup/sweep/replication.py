@@ -10,7 +10,7 @@ which any step's mean over its repeats has a relative standard error above the t
 repeat, one round at a time, until it is within the target or at ``max_repeats``.
 
 A repeat's level is the IQM of its timed latencies at one CPU speed (each scaled by the run's median
-probe / its own probe, as ``analysis.speed`` does), so a VM changing speed between repeats does not
+probe / its own probe: ``analysis.speed.at_speed``), so a VM changing speed between repeats does not
 ask for repeats the pressure never caused. Pure but for reading the run's own ``samples.csv``.
 """
 
@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
+from bubbleup.analysis import speed
 from bubbleup.analysis.stats import iqm
 from bubbleup.specs import ReplicationSpec
 from bubbleup.store.layout import SAMPLES
@@ -47,16 +47,12 @@ class PointSpread:
 
 def spreads(samples: pd.DataFrame) -> list[PointSpread]:
     """Per point, the step whose repeat IQMs agree least (relative standard error of their mean)."""
+    samples = speed.at_speed(samples, speed.median_probe(samples))
     timed = samples[(samples["phase"] == "timed") & samples["latency_ms"].notna()]
     if timed.empty:
         return []
-    latency = timed["latency_ms"].to_numpy(float)
-    probe = timed["speed_ns"].to_numpy(float) if "speed_ns" in timed else np.full(len(timed), math.nan)
-    if np.isfinite(probe).any() and (probe[np.isfinite(probe)] > 0).all():
-        reference = float(np.nanmedian(probe))
-        latency = np.where(np.isfinite(probe), latency * reference / probe, latency)
-    timed = timed.assign(level=latency)
-    levels = timed.groupby(["value", "workload", "setting", "repeat"])["level"].agg(lambda x: float(iqm(x.to_numpy())))
+    by_repeat = timed.groupby(["value", "workload", "setting", "repeat"])["latency_ms"]
+    levels = by_repeat.agg(lambda x: float(iqm(x.to_numpy())))
     out: dict[int, PointSpread] = {}
     for (value, _workload, setting), per_repeat in levels.groupby(level=["value", "workload", "setting"]):
         k = len(per_repeat)
