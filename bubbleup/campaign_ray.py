@@ -23,7 +23,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -42,6 +41,8 @@ HOST_RESOURCE = "bubbleup_host"
 #: The files a run directory grows by appending complete lines (streamed as deltas).
 APPENDED = ("samples.csv", "points.csv", "telemetry.csv", "bubbles.csv", "worker.log")
 POLL_S = 0.5
+#: A host's scratch directory for one run: ``<tmp>/bubbleup-ray-<task PID>-<random>`` (``procs.owned_tmpdir``).
+WORK_PREFIX = "bubbleup-ray-"
 
 _lock = threading.Lock()  # campaign.json and index.html are written by one driver thread at a time
 
@@ -74,9 +75,9 @@ def host_run(run_id: str, given: dict[str, Any], source: str, files: dict[str, b
     run directory's growth as it happens; last, how the command ended."""
     import ray
 
-    from bubbleup.procs import die_with_this_process
+    from bubbleup.procs import die_with_this_process, owned_tmpdir
 
-    work = Path(tempfile.mkdtemp(prefix="bubbleup-ray-"))
+    work = owned_tmpdir(WORK_PREFIX)  # a node killed mid-run leaves it; the next run on this machine removes it
     run_dir = work / run_id
     try:
         offsets: dict[str, int] = {}

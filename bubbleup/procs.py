@@ -4,7 +4,9 @@ Every child the harness starts (bubbles, workers) goes through ``spawn_child``:
 it is started lean (``python -m <module>``, never a fork of the heavy
 orchestrator), told the orchestrator's PID so it can ask Linux for SIGKILL when
 the orchestrator dies (PR_SET_PDEATHSIG), and given a stdin pipe whose closing
-is a second, independent death signal. Stopping is by PID only.
+is a second, independent death signal. Stopping is by PID only. Their temporary
+directories (``owned_tmpdir``) carry the owner's PID, so whoever comes next
+removes those a SIGKILL left behind.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
@@ -197,3 +202,15 @@ def exit_when_stdin_closes() -> None:
             os._exit(0)
 
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def owned_tmpdir(prefix: str) -> Path:
+    """A new directory ``<tmp>/<prefix><this PID>-<random>``, after removing every ``<prefix><PID>-*`` whose
+    process is gone: a SIGKILL (an OOM kill, a lost Ray node) gives its owner no chance to remove it."""
+    import psutil  # here, not at the top: bubbles import this module and start lean
+
+    for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
+        owner = stale.name[len(prefix):].split("-")[0]
+        if owner.isdigit() and not psutil.pid_exists(int(owner)):
+            shutil.rmtree(stale, ignore_errors=True)
+    return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))

@@ -1,8 +1,8 @@
 """Campaigns on a Ray cluster, tested for real on one machine: a local multi-node cluster (``ray.cluster_utils``),
 each worker node offering one ``bubbleup_host``. Runs land one per node at a time, a node killed mid-run leaves an
-interrupted run with its completed points while the campaign goes on, --resume finishes it on another node, and
-the run directories have the shape of local runs. Timing is not asserted: the nodes share this machine (runs are
-``--allow-concurrent``)."""
+interrupted run with its completed points while the campaign goes on, --resume finishes it on another node (and
+removes the scratch directory the killed one left), and the run directories have the shape of local runs. Timing is
+not asserted: the nodes share this machine (runs are ``--allow-concurrent``)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import json
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -118,6 +119,11 @@ def test_a_node_killed_mid_run_leaves_an_interrupted_run_and_resume_finishes_it(
     assert done.status == "complete" and sorted(done.values) == [0.0, 1.0, 2.0, 3.0] and again.status == "complete"
     assert done.points[["value", "setting", "median_ms"]].to_dict("records")[: len(kept)] == kept
     assert again.runs[0].host != camp.runs[0].host  # the victim is gone: another node finished it
+    # the victim had no chance to remove its scratch directory; the next run on this machine removed it
+    owners = {d.name: d.name[len(campaign_ray.WORK_PREFIX):].split("-")[0]
+              for d in Path(tempfile.gettempdir()).glob(f"{campaign_ray.WORK_PREFIX}*")}  # fmt: skip
+    left = [name for name, pid in owners.items() if not (pid.isdigit() and psutil.pid_exists(int(pid)))]
+    assert left == []
 
 
 def _free_port() -> int:

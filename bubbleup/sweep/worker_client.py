@@ -8,15 +8,11 @@ exceptions the orchestrator records, never as a crash of the orchestrator.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
-
-import psutil
 
 from bubbleup import procs
 from bubbleup.sweep.worker import InferenceRecord, Precision, StepResult
@@ -36,18 +32,8 @@ class WorkerTimeout(Exception):
     """The worker did not answer within the deadline; it has been killed."""
 
 
-#: A worker's temporary directory is ``<tmp>/bubbleup-worker-<orchestrator PID>-<random>``.
+#: A worker's temporary directory is ``<tmp>/bubbleup-worker-<orchestrator PID>-<random>`` (``procs.owned_tmpdir``).
 TMP_PREFIX = "bubbleup-worker-"
-
-
-def _private_tmp() -> str:
-    """A new temporary directory for one worker, after removing those whose orchestrator is gone (a SIGKILL
-    leaves no chance to remove them; they are empty but for what the worker's libraries wrote)."""
-    for stale in Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}*-*"):
-        owner = stale.name[len(TMP_PREFIX):].split("-")[0]
-        if owner.isdigit() and not psutil.pid_exists(int(owner)):
-            shutil.rmtree(stale, ignore_errors=True)
-    return tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{os.getpid()}-")
 
 
 class WorkerClient:
@@ -58,7 +44,7 @@ class WorkerClient:
         self._log: BinaryIO = open(log_path, "ab")
         # A temporary directory of its own, removed with it: TensorFlow's autograph writes a file there for every
         # function it traces and never removes one (thousands a day in /tmp, before).
-        self._tmp = _private_tmp()
+        self._tmp = str(procs.owned_tmpdir(TMP_PREFIX))
         env = {**(env or {}), "TMPDIR": self._tmp}  # on top of this process's environment (procs.spawn_child)
         self.proc = procs.spawn_child(
             WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log, wrap=wrap, cpus=cpus
