@@ -168,7 +168,28 @@ def test_comparison_flags_real_differences_only(tmp_path: Path) -> None:
     assert "cliffs agree in 2 of 2 settings" in printed
     text = out.read_text()
     assert_self_contained(text, min_images=2)
-    assert "B slower" in text and "The recorded environments are identical." in text
+    assert "B slower" in text and "The recorded set-ups are identical" in text
+
+
+def test_comparison_names_set_up_changes_and_keeps_start_readings_apart(tmp_path: Path) -> None:
+    """Free memory, load average and load times differ between any two runs: listing them as "environment
+    differs" cried wolf on every compare. A kernel or a version is a change of set-up and is named."""
+    a = make_run(tmp_path, {"A": [10, 11]}, [0, 1], name="a", seed=1, repeats=2)
+    b = make_run(tmp_path, {"A": [10, 11]}, [0, 1], name="b", seed=2, repeats=2)
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["environment"].update(mem_available_mb=12345.6, loadavg_1m=1.8)
+    next(iter(manifest["workload_metadata"].values()))["load_phases_s"] = {"import_tf": 2.3}
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    only_readings = compare.compare_runs(analysis.load_run(a), analysis.load_run(b))
+    assert only_readings.env_diff == () and len(only_readings.env_readings) == 3
+    assert "set-up differs" not in compare.format_text(only_readings)
+    manifest["environment"]["kernel"] = "6.2.0-other"
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    stream = io.StringIO()
+    html = compare_report.write_comparison(a, b, stream=stream).read_text()
+    assert "set-up differs: kernel: 6.1.0-fake -> 6.2.0-other" in stream.getvalue()
+    assert "loadavg" not in stream.getvalue()
+    assert "6.2.0-other" in html and "12345.6" in html and "which differ between any two runs" in html
 
 
 def test_comparison_reads_run_to_run_drift_as_noise_not_signal(tmp_path: Path) -> None:

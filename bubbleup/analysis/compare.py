@@ -40,6 +40,7 @@ from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.cliff import Cliff, within_one_step
 from bubbleup.analysis.stats import IQM, Statistic, hierarchical_resamples, replicate_statistic
 from bubbleup.formatting import flatten, format_value, ms, number, times
+from bubbleup.store.manifest import is_reading
 from bubbleup.store.reader import Run
 
 CONFIDENCE = 0.95
@@ -60,12 +61,14 @@ class Comparison:
     cliffs_b: tuple[Cliff, ...]
     only_a: tuple[str, ...]  # points measured in A only, in words
     only_b: tuple[str, ...]
-    env_diff: tuple[tuple[str, str, str], ...]  # (key, A, B) where the environments differ
+    env_diff: tuple[tuple[str, str, str], ...]  # (key, A, B) where the set-ups differ (versions, CPU, kernel...)
     warnings: tuple[str, ...]
     min_effect: float = MIN_EFFECT
     #: Whether ratios are at one CPU speed (both runs probed; analysis.speed), or raw.
     one_speed: bool = False
     agreement: tuple[CliffAgreement, ...] = ()
+    #: (key, A, B) where readings taken at each run's start differ (load, free memory, load times): they always do.
+    env_readings: tuple[tuple[str, str, str], ...] = ()
 
     @property
     def agree_count(self) -> int:
@@ -247,6 +250,7 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
             f"not run-to-run variance; repeat points (sweep.repeats) to trust a change."
         )
     cliffs_a, cliffs_b = tuple(summaries.cliffs_of(curves_a)), tuple(summaries.cliffs_of(curves_b))
+    diffs = _env_diff(run_a, run_b)
     return Comparison(
         run_a=run_a,
         run_b=run_b,
@@ -257,7 +261,8 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
         cliffs_b=cliffs_b,
         only_a=tuple(f"{s} at {format_value(v, run_a.axis)}" for v, s in sorted(keys_a - keys_b, key=str)),
         only_b=tuple(f"{s} at {format_value(v, run_b.axis)}" for v, s in sorted(keys_b - keys_a, key=str)),
-        env_diff=_env_diff(run_a, run_b),
+        env_diff=tuple(d for d in diffs if not is_reading(d[0])),
+        env_readings=tuple(d for d in diffs if is_reading(d[0])),
         warnings=tuple(warnings),
         min_effect=min_effect,
         one_speed=one_speed,
@@ -349,7 +354,8 @@ def format_text(cmp: Comparison) -> str:
     if cmp.agreement:
         lines.append(f"cliffs agree in {cmp.agree_count} of {len(cmp.agreement)} settings (same, or within one step)")
     if cmp.env_diff:
-        lines.append("environment differs: " + "; ".join(f"{k}: {a} -> {b}" for k, a, b in cmp.env_diff[:6]))
+        more = f"; and {len(cmp.env_diff) - 6} more" if len(cmp.env_diff) > 6 else ""
+        lines.append("set-up differs: " + "; ".join(f"{k}: {a} -> {b}" for k, a, b in cmp.env_diff[:6]) + more)
     return "\n".join(lines)
 
 

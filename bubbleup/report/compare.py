@@ -75,6 +75,7 @@ def render(cmp: Comparison) -> str:
         "only_a": list(cmp.only_a),
         "only_b": list(cmp.only_b),
         "env_diff": list(cmp.env_diff),
+        "env_readings": list(cmp.env_readings),
         "figures": _figures(cmp),
         "min_effect": f"{cmp.min_effect:.0%}",
         "one_speed": cmp.one_speed,

@@ -19,6 +19,17 @@ from bubbleup.store.layout import SCHEMA_VERSION
 
 RunStatus = Literal["running", "complete", "interrupted", "failed", "unknown"]
 
+#: Keys (any part of a dotted key) of ``environment`` and ``workload_metadata`` that are readings of the moment,
+#: not the set-up: they differ between any two runs, so ``compare`` lists them apart from set-up changes.
+READINGS = frozenset(
+    {"mem_available_mb", "loadavg_1m", "load_s", "rss_after_load_mb", "framework_rss_mb", "load_phases_s"}
+)
+
+
+def is_reading(key: str) -> bool:
+    """Whether a flattened key (``workload.approxnet.load_phases_s.import_tf``) is a reading, not the set-up."""
+    return not READINGS.isdisjoint(key.split("."))
+
 
 class StepEntry(BaseModel):
     """One setting step every point runs, in order."""
