@@ -103,7 +103,7 @@ class WorkloadSpec(_Strict):
     #: repeats are independent processes (memory layout, thread placement), the replicates compare needs;
     #: "per_point": a fresh worker process at every point (load and first use under pressure).
     restart: Literal["never", "per_repeat", "per_point"] = "never"
-    #: Time each step until its median is this precise (the step's inferences are then the minimum);
+    #: Time each step until its IQM is this precise (the step's inferences are then the minimum);
     #: omitted: exactly the step's inferences, as an explicit schedule of fixed counts needs.
     precision: PrecisionSpec | None = None
     #: Pick the setting at run time from a measured profile (one step, setting ``adaptive``, per point).

@@ -53,7 +53,7 @@ def test_flat_then_step_finds_the_step() -> None:
     [
         [10, 15, 20, 25, 30, 35],  # 10 + 5v
         [10, 20, 30, 40, 50, 60],  # 10 + 10v: a 2x first step, but a straight line
-        [7.8, 12.8, 19.8, 22.6, 30.3, 32.2],  # the small CNN beside 0..5 CPU bubbles on 2 cores (DESIGN.md)
+        [7.8, 12.8, 19.8, 22.6, 30.3, 32.2],  # the small CNN beside 0..5 CPU bubbles on 2 cores (measured here)
     ],
 )
 def test_straight_line_has_no_cliff(medians: list[float]) -> None:

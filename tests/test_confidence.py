@@ -18,7 +18,7 @@ from bubbleup.analysis.cliff import BREAK, NONE, Cliff, CurvePoint, detect
 from bubbleup.analysis.confidence import Verdicts, curve_verdicts, middle, resample_locations
 from bubbleup.report import html as report
 
-#: ApproxNet HH beside 0..6 own-session bubbles (DESIGN.md section 5): a sawtooth.
+#: ApproxNet HH beside 0..6 own-session bubbles (README "Results you can trust"): a sawtooth.
 SAWTOOTH = [8.8, 13.7, 12.2, 29.7, 24.6, 45.0, 23.9]
 
 

@@ -33,7 +33,7 @@ asks about sampling noise at one step, and the resample distribution *is* that n
 verdict. Applying it inside every resample would count the uncertainty twice and push every marginal
 step towards *none*; leaving it out lets *none* and each location compete on equal terms. Repeats
 are units because the largest variation on these machines is between passes, not between samples
-(DESIGN.md section 5: three back-to-back runs of the main job agreed on the cliff for only 3 of 12
+(README "Results you can trust": three back-to-back runs of the main job agreed on the cliff for only 3 of 12
 settings): resampling samples alone would make one drifted repeat look certain. The per-step bootstrap
 of ``detect`` (scipy, 2000 resamples per candidate step) is far too slow to run B times; here each
 point costs one index matrix per drawn repeat and a level along an axis, for all B at once.

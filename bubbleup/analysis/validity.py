@@ -219,8 +219,9 @@ def delivery_misses(run: Run, unchecked: list[str]) -> list[Reason]:
     delivered less than ``DELIVERY_FRACTION`` (90%) of its target (``core_share`` of ``duty``,
     ``mb_per_s`` of ``rate_mb_s``) while the CPUs it could run on were *not* saturated: their mean
     busy percent over the point (telemetry per-CPU columns, the point's edges left out) below
-    ``SATURATED_PERCENT`` (90%). Its CPUs are its pinned CPU under ``spread``/``apart`` placement
-    (manifest ``cpu_placement``, bubble *i* on the *i*-th listed CPU, round-robin), else every CPU.
+    ``SATURATED_PERCENT`` (75%, why there).
+    Its CPUs are its pinned CPU under ``spread``, ``apart`` or ``pack`` (manifest ``cpu_placement``'s
+    ``bubble_cpus``, bubble *i* on the *i*-th listed CPU), else every CPU.
     A CPU with room left and a bubble short of its share means the bubble did not do its job.
     Points without telemetry and loops shorter than ``MIN_DELIVERY_WALL_S`` are not judged.
     """

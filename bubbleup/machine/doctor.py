@@ -102,7 +102,8 @@ def _tensorflow(env: dict[str, Any]) -> Finding:
     versions = env.get("versions", {})
     tf = versions.get("tensorflow") or versions.get("tensorflow-cpu")
     if not tf:
-        return Finding("TensorFlow", INFO, "not installed: TensorFlow workloads are unavailable", "pip install -e .")
+        return Finding("TensorFlow", INFO, "not installed: TensorFlow workloads are unavailable",
+                       "pip install -e '.[approxnet]'")  # fmt: skip
     threads = {k: os.environ[k] for k in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
                if k in os.environ}
     return Finding("TensorFlow", OK, f"{tf}; bubbleup workloads set intra/inter-op threads explicitly and enable GPU "

@@ -1,6 +1,6 @@
 """Where things are in a run directory, and which schema it follows: the one place these names are spelled.
 
-Layout (DESIGN.md section 2)::
+Layout (README "Run directory")::
 
     manifest.json   scenario as given and effective, plan, environment, status, schema version
     samples.csv     one row per inference (records.SampleRow)
