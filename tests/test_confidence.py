@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import re
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -174,9 +175,10 @@ def test_the_cli_report_prints_each_verdict_with_its_confidence(tmp_path: Path) 
     done = run_cli(["report", str(run_dir)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("HH ") and "Resamples: " in lines[0]
-    assert lines[1].startswith("  HH is not monotone: ")  # verdicts first, then how the CPU's speed moved
-    assert lines[2].startswith("The CPU's speed probe ranged 1.00-1.00x") and lines[3].startswith("report: ")
+    assert lines[0].split() == ["setting", "verdict", "rise", "at", "the", "cliff", "[95%", "CI]", "resamples"]
+    assert re.fullmatch(r"HH +cliff at 1 bubble +1\.\d\dx \[1\.\d\dx, 1\.\d\dx\] +cliff at 1 \(100%\)", lines[1])
+    assert lines[2].startswith("  HH is not monotone: ")  # verdicts first, then how the CPU's speed moved
+    assert lines[3].startswith("The CPU's speed probe ranged 1.00-1.00x") and lines[4].startswith("report: ")
 
 
 def test_tiny_falls_are_not_flagged(tmp_path: Path) -> None:

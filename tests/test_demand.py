@@ -84,4 +84,7 @@ def test_the_report_and_the_command_line_state_both_cliffs(tmp_path: Path) -> No
     written = html.write(run_dir)
     expected = "HH: CPU demand predicts the cliff at 5"
     assert expected in written.path.read_text()
-    assert any(line.strip().startswith(expected) for line in written.verdicts)
+    # the command line: the table's row says both, the arithmetic follows it
+    (row,) = [line for line in written.verdicts if line.startswith("HH ")]
+    assert row.split()[1:4] == ["cliff", "at", "5"] and row.endswith("at 5 (within one step)")
+    assert any(line.startswith("CPU demand: the workload alone uses ") for line in written.verdicts)

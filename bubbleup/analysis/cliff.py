@@ -170,6 +170,21 @@ class Cliff:
         detail = f" ({'; '.join(extra)})" if extra else ""
         return f"{head}; its latency (IQM) rises {times(self.jump)} at {self._at(self.at)}{detail}."
 
+    def short(self) -> str:
+        """A verdict in a table cell: ``cliff at 4 bubbles``, ``none up to 5 bubbles``, ``stops working at 64 MiB``."""
+        if self.kind == NO_DATA:
+            return "no data"
+        def at(value: float | None) -> str:
+            if self.axis != "count":
+                return self._at(value)
+            return f"{number(value)} {self._unit[:-1] if value == 1 else self._unit}"
+
+        if self.kind == NON_FUNCTIONAL:
+            return f"{'does not work at' if self.tolerated is None else 'stops working at'} {at(self.at)}"
+        if self.kind == NONE:
+            return f"none up to {at(self.measured_max)}"
+        return f"cliff at {at(self.at)}"
+
     # -- wording helpers ----------------------------------------------------------------------
     def _at(self, value: float | None) -> str:
         return number(value) + (" MiB" if self.axis == "size_mb" else "")

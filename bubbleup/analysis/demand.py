@@ -47,18 +47,32 @@ class DemandPrediction:
             return None
         return within_one_step(cliff.location, self.predicted_at, values)
 
+    def where(self) -> str:
+        """``at 5``, or ``beyond 7 (demand stays within the cores)``."""
+        return (f"at {number(self.predicted_at)}" if self.predicted_at is not None
+                else f"beyond {number(self.measured_max)} (demand stays within the cores)")  # fmt: skip
+
+    def why(self) -> str:
+        """The arithmetic behind the prediction, in words."""
+        return (f"the workload alone uses {self.workload_cores:.2f} cores, each bubble asks for {self.per_unit:.2f}, "
+                f"the run may use {number(self.cores)}")  # fmt: skip
+
+    def measured(self, cliff: Cliff, values: list[float]) -> str:
+        """``at 5; within one step``: the measured cliff beside the prediction."""
+        measured = f"at {number(cliff.at)}" if cliff.found else "none in the measured range"
+        ok = self.agrees(cliff, values)
+        return measured + ("" if ok is None else ("; within one step" if ok else "; not within one step"))
+
+    def short(self, cliff: Cliff, values: list[float]) -> str:
+        """For a table beside the measured verdict: ``at 4 (within one step)``."""
+        ok = self.agrees(cliff, values)
+        return self.where() + ("" if ok is None else " (within one step)" if ok else " (NOT within one step)")
+
     def sentence(self, cliff: Cliff | None = None, values: list[float] | None = None) -> str:
         """``HH: CPU demand predicts the cliff at 2 (1.31 cores alone + 1.00 per bubble > 2 cores); measured at 2.``"""
-        where = (f"at {number(self.predicted_at)}" if self.predicted_at is not None
-                 else f"beyond {number(self.measured_max)} (demand stays within the cores)")  # fmt: skip
-        why = (f"the workload alone uses {self.workload_cores:.2f} cores, each bubble asks for {self.per_unit:.2f}, "
-               f"the run may use {number(self.cores)}")  # fmt: skip
-        text = f"{self.setting}: CPU demand predicts the cliff {where} ({why})"
+        text = f"{self.setting}: CPU demand predicts the cliff {self.where()} ({self.why()})"
         if cliff is not None:
-            measured = f"at {number(cliff.at)}" if cliff.found else "none in the measured range"
-            ok = self.agrees(cliff, values or [])
-            tail = "" if ok is None else ("; within one step" if ok else "; not within one step")
-            text += f"; measured: {measured}{tail}"
+            text += f"; measured: {self.measured(cliff, values or [])}"
         return text + "."
 
 

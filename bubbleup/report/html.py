@@ -35,10 +35,13 @@ from bubbleup.report import figures, trace_figures
 from bubbleup.report.accuracy import AccuracyView, accuracy_context, accuracy_view
 from bubbleup.report.facts import run_facts
 from bubbleup.report.schedule import schedule_context, schedule_timeline
+from bubbleup.report.text import verdict_lines
 from bubbleup.store.layout import REPORT
 from bubbleup.store.reader import Run, load_run
 
 TEMPLATES = Path(__file__).parent / "templates"
+#: A verdict whose modal resample share is below this has its whole resample distribution printed in words.
+SURE_SHARE = 0.9
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ def cliff_rows(
         base = summary[(summary["setting"] == c.setting) & (summary["value"] == c.baseline)]
         v = by_setting.get(c.setting)
         fall = fall_of.get(c.setting)
+        pred = predicted.get(c.setting)
         rows.append(
             {
                 "setting": c.setting,
@@ -148,8 +152,12 @@ def cliff_rows(
                 "confidence": confidence.beside(c, v) if v else "",
                 "resamples": _resample_cell(v),
                 "agrees": v is None or v.n_resamples == 0 or confidence.agrees(c, v),
+                "sure": v is None or v.n_resamples == 0 or v.modal_share >= SURE_SHARE,
                 "fall": fall.sentence() + "." if fall else "",
-                "predicted": predicted[c.setting].sentence(c, values) if c.setting in predicted else "",
+                "predicted": pred.sentence(c, values) if pred else "",
+                "short": c.short(),
+                "predicted_short": pred.short(c, values) if pred else "",
+                "demand_why": pred.why() if pred else "",
                 "note": c.note,
             }
         )
@@ -161,19 +169,6 @@ def _resample_cell(v: Verdicts | None) -> str:
     if v is None or v.n_resamples == 0:
         return "-"
     return f"{v.where(v.modal, short=True)} ({confidence.percent(v.modal_share)})"
-
-
-def verdict_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
-    """The summary's verdicts as text, one line per setting (and an indented one for a fall): what the
-    command line prints, so that the confidence and the sawtooth do not need the HTML to be seen."""
-    lines = []
-    for r in rows:
-        lines.append(" ".join(x for x in (r["sentence"], r["confidence"]) if x))
-        if r["fall"]:
-            lines.append(f"  {r['fall']}")
-        if r.get("predicted"):
-            lines.append(f"  {r['predicted']}")
-    return lines
 
 
 def stats_rows(summary: pd.DataFrame, axis: str) -> list[dict[str, Any]]:
@@ -363,7 +358,7 @@ def render(run: Run) -> str:
 
 
 def _render(run: Run) -> tuple[str, list[str]]:
-    """The report's HTML and its verdicts as text lines (:func:`verdict_lines`)."""
+    """The report's HTML and its verdicts as text lines (:func:`bubbleup.report.text.verdict_lines`)."""
     summary = summaries.summarise(run)
     single = single_pressure(run)
     curves = [] if single else summaries.setting_curves(run, summary)
