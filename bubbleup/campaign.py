@@ -28,10 +28,10 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-import yaml
 from pydantic import Field, StrictStr, ValidationError
 
 from bubbleup.errors import UserError
+from bubbleup.inputs import read_yaml, validation_line
 from bubbleup.specs import Float, Int, _Strict
 from bubbleup.store.layout import MANIFEST, is_run_dir, now_iso
 
@@ -103,9 +103,12 @@ class Campaign:
             raise UserError(f"{root}: not a campaign directory (no {CAMPAIGN_FILE})") from None
         except (OSError, json.JSONDecodeError) as exc:
             raise UserError(f"{root / CAMPAIGN_FILE}: unreadable: {exc}") from None
-        runs = [PlannedRun(**r) for r in data["runs"]]
-        return cls(root, data["name"], data["source"], runs, data["started_at"], data["status"],
-                   data.get("engine", "local"))  # fmt: skip
+        try:
+            runs = [PlannedRun(**r) for r in data["runs"]]
+            return cls(root, data["name"], data["source"], runs, data["started_at"], data["status"],
+                       data.get("engine", "local"))  # fmt: skip
+        except (KeyError, TypeError) as exc:  # valid JSON, not what a campaign writes
+            raise UserError(f"{root / CAMPAIGN_FILE}: not a campaign's record ({type(exc).__name__}: {exc})") from None
 
     def status_of(self, run: PlannedRun) -> str:
         """complete / failed / interrupted / running (a run whose host stopped answering) / skipped / not run."""
@@ -132,20 +135,13 @@ def load_campaign(path: str | Path) -> tuple[CampaignSpec, list[PlannedRun]]:
     from bubbleup.scenario import load_scenario
 
     path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise UserError(f"{path}: cannot read: {str(exc).splitlines()[0]}") from None
+    data = read_yaml(path, "campaign")
     if not isinstance(data, dict):
         raise UserError(f"{path}: (top level): expected a mapping with name and runs")
     try:
         spec = CampaignSpec.model_validate(data)
     except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
-        msg = "unknown key (not part of the campaign format)" if err["type"] == "extra_forbidden" else err["msg"]
+        where, msg = validation_line(exc, "campaign")
         raise UserError(f"{path}: {where}: {msg}") from None
     planned: list[PlannedRun] = []
     for i, entry in enumerate(spec.runs):

@@ -12,10 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, PrivateAttr, StrictStr, ValidationError, field_validator, model_validator
 
 from bubbleup.errors import UserError
+from bubbleup.inputs import read_yaml, validation_line
 from bubbleup.specs import (
     AdaptSpec,
     BubbleKind,
@@ -195,33 +195,6 @@ class Scenario(_Strict):
         return max(sum(size for _, size in self.pressure_at(v)) for v in self.sweep.values)
 
 
-def _key_text(key: object) -> str:
-    """A key as it appears in a field path; quoted when it is empty or holds spaces, newlines or other
-    unprintable characters, so the path stays readable and the error stays one line."""
-    text = str(key)
-    return text if text and text.isprintable() and not any(c.isspace() for c in text) else repr(text)
-
-
-def _first_error_line(exc: ValidationError) -> tuple[str, str]:
-    errors = exc.errors()
-    first = errors[0]
-    field = ".".join(_key_text(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key (not part of the scenario format)"
-    elif first["type"] == "missing":
-        msg = "required but missing"
-    msg = msg.replace("Value error, ", "")
-    # Model-level validators name the field they are about as "field: problem".
-    head, sep, rest = msg.partition(": ")
-    if sep and head.replace(".", "").replace("_", "").isalnum() and " " not in head:
-        field = f"{field}.{head}" if field != "(top level)" else head
-        msg = rest
-    if len(errors) > 1:
-        msg += f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
-    return field, msg
-
-
 def scenario_from_dict(data: Any, source: str) -> Scenario:
     """Validate raw YAML data into a Scenario whose workload options and settings are resolved.
 
@@ -233,7 +206,7 @@ def scenario_from_dict(data: Any, source: str) -> Scenario:
     try:
         scenario = Scenario.model_validate(data)
     except ValidationError as exc:
-        field, msg = _first_error_line(exc)
+        field, msg = validation_line(exc)
         raise UserError(f"{source}: {field}: {msg}") from None
     effective = _resolve_precision(_resolve_bubbles(_resolve_workload(scenario, source)), source)
     effective._given = data
@@ -296,7 +269,7 @@ def _resolve_spec(spec: WorkloadSpec, source: str, where: str) -> WorkloadSpec:
     try:
         options = cls.Options.model_validate(spec.options)
     except ValidationError as exc:
-        field, msg = _first_error_line(exc)
+        field, msg = validation_line(exc)
         raise UserError(f"{source}: {where}.options.{field}: {msg}") from None
     workload = cls(options)
 
@@ -321,23 +294,6 @@ def _resolve_spec(spec: WorkloadSpec, source: str, where: str) -> WorkloadSpec:
 
 def load_scenario(path: str | Path) -> tuple[Scenario, dict[str, Any]]:
     """Read and validate a scenario file. Returns (effective scenario, raw data as given)."""
-    path = Path(path)
+    data = read_yaml(path, "scenario")
     source = str(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserError(f"{source}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{source}: is a directory, not a scenario file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{source}: cannot read: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(parse)"
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise UserError(f"{source}: {where}: invalid YAML: {problem}") from None
-    if data is None:
-        raise UserError(f"{source}: (top level): the file is empty")
     return scenario_from_dict(data, source), data

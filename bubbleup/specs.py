@@ -34,7 +34,7 @@ Float = Annotated[float, BeforeValidator(_reject_text_and_bool)]
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Step(_Strict):

@@ -83,10 +83,12 @@ def test_a_bad_campaign_file_is_one_line_exit_2(tmp_path: Path) -> None:
         ({"name": "c", "runs": [{"scenario": "quick.yaml", "repeat": 2}]}, "runs.0.repeat: unknown key"),
         ({"name": "c", "runs": [{"scenario": "missing.yaml"}]}, "runs.0.scenario: missing.yaml: no such file"),
         ({"name": "c", "runs": [{"scenario": "broken.yaml"}]}, "broken.yaml: sweep.values:"),
+        ({"name": "c", "run": [{"scenario": "quick.yaml"}]}, "c4.yaml: run: unknown key"),  # the typo, not "runs"
+        ("name: c\nruns: [{scenario: quick.yaml}\n", "c5.yaml: line 3, column 1: invalid YAML: expected ','"),
     ]
     for i, (data, where) in enumerate(cases):
         path = tmp_path / f"c{i}.yaml"
-        path.write_text(yaml.safe_dump(data))
+        path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
         done = run_cli(["campaign", str(path), "--out", str(tmp_path / f"out{i}")], cwd=tmp_path)
         assert done.returncode == 2, (data, done.stderr)
         lines = done.stderr.strip().splitlines()
@@ -94,6 +96,10 @@ def test_a_bad_campaign_file_is_one_line_exit_2(tmp_path: Path) -> None:
         assert not (tmp_path / f"out{i}").exists()
     done = run_cli(["campaign", "--resume", str(tmp_path)], cwd=tmp_path)
     assert done.returncode == 2 and "not a campaign directory" in done.stderr
+    (tmp_path / "campaign.json").write_text("{}")  # JSON, but not what a campaign writes
+    done = run_cli(["campaign", "--resume", str(tmp_path)], cwd=tmp_path)
+    assert done.returncode == 2 and "campaign.json: not a campaign's record" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def test_a_campaign_here_imports_nothing_of_ray(tmp_path: Path) -> None:

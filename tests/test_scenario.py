@@ -63,6 +63,12 @@ CASES = [
     ("bad name", "name", "my run/1", "name", "should match pattern"),
     ("bad limit", "limits", {"max_memory_fraction": 2}, "limits.max_memory_fraction", "less than or equal to 1"),
     ("bad restart", "workload.restart", "sometimes", "workload.restart", "'never', 'per_repeat' or 'per_point'"),
+    ("nan", "sweep.settle_s", float("nan"), "sweep.settle_s", "must be a finite number (not nan or inf)"),
+    ("inf duty", "bubble.cpu_duty", float("inf"), "bubble.cpu_duty", "must be a finite number"),
+    ("nan option", "workload.options", {"correct_share": float("nan")}, "workload.options.correct_share", "finite"),
+    # a union's forms are not keys of the file: "budget.str" / "settings.list[str]" said pydantic's internals
+    ("budget as a list", "budget", [1, 2], "budget", "should be a valid string or a valid dictionary"),
+    ("settings as a word", "workload.settings", "some", "workload.settings", "should be a valid list or 'all'"),
 ]
 
 
@@ -82,8 +88,10 @@ def test_malformed_scenario_is_one_clear_line(tmp_path: Path, capsys, path, valu
         ("name: [unclosed", "line 1, column 16: invalid YAML: expected ',' or ']'"),
         ("", "the file is empty"),
         ("- a\n- b\n", "mapping"),
+        ("name: a\nname: b\n", "line 2, column 1: invalid YAML: key 'name' is given twice"),
+        ("name: " + "[" * 1000 + "]" * 1000, "invalid YAML: nested too deeply to read"),
     ],
-    ids=["syntax error", "empty file", "a list"],
+    ids=["syntax error", "empty file", "a list", "a key twice", "nested too deeply"],
 )
 def test_unreadable_yaml_is_one_clear_line(tmp_path: Path, capsys, text: str, words: str) -> None:
     file = tmp_path / "bad.yaml"

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict
 class NoOptions(BaseModel):
     """Options model for workloads that take none; unknown keys are errors."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class Workload:

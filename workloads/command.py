@@ -24,7 +24,7 @@ from workloads.base import Workload
 
 
 class CommandOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     argv: tuple[str, ...] = Field(default=("true",), min_length=1)
     settings: tuple[str, ...] = Field(default=("default",), min_length=1)

@@ -25,7 +25,7 @@ _NO_STATE = object()
 
 
 class PythonCallOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     function: str = Field(default="workloads.python_call:noop", pattern=_TARGET)
     setup: str | None = Field(default=None, pattern=_TARGET)

@@ -24,7 +24,7 @@ MIB = 1 << 20
 
 
 class ReporterOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: Working set in MiB; ``bubbleup calibrate --reporter`` asks for half this machine's last-level cache.
     working_set_mb: int = Field(default=16, ge=1, le=4096)

@@ -20,7 +20,7 @@ Share = Annotated[float, Field(ge=0.0, le=1.0)]
 
 
 class SyntheticOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: Working-set size per setting, in KiB (each becomes a setting named "ws<N>k").
     working_sets_kb: tuple[int, ...] = Field(default=(256, 2048, 16384), min_length=1)

@@ -48,7 +48,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 
 
 class ApproxNetOptions(RuntimeOptions):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: Network size: "default" (shipped weights), "wide" (4x as wide, ResNet-18's parameter count:
     #: use weights "random") or "tiny" (tests; pass weights or "random").

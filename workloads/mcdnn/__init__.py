@@ -45,7 +45,7 @@ MODELS = ("small", "full")
 
 
 class McdnnOptions(RuntimeOptions):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: "default" (shipped weights), "wide" (4x as wide, paper scale: use "random" weights) or "tiny" (tests).
     variant: Literal["default", "wide", "tiny"] = "default"

@@ -15,7 +15,7 @@ from workloads.nn import litert_files
 
 
 class RuntimeOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: tensorflow: the compiled TF graphs; litert: the LiteRT interpreter (XNNPACK) on exported files.
     runtime: Literal["tensorflow", "litert"] = "tensorflow"
