@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bubbleup import __version__, colocation_cli
-from bubbleup.errors import RunFailed, UserError
+from bubbleup.errors import OneLineParser, RunFailed, UserError
 
 EXIT_INTERRUPTED = 130
 
@@ -274,7 +274,7 @@ def _cmd_export(argv: list[str]) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog="bubbleup",
         description="Bubble-Up style contention testing: how much co-located load can a program take?",
     )
@@ -374,7 +374,18 @@ def main(argv: list[str] | None = None) -> int:
         if argv and argv[0] in _PASSTHROUGH:
             return _PASSTHROUGH[argv[0]](argv[1:])
         parser = build_parser()
-        args = parser.parse_args(argv)
+        # ``score -- CMD`` and ``predict RUN --with -- CMD``: everything after the first ``--`` is the co-runner's
+        # command, given to the command as is (argparse's REMAINDER after an option drops a leading ``--``
+        # only sometimes, and refused ``--with -- CMD`` as unrecognized arguments).
+        head, dashes, tail = (argv[: argv.index("--")], True, argv[argv.index("--") + 1 :]) if "--" in argv \
+            else (argv, False, [])  # fmt: skip
+        args = parser.parse_args(head)
+        if dashes:
+            if not hasattr(args, "cmd"):
+                parser.error(f"{args.command or 'bubbleup'} takes no command after --")
+            if args.cmd:
+                parser.error("give the co-runner's command once, after --")
+            args.cmd = tail
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

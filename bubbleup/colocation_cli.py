@@ -15,6 +15,39 @@ from typing import Any
 from bubbleup.errors import UserError
 
 
+def _count(text: str) -> int:
+    """An argparse type: a whole number of repeats, 1 or more."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _amount(text: str) -> float:
+    """An argparse type: a finite number, 0 or more (MiB, seconds, cores)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
+    return value
+
+
+def _split(command: str) -> list[str]:
+    """One --corunner 'CMD ARGS' as a shell would split it; one line when it cannot be split or is empty."""
+    try:
+        words = shlex.split(command)
+    except ValueError as exc:
+        raise UserError(f"check-prediction: --corunner {command!r}: {exc}") from None
+    if not words:
+        raise UserError("check-prediction: --corunner: empty command")
+    return words
+
+
 def _command_after_dashes(args: argparse.Namespace, what: str) -> list[str]:
     command = list(args.cmd or [])
     if command[:1] == ["--"]:
@@ -78,6 +111,7 @@ def _cmd_check_prediction(args: argparse.Namespace) -> int:
 
     if not args.corunner:
         raise UserError("check-prediction: give at least one --corunner 'CMD ARGS'")
+    commands = [_split(c) for c in args.corunner]
     if args.cpu_run and args.shared:
         raise UserError("check-prediction: --shared measures a CPU curve; --cpu-run gives one: not both")
     made = colocation.load_reporter(Path(args.reporter), other_machine=args.other_machine)
@@ -86,7 +120,7 @@ def _cmd_check_prediction(args: argparse.Namespace) -> int:
     if args.shared:
         colocation.workload_curves(Path(args.run_dir), args.percentile)  # a bad run is refused before minutes
         cpu_run = colocation.measure_cpu_curves(Path(args.run_dir), out / "cpu-curve", progress=not args.quiet)
-    rows = colocation.check(Path(args.run_dir), [shlex.split(c) for c in args.corunner], made, out,
+    rows = colocation.check(Path(args.run_dir), commands, made, out,
                             repeats=args.repeats, startup_s=args.startup_s, percentile=args.percentile,
                             progress=not args.quiet, cpu_run=cpu_run)  # fmt: skip
     print(f"{'co-runner':34} {'setting':14} {'score MiB':>10} {'cores':>5} {'predicted':>9} {'measured':>18} "
@@ -109,8 +143,8 @@ def add_commands(sub: Any) -> None:
         sp.add_argument("--reporter", default="reports/reporter.json", help="reporter curve (default: %(default)s)")
         sp.add_argument("--other-machine", action="store_true", help="use a reporter curve measured on another "
                         "kind of machine")  # fmt: skip
-        sp.add_argument("--repeats", type=int, default=8, help="alone/beside repeats, alternating (default 8)")
-        sp.add_argument("--startup-s", type=float, default=1.0, help="the co-runner must keep running this long "
+        sp.add_argument("--repeats", type=_count, default=8, help="alone/beside repeats, alternating (default 8)")
+        sp.add_argument("--startup-s", type=_amount, default=1.0, help="the co-runner must keep running this long "
                         "before it counts as started (default 1)")  # fmt: skip
         sp.add_argument("--reports-root", default="reports", help="where run directories go (default: reports)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -123,11 +157,11 @@ def add_commands(sub: Any) -> None:
 
     pr = sub.add_parser("predict", help="predicted QoS per setting at a bubble score (--score S or --with -- CMD)")
     pr.add_argument("run_dir", help="a size-sweep run of the bubble-up bubble (its sensitivity curves)")
-    pr.add_argument("--score", type=float, metavar="MIB", help="the co-runner's bubble score, MiB")
+    pr.add_argument("--score", type=_amount, metavar="MIB", help="the co-runner's bubble score, MiB")
     pr.add_argument("--percentile", type=float, default=50, choices=(50, 95), help="QoS at the median or p95")
     scoring(pr)
     pr.add_argument("--with", dest="cmd", nargs=argparse.REMAINDER, help="-- score this command first")
-    pr.add_argument("--cores", type=float, help="with --score: the co-runner's CPU use (cores it keeps busy)")
+    pr.add_argument("--cores", type=_amount, help="with --score: the co-runner's CPU use (cores it keeps busy)")
     pr.add_argument("--cpu-run", help="a CPU-curve run of the same workload (check-prediction --shared makes "
                     "one): predict for a co-runner that shares the workload's CPUs")  # fmt: skip
     pr.set_defaults(func=_cmd_predict)

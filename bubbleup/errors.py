@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+from typing import NoReturn
+
 
 class UserError(Exception):
     """Bad input from the user (scenario, flags, paths): exit status 2."""
@@ -17,3 +20,11 @@ class RunFailed(Exception):
 
 class BubbleFailed(RuntimeError):
     """A bubble died or did not become ready in time; the message names it."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, with a bad argument said in one line on stderr and exit status 2, as bad input is everywhere
+    else (argparse prints its whole usage block first)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message} (see: {self.prog} --help)\n")

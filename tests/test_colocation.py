@@ -224,6 +224,26 @@ def test_predict_prints_each_setting_at_a_given_score(tmp_path: Path) -> None:
     assert far.returncode == 0 and "outside the measured sizes" in far.stdout
 
 
+def test_predict_and_check_refuse_bad_arguments_in_one_line(tmp_path: Path) -> None:
+    run_dir = make_run(tmp_path, {"LL": [10, 11, 12]}, [0, 16, 32], axis="size_mb", bubbles=[{"kind": "bubble-up"}])
+    none = str(tmp_path / "none.json")
+    cases = {  # arguments -> words of the one line
+        ("--score", "-1"): "argument --score: must be a finite number, 0 or more, got -1",
+        ("--score", "nan"): "argument --score: must be a finite number, 0 or more, got nan",
+        ("--score", "abc"): "argument --score: expected a number, got 'abc'",
+        ("--score", "10", "--with", "--", "true"): "give either --score MIB or --with -- CMD",
+        # the documented form parses (it was "unrecognized arguments: -- ..."): it stops at the missing reporter
+        ("--reporter", none, "--with", "--", "sleep", "1"): "calibrate --reporter",
+    }
+    for args, words in cases.items():
+        done = run_cli(["predict", str(run_dir), *args], cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and words in lines[0], (args, done.stderr)
+    done = run_cli(["check-prediction", str(run_dir), "--reporter", none, "--corunner", "'unbalanced"], cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip() == \
+        "error: check-prediction: --corunner \"'unbalanced\": No closing quotation"  # fmt: skip
+
+
 def test_a_bubble_up_bubble_must_run_apart(tmp_path: Path) -> None:
     data = {"name": "x", "workload": {"kind": "synthetic"}, "bubble": {"kind": "bubble-up"},
             "sweep": {"axis": "size_mb", "values": [0, 8]}}  # fmt: skip

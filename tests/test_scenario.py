@@ -111,6 +111,19 @@ def test_run_refuses_malformed_scenario_as_a_process_without_traceback(tmp_path:
     assert not (tmp_path / "reports").exists()  # nothing was started or written
 
 
+@pytest.mark.parametrize(("argv", "words"), [
+    (["compare", "a"], "error: bubbleup compare: the following arguments are required: run_b"),
+    (["frobnicate"], "error: bubbleup: argument COMMAND: invalid choice: 'frobnicate'"),
+    (["compare", "a", "b", "--min-effect", "abc"], "argument --min-effect: invalid float value: 'abc'"),
+    (["run", "x.yaml", "--", "y"], "run takes no command after --"),
+])  # fmt: skip
+def test_bad_arguments_are_one_line_and_exit_2(argv: list[str], words: str, capsys) -> None:
+    with pytest.raises(SystemExit) as exited:  # argparse's exit, as `python -m bubbleup` gives it
+        cli.main(argv)
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and err.count("\n") == 1 and words in err, err
+
+
 def test_missing_file_is_exit_2(tmp_path: Path) -> None:
     done = run_cli(["run", str(tmp_path / "nope.yaml")], cwd=tmp_path, timeout=60)
     assert done.returncode == 2 and "nope.yaml: no such file" in done.stderr

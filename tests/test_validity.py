@@ -265,3 +265,18 @@ def test_an_invalid_run_is_marked_red_at_the_top_of_its_report(tmp_path: Path) -
     done = run_cli(["report", str(run_dir)], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "Result is: INVALID" in done.stdout and "  concurrent: " in done.stdout
+
+
+def test_a_run_that_measured_nothing_or_cannot_be_read_is_invalid(tmp_path: Path) -> None:
+    """A report of nothing once said VALID; so did one whose manifest was not JSON."""
+    run_dir = _fake(tmp_path)
+    assert {r.code for r in validity.check(load_run(run_dir)).reasons} == set()
+    points = run_dir / "points.csv"
+    points.write_text(points.read_text().splitlines()[0] + "\n")  # the header alone: no point measured
+    assert [r.code for r in validity.check(load_run(run_dir)).reasons] == ["no_data"]
+    (run_dir / "manifest.json").write_text("not json{")
+    done = run_cli(["report", str(run_dir)], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr  # the report is still written, and says why it is not valid
+    assert "Result is: INVALID" in done.stdout
+    assert "  damaged: unreadable: manifest.json is not valid JSON" in done.stdout
+    assert "  no_data: no point was measured" in done.stdout

@@ -38,6 +38,9 @@ Reasons, by code (thresholds are module constants):
   device the budget stands for (with that many real cores) would not have.
 - ``concurrent``: another bubbleup run shared the machine (only possible with ``--allow-concurrent``,
   :mod:`bubbleup.machine.lock`).
+- ``no_data``: no point was measured (points.csv has no row): nothing to be valid about.
+- ``damaged``: a file of the run could not be read (a manifest that is not JSON, a CSV that does not parse):
+  what the report shows of the run may be only part of it.
 """
 
 from __future__ import annotations
@@ -118,6 +121,7 @@ def check(run: Run, summary: pd.DataFrame | None = None) -> Validity:
                  _throttled, _concurrent):  # fmt: skip
         reasons += rule(run, unchecked)
     reasons += _non_monotone(run, summary)
+    reasons += _damaged_or_empty(run)
     return Validity(not reasons, reasons, unchecked)
 
 
@@ -385,6 +389,14 @@ def _repeats(run: Run, unchecked: list[str]) -> list[Reason]:
              for p in unmet]  # fmt: skip
     return [Reason("repeats", f"{len(unmet)} point(s) still disagreed beyond +/-{target:.1%} between repeats at "
                               f"max_repeats: {_named(named)}")]  # fmt: skip
+
+
+def _damaged_or_empty(run: Run) -> list[Reason]:
+    damaged = [n for n in run.notes if "not valid JSON" in n or "could not be parsed" in n]
+    out = [Reason("damaged", f"unreadable: {_named(damaged)}")] if damaged else []
+    if run.points.empty:
+        out.append(Reason("no_data", "no point was measured (points.csv has no row)"))
+    return out
 
 
 def _non_monotone(run: Run, summary: pd.DataFrame | None) -> list[Reason]:

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import psutil
 
+from bubbleup.errors import OneLineParser
 from bubbleup.procs import die_with_parent, exit_when_stdin_closes
 
 MIB = 1 << 20
@@ -256,7 +257,7 @@ def emit(event: str, **fields: Any) -> None:
 
 
 def build_parser(prog: str = "bubbleup bubble") -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = OneLineParser(
         prog=prog,
         description="Run one bubble: hold SIZE MiB resident and burn CPU at a duty cycle until stopped (Ctrl-C).",
     )
@@ -278,6 +279,10 @@ def build_parser(prog: str = "bubbleup bubble") -> argparse.ArgumentParser:
 
 
 def validate_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    for name in ("cpu_duty", "period_ms", "rate_mb_s", "fault_release_after_s"):
+        value = getattr(args, name)
+        if value is not None and not math.isfinite(value):
+            p.error(f"--{name.replace('_', '-')} must be a finite number, not {value}")
     if args.size_mb < 0:
         p.error("--size-mb must not be negative")
     if not 0.0 <= args.cpu_duty <= 1.0:
@@ -308,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
 
     refused = refusal(args.size_mb, args.reserve_mb, args.allow_unsafe)
     if refused:
-        emit("error", message=refused)
+        emit("error", message=refused)  # the pool's protocol
+        if args.parent_pid is None and not args.watch_stdin:  # a person's `bubbleup bubble`: bad input
+            print(f"error: {parser.prog}: {refused}", file=sys.stderr)
+            return 2
         return 3
     try:
         ready = bubble.allocate()
