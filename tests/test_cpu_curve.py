@@ -83,7 +83,8 @@ def test_predict_on_shared_cpus_from_the_command_line(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "x CPU 0.8" in done.stdout
     for args, says in [(["--score", "24", "--cpu-run", str(cpu)], "--cores C"),
-                       (["--score", "24", "--cores", "-1"], "--cores is the co-runner's CPU use"),
+                       (["--score", "24", "--cores", "-1"], "argument --cores: must be a finite number, 0 or more"),
+                       (["--cores", "1", "--with", "--", "true"], "--cores is the co-runner's CPU use"),
                        (["--score", "24", "--cores", "1", "--cpu-run", str(sens)], "CPU-only bubbles")]:  # fmt: skip
         bad = run_cli(["predict", str(sens), *args], cwd=tmp_path)
         assert bad.returncode == 2 and says in bad.stderr and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
