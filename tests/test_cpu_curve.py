@@ -64,6 +64,28 @@ def test_prediction_on_shared_cpus_multiplies_the_two_curves(tmp_path: Path) -> 
         prediction.predict(memory, colocation.manual_score(24.0), cpu=cpu)
 
 
+def test_where_the_kernel_groups_by_session_a_co_runner_weighs_one_task_at_most(tmp_path: Path) -> None:
+    """With sched_autogroup, a co-runner (one session of its own) keeping 1.92 cores busy alone competes as one
+    task: on 2 CPUs with the workload pinned, stress-ng --cpu 3 left ApproxNet at QoS 0.99-1.02 where the curve
+    at 1.92 cores read 0.75. Without session grouping its threads compete one by one: the cores themselves."""
+    memory = colocation.workload_curves(_sensitivity(tmp_path))[1]
+    run_dir = _cpu_run(tmp_path)
+    s = prediction.Score(24.0, 24.0, 24.0, INSIDE, 0.7, 0.69, 0.71, corunner_cores=1.92)
+    (per_thread,) = prediction.predict(memory, s, cpu={c.setting: c for c in cpu_curve.curves(load_run(run_dir))})
+    assert per_thread.cpu_load == pytest.approx(1.92) and per_thread.cpu_qos == pytest.approx(0.52, abs=0.03)
+    manifest = run_dir / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["environment"]["sched_autogroup"] = "1"  # as bubbleup.machine.environment records it
+    manifest.write_text(json.dumps(data))
+    cpu = {c.setting: c for c in cpu_curve.curves(load_run(run_dir))}
+    assert cpu["HH"].per_session
+    (grouped,) = prediction.predict(memory, s, cpu=cpu)
+    assert grouped.cpu_load == 1.0 and grouped.cpu_qos == pytest.approx(0.8, abs=0.02)  # the curve at one core
+    assert "x CPU 0.8" in grouped.sentence() and "at 1.00 cores, 1.92 cores in one session" in grouped.sentence()
+    light = dataclasses.replace(s, corunner_cores=0.5)  # below one core: its own cores, grouped or not
+    assert prediction.predict(memory, light, cpu=cpu)[0].cpu_load == 0.5
+
+
 def test_a_cpu_run_must_be_cpu_only_bubbles_of_the_same_workload(tmp_path: Path) -> None:
     sens = load_run(_sensitivity(tmp_path))
     with pytest.raises(UserError, match="count sweep of CPU-only bubbles"):

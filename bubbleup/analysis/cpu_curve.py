@@ -6,7 +6,8 @@ CPU-only bubbles (``kind: cpu``: no memory walked) sharing the workload's CPUs, 
 ``cores = count x summed duty of one bubble set``, ``qos = latency(0) / latency(cores)``, with the
 same hierarchical-bootstrap interval the sensitivity curves have
 (:func:`bubbleup.analysis.sensitivity.curve_of`). A co-runner's measured CPU use (its score run's
-``corunner_cores``) is read off it, and :func:`bubbleup.analysis.prediction.predict` multiplies that
+``corunner_cores``, as one task at most where the kernel groups by session: :meth:`CpuCurve.load`) is read
+off it, and :func:`bubbleup.analysis.prediction.predict` multiplies that
 QoS with the one read off the memory sensitivity curve at the bubble score: the two pressures taken
 as independent slowdowns. Where they are not (a co-runner that streams memory *on the workload's
 own core*), the product is wrong, and the benchmark says by how much.
@@ -39,6 +40,20 @@ class CpuCurve:
     qos: tuple[float, ...]
     qos_low: tuple[float, ...]
     qos_high: tuple[float, ...]
+    #: The machine shares CPU time between sessions before threads (``sched_autogroup_enabled``, as most desktop
+    #: and board kernels): a co-runner, which the co-runner shim starts in a session of its own, then competes
+    #: as one task however many threads it keeps busy.
+    per_session: bool = False
+
+    def load(self, cores: float) -> float:
+        """Where a co-runner keeping ``cores`` busy alone sits on this curve's axis (its bubbles' cores).
+
+        Per session, at most one: its session's CPU weight is one task's, spread over its threads. Measured
+        2026-12-06 on 2 CPUs with ApproxNet pinned to one: ``stress-ng --cpu 3`` and ``--matrix 3`` (1.92 and
+        1.98 cores alone) left it at QoS 0.99-1.02, where the curve at 2 cores read 0.75-0.98 (the balancer
+        kept all their threads on the other CPU, whose load then equals the workload's). Without session
+        grouping, every thread competes: the cores themselves."""
+        return min(cores, 1.0) if self.per_session else cores
 
     def monotone(self) -> np.ndarray:
         """The closest non-increasing QoS: more CPU load beside the workload never helps it."""
@@ -73,6 +88,7 @@ def curves(run: Run, percentiles: Sequence[float] = (50,)) -> list[CpuCurve]:
     if why_not(run) is not None:
         return []
     per_set = float((run.manifest.cpu_demand or {})["duty_per_set"])
+    per_session = str((run.manifest.environment or {}).get("sched_autogroup")) == "1"
     out = []
     for curve in summaries.setting_curves(run):
         good = [p for p in curve.points if p.functional and len(p.samples)]
@@ -82,5 +98,6 @@ def curves(run: Run, percentiles: Sequence[float] = (50,)) -> list[CpuCurve]:
             c = curve_of(curve.setting, q, good)  # its points' size_mb holds the sweep value: a count
             out.append(CpuCurve(c.setting, c.percentile, c.base_latency_ms,
                                 tuple(p.size_mb * per_set for p in c.points), tuple(p.qos for p in c.points),
-                                tuple(p.qos_low for p in c.points), tuple(p.qos_high for p in c.points)))  # fmt: skip
+                                tuple(p.qos_low for p in c.points), tuple(p.qos_high for p in c.points),
+                                per_session))  # fmt: skip
     return out

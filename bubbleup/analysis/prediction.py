@@ -82,7 +82,8 @@ class Prediction:
     span: tuple[float, float]
     memory_qos: float = math.nan  # the memory curve's QoS at the score (= qos without a CPU curve)
     cores: float = math.nan  # the co-runner's CPU use, when a CPU curve was read
-    cpu_qos: float = math.nan  # the CPU curve's QoS at those cores
+    cpu_qos: float = math.nan  # the CPU curve's QoS at the co-runner's load
+    cpu_load: float = math.nan  # where the co-runner sits on the CPU curve (CpuCurve.load of its cores)
     cores_span: tuple[float, float] | None = None  # the CPU curve's measured cores, when one was read
     score_outside: bool = False  # the score (not the cores) lies beyond the memory curve
 
@@ -91,14 +92,15 @@ class Prediction:
         text = (f"{self.setting}: predicted QoS {self.qos:.3f} ({self.qos_low:.3f}-{self.qos_high:.3f}), {stat} "
                 f"{number(self.latency_ms)} ms against {number(self.base_latency_ms)} ms alone")  # fmt: skip
         if not math.isnan(self.cpu_qos):
+            grouped = f", {self.cores:.2f} cores in one session" if self.cpu_load < self.cores - 1e-9 else ""
             text += (f" (memory {self.memory_qos:.3f} at the score x CPU {self.cpu_qos:.3f} at "
-                     f"{self.cores:.2f} cores)")  # fmt: skip
+                     f"{self.cpu_load:.2f} cores{grouped})")  # fmt: skip
         beyond = []
         if self.score_outside:
             beyond.append(f"the score {number(self.score_mb)} MiB lies outside the measured sizes "
                           f"({number(self.span[0])}-{number(self.span[1])} MiB)")  # fmt: skip
-        if self.cores_span is not None and not self.cores_span[0] <= self.cores <= self.cores_span[1]:
-            beyond.append(f"{self.cores:.2f} cores lie outside the CPU curve's measured cores "
+        if self.cores_span is not None and not self.cores_span[0] <= self.cpu_load <= self.cores_span[1]:
+            beyond.append(f"{self.cpu_load:.2f} cores lie outside the CPU curve's measured cores "
                           f"({self.cores_span[0]:g}-{self.cores_span[1]:g})")  # fmt: skip
         if self.outside:
             reason = " and ".join(beyond) or "the score lies beyond the measured range"
@@ -130,7 +132,8 @@ def score(curve: SensitivityCurve, qos: float, low: float, high: float, **corunn
 def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50,
             cpu: Mapping[str, CpuCurve] | None = None) -> list[Prediction]:  # fmt: skip
     """Per setting, the QoS at ``s``; with ``cpu`` (setting -> CPU curve at the same percentile), times the
-    CPU curve's QoS at the score's measured cores. ValueError when ``cpu`` is given and the score has none."""
+    CPU curve's QoS at the score's measured cores (as one task at most, where the kernel groups by session).
+    ValueError when ``cpu`` is given and the score has none."""
     if cpu is not None and math.isnan(s.corunner_cores):
         raise ValueError("a prediction on shared CPUs needs the co-runner's measured CPU use (cores)")
     out = []
@@ -145,17 +148,17 @@ def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50
         low = float(min(np.interp(grid, sizes, lows).min(), qos))
         high = float(max(np.interp(grid, sizes, highs).max(), qos))
         outside = not (sizes[0] <= s.size_mb <= sizes[-1]) or s.where == ABOVE
-        memory, cores, cpu_qos, cores_span, score_outside = qos, math.nan, math.nan, None, outside
+        memory, cores, load, cpu_qos, cores_span, score_outside = qos, math.nan, math.nan, math.nan, None, outside
         if cpu is not None:
             if c.setting not in cpu:
                 continue  # no CPU curve for this setting: nothing honest to say on shared CPUs
-            cores = s.corunner_cores
-            cpu_qos, cpu_low, cpu_high, beyond = cpu[c.setting].at(cores)
+            cores, load = s.corunner_cores, cpu[c.setting].load(s.corunner_cores)
+            cpu_qos, cpu_low, cpu_high, beyond = cpu[c.setting].at(load)
             cores_span = (float(cpu[c.setting].cores[0]), float(cpu[c.setting].cores[-1]))
             qos, low, high, outside = qos * cpu_qos, low * cpu_low, high * cpu_high, outside or beyond
         out.append(Prediction(c.setting, c.percentile, s.size_mb, qos, low, high,
                               c.base_latency_ms / qos if qos > 0 else math.inf, c.base_latency_ms, outside,
-                              c.span, memory, cores, cpu_qos, cores_span, score_outside))  # fmt: skip
+                              c.span, memory, cores, cpu_qos, load, cores_span, score_outside))  # fmt: skip
     return out
 
 
