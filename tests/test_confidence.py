@@ -162,7 +162,7 @@ def test_a_sawtooth_is_said_in_words_in_the_report_and_on_the_command_line(tmp_p
     for v in analysis.verdicts(run):
         cliff = next(c for c in analysis.find_cliffs(run) if c.setting == v.setting)
         assert html.escape(confidence.beside(cliff, v)) in text
-    verdicts = text.split('<ul class="verdicts">')[1].split("</ul>")[0]
+    verdicts = text.split('<ul class="verdicts all">')[1].split("</ul>")[0]  # each setting in words
     assert html.escape(fall.sentence()) in verdicts
     assert f"  {fall.sentence()}." in written.verdicts  # what the CLI prints, under HH's verdict
     assert "LL is not monotone" not in text

@@ -515,3 +515,20 @@ def test_memory_per_configuration_is_growth_over_the_framework_floor(tmp_path: P
     del manifest["workload_metadata"]["MCDNN full"]  # a worker without a floor: no growth figure, not a wrong one
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     assert trace_figures.memory_by_configuration(analysis.load_run(run_dir)) is None
+
+
+def test_the_summary_leads_with_the_verdicts_grouped_and_singles_out_what_needs_care(tmp_path: Path) -> None:
+    """Twelve settings as twelve sentences hid the one that mattered; the summary now says the verdicts grouped,
+    lists only the settings to read with care (a fall, an unsure verdict), and keeps every sentence folded."""
+    from test_confidence import SAWTOOTH
+
+    steady = [10, 10.2, 10.4, 10.6, 21, 22, 23]
+    curves = {"A": steady, "B": [2 * x for x in steady], "C": [3 * x for x in steady], "HH": SAWTOOTH}
+    run_dir = make_run(tmp_path, curves, list(range(7)), repeats=2, n=30)
+    text = report.write_report(run_dir).read_text()
+    head = text.split('<p class="headline"><strong>')[1].split("</strong>")[0]
+    assert head == "cliff at 4 bubbles: A, B, C; cliff at 1 bubble: HH.", head
+    care = text.split("<p>Read with care:</p>")[1].split("</ul>")[0]
+    assert "HH is not monotone" in care and "A tolerates" not in care
+    folded = text.split('<details class="in-words">')[1].split("</details>")[0]
+    assert all(f"{s} tolerates" in folded for s in ("A", "B", "C", "HH"))

@@ -35,7 +35,7 @@ from bubbleup.report import figures, trace_figures
 from bubbleup.report.accuracy import AccuracyView, accuracy_context, accuracy_view
 from bubbleup.report.facts import run_facts
 from bubbleup.report.schedule import schedule_context, schedule_timeline
-from bubbleup.report.text import verdict_lines
+from bubbleup.report.text import headline, verdict_lines
 from bubbleup.store.layout import REPORT
 from bubbleup.store.reader import Run, load_run
 
@@ -153,6 +153,8 @@ def cliff_rows(
                 "resamples": _resample_cell(v),
                 "agrees": v is None or v.n_resamples == 0 or confidence.agrees(c, v),
                 "sure": v is None or v.n_resamples == 0 or v.modal_share >= SURE_SHARE,
+                "care": bool(fall) or (v is not None and v.n_resamples > 0
+                                       and (not confidence.agrees(c, v) or v.modal_share < SURE_SHARE)),
                 "fall": fall.sentence() + "." if fall else "",
                 "predicted": pred.sentence(c, values) if pred else "",
                 "short": c.short(),
@@ -384,6 +386,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "notes": list(run.notes),
         "facts": run_facts(run, summary),
         "cliffs": rows,
+        "headline": headline(rows),
         "speed": speed.facts(run).sentence(),
         "n_resamples": confidence.N_RESAMPLES,
         "single": single,

@@ -38,3 +38,20 @@ def verdict_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
               if not (r["agrees"] and r["sure"]) and r["confidence"]]  # fmt: skip
     lines += [f"  {r['fall']}" for r in rows if r["fall"]]
     return lines
+
+
+def headline(rows: Sequence[dict[str, Any]]) -> str:
+    """The verdicts grouped, for the report's first line: ``cliff at 4 bubbles: all 12 settings; CPU demand
+    predicts at 4 (within one step) for all 12.`` Settings that share a verdict are named together."""
+    if not rows:
+        return ""
+    groups: dict[str, list[str]] = {}
+    for r in rows:
+        groups.setdefault(r["short"], []).append(r["setting"])
+    n = len(rows)
+    every = "the only setting" if n == 1 else f"all {n} settings"
+    parts = [f"{short}: {every if len(names) == n else ', '.join(names)}" for short, names in groups.items()]
+    predicted = {r["predicted_short"] for r in rows}
+    if len(predicted) == 1 and "" not in predicted:
+        parts.append(f"CPU demand predicts {predicted.pop()} for {'it' if n == 1 else f'all {n}'}")
+    return "; ".join(parts) + "."
