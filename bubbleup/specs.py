@@ -253,9 +253,12 @@ class SweepSpec(_Strict):
         given = data["values"]
         if not any(isinstance(v, str) for v in given):
             return data
-        multiples = {v: llc_multiple(v) for v in given if isinstance(v, str)}
         if data.get("axis") != "size_mb":
+            word = next(v for v in given if isinstance(v, str))
+            if _LLC_MULTIPLE.match(word) is None:
+                raise ValueError(f"values: {word!r} is not a number (a {data.get('axis')} sweep takes numbers)")
             raise ValueError("values: sizes relative to the LLC ('4 llc') are for a size_mb sweep only")
+        multiples = {v: llc_multiple(v) for v in given if isinstance(v, str)}
         from bubbleup.pressure.kinds import llc_bytes
 
         llc_mb = llc_bytes() / (1 << 20)

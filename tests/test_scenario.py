@@ -48,8 +48,7 @@ CASES = [
     ("empty sweep", "sweep.values", [], "sweep.values", "at least 1"),
     ("negative sweep value", "sweep.values", [0, -2], "sweep.values", "must not be negative"),
     ("repeated sweep value", "sweep.values", [1, 1], "sweep.values", "must not repeat"),
-    ("size as a word", "sweep.values", [0, "big"], "sweep.values", "positive multiple of the LLC"),
-    ("zero llc", "sweep.values", [0, "0 llc"], "sweep.values", "positive multiple of the LLC"),
+    ("word on a count sweep", "sweep.values", [0, "big"], "sweep.values", "'big' is not a number (a count sweep"),
     ("llc on a count sweep", "sweep.values", [0, "1 llc"], "sweep.values", "for a size_mb sweep only"),
     ("bad axis", "sweep.axis", "duty", "sweep.axis", "'count', 'size_mb' or 'schedule'"),
     ("zero repeats", "sweep.repeats", 0, "sweep.repeats", "greater than or equal to 1"),
@@ -177,6 +176,9 @@ def test_sizes_relative_to_the_llc_resolve_to_this_machines_cache_and_keep_the_g
     sc = scenario_from_dict(given, "x")
     assert sc.sweep.values == [0, llc, 18, 143]  # "1 llc" lands on the literal 36: one point
     assert sc.given["sweep"]["values"][2:] == ["1 llc", "1/2 llc", "4xLLC"]
+    for bad in ("big", "0 llc", "1/0 llc"):  # on a size sweep, a word must be a positive multiple of the LLC
+        with pytest.raises(UserError, match=r"^x: sweep\.values: .* is neither a size in MiB nor a positive multiple"):
+            scenario_from_dict(smoke_dict(**{"sweep.axis": "size_mb", "sweep.values": [0, bad]}), "x")
 
 
 def test_shipped_scenarios_are_valid() -> None:
