@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from bubbleup import __version__, colocation_cli
-from bubbleup.errors import OneLineParser, RunFailed, UserError
+from bubbleup.errors import OneLineParser, RunFailed, UserError, amount_arg, count_arg
 
 EXIT_INTERRUPTED = 130
 
@@ -302,8 +302,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = sub.add_parser("calibrate", help="measure what each bubble kind delivers here, and its interference")
     cal.add_argument("--out", default="reports/calibration.json", help="where to write (default: %(default)s)")
-    cal.add_argument("--window-s", type=float, default=2.0, help="seconds each bubble is measured (default 2)")
-    cal.add_argument("--reps", type=int, default=30, help="reference kernel runs per measurement (default 30)")
+    cal.add_argument("--window-s", type=amount_arg, default=2.0, help="seconds each bubble is measured (default 2)")
+    cal.add_argument("--reps", type=count_arg, default=30, help="reference kernel runs per measurement (default 30)")
     cal.add_argument("--reporter", action="store_true", help="measure only the reporter's sensitivity curve "
                      "against the Bubble-Up bubble (what 'score' reads)")  # fmt: skip
     cal.add_argument("--reporter-out", default="reports/reporter.json", help="where the reporter curve goes "
@@ -337,10 +337,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rc = sub.add_parser("recommend", help="the most accurate setting that meets an SLO at each pressure level")
     rc.add_argument("run_dir")
-    rc.add_argument("--slo-ms", type=float, required=True, metavar="MS", help="the latency objective, ms")
+    rc.add_argument("--slo-ms", type=amount_arg, required=True, metavar="MS", help="the latency objective, ms")
     rc.add_argument("--percentile", type=float, default=50, metavar="P",
                     help="the latency percentile held to the SLO: 50 (default), 90, 95 or 99")  # fmt: skip
-    rc.add_argument("--margin", type=float, default=1.3, metavar="M",
+    rc.add_argument("--margin", type=amount_arg, default=1.3, metavar="M",
                     help="a setting fits when its latency is within SLO / M (default 1.3, ApproxDet's)")  # fmt: skip
     rc.set_defaults(func=_cmd_recommend)
 
@@ -348,7 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("run_a")
     c.add_argument("run_b")
     c.add_argument("--out", help="output HTML path")
-    c.add_argument("--min-effect", type=float, default=0.05, metavar="F",
+    c.add_argument("--min-effect", type=amount_arg, default=0.05, metavar="F",
                    help="smallest relative difference of the repeats' interquartile means reported as a change "
                         "(default 0.05: 5%%)")  # fmt: skip
     c.add_argument("--fail-if-slower", metavar="PCT",
@@ -377,15 +377,12 @@ def main(argv: list[str] | None = None) -> int:
         # ``score -- CMD`` and ``predict RUN --with -- CMD``: everything after the first ``--`` is the co-runner's
         # command, given to the command as is (argparse's REMAINDER after an option drops a leading ``--``
         # only sometimes, and refused ``--with -- CMD`` as unrecognized arguments).
-        head, dashes, tail = (argv[: argv.index("--")], True, argv[argv.index("--") + 1 :]) if "--" in argv \
-            else (argv, False, [])  # fmt: skip
+        # Every other command leaves ``--`` to argparse (the end of options).
+        split = argv[:1] in (["score"], ["predict"]) and "--" in argv
+        head, tail = (argv[: argv.index("--")], argv[argv.index("--") + 1 :]) if split else (argv, [])
         args = parser.parse_args(head)
-        if dashes:
-            if not hasattr(args, "cmd"):
-                parser.error(f"{args.command or 'bubbleup'} takes no command after --")
-            if args.cmd:
-                parser.error("give the co-runner's command once, after --")
-            args.cmd = tail
+        if split:  # a command already begun before the ``--`` (``score xz -T1 -- file``) keeps it as its own
+            args.cmd = [*args.cmd, "--", *tail] if args.cmd else tail
         if not getattr(args, "func", None):
             parser.print_help()
             return 2

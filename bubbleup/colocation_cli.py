@@ -12,29 +12,7 @@ import shlex
 from pathlib import Path
 from typing import Any
 
-from bubbleup.errors import UserError
-
-
-def _count(text: str) -> int:
-    """An argparse type: a whole number of repeats, 1 or more."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _amount(text: str) -> float:
-    """An argparse type: a finite number, 0 or more (MiB, seconds, cores)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
-    return value
+from bubbleup.errors import UserError, amount_arg, count_arg
 
 
 def _split(command: str) -> list[str]:
@@ -143,8 +121,8 @@ def add_commands(sub: Any) -> None:
         sp.add_argument("--reporter", default="reports/reporter.json", help="reporter curve (default: %(default)s)")
         sp.add_argument("--other-machine", action="store_true", help="use a reporter curve measured on another "
                         "kind of machine")  # fmt: skip
-        sp.add_argument("--repeats", type=_count, default=8, help="alone/beside repeats, alternating (default 8)")
-        sp.add_argument("--startup-s", type=_amount, default=1.0, help="the co-runner must keep running this long "
+        sp.add_argument("--repeats", type=count_arg, default=8, help="alone/beside repeats, alternating (default 8)")
+        sp.add_argument("--startup-s", type=amount_arg, default=1.0, help="the co-runner must keep running this long "
                         "before it counts as started (default 1)")  # fmt: skip
         sp.add_argument("--reports-root", default="reports", help="where run directories go (default: reports)")
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
@@ -157,11 +135,11 @@ def add_commands(sub: Any) -> None:
 
     pr = sub.add_parser("predict", help="predicted QoS per setting at a bubble score (--score S or --with -- CMD)")
     pr.add_argument("run_dir", help="a size-sweep run of the bubble-up bubble (its sensitivity curves)")
-    pr.add_argument("--score", type=_amount, metavar="MIB", help="the co-runner's bubble score, MiB")
+    pr.add_argument("--score", type=amount_arg, metavar="MIB", help="the co-runner's bubble score, MiB")
     pr.add_argument("--percentile", type=float, default=50, choices=(50, 95), help="QoS at the median or p95")
     scoring(pr)
     pr.add_argument("--with", dest="cmd", nargs=argparse.REMAINDER, help="-- score this command first")
-    pr.add_argument("--cores", type=_amount, help="with --score: the co-runner's CPU use (cores it keeps busy)")
+    pr.add_argument("--cores", type=amount_arg, help="with --score: the co-runner's CPU use (cores it keeps busy)")
     pr.add_argument("--cpu-run", help="a CPU-curve run of the same workload (check-prediction --shared makes "
                     "one): predict for a co-runner that shares the workload's CPUs")  # fmt: skip
     pr.set_defaults(func=_cmd_predict)

@@ -23,8 +23,12 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         seen: set[Any] = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *anchor``: merged by the base class, not a key
+                continue
             key = self.construct_object(key_node, deep=deep)
-            if isinstance(key, (str, int, float, bool)) and key in seen:
+            if not isinstance(key, (str, int, float, bool)):
+                continue  # a list or mapping as a key: the base class refuses it in its own words
+            if key in seen:
                 raise yaml.constructor.ConstructorError(
                     None, None, f"key {key!r} is given twice", key_node.start_mark
                 )
@@ -71,8 +75,10 @@ def _is_union_tag(key: object) -> bool:
                                      or key.startswith(("constrained-", "function-")))  # fmt: skip
 
 
-def _strip(loc: tuple[int | str, ...]) -> tuple[int | str, ...]:
-    return tuple(p for p in loc if not _is_union_tag(p))
+def _strip(loc: tuple[int | str, ...], unknown_key: bool = False) -> tuple[int | str, ...]:
+    """The location without pydantic's union tags; an unknown key's own name is the user's, whatever it is."""
+    keep = len(loc) - 1 if unknown_key else len(loc)
+    return tuple(p for i, p in enumerate(loc) if i >= keep or not _is_union_tag(p))
 
 
 def validation_line(exc: ValidationError, what: str = "scenario") -> tuple[str, str]:
@@ -80,7 +86,7 @@ def validation_line(exc: ValidationError, what: str = "scenario") -> tuple[str, 
     errors = exc.errors()
     extra = [e for e in errors if e["type"] == "extra_forbidden"]
     first = extra[0] if extra else errors[0]  # an unknown key explains a missing one (a typo): name it first
-    field = ".".join(_key_text(p) for p in _strip(first["loc"])) or "(top level)"
+    field = ".".join(_key_text(p) for p in _strip(first["loc"], first["type"] == "extra_forbidden")) or "(top level)"
     msg = first["msg"]
     if first["type"] == "extra_forbidden":
         msg = f"unknown key (not part of the {what} format)"

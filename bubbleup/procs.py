@@ -206,7 +206,9 @@ def exit_when_stdin_closes() -> None:
 
 def owned_tmpdir(prefix: str) -> Path:
     """A new directory ``<tmp>/<prefix><this PID>-<random>``, after removing every ``<prefix><PID>-*`` whose
-    process is gone: a SIGKILL (an OOM kill, a lost Ray node) gives its owner no chance to remove it."""
+    process is gone: a SIGKILL (an OOM kill, a lost Ray node) gives its owner no chance to remove it. A live
+    owner's directory is never touched in one PID namespace (a reused PID only leaves a dead one's behind); a
+    container sharing this /tmp but not its PIDs could see a live owner as gone."""
     import psutil  # here, not at the top: bubbles import this module and start lean
 
     for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):

@@ -256,7 +256,8 @@ class SweepSpec(_Strict):
         if data.get("axis") != "size_mb":
             word = next(v for v in given if isinstance(v, str))
             if _LLC_MULTIPLE.match(word) is None:
-                raise ValueError(f"values: {word!r} is not a number (a {data.get('axis')} sweep takes numbers)")
+                axis = data.get("axis") or "count"
+                raise ValueError(f"values: {word!r} is not a number (a {axis} sweep takes numbers)")
             raise ValueError("values: sizes relative to the LLC ('4 llc') are for a size_mb sweep only")
         multiples = {v: llc_multiple(v) for v in given if isinstance(v, str)}
         from bubbleup.pressure.kinds import llc_bytes

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from fixtures_runs import make_run
 
 from bubbleup import analysis
+from bubbleup.analysis import validity
 from bubbleup.report import figures
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
@@ -162,6 +164,20 @@ def test_truncated_last_line_is_dropped(tmp_path) -> None:
     assert run.telemetry is None
     assert len(run.samples) == len(pd.read_csv(run_dir / "samples.csv")) - 1
     assert analysis.summarise(run)["n"].tolist() == [10, 10, 10, 10]
+
+
+def test_a_line_cut_inside_a_quoted_field_loses_that_line_only(tmp_path) -> None:
+    """A SIGKILL inside samples.csv's quoted ``info`` left a quote open to the end of the file, and pandas
+    refused the whole file: every sample of the run was gone from its report."""
+    run_dir = make_run(tmp_path, {"A": [10, 11, 12, 13]}, VALUES, n=10, telemetry=False)
+    path = run_dir / "samples.csv"
+    whole = path.read_text()
+    path.write_text(whole + '0,count,3,3,512,approxnet,0,A,timed,10,0,0,12.5,600,9.9,1,A,,0,0,-1,4e5,"{""pr')
+    run = analysis.load_run(run_dir)
+    assert len(run.samples) == len(pd.read_csv(io.StringIO(whole)))
+    assert "samples.csv: its last line was cut short and is left out" in run.notes
+    assert analysis.summarise(run)["n"].tolist() == [10, 10, 10, 10]
+    assert "damaged" not in {r.code for r in validity.check(run).reasons}
 
 
 def test_missing_manifest_is_noted_not_fatal(tmp_path) -> None:

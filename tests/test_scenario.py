@@ -89,8 +89,9 @@ def test_malformed_scenario_is_one_clear_line(tmp_path: Path, capsys, path, valu
         ("- a\n- b\n", "mapping"),
         ("name: a\nname: b\n", "line 2, column 1: invalid YAML: key 'name' is given twice"),
         ("name: " + "[" * 1000 + "]" * 1000, "invalid YAML: nested too deeply to read"),
+        ("? [a, b]\n: 1\n", "line 1, column 3: invalid YAML: found unhashable key"),
     ],
-    ids=["syntax error", "empty file", "a list", "a key twice", "nested too deeply"],
+    ids=["syntax error", "empty file", "a list", "a key twice", "nested too deeply", "a list as a key"],
 )
 def test_unreadable_yaml_is_one_clear_line(tmp_path: Path, capsys, text: str, words: str) -> None:
     file = tmp_path / "bad.yaml"
@@ -113,14 +114,33 @@ def test_run_refuses_malformed_scenario_as_a_process_without_traceback(tmp_path:
 @pytest.mark.parametrize(("argv", "words"), [
     (["compare", "a"], "error: bubbleup compare: the following arguments are required: run_b"),
     (["frobnicate"], "error: bubbleup: argument COMMAND: invalid choice: 'frobnicate'"),
-    (["compare", "a", "b", "--min-effect", "abc"], "argument --min-effect: invalid float value: 'abc'"),
-    (["run", "x.yaml", "--", "y"], "run takes no command after --"),
+    (["compare", "a", "b", "--min-effect", "abc"], "argument --min-effect: expected a number, got 'abc'"),
+    (["run", "x.yaml", "--", "y"], "unrecognized arguments: y"),  # `--` is argparse's here: only score and predict
+                                                                    # take a command after it
 ])  # fmt: skip
 def test_bad_arguments_are_one_line_and_exit_2(argv: list[str], words: str, capsys) -> None:
     with pytest.raises(SystemExit) as exited:  # argparse's exit, as `python -m bubbleup` gives it
         cli.main(argv)
     err = capsys.readouterr().err
     assert exited.value.code == 2 and err.count("\n") == 1 and words in err, err
+
+
+def test_anchors_and_merge_keys_read_as_yaml_reads_them(tmp_path: Path) -> None:
+    text = yaml.safe_dump(smoke_dict(), sort_keys=False).replace("\nbubble:\n", "\nbubble: &b\n", 1)
+    assert "&b" in text
+    text += "x-other: {<<: *b, cpu_duty: 0.5}\n"  # a merge key beside the anchor (x-other itself is then unknown)
+    file = tmp_path / "merge.yaml"
+    file.write_text(text)
+    with pytest.raises(UserError, match="x-other: unknown key"):  # read fine; the unknown key is the only problem
+        load_scenario(file)
+
+
+def test_a_double_dash_ends_the_options_of_commands_that_take_no_command(tmp_path: Path, capsys) -> None:
+    assert cli.main(["validate", "--", str(tmp_path / "none.yaml")]) == 2
+    assert "none.yaml: no such file" in capsys.readouterr().err
+    # score's command may begin before a `--` of its own: everything from its first word is the command
+    assert cli.main(["score", "--reporter", str(tmp_path / "none.json"), "xz", "-T1", "--", "file"]) == 2
+    assert "calibrate --reporter" in capsys.readouterr().err  # parsed; it stops at the missing reporter curve
 
 
 def test_missing_file_is_exit_2(tmp_path: Path) -> None:

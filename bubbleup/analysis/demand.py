@@ -66,6 +66,8 @@ class DemandPrediction:
     def short(self, cliff: Cliff, values: list[float]) -> str:
         """For a table beside the measured verdict: ``at 4 (within one step)``."""
         ok = self.agrees(cliff, values)
+        if ok and self.predicted_at is None and not cliff.found:
+            return self.where() + " (agrees)"
         return self.where() + ("" if ok is None else " (within one step)" if ok else " (NOT within one step)")
 
     def sentence(self, cliff: Cliff | None = None, values: list[float] | None = None) -> str:

@@ -394,7 +394,7 @@ def _repeats(run: Run, unchecked: list[str]) -> list[Reason]:
 def _damaged_or_empty(run: Run) -> list[Reason]:
     damaged = [n for n in run.notes if "not valid JSON" in n or "could not be parsed" in n]
     out = [Reason("damaged", f"unreadable: {_named(damaged)}")] if damaged else []
-    if run.points.empty:
+    if run.points.empty and run.status != "running":  # a run still starting has measured nothing yet
         out.append(Reason("no_data", "no point was measured (points.csv has no row)"))
     return out
 

@@ -6,6 +6,7 @@ Pure: no cgroup is touched here, so reading a scenario never imports process or 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -46,6 +47,8 @@ class BudgetSpec:
                 raise ValueError(f"budget cpus must be a number of cores, got {self.cpus!r}")
             if not self.cpus * CPU_PERIOD_US >= MIN_QUOTA_US:  # also rejects NaN
                 raise ValueError(f"budget cpus must be at least {MIN_QUOTA_US / CPU_PERIOD_US}, got {self.cpus}")
+            if math.isinf(self.cpus):
+                raise ValueError("budget cpus must be a finite number of cores, got inf")
         if not isinstance(self.swap, bool):
             raise ValueError(f"budget swap must be true or false, got {self.swap!r}")
 

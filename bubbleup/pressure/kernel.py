@@ -11,7 +11,9 @@ are reported on ready, so nothing is assumed.
 Life cycle and protocol (JSON lines on stdout, one object per line):
 
 1. Refuse (``{"event": "error"}``, exit 3) if the region would eat into the
-   safety reserve of available memory, unless ``--allow-unsafe``.
+   safety reserve of available memory, unless ``--allow-unsafe``. Started by a
+   person (``bubbleup bubble``, no parent to answer), the refusal is also one line
+   on stderr and exit 2, as other bad input is.
 2. Allocate, touch every page, check RSS grew by at least 97% of the request.
 3. ``{"event": "ready", ...}``: memory is resident and the loop is about to run.
 4. Duty-cycle loop: in every period, work until this thread has used

@@ -68,7 +68,8 @@ def write(out: Path, curves: Sequence[SensitivityCurve], checks: Sequence[Check]
         "checks", "Predicted and measured QoS on each sensitivity curve",
         "Grey: the workload's sensitivity curve (median; band: 95% interval). Dotted: each co-runner's bubble "
         "score. Hollow circle: the QoS predicted there (co-runners sharing the workload's CPUs: the curve's QoS "
-        "times the CPU curve's at the co-runner's cores, so it lies below the curve); filled square: the QoS "
+        "times the CPU curve's at the co-runner's load: its cores, or one task at most where the kernel groups by "
+        "session; so it lies below the curve); filled square: the QoS "
         "measured when the two really co-ran (bars: its 95% interval, repeats as replicates).",
         lambda: curves_figure(curves, checks),
     )])  # fmt: skip

@@ -3,7 +3,7 @@
 Twelve settings as sentences made 24 near-identical lines; a table shows the cliffs side by side, the way a
 reader compares them. Below it: the CPU-demand arithmetic (once when every setting shares it), the
 resamples' whole distribution for each verdict they do not back or back in under 90% (``SURE_SHARE``),
-and each fall of the curve (a non-monotone dial). The report's HTML keeps
+each fall of the curve (a non-monotone dial), and why each setting that stopped working did. The report's HTML keeps
 every sentence (:func:`bubbleup.analysis.cliff.Cliff.sentence`).
 """
 
@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from bubbleup.analysis.cliff import NON_FUNCTIONAL
 
 HEADER = ("setting", "verdict", "rise at the cliff [95% CI]", "resamples", "CPU demand predicts")
 
@@ -37,6 +39,7 @@ def verdict_lines(rows: Sequence[dict[str, Any]]) -> list[str]:
     lines += [f"{r['setting']}: {r['confidence']}" for r in rows
               if not (r["agrees"] and r["sure"]) and r["confidence"]]  # fmt: skip
     lines += [f"  {r['fall']}" for r in rows if r["fall"]]
+    lines += [r["sentence"] for r in rows if r["kind"] == NON_FUNCTIONAL]  # why it stopped: the status and error
     return lines
 
 

@@ -8,6 +8,7 @@ directory written to a newer schema than this bubbleup knows.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from collections.abc import Iterable, Sequence
@@ -125,8 +126,18 @@ def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: li
     if not path.exists():
         notes.append(f"{path.name} is missing")
         return empty
+    def read(source: Any) -> pd.DataFrame:
+        return pd.read_csv(source, dtype={c: str for c in text}, keep_default_na=True, on_bad_lines="skip")
+
     try:
-        frame = pd.read_csv(path, dtype={c: str for c in text}, keep_default_na=True, on_bad_lines="skip")
+        try:
+            frame = read(path)
+        except pd.errors.ParserError:
+            # A SIGKILL inside a quoted field (samples.csv's ``info``) leaves a quote open to the end of the file,
+            # and pandas then refuses all of it: drop the cut line and read the complete ones.
+            whole = path.read_bytes()
+            frame = read(io.BytesIO(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1]))
+            notes.append(f"{path.name}: its last line was cut short and is left out")
     except pd.errors.EmptyDataError:
         notes.append(f"{path.name} is empty")
         return empty
