@@ -125,7 +125,7 @@ DIAL_SCENARIO: dict[str, Any] = {
                  "precision": {"target": 0.03, "max_inferences": 400, "max_seconds": 2.0},
                  "options": {"working_sets_kb": [1024], "rounds": 12, "columns": 64, "threads": 2}},
     "bubble": {"kind": "combined", "size_mb": 32, "cpu_duty": 1.0, "pattern": "stream"},
-    "sweep": {"axis": "count", "values": [0, 1, 2, 3, 4], "repeats": 1, "settle_s": 0.5},
+    "sweep": {"axis": "count", "values": [0, 1, 2, 3, 4], "repeats": 2, "settle_s": 0.5},
     "telemetry": {"enabled": False},
 }  # fmt: skip
 
