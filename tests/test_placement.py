@@ -168,16 +168,23 @@ def test_with_the_default_placement_a_two_thread_kernel_never_gets_faster_with_m
     from bubbleup.machine.calibrate import dial_check
     from bubbleup.store.reader import load_run
 
-    dial = dial_check(tmp_path / "dial")
-    run = load_run(tmp_path / "dial")
-    # One full-core bubble takes a CPU from a kernel that uses both. Compared at one CPU speed: in one CI run
-    # the VM ran the 1-bubble point 1.29x faster (its speed probe) than the 0-bubble one, and the raw medians
-    # rose only 1.19x (at one speed 1.51x); the probe leaves time-sharing out, so the bubble's effect stays.
-    at_one_speed = summarise(speed.adjusted(run, speed.reference_ns(run))).set_index("value")["median_ms"]
-    assert at_one_speed[1] > 1.3 * at_one_speed[0], at_one_speed.to_dict()
-    found = falls_in(run)
-    assert not found, [f.sentence() for f in found]
-    assert dial["monotone"] and dial["falls"] == []
+    # One sweep may meet a stalled VM (a CI run measured the kernel alone 2.4x slower than usual at one CPU speed,
+    # which the speed probe cannot see: it counts the thread's CPU time, not time the host took the vCPU away).
+    # The claim is about the dial, so a failed sweep is measured once more, and both are reported if both fail.
+    failures = []
+    for attempt in range(2):
+        dial = dial_check(tmp_path / f"dial{attempt}")
+        run = load_run(tmp_path / f"dial{attempt}")
+        # One full-core bubble takes a CPU from a kernel that uses both. Compared at one CPU speed: in one CI run
+        # the VM ran the 1-bubble point 1.29x faster (its speed probe) than the 0-bubble one, and the raw medians
+        # rose only 1.19x (at one speed 1.51x); the probe leaves time-sharing out, so the bubble's effect stays.
+        at_one_speed = summarise(speed.adjusted(run, speed.reference_ns(run))).set_index("value")["median_ms"]
+        found = falls_in(run)
+        if at_one_speed[1] > 1.3 * at_one_speed[0] and not found and dial["monotone"] and dial["falls"] == []:
+            break
+        failures.append((at_one_speed.round(2).to_dict(), [f.sentence() for f in found]))
+    else:
+        raise AssertionError(f"the dial fell or did not rise in both sweeps: {failures}")
 
 
 def test_a_dial_that_fell_reaches_every_later_run_as_a_calibration_warning() -> None:
