@@ -27,9 +27,7 @@ def _split(command: str) -> list[str]:
 
 
 def _command_after_dashes(args: argparse.Namespace, what: str) -> list[str]:
-    command = list(args.cmd or [])
-    if command[:1] == ["--"]:
-        command = command[1:]
+    command = list(args.cmd or [])  # cli.main hands over what follows the first ``--``
     if not command:
         raise UserError(f"{what}: give the co-runner's command after --, e.g. bubbleup {what} -- xz -9 -T1 big.file")
     return command

@@ -52,7 +52,7 @@ from typing import Any
 import pandas as pd
 
 from bubbleup.formatting import format_value
-from bubbleup.store.reader import Run
+from bubbleup.store.reader import UNREADABLE, Run
 from bubbleup.store.records import pressure_failed
 
 #: A bubble missed its size target below this share of it.
@@ -392,7 +392,7 @@ def _repeats(run: Run, unchecked: list[str]) -> list[Reason]:
 
 
 def _damaged_or_empty(run: Run) -> list[Reason]:
-    damaged = [n for n in run.notes if "not valid JSON" in n or "could not be parsed" in n]
+    damaged = [n for n in run.notes if any(words in n for words in UNREADABLE)]
     out = [Reason("damaged", f"unreadable: {_named(damaged)}")] if damaged else []
     if run.points.empty and run.status != "running":  # a run still starting has measured nothing yet
         out.append(Reason("no_data", "no point was measured (points.csv has no row)"))

@@ -138,6 +138,9 @@ def cliff_rows(
         v = by_setting.get(c.setting)
         fall = fall_of.get(c.setting)
         pred = predicted.get(c.setting)
+        resampled = v if v is not None and v.n_resamples > 0 else None
+        agrees = resampled is None or confidence.agrees(c, resampled)
+        sure = resampled is None or resampled.modal_share >= SURE_SHARE
         rows.append(
             {
                 "setting": c.setting,
@@ -151,10 +154,9 @@ def cliff_rows(
                 "sentence": c.sentence(),
                 "confidence": confidence.beside(c, v) if v else "",
                 "resamples": _resample_cell(v),
-                "agrees": v is None or v.n_resamples == 0 or confidence.agrees(c, v),
-                "sure": v is None or v.n_resamples == 0 or v.modal_share >= SURE_SHARE,
-                "care": bool(fall) or (v is not None and v.n_resamples > 0
-                                       and (not confidence.agrees(c, v) or v.modal_share < SURE_SHARE)),
+                "agrees": agrees,
+                "sure": sure,
+                "care": bool(fall) or not (agrees and sure),
                 "fall": fall.sentence() + "." if fall else "",
                 "predicted": pred.sentence(c, values) if pred else "",
                 "short": c.short(),

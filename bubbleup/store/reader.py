@@ -115,6 +115,10 @@ class Run:
         return max(sizes) if sizes else math.nan
 
 
+#: How a note says a file could not be read at all (a manifest, a CSV): analysis.validity's ``damaged``.
+UNREADABLE = ("is not valid JSON", "could not be parsed")
+
+
 def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: list[str]) -> pd.DataFrame:
     """Read a contract CSV leniently: a missing, empty or truncated file gives what it can, never an exception.
 
@@ -142,7 +146,7 @@ def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: li
         notes.append(f"{path.name} is empty")
         return empty
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        notes.append(f"{path.name} could not be parsed: {exc}")
+        notes.append(f"{path.name} {UNREADABLE[1]}: {exc}")
         return empty
     for col in columns:
         if col not in frame:
@@ -166,7 +170,7 @@ def _read_manifest(path: Path, notes: list[str]) -> Manifest:
         notes.append(f"{path.name} is missing")
         return Manifest()
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        notes.append(f"{path.name} is not valid JSON: {exc}")
+        notes.append(f"{path.name} {UNREADABLE[0]}: {exc}")
         return Manifest()
     return manifest_io.parse(data, path)
 
