@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import html
 import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -179,6 +181,10 @@ def test_the_cli_report_prints_each_verdict_with_its_confidence(tmp_path: Path) 
     assert re.fullmatch(r"HH +cliff at 1 bubble +1\.\d\dx \[1\.\d\dx, 1\.\d\dx\] +cliff at 1 \(100%\)", lines[1])
     assert lines[2].startswith("  HH is not monotone: ")  # verdicts first, then how the CPU's speed moved
     assert lines[3].startswith("The CPU's speed probe ranged 1.00-1.00x") and lines[4].startswith("report: ")
+    # read through `| head -1`: the closed pipe ends the command quietly, no BrokenPipeError traceback
+    piped = subprocess.run(f"{sys.executable} -m bubbleup report {run_dir} | head -1", shell=True, cwd=tmp_path,
+                           capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert piped.stdout.startswith("setting") and "Traceback" not in piped.stderr, piped.stderr
 
 
 def test_tiny_falls_are_not_flagged(tmp_path: Path) -> None:
