@@ -79,10 +79,9 @@ def _print_result(run_dir: Path) -> None:
     if not is_run_dir(run_dir):
         return
     try:
-        from bubbleup.analysis.validity import of_run
-        from bubbleup.store.reader import load_run
+        from bubbleup.analysis.validity import of_dir
 
-        verdict, _ = of_run(load_run(run_dir))
+        verdict = of_dir(run_dir)
     except Exception as exc:  # the verdict must never cost the run's own exit status
         print(f"warning: no validity verdict for {run_dir}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return

@@ -17,7 +17,7 @@ from conftest import wait_until
 from fixtures_runs import make_run
 
 from bubbleup.analysis import compare, monotone, speed, validity
-from bubbleup.analysis.summary import find_cliffs
+from bubbleup.analysis.summary import find_cliffs, summarise
 from bubbleup.machine import speed as probe
 from bubbleup.store.reader import load_run
 from bubbleup.sweep.worker import Runner, load_workload
@@ -99,6 +99,24 @@ def test_a_run_too_small_to_tell_is_judged_raw(tmp_path: Path) -> None:
     facts = speed.facts(run)
     assert facts.too_few == 5 and not facts.adjusts and speed.for_verdicts(run) is run
     assert "too few to tell" in facts.sentence()
+
+
+def test_a_run_too_small_to_tell_calls_a_fall_only_when_both_readings_show_it(tmp_path: Path) -> None:
+    """Two repeats of 0 and 1 bubbles (the validity test's tiny run, which once read INVALID on a quiet VM: the
+    CPU ran 1.2-1.4x slower while both zero-pressure points were timed). Too few points to tell whether the
+    speed followed the pressure, so neither reading alone may accuse the dial; a fall that the workload itself
+    made (the probe steady) still counts."""
+    values = [0, 1]
+    slow = {(0, 0.0): 1.2, (1, 0.0): 1.4}
+    cpu = load_run(make_run(tmp_path, {"s": [10.0, 10.0]}, values, repeats=2, name="cpu", slow_cpu=slow, noise=0.02))
+    facts = speed.facts(cpu)
+    assert facts.too_few == 4 and not facts.adjusts and "also there at one speed" in facts.sentence()
+    assert monotone.falls(summarise(cpu))  # raw, the slow state reads as a fall ...
+    assert not monotone.falls_in(cpu)  # ... that the probes explain
+    assert "non_monotone" not in {r.code for r in validity.check(cpu).reasons}
+    real = load_run(make_run(tmp_path, {"s": [13.0, 10.0]}, values, repeats=2, name="real", noise=0.02))
+    assert [f.setting for f in monotone.falls_in(real)] == ["s"]
+    assert "non_monotone" in {r.code for r in validity.check(real).reasons}
 
 
 _SPINNER = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True: pass"

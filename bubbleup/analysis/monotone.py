@@ -129,12 +129,20 @@ def falls(summary: pd.DataFrame, min_ratio: float = MIN_FALL) -> list[Fall]:
 
 
 def falls_in(run: Run, summary: pd.DataFrame | None = None) -> list[Fall]:
-    """:func:`falls` of a run as its verdicts are judged: at one CPU speed when its speed probes allow
-    (:func:`bubbleup.analysis.speed.for_verdicts`), else on ``summary`` (the raw one, computed if not given)."""
-    from bubbleup.analysis.speed import for_verdicts
+    """:func:`falls` of a run as its verdicts are judged (:func:`bubbleup.analysis.speed.for_verdicts`): at one
+    CPU speed when its speed probes allow, raw when the speed followed the pressure (``summary``, the raw one, is
+    computed if not given). When the run has too few points to tell which it was, a fall counts only where both
+    readings show it: a fall makes the run INVALID, and a tiny run whose CPU ran 1.3x slower while its
+    zero-pressure point was timed (seen in a test on a quiet VM) must not be accused on one reading alone."""
+    from bubbleup.analysis.speed import adjusted, facts, for_verdicts
     from bubbleup.analysis.summary import summarise
 
     judged = for_verdicts(run)
     if judged is not run:
         return falls(summarise(judged))
-    return falls(summary if summary is not None else summarise(run))
+    raw = falls(summary if summary is not None else summarise(run))
+    known = facts(run)
+    if not (raw and known.too_few):
+        return raw
+    also = {f.setting for f in falls(summarise(adjusted(run, known.reference_ns)))}
+    return [f for f in raw if f.setting in also]

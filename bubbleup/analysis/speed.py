@@ -17,7 +17,8 @@ Where it is used:
   and CPU curves) are judged on the run adjusted to its own median speed, *unless* the probe moved with the
   pressure (:func:`facts`: a permutation test of Spearman's rank correlation of per-(repeat, value) probe
   medians with the value, p < 0.01 and more than 3% between the least and the most pressure), or the run
-  has too few points for that test to ever reach p < 0.01 (one repeat of five values cannot). On a device
+  has too few points for that test to ever reach p < 0.01 (one repeat of five values cannot; a fall then counts
+  only where raw and adjusted latencies both show it, :func:`bubbleup.analysis.monotone.falls_in`). On a device
   whose governor or heat answers the load, the speed change is part of what the load does, and the raw
   latencies are judged; on a VM whose speed wanders by itself, it is noise, and removed.
 
@@ -137,7 +138,8 @@ class SpeedFacts:
             return f"{spread}; a schedule's pressure changes while it is timed, so its latencies are judged raw."
         if self.too_few:
             return (f"{spread}; {self.too_few} (repeat, pressure) points are too few to tell whether it followed the "
-                    f"pressure, so verdicts are judged on raw latencies (more repeats or values let it tell).")
+                    f"pressure, so verdicts are judged on raw latencies, and a fall only where it is also there at "
+                    f"one speed (more repeats or values let it tell).")
         if self.follows_pressure:
             return (f"{spread}, and it followed the pressure ({self.effect:+.0%} probe time from the least to the "
                     f"most; Spearman rho {self.rho:.2f}, p {self.p:.2g}): the load changes the CPU's own speed here "

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal, TypedDict
 
 STATUS_OK = "ok"
@@ -189,7 +189,9 @@ def key_fields(key: PointKey) -> KeyFields:
 
 
 def as_row(record: SampleRow | PointRow | BubbleRow) -> tuple[Any, ...]:
-    return astuple(record)
+    """The record's fields in column order. Not ``dataclasses.astuple``, which deep-copies every field: a
+    schedule step of 10^5 frames spent 20 s of a 7 s measurement in it."""
+    return tuple(getattr(record, name) for name in record.__dataclass_fields__)
 
 
 def telemetry_row(row: TelemetryRow, cols: tuple[str, ...] | list[str]) -> list[Any]:
