@@ -19,7 +19,8 @@ All in one run, on this machine:
 4. with ``--shared``, the same co-runners again on the workload's own CPUs (beyond the paper): each
    workload's CPU curve (CPU-only bubbles beside it, ``colocation.measure_cpu_curves``), then predictions
    from both curves (memory QoS at the score x CPU QoS at the co-runner's measured cores) against real
-   co-runs placed as the CPU curve's bubbles were.
+   co-runs placed as the CPU curve's bubbles were; and two mixes of three programs (``MIXES``), more sessions
+   than the CPUs the workload leaves, where one must share the workload's CPU.
 
 Printed: per co-runner its score, cores and, per setting, predicted and measured QoS; then the mean
 absolute error of the prediction against that of the naive prediction "no slowdown", overall, per
@@ -90,6 +91,18 @@ def corunners(workdir: Path) -> dict[str, list[str]]:
     }
 
 
+MIXES = ("3 x cpu", "matrix+xz+cache")
+
+
+def mixes(workdir: Path) -> dict[str, list[list[str]]]:
+    """Section 4's co-runners of several programs, each a session of its own: more of them than the CPUs the
+    workload leaves (one of two here), so one must share the workload's CPU, which no single co-runner does
+    under session grouping (README, "Mixes")."""
+    one = corunners(workdir)
+    cpu = ["stress-ng", "--cpu", "1", "--quiet"]
+    return dict(zip(MIXES, ([cpu, cpu, cpu], [one["matrix"], one["xz"], one["cache"]]), strict=True))
+
+
 def noise_floor(rows: list[colocation.Check]) -> float:
     """The mean absolute error a *perfect* prediction would score against these measurements: each measured QoS
     is off its truth by its own noise, sigma = its 95% CI's half-width / 1.96, and E|N(0, sigma)| = sigma
@@ -147,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = {shlex.join(cmd): name for name, cmd in programs.items()}
     rows: dict[str, list[colocation.Check]] = {}
     for name, run_dir in runs.items():
-        rows[name] = colocation.check(run_dir, list(programs.values()), made, out / f"check-{name}",
+        rows[name] = colocation.check(run_dir, [[cmd] for cmd in programs.values()], made, out / f"check-{name}",
                                       repeats=args.repeats, scores=scores)  # fmt: skip
     for label, s in scores.items():
         short = labels.get(label, label)
@@ -178,9 +191,12 @@ def section_4(out: Path, runs: dict[str, Path], programs: dict[str, list[str]], 
     """On shared CPUs: each workload's CPU curve, then every co-runner co-run on the workload's CPUs."""
     print("\n== 4. on shared CPUs: CPU curves, then co-runs on the workload's CPUs ==")
     shared: dict[str, list[colocation.Check]] = {}
+    several = mixes(out)
+    labels = {**labels, **{reporter.label(m): name for name, m in several.items()}}
     for name, run_dir in runs.items():
         cpu_run = colocation.measure_cpu_curves(run_dir, out / "runs" / f"cpu-curve-{name}{tag}")
-        shared[name] = colocation.check(run_dir, list(programs.values()), made, out / f"shared-{name}{tag}",
+        shared[name] = colocation.check(run_dir, [[cmd] for cmd in programs.values()] + list(several.values()), made,
+                                        out / f"shared-{name}{tag}",
                                         repeats=repeats, scores=scores, cpu_run=cpu_run)  # fmt: skip
         for r in shared[name]:
             print(f"  {name:<10}{labels.get(r.corunner, r.corunner):<8}{r.setting:<14} {r.corunner_cores:.2f} "
@@ -201,7 +217,7 @@ def shared_only(out: Path, repeats: int) -> int:
         found = prediction.score_of_run(run, made.curve)  # cores confined to the reporter's spare CPUs: use the
         demand = colocation.demand_dir(score_dir)  # co-runner's own, alone and unpinned (measured now if not kept)
         cores = (colocation.demand_of_run(load_run(demand)) if is_run_dir(demand)
-                 else colocation.cpu_demand(command, demand))  # fmt: skip
+                 else colocation.cpu_demand([command], demand)[0])  # fmt: skip
         scores[shlex.join(command)] = replace(found, corunner_cores=cores)
     programs = {name: cmd for name, cmd in corunners(out).items() if shlex.join(cmd) in scores}
     labels = {shlex.join(cmd): name for name, cmd in programs.items()}
@@ -220,6 +236,7 @@ def report(rows: dict[str, list[colocation.Check]], runs: dict[str, Path], label
     groups = {"all foreign co-runners": every, **{name: rows[name] for name in runs}}
     groups["memory-only co-runners"] = [r for r in every if labels.get(r.corunner) in MEMORY_ONLY]
     groups["co-runners that compute"] = [r for r in every if labels.get(r.corunner) not in MEMORY_ONLY]
+    groups["mixes (section 4 only)"] = [r for r in every if labels.get(r.corunner) in MIXES]
     for group, rs in groups.items():
         err, naive, n = mae(rs)
         alone = "" if memory_target else f" / {np.mean([abs(r.memory_predicted - r.measured) for r in rs]):.3f}"

@@ -69,25 +69,35 @@ def _failure(run: Run, value: int) -> str | None:
     return str(rows["error"].iloc[0]) if len(rows) else None
 
 
-def cpu_demand(command: Sequence[str], out: Path, window_s: float = reporter.DEMAND_WINDOW_S,
-               startup_s: float = 1.0) -> float:
-    """The cores ``command`` keeps busy alone and unpinned: a run of its own into ``out``
-    (:func:`bubbleup.machine.reporter.demand_scenario`; lock, signals, memory guard and cleanup as every run's),
-    read from its ``bubbles.csv`` (:func:`demand_of_run`).
+def cpu_demand(programs: reporter.Programs, out: Path, window_s: float = reporter.DEMAND_WINDOW_S,
+               startup_s: float = 1.0) -> tuple[float, ...]:  # fmt: skip
+    """The cores each of the co-runner's programs keeps busy alone and unpinned: a run of its own for each
+    (:func:`bubbleup.machine.reporter.demand_scenario`; lock, signals, memory guard and cleanup as every run's)
+    into :func:`demand_runs` of ``out``, read from its ``bubbles.csv`` (:func:`demand_of_run`).
 
     Not the score run's figure: there the co-runner is confined to the CPUs the reporter leaves, one on a
     2-CPU machine, so a co-runner with two busy threads measured 1 core, and a prediction on shared CPUs
-    read the CPU curve at 1 where the co-runner would take 2."""
-    scenario = scenario_from_dict(reporter.demand_scenario(command, window_s, startup_s), "demand")
-    run = api.run(scenario, out, reports_root=out.parent, report=False)
-    failed = _failure(run, 1)
-    if failed:
-        raise UserError(f"score: the co-runner could not run alone: {failed}")
-    return demand_of_run(run)
+    read the CPU curve at 1 where the co-runner would take 2. Nor a mix's programs measured together: three
+    one-core programs on 2 CPUs keep 0.67 cores each busy there, and a demand of three tasks read as two."""
+    cores = []
+    for command, where in zip(programs, demand_runs(out, len(programs)), strict=True):
+        scenario = scenario_from_dict(reporter.demand_scenario(command, window_s, startup_s), "demand")
+        run = api.run(scenario, where, reports_root=where.parent, report=False)
+        failed = _failure(run, 1)
+        if failed:
+            raise UserError(f"score: {shlex.join(command)} could not run alone: {failed}")
+        cores.append(demand_of_run(run))
+    return tuple(cores)
+
+
+def demand_runs(out: Path, programs: int) -> list[Path]:
+    """Where the CPU-demand runs of a co-runner of ``programs`` programs go: ``out`` for one, ``out-0``, ``out-1``,
+    ... for a mix."""
+    return [out] if programs == 1 else [out.with_name(f"{out.name}-{i}") for i in range(programs)]
 
 
 def demand_of_run(run: Run) -> float:
-    """The co-runner's cores from a :func:`cpu_demand` run; RunFailed when it recorded none."""
+    """The program's cores from one :func:`cpu_demand` run; RunFailed when it recorded none."""
     b = run.bubbles
     cores = float(b["core_share"].mean()) if b is not None and len(b) else math.nan
     if math.isnan(cores):
@@ -95,12 +105,12 @@ def demand_of_run(run: Run) -> float:
     return cores
 
 
-def score_command(command: Sequence[str], made: reporter.ReporterCurve, out: Path,
+def score_command(programs: reporter.Programs, made: reporter.ReporterCurve, out: Path,
                   repeats: int = reporter.SCORE_REPEATS,
                   startup_s: float = 1.0, progress: bool = False) -> tuple[Score, Run]:  # fmt: skip
-    """Run the reporter alone and beside ``command`` into ``out`` and read the co-runner's bubble score; its
-    cores are then measured alone and unpinned (:func:`cpu_demand`, into :func:`demand_dir`)."""
-    scenario = scenario_from_dict(reporter.score_scenario(command, made.workload, repeats, startup_s), "score")
+    """Run the reporter alone and beside the co-runner (one program, or a mix: ``programs``) into ``out`` and read
+    its bubble score; its cores are then measured alone and unpinned (:func:`cpu_demand`, into :func:`demand_dir`)."""
+    scenario = scenario_from_dict(reporter.score_scenario(programs, made.workload, repeats, startup_s), "score")
     run = api.run(scenario, out, reports_root=out.parent, progress=progress)
     failed = _failure(run, 1)
     if failed:
@@ -109,7 +119,8 @@ def score_command(command: Sequence[str], made: reporter.ReporterCurve, out: Pat
         found = prediction.score_of_run(run, made.curve)
     except ValueError as exc:
         raise RunFailed(str(exc)) from None
-    return replace(found, corunner_cores=cpu_demand(command, demand_dir(out), startup_s=startup_s)), run
+    sessions = cpu_demand(programs, demand_dir(out), startup_s=startup_s)
+    return replace(found, corunner_cores=sum(sessions), corunner_sessions=sessions if len(sessions) > 1 else ()), run
 
 
 def demand_dir(score_dir: Path) -> Path:
@@ -227,26 +238,28 @@ class Check:
     outside: bool
     memory_predicted: float = math.nan  # on shared CPUs: the memory curve's part of the prediction
     cpu_predicted: float = math.nan  # and the CPU curve's
+    cpu_load: float = math.nan  # and where the co-runner sat on the CPU curve (cores, as CpuCurve.load counts them)
 
 
-def corun_scenario(run: Run, command: Sequence[str], repeats: int, startup_s: float,
+def corun_scenario(run: Run, programs: reporter.Programs, repeats: int, startup_s: float,
                    cpus: dict[str, Any] | None = None) -> dict[str, Any]:  # fmt: skip
-    """The sensitivity run's own workload (same settings, options, precision) alone and beside ``command``,
+    """The sensitivity run's own workload (same settings, options, precision) alone and beside the co-runner,
     placed as that run placed its bubble, or by ``cpus`` (a CPU-curve run's: the co-runner shares CPUs)."""
     out: dict[str, Any] = {
-        "name": reporter.run_name("corun", command), "description": f"{run.name} beside: {' '.join(command)}",
-        "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},
+        "name": reporter.run_name("corun", programs), "description": f"{run.name} beside: {reporter.label(programs)}",
+        **reporter.pressure(programs, startup_s),
         "cpus": cpus or run.manifest.scenario_given.get("cpus", {"placement": "apart"}),
         "sweep": {"axis": "count", "values": [0, 1], "repeats": repeats, "settle_s": 0.5},
     }  # fmt: skip
     return {**out, **_workload_part(run)}
 
 
-def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.ReporterCurve, out: Path,
+def check(run_dir: Path, corunners: Sequence[reporter.Programs], made: reporter.ReporterCurve, out: Path,
           repeats: int = reporter.SCORE_REPEATS, startup_s: float = 1.0, percentile: float = 50,
           progress: bool = False, scores: dict[str, Score] | None = None,
           cpu_run: Path | None = None) -> list[Check]:  # fmt: skip
-    """Score, predict and really co-run each co-runner; every run lands under ``out``, with ``checks.csv``
+    """Score, predict and really co-run each co-runner (one program, or a mix run together, one session each);
+    every run lands under ``out``, with ``checks.csv``
     and ``check.html`` (the curves with each co-runner's score, prediction and measurement).
 
     ``scores`` (co-runner label -> score) is read and filled: a co-runner already scored is not scored
@@ -259,13 +272,13 @@ def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.Repo
     if cpu_run is not None:
         shared, cpu = cpu_curves(cpu_run, run, percentile)
         cpus = shared.manifest.scenario_given.get("cpus") or {"placement": "free"}
-    for command in corunners:  # every co-runner and co-run valid (a program here) before minutes of runs
-        scenario_from_dict(reporter.score_scenario(command, made.workload, repeats, startup_s), "score")
-        scenario_from_dict(corun_scenario(run, command, repeats, startup_s, cpus), "co-run")
+    for programs in corunners:  # every co-runner and co-run valid (programs here) before minutes of runs
+        scenario_from_dict(reporter.score_scenario(programs, made.workload, repeats, startup_s), "score")
+        scenario_from_dict(corun_scenario(run, programs, repeats, startup_s, cpus), "co-run")
     rows: list[Check] = []
-    for i, command in enumerate(corunners):
-        label = shlex.join(command)
-        s = (scores or {}).get(label) or score_command(command, made, out / f"{i:02d}-score", repeats, startup_s,
+    for i, programs in enumerate(corunners):
+        label = reporter.label(programs)
+        s = (scores or {}).get(label) or score_command(programs, made, out / f"{i:02d}-score", repeats, startup_s,
                                                        progress)[0]  # fmt: skip
         if scores is not None:
             scores[label] = s
@@ -273,7 +286,7 @@ def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.Repo
             predicted = {p.setting: p for p in prediction.predict(found, s, percentile, cpu)}
         except ValueError as exc:
             raise RunFailed(f"check: {label}: {exc}") from None
-        scenario = scenario_from_dict(corun_scenario(run, command, repeats, startup_s, cpus), "co-run")
+        scenario = scenario_from_dict(corun_scenario(run, programs, repeats, startup_s, cpus), "co-run")
         corun = api.run(scenario, out / f"{i:02d}-corun", reports_root=out, progress=progress)
         failed = _failure(corun, 1)
         if failed:
@@ -284,7 +297,7 @@ def check(run_dir: Path, corunners: Sequence[Sequence[str]], made: reporter.Repo
                 continue
             rows.append(Check(label, setting, s.size_mb, s.low_mb, s.high_mb, s.corunner_cores, p.qos, p.qos_low,
                               p.qos_high, m, m_low, m_high, abs(p.qos - m), abs(1 - m), p.outside,
-                              p.memory_qos if cpu is not None else math.nan, p.cpu_qos))  # fmt: skip
+                              p.memory_qos if cpu is not None else math.nan, p.cpu_qos, p.cpu_load))  # fmt: skip
     pd.DataFrame([asdict(r) for r in rows]).to_csv(out / "checks.csv", index=False, float_format="%.6g")
     try:
         from bubbleup.report import checks as page

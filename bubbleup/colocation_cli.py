@@ -15,14 +15,15 @@ from typing import Any
 from bubbleup.errors import UserError, amount_arg, count_arg
 
 
-def _split(command: str) -> list[str]:
-    """One --corunner 'CMD ARGS' as a shell would split it; one line when it cannot be split or is empty."""
+def _split(command: str, flag: str = "--corunner") -> list[str]:
+    """One --corunner (or --mix) 'CMD ARGS' as a shell would split it; one line when it cannot be split or is
+    empty."""
     try:
         words = shlex.split(command)
     except ValueError as exc:
-        raise UserError(f"check-prediction: --corunner {command!r}: {exc}") from None
+        raise UserError(f"check-prediction: {flag} {command!r}: {exc}") from None
     if not words:
-        raise UserError("check-prediction: --corunner: empty command")
+        raise UserError(f"check-prediction: {flag}: empty command")
     return words
 
 
@@ -43,7 +44,7 @@ def _score(args: argparse.Namespace, command: list[str]) -> tuple[Any, Any]:
     if flat:
         print(f"warning: {args.reporter}: {flat}")
     out = Path(args.out) if getattr(args, "out", None) else default_run_dir(Path(args.reports_root), "score")
-    s, run = colocation.score_command(command, made, out, repeats=args.repeats, startup_s=args.startup_s,
+    s, run = colocation.score_command([command], made, out, repeats=args.repeats, startup_s=args.startup_s,
                                       progress=not args.quiet)  # fmt: skip
     print(f"{' '.join(command)}: {s.sentence(made.curve.span)}")
     print(f"  alone and unpinned it keeps {s.corunner_cores:.2f} cores busy; beside the reporter it held "
@@ -85,9 +86,12 @@ def _cmd_check_prediction(args: argparse.Namespace) -> int:
     from bubbleup import colocation
     from bubbleup.store.layout import default_run_dir
 
-    if not args.corunner:
-        raise UserError("check-prediction: give at least one --corunner 'CMD ARGS'")
-    commands = [_split(c) for c in args.corunner]
+    if not args.corunner and not args.mix:
+        raise UserError("check-prediction: give at least one --corunner 'CMD ARGS' (or --mix 'CMD' 'CMD' ...)")
+    if any(len(m) < 2 for m in args.mix or []):
+        raise UserError("check-prediction: --mix takes two or more commands, each quoted: --mix 'CMD A' 'CMD B'")
+    commands = [[_split(c)] for c in args.corunner or []]
+    commands += [[_split(c, "--mix") for c in mix] for mix in args.mix or []]
     if args.cpu_run and args.shared:
         raise UserError("check-prediction: --shared measures a CPU curve; --cpu-run gives one: not both")
     made = colocation.load_reporter(Path(args.reporter), other_machine=args.other_machine)
@@ -146,6 +150,9 @@ def add_commands(sub: Any) -> None:
                         "each co-runner")  # fmt: skip
     ck.add_argument("run_dir", help="a size-sweep run of the bubble-up bubble (its sensitivity curves)")
     ck.add_argument("--corunner", action="append", metavar="'CMD ARGS'", help="a co-runner (repeatable)")
+    ck.add_argument("--mix", action="append", nargs="+", metavar="'CMD ARGS'", help="a co-runner made of several "
+                    "programs run together, each in a session of its own, as separately started services are "
+                    "(repeatable)")  # fmt: skip
     ck.add_argument("--percentile", type=float, default=50, choices=(50, 95), help="QoS at the median or p95")
     ck.add_argument("--out", help="directory for every run and checks.csv")
     scoring(ck)

@@ -147,16 +147,22 @@ def test_the_score_measures_what_the_co_runner_used(reporter_curve: Path, tmp_pa
 def test_a_co_runners_cpu_demand_is_measured_unpinned_and_leaves_nothing_behind(tmp_path: Path) -> None:
     """The cores a co-runner keeps busy, measured alone and unpinned (a run of its own): two busy shell loops take
     two cores, where the score run, confined to the one CPU the reporter leaves on 2 CPUs, measured one; a single
-    loop takes one. No loop survives (found by the marker in their command lines, orphans included)."""
-    from bubbleup.colocation import cpu_demand
+    loop takes one; a mix of two one-loop programs, one core each, in two sessions. No loop survives (found by
+    the marker in their command lines, orphans included)."""
+    from bubbleup.colocation import cpu_demand, demand_runs
 
     marker = f"bubbleup-demand-test-{tmp_path.name}"
-    loops = {1: "while :; do :; done", 2: "while :; do :; done & while :; do :; done"}
-    cores = {n: cpu_demand(["sh", "-c", loop, marker], tmp_path / f"demand{n}", window_s=1.0, startup_s=0.3)
-             for n, loop in loops.items()}  # fmt: skip
-    assert cores[2] > 1.6 and 0.8 < cores[1] < 1.15, cores
+    one, two = "while :; do :; done", "while :; do :; done & while :; do :; done"
+    loops = {1: [["sh", "-c", one, marker]], 2: [["sh", "-c", two, marker]],
+             "mix": [["sh", "-c", one, marker], ["sh", "-c", one, marker]]}  # fmt: skip
+    cores = {n: cpu_demand(programs, tmp_path / f"demand{n}", window_s=1.0, startup_s=0.3)
+             for n, programs in loops.items()}  # fmt: skip
+    assert len(cores[2]) == 1 and cores[2][0] > 1.6 and 0.8 < cores[1][0] < 1.15, cores
+    assert len(cores["mix"]) == 2 and all(0.8 < c < 1.15 for c in cores["mix"]), cores
     bubbles = pd.read_csv(tmp_path / "demand2" / "bubbles.csv")
-    assert list(bubbles["kind"]) == ["command"] and bubbles["core_share"].iloc[0] == pytest.approx(cores[2])
+    assert list(bubbles["kind"]) == ["command"] and bubbles["core_share"].iloc[0] == pytest.approx(cores[2][0])
+    assert [load_run(d).bubbles["core_share"].iloc[0] for d in demand_runs(tmp_path / "demandmix", 2)] == \
+        pytest.approx(cores["mix"])  # fmt: skip
     survivors = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
     assert survivors == []
 
@@ -242,6 +248,10 @@ def test_predict_and_check_refuse_bad_arguments_in_one_line(tmp_path: Path) -> N
     done = run_cli(["check-prediction", str(run_dir), "--reporter", none, "--corunner", "'unbalanced"], cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip() == \
         "error: check-prediction: --corunner \"'unbalanced\": No closing quotation"  # fmt: skip
+    for mix, words in ((["true"], "--mix takes two or more commands"), (["true", "'x"], "--mix \"'x\"")):
+        done = run_cli(["check-prediction", str(run_dir), "--reporter", none, "--mix", *mix], cwd=tmp_path)
+        lines = done.stderr.strip().splitlines()
+        assert done.returncode == 2 and len(lines) == 1 and words in lines[0], (mix, done.stderr)
 
 
 def test_a_bubble_up_bubble_must_run_apart(tmp_path: Path) -> None:

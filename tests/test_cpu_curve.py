@@ -84,6 +84,11 @@ def test_where_the_kernel_groups_by_session_a_co_runner_weighs_one_task_at_most(
     assert "x CPU 0.8" in grouped.sentence() and "at 1.00 cores, 1.92 cores in one session" in grouped.sentence()
     light = dataclasses.replace(s, corunner_cores=0.5)  # below one core: its own cores, grouped or not
     assert prediction.predict(memory, light, cpu=cpu)[0].cpu_load == 0.5
+    # A mix of programs is a session each, and sessions add up: 1.92 + 0.5 cores load the CPUs as 1.5 tasks
+    mix = dataclasses.replace(s, corunner_cores=2.42, corunner_sessions=(1.92, 0.5))
+    (both,) = prediction.predict(memory, mix, cpu=cpu)
+    assert both.cpu_load == pytest.approx(1.5) and both.cpu_qos == pytest.approx(0.625, abs=0.03)
+    assert "at 1.50 cores, 2.42 cores in 2 sessions" in both.sentence()
 
 
 def test_a_cpu_run_must_be_cpu_only_bubbles_of_the_same_workload(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ CPU-only bubbles (``kind: cpu``: no memory walked) sharing the workload's CPUs, 
 ``cores = count x summed duty of one bubble set``, ``qos = latency(0) / latency(cores)``, with the
 same hierarchical-bootstrap interval the sensitivity curves have
 (:func:`bubbleup.analysis.sensitivity.curve_of`). A co-runner's measured CPU use (its score run's
-``corunner_cores``, as one task at most where the kernel groups by session: :meth:`CpuCurve.load`) is read
+``corunner_cores``, as one task at most per session where the kernel groups by session: :meth:`CpuCurve.load`) is read
 off it, and :func:`bubbleup.analysis.prediction.predict` multiplies that
 QoS with the one read off the memory sensitivity curve at the bubble score: the two pressures taken
 as independent slowdowns. Where they are not (a co-runner that streams memory *on the workload's
@@ -45,15 +45,17 @@ class CpuCurve:
     #: as one task however many threads it keeps busy.
     per_session: bool = False
 
-    def load(self, cores: float) -> float:
-        """Where a co-runner keeping ``cores`` busy alone sits on this curve's axis (its bubbles' cores).
+    def load(self, sessions: Sequence[float]) -> float:
+        """Where a co-runner sits on this curve's axis (its bubbles' cores), from the cores each of its sessions
+        keeps busy alone (one for a program; a mix of programs, one each).
 
         Per session, at most one: its session's CPU weight is one task's, spread over its threads. Measured
         2026-12-06 on 2 CPUs with ApproxNet pinned to one: ``stress-ng --cpu 3`` and ``--matrix 3`` (1.92 and
         1.98 cores alone) left it at QoS 0.99-1.02, where the curve at 2 cores read 0.75-0.98 (the balancer
-        kept all their threads on the other CPU, whose load then equals the workload's). Without session
-        grouping, every thread competes: the cores themselves."""
-        return min(cores, 1.0) if self.per_session else cores
+        kept all their threads on the other CPU, whose load then equals the workload's). Sessions add up: three
+        one-thread programs load the CPUs as three tasks. Without session grouping, every thread competes: the
+        cores themselves."""
+        return float(sum(min(c, 1.0) if self.per_session else c for c in sessions))
 
     def monotone(self) -> np.ndarray:
         """The closest non-increasing QoS: more CPU load beside the workload never helps it."""

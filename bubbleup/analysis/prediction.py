@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -55,6 +56,14 @@ class Score:
     corunner_cores: float = math.nan
     corunner_rss_mb: float = math.nan  # its resident memory once started (all its processes)
     corunner_rss_peak_mb: float = math.nan
+    #: A mix's cores per program, each in a session of its own (summing to ``corunner_cores``); empty for one
+    #: program, whose one session keeps ``corunner_cores`` busy
+    corunner_sessions: tuple[float, ...] = ()
+
+    @property
+    def sessions(self) -> tuple[float, ...]:
+        """The cores each of the co-runner's sessions keeps busy (what a CPU curve reads: CpuCurve.load)."""
+        return self.corunner_sessions or (self.corunner_cores,)
 
     def sentence(self, span: tuple[float, float]) -> str:
         interval = f"{number(self.low_mb)}-{number(self.high_mb)} MiB"
@@ -86,13 +95,16 @@ class Prediction:
     cpu_load: float = math.nan  # where the co-runner sits on the CPU curve (CpuCurve.load of its cores)
     cores_span: tuple[float, float] | None = None  # the CPU curve's measured cores, when one was read
     score_outside: bool = False  # the score (not the cores) lies beyond the memory curve
+    sessions: int = 1  # the co-runner's programs, each a session of its own
 
     def sentence(self) -> str:
         stat = "median" if self.percentile == 50 else f"p{self.percentile:g}"
         text = (f"{self.setting}: predicted QoS {self.qos:.3f} ({self.qos_low:.3f}-{self.qos_high:.3f}), {stat} "
                 f"{number(self.latency_ms)} ms against {number(self.base_latency_ms)} ms alone")  # fmt: skip
         if not math.isnan(self.cpu_qos):
-            grouped = f", {self.cores:.2f} cores in one session" if self.cpu_load < self.cores - 1e-9 else ""
+            n = self.sessions
+            grouped = (f", {self.cores:.2f} cores in {'one session' if n == 1 else f'{n} sessions'}"
+                       if self.cpu_load < self.cores - 1e-9 else "")  # fmt: skip
             text += (f" (memory {self.memory_qos:.3f} at the score x CPU {self.cpu_qos:.3f} at "
                      f"{self.cpu_load:.2f} cores{grouped})")  # fmt: skip
         beyond = []
@@ -121,7 +133,7 @@ def invert(curve: SensitivityCurve, qos: float) -> tuple[float, str]:
     return float(sizes[i - 1] + frac * (sizes[i] - sizes[i - 1])), INSIDE
 
 
-def score(curve: SensitivityCurve, qos: float, low: float, high: float, **corunner: float) -> Score:
+def score(curve: SensitivityCurve, qos: float, low: float, high: float, **corunner: Any) -> Score:
     size, where = invert(curve, qos)
     # A lower QoS means more pressure: the interval's low QoS gives the high size, and vice versa.
     low_mb, _ = invert(curve, high)
@@ -132,7 +144,8 @@ def score(curve: SensitivityCurve, qos: float, low: float, high: float, **corunn
 def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50,
             cpu: Mapping[str, CpuCurve] | None = None) -> list[Prediction]:  # fmt: skip
     """Per setting, the QoS at ``s``; with ``cpu`` (setting -> CPU curve at the same percentile), times the
-    CPU curve's QoS at the score's measured cores (as one task at most, where the kernel groups by session).
+    CPU curve's QoS at the score's measured cores (as one task at most per session, where the kernel groups by
+    session: :meth:`CpuCurve.load`).
     ValueError when ``cpu`` is given and the score has none."""
     if cpu is not None and math.isnan(s.corunner_cores):
         raise ValueError("a prediction on shared CPUs needs the co-runner's measured CPU use (cores)")
@@ -152,13 +165,14 @@ def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50
         if cpu is not None:
             if c.setting not in cpu:
                 continue  # no CPU curve for this setting: nothing honest to say on shared CPUs
-            cores, load = s.corunner_cores, cpu[c.setting].load(s.corunner_cores)
+            cores, load = s.corunner_cores, cpu[c.setting].load(s.sessions)
             cpu_qos, cpu_low, cpu_high, beyond = cpu[c.setting].at(load)
             cores_span = (float(cpu[c.setting].cores[0]), float(cpu[c.setting].cores[-1]))
             qos, low, high, outside = qos * cpu_qos, low * cpu_low, high * cpu_high, outside or beyond
         out.append(Prediction(c.setting, c.percentile, s.size_mb, qos, low, high,
                               c.base_latency_ms / qos if qos > 0 else math.inf, c.base_latency_ms, outside,
-                              c.span, memory, cores, cpu_qos, load, cores_span, score_outside))  # fmt: skip
+                              c.span, memory, cores, cpu_qos, load, cores_span, score_outside,
+                              len(s.sessions)))  # fmt: skip
     return out
 
 
@@ -196,8 +210,8 @@ def score_of_run(run: Run, reporter: SensitivityCurve) -> Score:
     corunner: dict[str, float] = {}
     b = run.bubbles
     if b is not None and len(b):
-        at1 = b[b["value"] == 1]
-        corunner = {"corunner_cores": float(at1["core_share"].mean()),
-                    "corunner_rss_mb": float(at1["rss_ready_mb"].mean()),
-                    "corunner_rss_peak_mb": float(at1["rss_peak_mb"].max())}  # fmt: skip
+        per_repeat = b[b["value"] == 1].groupby("repeat")  # a mix's programs are one repeat's several bubbles
+        corunner = {"corunner_cores": float(per_repeat["core_share"].sum().mean()),
+                    "corunner_rss_mb": float(per_repeat["rss_ready_mb"].sum().mean()),
+                    "corunner_rss_peak_mb": float(per_repeat["rss_peak_mb"].sum().max())}  # fmt: skip
     return score(reporter, qos, low, high, **corunner)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -66,20 +67,39 @@ def curve_scenario(sizes: Sequence[int | str] = SIZES, repeats: int = CURVE_REPE
     }
 
 
-def run_name(prefix: str, command: Sequence[str]) -> str:
-    """``PREFIX-PROGRAM``: a scenario name (letters, digits, ``._-``) from the co-runner's program."""
-    program = Path(command[0]).name if command else "none"
-    return f"{prefix}-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in program)[:60]
+#: A co-runner: one program, or a mix of several (``check-prediction --mix``), each a ``kind: command`` bubble in a
+#: session of its own, as separately started services are; a kernel that shares CPU time between sessions
+#: (:meth:`bubbleup.analysis.cpu_curve.CpuCurve.load`) weighs each program as one task.
+Programs = Sequence[Sequence[str]]
 
 
-def score_scenario(command: Sequence[str], workload: dict[str, Any], repeats: int = SCORE_REPEATS,
+def label(programs: Programs) -> str:
+    """The co-runner as a user would type it: ``stress-ng --cpu 1 + xz -9 big.file``."""
+    return " + ".join(shlex.join(p) for p in programs)
+
+
+def run_name(prefix: str, programs: Programs) -> str:
+    """``PREFIX-PROGRAM`` (``-and-N`` for a mix of N more): a scenario name (letters, digits, ``._-``) from the
+    co-runner's first program."""
+    program = Path(programs[0][0]).name if programs and programs[0] else "none"
+    more = f"-and-{len(programs) - 1}" if len(programs) > 1 else ""
+    return f"{prefix}-" + "".join(c if c.isalnum() or c in "._-" else "-" for c in program)[:60] + more
+
+
+def pressure(programs: Programs, startup_s: float) -> dict[str, Any]:
+    """The scenario's pressure for ``programs``: one command bubble, or a set of them (one copy at count 1)."""
+    bubbles = [{"kind": "command", "command": list(p), "startup_s": startup_s} for p in programs]
+    return {"bubble": bubbles[0]} if len(bubbles) == 1 else {"bubbles": bubbles}
+
+
+def score_scenario(programs: Programs, workload: dict[str, Any], repeats: int = SCORE_REPEATS,
                    startup_s: float = 1.0) -> dict[str, Any]:  # fmt: skip
-    """The reporter alone (0) and beside one copy of ``command`` (1), ``repeats`` times in alternating order."""
+    """The reporter alone (0) and beside one copy of the co-runner (1), ``repeats`` times in alternating order."""
     return {
-        "name": run_name("score", command),
-        "description": f"bubble score of: {' '.join(command)}",
+        "name": run_name("score", programs),
+        "description": f"bubble score of: {label(programs)}",
         "workload": workload,
-        "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},
+        **pressure(programs, startup_s),
         "cpus": {"placement": "apart"},
         "sweep": {"axis": "count", "values": [0, 1], "repeats": repeats, "settle_s": 0.3},
     }
@@ -95,11 +115,11 @@ def demand_scenario(command: Sequence[str], window_s: float = DEMAND_WINDOW_S,
     (one inference of microseconds), so its ``bubbles.csv`` ``core_share`` is the cores it keeps busy when
     nothing confines it."""
     return {
-        "name": run_name("demand", command),
-        "description": f"CPU demand, alone and unpinned, of: {' '.join(command)}",
+        "name": run_name("demand", [command]),
+        "description": f"CPU demand, alone and unpinned, of: {shlex.join(command)}",
         "workload": {"kind": "synthetic", "settings": "all", "inferences_per_setting": 1, "warmup": 0,
                      "options": {"working_sets_kb": [1], "rounds": 1}},
-        "bubble": {"kind": "command", "command": list(command), "startup_s": startup_s},
+        **pressure([command], startup_s),
         "cpus": {"placement": "free"},
         "sweep": {"axis": "count", "values": [1], "repeats": 1, "settle_s": window_s},
         "telemetry": {"enabled": False},
