@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.shared_only:
         if args.keep is None:
             p.error("--shared-only needs --keep DIR of an earlier run")
-        return shared_only(args.keep, args.repeats)
+        return shared_only(args.keep, args.repeats, args.only.split(",") if args.only else None)
     out = args.keep or Path(tempfile.mkdtemp(prefix="bench-prediction-"))
     out.mkdir(parents=True, exist_ok=True)
     programs = corunners(out)
@@ -205,7 +205,7 @@ def section_4(out: Path, runs: dict[str, Path], programs: dict[str, list[str]], 
     report(shared, runs, labels, memory_target=False)
 
 
-def shared_only(out: Path, repeats: int) -> int:
+def shared_only(out: Path, repeats: int, only: list[str] | None = None) -> int:
     """Section 4 again on an earlier run's reporter curve, sensitivity runs and score runs (e.g. after a change to
     the CPU curves), into new directories beside the old ones."""
     made = reporter.load(out / "reporter.json")
@@ -219,7 +219,8 @@ def shared_only(out: Path, repeats: int) -> int:
         cores = (colocation.demand_of_run(load_run(demand)) if is_run_dir(demand)
                  else colocation.cpu_demand([command], demand)[0])  # fmt: skip
         scores[shlex.join(command)] = replace(found, corunner_cores=cores)
-    programs = {name: cmd for name, cmd in corunners(out).items() if shlex.join(cmd) in scores}
+    programs = {name: cmd for name, cmd in corunners(out).items()
+                if shlex.join(cmd) in scores and (only is None or name in only)}  # fmt: skip
     labels = {shlex.join(cmd): name for name, cmd in programs.items()}
     section_4(out, runs, programs, made, scores, labels, repeats, tag="-" + time.strftime("%H%M%S"))
     print(f"\nruns: {out}")

@@ -25,6 +25,22 @@ def format_value(value: float | None, axis: str, unit: bool = True) -> str:
     return f"{text} MiB" if unit and axis == "size_mb" and text != "-" else text
 
 
+def pressure_unit(axis: str, set_size: int = 1, value: float | None = None) -> str:
+    """What a count sweep's values count: ``bubbles``, ``bubble sets`` (sets of ``set_size`` kinds), ``bubble`` for
+    a ``value`` of 1; '' on a size axis, whose values carry their MiB."""
+    if axis != "count":
+        return ""
+    noun = "bubble set" if set_size > 1 else "bubble"
+    return noun if value == 1 else noun + "s"
+
+
+def pressure(value: float | None, axis: str, set_size: int = 1) -> str:
+    """A sweep value with its unit, the one wording of pressure in sentences: ``1 bubble``, ``4 bubbles``,
+    ``2 bubble sets``, ``512 MiB``; ``-`` when missing."""
+    text, unit = format_value(value, axis), pressure_unit(axis, set_size, value)
+    return f"{text} {unit}" if unit and text != "-" else text
+
+
 def times(ratio: float | None) -> str:
     """A ratio for people: ``1.07x``, ``4.1x``, ``12x``."""
     if _missing(ratio):

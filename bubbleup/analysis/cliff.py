@@ -72,7 +72,7 @@ import numpy as np
 from scipy import stats
 
 from bubbleup.analysis.stats import iqm
-from bubbleup.formatting import number, times
+from bubbleup.formatting import number, pressure, pressure_unit, times
 
 BREAK = "break"
 NON_FUNCTIONAL = "non-functional"
@@ -196,11 +196,11 @@ class Cliff:
     def _with(self, value: float | None) -> str:
         if self.axis == "count" and value == 0:
             return "with no bubbles"
-        return f"at {self._at(value)}" + (f" {self._unit}" if self.axis == "count" else "")
+        return f"at {pressure(value, self.axis, self.set_size)}"
 
     @property
     def _unit(self) -> str:
-        return "bubble sets" if self.set_size > 1 else "bubbles"
+        return pressure_unit(self.axis, self.set_size)
 
     def _pressure(self, value: float | None) -> str:
         """``3 bubbles of 512 MiB`` (count axis) or ``a 512 MiB bubble`` (size axis); for a set of kinds

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import pandas as pd
 from scipy import stats as scipy_stats
 
-from bubbleup.formatting import format_value, ms, times
+from bubbleup.formatting import format_value, ms, pressure, times
 from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK
 
@@ -86,9 +86,8 @@ class Fall:
 
     def sentence(self) -> str:
         """``HH is not monotone: 42.8 ms at 5 bubbles but 17.6 ms at 6 (2.43x faster, beyond both CIs)``."""
-        unit = "" if self.axis == "size_mb" else " bubble" if self.high_value == 1 else " bubbles"
         return (
-            f"{self.setting} is not monotone: {ms(self.high_ms)} at {format_value(self.high_value, self.axis)}{unit} "
+            f"{self.setting} is not monotone: {ms(self.high_ms)} at {pressure(self.high_value, self.axis)} "
             f"but {ms(self.low_ms)} at {format_value(self.low_value, self.axis)} "
             f"({times(self.ratio)} faster with more pressure, beyond both 95% CIs"
             + ("" if math.isnan(self.noise_sd) else f" and the repeat-to-repeat noise of this run, {self.noise_sd:.1%}")

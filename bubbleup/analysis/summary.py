@@ -242,8 +242,7 @@ def _bubble_at(run: Run, value: float, pts: pd.DataFrame, smp: pd.DataFrame) -> 
     if run.axis == "size_mb":
         count = run.sweep_count
         return (float(count) if count is not None else math.nan), value
-    kinds = len(run.effective.get("bubbles") or []) or 1  # a count sweep counts sets: k kinds are k bubbles
-    return value * kinds, run.fixed_size_mb
+    return value * run.set_size, run.fixed_size_mb  # a count sweep counts sets: k kinds are k bubbles
 
 
 def _add_slowdown(frame: pd.DataFrame) -> pd.DataFrame:
@@ -303,7 +302,7 @@ def setting_curves(run: Run, summary: pd.DataFrame | None = None) -> list[Settin
     summary = summarise(run) if summary is None else summary
     timed = timed_samples(for_verdicts(run))  # at one CPU speed where the run's probes allow (analysis.speed)
     smp_by = by_point(timed)
-    set_size = len(run.effective.get("bubbles") or []) or 1
+    set_size = run.set_size
     out = []
     for setting in run.settings:
         rows = summary[summary["setting"] == setting].sort_values("value")

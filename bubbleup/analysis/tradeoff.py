@@ -23,7 +23,7 @@ import pandas as pd
 
 from bubbleup.analysis.stats import MIN_TAIL_SAMPLES, PERCENTILES, top1
 from bubbleup.analysis.summary import timed_samples
-from bubbleup.formatting import format_value
+from bubbleup.formatting import format_value, pressure
 from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK
 
@@ -110,12 +110,11 @@ class Recommendation:
                 fb = f" (fastest: {f.setting}, {f.latency_ms:.2f} ms)" if f is not None else ""
                 out.append(f"{where:>10}  {'none fits':16} {'':>9}  {fb.strip()}")
         stop = self.no_fit_from
-        unit = " bubbles" if self.axis == "count" else ""
         if stop is None:
             out.append(f"Some setting meets the SLO at every pressure measured (up to "
-                       f"{format_value(self.levels[-1].value, self.axis)}{unit}).")  # fmt: skip
+                       f"{pressure(self.levels[-1].value, self.axis)}).")  # fmt: skip
         else:
-            out.append(f"From {format_value(stop, self.axis)}{unit} on, no setting meets the SLO: the adaptive "
+            out.append(f"From {pressure(stop, self.axis)} on, no setting meets the SLO: the adaptive "
                        f"system's cliff.")  # fmt: skip
         return out
 

@@ -53,7 +53,7 @@ from typing import Any
 import pandas as pd
 
 from bubbleup.errors import UserError
-from bubbleup.formatting import format_value
+from bubbleup.formatting import pressure
 from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import MANIFEST
 from bubbleup.store.reader import UNREADABLE, Run, load_run
@@ -147,9 +147,7 @@ def check(run: Run, summary: pd.DataFrame | None = None) -> Validity:
 
 def _at(run: Run, value: Any) -> str:
     """A sweep value in words: ``4 bubbles``, ``1 bubble``, ``256 MiB``."""
-    v = float(value)
-    unit = "" if run.axis != "count" else " bubble" if v == 1 else " bubbles"
-    return f"{format_value(v, run.axis)}{unit}"
+    return pressure(float(value), run.axis, run.set_size)
 
 
 def _point(run: Run, repeat: Any, value: Any) -> str:

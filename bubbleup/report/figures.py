@@ -85,7 +85,7 @@ def wants_log(values: pd.Series | np.ndarray, ratio: float = 6.0) -> bool:
 
 def axis_label(run: Run) -> str:
     """The x-axis title of a latency-vs-pressure figure, with units and the fixed other dimension."""
-    kinds = len(run.effective.get("bubbles") or []) or 1
+    kinds = run.set_size
     if run.axis == "size_mb":
         counts: np.ndarray | list[float] = run.points["bubble_count"].dropna().unique() if len(run.points) else []
         count = int(counts[0]) if len(counts) == 1 else run.sweep_count

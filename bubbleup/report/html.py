@@ -30,7 +30,7 @@ from bubbleup.analysis.confidence import Verdicts
 from bubbleup.analysis.schedule import ScheduleResult
 from bubbleup.analysis.schedule import analyse as analyse_schedule
 from bubbleup.analysis.summary import MissingPoint, SummaryRow
-from bubbleup.formatting import flatten, fmt_ms, format_value, times
+from bubbleup.formatting import flatten, fmt_ms, format_value, pressure_unit, times
 from bubbleup.report import figures, trace_figures
 from bubbleup.report.accuracy import AccuracyView, accuracy_context, accuracy_view
 from bubbleup.report.facts import run_facts
@@ -90,8 +90,8 @@ def describe_missing(run: Run, missing: Sequence[MissingPoint]) -> list[str]:
         for m in sorted((m for m in missing if m.repeat == rep), key=lambda m: m.value):
             v = format_value(m.value, run.axis)
             parts.append(v if set(m.settings) >= all_settings else f"{v} ({', '.join(m.settings)})")
-        unit = (" bubble sets" if run.effective.get("bubbles") else " bubbles") if run.axis == "count" else ""
-        lines.append(f"repeat {rep}: {', '.join(parts)}{unit}")
+        unit = pressure_unit(run.axis, run.set_size)
+        lines.append(f"repeat {rep}: {', '.join(parts)}{' ' + unit if unit else ''}")
     return lines
 
 

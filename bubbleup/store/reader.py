@@ -99,13 +99,17 @@ class Run:
         return dict(self.effective.get("bubble") or {})
 
     @property
+    def set_size(self) -> int:
+        """Bubbles per set: the kinds of a ``bubbles:`` set, started together, counted as one (1 for a ``bubble``)."""
+        return len(self.effective.get("bubbles") or []) or 1
+
+    @property
     def sweep_count(self) -> int | None:
         """Bubbles per point on a size sweep (``sweep.count`` counts sets; a set of k kinds is k bubbles)."""
         count = (self.effective.get("sweep") or {}).get("count")
         if count is None:
             return None
-        kinds = len(self.effective.get("bubbles") or []) or 1
-        return int(count) * kinds
+        return int(count) * self.set_size
 
     @property
     def fixed_size_mb(self) -> float:
