@@ -199,7 +199,7 @@ def section_4(out: Path, runs: dict[str, Path], programs: dict[str, list[str]], 
                                         out / f"shared-{name}{tag}",
                                         repeats=repeats, scores=scores, cpu_run=cpu_run)  # fmt: skip
         for r in shared[name]:
-            print(f"  {name:<10}{labels.get(r.corunner, r.corunner):<8}{r.setting:<14} {r.corunner_cores:.2f} "
+            print(f"  {name:<10}{labels.get(r.corunner, r.corunner):<16}{r.setting:<14} {r.corunner_cores:.2f} "
                   f"cores  predicted {r.predicted:.3f} (memory {r.memory_predicted:.3f} x CPU "
                   f"{r.cpu_predicted:.3f})  measured {r.measured:.3f}  error {r.error:.3f}")  # fmt: skip
     report(shared, runs, labels, memory_target=False)
@@ -239,6 +239,8 @@ def report(rows: dict[str, list[colocation.Check]], runs: dict[str, Path], label
     groups["co-runners that compute"] = [r for r in every if labels.get(r.corunner) not in MEMORY_ONLY]
     groups["mixes (section 4 only)"] = [r for r in every if labels.get(r.corunner) in MIXES]
     for group, rs in groups.items():
+        if not rs:
+            continue  # e.g. no memory-only co-runner among those chosen with --only
         err, naive, n = mae(rs)
         alone = "" if memory_target else f" / {np.mean([abs(r.memory_predicted - r.measured) for r in rs]):.3f}"
         verdict = "meets" if err <= 0.05 and err <= naive / 2 else "misses"
