@@ -143,11 +143,32 @@ def test_the_score_measures_what_the_co_runner_used(reporter_curve: Path, tmp_pa
     assert set(bubbles["kind"]) == {"command"} and (bubbles["rss_peak_mb"] >= 64).all()
 
 
+@pytest.mark.slow
+def test_a_mix_is_scored_together_and_its_programs_measured_alone(reporter_curve: Path, tmp_path: Path) -> None:
+    """A co-runner of two programs (a busy loop and a sleeper): both run beside the reporter in every repeat, as two
+    processes; their cores are measured one at a time (about 1 and 0) and add up to the co-runner's. Nothing of
+    either survives."""
+    from bubbleup import colocation
+
+    marker = f"bubbleup-mix-test-{tmp_path.name}"
+    programs = [["sh", "-c", "while :; do :; done", marker], ["sh", "-c", "sleep 600", marker]]
+    s, run = colocation.score_command(programs, reporter.load(reporter_curve), tmp_path / "score", repeats=2,
+                                      startup_s=0.3)  # fmt: skip
+    assert run.bubbles is not None
+    beside = run.bubbles[run.bubbles["value"] == 1]
+    assert [sorted(g) for _, g in beside.groupby("repeat")["index"]] == [[0, 1], [0, 1]] and beside["pid"].is_unique
+    assert len(s.corunner_sessions) == 2 and 0.8 < s.corunner_sessions[0] < 1.15 and s.corunner_sessions[1] < 0.1, s
+    assert s.corunner_cores == pytest.approx(sum(s.corunner_sessions))
+    survivors = [p.pid for p in psutil.process_iter(["cmdline"]) if marker in " ".join(p.info["cmdline"] or [])]
+    assert survivors == []
+
+
 @pytest.mark.skipif(len(psutil.Process().cpu_affinity() or []) < 2, reason="needs two CPUs")
 def test_a_co_runners_cpu_demand_is_measured_unpinned_and_leaves_nothing_behind(tmp_path: Path) -> None:
     """The cores a co-runner keeps busy, measured alone and unpinned (a run of its own): two busy shell loops take
     two cores, where the score run, confined to the one CPU the reporter leaves on 2 CPUs, measured one; a single
-    loop takes one; a mix of two one-loop programs, one core each, in two sessions. No loop survives (found by
+    loop takes one; each program of a mix of two one-loop programs, measured alone (together on 2 CPUs they
+    would cap each other), one. No loop survives (found by
     the marker in their command lines, orphans included)."""
     from bubbleup.colocation import cpu_demand, demand_runs
 
