@@ -211,8 +211,14 @@ def owned_tmpdir(prefix: str) -> Path:
     container sharing this /tmp but not its PIDs could see a live owner as gone."""
     import psutil  # here, not at the top: bubbles import this module and start lean
 
+    def gone(pid: int) -> bool:  # a zombie has exited: it runs nothing and will never remove its directory
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
     for stale in Path(tempfile.gettempdir()).glob(f"{prefix}*-*"):
         owner = stale.name[len(prefix):].split("-")[0]
-        if owner.isdigit() and not psutil.pid_exists(int(owner)):
+        if owner.isdigit() and gone(int(owner)):
             shutil.rmtree(stale, ignore_errors=True)
     return Path(tempfile.mkdtemp(prefix=f"{prefix}{os.getpid()}-"))

@@ -119,6 +119,10 @@ def test_a_node_killed_mid_run_leaves_an_interrupted_run_and_resume_finishes_it(
     kept = cut.points[["value", "setting", "median_ms"]].to_dict("records")
     assert analysis.load_run(camp.run_dir(camp.runs[1])).status == "complete"  # the campaign went on
     assert camp.status == "incomplete"  # and says a run is left for --resume
+    # The victim's scratch directory outlives it; its owner (the node's Ray worker) may take a moment to notice
+    # its raylet is gone and exit. A directory is swept only once its owner is gone, so wait for that first.
+    owners = [int(name[len(campaign_ray.WORK_PREFIX):].split("-")[0]) for name in _scratch() - scratch_before]
+    assert wait_all_gone(owners, 60) == []
     again = campaign.Campaign.open(camp.root)
     campaign_ray.run(again, c.address, allow_concurrent=True)
     done = analysis.load_run(again.run_dir(again.runs[0]))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -57,3 +59,35 @@ def test_no_child_survives_the_orchestrator(tmp_path: Path, sig: signal.Signals)
     if sig != signal.SIGKILL:
         assert proc.returncode == 130
         assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+def test_a_scratch_directory_is_swept_once_its_owner_is_gone_and_never_before(tmp_path: Path) -> None:
+    """procs.owned_tmpdir names a directory by its owner's PID and removes those whose owner is gone: dead, or a
+    zombie (exited, not yet reaped: a Ray worker whose node was killed). A live owner's is kept."""
+    import subprocess
+    import sys
+    import tempfile
+
+    import psutil
+
+    from bubbleup import procs
+
+    prefix = f"bubbleup-test-scratch-{tmp_path.name}-"
+    root = Path(tempfile.gettempdir())
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    try:
+        wait_until(lambda: psutil.Process(zombie.pid).status() == psutil.STATUS_ZOMBIE, 30, "the child exited")
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        made = {name: Path(tempfile.mkdtemp(prefix=f"{prefix}{p.pid}-"))
+                for name, p in (("live", live), ("zombie", zombie), ("dead", dead))}  # fmt: skip
+        mine = procs.owned_tmpdir(prefix)
+        assert made["live"].is_dir() and not made["zombie"].exists() and not made["dead"].exists()
+        assert mine.is_dir() and mine.name.startswith(f"{prefix}{os.getpid()}-")
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()
+        for left in root.glob(f"{prefix}*"):
+            shutil.rmtree(left, ignore_errors=True)

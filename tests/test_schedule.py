@@ -54,8 +54,13 @@ def test_every_frame_records_the_pressure_the_pool_log_says_was_in_force(tmp_pat
     stopped = bubbles["stopped_s"].fillna(math.inf).to_numpy()
     ready = bubbles["ready_s"].to_numpy()
     starts = (timed["t_s"] - timed["latency_ms"] / 1e3).to_numpy()
-    from_log = [int(((ready <= t) & (t < stopped)).sum()) for t in starts]
-    assert timed["live_bubbles"].tolist() == from_log
+    from_log = np.array([int(((ready <= t) & (t < stopped)).sum()) for t in starts])
+    # The files keep times to the microsecond: a frame that started within that of a bubble's ready or stop
+    # (one in 36170 in a CI run: 11 ns after ready by the files, before it by the pool's clock) cannot be placed.
+    edges = np.concatenate([ready, stopped[np.isfinite(stopped)]])
+    clear = np.abs(starts[:, None] - edges[None, :]).min(axis=1) > 2e-6
+    assert clear.mean() > 0.99
+    assert (timed["live_bubbles"].to_numpy()[clear] == from_log[clear]).all()
     for step, g in timed.groupby("step"):
         t0 = float((g["t_s"] - g["latency_ms"] / 1e3).min())
         rel = (g["t_s"] - g["latency_ms"] / 1e3) - t0
