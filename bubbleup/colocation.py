@@ -120,7 +120,7 @@ def score_command(programs: reporter.Programs, made: reporter.ReporterCurve, out
     except ValueError as exc:
         raise RunFailed(str(exc)) from None
     sessions = cpu_demand(programs, demand_dir(out), startup_s=startup_s)
-    return replace(found, corunner_cores=sum(sessions), corunner_sessions=sessions if len(sessions) > 1 else ()), run
+    return replace(found, corunner_cores=sum(sessions), corunner_sessions=sessions), run
 
 
 def demand_dir(score_dir: Path) -> Path:

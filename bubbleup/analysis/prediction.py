@@ -56,8 +56,8 @@ class Score:
     corunner_cores: float = math.nan
     corunner_rss_mb: float = math.nan  # its resident memory once started (all its processes)
     corunner_rss_peak_mb: float = math.nan
-    #: A mix's cores per program, each in a session of its own (summing to ``corunner_cores``); empty for one
-    #: program, whose one session keeps ``corunner_cores`` busy
+    #: The cores of each of its programs, each in a session of its own (summing to ``corunner_cores``); empty when
+    #: not measured per program (a score given by hand, a score run read alone): then one session
     corunner_sessions: tuple[float, ...] = ()
 
     @property
@@ -95,14 +95,14 @@ class Prediction:
     cpu_load: float = math.nan  # where the co-runner sits on the CPU curve (CpuCurve.load of its cores)
     cores_span: tuple[float, float] | None = None  # the CPU curve's measured cores, when one was read
     score_outside: bool = False  # the score (not the cores) lies beyond the memory curve
-    sessions: int = 1  # the co-runner's programs, each a session of its own
+    n_sessions: int = 1  # the co-runner's programs, each a session of its own
 
     def sentence(self) -> str:
         stat = "median" if self.percentile == 50 else f"p{self.percentile:g}"
         text = (f"{self.setting}: predicted QoS {self.qos:.3f} ({self.qos_low:.3f}-{self.qos_high:.3f}), {stat} "
                 f"{number(self.latency_ms)} ms against {number(self.base_latency_ms)} ms alone")  # fmt: skip
         if not math.isnan(self.cpu_qos):
-            n = self.sessions
+            n = self.n_sessions
             grouped = (f", {self.cores:.2f} cores in {'one session' if n == 1 else f'{n} sessions'}"
                        if self.cpu_load < self.cores - 1e-9 else "")  # fmt: skip
             text += (f" (memory {self.memory_qos:.3f} at the score x CPU {self.cpu_qos:.3f} at "

@@ -28,7 +28,7 @@ from bubbleup.store.records import (
     POINT_TEXT,
     SAMPLE_COLUMNS,
     SAMPLE_TEXT,
-    info_correct,
+    corrects,
 )
 
 
@@ -188,8 +188,7 @@ def load_run(run_dir: str | Path) -> Run:
     # t_s comes after latency_ms: a row without it was cut short mid-write, so its latency may be cut too
     samples = samples.dropna(subset=["value", "latency_ms", "t_s"]).reset_index(drop=True)
     # derived once here, so every reader of accuracy parses each sample's info once per run, not once per use
-    # (and each distinct info once: a run's infos repeat, and a schedule can time 10^5 frames a step)
-    samples["correct"] = samples["info"].map({i: info_correct(i) for i in samples["info"].unique()}).astype(float)
+    samples["correct"] = pd.Series(corrects(samples["info"]), index=samples.index, dtype=float)
     points = _read_csv(path / POINTS, POINT_COLUMNS, POINT_TEXT, notes)
     points = points.dropna(subset=["value", "status"]).reset_index(drop=True)
     workloads = _workload_labels(manifest, samples, points)

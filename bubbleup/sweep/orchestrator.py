@@ -40,7 +40,7 @@ from bubbleup.store.records import (
     PointKey,
     PointRow,
     SampleRow,
-    info_correct,
+    corrects,
     key_fields,
 )
 from bubbleup.store.writer import RunWriter, StoreWriteError
@@ -410,7 +410,7 @@ class Orchestrator:
                                                   "p95_ms", "p99_ms", "min_ms", "max_ms")}  # fmt: skip
         select_ms = o.result.select_ms if o.result is not None else math.nan
         timed = [r for r in records if r.phase == "timed"]
-        acc = stats.top1([r.sample for r in timed], [info_correct(r.info) for r in timed])
+        acc = stats.top1([r.sample for r in timed], corrects(r.info for r in timed))
         return PointRow(
             **key_fields(o.key), status=o.status, n=int(d["n"]), **s, select_ms=round(select_ms, 6),
             rss_mb_max=max((r.rss_mb for r in records), default=math.nan), bubbles_rss_mb=round(o.bubbles_mb, 3),
