@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import run_cli, smoke_dict, write_scenario
 
 from bubbleup.machine.calibrate import calibrate, warnings_for
 
 
-def test_calibration_measures_every_kind() -> None:
-    cal = calibrate(window_s=0.5, reps=5, dial=False)  # the dial check has its own test (test_placement)
+@pytest.fixture(scope="module")
+def measured() -> dict[str, Any]:
+    """One real calibration of every kind, shared: each test that changes it works on its own copy."""
+    return calibrate(window_s=0.5, reps=5, dial=False)  # the dial check has its own test (test_placement)
+
+
+def test_calibration_measures_every_kind(measured: dict[str, Any]) -> None:
+    cal = measured
     by_kind = {r["kind"] for r in cal["results"]}
     assert by_kind == {"cpu", "memory", "combined", "bandwidth", "cache", "bubble-up"}
     memory = next(r for r in cal["results"] if r["kind"] == "memory")
@@ -29,8 +38,8 @@ def test_calibration_measures_every_kind() -> None:
     assert all(r["interference"] > 0 for r in cal["results"])
 
 
-def test_run_records_the_calibration_and_warns_about_misses(tmp_path: Path) -> None:
-    cal = calibrate(window_s=0.3, reps=3, dial=False)  # the dial check has its own test (test_placement)
+def test_run_records_the_calibration_and_warns_about_misses(measured: dict[str, Any], tmp_path: Path) -> None:
+    cal = copy.deepcopy(measured)
     # Pretend this machine's combined bubbles fell 30% short of their CPU share.
     combined = next(r for r in cal["results"] if r["kind"] == "combined")
     combined["misses"] = {"core_share": -0.30}

@@ -7,9 +7,11 @@ budget's CPU quota throttling the run); fabricated run directories check the pur
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +23,7 @@ from conftest import ROOT, run_cli, smoke_dict, write_scenario
 from fixtures_runs import make_run
 
 from bubbleup.analysis import validity
-from bubbleup.machine.telemetry import _process_busy_s
+from bubbleup.machine.telemetry import CpuAccount, _process_busy_s, descendants
 from bubbleup.store.reader import load_run
 from bubbleup.store.records import BUBBLE_COLUMNS
 
@@ -71,10 +73,12 @@ def test_a_quiet_tiny_run_is_valid(tmp_path: Path) -> None:
     run minus what this test and its (reaped) descendants used. Only when that shows someone else really
     used CPU does the test skip; a busy verdict on a machine that was quiet by that measure fails."""
     busy0, ours0 = _process_busy_s(), _our_cpu_s()
-    # A memory-only bubble (no CPU) and two repeats: this 0.1 ms kernel's speed wanders 10-15% between points
-    # with no pressure at all, which the CIs of one point cannot see; the repeats measure it, and the
-    # non-monotone test must not call a fall that lies within it (analysis/monotone.py).
-    data = tiny(**{"bubble": {"kind": "memory", "size_mb": 16}, "workload.warmup": 300, "sweep.repeats": 2})
+    # A memory-only bubble (no CPU) and four repeats: this 0.2 ms kernel's speed wanders between points with no
+    # pressure at all (0.16-0.39 ms medians in 20 quiet runs), which the CIs of one point cannot see; the
+    # repeats measure it, and the non-monotone test must not call a fall that lies within it
+    # (analysis/monotone.py). Two repeats were too few: CI saw both 1-bubble points land 12% faster than
+    # both 0-bubble points, each pair 1.9% apart, which two repeats cannot tell from a real fall.
+    data = tiny(**{"bubble": {"kind": "memory", "size_mb": 16}, "workload.warmup": 300, "sweep.repeats": 4})
     verdict, _ = run(tmp_path, data)
     outside_s = (_process_busy_s() - busy0) - (_our_cpu_s() - ours0)
     if verdict.valid:
@@ -101,6 +105,39 @@ def test_a_process_spinning_beside_the_run_makes_it_invalid(tmp_path: Path) -> N
     assert telemetry["run_cpu_cores"].mean() > 0 and telemetry["outside_cpu_cores"].mean() > 0.25
     start = json.loads((out / "manifest.json").read_text())["machine_checks"]
     assert len(start) == 1 and start[0]["outside_cpu_cores"] > validity.OUTSIDE_CPU_CORES
+
+
+_BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass\n"
+#: Waits for a line, runs one child that burns 0.3 CPU s and ends (reaped), then one that burns 0.3 s,
+#: says so and waits for end of input.
+_PARENT = f"""
+import subprocess, sys
+sys.stdin.readline()
+subprocess.run([sys.executable, "-c", {_BURN!r}], check=True)
+subprocess.run([sys.executable, "-c", {_BURN!r} + "print('burnt', flush=True)\\nimport sys\\nsys.stdin.read()"])
+"""
+
+
+def test_the_runs_cpu_counts_processes_that_started_or_ended_between_samples() -> None:
+    """A bubble that stopped, or a helper that ran and ended, between two samples is the run's CPU, not
+    someone else's; so is a process that started just after a sample (its start time is not to be trusted)."""
+    parent = subprocess.Popen([PY, "-c", _PARENT], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert parent.stdin is not None and parent.stdout is not None
+    try:
+        account = CpuAccount(lambda: [parent.pid])
+        parent.stdin.write("go\n")
+        parent.stdin.flush()
+        assert parent.stdout.readline().strip() == "burnt"
+        elapsed = account.elapsed_s()
+        run_cores, outside_cores = account.sample()
+    finally:
+        for pid in [*descendants(parent.pid), parent.pid]:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait()
+    # Two children burnt 0.3 s each, one of them ended before the sample; all of it is the run's.
+    assert run_cores * elapsed >= 0.55, (run_cores, outside_cores, elapsed)
+    assert outside_cores * elapsed < 0.25, (run_cores, outside_cores, elapsed)
 
 
 def test_a_bubble_that_gives_its_memory_back_is_invalid(tmp_path: Path) -> None:

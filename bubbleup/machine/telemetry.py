@@ -122,63 +122,84 @@ def _process_busy_s() -> float:
 class CpuAccount:
     """The run's CPU and everybody else's, in cores, between successive :meth:`sample` calls.
 
-    ``roots()`` gives the run's PIDs; their descendants are found at every sample. A
-    process first seen after it started within the last interval counts all its CPU time; one
-    first seen later counts from then (its earlier time is not known to fall in the interval). A
-    process that exits between samples takes its last interval's CPU with it, so at the end of a
-    point ``outside`` may briefly show what the stopped bubbles used; the validity rule leaves each
-    point's first and last samples out for that reason.
+    ``roots()`` gives the run's PIDs (all of them the caller's descendants); their descendants are
+    found at every sample, so a process not seen at the last sample started since, and counts all its
+    CPU time. Processes already there when the account opens count from then. (Not by their start
+    time: psutil derives it from a boot time kept in whole seconds, so a process started 10 ms after
+    the last sample can look older than it, and its first CPU, a bubble touching its memory, would
+    read as someone else's.)
+
+    A process's CPU here includes its reaped children's (the kernel adds a child's whole CPU time to
+    its parent's when the parent waits for it). So a process of the run that ends between samples,
+    a stopped bubble or a short-lived helper such as a model export, is still counted: its parent's
+    children time grows by all of it, and what was already counted for it comes off, so it counts
+    once. Without that, its last interval's CPU would read as someone else's. (One case stays
+    wrong: a process whose parent died without reaping it, an orphan, which this harness does not
+    leave; its CPU goes to whoever adopts it.)
     """
 
     def __init__(self, roots: Callable[[], list[int]]) -> None:
         self.roots = roots
-        self._procs: dict[int, tuple[psutil.Process, float]] = {}
-        self._t = time.monotonic()
-        self._epoch = time.time()
+        #: Per PID: the process, its CPU seconds at the last sample (its own and its reaped children's)
+        #: and its parent's PID.
+        self._procs: dict[int, tuple[psutil.Process, float, int]] = {}
+        self._t0 = self._t = time.monotonic()
         self._busy = _process_busy_s()
-        self._run_cpu_s(self._epoch)
+        self._run_cpu_s(opening=True)
 
     def _pids(self) -> set[int]:
         roots = set(self.roots())
         return roots.union(*(descendants(pid) for pid in roots))
 
-    def _run_cpu_s(self, since_epoch: float) -> float:
+    def _run_cpu_s(self, opening: bool = False) -> float:
         """Sum of CPU seconds the run's processes used since they were last seen (or since they started)."""
         total = 0.0
-        seen: dict[int, tuple[psutil.Process, float]] = {}
+        seen: dict[int, tuple[psutil.Process, float, int]] = {}
         for pid in self._pids():
             try:
-                proc, last = self._procs.get(pid) or (psutil.Process(pid), math.nan)
+                known = self._procs.get(pid)
+                proc = known[0] if known is not None else psutil.Process(pid)
                 t = proc.cpu_times()
-                cpu = t.user + t.system
-                if math.isnan(last):
-                    last = 0.0 if proc.create_time() >= since_epoch else cpu
+                cpu = t.user + t.system + t.children_user + t.children_system
+                if known is not None:
+                    last, ppid = known[1], known[2]
+                else:
+                    last, ppid = (cpu if opening else 0.0), proc.ppid()
                 total += max(cpu - last, 0.0)
-                seen[pid] = (proc, cpu)
+                seen[pid] = (proc, cpu, ppid)
             except psutil.Error:
                 continue
+        for pid, (_, last, ppid) in self._procs.items():
+            if pid not in seen and (ppid in seen or ppid in self._procs):
+                total -= last  # ended and reaped by one of ours: its parent's children time now holds all of it
         self._procs = seen
         return total
+
+    def elapsed_s(self) -> float:
+        """Seconds since this account was opened."""
+        return time.monotonic() - self._t0
 
     def sample(self) -> tuple[float, float]:
         """(run cores, outside cores) since the previous call. Outside can come out slightly negative on
         a quiet machine: the system's and the processes' CPU clocks tick apart; it is kept signed, unbiased."""
-        now, epoch = time.monotonic(), time.time()
+        now = time.monotonic()
         busy = _process_busy_s()
-        run_s = self._run_cpu_s(self._epoch)
+        run_s = self._run_cpu_s()
         dt = max(now - self._t, 1e-6)
         run = run_s / dt
         outside = (busy - self._busy) / dt - run
-        self._t, self._epoch, self._busy = now, epoch, busy
+        self._t, self._busy = now, busy
         return run, outside
 
 
-def outside_cpu(window_s: float, roots: Callable[[], list[int]]) -> dict[str, float]:
-    """The machine before a run starts measuring: cores used by the run and by everybody else over ``window_s``."""
-    account = CpuAccount(roots)
-    time.sleep(window_s)
+def outside_cpu(account: CpuAccount, window_s: float) -> dict[str, float]:
+    """The machine before a run starts measuring: cores used by the run and by everybody else since ``account``
+    was opened, over at least ``window_s``. The run may load its workers inside the window: their CPU is the
+    run's, and the check costs no time of its own unless loading took less than the window."""
+    time.sleep(max(0.0, window_s - account.elapsed_s()))
+    elapsed = account.elapsed_s()
     run, outside = account.sample()
-    return {"window_s": window_s, "run_cpu_cores": round(run, 3), "outside_cpu_cores": round(outside, 3)}
+    return {"window_s": round(elapsed, 3), "run_cpu_cores": round(run, 3), "outside_cpu_cores": round(outside, 3)}
 
 
 class Sampler:

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 
 #: The start check's window: long enough that a short burst (a shell command) does not count as busy.
 START_CHECK_S = 1.0
+
+
 @dataclass
 class _StepOutcome:
     """One step as it ended, kept until the point's bubbles are down and it can be summarised."""
@@ -169,11 +171,12 @@ class Orchestrator:
             return 0
         return int(self.budget.stats().get("oom_kills") or 0)
 
-    def _check_machine(self) -> None:
-        """Before anything of ours runs: is someone else using the CPUs? (validity's ``machine_busy_start``)"""
+    def _check_machine(self, account: telemetry.CpuAccount) -> None:
+        """Before the first point: is someone else using the CPUs? (validity's ``machine_busy_start``) The
+        window opened before the workers loaded: their CPU is the run's, so loading overlaps the check."""
         from bubbleup.analysis.validity import OUTSIDE_CPU_CORES
 
-        check: dict[str, Any] = telemetry.outside_cpu(START_CHECK_S, lambda: [os.getpid()])
+        check: dict[str, Any] = telemetry.outside_cpu(account, START_CHECK_S)
         resumes = len(self.store.manifest.resumed_at)
         check["when"] = f"at resume {resumes}" if resumes else "before the first point"
         self.store.update_manifest(machine_checks=[*self.store.manifest.machine_checks, check])
@@ -187,9 +190,10 @@ class Orchestrator:
         todo = [(r, v) for r, v in plan if (r, v) not in done]
         self.progress.advance(self.steps_per_point * (len(plan) - len(todo)))
         try:
-            self._check_machine()
+            account = telemetry.CpuAccount(lambda: [os.getpid()])
             self._open_budget()
             self._load_workers()
+            self._check_machine(account)
             self._current_repeat = todo[0][0] if todo else None
             self._run_points(todo)
             while extra := self._more_repeats():
