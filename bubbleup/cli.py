@@ -203,11 +203,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 def _cmd_campaign(args: argparse.Namespace) -> int:
     from bubbleup import campaign as campaigns
-    from bubbleup.report.campaign import INDEX
+    from bubbleup.store.layout import CAMPAIGN_INDEX
 
     camp = campaigns.command(args.file, args.resume, args.out, Path(args.reports_root), args.ray,
                              allow_concurrent=args.allow_concurrent, progress=not args.quiet)  # fmt: skip
-    print(f"campaign {camp.status}: {camp.root / INDEX}")
+    print(f"campaign {camp.status}: {camp.root / CAMPAIGN_INDEX}")
     return 0
 
 

@@ -10,10 +10,7 @@ from typing import Any, Protocol
 
 import bubbleup
 from bubbleup.report.html import environment
-from bubbleup.store.layout import REPORT, is_run_dir
-
-#: The campaign's page, in its directory.
-INDEX = "index.html"
+from bubbleup.store.layout import CAMPAIGN_INDEX, REPORT, is_run_dir
 
 
 class PlannedRun(Protocol):
@@ -79,7 +76,7 @@ def render(campaign: Campaign) -> str:
 
 
 def write(campaign: Campaign) -> Path:
-    out = campaign.root / INDEX
+    out = campaign.root / CAMPAIGN_INDEX
     tmp = out.with_suffix(".html.tmp")
     tmp.write_text(render(campaign), encoding="utf-8")
     tmp.replace(out)

@@ -34,6 +34,8 @@ TELEMETRY = "telemetry.csv"
 BUBBLES = "bubbles.csv"
 WORKER_LOG = "worker.log"
 REPORT = "report.html"
+#: A campaign directory's index page, linking each run's report.
+CAMPAIGN_INDEX = "index.html"
 RESERVE = ".space-reserve"
 #: Files whose rows belong to a point and are written before its point rows (the commit marker).
 POINT_DATA = (TELEMETRY, BUBBLES, SAMPLES)
