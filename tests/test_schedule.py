@@ -114,8 +114,8 @@ def _profile_run(tmp_path: Path) -> Path:
     data = smoke_dict(**{"name": "profile", "workload.inferences_per_setting": 20,
                          "workload.options": OPTIONS})  # fmt: skip
     out = tmp_path / "profile"
-    done = run_cli(["run", str(write_scenario(tmp_path, data, "profile.yaml")), "--out", str(out), "-q"],
-                   cwd=tmp_path)  # fmt: skip
+    done = run_cli(["run", str(write_scenario(tmp_path, data, "profile.yaml")), "--out", str(out), "-q",
+                    "--no-report"], cwd=tmp_path)  # fmt: skip
     assert done.returncode == 0, done.stderr
     return out
 
