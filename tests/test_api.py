@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import ROOT, smoke_dict, write_scenario
 
 import bubbleup
@@ -35,7 +36,9 @@ def test_the_readme_example_runs_and_reads_back_what_the_cli_writes(tmp_path: Pa
     assert all(c.sentence() in printed for c in bubbleup.find_cliffs(run))
     summary = bubbleup.summarise(run)
     points = pd.read_csv(tmp_path / "run" / "points.csv")
-    assert len(summary) == len(points) == 6 and set(summary["n"]) == {30}
+    shipped = yaml.safe_load((ROOT / "scenarios" / "smoke.yaml").read_text())
+    repeats, n = shipped["sweep"]["repeats"], shipped["workload"]["inferences_per_setting"]
+    assert len(summary) == 3 * 2 and len(points) == 3 * 2 * repeats and set(summary["n"]) == {n * repeats}
     assert run.manifest.statistics is not None and "order statistics" in run.manifest.statistics["median_ci"]
 
 

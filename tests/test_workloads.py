@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import TESTS, run_cli, smoke_dict, write_scenario
 
 import workloads
@@ -132,8 +133,11 @@ def test_smoke_scenario_runs_and_reads_back(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     samples = pd.read_csv(tmp_path / "run" / "samples.csv")
     points = pd.read_csv(tmp_path / "run" / "points.csv")
-    assert (points["status"] == "ok").all() and len(points) == 3 * 2
-    assert len(samples) == 3 * 2 * (30 + 3)
+    shipped = yaml.safe_load((root / "scenarios" / "smoke.yaml").read_text())
+    n_points = len(shipped["sweep"]["values"]) * len(shipped["workload"]["options"]["working_sets_kb"])
+    n_points *= shipped["sweep"]["repeats"]
+    assert (points["status"] == "ok").all() and len(points) == n_points
+    assert len(samples) == n_points * (shipped["workload"]["inferences_per_setting"] + shipped["workload"]["warmup"])
     assert (samples["latency_ms"] > 0).all() and (samples["rss_mb"] > 0).all()
     # The bubbles really held their memory while the workload ran...
     assert points.groupby("value")["bubbles_rss_mb"].first().to_dict() == pytest.approx({0: 0, 1: 64, 2: 128}, rel=0.03)
