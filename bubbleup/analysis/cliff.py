@@ -174,16 +174,12 @@ class Cliff:
         """A verdict in a table cell: ``cliff at 4 bubbles``, ``none up to 5 bubbles``, ``stops working at 64 MiB``."""
         if self.kind == NO_DATA:
             return "no data"
-        def at(value: float | None) -> str:
-            if self.axis != "count":
-                return self._at(value)
-            return f"{number(value)} {self._unit[:-1] if value == 1 else self._unit}"
-
         if self.kind == NON_FUNCTIONAL:
-            return f"{'does not work at' if self.tolerated is None else 'stops working at'} {at(self.at)}"
+            where = "does not work at" if self.tolerated is None else "stops working at"
+            return f"{where} {pressure(self.at, self.axis, self.set_size)}"
         if self.kind == NONE:
-            return f"none up to {at(self.measured_max)}"
-        return f"cliff at {at(self.at)}"
+            return f"none up to {pressure(self.measured_max, self.axis, self.set_size)}"
+        return f"cliff at {pressure(self.at, self.axis, self.set_size)}"
 
     # -- wording helpers ----------------------------------------------------------------------
     def _at(self, value: float | None) -> str:
