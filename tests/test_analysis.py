@@ -12,7 +12,7 @@ import pytest
 from fixtures_runs import make_run
 
 from bubbleup import analysis
-from bubbleup.analysis import validity
+from bubbleup.analysis import monotone, tradeoff, validity
 from bubbleup.report import figures
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
@@ -249,6 +249,19 @@ def test_a_set_of_kinds_on_a_count_sweep_is_counted_and_described_as_sets(tmp_pa
     words = cliff.sentence()
     assert words.startswith("LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its latency (IQM) rises "), words
     assert "its latency with no bubbles" in words
+
+
+def test_a_fall_and_a_recommendation_on_a_set_sweep_count_sets(tmp_path: Path) -> None:
+    """Every sentence that names a level of a ``bubbles:`` count sweep says sets, as the cliff does: the
+    sawtooth's fall and the SLO table's last line once said "2 bubbles" where 2 sets (4 bubbles) ran."""
+    run_dir = make_run(tmp_path, {"LL": [10, 30, 12, 40]}, [0, 1, 2, 3], repeats=2, n=30, noise=0.02,
+                       bubbles=MEMORY_AND_CPU, accuracy={"LL": 0.9})  # fmt: skip
+    run = analysis.load_run(run_dir)
+    (fall,) = monotone.falls_in(run)
+    assert (fall.high_value, fall.low_value) == (1.0, 2.0)
+    assert " at 1 bubble set but " in fall.sentence(), fall.sentence()
+    lines = tradeoff.recommend(run, analysis.summarise(run), slo_ms=1000.0).lines()
+    assert lines[-1].endswith("(up to 3 bubble sets)."), lines[-1]
 
 
 def test_a_set_of_kinds_on_a_size_sweep_counts_sets_and_bubbles(tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ class Fall:
     low_ci_high_ms: float
     #: The run's repeat-to-repeat noise (sd of log medians) the fall exceeded; NaN for a single-repeat run.
     noise_sd: float = math.nan
+    set_size: int = 1  # bubbles per set of kinds (``bubbles:``): a count sweep's value then counts sets
 
     @property
     def ratio(self) -> float:
@@ -86,8 +87,9 @@ class Fall:
 
     def sentence(self) -> str:
         """``HH is not monotone: 42.8 ms at 5 bubbles but 17.6 ms at 6 (2.43x faster, beyond both CIs)``."""
+        at = pressure(self.high_value, self.axis, self.set_size)
         return (
-            f"{self.setting} is not monotone: {ms(self.high_ms)} at {pressure(self.high_value, self.axis)} "
+            f"{self.setting} is not monotone: {ms(self.high_ms)} at {at} "
             f"but {ms(self.low_ms)} at {format_value(self.low_value, self.axis)} "
             f"({times(self.ratio)} faster with more pressure, beyond both 95% CIs"
             + ("" if math.isnan(self.noise_sd) else f" and the repeat-to-repeat noise of this run, {self.noise_sd:.1%}")
@@ -95,9 +97,10 @@ class Fall:
         )
 
 
-def falls(summary: pd.DataFrame, min_ratio: float = MIN_FALL) -> list[Fall]:
+def falls(summary: pd.DataFrame, min_ratio: float = MIN_FALL, set_size: int = 1) -> list[Fall]:
     """Per setting (summary order), its largest fall beyond both CIs, of at least ``min_ratio`` and beyond
-    the run's repeat-to-repeat noise (when repeats measure it); settings that never fall so are left out."""
+    the run's repeat-to-repeat noise (when repeats measure it); settings that never fall so are left out.
+    ``set_size`` is the run's bubbles per set, for the sentence's words only (the summary does not carry it)."""
     out: list[Fall] = []
     if summary.empty:
         return out
@@ -119,7 +122,7 @@ def falls(summary: pd.DataFrame, min_ratio: float = MIN_FALL) -> list[Fall]:
                         continue
                 fall = Fall(setting, str(hi.axis), float(hi.value), float(lo.value), float(hi.median_ms),
                             float(lo.median_ms), float(hi.ci_low_ms), float(lo.ci_high_ms),
-                            noise.sd if noise is not None else math.nan)  # fmt: skip
+                            noise.sd if noise is not None else math.nan, set_size)  # fmt: skip
                 if fall.ratio >= min_ratio and (best is None or fall.ratio > best.ratio):
                     best = fall
         if best is not None:
@@ -138,10 +141,10 @@ def falls_in(run: Run, summary: pd.DataFrame | None = None) -> list[Fall]:
 
     judged = for_verdicts(run)
     if judged is not run:
-        return falls(summarise(judged))
-    raw = falls(summary if summary is not None else summarise(run))
+        return falls(summarise(judged), set_size=run.set_size)
+    raw = falls(summary if summary is not None else summarise(run), set_size=run.set_size)
     known = facts(run)
     if not (raw and known.too_few):
         return raw
-    also = {f.setting for f in falls(summarise(adjusted(run, known.reference_ns)))}
+    also = {f.setting for f in falls(summarise(adjusted(run, known.reference_ns)), set_size=run.set_size)}
     return [f for f in raw if f.setting in also]

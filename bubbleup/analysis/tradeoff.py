@@ -77,6 +77,7 @@ class Recommendation:
     margin: float
     axis: str
     levels: tuple[Level, ...]
+    set_size: int = 1  # bubbles per set of kinds (``bubbles:``): a count sweep's value then counts sets
 
     @property
     def budget_ms(self) -> float:
@@ -112,9 +113,9 @@ class Recommendation:
         stop = self.no_fit_from
         if stop is None:
             out.append(f"Some setting meets the SLO at every pressure measured (up to "
-                       f"{pressure(self.levels[-1].value, self.axis)}).")  # fmt: skip
+                       f"{pressure(self.levels[-1].value, self.axis, self.set_size)}).")  # fmt: skip
         else:
-            out.append(f"From {pressure(stop, self.axis)} on, no setting meets the SLO: the adaptive "
+            out.append(f"From {pressure(stop, self.axis, self.set_size)} on, no setting meets the SLO: the adaptive "
                        f"system's cliff.")  # fmt: skip
         return out
 
@@ -196,7 +197,7 @@ def recommend(run: Run, summary: pd.DataFrame, slo_ms: float, percentile: float 
     found = levels(summary, accuracy, percentile, slo_ms / margin)
     if not found:
         raise TradeoffError(f"{run.path}: no completed points to recommend from")
-    return Recommendation(slo_ms, percentile, margin, run.axis, tuple(found))
+    return Recommendation(slo_ms, percentile, margin, run.axis, tuple(found), run.set_size)
 
 
 def profile_table(run: Run, summary: pd.DataFrame, settings: Sequence[str], percentile: float = 50) -> dict[str, Any]:
