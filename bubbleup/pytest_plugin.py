@@ -90,23 +90,29 @@ class ContentionResult:
         """Latency at ``p`` with the bubbles up / with none."""
         return self.latency(p) / self.latency(p, 0)
 
-    def interval(self, p: float = 50, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-        """The slowdown's CI: a hierarchical bootstrap, repeats then samples within each (as ``compare`` does)."""
-        import numpy as np
+    def interval(self, p: float = 50) -> tuple[float, float]:
+        """The slowdown's 95% CI: a hierarchical bootstrap, repeats then samples within each (``compare``'s own)."""
+        from bubbleup.analysis.compare import ratio_interval
 
-        from bubbleup.analysis.stats import hierarchical_resamples
-
-        rng = np.random.default_rng(seed)
-        ratios = (hierarchical_resamples(self._latencies(self.bubbles), rng, 2000, p)
-                  / hierarchical_resamples(self._latencies(0), rng, 2000, p))  # fmt: skip
-        tail = (1 - confidence) / 2 * 100
-        low, high = np.percentile(ratios, [tail, 100 - tail])
-        return float(low), float(high)
+        _, low, high = ratio_interval(self._latencies(0), self._latencies(self.bubbles), p)
+        return low, high
 
     def __str__(self) -> str:
         low, high = self.interval(50)
         return (f"{self.slowdown(50):.2f}x median slowdown [{low:.2f}, {high:.2f}] beside {self.bubbles} bubbles "
                 f"({self.path})")  # fmt: skip
+
+
+def _unmeasured(result: ContentionResult) -> str:
+    """Why the call has no latencies to compare at 0 or at its bubbles (a step failed or timed out), or ""."""
+    for bubbles in sorted({0, result.bubbles}):
+        if not result._latencies(bubbles):
+            pts = result.run.points
+            here = pts[pts["value"] == bubbles]
+            why = "; ".join(sorted({f"{r.status}: {r.error}" if isinstance(r.error, str) and r.error else str(r.status)
+                                    for r in here.itertuples()})) or "not run"  # fmt: skip
+            return f"no timed inferences beside {bubbles} bubbles ({why})"
+    return ""
 
 
 def _target(func: Callable[..., Any]) -> tuple[str, str]:
@@ -173,6 +179,9 @@ def contention(request: pytest.FixtureRequest) -> Callable[..., ContentionResult
         except UserError as exc:
             pytest.fail(str(exc), pytrace=False)
         result = ContentionResult(done, done.path, int(o["bubbles"]))
+        unmeasured = _unmeasured(result)
+        if unmeasured:
+            pytest.fail(f"contention({function}): {unmeasured} ({done.path})", pytrace=False)
         _gate(config, slug, result)
         return result
 

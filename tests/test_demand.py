@@ -52,6 +52,15 @@ def test_the_sentence_sets_the_measured_cliff_beside_the_predicted_one(tmp_path:
     assert text.startswith("HH: CPU demand predicts the cliff at 5") and "measured: at 5; within one step" in text
 
 
+def test_a_set_of_kinds_is_worded_as_a_set(tmp_path: Path) -> None:
+    """``bubbles: [memory, cpu]`` swept by count: a unit of demand is one set (its duties summed), and says so."""
+    kinds = [{"kind": "memory", "size_mb": 32, "cpu_duty": 0.0, "pattern": "none"},
+             {"kind": "cpu", "size_mb": 0, "cpu_duty": 0.5, "pattern": "none"}]  # fmt: skip
+    run_dir = _with_demand(make_run(tmp_path, {"HH": [10] * 4}, [0, 1, 2, 3], bubbles=kinds), 1.0, 0.5, 2)
+    (p,) = predict(load_run(run_dir))
+    assert p.predicted_at == 3 and "each bubble set asks for 0.50" in p.why(), p.why()
+
+
 def test_a_size_sweep_gets_no_prediction(tmp_path: Path) -> None:
     run_dir = _with_demand(make_run(tmp_path, {"HH": [10, 11]}, [64, 128], axis="size_mb"), 1.0, 0.25, 2)
     assert predict(load_run(run_dir)) == []

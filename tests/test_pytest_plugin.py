@@ -41,6 +41,14 @@ def test_loaded(contention):
 
 def test_a_closure_is_refused(contention):
     contention(lambda: None)
+
+
+def broken():
+    raise RuntimeError("the model file is missing")
+
+
+def test_a_failing_function_fails_in_words(contention):
+    contention(broken, bubbles=1, inferences=5, repeats=1, size_mb=16)
 '''
 
 
@@ -51,11 +59,14 @@ def test_a_user_test_passes_quiet_and_fails_its_threshold_loaded(pytester: pytes
     pytester.makepyfile(test_user=USER_TESTS)
     runs = tmp_path / "runs"
     result = pytester.runpytest_subprocess("--contention-dir", str(runs), "-q")
-    result.assert_outcomes(passed=1, failed=2)
+    result.assert_outcomes(passed=1, failed=3)
     out = result.stdout.str()
     assert "x median slowdown [" in out and "beside 4 bubbles" in out
     assert "is not a module's top-level function" in out
-    saved = sorted(p.parent for p in runs.glob("*/*/manifest.json"))
+    # a function that raises fails its test in one line naming why, not with a traceback from the statistics
+    assert re.search(r"no timed inferences beside 0 bubbles \(failed: .*the model file is missing", out), out
+    assert "need at least one array" not in out
+    saved = sorted(p.parent for p in runs.glob("*/*/manifest.json") if "failing" not in str(p))
     assert [p.parent.name for p in saved] == ["test_user.test_loaded", "test_user.test_quiet"]
     loaded = analysis.load_run(saved[0])
     assert sorted(loaded.values) == [0.0, 4.0] and loaded.status == "complete"
@@ -64,7 +75,7 @@ def test_a_user_test_passes_quiet_and_fails_its_threshold_loaded(pytester: pytes
     assert medians[4.0] / medians[0.0] > 1.5
     # the selection marker: -m "not contention" leaves every test of the fixture out
     skipped = pytester.runpytest_subprocess("-m", "not contention", "-q")
-    skipped.assert_outcomes(deselected=3)
+    skipped.assert_outcomes(deselected=4)
 
 
 def test_the_gate_fails_a_test_slower_than_its_baseline(pytester: pytest.Pytester, tmp_path: Path,

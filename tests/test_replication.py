@@ -14,8 +14,9 @@ import pytest
 from conftest import descendants, run_cli, running_cli, smoke_dict, wait_all_gone, wait_until, write_scenario
 
 from bubbleup.report.facts import repeats_fact
+from bubbleup.specs import ReplicationSpec
 from bubbleup.store.reader import load_run
-from bubbleup.sweep.replication import spreads, wanting
+from bubbleup.sweep.replication import next_round, spreads, wanting
 
 
 def frame(levels: dict[tuple[int, str], list[float]], probes: dict[tuple[int, int], float] | None = None,
@@ -43,6 +44,20 @@ def test_only_the_point_whose_repeats_disagree_asks_for_another() -> None:
     assert [p.value for p in wanting(samples, 0.03, 6)] == [4]
     assert wanting(samples, 0.03, 3) == []  # at max_repeats already
     assert wanting(samples, 0.5, 6) == []
+
+
+def test_extra_repeats_follow_the_sweeps_order_shuffle_included() -> None:
+    """An extra round is ordered by the sweep's own rule: alternating by its repeat's parity, and under ``shuffle``
+    shuffled (not ascending, which would bring back the drift bias shuffling removes), the same on every call."""
+    values = list(range(8))
+    samples = frame({(v, "a"): [10.0, 13.0, 11.0] for v in values})  # every point disagrees
+    plan = [(r, v) for r in range(3) for v in values]
+    rule = ReplicationSpec(target=0.01, max_repeats=6)
+    assert [v for _, v in next_round(samples, plan, rule, "alternate", 0)[0]] == values[::-1]  # repeat 3: odd
+    assert [v for _, v in next_round(samples, [*plan, (3, 0)], rule, "alternate", 0)[0]] == values  # repeat 4
+    drawn = [[v for _, v in next_round(samples, plan, rule, "shuffle", seed)[0]] for seed in (0, 0, 1)]
+    assert sorted(drawn[0]) == values and drawn[0] not in (values, values[::-1])
+    assert drawn[0] == drawn[1] != drawn[2]  # seeded: a resumed run draws the same round
 
 
 def test_a_repeat_slower_only_because_the_cpu_was_slower_is_not_disagreement() -> None:

@@ -14,7 +14,7 @@ import pytest
 from conftest import run_cli, smoke_dict, write_scenario
 
 from bubbleup import analysis
-from bubbleup.analysis import schedule
+from bubbleup.analysis import schedule, stats
 from bubbleup.sweep.adaptive import Policy, Profile, Rule, choose, sense
 
 #: The synthetic workload's options in these tests: 32 rounds make a frame ~0.2 ms (at 2 rounds, ~0.01 ms: a
@@ -78,6 +78,9 @@ def test_every_frame_records_the_pressure_the_pool_log_says_was_in_force(tmp_pat
     assert (samples.loc[samples.phase == "warmup", "schedule_phase"] == -1).all()
     result = schedule.analyse(analysis.load_run(out))
     assert result is not None and [s.series for s in result.series] == ["ws64k", "ws256k"]
+    for series in result.series:  # percentiles by nearest rank, as everywhere: a latency some frame really had
+        lat = timed.loc[timed["setting"] == series.series, "latency_ms"]
+        assert series.p95_ms == pytest.approx(stats.nearest_rank(lat, 95)) and series.p95_ms in set(lat)
     html = (out / "report.html").read_text()
     assert 'id="schedule"' in html
 

@@ -13,13 +13,12 @@ Only count sweeps change CPU demand; a size sweep holds it constant, and gets no
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import pandas as pd
 
 from bubbleup.analysis.cliff import Cliff, within_one_step
-from bubbleup.formatting import number
+from bubbleup.formatting import number, pressure_unit
 from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK
 
@@ -35,11 +34,7 @@ class DemandPrediction:
     baseline: float  # the pressure the workload's use was measured at (0 when measured)
     predicted_at: float | None  # None: demand stays within the cores over the measured range
     measured_max: float
-
-    @property
-    def demand_over(self) -> float:
-        """The count at which demand first exceeds the cores, unrounded: (cores - workload) / per unit."""
-        return (self.cores - self.workload_cores) / self.per_unit if self.per_unit > 0 else math.inf
+    set_size: int = 1  # bubbles per set of kinds (``bubbles:``): per_unit is then one set's
 
     def agrees(self, cliff: Cliff | None, values: list[float]) -> bool | None:
         """Whether the measured cliff is the predicted one or one measured step from it (None: nothing to check)."""
@@ -54,7 +49,8 @@ class DemandPrediction:
 
     def why(self) -> str:
         """The arithmetic behind the prediction, in words."""
-        return (f"the workload alone uses {self.workload_cores:.2f} cores, each bubble asks for {self.per_unit:.2f}, "
+        unit = pressure_unit("count", self.set_size, 1)
+        return (f"the workload alone uses {self.workload_cores:.2f} cores, each {unit} asks for {self.per_unit:.2f}, "
                 f"the run may use {number(self.cores)}")  # fmt: skip
 
     def measured(self, cliff: Cliff, values: list[float]) -> str:
@@ -97,5 +93,6 @@ def predict(run: Run) -> list[DemandPrediction]:
         base = values[0]
         workload = float(pd.to_numeric(rows.loc[rows["value"] == base, "cpu_cores"]).median())
         over = [v for v in values if workload + v * per_unit > cores + 1e-9]
-        out.append(DemandPrediction(setting, workload, per_unit, cores, base, over[0] if over else None, values[-1]))
+        out.append(DemandPrediction(setting, workload, per_unit, cores, base, over[0] if over else None, values[-1],
+                                    run.set_size))  # fmt: skip
     return out

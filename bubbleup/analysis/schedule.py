@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from bubbleup.analysis.stats import wilson
+from bubbleup.analysis.stats import nearest_rank, wilson
 from bubbleup.analysis.summary import timed_samples
 from bubbleup.store.reader import Run
 from bubbleup.store.records import ADAPTIVE
@@ -147,7 +147,7 @@ def analyse(run: Run) -> ScheduleResult | None:
             series=series, adaptive=series.split(":")[-1] == ADAPTIVE, frames=n,
             within=float(inside.mean()) if not math.isnan(slo) else math.nan, within_low=low, within_high=high,
             accuracy=float(np.nanmean(correct)) if np.isfinite(correct).any() else math.nan,
-            median_ms=float(np.median(lat)), p95_ms=float(np.percentile(lat, 95)),
+            median_ms=float(np.median(lat)), p95_ms=nearest_rank(lat, 95),
             switches=int(sw.sum()), switch_ms=float(np.median(lat[sw])) if sw.any() else math.nan,
             steady_ms=float(np.median(lat[~sw])) if (~sw).any() else math.nan,
             transition_frames=int(g["transition"].fillna(0).astype(int).sum()), phase_within=per_phase,

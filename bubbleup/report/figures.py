@@ -35,7 +35,6 @@ from bubbleup.store.reader import Run
 #: seaborn's colour-blind palette minus its pale pink and yellow, which vanish on white.
 PALETTE = ("#0173b2", "#de8f05", "#029e73", "#d55e00", "#cc78bc", "#ca9161", "#56b4e9", "#949494")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
-FAIL_COLOUR = "#d55e00"
 #: Above this many settings one panel gets unreadable: draw small multiples instead.
 MAX_LINES = len(PALETTE)
 DPI = 100

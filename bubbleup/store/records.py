@@ -11,12 +11,11 @@ import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any, Literal, TypedDict
+from typing import Any, TypedDict
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
-Status = Literal["ok", "failed", "timeout"]
 #: A step's error starts so when its bubbles were not up as the scenario asked (one died, was refused, could not
 #: start): no measurement of that pressure was made, and the harness, not the workload, failed ...
 PRESSURE_NOT = "pressure not "
@@ -160,7 +159,6 @@ SAMPLE_COLUMNS: tuple[str, ...] = columns(SampleRow)
 #: Columns ``load_run`` derives from those on disk (never written): ``correct`` (1 / 0 / NaN) from ``info``.
 DERIVED_SAMPLE_COLUMNS: tuple[str, ...] = ("correct",)
 POINT_COLUMNS: tuple[str, ...] = columns(PointRow)
-KEY_COLUMNS: tuple[str, ...] = columns(PointKey)
 #: Columns that hold text; every other column of samples.csv and points.csv is numeric.
 SAMPLE_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "phase", "ran_setting", "info")
 POINT_TEXT: tuple[str, ...] = ("axis", "workload", "setting", "status", "stopped_by", "error")

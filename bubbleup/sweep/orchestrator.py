@@ -224,12 +224,12 @@ class Orchestrator:
     def _more_repeats(self) -> list[tuple[int, int]]:
         """sweep.replication's next round (:func:`replication.next_round`), in the manifest's plan before it runs,
         so a resumed run finishes it; [] when there is none."""
-        rule = self.scenario.sweep.replication
+        sweep, m = self.scenario.sweep, self.store.manifest
+        rule = sweep.replication
         if rule is None:
             return []
-        m = self.store.manifest
         extra, entry, note = replication.next_round(replication.read_samples(self.store.root), m.plan, rule,
-                                                    self.scenario.sweep.order == "alternate")  # fmt: skip
+                                                    sweep.order, sweep.seed)  # fmt: skip
         self.store.update_manifest(plan=[*m.plan, *extra], replication=[*m.replication, entry])
         if extra:
             self.progress.grow(self.steps_per_point * len(extra))

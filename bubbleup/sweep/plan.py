@@ -4,6 +4,7 @@ and whether the scenario's peak memory is safe on this machine. Pure: no process
 from __future__ import annotations
 
 import random
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,19 +44,21 @@ def all_steps(scenario: Scenario) -> list[StepPlan]:
 def plan_points(scenario: Scenario) -> list[tuple[int, int]]:
     """(repeat, value) in execution order. Repeats alternate direction (or shuffle) so drift spreads."""
     sweep = scenario.sweep
-    ascending = sorted(sweep.values)
     rng = random.Random(sweep.seed)
-    plan: list[tuple[int, int]] = []
-    for r in range(sweep.repeats):
-        if sweep.order == "ascending":
-            order = ascending
-        elif sweep.order == "alternate":
-            order = ascending if r % 2 == 0 else ascending[::-1]
-        else:
-            order = ascending[:]
-            rng.shuffle(order)
-        plan.extend((r, v) for v in order)
-    return plan
+    return [(r, v) for r in range(sweep.repeats) for v in point_order(sweep.values, r, sweep.order, rng)]
+
+
+def point_order(values: Iterable[int], repeat: int, order: str, rng: random.Random) -> list[int]:
+    """The order one repeat measures ``values`` in, by the sweep's ``order``: ascending; ascending in even
+    repeats and descending in odd ones (``alternate``); or shuffled by ``rng`` (``shuffle``). The planned
+    repeats and every extra repeat (:mod:`bubbleup.sweep.replication`) are ordered by this one rule."""
+    ascending = sorted(values)
+    if order == "ascending":
+        return ascending
+    if order == "alternate":
+        return ascending if repeat % 2 == 0 else ascending[::-1]
+    rng.shuffle(ascending)
+    return ascending
 
 
 def check_memory_safety(

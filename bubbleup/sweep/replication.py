@@ -17,6 +17,7 @@ ask for repeats the pressure never caused. Pure but for reading the run's own ``
 from __future__ import annotations
 
 import math
+import random
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from bubbleup.analysis import speed
 from bubbleup.analysis.stats import iqm
 from bubbleup.specs import ReplicationSpec
 from bubbleup.store.layout import SAMPLES
+from bubbleup.sweep.plan import point_order
 
 COLUMNS = ["repeat", "value", "workload", "setting", "phase", "latency_ms", "speed_ns"]
 
@@ -69,18 +71,18 @@ def wanting(samples: pd.DataFrame, target: float, max_repeats: int) -> list[Poin
     return [p for p in spreads(samples) if p.relative_se > target and p.repeats < max_repeats]
 
 
-def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: ReplicationSpec,
-               alternate: bool) -> tuple[list[tuple[int, int]], dict[str, Any], str]:  # fmt: skip
-    """The next round: (its points, one new repeat of every point that wants one, in the sweep's alternating
-    order; its manifest entry; a line for the user). No points: the entry lists those left above the target."""
+def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: ReplicationSpec, order: str,
+               seed: int) -> tuple[list[tuple[int, int]], dict[str, Any], str]:  # fmt: skip
+    """The next round: (its points, one new repeat of every point that wants one, in the sweep's ``order``
+    (:func:`bubbleup.sweep.plan.point_order`; a shuffle seeded by ``seed`` and the repeat, so a resumed run
+    draws the same); its manifest entry; a line for the user). No points: the entry lists those left above
+    the target."""
     want = wanting(samples, rule.target, rule.max_repeats)
     if not want:
         unmet = [p.to_dict() for p in spreads(samples) if p.relative_se > rule.target]
         return [], {"repeat": None, "points": unmet}, ""
     repeat = max(r for r, _ in plan) + 1
-    values = sorted(p.value for p in want)
-    if alternate and repeat % 2:
-        values.reverse()
+    values = point_order((p.value for p in want), repeat, order, random.Random(f"{seed}/{repeat}"))
     worst = max(want, key=lambda p: p.relative_se)
     note = (f"repeat {repeat + 1}: {len(values)} point(s) whose repeats disagree beyond +/-{rule.target:.1%} "
             f"(worst: {worst.setting} at {worst.value}, +/-{worst.relative_se:.1%})")  # fmt: skip
