@@ -179,14 +179,20 @@ def _read_manifest(path: Path, notes: list[str]) -> Manifest:
     return manifest_io.parse(data, path)
 
 
+def read_samples(run_dir: Path, notes: list[str] | None = None) -> pd.DataFrame:
+    """samples.csv as written (every complete row, the contract's columns), for :func:`load_run` and for a run
+    that reads its own samples while it runs (``sweep.replication``)."""
+    samples = _read_csv(run_dir / SAMPLES, SAMPLE_COLUMNS, SAMPLE_TEXT, [] if notes is None else notes)
+    # t_s comes after latency_ms: a row without it was cut short mid-write, so its latency may be cut too
+    return samples.dropna(subset=["value", "latency_ms", "t_s"]).reset_index(drop=True)
+
+
 def load_run(run_dir: str | Path) -> Run:
     """Read a run directory: the manifest model plus samples, points and telemetry as DataFrames."""
     path = Path(run_dir)
     notes: list[str] = []
     manifest = _read_manifest(path / MANIFEST, notes)
-    samples = _read_csv(path / SAMPLES, SAMPLE_COLUMNS, SAMPLE_TEXT, notes)
-    # t_s comes after latency_ms: a row without it was cut short mid-write, so its latency may be cut too
-    samples = samples.dropna(subset=["value", "latency_ms", "t_s"]).reset_index(drop=True)
+    samples = read_samples(path, notes)
     # derived once here, so every reader of accuracy parses each sample's info once per run, not once per use
     samples["correct"] = pd.Series(corrects(samples["info"]), index=samples.index, dtype=float)
     points = _read_csv(path / POINTS, POINT_COLUMNS, POINT_TEXT, notes)

@@ -27,7 +27,7 @@ import pandas as pd
 from bubbleup.analysis import speed
 from bubbleup.analysis.stats import iqm
 from bubbleup.specs import ReplicationSpec
-from bubbleup.store.layout import SAMPLES
+from bubbleup.store import reader
 from bubbleup.sweep.plan import point_order
 
 COLUMNS = ["repeat", "value", "workload", "setting", "phase", "latency_ms", "speed_ns"]
@@ -90,9 +90,6 @@ def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: Replica
 
 
 def read_samples(root: Path) -> pd.DataFrame:
-    """The run's timed samples so far (only the columns the decision reads)."""
-    path = root / SAMPLES
-    if not path.exists():
-        return pd.DataFrame(columns=COLUMNS)
-    head = pd.read_csv(path, nrows=0).columns
-    return pd.read_csv(path, usecols=[c for c in COLUMNS if c in head], dtype={"setting": str, "workload": str})
+    """The run's samples so far, read as every reader of a run directory reads them (only the columns the
+    decision reads)."""
+    return reader.read_samples(root)[COLUMNS]
