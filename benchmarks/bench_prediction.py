@@ -14,10 +14,10 @@ All in one run, on this machine:
    error figures: ``sleep``, which should score about 0, and the Bubble-Up bubble itself at half the
    LLC, which should score about its size), its bubble score once, then for
    both workloads the predicted QoS and the QoS measured when they really co-ran
-   (``colocation.check``, the code behind ``bubbleup check-prediction``).
+   (``colocation.workflow.check``, the code behind ``bubbleup check-prediction``).
 
 4. with ``--shared``, the same co-runners again on the workload's own CPUs (beyond the paper): each
-   workload's CPU curve (CPU-only bubbles beside it, ``colocation.measure_cpu_curves``), then predictions
+   workload's CPU curve (CPU-only bubbles beside it, ``colocation.workflow.measure_cpu_curves``), then predictions
    from both curves (memory QoS at the score x CPU QoS at the co-runner's measured cores) against real
    co-runs placed as the CPU curve's bubbles were; and two mixes of three programs (``MIXES``), more sessions
    than the CPUs the workload leaves, where one must share the workload's CPU.
@@ -45,10 +45,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bubbleup import api, colocation  # noqa: E402
+from bubbleup import api  # noqa: E402
 from bubbleup.analysis import prediction  # noqa: E402
 from bubbleup.analysis.prediction import Score  # noqa: E402
-from bubbleup.machine import reporter  # noqa: E402
+from bubbleup.colocation import reporter, workflow  # noqa: E402
 from bubbleup.pressure.kinds import llc_bytes  # noqa: E402
 from bubbleup.store.layout import is_run_dir  # noqa: E402
 from bubbleup.store.reader import load_run  # noqa: E402
@@ -103,7 +103,7 @@ def mixes(workdir: Path) -> dict[str, list[list[str]]]:
     return dict(zip(MIXES, ([cpu, cpu, cpu], [one["matrix"], one["xz"], one["cache"]]), strict=True))
 
 
-def noise_floor(rows: list[colocation.Check]) -> float:
+def noise_floor(rows: list[workflow.Check]) -> float:
     """The mean absolute error a *perfect* prediction would score against these measurements: each measured QoS
     is off its truth by its own noise, sigma = its 95% CI's half-width / 1.96, and E|N(0, sigma)| = sigma
     sqrt(2/pi). No method's error can be expected below it; where half the naive error lies below it, "half
@@ -114,7 +114,7 @@ def noise_floor(rows: list[colocation.Check]) -> float:
     return float(np.mean(sigma) * np.sqrt(2 / np.pi))
 
 
-def mae(rows: list[colocation.Check]) -> tuple[float, float, int]:
+def mae(rows: list[workflow.Check]) -> tuple[float, float, int]:
     if not rows:
         return float("nan"), float("nan"), 0
     return (float(np.mean([r.error for r in rows])), float(np.mean([r.naive_error for r in rows])), len(rows))
@@ -145,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     print("== 1. reporter curve ==")
-    made = colocation.calibrate_reporter(out / "reporter.json", reports_root=out / "runs")
+    made = workflow.calibrate_reporter(out / "reporter.json", reports_root=out / "runs")
     print("QoS at " + ", ".join(f"{p.size_mb:g} MiB: {p.qos:.3f}" for p in made.curve.points))
 
     runs = {}
@@ -158,9 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n== 3. score, predict, co-run ==")
     scores: dict[str, Score] = {}
     labels = {shlex.join(cmd): name for name, cmd in programs.items()}
-    rows: dict[str, list[colocation.Check]] = {}
+    rows: dict[str, list[workflow.Check]] = {}
     for name, run_dir in runs.items():
-        rows[name] = colocation.check(run_dir, [[cmd] for cmd in programs.values()], made, out / f"check-{name}",
+        rows[name] = workflow.check(run_dir, [[cmd] for cmd in programs.values()], made, out / f"check-{name}",
                                       repeats=args.repeats, scores=scores)  # fmt: skip
     for label, s in scores.items():
         short = labels.get(label, label)
@@ -190,12 +190,12 @@ def section_4(out: Path, runs: dict[str, Path], programs: dict[str, list[str]], 
               scores: dict[str, Score], labels: dict[str, str], repeats: int, tag: str = "") -> None:
     """On shared CPUs: each workload's CPU curve, then every co-runner co-run on the workload's CPUs."""
     print("\n== 4. on shared CPUs: CPU curves, then co-runs on the workload's CPUs ==")
-    shared: dict[str, list[colocation.Check]] = {}
+    shared: dict[str, list[workflow.Check]] = {}
     several = mixes(out)
     labels = {**labels, **{reporter.label(m): name for name, m in several.items()}}
     for name, run_dir in runs.items():
-        cpu_run = colocation.measure_cpu_curves(run_dir, out / "runs" / f"cpu-curve-{name}{tag}")
-        shared[name] = colocation.check(run_dir, [[cmd] for cmd in programs.values()] + list(several.values()), made,
+        cpu_run = workflow.measure_cpu_curves(run_dir, out / "runs" / f"cpu-curve-{name}{tag}")
+        shared[name] = workflow.check(run_dir, [[cmd] for cmd in programs.values()] + list(several.values()), made,
                                         out / f"shared-{name}{tag}",
                                         repeats=repeats, scores=scores, cpu_run=cpu_run)  # fmt: skip
         for r in shared[name]:
@@ -215,9 +215,9 @@ def shared_only(out: Path, repeats: int, only: list[str] | None = None) -> int:
         run = load_run(score_dir)
         command = (run.manifest.scenario_given.get("bubble") or {}).get("command") or []
         found = prediction.score_of_run(run, made.curve)  # cores confined to the reporter's spare CPUs: use the
-        demand = colocation.demand_dir(score_dir)  # co-runner's own, alone and unpinned (measured now if not kept)
-        cores = (colocation.demand_of_run(load_run(demand)) if is_run_dir(demand)
-                 else colocation.cpu_demand([command], demand)[0])  # fmt: skip
+        demand = workflow.demand_dir(score_dir)  # co-runner's own, alone and unpinned (measured now if not kept)
+        cores = (workflow.demand_of_run(load_run(demand)) if is_run_dir(demand)
+                 else workflow.cpu_demand([command], demand)[0])  # fmt: skip
         scores[shlex.join(command)] = replace(found, corunner_cores=cores)
     programs = {name: cmd for name, cmd in corunners(out).items()
                 if shlex.join(cmd) in scores and (only is None or name in only)}  # fmt: skip
@@ -227,7 +227,7 @@ def shared_only(out: Path, repeats: int, only: list[str] | None = None) -> int:
     return 0
 
 
-def report(rows: dict[str, list[colocation.Check]], runs: dict[str, Path], labels: dict[str, str],
+def report(rows: dict[str, list[workflow.Check]], runs: dict[str, Path], labels: dict[str, str],
            memory_target: bool) -> None:  # fmt: skip
     """The mean absolute errors by group; on shared CPUs also the memory curve's alone (the CPU dimension's worth)."""
     print("\n== mean absolute error of predicted normalised QoS (method / naive 'no slowdown'"

@@ -240,27 +240,14 @@ def write_index(campaign: Campaign) -> Path:
     return write(campaign)
 
 
-def command(file: str | None, resume: str | None, out: str | None, reports_root: Path, ray: str | None,
-            allow_concurrent: bool = False, progress: bool = True) -> Campaign:  # fmt: skip
-    """``bubbleup campaign``: start (or resume) a campaign and run it here or on Ray; returns it as it ended."""
+def open_or_start(file: str | None, resume: str | None, out: str | None, reports_root: Path) -> Campaign:
+    """``bubbleup campaign``'s campaign: started from ``file``, or ``--resume``'d from its directory."""
     from bubbleup.store.layout import default_run_dir
 
     if (file is None) == (resume is None):
         raise UserError("campaign: give a campaign file, or --resume CAMPAIGN_DIR (not both)")
     if resume is not None:
-        camp = Campaign.open(Path(resume))
-    else:
-        assert file is not None
-        spec, _ = load_campaign(file)
-        camp = start(Path(file), Path(out) if out else default_run_dir(reports_root, spec.name))
-    print(f"campaign directory: {camp.root}", file=sys.stderr, flush=True)
-    if ray:
-        from bubbleup import campaign_ray
-
-        campaign_ray.run(camp, ray, allow_concurrent=allow_concurrent)
-    else:
-        from bubbleup.sweep.signals import signals_raise
-
-        with signals_raise():
-            run_local(camp, reports_root, progress=progress, allow_concurrent=allow_concurrent)
-    return camp
+        return Campaign.open(Path(resume))
+    assert file is not None
+    spec, _ = load_campaign(file)
+    return start(Path(file), Path(out) if out else default_run_dir(reports_root, spec.name))

@@ -16,7 +16,8 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from bubbleup import __version__, colocation_cli
+from bubbleup import __version__
+from bubbleup.colocation import cli as colocation_cli
 from bubbleup.errors import OneLineParser, RunFailed, UserError, amount_arg, count_arg
 
 EXIT_INTERRUPTED = 130
@@ -156,10 +157,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from bubbleup.machine.calibrate import calibrate, render
 
     if args.reporter:
-        from bubbleup import colocation
-        from bubbleup.machine import reporter
+        from bubbleup.colocation import reporter, workflow
 
-        made = colocation.calibrate_reporter(Path(args.reporter_out), Path(args.reports_root), progress=True)
+        made = workflow.calibrate_reporter(Path(args.reporter_out), Path(args.reports_root), progress=True)
         curve = ", ".join(f"{p.size_mb:g}: {p.qos:.3f}" for p in made.curve.points)
         print(f"reporter curve (normalised QoS by Bubble-Up bubble size, MiB): {curve}")
         flat = reporter.flat_warning(made.curve)
@@ -168,7 +168,10 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         print(f"reporter curve: {args.reporter_out} (run: {made.run_dir})")
         return 0
 
+    from bubbleup import dial_check
+
     result = calibrate(window_s=args.window_s, reps=args.reps)
+    result["dial"] = dial_check.check()
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -202,11 +205,22 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_campaign(args: argparse.Namespace) -> int:
+    """Start (or resume) a campaign and run it here, or on Ray (:mod:`bubbleup.campaign_ray`, only with --ray)."""
     from bubbleup import campaign as campaigns
     from bubbleup.store.layout import CAMPAIGN_INDEX
 
-    camp = campaigns.command(args.file, args.resume, args.out, Path(args.reports_root), args.ray,
-                             allow_concurrent=args.allow_concurrent, progress=not args.quiet)  # fmt: skip
+    camp = campaigns.open_or_start(args.file, args.resume, args.out, Path(args.reports_root))
+    print(f"campaign directory: {camp.root}", file=sys.stderr, flush=True)
+    if args.ray:
+        from bubbleup import campaign_ray
+
+        campaign_ray.run(camp, args.ray, allow_concurrent=args.allow_concurrent)
+    else:
+        from bubbleup.sweep.signals import signals_raise
+
+        with signals_raise():
+            campaigns.run_local(camp, Path(args.reports_root), progress=not args.quiet,
+                                allow_concurrent=args.allow_concurrent)  # fmt: skip
     print(f"campaign {camp.status}: {camp.root / CAMPAIGN_INDEX}")
     return 0
 

@@ -19,6 +19,12 @@ def number(value: float | None, missing: str = "?") -> str:
     return f"{int(value)}" if float(value).is_integer() else f"{value:g}"
 
 
+def sig3(value: float) -> str:
+    """Three significant figures, for a number known no better (an interpolated bubble score, a predicted
+    latency): ``24.4``, ``0.953``, ``1.2e+03``."""
+    return f"{value:.3g}"
+
+
 def format_value(value: float | None, axis: str, unit: bool = True) -> str:
     """A sweep value as people write it: ``3`` bubbles, ``512 MiB``."""
     text = number(value, missing="-")

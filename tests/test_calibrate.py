@@ -16,7 +16,7 @@ from bubbleup.machine.calibrate import calibrate, warnings_for
 @pytest.fixture(scope="module")
 def measured() -> dict[str, Any]:
     """One real calibration of every kind, shared: each test that changes it works on its own copy."""
-    return calibrate(window_s=0.5, reps=5, dial=False)  # the dial check has its own test (test_placement)
+    return calibrate(window_s=0.5, reps=5)  # the dial check (bubbleup.dial_check) has its own test (test_placement)
 
 
 def test_calibration_measures_every_kind(measured: dict[str, Any]) -> None:

@@ -17,7 +17,7 @@ from fixtures_runs import make_run
 from bubbleup.analysis import prediction, sensitivity
 from bubbleup.analysis.prediction import ABOVE, BELOW, INSIDE
 from bubbleup.analysis.sensitivity import SensitivityCurve, SensitivityPoint
-from bubbleup.machine import reporter
+from bubbleup.colocation import reporter
 from bubbleup.pressure.kinds import llc_bytes
 from bubbleup.store.reader import load_run
 
@@ -79,7 +79,7 @@ def test_a_non_monotone_reporter_curve_is_inverted_through_its_monotone_fit() ->
 
 
 def test_a_reporter_curve_flat_within_its_noise_is_said_to_read_noise() -> None:
-    from bubbleup.machine.reporter import flat_warning
+    from bubbleup.colocation.reporter import flat_warning
 
     flat = _curve([1.0, 0.99, 1.01, 0.99, 1.0, 0.98, 0.995, 1.0, 0.99])  # every CI (+/-0.02) reaches 1
     assert "does not fall beyond its own noise" in flat_warning(flat) and "0.98 [0.96, 1.00] at 16 MiB" in (
@@ -106,9 +106,9 @@ def test_prediction_interpolates_inside_the_range_and_says_so_outside() -> None:
 def reporter_curve(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The reporter's curve measured on this machine, small: 4 sizes up to 4x its LLC, 3 repeats (about 25 s)."""
     out = tmp_path_factory.mktemp("reporter")
-    from bubbleup import colocation
+    from bubbleup.colocation import workflow
 
-    colocation.calibrate_reporter(out / "reporter.json", out / "runs", repeats=3, sizes=[0, 4, "1 llc", "4 llc"])
+    workflow.calibrate_reporter(out / "reporter.json", out / "runs", repeats=3, sizes=[0, 4, "1 llc", "4 llc"])
     return out / "reporter.json"
 
 
@@ -148,11 +148,11 @@ def test_a_mix_is_scored_together_and_its_programs_measured_alone(reporter_curve
     """A co-runner of two programs (a busy loop and a sleeper): both run beside the reporter in every repeat, as two
     processes; their cores are measured one at a time (about 1 and 0) and add up to the co-runner's. Nothing of
     either survives."""
-    from bubbleup import colocation
+    from bubbleup.colocation import workflow
 
     marker = f"bubbleup-mix-test-{tmp_path.name}"
     programs = [["sh", "-c", "while :; do :; done", marker], ["sh", "-c", "sleep 600", marker]]
-    s, run = colocation.score_command(programs, reporter.load(reporter_curve), tmp_path / "score", repeats=2,
+    s, run = workflow.score_command(programs, reporter.load(reporter_curve), tmp_path / "score", repeats=2,
                                       startup_s=0.3)  # fmt: skip
     assert run.bubbles is not None
     beside = run.bubbles[run.bubbles["value"] == 1]
@@ -170,7 +170,7 @@ def test_a_co_runners_cpu_demand_is_measured_unpinned_and_leaves_nothing_behind(
     loop takes one; each program of a mix of two one-loop programs, measured alone (together on 2 CPUs they
     would cap each other), one. No loop survives (found by
     the marker in their command lines, orphans included)."""
-    from bubbleup.colocation import cpu_demand, demand_runs
+    from bubbleup.colocation.workflow import cpu_demand, demand_runs
 
     marker = f"bubbleup-demand-test-{tmp_path.name}"
     one, two = "while :; do :; done", "while :; do :; done & while :; do :; done"

@@ -12,9 +12,10 @@ import pytest
 from conftest import run_cli, smoke_dict
 from fixtures_runs import make_run
 
-from bubbleup import api, colocation
+from bubbleup import api
 from bubbleup.analysis import cpu_curve, prediction
 from bubbleup.analysis.prediction import INSIDE
+from bubbleup.colocation import workflow
 from bubbleup.errors import UserError
 from bubbleup.scenario import scenario_from_dict
 from bubbleup.store.reader import load_run
@@ -45,7 +46,7 @@ def test_a_cpu_curve_is_qos_against_count_times_duty_and_interpolates(tmp_path: 
 
 
 def test_prediction_on_shared_cpus_multiplies_the_two_curves(tmp_path: Path) -> None:
-    memory = colocation.workload_curves(_sensitivity(tmp_path))[1]
+    memory = workflow.workload_curves(_sensitivity(tmp_path))[1]
     cpu = {c.setting: c for c in cpu_curve.curves(load_run(_cpu_run(tmp_path)))}
     s = prediction.Score(24.0, 24.0, 24.0, INSIDE, 0.7, 0.69, 0.71, corunner_cores=1.0)
     (alone,) = prediction.predict(memory, s)
@@ -61,14 +62,14 @@ def test_prediction_on_shared_cpus_multiplies_the_two_curves(tmp_path: Path) -> 
     assert far.outside and "9.00 cores lie outside the CPU curve's measured cores" in far.sentence()
     assert "MiB lies outside" not in far.sentence()
     with pytest.raises(ValueError, match="measured CPU use"):  # a hand score without cores
-        prediction.predict(memory, colocation.manual_score(24.0), cpu=cpu)
+        prediction.predict(memory, workflow.manual_score(24.0), cpu=cpu)
 
 
 def test_where_the_kernel_groups_by_session_a_co_runner_weighs_one_task_at_most(tmp_path: Path) -> None:
     """With sched_autogroup, a co-runner (one session of its own) keeping 1.92 cores busy alone competes as one
     task: on 2 CPUs with the workload pinned, stress-ng --cpu 3 left ApproxNet at QoS 0.99-1.02 where the curve
     at 1.92 cores read 0.75. Without session grouping its threads compete one by one: the cores themselves."""
-    memory = colocation.workload_curves(_sensitivity(tmp_path))[1]
+    memory = workflow.workload_curves(_sensitivity(tmp_path))[1]
     run_dir = _cpu_run(tmp_path)
     s = prediction.Score(24.0, 24.0, 24.0, INSIDE, 0.7, 0.69, 0.71, corunner_cores=1.92)
     (per_thread,) = prediction.predict(memory, s, cpu={c.setting: c for c in cpu_curve.curves(load_run(run_dir))})
@@ -94,14 +95,14 @@ def test_where_the_kernel_groups_by_session_a_co_runner_weighs_one_task_at_most(
 def test_a_cpu_run_must_be_cpu_only_bubbles_of_the_same_workload(tmp_path: Path) -> None:
     sens = load_run(_sensitivity(tmp_path))
     with pytest.raises(UserError, match="count sweep of CPU-only bubbles"):
-        colocation.cpu_curves(_cpu_run(tmp_path, kind="combined"), sens)
+        workflow.cpu_curves(_cpu_run(tmp_path, kind="combined"), sens)
     other = _cpu_run(tmp_path / "other")
     manifest = other / "manifest.json"
     data = json.loads(manifest.read_text())
     data["scenario_given"]["workload"]["options"] = {"rounds": 9}  # another program than the sensitivity run's
     manifest.write_text(json.dumps(data))
     with pytest.raises(UserError, match="its workload is not the one of"):
-        colocation.cpu_curves(other, sens)
+        workflow.cpu_curves(other, sens)
 
 
 def test_predict_on_shared_cpus_from_the_command_line(tmp_path: Path) -> None:
@@ -130,12 +131,12 @@ def test_a_measured_cpu_curve_falls_once_the_load_exceeds_the_spare_cores(tmp_pa
         "workload.inferences_per_setting": 40, "bubble": {"kind": "bubble-up"}, "cpus": {"placement": "apart"},
         "sweep": {"axis": "size_mb", "values": [0, 4], "repeats": 1, "settle_s": 0.0}}), "sens"),
         tmp_path / "sens", reports_root=tmp_path, progress=False)  # fmt: skip
-    out = colocation.measure_cpu_curves(sens.path, tmp_path / "cpu", repeats=2)
+    out = workflow.measure_cpu_curves(sens.path, tmp_path / "cpu", repeats=2)
     run = load_run(out)
     assert run.manifest.cpu_placement is not None
     assert run.manifest.cpu_placement["workload_cpus"] == sens.manifest.cpu_placement["workload_cpus"]  # type: ignore[index]
     assert run.manifest.scenario_given["workload"] == sens.manifest.scenario_given["workload"]
-    _, found = colocation.cpu_curves(out, sens)
+    _, found = workflow.cpu_curves(out, sens)
     (c,) = found.values()
     assert c.cores == (0.0, 1.0, 2.0, 3.0, 4.0)
     assert c.monotone()[-1] < 0.9 and c.qos[1] > c.monotone()[-1], c.qos

@@ -150,6 +150,13 @@ def test_pressure_knows_nothing_of_workloads_runs_or_results() -> None:
     assert offenders("bubbleup.pressure", forbidden) == {}
 
 
+def test_machine_knows_nothing_of_sweeps_results_or_reports() -> None:
+    """Facts about the machine (environment, telemetry, calibration, lock) are read by a run, never the other way
+    round: the dial check, a sweep, and the reporter's curve, a run's result, live above (dial_check, colocation)."""
+    forbidden = ("bubbleup.sweep", "bubbleup.api", "bubbleup.analysis", "bubbleup.report", "bubbleup.colocation")
+    assert offenders("bubbleup.machine", forbidden) == {}
+
+
 def test_workloads_do_not_import_the_harness() -> None:
     assert offenders("workloads", ("bubbleup",)) == {}
 

@@ -162,10 +162,10 @@ def test_with_the_default_placement_a_two_thread_kernel_never_gets_faster_with_m
     every verdict is judged (at one CPU speed). The kernel the check used before, matrix-vector passes that
     hold the GIL between products, ran faster on one CPU than on two, and so "fell" when a bubble pushed both
     threads onto one CPU (README "Where bubbles sit")."""
+    from bubbleup import dial_check
     from bubbleup.analysis import speed
     from bubbleup.analysis.monotone import falls_in
     from bubbleup.analysis.summary import summarise
-    from bubbleup.machine.calibrate import dial_check
     from bubbleup.store.reader import load_run
 
     # One sweep may meet a stalled VM (a CI run measured the kernel alone 2.4x slower than usual at one CPU speed,
@@ -173,7 +173,7 @@ def test_with_the_default_placement_a_two_thread_kernel_never_gets_faster_with_m
     # The claim is about the dial, so a failed sweep is measured once more, and both are reported if both fail.
     failures = []
     for attempt in range(2):
-        dial = dial_check(tmp_path / f"dial{attempt}")
+        dial = dial_check.check(tmp_path / f"dial{attempt}")
         run = load_run(tmp_path / f"dial{attempt}")
         # One full-core bubble takes a CPU from a kernel that uses both. Compared at one CPU speed: in one CI run
         # the VM ran the 1-bubble point 1.29x faster (its speed probe) than the 0-bubble one, and the raw medians

@@ -25,7 +25,7 @@ from fixtures_runs import make_run
 from bubbleup.analysis import validity
 from bubbleup.machine.telemetry import CpuAccount, _process_busy_s, descendants
 from bubbleup.store.reader import load_run
-from bubbleup.store.records import BUBBLE_COLUMNS
+from bubbleup.store.records import BUBBLE_COLUMNS, OUTSIDE_CPU_CORES
 
 PY = sys.executable
 
@@ -85,7 +85,7 @@ def test_a_quiet_tiny_run_is_valid(tmp_path: Path) -> None:
         return
     assert set(codes(verdict)) <= {"machine_busy", "machine_busy_start"}, verdict.lines()
     # The least a busy verdict can rest on: 0.25 cores over a point's middle samples (>= 0.6 s here) or the start check.
-    if outside_s >= validity.OUTSIDE_CPU_CORES * 0.3:
+    if outside_s >= OUTSIDE_CPU_CORES * 0.3:
         pytest.skip(f"the machine was busy outside this test ({outside_s:.2f} CPU s): {verdict.lines()}")
     pytest.fail(f"INVALID on a machine that was quiet ({outside_s:.3f} CPU s outside the run): {verdict.lines()}")
 
@@ -104,7 +104,7 @@ def test_a_process_spinning_beside_the_run_makes_it_invalid(tmp_path: Path) -> N
     telemetry = pd.read_csv(out / "telemetry.csv")
     assert telemetry["run_cpu_cores"].mean() > 0 and telemetry["outside_cpu_cores"].mean() > 0.25
     start = json.loads((out / "manifest.json").read_text())["machine_checks"]
-    assert len(start) == 1 and start[0]["outside_cpu_cores"] > validity.OUTSIDE_CPU_CORES
+    assert len(start) == 1 and start[0]["outside_cpu_cores"] > OUTSIDE_CPU_CORES
 
 
 _BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass\n"

@@ -72,7 +72,7 @@ import numpy as np
 from scipy import stats
 
 from bubbleup.analysis.stats import iqm
-from bubbleup.formatting import number, pressure, pressure_unit, times
+from bubbleup.formatting import format_value, number, pressure, pressure_unit, times
 
 BREAK = "break"
 NON_FUNCTIONAL = "non-functional"
@@ -183,7 +183,7 @@ class Cliff:
 
     # -- wording helpers ----------------------------------------------------------------------
     def _at(self, value: float | None) -> str:
-        return number(value) + (" MiB" if self.axis == "size_mb" else "")
+        return format_value(value, self.axis)
 
     def _span(self) -> str:
         lo, hi = number(self.baseline), number(self.measured_max)
@@ -205,8 +205,7 @@ class Cliff:
         fixed = number(self.fixed) if self.fixed is not None and not math.isnan(self.fixed) else None
         if self.axis == "size_mb":
             if self.set_size > 1 and self.fixed is not None and fixed is not None:  # fixed counts bubbles, not sets
-                n = number(self.fixed / self.set_size)
-                return f"{n} bubble set{'' if n == '1' else 's'} at {v} MiB ({fixed} bubbles)"
+                return f"{pressure(self.fixed / self.set_size, 'count', self.set_size)} at {v} MiB ({fixed} bubbles)"
             if fixed in (None, "1"):
                 return f"a {v} MiB bubble"
             return f"{fixed} bubbles of {v} MiB"
@@ -214,9 +213,8 @@ class Cliff:
             return "no bubbles"
         if self.set_size > 1 and value is not None:  # the value counts sets of kinds started together
             largest = f", largest {fixed} MiB" if fixed else ""
-            return f"{v} bubble set{'' if v == '1' else 's'} ({number(value * self.set_size)} bubbles{largest})"
-        noun = "bubble" if v == "1" else "bubbles"
-        return f"{v} {noun}" + (f" of {fixed} MiB" if fixed else "")
+            return f"{pressure(value, 'count', self.set_size)} ({number(value * self.set_size)} bubbles{largest})"
+        return pressure(value, "count") + (f" of {fixed} MiB" if fixed else "")
 
 
 class _CliffBase(TypedDict):

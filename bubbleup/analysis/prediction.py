@@ -2,7 +2,7 @@
 
 - **Reporter curve**: the reporter's sensitivity curve (:mod:`bubbleup.analysis.sensitivity`, median)
   against the Bubble-Up bubble, measured on this machine by ``bubbleup calibrate`` and stored with
-  the machine's fingerprint (:mod:`bubbleup.machine.reporter`).
+  the machine's fingerprint (:mod:`bubbleup.colocation.reporter`).
 - **Score**: the co-runner runs beside the reporter (a ``bubbleup score`` run: reporter alone, then
   beside the co-runner, repeats alternating); the reporter's QoS ``q`` = its latency alone / beside,
   with the hierarchical-bootstrap interval ``compare`` uses. The score is the bubble size at which
@@ -30,14 +30,10 @@ import numpy as np
 from bubbleup.analysis.cpu_curve import CpuCurve
 from bubbleup.analysis.sensitivity import SensitivityCurve
 from bubbleup.analysis.summary import SettingCurve
+from bubbleup.formatting import sig3
 from bubbleup.store.reader import Run
 
 INSIDE, BELOW, ABOVE = "inside", "below", "above"
-
-
-def number(value: float) -> str:
-    """A size or latency to three significant figures (an interpolated score is not known to six)."""
-    return f"{value:.3g}"
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class Score:
     reporter_qos: float
     reporter_qos_low: float
     reporter_qos_high: float
-    #: cores the co-runner keeps busy: alone and unpinned when scored by ``colocation.score_command`` (its
+    #: cores the co-runner keeps busy: alone and unpinned when scored by ``colocation.workflow.score_command`` (its
     #: ``cpu_demand`` run); :func:`score_of_run` alone gives the score run's, confined to the reporter's spare CPUs
     corunner_cores: float = math.nan
     corunner_rss_mb: float = math.nan  # its resident memory once started (all its processes)
@@ -66,12 +62,12 @@ class Score:
         return self.corunner_sessions or (self.corunner_cores,)
 
     def sentence(self, span: tuple[float, float]) -> str:
-        interval = f"{number(self.low_mb)}-{number(self.high_mb)} MiB"
+        interval = f"{sig3(self.low_mb)}-{sig3(self.high_mb)} MiB"
         q = f"{self.reporter_qos:.3f} ({self.reporter_qos_low:.3f}-{self.reporter_qos_high:.3f})"
-        text = f"bubble score {number(self.size_mb)} MiB (95% interval {interval}); the reporter ran at {q} "
+        text = f"bubble score {sig3(self.size_mb)} MiB (95% interval {interval}); the reporter ran at {q} "
         text += "of its speed alone"
         if self.where == ABOVE:
-            text += f"; beyond the reporter curve's range (largest bubble measured: {number(span[1])} MiB)"
+            text += f"; beyond the reporter curve's range (largest bubble measured: {sig3(span[1])} MiB)"
         elif self.where == BELOW:
             text += "; no pressure the reporter can see"
         return text
@@ -100,7 +96,7 @@ class Prediction:
     def sentence(self) -> str:
         stat = "median" if self.percentile == 50 else f"p{self.percentile:g}"
         text = (f"{self.setting}: predicted QoS {self.qos:.3f} ({self.qos_low:.3f}-{self.qos_high:.3f}), {stat} "
-                f"{number(self.latency_ms)} ms against {number(self.base_latency_ms)} ms alone")  # fmt: skip
+                f"{sig3(self.latency_ms)} ms against {sig3(self.base_latency_ms)} ms alone")  # fmt: skip
         if not math.isnan(self.cpu_qos):
             n = self.n_sessions
             grouped = (f", {self.cores:.2f} cores in {'one session' if n == 1 else f'{n} sessions'}"
@@ -109,8 +105,8 @@ class Prediction:
                      f"{self.cpu_load:.2f} cores{grouped})")  # fmt: skip
         beyond = []
         if self.score_outside:
-            beyond.append(f"the score {number(self.score_mb)} MiB lies outside the measured sizes "
-                          f"({number(self.span[0])}-{number(self.span[1])} MiB)")  # fmt: skip
+            beyond.append(f"the score {sig3(self.score_mb)} MiB lies outside the measured sizes "
+                          f"({sig3(self.span[0])}-{sig3(self.span[1])} MiB)")  # fmt: skip
         if self.cores_span is not None and not self.cores_span[0] <= self.cpu_load <= self.cores_span[1]:
             beyond.append(f"{self.cpu_load:.2f} cores lie outside the CPU curve's measured cores "
                           f"({self.cores_span[0]:g}-{self.cores_span[1]:g})")  # fmt: skip

@@ -29,9 +29,10 @@ from scipy.optimize import isotonic_regression
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.cliff import CurvePoint
 from bubbleup.analysis.stats import CONFIDENCE, hierarchical_resamples, replicate_statistic
+from bubbleup.store.layout import SENSITIVITY
 from bubbleup.store.reader import Run
 
-FILE = "sensitivity.csv"
+FILE = SENSITIVITY
 #: The percentiles every curve is written at: the median, and the tail a latency SLO is usually set on.
 PERCENTILES = (50, 95)
 N_RESAMPLES = 2000

@@ -57,7 +57,7 @@ from bubbleup.formatting import pressure
 from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import MANIFEST
 from bubbleup.store.reader import UNREADABLE, Run, load_run
-from bubbleup.store.records import pressure_failed
+from bubbleup.store.records import OUTSIDE_CPU_CORES, pressure_failed
 
 #: A bubble missed its size target below this share of it.
 RSS_FRACTION = 0.95
@@ -68,8 +68,6 @@ DELIVERY_FRACTION = 0.90
 #: the sampler saw that CPU 88% busy (the sampler's 0.1 s windows and the bubble's whole loop are not
 #: the same interval), and was flagged; a bubble short by 10% with a quarter of its CPU idle is not.
 SATURATED_PERCENT = 75.0
-#: Outside CPU (cores) above which the machine counts as busy.
-OUTSIDE_CPU_CORES = 0.25
 #: A bubble's delivery is judged only over a loop at least this long (a few duty periods).
 MIN_DELIVERY_WALL_S = 0.5
 #: At most this many places are named in one reason's message.

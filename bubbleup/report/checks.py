@@ -19,7 +19,7 @@ from bubbleup.report.figures import theme
 from bubbleup.report.html import FigureBlock, draw_figures, environment
 
 if TYPE_CHECKING:
-    from bubbleup.colocation import Check
+    from bubbleup.colocation.workflow import Check
 
 FILE = "check.html"
 

@@ -29,7 +29,7 @@ from matplotlib.ticker import FuncFormatter, NullFormatter
 
 from bubbleup.analysis.cliff import BREAK, NON_FUNCTIONAL, Cliff
 from bubbleup.analysis.tradeoff import Level
-from bubbleup.formatting import format_value, times
+from bubbleup.formatting import format_value, pressure, times
 from bubbleup.store.reader import Run
 
 #: seaborn's colour-blind palette minus its pale pink and yellow, which vanish on white.
@@ -90,7 +90,7 @@ def axis_label(run: Run) -> str:
         count = int(counts[0]) if len(counts) == 1 else run.sweep_count
         if not count:
             return "bubble size (MiB)"
-        return f"bubble size (MiB), {count} bubble{'s' if count != 1 else ''}"
+        return f"bubble size (MiB), {pressure(count, 'count')}"
     size = run.fixed_size_mb
     if math.isnan(size):
         return "bubbles running"

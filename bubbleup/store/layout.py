@@ -34,6 +34,8 @@ TELEMETRY = "telemetry.csv"
 BUBBLES = "bubbles.csv"
 WORKER_LOG = "worker.log"
 REPORT = "report.html"
+#: A size sweep's sensitivity curves (analysis.sensitivity.COLUMNS).
+SENSITIVITY = "sensitivity.csv"
 #: A campaign directory's index page, linking each run's report.
 CAMPAIGN_INDEX = "index.html"
 RESERVE = ".space-reserve"

@@ -16,6 +16,9 @@ from typing import Any, TypedDict
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_TIMEOUT = "timeout"
+#: CPU (cores) used by processes outside the run above which the machine counts as busy: the run warns at its
+#: start check, and analysis.validity judges every check and point by it (``machine_busy``).
+OUTSIDE_CPU_CORES = 0.25
 #: A step's error starts so when its bubbles were not up as the scenario asked (one died, was refused, could not
 #: start): no measurement of that pressure was made, and the harness, not the workload, failed ...
 PRESSURE_NOT = "pressure not "

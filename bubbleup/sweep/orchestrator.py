@@ -33,6 +33,7 @@ from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
 from bubbleup.store.records import (
     BUDGET_OOM,
+    OUTSIDE_CPU_CORES,
     PRESSURE_NOT,
     STATUS_FAILED,
     STATUS_OK,
@@ -173,8 +174,6 @@ class Orchestrator:
 
     def _check_machine(self, account: telemetry.CpuAccount) -> None:
         """Is someone else using the CPUs (``machine_busy_start``)? The window spans our workers' load."""
-        from bubbleup.analysis.validity import OUTSIDE_CPU_CORES
-
         check: dict[str, Any] = telemetry.outside_cpu(account, START_CHECK_S)
         check["when"] = f"at resume {n}" if (n := len(self.store.manifest.resumed_at)) else "before the first point"
         self.store.update_manifest(machine_checks=[*self.store.manifest.machine_checks, check])

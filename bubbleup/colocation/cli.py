@@ -35,16 +35,15 @@ def _command_after_dashes(args: argparse.Namespace, what: str) -> list[str]:
 
 
 def _score(args: argparse.Namespace, command: list[str]) -> tuple[Any, Any]:
-    from bubbleup import colocation
-    from bubbleup.machine import reporter
+    from bubbleup.colocation import reporter, workflow
     from bubbleup.store.layout import default_run_dir
 
-    made = colocation.load_reporter(Path(args.reporter), other_machine=args.other_machine)
+    made = workflow.load_reporter(Path(args.reporter), other_machine=args.other_machine)
     flat = reporter.flat_warning(made.curve)
     if flat:
         print(f"warning: {args.reporter}: {flat}")
     out = Path(args.out) if getattr(args, "out", None) else default_run_dir(Path(args.reports_root), "score")
-    s, run = colocation.score_command([command], made, out, repeats=args.repeats, startup_s=args.startup_s,
+    s, run = workflow.score_command([command], made, out, repeats=args.repeats, startup_s=args.startup_s,
                                       progress=not args.quiet)  # fmt: skip
     print(f"{' '.join(command)}: {s.sentence(made.curve.span)}")
     print(f"  alone and unpinned it keeps {s.corunner_cores:.2f} cores busy; beside the reporter it held "
@@ -58,19 +57,19 @@ def _cmd_score(args: argparse.Namespace) -> int:
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
-    from bubbleup import colocation
     from bubbleup.analysis.prediction import predict
+    from bubbleup.colocation import workflow
 
-    run, curves = colocation.workload_curves(Path(args.run_dir), args.percentile)  # bad input before any scoring
+    run, curves = workflow.workload_curves(Path(args.run_dir), args.percentile)  # bad input before any scoring
     if (args.score is None) == (not args.cmd):
         raise UserError("predict: give either --score MIB or --with -- CMD ...")
-    cpu = colocation.cpu_curves(Path(args.cpu_run), run, args.percentile)[1] if args.cpu_run else None
+    cpu = workflow.cpu_curves(Path(args.cpu_run), run, args.percentile)[1] if args.cpu_run else None
     if args.cores is not None and (args.cores < 0 or args.score is None):
         raise UserError("predict: --cores is the co-runner's CPU use (>= 0) beside a hand-given --score")
     if cpu is not None and args.score is not None and args.cores is None:
         raise UserError("predict: --cpu-run needs the co-runner's CPU use: --cores C (or score it with --with)")
     if args.score is not None:
-        s = colocation.manual_score(args.score, math.nan if args.cores is None else args.cores)
+        s = workflow.manual_score(args.score, math.nan if args.cores is None else args.cores)
     else:
         s = _score(args, _command_after_dashes(args, "predict"))[0]
     try:
@@ -83,7 +82,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _cmd_check_prediction(args: argparse.Namespace) -> int:
-    from bubbleup import colocation
+    from bubbleup.colocation import workflow
     from bubbleup.store.layout import default_run_dir
 
     if not args.corunner and not args.mix:
@@ -94,13 +93,13 @@ def _cmd_check_prediction(args: argparse.Namespace) -> int:
     commands += [[_split(c, "--mix") for c in mix] for mix in args.mix or []]
     if args.cpu_run and args.shared:
         raise UserError("check-prediction: --shared measures a CPU curve; --cpu-run gives one: not both")
-    made = colocation.load_reporter(Path(args.reporter), other_machine=args.other_machine)
+    made = workflow.load_reporter(Path(args.reporter), other_machine=args.other_machine)
     out = Path(args.out) if args.out else default_run_dir(Path(args.reports_root), "check-prediction")
     cpu_run = Path(args.cpu_run) if args.cpu_run else None
     if args.shared:
-        colocation.workload_curves(Path(args.run_dir), args.percentile)  # a bad run is refused before minutes
-        cpu_run = colocation.measure_cpu_curves(Path(args.run_dir), out / "cpu-curve", progress=not args.quiet)
-    rows = colocation.check(Path(args.run_dir), commands, made, out,
+        workflow.workload_curves(Path(args.run_dir), args.percentile)  # a bad run is refused before minutes
+        cpu_run = workflow.measure_cpu_curves(Path(args.run_dir), out / "cpu-curve", progress=not args.quiet)
+    rows = workflow.check(Path(args.run_dir), commands, made, out,
                             repeats=args.repeats, startup_s=args.startup_s, percentile=args.percentile,
                             progress=not args.quiet, cpu_run=cpu_run)  # fmt: skip
     print(f"{'co-runner':34} {'setting':14} {'score MiB':>10} {'cores':>5} {'predicted':>9} {'measured':>18} "
@@ -110,7 +109,7 @@ def _cmd_check_prediction(args: argparse.Namespace) -> int:
         print(f"{r.corunner[:34]:34} {r.setting[:14]:14} {r.score_mb:>10.1f} {r.corunner_cores:>5.2f} "
               f"{r.predicted:>9.3f} {r.measured:>7.3f} ({r.measured_low:.2f}-{r.measured_high:.2f}) {r.error:>6.3f} "
               f"{r.naive_error:>6.3f}{flag}")  # fmt: skip
-    for line in colocation.check_summary(rows):
+    for line in workflow.check_summary(rows):
         print(line)
     print(f"checks: {out / 'checks.csv'}; page: {out / 'check.html'}")
     return 0

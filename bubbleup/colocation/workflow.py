@@ -1,7 +1,7 @@
 """Bubble-Up's workflow end to end: measure the reporter, score co-runners, predict, and check the predictions.
 
 Every measurement here is an ordinary run through the orchestrator (a run directory each, with its
-manifest, validity and report), built from a scenario written in code (:mod:`bubbleup.machine.reporter`):
+manifest, validity and report), built from a scenario written in code (:mod:`bubbleup.colocation.reporter`):
 
 1. ``calibrate_reporter``: the reporter's sensitivity curve on this machine;
 2. ``score_command``: a co-runner beside the reporter, its bubble score read off that curve;
@@ -29,8 +29,8 @@ import pandas as pd
 from bubbleup import api
 from bubbleup.analysis import cpu_curve, prediction, sensitivity
 from bubbleup.analysis.prediction import Score
+from bubbleup.colocation import reporter
 from bubbleup.errors import RunFailed, UserError
-from bubbleup.machine import reporter
 from bubbleup.scenario import scenario_from_dict
 from bubbleup.store.layout import default_run_dir, is_run_dir
 from bubbleup.store.reader import Run, load_run
@@ -72,7 +72,7 @@ def _failure(run: Run, value: int) -> str | None:
 def cpu_demand(programs: reporter.Programs, out: Path, window_s: float = reporter.DEMAND_WINDOW_S,
                startup_s: float = 1.0) -> tuple[float, ...]:  # fmt: skip
     """The cores each of the co-runner's programs keeps busy alone and unpinned: a run of its own for each
-    (:func:`bubbleup.machine.reporter.demand_scenario`; lock, signals, memory guard and cleanup as every run's)
+    (:func:`bubbleup.colocation.reporter.demand_scenario`; lock, signals, memory guard and cleanup as every run's)
     into :func:`demand_runs` of ``out``, read from its ``bubbles.csv`` (:func:`demand_of_run`).
 
     Not the score run's figure: there the co-runner is confined to the CPUs the reporter leaves, one on a
