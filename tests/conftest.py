@@ -101,6 +101,20 @@ def no_leftover_children():
         pytest.fail(f"test left processes running: {left}")
 
 
+@pytest.fixture(autouse=True, scope="session")
+def session_machine_lock(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The session's own lock directory, set before any module-scoped fixture runs (a module's shared reporter
+    curve, say): without it those runs took the user-wide lock and refused the user's own runs meanwhile."""
+    path = tmp_path_factory.mktemp("session-machine-lock")
+    before = os.environ.get("BUBBLEUP_LOCK_DIR")
+    os.environ["BUBBLEUP_LOCK_DIR"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("BUBBLEUP_LOCK_DIR", None)
+    else:
+        os.environ["BUBBLEUP_LOCK_DIR"] = before
+
+
 @pytest.fixture(autouse=True)
 def own_machine_lock(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Each test's runs take the machine lock (bubbleup.machine.lock) in a directory of the test's own, so

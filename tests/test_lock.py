@@ -137,3 +137,17 @@ def test_the_lock_dir_is_private_and_per_user(tmp_path: Path, monkeypatch: pytes
     assert lock.lock_dir() == tmp_path / "bubbleup"
     monkeypatch.delenv("XDG_RUNTIME_DIR")
     assert lock.lock_dir().name == f"bubbleup-{os.getuid()}"
+
+
+@pytest.fixture(scope="module")
+def lock_dir_of_a_module_fixture() -> str | None:
+    return os.environ.get("BUBBLEUP_LOCK_DIR")
+
+
+def test_module_scoped_fixtures_take_a_lock_of_the_sessions_own(
+    lock_dir_of_a_module_fixture: str | None, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A run made in a module-scoped fixture (before any test's own lock directory exists) must not take the
+    user-wide lock, or a user's run on this machine fails the suite and the suite refuses the user's run."""
+    assert lock_dir_of_a_module_fixture is not None
+    assert Path(lock_dir_of_a_module_fixture).is_relative_to(tmp_path_factory.getbasetemp())
