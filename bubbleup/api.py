@@ -1,4 +1,4 @@
-"""The public API behind ``bubbleup.sweep``, ``bubbleup.load_run``, ``bubbleup.find_cliffs`` and ``bubbleup.summarise``.
+"""The public API behind ``bubbleup.run``, ``bubbleup.load_run``, ``bubbleup.find_cliffs`` and ``bubbleup.summarise``.
 
 Thin on purpose: the CLI and these functions call the same orchestrator, store and analysis, so a
 notebook gets exactly what ``python -m bubbleup run`` writes.
@@ -26,14 +26,14 @@ def run(scenario: Scenario | str | Path, out: str | Path | None = None, *, repor
     ``allow_concurrent``; the verdict is ``run.manifest.validity`` (see :mod:`bubbleup.analysis.validity`).
     Bad input raises :class:`bubbleup.errors.UserError`; a run that cannot go on, :class:`bubbleup.errors.RunFailed`.
     """
-    from bubbleup.sweep import orchestrator
+    from bubbleup.sweep import lifecycle
 
     if not isinstance(scenario, Scenario):
         source = str(scenario)
         scenario = Scenario.from_yaml(scenario)
     else:
         source = "scenario"
-    store = orchestrator.run(scenario, scenario.given, Path(out) if out is not None else None, Path(reports_root),
+    store = lifecycle.run(scenario, scenario.given, Path(out) if out is not None else None, Path(reports_root),
                              progress=progress, source=source, allow_concurrent=allow_concurrent)  # fmt: skip
     if report:
         from bubbleup.report.html import write_report

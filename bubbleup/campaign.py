@@ -174,9 +174,14 @@ def here() -> tuple[int, float]:
 def start(path: Path, out: Path) -> Campaign:
     """Plan a campaign from its file into a new campaign directory ``out``."""
     spec, planned = load_campaign(path)
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a directory; --out names the campaign directory to create")
     if out.exists() and any(out.iterdir()):
         raise UserError(f"{out}: exists and is not empty; a campaign starts in a new directory (or use --resume)")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create the campaign directory: {exc.strerror or exc}") from None
     campaign = Campaign(out, spec.name, str(path.resolve()), planned)
     campaign.save()
     return campaign
@@ -187,7 +192,7 @@ def run_local(campaign: Campaign, reports_root: Path, progress: bool = True, all
     it cut short is interrupted, as a run is) and the page says so."""
     from bubbleup.errors import RunFailed
     from bubbleup.scenario import scenario_from_dict
-    from bubbleup.sweep import orchestrator
+    from bubbleup.sweep import lifecycle
 
     cpus, memory = here()
     campaign.status = "running"
@@ -203,10 +208,10 @@ def run_local(campaign: Campaign, reports_root: Path, progress: bool = True, all
             print(f"campaign {campaign.name}: {run.id}", file=sys.stderr, flush=True)
             try:
                 if is_run_dir(target):
-                    orchestrator.resume(target, progress=progress, allow_concurrent=allow_concurrent)
+                    lifecycle.resume(target, progress=progress, allow_concurrent=allow_concurrent)
                 else:
                     scenario = scenario_from_dict(run.given, run.scenario)
-                    orchestrator.run(scenario, run.given, target, reports_root, progress=progress, source=run.scenario,
+                    lifecycle.run(scenario, run.given, target, reports_root, progress=progress, source=run.scenario,
                                      allow_concurrent=allow_concurrent)  # fmt: skip
             except RunFailed as exc:
                 run.note = f"failed: {exc}"

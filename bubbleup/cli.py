@@ -25,7 +25,7 @@ EXIT_INTERRUPTED = 130
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from bubbleup.scenario import load_scenario
-    from bubbleup.sweep import orchestrator
+    from bubbleup.sweep import lifecycle
 
     if args.resume is None and args.scenario is None:
         raise UserError("run: give a scenario file, or --resume RUN_DIR")
@@ -40,7 +40,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
             if given != recorded:
                 raise UserError(f"{args.scenario}: differs from the scenario recorded in {run_dir}; refusing to mix")
         with _result_on_failure(run_dir):
-            store = orchestrator.resume(run_dir, progress=not args.quiet, allow_concurrent=args.allow_concurrent)
+            store = lifecycle.resume(run_dir, progress=not args.quiet, allow_concurrent=args.allow_concurrent)
     else:
         from bubbleup.store.layout import default_run_dir
 
@@ -50,7 +50,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         if args.calibration and not calibration.is_file():
             raise UserError(f"{calibration}: no such calibration file (make one with 'bubbleup calibrate')")
         with _result_on_failure(out):
-            store = orchestrator.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet,
+            store = lifecycle.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet,
                                      calibration=calibration if calibration.is_file() else None,
                                      source=str(args.scenario), allow_concurrent=args.allow_concurrent)  # fmt: skip
     print(f"run complete: {store.root}", file=sys.stderr)

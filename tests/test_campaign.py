@@ -94,6 +94,10 @@ def test_a_bad_campaign_file_is_one_line_exit_2(tmp_path: Path) -> None:
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and where in lines[0], (where, done.stderr)
         assert not (tmp_path / f"out{i}").exists()
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "good.yaml").write_text(yaml.safe_dump({"name": "good", "runs": [{"scenario": "quick.yaml"}]}))
+    done = run_cli(["campaign", str(tmp_path / "good.yaml"), "--out", str(tmp_path / "a-file")], cwd=tmp_path)
+    assert done.returncode == 2 and "a-file: exists and is not a directory" in done.stderr, done.stderr
     done = run_cli(["campaign", "--resume", str(tmp_path)], cwd=tmp_path)
     assert done.returncode == 2 and "not a campaign directory" in done.stderr
     (tmp_path / "campaign.json").write_text("{}")  # JSON, but not what a campaign writes

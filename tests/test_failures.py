@@ -116,6 +116,21 @@ def test_run_killed_after_two_points_resumes_to_exactly_the_full_set_of_rows(tmp
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["status"] == "complete" and len(manifest["resumed_at"]) == 1
 
+    # Resuming a complete run leaves it exactly as it is: no new start check that could change its verdict.
+    files = {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()}
+    again = run_cli(["run", "--resume", str(out), "-q", "--no-report"], cwd=tmp_path)
+    assert again.returncode == 0 and "the run is complete; nothing to resume" in again.stderr, again.stderr
+    assert {f.name: f.read_bytes() for f in out.iterdir() if f.is_file()} == files
+
+
+def test_an_out_that_is_a_file_is_refused_in_one_line(tmp_path: Path) -> None:
+    path = write_scenario(tmp_path, smoke_dict())
+    (tmp_path / "taken").write_text("a file, not a directory")
+    done = run_cli(["run", str(path), "--out", str(tmp_path / "taken"), "-q"], cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith("taken: exists and is not a directory; --out names the run "
+                                                         "directory to create")  # fmt: skip
+
 
 @pytest.fixture
 def tiny_disk(tmp_path: Path):

@@ -52,3 +52,6 @@ def test_a_bad_threshold_is_one_line_exit_2(tmp_path: Path) -> None:
     done = run_cli(["compare", str(a), str(a), "--fail-if-slower", "fast"], cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         "error: compare: --fail-if-slower: 'fast' is not a percentage such as 10%"]
+    done = run_cli(["compare", str(a), str(a), "--out", str(tmp_path)], cwd=tmp_path)  # a directory, not a file
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: is a directory; --out names the HTML file to write"]

@@ -57,6 +57,8 @@ class RunWriter:
     # -- creation and resumption ------------------------------------------
     @classmethod
     def create(cls, root: Path, manifest: Manifest) -> RunWriter:
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root}: exists and is not a directory; --out names the run directory to create")
         if root.exists() and any(root.iterdir()):
             raise UserError(f"{root}: output directory exists and is not empty (use --resume to continue a run)")
         try:

@@ -1,19 +1,17 @@
-"""What a run records about itself besides its samples: what each bubble delivered, and the run's verdict.
+"""The evidence of what each bubble delivered at a point: its ``bubbles.csv`` rows.
 
-Kept apart from the orchestrator's sweep loop: both are bookkeeping at the edges of a point or a
-run, and neither decides anything about the sweep.
+Kept apart from the orchestrator's sweep loop: bookkeeping at the edge of a point that decides nothing
+about the sweep; analysis.validity judges a bubble that missed its target from these rows.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 from bubbleup.machine import telemetry
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.store.records import BubbleRow
-from bubbleup.store.writer import RunWriter
 
 
 def bubble_rows(repeat: int, value: int, pool: BubblePool, delivered: list[dict[str, Any]],
@@ -48,29 +46,3 @@ def bubble_rows(repeat: int, value: int, pool: BubblePool, delivered: list[dict[
             stopped_s=round(b.stop_epoch - run_epoch, 6),
         ))  # fmt: skip
     return rows
-
-
-def record_validity(store: RunWriter) -> None:
-    """Judge the run from its files as they now stand (analysis.validity) and record the verdict in the manifest.
-
-    Never raises: a run that ended (however it ended) keeps its data and its first error; a verdict
-    that could not be reached is a warning, and ``bubbleup report`` computes it again."""
-    from bubbleup.analysis import validity
-    from bubbleup.store.reader import load_run
-
-    try:
-        store.update_manifest(validity=validity.check(load_run(store.root)).to_dict())
-    except Exception as exc:
-        print(f"warning: the run's validity could not be recorded: {type(exc).__name__}: {exc}", file=sys.stderr)
-
-
-def record_sensitivity(store: RunWriter) -> None:
-    """Write the run's sensitivity curves (``sensitivity.csv``) when it swept bubble size; never raises."""
-    from bubbleup.analysis import sensitivity
-    from bubbleup.store.reader import load_run
-
-    try:
-        sensitivity.write(load_run(store.root))
-    except Exception as exc:
-        print(f"warning: the run's sensitivity curves could not be written: {type(exc).__name__}: {exc}",
-              file=sys.stderr)  # fmt: skip

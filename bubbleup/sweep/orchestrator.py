@@ -16,21 +16,18 @@ from __future__ import annotations
 import bisect
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed
-from bubbleup.machine import lock as machine_lock
 from bubbleup.machine import telemetry
 from bubbleup.pressure.placement import allowed_cpus, assign
 from bubbleup.pressure.pool import BubblePool
-from bubbleup.scenario import Scenario, scenario_from_dict
-from bubbleup.store.layout import MANIFEST, WORKER_LOG, default_run_dir, now_iso
+from bubbleup.scenario import Scenario
+from bubbleup.store.layout import WORKER_LOG
 from bubbleup.store.records import (
     BUDGET_OOM,
     OUTSIDE_CPU_CORES,
@@ -44,12 +41,11 @@ from bubbleup.store.records import (
     corrects,
     key_fields,
 )
-from bubbleup.store.writer import RunWriter, StoreWriteError
+from bubbleup.store.writer import RunWriter
 from bubbleup.sweep import evidence, replication
-from bubbleup.sweep.facts import bubble_duties, calibration_facts, cpu_demand, new_manifest
-from bubbleup.sweep.plan import StepPlan, adapt_profiles, check_memory_safety, steps_of
+from bubbleup.sweep.facts import bubble_duties, cpu_demand
+from bubbleup.sweep.plan import StepPlan, steps_of
 from bubbleup.sweep.progress import Progress
-from bubbleup.sweep.signals import Interrupted, signals_raise
 from bubbleup.sweep.worker import InferenceRecord, Precision, StepResult
 from bubbleup.sweep.worker_client import WorkerClient, WorkerDied, WorkerError, WorkerTimeout
 
@@ -423,77 +419,3 @@ class Orchestrator:
             top1_n=int(acc["top1_n"]),
             error=o.error.replace("\n", " "),
         )  # fmt: skip
-
-
-def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_root: Path,
-        progress: bool = True, calibration: Path | None = None, source: str = "scenario",
-        allow_concurrent: bool = False) -> RunWriter:  # fmt: skip
-    """Start a new run of ``scenario`` (read from ``source``); returns its store when the sweep has finished.
-
-    Refused (:class:`bubbleup.machine.lock.MachineBusy`, before the run directory exists) while another
-    bubbleup run holds the machine, unless ``allow_concurrent`` (the run is then INVALID)."""
-    safety = check_memory_safety(scenario, source=source)
-    profiles = adapt_profiles(scenario, source=source)
-    root = out if out is not None else default_run_dir(reports_root, scenario.name)
-    manifest = new_manifest(scenario, given)
-    cal = calibration_facts(scenario, calibration)
-    differ = [f"{label} adapts on a profile measured with other workload options ({', '.join(p['options_differ'])})"
-              for label, p in profiles.items() if p["options_differ"]]  # fmt: skip
-    manifest = manifest.model_copy(update={"calibration": cal, "memory_safety": safety, "adapt_profiles": profiles,
-                                           "environment_warnings": [*manifest.environment_warnings,
-                                                                    *cal["warnings"], *differ]})  # fmt: skip
-    with machine_lock.acquire(root, allow_concurrent) as held:
-        store = RunWriter.create(root, manifest)
-        _execute(scenario, store, progress, held)
-    return store
-
-
-def resume(run_dir: Path, progress: bool = True, allow_concurrent: bool = False) -> RunWriter:
-    """Continue an interrupted run in place: completed points are kept, the rest are run (the machine lock
-    as for :func:`run`)."""
-    with machine_lock.acquire(run_dir, allow_concurrent) as held:
-        store = RunWriter.open_for_resume(run_dir)
-        source = str(run_dir / MANIFEST)
-        scenario = scenario_from_dict(store.manifest.scenario_given, source)
-        check_memory_safety(scenario, source=source)
-        store.update_manifest(status="running", stop_reason=None, resumed_at=[*store.manifest.resumed_at, now_iso()])
-        _execute(scenario, store, progress, held)
-    return store
-
-
-def _execute(scenario: Scenario, store: RunWriter, progress: bool, held: machine_lock.MachineLock) -> None:
-    for w in store.manifest.environment_warnings:
-        print(f"warning: {w}", file=sys.stderr)
-    print(f"run directory: {store.root}", file=sys.stderr, flush=True)
-    earlier = list(store.manifest.concurrent_runs)  # a resumed run keeps what its earlier sessions met
-    if held.found_at_start:
-        print(f"warning: sharing the machine with {len(held.found_at_start)} other bubbleup run(s) "
-              "(--allow-concurrent): this run will be INVALID", file=sys.stderr)  # fmt: skip
-        store.update_manifest(concurrent_runs=[*earlier, *held.concurrent()])
-    try:
-        with signals_raise():
-            Orchestrator(scenario, store, progress).run()
-    except Interrupted as exc:
-        _finish(store, "interrupted", f"signal {exc}", earlier, held)
-        raise
-    except StoreWriteError as exc:
-        _finish(store, "interrupted", str(exc), earlier, held)
-        raise
-    except BaseException as exc:
-        _finish(store, "failed", f"{type(exc).__name__}: {exc}", earlier, held)
-        raise
-    _finish(store, "complete", None, earlier, held)
-
-
-def _finish(store: RunWriter, status: str, reason: str | None, earlier: list[dict[str, Any]],
-            held: machine_lock.MachineLock) -> None:  # fmt: skip
-    """Record how the run ended, the runs it overlapped and its verdict; if even that cannot be written,
-    say so and let the first error stand."""
-    try:
-        store.update_manifest(concurrent_runs=[*earlier, *held.concurrent()])
-        store.finish(status, reason)
-    except StoreWriteError as exc:
-        print(f"warning: the manifest could not record that the run was {status}: {exc}", file=sys.stderr)
-        return
-    evidence.record_validity(store)
-    evidence.record_sensitivity(store)
