@@ -19,6 +19,7 @@ from pathlib import Path
 from bubbleup import __version__
 from bubbleup.colocation import cli as colocation_cli
 from bubbleup.errors import OneLineParser, RunFailed, UserError, amount_arg, count_arg
+from bubbleup.formatting import plural
 
 EXIT_INTERRUPTED = 130
 
@@ -125,7 +126,8 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     adapting = "".join(f"; {label} adapts on {len(p['levels'])} levels of {p['source']}"
                        for label, p in profiles.items())  # fmt: skip
     print(
-        f"ok: {args.scenario}: {scenario.name}: {len(plan_points(scenario))} points x {len(steps)} steps of "
+        f"ok: {args.scenario}: {scenario.name}: {plural(len(plan_points(scenario)), 'point')} x "
+        f"{plural(len(steps), 'step')} of "
         f"{kinds}{each}; peak bubble memory {safety['peak_bubble_mb']} MiB "
         f"(safe limit here {safety['allowed_mb']:.0f} MiB){adapting}"
     )

@@ -19,6 +19,11 @@ def number(value: float | None, missing: str = "?") -> str:
     return f"{int(value)}" if float(value).is_integer() else f"{value:g}"
 
 
+def plural(n: int, noun: str) -> str:
+    """``1 step``, ``2 steps``."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
+
+
 def sig3(value: float) -> str:
     """Three significant figures, for a number known no better (an interpolated bubble score, a predicted
     latency): ``24.4``, ``0.953``, ``1.2e+03``."""

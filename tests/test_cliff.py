@@ -126,7 +126,7 @@ def test_a_jump_in_one_repeat_only_is_not_a_cliff() -> None:
     pts.append(CurvePoint(value=3.0, samples=np.concatenate(list(drifted.values())), by_repeat=drifted))
     c = detect("s", "count", pts)
     assert c.kind == NONE
-    assert "not seen in repeat 0" in c.note
+    assert "not seen in repeat 1" in c.note
 
 
 def test_a_transient_spike_is_not_a_cliff() -> None:

@@ -111,7 +111,7 @@ def test_report_of_an_interrupted_run_names_the_missing_points(tmp_path: Path) -
     text = report.write_report(run_dir).read_text()
     assert "Interrupted run: the data below is partial." in text
     assert "2 of 12 planned points (repeat x value) are missing" in text
-    assert "repeat 1: 4, 5 bubbles" in text
+    assert "repeat 2: 4, 5 bubbles" in text
     assert "fig-telemetry" not in text  # no telemetry recorded: no empty figure either
     assert_self_contained(text, min_images=5)
 
@@ -132,7 +132,7 @@ def test_report_of_a_run_with_no_data_yet(tmp_path: Path, samples_text: str) -> 
     text = report.write_report(run_dir).read_text()
     assert "had not finished" in text
     assert "No measurements yet" in text
-    assert "repeat 0: 0, 1 bubbles" in text
+    assert "repeat 1: 0, 1 bubbles" in text
     assert "<img" not in text
 
 
@@ -485,7 +485,7 @@ def test_report_of_a_set_of_kinds_names_the_set(tmp_path: Path) -> None:
                        missing=[(1, 3), (1, 2)], status="interrupted", telemetry=False)  # fmt: skip
     text = report.write_report(run_dir).read_text()
     assert "<th>bubbles (a set)</th><td>kind memory, size_mb 32, cpu_duty 0.0, pattern none; kind cpu, " in text
-    assert "repeat 1: 2, 3 bubble sets" in text
+    assert "repeat 2: 2, 3 bubble sets" in text
     assert "LL tolerates 2 bubble sets (4 bubbles, largest 32 MiB); its latency (IQM) rises " in text
 
 

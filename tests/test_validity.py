@@ -163,13 +163,30 @@ def test_a_bubble_that_never_comes_up_is_invalid_not_the_workloads_cliff(tmp_pat
     bubble = {"kind": "command", "command": [PY, "-c", "raise SystemExit(3)"], "startup_s": 0.5}
     verdict, out = run(tmp_path, tiny(bubble=bubble))
     assert "pressure_failed" in codes(verdict), verdict.lines()
-    assert "1 bubble (repeat 0)" in message(verdict, "pressure_failed")
+    assert "1 bubble (repeat 1)" in message(verdict, "pressure_failed")
     points = pd.read_csv(out / "points.csv")
     assert set(points.loc[points["value"] == 1, "status"]) == {"failed"} and set(points.loc[points["value"] == 0,
                                                                                               "status"]) == {"ok"}
     loaded = load_run(out)
     assert list(summarise(loaded)["value"]) == [0]
     assert all(not c.found for c in find_cliffs(loaded)), [c.sentence() for c in find_cliffs(loaded)]
+
+
+def test_a_workload_that_fails_without_pressure_is_invalid(tmp_path: Path) -> None:
+    """A command workload whose program fails every time: the run completes (a failure under pressure is data),
+    but a setting that fails with no pressure has no baseline, and the run says so; a program that is not there
+    at all is refused when the scenario is read."""
+    data = tiny(workload={"kind": "command", "options": {"argv": ["false"]}, "inferences_per_setting": 3})
+    verdict, _ = run(tmp_path, data)
+    assert "baseline_failed" in codes(verdict), verdict.lines()
+    assert "1 of 1 step(s) at 0 bubbles, the lowest pressure, failed: default (failed)" in message(
+        verdict, "baseline_failed")
+    assert message(verdict, "baseline_failed").endswith("first error: RuntimeError: false exited with status 1")
+    missing = tiny(workload={"kind": "command", "options": {"argv": ["/no/such/program", "{setting}"]}})
+    done = run_cli(["validate", str(write_scenario(tmp_path, missing, "missing.yaml"))], cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: {tmp_path / 'missing.yaml'}: workload.options.argv: '/no/such/program' is not a program here (not "
+        "on PATH, not a file)"]
 
 
 def test_a_budget_that_throttles_the_run_is_invalid(tmp_path: Path) -> None:
@@ -228,7 +245,7 @@ def test_a_short_duty_is_a_miss_only_where_the_cpus_had_room(tmp_path: Path) -> 
     assert codes(verdict) == ["bubble_duty"], verdict.lines()
     text = message(verdict, "bubble_duty")
     assert text.startswith("1 bubble(s)") and "55% busy" in text
-    assert "bubble 0 (pid 4242) at 1 bubble (repeat 0) delivered 0.50 of 1.00 core" in text
+    assert "bubble 0 (pid 4242) at 1 bubble (repeat 1) delivered 0.50 of 1.00 core" in text
     # Unpinned, the same bubble could run on either CPU: together 65% busy, still room.
     run_dir2 = _fake(tmp_path / "free", cpu_placement={"placement": "free", "bubble_cpus": "any"})
     _telemetry(run_dir2, {0: (5, 5), 1: (30, 100), 2: (99, 98)})
@@ -262,7 +279,7 @@ def test_precision_caps_falls_throttling_concurrency_and_a_busy_start(tmp_path: 
     verdict = validity.check(load_run(run_dir))
     assert sorted(codes(verdict)) == ["concurrent", "machine_busy_start", "non_monotone", "precision", "throttled"]
     assert "1 of 3 step(s) stopped at a cap" in message(verdict, "precision")
-    assert "LL at 1 bubble (repeat 0): +/-9.0% reached, +/-5.0% asked (cap_seconds)" in message(verdict, "precision")
+    assert "LL at 1 bubble (repeat 1): +/-9.0% reached, +/-5.0% asked (cap_seconds)" in message(verdict, "precision")
     assert "LL is not monotone" in message(verdict, "non_monotone")
     assert "37 time(s), 1.25 s in all (against 40.0 s of CPU used)" in message(verdict, "throttled")
     assert "pid 99, run directory /runs/other" in message(verdict, "concurrent")

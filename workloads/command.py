@@ -13,12 +13,13 @@ orchestrator dies, like every process bubbleup starts.
 from __future__ import annotations
 
 import ctypes
+import shutil
 import signal
 import subprocess
 from collections.abc import Mapping
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from workloads.base import Workload
 
@@ -29,6 +30,14 @@ class CommandOptions(BaseModel):
     argv: tuple[str, ...] = Field(default=("true",), min_length=1)
     settings: tuple[str, ...] = Field(default=("default",), min_length=1)
     check: bool = True
+
+    @field_validator("argv")
+    @classmethod
+    def _a_program_here(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        """Refused when the scenario is read, as a command bubble is: else every step fails and the run ends 0."""
+        if "{setting}" not in argv[0] and shutil.which(argv[0]) is None:
+            raise ValueError(f"{argv[0]!r} is not a program here (not on PATH, not a file)")
+        return argv
 
 
 def _die_with_worker() -> None:
@@ -58,8 +67,9 @@ class CommandWorkload(Workload):
             preexec_fn=_die_with_worker, check=False,
         )  # fmt: skip
         if self.options.check and done.returncode != 0:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [""]
-            raise RuntimeError(f"{self._argv[0]} exited with status {done.returncode}: {tail[0][:200]}")
+            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            said = f": {tail[0][:200]}" if tail else ""  # its last line of stderr, when it wrote one
+            raise RuntimeError(f"{self._argv[0]} exited with status {done.returncode}{said}")
         return None
 
     def metadata(self) -> dict[str, Any]:

@@ -23,7 +23,8 @@ class SyntheticOptions(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     #: Working-set size per setting, in KiB (each becomes a setting named "ws<N>k").
-    working_sets_kb: tuple[int, ...] = Field(default=(256, 2048, 16384), min_length=1)
+    working_sets_kb: tuple[Annotated[int, Field(ge=1, le=64 << 20)], ...] = Field(default=(256, 2048, 16384),
+                                                                                  min_length=1)  # fmt: skip
     #: Matrix-vector passes per inference; scales the compute per inference.
     rounds: int = Field(default=8, ge=1, le=10_000)
     #: Distinct input vectors cycled through (prepared before timing).
@@ -44,6 +45,9 @@ class SyntheticOptions(BaseModel):
 
     @model_validator(mode="after")
     def _one_share_per_setting(self) -> SyntheticOptions:
+        twice = sorted({kb for kb in self.working_sets_kb if self.working_sets_kb.count(kb) > 1})
+        if twice:
+            raise ValueError(f"working_sets_kb: {twice[0]} is given twice; each working set is a setting of its own")
         share = self.correct_share
         if isinstance(share, tuple) and len(share) != len(self.working_sets_kb):
             raise ValueError(f"correct_share: {len(share)} shares for {len(self.working_sets_kb)} working sets")

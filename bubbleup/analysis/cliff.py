@@ -435,7 +435,7 @@ def _significance(good: Sequence[CurvePoint], k: int, low: float, expected_log: 
         a = np.array([[iqm(after[r]) for r in shared]], dtype=float)
         first = int(first_disagreeing(b, a, np.array([expected_log]))[0])
         if first >= 0:
-            return f"not seen in repeat {shared[first]}"
+            return f"not seen in repeat {shared[first] + 1}"  # from 1 in words
     return None
 
 

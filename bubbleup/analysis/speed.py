@@ -131,7 +131,8 @@ class SpeedFacts:
 
     def sentence(self) -> str:
         if not self.probed:
-            return "No CPU speed probes (a run older than them): verdicts are judged on raw latencies."
+            return ("No CPU speed probes (no inference timed, or a run older than them): verdicts are judged on raw "
+                    "latencies.")  # fmt: skip
         spread = (f"The CPU's speed probe ranged {1 / self.high:.2f}-{1 / self.low:.2f}x its median speed over the "
                   f"timed samples (5th-95th percentile)")  # fmt: skip
         if self.schedule:

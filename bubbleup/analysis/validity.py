@@ -38,6 +38,9 @@ Reasons, by code (thresholds are module constants):
   device the budget stands for (with that many real cores) would not have.
 - ``concurrent``: another bubbleup run shared the machine (only possible with ``--allow-concurrent``,
   :mod:`bubbleup.machine.lock`).
+- ``baseline_failed``: a setting's step at the lowest pressure measured (no bubbles, or the smallest size)
+  failed or timed out for a reason of the workload's own (a program that is not there, a model that
+  does not load): without its baseline a setting's curve compares pressure with nothing.
 - ``no_data``: no point was measured (points.csv has no row): nothing to be valid about.
 - ``damaged``: a file of the run could not be read (a manifest that is not JSON, a CSV that does not parse):
   what the report shows of the run may be only part of it.
@@ -57,7 +60,7 @@ from bubbleup.formatting import pressure
 from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import MANIFEST
 from bubbleup.store.reader import UNREADABLE, Run, load_run
-from bubbleup.store.records import OUTSIDE_CPU_CORES, pressure_failed
+from bubbleup.store.records import OUTSIDE_CPU_CORES, STATUS_OK, pressure_failed
 
 #: A bubble missed its size target below this share of it.
 RSS_FRACTION = 0.95
@@ -132,8 +135,8 @@ def check(run: Run, summary: pd.DataFrame | None = None) -> Validity:
     """Every reason the run is INVALID (see the module docstring), from its files alone."""
     reasons: list[Reason] = []
     unchecked: list[str] = []
-    for rule in (_pressure_failed, _bubble_rss, delivery_misses, _busy_at_start, _busy_during, _precision, _repeats,
-                 _throttled, _concurrent):  # fmt: skip
+    for rule in (_pressure_failed, _baseline_failed, _bubble_rss, delivery_misses, _busy_at_start, _busy_during,
+                 _precision, _repeats, _throttled, _concurrent):  # fmt: skip
         reasons += rule(run, unchecked)
     reasons += _non_monotone(run, summary)
     reasons += _damaged_or_empty(run)
@@ -149,7 +152,7 @@ def _at(run: Run, value: Any) -> str:
 
 
 def _point(run: Run, repeat: Any, value: Any) -> str:
-    return f"{_at(run, value)} (repeat {int(repeat)})"
+    return f"{_at(run, value)} (repeat {int(repeat) + 1})"  # repeats count from 1 in words, 0 in the files
 
 
 def _named(items: list[str]) -> str:
@@ -293,7 +296,7 @@ def _count_cpu_columns(run: Run) -> int:
 def _busy_at_start(run: Run, unchecked: list[str]) -> list[Reason]:
     checks = run.manifest.machine_checks
     if not checks:
-        unchecked.append("machine at start: no start check recorded (a run older than it)")
+        unchecked.append("machine at start: no start check recorded (a run older than it, or one that ended before it)")
         return []
     busy = [c for c in checks if float(c.get("outside_cpu_cores") or 0.0) > OUTSIDE_CPU_CORES]
     if not busy:
@@ -309,7 +312,8 @@ def _busy_during(run: Run, unchecked: list[str]) -> list[Reason]:
     col = "outside_cpu_cores"
     have = {k: rows for k, rows in frames.items() if col in rows and rows[col].notna().any()}
     if not have:
-        unchecked.append("machine during points: no outside-CPU telemetry (telemetry off, or a run older than it)")
+        unchecked.append("machine during points: no outside-CPU telemetry (telemetry off, no point measured, or a run "
+                         "older than it)")  # fmt: skip
         return []
     if len(have) < len(frames):
         unchecked.append(f"machine during points: {len(frames) - len(have)} point(s) without outside-CPU telemetry")
@@ -370,6 +374,21 @@ def _pressure_failed(run: Run, unchecked: list[str]) -> list[Reason]:
     named = [_point(run, r["repeat"], r["value"]) for r in _records(points)]
     return [Reason("pressure_failed", f"{len(failed)} of {len(p)} step(s), at {_named(named)}, ran without the "
                                       f"pressure asked for and are left out of the curves: "
+                                      f"{str(failed['error'].iloc[0])[:300]}")]  # fmt: skip
+
+
+def _baseline_failed(run: Run, unchecked: list[str]) -> list[Reason]:
+    p = run.points
+    if p.empty or run.axis == "schedule":
+        return []
+    base = p[p["value"] == p["value"].min()]
+    failed = base[(base["status"] != STATUS_OK) & ~base["error"].map(pressure_failed)]
+    if failed.empty:
+        return []
+    named = [f"{s} ({', '.join(sorted(set(g['status'].astype(str))))})"
+             for s, g in failed.groupby("setting", sort=False)]  # fmt: skip
+    return [Reason("baseline_failed", f"{len(failed)} of {len(base)} step(s) at {_at(run, base['value'].iloc[0])}, "
+                                      f"the lowest pressure, failed: {_named(named)}; first error: "
                                       f"{str(failed['error'].iloc[0])[:300]}")]  # fmt: skip
 
 

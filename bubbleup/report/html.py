@@ -82,7 +82,8 @@ def to_yaml(data: Any) -> str:
 
 
 def describe_missing(run: Run, missing: Sequence[MissingPoint]) -> list[str]:
-    """Missing points in words, one line per repeat: ``repeat 1: 3, 4, 5 bubbles (all settings)``."""
+    """Missing points in words, one line per repeat (counted from 1, as progress does; the files count from 0):
+    ``repeat 1: 3, 4, 5 bubbles (all settings)``."""
     all_settings = set(run.planned or run.settings)
     lines = []
     for rep in sorted({m.repeat for m in missing}):
@@ -91,7 +92,7 @@ def describe_missing(run: Run, missing: Sequence[MissingPoint]) -> list[str]:
             v = format_value(m.value, run.axis)
             parts.append(v if set(m.settings) >= all_settings else f"{v} ({', '.join(m.settings)})")
         unit = pressure_unit(run.axis, run.set_size)
-        lines.append(f"repeat {rep}: {', '.join(parts)}{' ' + unit if unit else ''}")
+        lines.append(f"repeat {rep + 1}: {', '.join(parts)}{' ' + unit if unit else ''}")  # from 1 in words
     return lines
 
 
