@@ -242,6 +242,12 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
     except tradeoff.TradeoffError as exc:
         raise UserError(f"recommend: {exc}") from None
     print("\n".join(rec.lines()))
+    from bubbleup.analysis.validity import of_run
+
+    verdict = of_run(run)[0]
+    if not verdict.valid:
+        print(f"warning: {run_dir} is INVALID ({', '.join(r.code for r in verdict.reasons)}): its latencies may be "
+              f"what contaminated it ('bubbleup report {run_dir}' says why)", file=sys.stderr)  # fmt: skip
     return 0
 
 
@@ -273,6 +279,13 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _cmd_train(argv: list[str]) -> int:
     import importlib
 
+    if argv[:1] in (["-h"], ["--help"]):
+        import workloads
+
+        kinds = sorted(d.name for d in Path(workloads.__file__).parent.iterdir() if (d / "train.py").is_file())
+        print(f"usage: bubbleup train KIND [ARGS ...]\n\ntrain a workload's models; KIND is one of: {', '.join(kinds)} "
+              "('bubbleup train KIND --help' for its arguments)")  # fmt: skip
+        return 0
     if not argv or argv[0].startswith("-"):
         raise UserError("train: name a workload kind to train, e.g. 'bubbleup train approxnet --help'")
     kind, rest = argv[0], argv[1:]

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from bubbleup.analysis.validity import Validity
     from bubbleup.store.reader import Run
 
 #: What a contention call runs unless the call or the test's marker says otherwise.
@@ -97,10 +98,20 @@ class ContentionResult:
         _, low, high = ratio_interval(self._latencies(0), self._latencies(self.bubbles), p)
         return low, high
 
+    @property
+    def validity(self) -> Validity:
+        """The run's VALID / INVALID verdict (``.valid``, ``.reasons``): an assertion on a contaminated run (another
+        program busy beside it, a bubble that missed its size) tests the contamination, not the code."""
+        from bubbleup.analysis.validity import of_run
+
+        return of_run(self.run)[0]
+
     def __str__(self) -> str:
         low, high = self.interval(50)
+        verdict = self.validity
+        invalid = "" if verdict.valid else f"; the run is INVALID ({', '.join(r.code for r in verdict.reasons)})"
         return (f"{self.slowdown(50):.2f}x median slowdown [{low:.2f}, {high:.2f}] beside {self.bubbles} bubbles "
-                f"({self.path})")  # fmt: skip
+                f"({self.path}{invalid})")  # fmt: skip
 
 
 def _unmeasured(result: ContentionResult) -> str:

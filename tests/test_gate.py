@@ -4,6 +4,7 @@ regression on a made regression, exit 0 without one."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from conftest import run_cli
@@ -45,6 +46,26 @@ def test_a_cliff_two_steps_earlier_fails_one_step_does_not(tmp_path: Path) -> No
     assert code == 0 and lines == []
     code, lines, _ = _gate(tmp_path, a, two, "--fail-if-cliff-earlier")
     assert code == 1 and lines == ["LL: cliff at 2 in B, at 4 in A (more than one step lower)"]
+
+
+def test_a_partial_or_invalid_b_is_said_and_a_partial_one_fails_the_gate(tmp_path: Path) -> None:
+    """B killed after two of its four points: the gate cannot pass what B never measured, and says which; an
+    INVALID run is named as such above the table, with its reasons' codes."""
+    values = [0, 1, 2, 3]
+    curves = {"LL": [10, 11, 12, 13]}
+    a = make_run(tmp_path, curves, values, name="a", seed=1, repeats=2)
+    partial = make_run(tmp_path, curves, values, name="partial", seed=2, repeats=2, status="running",
+                       missing=[(0, 2), (0, 3), (1, 2), (1, 3)])  # fmt: skip
+    code, lines, err = _gate(tmp_path, a, partial, "--fail-if-slower", "10%")
+    assert code == 1 and lines == ["LL at 2: not measured in B", "LL at 3: not measured in B"], (lines, err)
+    manifest = partial / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["validity"] = {"valid": False, "reasons": [{"code": "machine_busy", "message": "someone else"}]}
+    manifest.write_text(json.dumps(data))
+    done = run_cli(["compare", str(a), str(partial), "--out", str(tmp_path / "cmp.html")], cwd=tmp_path)
+    assert "! Run B is partial (status running" in done.stdout, done.stdout
+    assert "! Run B is INVALID (machine_busy)" in done.stdout, done.stdout
+    assert "Run A is INVALID" not in done.stdout
 
 
 def test_a_bad_threshold_is_one_line_exit_2(tmp_path: Path) -> None:

@@ -95,3 +95,24 @@ def test_the_gate_fails_a_test_slower_than_its_baseline(pytester: pytest.Pyteste
     assert "contention regression against" in out and "more than 10%" in out
     found = re.search(r"default at 0: B (\d+\.\d+)x slower", out)
     assert found and float(found.group(1)) > 1.2, out  # twice the work: well past the 10% gate
+
+
+def test_a_result_says_when_its_run_is_invalid(tmp_path: Path) -> None:
+    """What a failing assertion prints names a contaminated run as such, and the verdict is there to assert on."""
+    import json
+
+    from fixtures_runs import make_run
+
+    from bubbleup.pytest_plugin import ContentionResult
+
+    run_dir = make_run(tmp_path, {"default": [10.0, 20.0]}, [0, 2], repeats=2)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["validity"] = {"valid": False, "reasons": [{"code": "machine_busy", "message": "someone else"}]}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    result = ContentionResult(analysis.load_run(run_dir), run_dir, 2)
+    assert not result.validity.valid and [r.code for r in result.validity.reasons] == ["machine_busy"]
+    assert str(result).endswith("; the run is INVALID (machine_busy))"), str(result)
+    manifest["validity"] = {"valid": True, "reasons": []}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    again = ContentionResult(analysis.load_run(run_dir), run_dir, 2)
+    assert again.validity.valid and "INVALID" not in str(again) and 1.8 < again.slowdown() < 2.2

@@ -108,9 +108,13 @@ def test_report_of_an_interrupted_run_names_the_missing_points(tmp_path: Path) -
     run_dir = make_run(
         tmp_path, CURVES, VALUES, repeats=2, missing=[(1, 4), (1, 5)], status="interrupted", telemetry=False
     )
-    text = report.write_report(run_dir).read_text()
+    written = report.write(run_dir)
+    text = written.path.read_text()
     assert "Interrupted run: the data below is partial." in text
     assert "2 of 12 planned points (repeat x value) are missing" in text
+    # the command line says so too, first, with how to finish it
+    assert written.verdicts[0].startswith("Interrupted run: the data below is partial. 2 of 12 planned points")
+    assert written.verdicts[0].endswith(f"'bubbleup run --resume {run_dir}' measures what is missing.")
     assert "repeat 2: 4, 5 bubbles" in text
     assert "fig-telemetry" not in text  # no telemetry recorded: no empty figure either
     assert_self_contained(text, min_images=5)

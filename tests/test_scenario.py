@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
 import copy
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from conftest import run_cli, smoke_dict, write_scenario
+from conftest import ROOT, run_cli, smoke_dict, write_scenario
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -237,3 +238,13 @@ def test_fuzzed_scenarios_either_validate_or_fail_in_one_line(tmp_path: Path, ca
     if code == 2:
         assert out.err.count("\n") == 1 and out.err.startswith(f"error: {file}: ")
         assert "Traceback" not in out.err
+
+
+def test_help_works_for_every_command() -> None:
+    """README: "--help works everywhere": every subcommand, the pass-through ones (bubble, train, export) too."""
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices
+    assert {"run", "train", "export", "bubble", "score"} <= set(commands)
+    for command in commands:
+        done = run_cli([command, "--help"], cwd=ROOT, timeout=60)
+        assert done.returncode == 0 and "usage:" in done.stdout and not done.stderr.strip(), (command, done.stderr)

@@ -93,6 +93,13 @@ def test_the_recommend_command_prints_the_table_and_the_adaptive_cliff(tmp_path:
     assert lines[2].split()[:2] == ["0", "MM"] and "80.0%" in lines[2] and "n=40" in lines[2]
     assert lines[5].split()[:3] == ["3", "none", "fits"] and "fastest: LL" in lines[5]
     assert lines[-1] == "From 3 bubbles on, no setting meets the SLO: the adaptive system's cliff."
+    assert "INVALID" not in done.stderr
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    manifest["validity"] = {"valid": False, "reasons": [{"code": "machine_busy", "message": "someone else"}]}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    done = run_cli(["recommend", str(run_dir), "--slo-ms", "9.1"], cwd=tmp_path)
+    assert done.returncode == 0 and done.stdout.splitlines() == lines  # the answer, with a warning beside it
+    assert f"warning: {run_dir} is INVALID (machine_busy)" in done.stderr, done.stderr
 
 
 def test_recommend_refuses_what_the_run_cannot_answer(tmp_path: Path) -> None:

@@ -35,7 +35,7 @@ from typing import Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
-from bubbleup.analysis import speed
+from bubbleup.analysis import speed, validity
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.cliff import Cliff, within_one_step
 from bubbleup.analysis.stats import IQM, Statistic, hierarchical_resamples, replicate_statistic
@@ -180,12 +180,19 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     if kind_a != kind_b:
         warnings.append(f"The runs measure different workloads ({kind_a} vs {kind_b}).")
     if run_a.bubble != run_b.bubble:
-        warnings.append(f"The bubbles differ: A {run_a.bubble}, B {run_b.bubble}.")
+        fields_a, fields_b = dict(flatten(run_a.bubble)), dict(flatten(run_b.bubble))
+        differ = [f"{k} {fields_a.get(k, '-')} in A, {fields_b.get(k, '-')} in B"
+                  for k in dict.fromkeys([*fields_a, *fields_b]) if fields_a.get(k) != fields_b.get(k)]  # fmt: skip
+        warnings.append(f"The bubbles differ: {'; '.join(differ)}.")
     for run, label in ((run_a, "A"), (run_b, "B")):
         if summaries.is_partial(run):
             warnings.append(
                 f"Run {label} is partial (status {run.status}, {len(summaries.missing_points(run))} missing)."
             )
+        verdict = validity.of_run(run)[0]
+        if not verdict.valid:  # its numbers may be what contaminated it, not what the code under test did
+            warnings.append(f"Run {label} is INVALID ({', '.join(r.code for r in verdict.reasons)}): read its "
+                            f"differences with that in mind ('bubbleup report {run.path}' says why).")  # fmt: skip
     keys_a = set(zip(sum_a["value"], sum_a["setting"], strict=True))
     keys_b = set(zip(sum_b["value"], sum_b["setting"], strict=True))
     order = {s: i for i, s in enumerate(dict.fromkeys(run_a.settings + run_b.settings))}
@@ -377,6 +384,10 @@ def regressions(cmp: Comparison, gate: Gate) -> list[str]:
     out = []
     axis = cmp.run_a.axis
     if gate.slower is not None:
+        measured_b = set(zip(cmp.summary_b["value"], cmp.summary_b["setting"], strict=True))
+        for value, setting in zip(cmp.summary_a["value"], cmp.summary_a["setting"], strict=True):
+            if (value, setting) not in measured_b:  # a gate cannot pass what B never measured (a partial run)
+                out.append(f"{setting} at {format_value(value, axis)}: not measured in B")
         for r in table_rows(cmp.table):
             if r.status_a == "ok" and r.status_b != "ok":
                 out.append(f"{r.setting} at {format_value(r.value, axis)}: B {r.status_b} where A worked")

@@ -419,6 +419,9 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "version": bubbleup.__version__,
     }
     lines = changing.lines() if changing is not None else [*verdict_lines(rows), str(ctx["speed"])]
+    if status_class == "partial":  # said on the command line too, not only in the report's banner
+        resume = f" 'bubbleup run --resume {run.path}' measures what is missing." if missing else ""
+        lines = [status_text + resume, *lines]
     return environment().get_template("report.html.j2").render(**ctx), lines
 
 
