@@ -346,6 +346,10 @@ class Limits(_Strict):
     max_memory_fraction: Float = Field(default=0.6, gt=0.0, le=1.0)
     #: Explicit opt-in to go past both limits above (e.g. inside a memory-limited cgroup).
     allow_unsafe_memory: StrictBool = False
+    #: End the run (status failed, completed points kept) the first time a point's pressure could not be
+    #: applied, instead of recording that point failed and going on. What ``score`` and ``check-prediction``
+    #: ask: a co-runner that cannot run beside the reporter fails every repeat the same way.
+    stop_on_pressure_failure: StrictBool = False
 
 
 class TelemetrySpec(_Strict):

@@ -216,12 +216,18 @@ def test_score_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
         "exited at once": ["--", "true"],
         "give the co-runner's command": [],
     }
+    last = {}
     for expected, tail in cases.items():
-        done = run_cli(["score", "--reporter", str(rep), "--repeats", "1", "-q", "--out",
+        done = run_cli(["score", "--reporter", str(rep), "--repeats", "3", "-q", "--out",
                         str(tmp_path / f"s{len(tail)}"), *tail], cwd=tmp_path, timeout=120)  # fmt: skip
         assert done.returncode == 2, (expected, done.stderr)
-        lines = done.stderr.strip().splitlines()
-        assert expected in lines[-1] and "Traceback" not in done.stderr, done.stderr
+        last[expected] = done.stderr.strip().splitlines()[-1]
+        assert expected in last[expected] and "Traceback" not in done.stderr, done.stderr
+    # A co-runner that cannot run stops the score at its first failure, not after every repeat failed alike,
+    # and the message ends in words, not a bare colon where its stderr would go.
+    points = pd.read_csv(tmp_path / "s2" / "points.csv")
+    assert set(points["repeat"]) == {0} and list(points.loc[points["value"] == 1, "status"]) == ["failed"]
+    assert "true exited at once (status 0, within 1 s) (nothing on its stderr)" in last["exited at once"], last
     missing = run_cli(["score", "--reporter", str(tmp_path / "none.json"), "--", "sleep", "1"], cwd=tmp_path)
     assert missing.returncode == 2 and "calibrate --reporter" in missing.stderr
     data = json.loads(rep.read_text())

@@ -92,6 +92,10 @@ def pressure(programs: Programs, startup_s: float) -> dict[str, Any]:
     return {"bubble": bubbles[0]} if len(bubbles) == 1 else {"bubbles": bubbles}
 
 
+#: Every run of a co-runner stops at its first failure to run: it would fail every repeat the same way.
+STOP_ON_FAILURE: dict[str, Any] = {"limits": {"stop_on_pressure_failure": True}}
+
+
 def score_scenario(programs: Programs, workload: dict[str, Any], repeats: int = SCORE_REPEATS,
                    startup_s: float = 1.0) -> dict[str, Any]:  # fmt: skip
     """The reporter alone (0) and beside one copy of the co-runner (1), ``repeats`` times in alternating order."""
@@ -102,6 +106,7 @@ def score_scenario(programs: Programs, workload: dict[str, Any], repeats: int = 
         **pressure(programs, startup_s),
         "cpus": {"placement": "apart"},
         "sweep": {"axis": "count", "values": [0, 1], "repeats": repeats, "settle_s": 0.3},
+        **STOP_ON_FAILURE,
     }
 
 
@@ -123,6 +128,7 @@ def demand_scenario(command: Sequence[str], window_s: float = DEMAND_WINDOW_S,
         "cpus": {"placement": "free"},
         "sweep": {"axis": "count", "values": [1], "repeats": 1, "settle_s": window_s},
         "telemetry": {"enabled": False},
+        **STOP_ON_FAILURE,
     }  # fmt: skip
 
 

@@ -34,7 +34,7 @@ from bubbleup.errors import RunFailed, UserError
 from bubbleup.scenario import scenario_from_dict
 from bubbleup.store.layout import default_run_dir, is_run_dir
 from bubbleup.store.reader import Run, load_run
-from bubbleup.store.records import STATUS_OK
+from bubbleup.store.records import PRESSURE_NOT, STATUS_OK
 
 
 def calibrate_reporter(path: Path = reporter.DEFAULT_PATH, reports_root: Path = Path("reports"),
@@ -64,6 +64,17 @@ def load_reporter(path: Path, other_machine: bool = False) -> reporter.ReporterC
     return made
 
 
+def _corun(scenario: Any, out: Path, what: str, progress: bool = False, report: bool = True) -> Run:
+    """:func:`bubbleup.api.run` of a run with a co-runner: its program failing to run (the run stops at once,
+    ``limits.stop_on_pressure_failure``) is the user's input, one line and exit 2, saying ``what`` failed."""
+    try:
+        return api.run(scenario, out, reports_root=out.parent, progress=progress, report=report)
+    except RunFailed as exc:
+        if str(exc).startswith(PRESSURE_NOT):
+            raise UserError(f"{what}: {exc}") from None
+        raise
+
+
 def _failure(run: Run, value: int) -> str | None:
     rows = run.points[(run.points["value"] == value) & (run.points["status"] != STATUS_OK)]
     return str(rows["error"].iloc[0]) if len(rows) else None
@@ -82,7 +93,7 @@ def cpu_demand(programs: reporter.Programs, out: Path, window_s: float = reporte
     cores = []
     for command, where in zip(programs, demand_runs(out, len(programs)), strict=True):
         scenario = scenario_from_dict(reporter.demand_scenario(command, window_s, startup_s), "demand")
-        run = api.run(scenario, where, reports_root=where.parent, report=False)
+        run = _corun(scenario, where, f"score: {shlex.join(command)} could not run alone", report=False)
         failed = _failure(run, 1)
         if failed:
             raise UserError(f"score: {shlex.join(command)} could not run alone: {failed}")
@@ -111,7 +122,7 @@ def score_command(programs: reporter.Programs, made: reporter.ReporterCurve, out
     """Run the reporter alone and beside the co-runner (one program, or a mix: ``programs``) into ``out`` and read
     its bubble score; its cores are then measured alone and unpinned (:func:`cpu_demand`, into :func:`demand_dir`)."""
     scenario = scenario_from_dict(reporter.score_scenario(programs, made.workload, repeats, startup_s), "score")
-    run = api.run(scenario, out, reports_root=out.parent, progress=progress)
+    run = _corun(scenario, out, "score: the co-runner could not run beside the reporter", progress)
     failed = _failure(run, 1)
     if failed:
         raise UserError(f"score: the co-runner could not run beside the reporter: {failed}")
@@ -184,7 +195,9 @@ def cpu_curve_scenario(run: Run, repeats: int = 3) -> dict[str, Any]:
         "sweep": {"axis": "count", "values": list(range(int(2 * cores / CPU_CURVE_DUTY) + 1)), "repeats": repeats,
                   "settle_s": 0.5},
     }  # fmt: skip
-    return {**out, **_workload_part(run)}
+    part = _workload_part(run)
+    limits = {**part.get("limits", {}), **reporter.STOP_ON_FAILURE["limits"]}
+    return {**out, **part, "limits": limits}
 
 
 def measure_cpu_curves(run_dir: Path, out: Path, repeats: int = 3, progress: bool = False) -> Path:
@@ -287,7 +300,7 @@ def check(run_dir: Path, corunners: Sequence[reporter.Programs], made: reporter.
         except ValueError as exc:
             raise RunFailed(f"check: {label}: {exc}") from None
         scenario = scenario_from_dict(corun_scenario(run, programs, repeats, startup_s, cpus), "co-run")
-        corun = api.run(scenario, out / f"{i:02d}-corun", reports_root=out, progress=progress)
+        corun = _corun(scenario, out / f"{i:02d}-corun", f"check: {label} could not co-run with the workload", progress)
         failed = _failure(corun, 1)
         if failed:
             raise UserError(f"check: {label} could not co-run with the workload: {failed}")

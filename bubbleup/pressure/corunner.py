@@ -121,11 +121,12 @@ class CoRunner:
 
 
     def stderr_tail(self) -> str:
+        """``: <its last two lines of stderr>``, or that it wrote none: the end of an error message."""
         assert self.child is not None
         self.child.wait()  # it has exited: let the reader reach the end of what it wrote
         self.reader.join(timeout=2.0)
         lines = self.errors.decode(errors="replace").strip().splitlines()
-        return " ".join(lines[-2:])[:300]
+        return f": {' '.join(lines[-2:])[:300]}" if lines else " (nothing on its stderr)"
 
     def relaunch(self) -> None:
         """The program finished cleanly: run it again, keeping the CPU it used."""
@@ -175,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         while time.perf_counter() < deadline and not stop.is_set():
             if child.poll() is not None:
                 emit("error", message=f"{command[0]} exited at once (status {child.returncode}, within "
-                                      f"{args.startup_s:g} s): {runner.stderr_tail()}")  # fmt: skip
+                                      f"{args.startup_s:g} s){runner.stderr_tail()}")  # fmt: skip
                 return 3
             runner.poll()
             stop.wait(POLL_S)
@@ -189,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         while not stop.wait(POLL_S):
             if child.poll() is not None:
                 if child.returncode != 0:
-                    emit("error", message=f"{command[0]} died while running: status {child.returncode}: "
+                    emit("error", message=f"{command[0]} died while running: status {child.returncode}"
                                           f"{runner.stderr_tail()}")  # fmt: skip
                     return 3
                 runner.poll()

@@ -40,6 +40,7 @@ from bubbleup.store.records import (
     SampleRow,
     corrects,
     key_fields,
+    pressure_failed,
 )
 from bubbleup.store.writer import RunWriter
 from bubbleup.sweep import evidence, replication
@@ -298,6 +299,8 @@ class Orchestrator:
         samples = [self._sample_row(o, r, pool) for o in outcomes for r in self._records(o)]
         points = [self._point_row(o) for o in outcomes]
         self.store.append_point(samples, points, machine_rows, bubbles)
+        if sc.limits.stop_on_pressure_failure and pressure_failed(pressure_error):
+            raise RunFailed(f"{pressure_error} (limits.stop_on_pressure_failure: the run stops here)")
 
     @staticmethod
     def _records(outcome: _StepOutcome) -> list[InferenceRecord]:
