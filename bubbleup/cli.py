@@ -173,7 +173,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from bubbleup import dial_check
 
     result = calibrate(window_s=args.window_s, reps=args.reps)
-    result["dial"] = dial_check.check()
+    from bubbleup.store.layout import default_run_dir
+
+    result["dial"] = dial_check.check(default_run_dir(Path(args.reports_root), dial_check.DIAL_SCENARIO["name"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2))
@@ -337,7 +339,8 @@ def build_parser() -> argparse.ArgumentParser:
                      "against the Bubble-Up bubble (what 'score' reads)")  # fmt: skip
     cal.add_argument("--reporter-out", default="reports/reporter.json", help="where the reporter curve goes "
                      "(default: %(default)s)")  # fmt: skip
-    cal.add_argument("--reports-root", default="reports", help="where its run directory goes (default: reports)")
+    cal.add_argument("--reports-root", default="reports", help="where its run directories go (the dial check's, the "
+                     "reporter curve's; default: reports)")  # fmt: skip
     cal.set_defaults(func=_cmd_calibrate)
 
     colocation_cli.add_commands(sub)

@@ -32,12 +32,14 @@ DIAL_SCENARIO: dict[str, Any] = {
 
 
 def check(out: Path | None = None) -> dict[str, Any]:
-    """Sweep the two-thread kernel over 0-4 bubbles and say whether its median ever falls beyond both CIs."""
+    """Sweep the two-thread kernel over 0-4 bubbles and say whether its median ever falls beyond both CIs; the run
+    is kept at ``out`` (its report says more than the verdict), in a temporary directory when ``out`` is None."""
     scenario = scenario_from_dict(DIAL_SCENARIO, "calibrate dial check")
     with tempfile.TemporaryDirectory(prefix="bubbleup-dial-") as tmp:
-        run = api.run(scenario, out if out is not None else Path(tmp) / "run", report=False)
+        run = api.run(scenario, out if out is not None else Path(tmp) / "run", report=out is not None)
         summary = api.summarise(run)
         found = falls_in(run, summary)
     medians = {f"{v:g}": round(float(m), 4) for v, m in zip(summary["value"], summary["median_ms"], strict=True)}
     return {"kernel": "synthetic, 2 threads, 1 MiB x 64 columns", "medians_ms": medians,
-            "monotone": not found, "falls": [f.sentence() for f in found]}  # fmt: skip
+            "monotone": not found, "falls": [f.sentence() for f in found],
+            "run_dir": str(out) if out is not None else None}  # fmt: skip

@@ -26,8 +26,8 @@ def plural(n: int, noun: str) -> str:
 
 def sig3(value: float) -> str:
     """Three significant figures, for a number known no better (an interpolated bubble score, a predicted
-    latency): ``24.4``, ``0.953``, ``1.2e+03``."""
-    return f"{value:.3g}"
+    latency): ``24.4``, ``0.953``, ``1200`` (a whole number above 1000, not ``1.2e+03``)."""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.3g}"
 
 
 def format_value(value: float | None, axis: str, unit: bool = True) -> str:

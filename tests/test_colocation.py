@@ -253,8 +253,9 @@ def test_predict_prints_each_setting_at_a_given_score(tmp_path: Path) -> None:
     lines = done.stdout.strip().splitlines()
     assert [ln.split(":")[0] for ln in lines] == ["LL", "HH"]
     assert "predicted QoS 0.6" in lines[0]  # 10 / 15.5 between 16 and 32 MiB
-    far = run_cli(["predict", str(run_dir), "--score", "1000"], cwd=tmp_path)
+    far = run_cli(["predict", str(run_dir), "--score", "5000"], cwd=tmp_path)
     assert far.returncode == 0 and "outside the measured sizes" in far.stdout
+    assert "the score 5000 MiB" in far.stdout, far.stdout  # not 5e+03
 
 
 def test_predict_and_check_refuse_bad_arguments_in_one_line(tmp_path: Path) -> None:
@@ -265,6 +266,7 @@ def test_predict_and_check_refuse_bad_arguments_in_one_line(tmp_path: Path) -> N
         ("--score", "nan"): "argument --score: must be a finite number, 0 or more, got nan",
         ("--score", "abc"): "argument --score: expected a number, got 'abc'",
         ("--score", "10", "--with", "--", "true"): "give either --score MIB or --with -- CMD",
+        ("--score", "10", "--cores", "1"): "--cores is read off a CPU curve: give the CPU-curve run too",
         # the documented form parses (it was "unrecognized arguments: -- ..."): it stops at the missing reporter
         ("--reporter", none, "--with", "--", "sleep", "1"): "calibrate --reporter",
     }

@@ -66,6 +66,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     cpu = workflow.cpu_curves(Path(args.cpu_run), run, args.percentile)[1] if args.cpu_run else None
     if args.cores is not None and (args.cores < 0 or args.score is None):
         raise UserError("predict: --cores is the co-runner's CPU use (>= 0) beside a hand-given --score")
+    if args.cores is not None and cpu is None:
+        raise UserError("predict: --cores is read off a CPU curve: give the CPU-curve run too (--cpu-run RUN)")
     if cpu is not None and args.score is not None and args.cores is None:
         raise UserError("predict: --cpu-run needs the co-runner's CPU use: --cores C (or score it with --with)")
     if args.score is not None:

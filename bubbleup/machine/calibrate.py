@@ -143,6 +143,8 @@ def render(cal: dict[str, Any]) -> str:
         lines.append(f"dial check ({dial['kernel']}), median ms by bubble count: {curve}")
         lines.append("  monotone: yes" if dial["monotone"] else "  WARNING: the dial is not monotone here: "
                      + "; ".join(dial["falls"]))  # fmt: skip
+        if dial.get("run_dir"):
+            lines.append(f"  its run: {dial['run_dir']}")
     return "\n".join(lines)
 
 
