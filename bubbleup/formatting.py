@@ -24,6 +24,12 @@ def plural(n: int, noun: str) -> str:
     return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
+def busiest(processes: list[dict[str, Any]] | None) -> str:
+    """Who used the CPU (a start check's ``busiest``), for a sentence: `` (busiest: xz pid 4242 0.98 cores)``."""
+    named = [f"{p.get('name')} pid {p.get('pid')} {float(p.get('cores') or 0):.2f} cores" for p in processes or []]
+    return f" (busiest: {', '.join(named)})" if named else ""
+
+
 def sig3(value: float) -> str:
     """Three significant figures, for a number known no better (an interpolated bubble score, a predicted
     latency): ``24.4``, ``0.953``, ``1200`` (a whole number above 1000, not ``1.2e+03``)."""

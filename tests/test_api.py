@@ -23,19 +23,20 @@ def readme_example() -> str:
 
 
 def test_the_readme_example_runs_and_reads_back_what_the_cli_writes(tmp_path: Path) -> None:
-    code = readme_example().replace("reports/smoke/notebook", str(tmp_path / "run"))
+    code = readme_example().replace('reports_root="reports"', f"reports_root={str(tmp_path)!r}")
     code = code.replace("scenarios/smoke.yaml", str(ROOT / "scenarios" / "smoke.yaml"))
     shown = io.StringIO()
     with contextlib.redirect_stdout(shown):
         exec(compile(code, "README.md", "exec"), {})
     printed = shown.getvalue()
     assert printed.startswith("complete") and "median_ms" in printed
-    run = bubbleup.load_run(tmp_path / "run")
-    assert (tmp_path / "run" / "report.html").is_file()
+    (made,) = (tmp_path / "smoke").iterdir()  # a run directory of its own, so the example runs again as written
+    run = bubbleup.load_run(made)
+    assert (made / "report.html").is_file()
     assert [c.setting for c in bubbleup.find_cliffs(run)] == ["ws256k", "ws2048k"]
     assert all(c.sentence() in printed for c in bubbleup.find_cliffs(run))
     summary = bubbleup.summarise(run)
-    points = pd.read_csv(tmp_path / "run" / "points.csv")
+    points = pd.read_csv(made / "points.csv")
     shipped = yaml.safe_load((ROOT / "scenarios" / "smoke.yaml").read_text())
     repeats, n = shipped["sweep"]["repeats"], shipped["workload"]["inferences_per_setting"]
     assert len(summary) == 3 * 2 and len(points) == 3 * 2 * repeats and set(summary["n"]) == {n * repeats}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -105,6 +106,9 @@ def test_a_process_spinning_beside_the_run_makes_it_invalid(tmp_path: Path) -> N
     assert telemetry["run_cpu_cores"].mean() > 0 and telemetry["outside_cpu_cores"].mean() > 0.25
     start = json.loads((out / "manifest.json").read_text())["machine_checks"]
     assert len(start) == 1 and start[0]["outside_cpu_cores"] > OUTSIDE_CPU_CORES
+    # and it names who: the spinner, by its PID, busiest of all (a user can act on that)
+    assert start[0]["busiest"][0]["pid"] == spinner.pid and start[0]["busiest"][0]["cores"] > 0.5, start
+    assert f"pid {spinner.pid}" in message(verdict, "machine_busy_start")
 
 
 _BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass\n"
@@ -325,6 +329,13 @@ def test_a_run_that_measured_nothing_or_cannot_be_read_is_invalid(tmp_path: Path
     """A report of nothing once said VALID; so did one whose manifest was not JSON."""
     run_dir = _fake(tmp_path)
     assert {r.code for r in validity.check(load_run(run_dir)).reasons} == set()
+    samples = run_dir / "samples.csv"
+    whole = samples.read_bytes()
+    samples.write_bytes(whole[:2000])  # cut after a few rows, as a copy that ran out of disk leaves it
+    verdict = validity.check(load_run(run_dir))
+    assert [r.code for r in verdict.reasons] == ["damaged"], verdict.lines()
+    assert re.search(r"samples.csv holds \d+ of the \d+ timed inferences points.csv counts", verdict.reasons[0].message)
+    samples.write_bytes(whole)
     points = run_dir / "points.csv"
     points.write_text(points.read_text().splitlines()[0] + "\n")  # the header alone: no point measured
     assert [r.code for r in validity.check(load_run(run_dir)).reasons] == ["no_data"]

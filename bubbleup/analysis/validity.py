@@ -56,7 +56,7 @@ from typing import Any
 import pandas as pd
 
 from bubbleup.errors import UserError
-from bubbleup.formatting import pressure
+from bubbleup.formatting import busiest, pressure
 from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import MANIFEST
 from bubbleup.store.reader import UNREADABLE, Run, load_run
@@ -302,7 +302,7 @@ def _busy_at_start(run: Run, unchecked: list[str]) -> list[Reason]:
     if not busy:
         return []
     named = [f"{float(c['outside_cpu_cores']):.2f} cores over {float(c.get('window_s') or 0):g} s "
-             f"({c.get('when', 'at start')})" for c in busy]  # fmt: skip
+             f"({c.get('when', 'at start')}){busiest(c.get('busiest'))}" for c in busy]  # fmt: skip
     return [Reason("machine_busy_start", f"the machine was busy before measuring: processes outside the run used "
                                          f"{_named(named)} (limit {OUTSIDE_CPU_CORES} cores)")]  # fmt: skip
 
@@ -423,8 +423,24 @@ def _repeats(run: Run, unchecked: list[str]) -> list[Reason]:
                               f"max_repeats: {_named(named)}")]  # fmt: skip
 
 
+def _samples_cut(run: Run) -> str:
+    """``samples.csv holds ...`` when it has fewer timed inferences than points.csv counts for its completed
+    steps (cut short or edited after the run: every curve would read fewer samples than were taken), else ""."""
+    p, s = run.points, run.samples
+    if p.empty or "n" not in p.columns:
+        return ""
+    keys = ["repeat", "value", "setting", "step"]
+    ok = p[p["status"] == STATUS_OK]
+    counted = int(pd.to_numeric(ok["n"], errors="coerce").fillna(0).sum())
+    timed = s[s["phase"] == "timed"].merge(ok[keys].drop_duplicates(), on=keys) if len(s) else s
+    return f"samples.csv holds {len(timed)} of the {counted} timed inferences points.csv counts" if len(
+        timed) < counted else ""  # fmt: skip
+
+
 def _damaged_or_empty(run: Run) -> list[Reason]:
     damaged = [n for n in run.notes if any(words in n for words in UNREADABLE)]
+    cut = _samples_cut(run)
+    damaged += [cut] if cut else []
     out = [Reason("damaged", f"unreadable: {_named(damaged)}")] if damaged else []
     if run.points.empty and run.status != "running":  # a run still starting has measured nothing yet
         out.append(Reason("no_data", "no point was measured (points.csv has no row)"))

@@ -23,7 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import psutil
 
@@ -147,6 +147,10 @@ class CpuAccount:
         self._busy = _process_busy_s()
         self._run_cpu_s(opening=True)
 
+    def pids(self) -> set[int]:
+        """The run's processes now: the roots and all their descendants."""
+        return self._pids()
+
     def _pids(self) -> set[int]:
         roots = set(self.roots())
         return roots.union(*(descendants(pid) for pid in roots))
@@ -192,14 +196,35 @@ class CpuAccount:
         return run, outside
 
 
-def outside_cpu(account: CpuAccount, window_s: float) -> dict[str, float]:
+def process_census() -> dict[int, tuple[str, float]]:
+    """Every process's name and CPU seconds so far, by PID: what :func:`outside_cpu` names the busiest from."""
+    out: dict[int, tuple[str, float]] = {}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        t = p.info["cpu_times"]
+        if t is not None:
+            out[p.pid] = (str(p.info["name"] or "?"), float(t.user + t.system))
+    return out
+
+
+def outside_cpu(account: CpuAccount, window_s: float,
+                census: dict[int, tuple[str, float]] | None = None) -> dict[str, Any]:  # fmt: skip
     """The machine before a run starts measuring: cores used by the run and by everybody else since ``account``
     was opened, over at least ``window_s``. The run may load its workers inside the window: their CPU is the
-    run's, and the check costs no time of its own unless loading took less than the window."""
+    run's, and the check costs no time of its own unless loading took less than the window. With a ``census``
+    taken when the account opened, ``busiest`` names who else used the CPU (at most 3, 0.05 cores or more):
+    an INVALID verdict that says *who* is one a user can act on."""
     time.sleep(max(0.0, window_s - account.elapsed_s()))
     elapsed = account.elapsed_s()
     run, outside = account.sample()
-    return {"window_s": round(elapsed, 3), "run_cpu_cores": round(run, 3), "outside_cpu_cores": round(outside, 3)}
+    out: dict[str, Any] = {"window_s": round(elapsed, 3), "run_cpu_cores": round(run, 3),
+                           "outside_cpu_cores": round(outside, 3)}  # fmt: skip
+    if census is not None:
+        ours = account.pids() | {os.getpid()}
+        used = [(cpu - census.get(pid, (name, 0.0))[1], pid, name) for pid, (name, cpu) in process_census().items()
+                if pid not in ours]  # fmt: skip
+        out["busiest"] = [{"pid": pid, "name": name, "cores": round(s / elapsed, 3)}
+                          for s, pid, name in sorted(used, reverse=True)[:3] if elapsed > 0 and s / elapsed >= 0.05]
+    return out
 
 
 class Sampler:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed
+from bubbleup.formatting import busiest
 from bubbleup.machine import telemetry
 from bubbleup.pressure.placement import allowed_cpus, assign
 from bubbleup.pressure.pool import BubblePool
@@ -169,14 +170,15 @@ class Orchestrator:
             return 0
         return int(self.budget.stats().get("oom_kills") or 0)
 
-    def _check_machine(self, account: telemetry.CpuAccount) -> None:
+    def _check_machine(self, account: telemetry.CpuAccount, census: dict[int, tuple[str, float]]) -> None:
         """Is someone else using the CPUs (``machine_busy_start``)? The window spans our workers' load."""
-        check: dict[str, Any] = telemetry.outside_cpu(account, START_CHECK_S)
+        check: dict[str, Any] = telemetry.outside_cpu(account, START_CHECK_S, census)
         check["when"] = f"at resume {n}" if (n := len(self.store.manifest.resumed_at)) else "before the first point"
         self.store.update_manifest(machine_checks=[*self.store.manifest.machine_checks, check])
         if check["outside_cpu_cores"] > OUTSIDE_CPU_CORES:
             self.progress.note(f"warning: the machine is busy: other processes use {check['outside_cpu_cores']:.2f} "
-                               f"cores (more than {OUTSIDE_CPU_CORES}); this run will be INVALID")  # fmt: skip
+                               f"cores (more than {OUTSIDE_CPU_CORES}){busiest(check.get('busiest'))}; this run "
+                               "will be INVALID")  # fmt: skip
 
     def run(self) -> None:
         done = self.store.completed_points()
@@ -184,10 +186,10 @@ class Orchestrator:
         todo = [(r, v) for r, v in plan if (r, v) not in done]
         self.progress.advance(self.steps_per_point * (len(plan) - len(todo)))
         try:
-            account = telemetry.CpuAccount(lambda: [os.getpid()])
+            account, census = telemetry.CpuAccount(lambda: [os.getpid()]), telemetry.process_census()
             self._open_budget()
             self._load_workers()
-            self._check_machine(account)
+            self._check_machine(account, census)
             self._current_repeat = todo[0][0] if todo else None
             self._run_points(todo)
             while extra := self._more_repeats():
