@@ -149,8 +149,20 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"  settings ({len(settings)}): {', '.join(settings)}")
         if presets:
             print(f"  presets: {', '.join(f'{k}={v}' for k, v in presets.items())}")
+        options = [f"{name}={'(required)' if f.is_required() else _option_text(f.default)}"
+                   for name, f in cls.Options.model_fields.items()]  # fmt: skip
+        print(f"  options (workload.options, defaults): {', '.join(options)}")
         print()
     return 0
+
+
+def _option_text(default: object) -> str:
+    """A workload option's default as a scenario would write it: ``[256, 2048]``, ``none``, ``true``."""
+    if isinstance(default, tuple | list):
+        return "[" + ", ".join(_option_text(x) for x in default) + "]"
+    if default is None or isinstance(default, bool):
+        return {None: "none", True: "true", False: "false"}[default]
+    return str(default)
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:

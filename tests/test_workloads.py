@@ -123,6 +123,10 @@ def test_list_shows_kinds_settings_and_presets(tmp_path: Path) -> None:
     assert done.returncode == 0
     assert "synthetic:" in done.stdout and "ws256k" in done.stdout and "presets: small=ws256k" in done.stdout
     assert "python:" in done.stdout and "command:" in done.stdout
+    # each kind's options with their defaults, as a scenario writes them
+    assert "options (workload.options, defaults): working_sets_kb=[256, 2048, 16384], rounds=8" in done.stdout
+    assert "argv=[true], settings=[default], check=true" in done.stdout
+    assert "function=workloads.python_call:noop, setup=none" in done.stdout
 
 
 def test_smoke_scenario_runs_and_reads_back(tmp_path: Path) -> None:
