@@ -38,8 +38,10 @@ from bubbleup.store.layout import MANIFEST, is_run_dir
 
 #: The custom resource each host offers once: what keeps two runs off one host.
 HOST_RESOURCE = "bubbleup_host"
-#: The files a run directory grows by appending complete lines (streamed as deltas).
-APPENDED = ("samples.csv", "points.csv", "telemetry.csv", "bubbles.csv", "worker.log")
+#: The files a run directory grows by appending complete lines (streamed as deltas). points.csv first: the
+#: writer commits a point's data rows before its point rows, so data read after the points always holds every
+#: row of the points sent (and perhaps a next point's, which a resume drops as orphans), never fewer.
+APPENDED = ("points.csv", "samples.csv", "telemetry.csv", "bubbles.csv", "worker.log")
 POLL_S = 0.5
 #: A host's scratch directory for one run: ``<tmp>/bubbleup-ray-<task PID>-<random>`` (``procs.owned_tmpdir``).
 WORK_PREFIX = "bubbleup-ray-"

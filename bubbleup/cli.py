@@ -149,8 +149,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         print(f"  settings ({len(settings)}): {', '.join(settings)}")
         if presets:
             print(f"  presets: {', '.join(f'{k}={v}' for k, v in presets.items())}")
-        options = [f"{name}={'(required)' if f.is_required() else _option_text(f.default)}"
-                   for name, f in cls.Options.model_fields.items()]  # fmt: skip
+        fields = cls.Options.model_fields.items()
+        options = [f"{k}={'(required)' if f.is_required() else _option_text(f.get_default(call_default_factory=True))}"
+                   for k, f in fields]  # fmt: skip
         print(f"  options (workload.options, defaults): {', '.join(options)}")
         print()
     return 0

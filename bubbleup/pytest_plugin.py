@@ -91,11 +91,11 @@ class ContentionResult:
         """Latency at ``p`` with the bubbles up / with none."""
         return self.latency(p) / self.latency(p, 0)
 
-    def interval(self, p: float = 50) -> tuple[float, float]:
-        """The slowdown's 95% CI: a hierarchical bootstrap, repeats then samples within each (``compare``'s own)."""
+    def interval(self, p: float = 50, confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+        """The slowdown's CI: a hierarchical bootstrap, repeats then samples within each (``compare``'s own)."""
         from bubbleup.analysis.compare import ratio_interval
 
-        _, low, high = ratio_interval(self._latencies(0), self._latencies(self.bubbles), p)
+        _, low, high = ratio_interval(self._latencies(0), self._latencies(self.bubbles), p, seed, confidence)
         return low, high
 
     @property

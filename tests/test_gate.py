@@ -58,6 +58,9 @@ def test_a_partial_or_invalid_b_is_said_and_a_partial_one_fails_the_gate(tmp_pat
                        missing=[(0, 2), (0, 3), (1, 2), (1, 3)])  # fmt: skip
     code, lines, err = _gate(tmp_path, a, partial, "--fail-if-slower", "10%")
     assert code == 1 and lines == ["LL at 2: not measured in B", "LL at 3: not measured in B"], (lines, err)
+    broke = make_run(tmp_path, curves, values, name="broke", seed=3, repeats=2, failed={("LL", 3): "failed"})
+    code, lines, err = _gate(tmp_path, broke, partial, "--fail-if-slower", "10%")
+    assert code == 1 and lines == ["LL at 2: not measured in B"], (lines, err)  # 3 failed in A: nothing to keep
     manifest = partial / "manifest.json"
     data = json.loads(manifest.read_text())
     data["validity"] = {"valid": False, "reasons": [{"code": "machine_busy", "message": "someone else"}]}

@@ -106,8 +106,8 @@ def test_a_process_spinning_beside_the_run_makes_it_invalid(tmp_path: Path) -> N
     assert telemetry["run_cpu_cores"].mean() > 0 and telemetry["outside_cpu_cores"].mean() > 0.25
     start = json.loads((out / "manifest.json").read_text())["machine_checks"]
     assert len(start) == 1 and start[0]["outside_cpu_cores"] > OUTSIDE_CPU_CORES
-    # and it names who: the spinner, by its PID, busiest of all (a user can act on that)
-    assert start[0]["busiest"][0]["pid"] == spinner.pid and start[0]["busiest"][0]["cores"] > 0.5, start
+    # and it names who: the spinner, by its PID (a user can act on that)
+    assert any(b["pid"] == spinner.pid and b["cores"] > 0.25 for b in start[0]["busiest"]), start
     assert f"pid {spinner.pid}" in message(verdict, "machine_busy_start")
 
 
@@ -183,14 +183,32 @@ def test_a_workload_that_fails_without_pressure_is_invalid(tmp_path: Path) -> No
     data = tiny(workload={"kind": "command", "options": {"argv": ["false"]}, "inferences_per_setting": 3})
     verdict, _ = run(tmp_path, data)
     assert "baseline_failed" in codes(verdict), verdict.lines()
-    assert "1 of 1 step(s) at 0 bubbles, the lowest pressure, failed: default (failed)" in message(
-        verdict, "baseline_failed")
+    assert "1 setting failed in every step with no pressure: default (failed)" in message(verdict, "baseline_failed")
     assert message(verdict, "baseline_failed").endswith("first error: RuntimeError: false exited with status 1")
     missing = tiny(workload={"kind": "command", "options": {"argv": ["/no/such/program", "{setting}"]}})
     done = run_cli(["validate", str(write_scenario(tmp_path, missing, "missing.yaml"))], cwd=tmp_path)
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"error: {tmp_path / 'missing.yaml'}: workload.options.argv: '/no/such/program' is not a program here (not "
         "on PATH, not a file)"]
+
+
+def test_only_a_setting_that_never_worked_without_pressure_lacks_a_baseline(tmp_path: Path) -> None:
+    """baseline_failed is about no pressure at all: not a failure with bubbles up (the workload's result, the
+    cliff's "does not work even at"), not a budget's OOM kill, not one crashed repeat among working ones."""
+    dead = make_run(tmp_path / "dead", {"LL": [10, 11], "HH": [20, 21]}, [0, 1], repeats=2,
+                    failed={("HH", 0): "failed"})  # fmt: skip
+    verdict = validity.check(load_run(dead))
+    assert "1 setting failed in every step with no pressure: HH (failed)" in message(verdict, "baseline_failed")
+    sizes = make_run(tmp_path / "sizes", {"LL": [10, 11]}, [64, 128], axis="size_mb", failed={("LL", 64): "timeout"})
+    assert "baseline_failed" not in codes(validity.check(load_run(sizes)))  # bubbles were up at 64 MiB
+    once = make_run(tmp_path / "once", {"LL": [10, 11]}, [0, 1], repeats=2)
+    points = pd.read_csv(once / "points.csv", dtype={"status": str, "error": str})
+    points.loc[(points["repeat"] == 1) & (points["value"] == 0), ["status", "error"]] = ["failed", "worker died"]
+    points.to_csv(once / "points.csv", index=False)
+    assert "baseline_failed" not in codes(validity.check(load_run(once)))  # repeat 0 worked: a baseline exists
+    points.loc[points["value"] == 0, ["status", "error"]] = ["failed", "worker died; OOM-killed inside the budget"]
+    points.to_csv(once / "points.csv", index=False)
+    assert "baseline_failed" not in codes(validity.check(load_run(once)))  # the device could not hold it: a result
 
 
 def test_a_budget_that_throttles_the_run_is_invalid(tmp_path: Path) -> None:
@@ -334,9 +352,14 @@ def test_a_run_that_measured_nothing_or_cannot_be_read_is_invalid(tmp_path: Path
     samples.write_bytes(whole[:2000])  # cut after a few rows, as a copy that ran out of disk leaves it
     verdict = validity.check(load_run(run_dir))
     assert [r.code for r in verdict.reasons] == ["damaged"], verdict.lines()
-    assert re.search(r"samples.csv holds \d+ of the \d+ timed inferences points.csv counts", verdict.reasons[0].message)
+    assert re.fullmatch(r"incomplete: samples.csv holds \d+ of the \d+ timed inferences points.csv counts",
+                        verdict.reasons[0].message), verdict.reasons[0].message
     samples.write_bytes(whole)
     points = run_dir / "points.csv"
+    rows = points.read_text().splitlines(keepends=True)
+    points.write_text("".join(rows[:-2]))  # a live run between its commits: samples of a point not yet in points
+    assert {r.code for r in validity.check(load_run(run_dir)).reasons} == set()
+    points.write_text("".join(rows))
     points.write_text(points.read_text().splitlines()[0] + "\n")  # the header alone: no point measured
     assert [r.code for r in validity.check(load_run(run_dir)).reasons] == ["no_data"]
     (run_dir / "manifest.json").write_text("not json{")

@@ -122,13 +122,13 @@ def _by_repeat(curves: Sequence[summaries.SettingCurve]) -> dict[tuple[float, st
     return {(p.value, c.setting): p.replicates() for c in curves for p in c.points if p.by_repeat}
 
 
-def ratio_interval(a: Sequence[np.ndarray], b: Sequence[np.ndarray], q: Statistic = IQM,
-                   seed: int = SEED) -> tuple[float, float, float]:  # fmt: skip
+def ratio_interval(a: Sequence[np.ndarray], b: Sequence[np.ndarray], q: Statistic = IQM, seed: int = SEED,
+                   confidence: float = CONFIDENCE) -> tuple[float, float, float]:  # fmt: skip
     """B/A of :func:`replicate_statistic` (of the repeats' IQMs, or percentile ``q``) with its
-    hierarchical-bootstrap 95% percentile CI."""
+    hierarchical-bootstrap percentile CI (95% unless ``confidence`` says otherwise)."""
     rng = np.random.default_rng(seed)
     ratios = hierarchical_resamples(b, rng, N_RESAMPLES, q) / hierarchical_resamples(a, rng, N_RESAMPLES, q)
-    tail = (1 - CONFIDENCE) / 2 * 100
+    tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail])
     return replicate_statistic(b, q) / replicate_statistic(a, q), float(low), float(high)
 
@@ -385,8 +385,9 @@ def regressions(cmp: Comparison, gate: Gate) -> list[str]:
     axis = cmp.run_a.axis
     if gate.slower is not None:
         measured_b = set(zip(cmp.summary_b["value"], cmp.summary_b["setting"], strict=True))
-        for value, setting in zip(cmp.summary_a["value"], cmp.summary_a["setting"], strict=True):
-            if (value, setting) not in measured_b:  # a gate cannot pass what B never measured (a partial run)
+        sa = cmp.summary_a
+        for value, setting, status in zip(sa["value"], sa["setting"], sa["status"], strict=True):
+            if status == "ok" and (value, setting) not in measured_b:  # a gate cannot pass what B never measured
                 out.append(f"{setting} at {format_value(value, axis)}: not measured in B")
         for r in table_rows(cmp.table):
             if r.status_a == "ok" and r.status_b != "ok":

@@ -38,12 +38,14 @@ Reasons, by code (thresholds are module constants):
   device the budget stands for (with that many real cores) would not have.
 - ``concurrent``: another bubbleup run shared the machine (only possible with ``--allow-concurrent``,
   :mod:`bubbleup.machine.lock`).
-- ``baseline_failed``: a setting's step at the lowest pressure measured (no bubbles, or the smallest size)
-  failed or timed out for a reason of the workload's own (a program that is not there, a model that
-  does not load): without its baseline a setting's curve compares pressure with nothing.
+- ``baseline_failed``: every step of a setting with no pressure (a count sweep's 0 bubbles) failed or timed
+  out, for a reason of the workload's own (a program that fails, a model that does not load): without a
+  baseline the setting's curve compares pressure with nothing. Not a failure with bubbles up (that is the
+  workload's result), nor a budget's OOM kill, nor one failed repeat among working ones.
 - ``no_data``: no point was measured (points.csv has no row): nothing to be valid about.
-- ``damaged``: a file of the run could not be read (a manifest that is not JSON, a CSV that does not parse):
-  what the report shows of the run may be only part of it.
+- ``damaged``: a file of the run could not be read (a manifest that is not JSON, a CSV that does not parse), or
+  samples.csv holds fewer timed inferences than points.csv counts (cut short or edited after the run): what
+  the report shows of the run may be only part of it.
 """
 
 from __future__ import annotations
@@ -56,11 +58,11 @@ from typing import Any
 import pandas as pd
 
 from bubbleup.errors import UserError
-from bubbleup.formatting import busiest, pressure
+from bubbleup.formatting import busiest, plural, pressure
 from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import MANIFEST
 from bubbleup.store.reader import UNREADABLE, Run, load_run
-from bubbleup.store.records import OUTSIDE_CPU_CORES, STATUS_OK, pressure_failed
+from bubbleup.store.records import BUDGET_OOM, OUTSIDE_CPU_CORES, STATUS_OK, pressure_failed
 
 #: A bubble missed its size target below this share of it.
 RSS_FRACTION = 0.95
@@ -378,18 +380,24 @@ def _pressure_failed(run: Run, unchecked: list[str]) -> list[Reason]:
 
 
 def _baseline_failed(run: Run, unchecked: list[str]) -> list[Reason]:
+    """Settings none of whose steps without pressure (no bubble running: a count sweep's 0) worked. With bubbles
+    up, a failure is the workload's result ("does not work even at ..."), and so is a budget's OOM kill; one
+    failed repeat among working ones is a crash the curve can do without."""
     p = run.points
-    if p.empty or run.axis == "schedule":
+    if p.empty or run.axis != "count" or "bubble_count" not in p.columns:
         return []
-    base = p[p["value"] == p["value"].min()]
-    failed = base[(base["status"] != STATUS_OK) & ~base["error"].map(pressure_failed)]
+    base = p[pd.to_numeric(p["bubble_count"], errors="coerce") == 0]
+    by_setting = base.groupby("setting", sort=False)
+    dead = [str(s) for s, g in by_setting if not (g["status"] == STATUS_OK).any()
+            and not g["error"].map(lambda e: isinstance(e, str) and BUDGET_OOM in e).any()]  # fmt: skip
+    failed = base[base["setting"].isin(dead) & ~base["error"].map(pressure_failed)]
     if failed.empty:
         return []
     named = [f"{s} ({', '.join(sorted(set(g['status'].astype(str))))})"
              for s, g in failed.groupby("setting", sort=False)]  # fmt: skip
-    return [Reason("baseline_failed", f"{len(failed)} of {len(base)} step(s) at {_at(run, base['value'].iloc[0])}, "
-                                      f"the lowest pressure, failed: {_named(named)}; first error: "
-                                      f"{str(failed['error'].iloc[0])[:300]}")]  # fmt: skip
+    first = str(failed["error"].iloc[0])[:300]
+    return [Reason("baseline_failed", f"{plural(len(dead), 'setting')} failed in every step with no pressure: "
+                                      f"{_named(named)}; first error: {first}")]  # fmt: skip
 
 
 def _precision(run: Run, unchecked: list[str]) -> list[Reason]:
@@ -438,10 +446,10 @@ def _samples_cut(run: Run) -> str:
 
 
 def _damaged_or_empty(run: Run) -> list[Reason]:
-    damaged = [n for n in run.notes if any(words in n for words in UNREADABLE)]
+    unreadable = [n for n in run.notes if any(words in n for words in UNREADABLE)]
     cut = _samples_cut(run)
-    damaged += [cut] if cut else []
-    out = [Reason("damaged", f"unreadable: {_named(damaged)}")] if damaged else []
+    said = ([f"unreadable: {_named(unreadable)}"] if unreadable else []) + ([f"incomplete: {cut}"] if cut else [])
+    out = [Reason("damaged", "; ".join(said))] if said else []
     if run.points.empty and run.status != "running":  # a run still starting has measured nothing yet
         out.append(Reason("no_data", "no point was measured (points.csv has no row)"))
     return out

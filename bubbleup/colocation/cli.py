@@ -1,6 +1,6 @@
 """The co-location commands (Bubble-Up's steps 2-3 and their check): ``score``, ``predict``, ``check-prediction``.
 
-Each parses its arguments into a call of :mod:`bubbleup.colocation` and prints what it returns; bad
+Each parses its arguments into a call of :mod:`bubbleup.colocation.workflow` and prints what it returns; bad
 input is a ``UserError`` (one line, exit 2) raised before any minutes of running.
 """
 

@@ -195,9 +195,7 @@ def cpu_curve_scenario(run: Run, repeats: int = 3) -> dict[str, Any]:
         "sweep": {"axis": "count", "values": list(range(int(2 * cores / CPU_CURVE_DUTY) + 1)), "repeats": repeats,
                   "settle_s": 0.5},
     }  # fmt: skip
-    part = _workload_part(run)
-    limits = {**part.get("limits", {}), **reporter.STOP_ON_FAILURE["limits"]}
-    return {**out, **part, "limits": limits}
+    return {**out, **_workload_part(run)}
 
 
 def measure_cpu_curves(run_dir: Path, out: Path, repeats: int = 3, progress: bool = False) -> Path:
@@ -264,7 +262,8 @@ def corun_scenario(run: Run, programs: reporter.Programs, repeats: int, startup_
         "cpus": cpus or run.manifest.scenario_given.get("cpus", {"placement": "apart"}),
         "sweep": {"axis": "count", "values": [0, 1], "repeats": repeats, "settle_s": 0.5},
     }  # fmt: skip
-    return {**out, **_workload_part(run)}
+    part = _workload_part(run)  # the co-runner failing to run stops the co-run at once, as the score does
+    return {**out, **part, "limits": {**part.get("limits", {}), **reporter.STOP_ON_FAILURE["limits"]}}
 
 
 def check(run_dir: Path, corunners: Sequence[reporter.Programs], made: reporter.ReporterCurve, out: Path,

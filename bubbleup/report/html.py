@@ -401,7 +401,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "min_tail": lat_stats.MIN_TAIL_SAMPLES,
         "failed": [
             {
-                "repeat": int(r.repeat),
+                "repeat": int(r.repeat) + 1,  # from 1 in words, as every sentence of the report counts them
                 "value": format_value(r.value, run.axis),
                 "setting": r.setting,
                 "status": r.status,

@@ -123,7 +123,8 @@ class Run:
 UNREADABLE = ("is not valid JSON", "could not be parsed")
 
 
-def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: list[str]) -> pd.DataFrame:
+def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: list[str],
+              only: bool = False) -> pd.DataFrame:  # fmt: skip
     """Read a contract CSV leniently: a missing, empty or truncated file gives what it can, never an exception.
 
     A run killed mid-write may leave a partial last line; numeric columns are coerced so
@@ -134,8 +135,11 @@ def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: li
     if not path.exists():
         notes.append(f"{path.name} is missing")
         return empty
+    wanted = set(columns)
+
     def read(source: Any) -> pd.DataFrame:
-        return pd.read_csv(source, dtype={c: str for c in text}, keep_default_na=True, on_bad_lines="skip")
+        return pd.read_csv(source, dtype={c: str for c in text}, keep_default_na=True, on_bad_lines="skip",
+                           usecols=(lambda c: c in wanted) if only else None)  # fmt: skip
 
     try:
         try:
@@ -179,10 +183,11 @@ def _read_manifest(path: Path, notes: list[str]) -> Manifest:
     return manifest_io.parse(data, path)
 
 
-def read_samples(run_dir: Path, notes: list[str] | None = None) -> pd.DataFrame:
-    """samples.csv as written (every complete row, the contract's columns), for :func:`load_run` and for a run
-    that reads its own samples while it runs (``sweep.replication``)."""
-    samples = _read_csv(run_dir / SAMPLES, SAMPLE_COLUMNS, SAMPLE_TEXT, [] if notes is None else notes)
+def read_samples(run_dir: Path, notes: list[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
+    """samples.csv as written (every complete row; the contract's columns, or only ``columns``), for
+    :func:`load_run` and for a run that reads its own samples while it runs (``sweep.replication``)."""
+    wanted = SAMPLE_COLUMNS if columns is None else tuple(dict.fromkeys([*columns, "value", "latency_ms", "t_s"]))
+    samples = _read_csv(run_dir / SAMPLES, wanted, SAMPLE_TEXT, [] if notes is None else notes, columns is not None)
     # t_s comes after latency_ms: a row without it was cut short mid-write, so its latency may be cut too
     return samples.dropna(subset=["value", "latency_ms", "t_s"]).reset_index(drop=True)
 
@@ -192,11 +197,13 @@ def load_run(run_dir: str | Path) -> Run:
     path = Path(run_dir)
     notes: list[str] = []
     manifest = _read_manifest(path / MANIFEST, notes)
+    # points.csv before samples.csv: the writer commits a point's samples first, so a live run read in this order
+    # never shows a point whose samples are not yet read (analysis.validity checks the counts agree)
+    points = _read_csv(path / POINTS, POINT_COLUMNS, POINT_TEXT, notes)
+    points = points.dropna(subset=["value", "status"]).reset_index(drop=True)
     samples = read_samples(path, notes)
     # derived once here, so every reader of accuracy parses each sample's info once per run, not once per use
     samples["correct"] = pd.Series(corrects(samples["info"]), index=samples.index, dtype=float)
-    points = _read_csv(path / POINTS, POINT_COLUMNS, POINT_TEXT, notes)
-    points = points.dropna(subset=["value", "status"]).reset_index(drop=True)
     workloads = _workload_labels(manifest, samples, points)
     planned = _planned_series(manifest, multi=len(workloads) > 1)
     if len(workloads) > 1:  # one curve per (workload, setting): name it so, everywhere downstream

@@ -92,4 +92,4 @@ def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: Replica
 def read_samples(root: Path) -> pd.DataFrame:
     """The run's samples so far, read as every reader of a run directory reads them (only the columns the
     decision reads)."""
-    return reader.read_samples(root)[COLUMNS]
+    return reader.read_samples(root, columns=COLUMNS)[COLUMNS]
