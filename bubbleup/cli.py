@@ -184,10 +184,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         return 0
 
     from bubbleup import dial_check
-
-    result = calibrate(window_s=args.window_s, reps=args.reps)
     from bubbleup.store.layout import default_run_dir
 
+    result = calibrate(window_s=args.window_s, reps=args.reps)
     result["dial"] = dial_check.check(default_run_dir(Path(args.reports_root), dial_check.DIAL_SCENARIO["name"]))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -261,8 +260,8 @@ def _cmd_recommend(args: argparse.Namespace) -> int:
 
     verdict = of_run(run)[0]
     if not verdict.valid:
-        print(f"warning: {run_dir} is INVALID ({', '.join(r.code for r in verdict.reasons)}): its latencies may be "
-              f"what contaminated it ('bubbleup report {run_dir}' says why)", file=sys.stderr)  # fmt: skip
+        print(f"warning: {run_dir} is {verdict.short()}: its latencies may be what contaminated it "
+              f"('bubbleup report {run_dir}' says why)", file=sys.stderr)  # fmt: skip
     return 0
 
 

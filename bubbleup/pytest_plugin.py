@@ -109,7 +109,7 @@ class ContentionResult:
     def __str__(self) -> str:
         low, high = self.interval(50)
         verdict = self.validity
-        invalid = "" if verdict.valid else f"; the run is INVALID ({', '.join(r.code for r in verdict.reasons)})"
+        invalid = "" if verdict.valid else f"; the run is {verdict.short()}"
         return (f"{self.slowdown(50):.2f}x median slowdown [{low:.2f}, {high:.2f}] beside {self.bubbles} bubbles "
                 f"({self.path}{invalid})")  # fmt: skip
 

@@ -191,8 +191,8 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
             )
         verdict = validity.of_run(run)[0]
         if not verdict.valid:  # its numbers may be what contaminated it, not what the code under test did
-            warnings.append(f"Run {label} is INVALID ({', '.join(r.code for r in verdict.reasons)}): read its "
-                            f"differences with that in mind ('bubbleup report {run.path}' says why).")  # fmt: skip
+            warnings.append(f"Run {label} is {verdict.short()}: read its differences with that in mind "
+                            f"('bubbleup report {run.path}' says why).")  # fmt: skip
     keys_a = set(zip(sum_a["value"], sum_a["setting"], strict=True))
     keys_b = set(zip(sum_b["value"], sum_b["setting"], strict=True))
     order = {s: i for i, s in enumerate(dict.fromkeys(run_a.settings + run_b.settings))}

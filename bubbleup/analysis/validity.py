@@ -95,6 +95,10 @@ class Validity:
     def word(self) -> str:
         return "VALID" if self.valid else "INVALID"
 
+    def short(self) -> str:
+        """``VALID``, or ``INVALID (machine_busy, repeats)``: the verdict and its reasons' codes, inside a sentence."""
+        return self.word if self.valid else f"INVALID ({', '.join(r.code for r in self.reasons)})"
+
     def lines(self) -> list[str]:
         """``Result is: VALID``, or ``Result is: INVALID`` and one line per reason; then what was not checked."""
         out = [f"Result is: {self.word}", *(f"  {r.code}: {r.message}" for r in self.reasons)]
@@ -390,7 +394,7 @@ def _baseline_failed(run: Run, unchecked: list[str]) -> list[Reason]:
     by_setting = base.groupby("setting", sort=False)
     dead = [str(s) for s, g in by_setting if not (g["status"] == STATUS_OK).any()
             and not g["error"].map(lambda e: isinstance(e, str) and BUDGET_OOM in e).any()]  # fmt: skip
-    failed = base[base["setting"].isin(dead) & ~base["error"].map(pressure_failed)]
+    failed = base[base["setting"].isin(dead)]
     if failed.empty:
         return []
     named = [f"{s} ({', '.join(sorted(set(g['status'].astype(str))))})"
@@ -440,9 +444,8 @@ def _samples_cut(run: Run) -> str:
     keys = ["repeat", "value", "setting", "step"]
     ok = p[p["status"] == STATUS_OK]
     counted = int(pd.to_numeric(ok["n"], errors="coerce").fillna(0).sum())
-    timed = s[s["phase"] == "timed"].merge(ok[keys].drop_duplicates(), on=keys) if len(s) else s
-    return f"samples.csv holds {len(timed)} of the {counted} timed inferences points.csv counts" if len(
-        timed) < counted else ""  # fmt: skip
+    held = len(s[s["phase"] == "timed"].merge(ok[keys].drop_duplicates(), on=keys)) if len(s) else 0
+    return f"samples.csv holds {held} of the {counted} timed inferences points.csv counts" if held < counted else ""
 
 
 def _damaged_or_empty(run: Run) -> list[Reason]:

@@ -149,9 +149,6 @@ class CpuAccount:
 
     def pids(self) -> set[int]:
         """The run's processes now: the roots and all their descendants."""
-        return self._pids()
-
-    def _pids(self) -> set[int]:
         roots = set(self.roots())
         return roots.union(*(descendants(pid) for pid in roots))
 
@@ -159,7 +156,7 @@ class CpuAccount:
         """Sum of CPU seconds the run's processes used since they were last seen (or since they started)."""
         total = 0.0
         seen: dict[int, tuple[psutil.Process, float, int]] = {}
-        for pid in self._pids():
+        for pid in self.pids():
             try:
                 known = self._procs.get(pid)
                 proc = known[0] if known is not None else psutil.Process(pid)

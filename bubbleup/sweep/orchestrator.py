@@ -171,9 +171,12 @@ class Orchestrator:
         return int(self.budget.stats().get("oom_kills") or 0)
 
     def _check_machine(self, account: telemetry.CpuAccount, census: dict[int, tuple[str, float]]) -> None:
-        """Is someone else using the CPUs (``machine_busy_start``)? The window spans our workers' load."""
+        """Before the first point: is someone else using the CPUs? (validity's ``machine_busy_start``) The
+        window opened before the workers loaded: their CPU is the run's, so loading overlaps the check. The
+        ``census`` taken then lets the check name who else was busy."""
         check: dict[str, Any] = telemetry.outside_cpu(account, START_CHECK_S, census)
-        check["when"] = f"at resume {n}" if (n := len(self.store.manifest.resumed_at)) else "before the first point"
+        resumes = len(self.store.manifest.resumed_at)
+        check["when"] = f"at resume {resumes}" if resumes else "before the first point"
         self.store.update_manifest(machine_checks=[*self.store.manifest.machine_checks, check])
         if check["outside_cpu_cores"] > OUTSIDE_CPU_CORES:
             self.progress.note(f"warning: the machine is busy: other processes use {check['outside_cpu_cores']:.2f} "
