@@ -28,6 +28,9 @@ class OneLineParser(argparse.ArgumentParser):
     else (argparse prints its whole usage block first)."""
 
     def error(self, message: str) -> NoReturn:
+        if message.endswith("expected one argument"):
+            # argparse reads a value such as -5% as the next option; say how to pass it
+            message += " (a value that starts with '-' is written --option=VALUE)"
         self.exit(2, f"error: {self.prog}: {message} (see: {self.prog} --help)\n")
 
 

@@ -79,3 +79,10 @@ def test_a_bad_threshold_is_one_line_exit_2(tmp_path: Path) -> None:
     done = run_cli(["compare", str(a), str(a), "--out", str(tmp_path)], cwd=tmp_path)  # a directory, not a file
     assert done.returncode == 2 and done.stderr.strip().splitlines() == [
         f"error: {tmp_path}: is a directory; --out names the HTML file to write"]
+    # argparse reads "-5%" as the next option; the line says how to pass it, and the value is then judged
+    done = run_cli(["compare", str(a), str(a), "--fail-if-slower", "-5%"], cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1
+    assert "--option=VALUE" in done.stderr, done.stderr
+    done = run_cli(["compare", str(a), str(a), "--fail-if-slower=-5%"], cwd=tmp_path)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        "error: compare: --fail-if-slower: -5% must be above 0% and below 1000%"]

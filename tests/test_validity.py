@@ -109,6 +109,10 @@ def test_a_process_spinning_beside_the_run_makes_it_invalid(tmp_path: Path) -> N
     # and it names who: the spinner, by its PID (a user can act on that)
     assert any(b["pid"] == spinner.pid and b["cores"] > 0.25 for b in start[0]["busiest"]), start
     assert f"pid {spinner.pid}" in message(verdict, "machine_busy_start")
+    # and during the points too, from each point's own census (manifest busy_points)
+    assert f"pid {spinner.pid}" in message(verdict, "machine_busy"), message(verdict, "machine_busy")
+    during = json.loads((out / "manifest.json").read_text())["busy_points"]
+    assert during and all(any(b["pid"] == spinner.pid for b in p["busiest"]) for p in during), during
 
 
 _BURN = "import time\nt = time.process_time()\nwhile time.process_time() - t < 0.3:\n    pass\n"

@@ -331,8 +331,9 @@ def _busy_during(run: Run, unchecked: list[str]) -> list[Reason]:
     if not busy:
         return []
     worst = sorted(busy, reverse=True)
-    named = [f"{_point(run, rep, val)}: {mean:.2f} cores on average, up to {peak:.2f}" for mean, peak, rep, val
-             in worst]  # fmt: skip
+    who = {(int(p["repeat"]), float(p["value"])): p.get("busiest") for p in run.manifest.busy_points}
+    named = [f"{_point(run, rep, val)}: {mean:.2f} cores on average, up to {peak:.2f}{busiest(who.get((rep, val)))}"
+             for mean, peak, rep, val in worst]  # fmt: skip
     return [Reason("machine_busy", f"the machine was busy during {len(busy)} of {len(have)} point(s): processes "
                                    f"outside the run used more than {OUTSIDE_CPU_CORES} cores beside it: "
                                    f"{_named(named)}")]  # fmt: skip

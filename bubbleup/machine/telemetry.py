@@ -216,12 +216,20 @@ def outside_cpu(account: CpuAccount, window_s: float,
     out: dict[str, Any] = {"window_s": round(elapsed, 3), "run_cpu_cores": round(run, 3),
                            "outside_cpu_cores": round(outside, 3)}  # fmt: skip
     if census is not None:
-        ours = account.pids() | {os.getpid()}
-        used = [(cpu - census.get(pid, (name, 0.0))[1], pid, name) for pid, (name, cpu) in process_census().items()
-                if pid not in ours]  # fmt: skip
-        out["busiest"] = [{"pid": pid, "name": name, "cores": round(s / elapsed, 3)}
-                          for s, pid, name in sorted(used, reverse=True)[:3] if elapsed > 0 and s / elapsed >= 0.05]
+        out["busiest"] = busiest_since(census, account.pids() | {os.getpid()}, elapsed)
     return out
+
+
+def busiest_since(census: dict[int, tuple[str, float]], ours: set[int], elapsed_s: float) -> list[dict[str, Any]]:
+    """Who outside ``ours`` used the CPU since ``census`` was taken ``elapsed_s`` ago: at most 3 processes
+    with 0.05 cores or more, busiest first. A process started since counts all its CPU; one that ended since
+    cannot be named."""
+    if elapsed_s <= 0:
+        return []
+    used = [(cpu - census.get(pid, (name, 0.0))[1], pid, name) for pid, (name, cpu) in process_census().items()
+            if pid not in ours]  # fmt: skip
+    return [{"pid": pid, "name": name, "cores": round(s / elapsed_s, 3)}
+            for s, pid, name in sorted(used, reverse=True)[:3] if s / elapsed_s >= 0.05]  # fmt: skip
 
 
 class Sampler:
@@ -244,6 +252,9 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="telemetry", daemon=True)
         self._procs: dict[int, psutil.Process] = {}
         self._n_cpus = psutil.cpu_count(logical=True) or 1
+        #: Who else used the CPU while the sampler ran (:func:`busiest_since`), known after ``stop()``; only
+        #: with ``cpu_account``. A point that validity finds busy is named by it.
+        self.busiest: list[dict[str, Any]] = []
 
     def start(self) -> None:
         self._thread.start()
@@ -284,6 +295,7 @@ class Sampler:
         last_ctx = psutil.cpu_stats().ctx_switches
         last_faults = read_major_faults()
         account = CpuAccount(lambda: [p for group in self.pids().values() for p in group]) if self.cpu_account else None
+        census = process_census() if account is not None else None
         while not self._stop.wait(self.interval_s):
             now = time.monotonic()
             dt = max(now - last_t, 1e-6)
@@ -311,3 +323,5 @@ class Sampler:
                 **{f"psi_{r}_{k}_avg10": psi.get(f"psi_{r}_{k}_avg10", "") for r, k in PSI}, **cpu,
             })  # fmt: skip
             last_t, last_ctx, last_faults = now, ctx, faults
+        if account is not None and census is not None:
+            self.busiest = busiest_since(census, account.pids() | {os.getpid()}, account.elapsed_s())

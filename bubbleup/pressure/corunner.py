@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,7 +34,13 @@ from typing import Any
 import psutil
 
 from bubbleup.pressure.kernel import emit
-from bubbleup.procs import die_with_parent, die_with_this_process, exit_when_stdin_closes, process_tree
+from bubbleup.procs import (
+    die_with_parent,
+    die_with_this_process,
+    exit_when_stdin_closes,
+    not_a_program,
+    process_tree,
+)
 
 MIB = 1 << 20
 POLL_S = 0.1
@@ -157,8 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     command = json.loads(args.command)
-    if not command or shutil.which(command[0]) is None:
-        emit("error", message=f"{command[0] if command else '(empty)'!r} is not a program here (not on PATH)")
+    missing = not_a_program(command)
+    if missing:
+        emit("error", message=missing)
         return 3
     limit = None if args.allow_unsafe else psutil.virtual_memory().available / MIB - args.reserve_mb
     if limit is not None and limit <= 0:

@@ -20,10 +20,11 @@ error naming the field, so a scenario never says one thing and measures another.
 
 from __future__ import annotations
 
-import shutil
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bubbleup.procs import not_a_program
 
 if TYPE_CHECKING:
     from bubbleup.scenario import BubbleSpec
@@ -85,8 +86,9 @@ def check(spec: BubbleSpec) -> None:
     if spec.kind == "command":
         if not spec.command:
             raise ValueError("command: a command bubble needs the program to run, e.g. command: [xz, -9, big.file]")
-        if shutil.which(spec.command[0]) is None:
-            raise ValueError(f"command: {spec.command[0]!r} is not a program here (not on PATH, not a file)")
+        missing = not_a_program(spec.command)
+        if missing:
+            raise ValueError(f"command: {missing}")
         if spec.backend != "builtin":
             raise ValueError("backend: a command bubble runs the program itself; leave backend out")
     elif spec.command is not None:

@@ -86,6 +86,10 @@ class Manifest(BaseModel):
     #: The machine before measuring, one entry per start and resume: cores the run's processes and everybody
     #: else's used over a short window (machine.telemetry.outside_cpu).
     machine_checks: list[dict[str, Any]] = Field(default_factory=list)
+    #: Who outside the run used the CPU during a point (0.05 cores or more; machine.telemetry.Sampler.busiest):
+    #: {repeat, value, busiest}, so that validity's ``machine_busy`` names them. Points nobody else used are
+    #: not listed.
+    busy_points: list[dict[str, Any]] = Field(default_factory=list)
     #: Other bubbleup runs this run overlapped on this machine (machine.lock; only with --allow-concurrent).
     concurrent_runs: list[dict[str, Any]] = Field(default_factory=list)
     #: The run's verdict, computed from its files as it ended (analysis.validity.Validity.to_dict()):

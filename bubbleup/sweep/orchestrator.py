@@ -304,8 +304,18 @@ class Orchestrator:
         samples = [self._sample_row(o, r, pool) for o in outcomes for r in self._records(o)]
         points = [self._point_row(o) for o in outcomes]
         self.store.append_point(samples, points, machine_rows, bubbles)
+        if sampler is not None:
+            self._record_if_busy(repeat, value, sampler.busiest)
         if sc.limits.stop_on_pressure_failure and pressure_failed(pressure_error):
             raise RunFailed(f"{pressure_error} (limits.stop_on_pressure_failure: the run stops here)")
+
+    def _record_if_busy(self, repeat: int, value: int, who: list[dict[str, Any]]) -> None:
+        """Who else used the CPU during a point (0.05 cores or more) goes into the manifest, so that validity can
+        name them for a point it finds busy (after the point's rows: a resumed point replaces its entry)."""
+        if not who:
+            return
+        kept = [p for p in self.store.manifest.busy_points if (p.get("repeat"), p.get("value")) != (repeat, value)]
+        self.store.update_manifest(busy_points=[*kept, {"repeat": repeat, "value": value, "busiest": who}])
 
     @staticmethod
     def _records(outcome: _StepOutcome) -> list[InferenceRecord]:
