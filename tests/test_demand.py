@@ -20,7 +20,7 @@ def _with_demand(run_dir: Path, workload_cores: float, duty: float, cores: float
     points["cpu_cores"] = workload_cores
     points.to_csv(run_dir / "points.csv", index=False)
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    manifest["cpu_demand"] = {"cores": cores, "duty_per_set": duty, "rate_limited": False}
+    manifest["cpu_demand"] = {"cores": cores, "duty_per_set": duty, "demand_unknown": False}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     return run_dir
 
@@ -97,3 +97,17 @@ def test_the_report_and_the_command_line_state_both_cliffs(tmp_path: Path) -> No
     (row,) = [line for line in written.verdicts if line.startswith("HH ")]
     assert row.split()[1:4] == ["cliff", "at", "5"] and row.endswith("at 5 (within one step)")
     assert any(line.startswith("CPU demand: the workload alone uses ") for line in written.verdicts)
+
+
+def test_a_command_co_runner_or_a_rate_held_bubble_gets_no_prediction() -> None:
+    """Their CPU use is the program's, or the rate's: a duty of 0 would predict no cliff and call any measured
+    one 'NOT within one step'."""
+    from bubbleup.scenario import scenario_from_dict
+    from bubbleup.sweep.facts import cpu_demand
+
+    def facts(bubble: dict) -> dict:
+        return cpu_demand(scenario_from_dict(smoke_dict(bubble=bubble), "test.yaml"), 2)
+
+    assert facts({"kind": "command", "command": ["yes"]})["demand_unknown"]
+    assert facts({"kind": "bandwidth", "size_mb": 8, "rate_mb_s": 100})["demand_unknown"]
+    assert not facts({"kind": "cpu", "cpu_duty": 0.5})["demand_unknown"]

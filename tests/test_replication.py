@@ -46,6 +46,22 @@ def test_only_the_point_whose_repeats_disagree_asks_for_another() -> None:
     assert wanting(samples, 0.5, 6) == []
 
 
+def test_a_point_whose_step_keeps_failing_stops_at_max_repeats() -> None:
+    """A failed step leaves no samples: counted by the samples, the point would stay at one repeat, its spread
+    unknown (infinite), and ask for another round for ever. Its repeats are counted from the plan."""
+    samples = frame({(0, "a"): [10.0, 10.1], (3, "a"): [10.0]})  # at 3, repeat 1 failed: no samples
+    plan = [(r, v) for r in range(2) for v in (0, 3)]
+    rule = ReplicationSpec(target=0.03, max_repeats=4)
+    for _ in range(5):
+        extra, entry, _note = next_round(samples, plan, rule, "ascending", 0)
+        if not extra:
+            break
+        assert extra == [(max(r for r, _ in plan) + 1, 3)]
+        plan = [*plan, *extra]
+    assert extra == [] and [p["value"] for p in entry["points"]] == [3], entry
+    assert sum(v == 3 for _, v in plan) == 4 and entry["points"][0]["repeats"] == 4
+
+
 def test_extra_repeats_follow_the_sweeps_order_shuffle_included() -> None:
     """An extra round is ordered by the sweep's own rule: alternating by its repeat's parity, and under ``shuffle``
     shuffled (not ascending, which would bring back the drift bias shuffling removes), the same on every call."""
@@ -147,3 +163,23 @@ def test_bad_replication_is_refused_in_one_line(tmp_path: Path, replication: dic
     assert done.returncode == 2 and "Traceback" not in done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(path) in lines[0] and problem in lines[0], lines
+
+
+def test_samples_of_a_step_that_failed_are_not_a_repeat(tmp_path: Path) -> None:
+    """A step whose pressure was not held keeps its samples in samples.csv but describes no point: every
+    statistic leaves it out, and so does the decision to repeat."""
+    from fixtures_runs import make_run
+
+    from bubbleup.sweep.replication import read_samples
+
+    out = make_run(tmp_path, {"LL": [10, 11], "HH": [20, 22]}, [0, 1], repeats=3)
+    points = pd.read_csv(out / "points.csv")
+    failed = (points["repeat"] == 1) & (points["value"] == 1) & (points["setting"] == "LL")
+    points["error"] = points["error"].astype(object)
+    points.loc[failed, ["status", "error"]] = ["failed", "pressure not held: a bubble died"]
+    points.to_csv(out / "points.csv", index=False)
+    samples = read_samples(out)
+    at = samples[(samples["value"] == 1) & (samples["setting"] == "LL")]
+    assert sorted(set(at["repeat"])) == [0, 2] and len(at) > 0
+    assert sorted(set(samples[samples["setting"] == "HH"]["repeat"])) == [0, 1, 2]
+    assert len(pd.read_csv(out / "samples.csv").query("phase == 'timed'")) > len(samples)

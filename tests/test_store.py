@@ -55,6 +55,31 @@ def test_resume_drops_samples_of_a_point_whose_rows_never_landed(tmp_path: Path)
     assert pd.read_csv(tmp_path / "run" / "telemetry.csv")["value"].tolist() == [0]
 
 
+def test_resume_measures_again_a_point_whose_rows_landed_only_in_part(tmp_path: Path) -> None:
+    """A kill inside a point's batch of rows (several syscalls once it passes a buffer) leaves some of its rows,
+    the last one perhaps without its newline. Any row used to mark the point complete, and the next row written
+    was glued onto the cut line and lost."""
+    from bubbleup.store.manifest import StepEntry
+
+    steps = [StepEntry(workload="w", setting=s, warmup=0, inferences=5) for s in ("a", "b")]
+    plan = [(0, 0), (0, 1), (0, 2)]
+    store = RunWriter.create(tmp_path / "run", MANIFEST.model_copy(update={"plan": plan, "steps": steps}))
+    for value in (0, 1, 2):
+        store.append_point([sample_row(0, value, i) for i in range(5)], [point_row(0, value), point_row(0, value)])
+    path = tmp_path / "run" / "points.csv"
+    whole = path.read_bytes()
+    cut = whole.rstrip(b"\r\n")  # point (0, 2): both rows there, the last without its newline
+    path.write_bytes(cut)
+    resumed = RunWriter.open_for_resume(tmp_path / "run")
+    assert resumed.completed_points() == {(0, 0), (0, 1)}
+    assert set(pd.read_csv(tmp_path / "run" / "samples.csv")["value"]) == {0, 1}  # its samples go with it
+    resumed.append_point([sample_row(0, 2, i) for i in range(5)], [point_row(0, 2), point_row(0, 2)])
+    assert pd.read_csv(path)["value"].tolist() == [0, 0, 1, 1, 2, 2]
+    # one row of two on disk (a kill between the two rows): not complete either
+    path.write_bytes(whole[: whole.rstrip(b"\r\n").rfind(b"\n") + 1])
+    assert RunWriter.open_for_resume(tmp_path / "run").completed_points() == {(0, 0), (0, 1)}
+
+
 def test_manifest_carries_schema_and_status(tmp_path: Path) -> None:
     RunWriter.create(tmp_path / "run", MANIFEST)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())

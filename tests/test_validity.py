@@ -358,7 +358,13 @@ def test_a_run_that_measured_nothing_or_cannot_be_read_is_invalid(tmp_path: Path
     assert [r.code for r in verdict.reasons] == ["damaged"], verdict.lines()
     assert re.fullmatch(r"incomplete: samples.csv holds \d+ of the \d+ timed inferences points.csv counts",
                         verdict.reasons[0].message), verdict.reasons[0].message
+    # the same cut after the run recorded VALID: whatever reads the data again (report, compare) says so
+    path = run_dir / "manifest.json"
+    path.write_text(json.dumps({**json.loads(path.read_text()), "validity": {"valid": True, "reasons": []}}))
+    recorded, recomputed = validity.of_run(load_run(run_dir))
+    assert not recorded.valid and [r.code for r in recorded.reasons] == ["damaged"] and not recomputed
     samples.write_bytes(whole)
+    assert validity.of_run(load_run(run_dir))[0].valid
     points = run_dir / "points.csv"
     rows = points.read_text().splitlines(keepends=True)
     points.write_text("".join(rows[:-2]))  # a live run between its commits: samples of a point not yet in points

@@ -219,7 +219,10 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
             # how much slower B's CPU ran than A's while this point was measured (probe time B / A)
             "speed_ratio": speed_b.get((value, setting), math.nan) / speed_a.get((value, setting), math.nan),
         }
-        if ra and rb and all(len(r) >= 2 for r in (*ra, *rb)):
+        # a repeat of one sample has no spread to resample; the others still compare (one such repeat used to
+        # turn the whole point into "~", which the --fail-if-slower gate then passed)
+        ra, rb = [r for r in ra if len(r) >= 2], [r for r in rb if len(r) >= 2]
+        if ra and rb:
             row["ratio"], row["ratio_low"], row["ratio_high"] = ratio_interval(ra, rb)
         rows.append(row)
     table = pd.DataFrame(

@@ -81,8 +81,8 @@ def predict(run: Run) -> list[DemandPrediction]:
     if run.axis != "count" or not facts or points.empty or "cpu_cores" not in points:
         return []
     cores, per_unit = float(facts.get("cores") or 0), float(facts.get("duty_per_set") or 0)
-    if cores <= 0 or facts.get("rate_limited"):
-        return []  # a rate-limited bubble's CPU use is not known in advance
+    if cores <= 0 or facts.get("demand_unknown") or facts.get("rate_limited"):  # rate_limited: runs before 2026-12-07
+        return []  # a rate-held bubble's or a command co-runner's CPU use is not known in advance
     ok = points[(points["status"] == STATUS_OK) & points["cpu_cores"].notna()]
     out = []
     for setting in run.settings:

@@ -133,9 +133,10 @@ def falls(summary: pd.DataFrame, min_ratio: float = MIN_FALL, set_size: int = 1)
 def falls_in(run: Run, summary: pd.DataFrame | None = None) -> list[Fall]:
     """:func:`falls` of a run as its verdicts are judged (:func:`bubbleup.analysis.speed.for_verdicts`): at one
     CPU speed when its speed probes allow, raw when the speed followed the pressure (``summary``, the raw one, is
-    computed if not given). When the run has too few points to tell which it was, a fall counts only where both
-    readings show it: a fall makes the run INVALID, and a tiny run whose CPU ran 1.3x slower while its
-    zero-pressure point was timed (seen in a test on a quiet VM) must not be accused on one reading alone."""
+    computed if not given). When the run has too few points to tell which it was, a setting's fall counts only
+    when both readings show one in it (each reading's largest may lie between other points): a fall makes the
+    run INVALID, and a tiny run whose CPU ran 1.3x slower while its zero-pressure point was timed (seen in a
+    test on a quiet VM) must not be accused on one reading alone."""
     from bubbleup.analysis.speed import adjusted, facts, for_verdicts
     from bubbleup.analysis.summary import summarise
 

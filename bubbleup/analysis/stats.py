@@ -78,7 +78,7 @@ def rank_bounds(n: int, confidence: float = CONFIDENCE) -> int:
     """The 1-based rank j whose order statistics (x_(j), x_(n-j+1)) bracket the median with at least
     ``confidence``: the largest j with P(Binomial(n, 1/2) <= j-1) <= (1 - confidence) / 2; 1 when none."""
     alpha = (1.0 - confidence) / 2.0
-    if n > 2000:  # the normal approximation is exact to a rank here, and O(1)
+    if n > 2000:  # the normal approximation, O(1): at most one rank off here, and then wider, never narrower
         return max(1, math.floor(n / 2.0 - 0.5 - _z(confidence) * math.sqrt(n) / 2.0) + 1)
     log_half_n = -n * math.log(2.0)
     cdf, j = 0.0, 0

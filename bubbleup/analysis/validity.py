@@ -117,17 +117,22 @@ class Validity:
 
 def of_run(run: Run, summary: pd.DataFrame | None = None) -> tuple[Validity, bool]:
     """The verdict the run recorded as it ended, else (a run older than the verdict) one computed now;
-    the flag says whether it was recomputed."""
+    the flag says whether it was recomputed. The files are checked again either way (cheap, and the run is
+    read already): a samples.csv cut or a file broken after the run ended makes a recorded VALID INVALID."""
     recorded = run.manifest.validity
-    if recorded:
-        return Validity.from_dict(recorded), False
-    return check(run, summary), True
+    if not recorded:
+        return check(run, summary), True
+    verdict = Validity.from_dict(recorded)
+    since = [r for r in _damaged_or_empty(run) if r not in verdict.reasons]
+    if since:
+        verdict = Validity(False, [*verdict.reasons, *since], verdict.unchecked)
+    return verdict, False
 
 
 def of_dir(run_dir: Path) -> Validity:
-    """The verdict of a run directory: the manifest's alone when it recorded one (a schedule's samples.csv can
-    hold hundreds of thousands of rows, and reading them to print two lines doubled a report's time), else
-    :func:`of_run` on the whole run."""
+    """The verdict of a run that has just ended: the manifest's alone when it recorded one (a schedule's
+    samples.csv can hold hundreds of thousands of rows, and reading them to print two lines doubled a report's
+    time), else :func:`of_run` on the whole run. Whatever reads the run's data again uses :func:`of_run`."""
     try:
         recorded = manifest_io.read(run_dir / MANIFEST).validity
     except UserError:

@@ -183,6 +183,12 @@ def _read_manifest(path: Path, notes: list[str]) -> Manifest:
     return manifest_io.parse(data, path)
 
 
+def read_points(run_dir: Path, notes: list[str] | None = None) -> pd.DataFrame:
+    """points.csv as written (every complete row), for :func:`load_run` and for a run that reads its own."""
+    points = _read_csv(run_dir / POINTS, POINT_COLUMNS, POINT_TEXT, [] if notes is None else notes)
+    return points.dropna(subset=["value", "status"]).reset_index(drop=True)
+
+
 def read_samples(run_dir: Path, notes: list[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:
     """samples.csv as written (every complete row; the contract's columns, or only ``columns``), for
     :func:`load_run` and for a run that reads its own samples while it runs (``sweep.replication``)."""
@@ -199,8 +205,7 @@ def load_run(run_dir: str | Path) -> Run:
     manifest = _read_manifest(path / MANIFEST, notes)
     # points.csv before samples.csv: the writer commits a point's samples first, so a live run read in this order
     # never shows a point whose samples are not yet read (analysis.validity checks the counts agree)
-    points = _read_csv(path / POINTS, POINT_COLUMNS, POINT_TEXT, notes)
-    points = points.dropna(subset=["value", "status"]).reset_index(drop=True)
+    points = read_points(path, notes)
     samples = read_samples(path, notes)
     # derived once here, so every reader of accuracy parses each sample's info once per run, not once per use
     samples["correct"] = pd.Series(corrects(samples["info"]), index=samples.index, dtype=float)

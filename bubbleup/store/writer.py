@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any, Protocol
@@ -79,6 +80,7 @@ class RunWriter:
     def open_for_resume(cls, root: Path) -> RunWriter:
         store = cls(root, manifest_io.read(root / MANIFEST))
         store._upgrade_headers()
+        store._drop_cut_points()
         store._drop_orphan_rows()
         store._hold_reserve()
         return store
@@ -101,6 +103,25 @@ class RunWriter:
             upgraded = [[row[where[c]] if c in where and where[c] < len(row) else "" for c in columns]
                         for row in body if len(row) == len(header)]  # fmt: skip
             _replace_rows(path, list(columns), upgraded)
+
+    def _drop_cut_points(self) -> None:
+        """Remove the point rows of a point whose rows did not all reach the disk: a kill inside a large points
+        batch (written in several syscalls) or a cut last line. Any row would mark the point complete, and a
+        line without its newline would glue the next row onto it; the point is measured again instead."""
+        path = self.root / POINTS
+        rows = _read_rows(path)
+        if len(rows) < 2:
+            return
+        header, body = rows[0], rows[1:]
+        if not path.read_bytes().endswith(b"\n"):
+            body = body[:-1]  # the writer ends every row with a newline: a last line without one was cut
+        r_i, v_i = header.index("repeat"), header.index("value")
+        whole = [row for row in body if len(row) == len(header) and row[r_i].isdigit() and row[v_i].isdigit()]
+        per_point = Counter((row[r_i], row[v_i]) for row in whole)
+        expected = len(self.manifest.steps)  # one row per step of every point; unknown (0) for old runs
+        kept = [row for row in whole if not expected or per_point[(row[r_i], row[v_i])] == expected]
+        if len(kept) != len(rows) - 1:
+            _replace_rows(path, header, kept)
 
     def _drop_orphan_rows(self) -> None:
         """Remove sample and telemetry rows of a point whose point rows never made it to disk."""
@@ -170,27 +191,26 @@ class RunWriter:
         self.write_manifest()
 
     def write_manifest(self) -> None:
-        """Replace the manifest atomically; on a full disk, give the reserve back and rewrite it in place."""
+        """Replace the manifest atomically (a copy, fsynced, renamed over it: never a half-written manifest); on a
+        full disk, give the reserve back and try once more the same way."""
         path = self.root / MANIFEST
         text = self.manifest.to_json()
         tmp = path.with_suffix(".json.tmp")
-        try:
-            with open(tmp, "w") as f:
-                f.write(text)
-                _sync(f)
-            os.replace(tmp, path)
-            return
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            self.release_reserve()
-            first = exc
-        try:
-            with open(path, "w") as f:
-                f.write(text)
-                _sync(f)
-        except OSError:
-            raise StoreWriteError(f"{path}: write failed: {first.strerror or first}") from None
+        first: OSError | None = None
+        for _attempt in range(2):
+            try:
+                with open(tmp, "w") as f:
+                    f.write(text)
+                    _sync(f)
+                os.replace(tmp, path)
+                return
+            except OSError as exc:
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                first = first or exc
+                self.release_reserve()
+        assert first is not None
+        raise StoreWriteError(f"{path}: write failed: {first.strerror or first}")
 
     def _hold_reserve(self) -> None:
         with contextlib.suppress(OSError), open(self.root / RESERVE, "wb") as f:

@@ -25,8 +25,9 @@ def cpu_demand(scenario: Scenario, allowed: int) -> dict[str, Any]:
     budget = budget_spec.cpus if budget_spec is not None else None
     cores = min(float(allowed), float(budget)) if budget else float(allowed)
     duties = [effective(spec).cpu_duty or 0.0 for spec in scenario.bubble_set]
-    rate_limited = any(effective(spec).rate_mb_s is not None for spec in scenario.bubble_set)
-    return {"cores": cores, "duty_per_set": float(sum(duties)), "rate_limited": rate_limited,
+    # a rate-held bubble takes what its rate needs, a command co-runner what its program does: unknown here
+    unknown = any(effective(s).rate_mb_s is not None or s.kind == "command" for s in scenario.bubble_set)
+    return {"cores": cores, "duty_per_set": float(sum(duties)), "demand_unknown": unknown,
             "size_sweep_count": scenario.sweep.count if scenario.sweep.axis == "size_mb" else None}  # fmt: skip
 
 

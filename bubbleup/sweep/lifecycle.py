@@ -58,7 +58,9 @@ def resume(run_dir: Path, progress: bool = True, allow_concurrent: bool = False)
         source = str(run_dir / MANIFEST)
         scenario = scenario_from_dict(store.manifest.scenario_given, source)
         check_memory_safety(scenario, source=source)
-        store.update_manifest(status="running", stop_reason=None, resumed_at=[*store.manifest.resumed_at, now_iso()])
+        # validity=None: the old verdict judged fewer points; until this session ends and judges again there is none
+        store.update_manifest(status="running", stop_reason=None, validity=None,
+                              resumed_at=[*store.manifest.resumed_at, now_iso()])
         _execute(scenario, store, progress, held)
     return store
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import math
 import random
+from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,9 +30,12 @@ from bubbleup.analysis import speed
 from bubbleup.analysis.stats import iqm
 from bubbleup.specs import ReplicationSpec
 from bubbleup.store import reader
+from bubbleup.store.records import STATUS_OK
 from bubbleup.sweep.plan import point_order
 
 COLUMNS = ["repeat", "value", "workload", "setting", "phase", "latency_ms", "speed_ns"]
+#: What joins a sample to its step's row in points.csv.
+OK_KEY = ["repeat", "value", "workload", "step", "setting"]
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,12 @@ class PointSpread:
                 "relative_se": round(self.relative_se, 5)}  # fmt: skip
 
 
-def spreads(samples: pd.DataFrame) -> list[PointSpread]:
-    """Per point, the step whose repeat IQMs agree least (relative standard error of their mean)."""
+def spreads(samples: pd.DataFrame, ran: Mapping[int, int] | None = None) -> list[PointSpread]:
+    """Per point, the step whose repeat IQMs agree least (relative standard error of their mean).
+
+    ``ran`` counts the repeats each point ran (from the plan); without it, the repeats that left samples.
+    A repeat whose step failed leaves none, so counting only those would let a point that keeps failing
+    ask for repeats for ever; it is at ``max_repeats`` when it has run that often, whatever came of it."""
     samples = speed.at_speed(samples, speed.median_probe(samples))
     timed = samples[(samples["phase"] == "timed") & samples["latency_ms"].notna()]
     if timed.empty:
@@ -62,13 +71,14 @@ def spreads(samples: pd.DataFrame) -> list[PointSpread]:
         rse = float(per_repeat.std(ddof=1)) / mean / math.sqrt(k) if k >= 2 and mean > 0 else math.inf
         worst = out.get(int(value))
         if worst is None or rse > worst.relative_se:
-            out[int(value)] = PointSpread(int(value), str(setting), k, rse)
+            out[int(value)] = PointSpread(int(value), str(setting), k if ran is None else ran[int(value)], rse)
     return [out[v] for v in sorted(out)]
 
 
-def wanting(samples: pd.DataFrame, target: float, max_repeats: int) -> list[PointSpread]:
+def wanting(samples: pd.DataFrame, target: float, max_repeats: int,
+            ran: Mapping[int, int] | None = None) -> list[PointSpread]:  # fmt: skip
     """The points that need another repeat: above ``target`` with fewer than ``max_repeats`` repeats."""
-    return [p for p in spreads(samples) if p.relative_se > target and p.repeats < max_repeats]
+    return [p for p in spreads(samples, ran) if p.relative_se > target and p.repeats < max_repeats]
 
 
 def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: ReplicationSpec, order: str,
@@ -77,9 +87,10 @@ def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: Replica
     (:func:`bubbleup.sweep.plan.point_order`; a shuffle seeded by ``seed`` and the repeat, so a resumed run
     draws the same); its manifest entry; a line for the user). No points: the entry lists those left above
     the target."""
-    want = wanting(samples, rule.target, rule.max_repeats)
+    ran = Counter(v for _, v in plan)
+    want = wanting(samples, rule.target, rule.max_repeats, ran)
     if not want:
-        unmet = [p.to_dict() for p in spreads(samples) if p.relative_se > rule.target]
+        unmet = [p.to_dict() for p in spreads(samples, ran) if p.relative_se > rule.target]
         return [], {"repeat": None, "points": unmet}, ""
     repeat = max(r for r, _ in plan) + 1
     values = point_order((p.value for p in want), repeat, order, random.Random(f"{seed}/{repeat}"))
@@ -90,6 +101,10 @@ def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: Replica
 
 
 def read_samples(root: Path) -> pd.DataFrame:
-    """The run's samples so far, read as every reader of a run directory reads them (only the columns the
-    decision reads)."""
-    return reader.read_samples(root, columns=COLUMNS)[COLUMNS]
+    """The run's samples so far of the steps that finished ok (what every latency statistic reads:
+    ``analysis.summary.timed_samples``; a step whose pressure was not held leaves samples that describe
+    no point), read as every reader of a run directory reads them, only the columns the decision reads."""
+    points = reader.read_points(root)
+    points = points.loc[points["status"] == STATUS_OK, OK_KEY].drop_duplicates()
+    samples = reader.read_samples(root, columns=[*COLUMNS, *OK_KEY])
+    return samples.merge(points, on=OK_KEY, how="inner")[COLUMNS]
