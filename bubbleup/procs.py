@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 
 # Children run single-threaded numeric code unless told otherwise; keep BLAS pools from
 # multiplying threads behind the scheduler's back.
@@ -176,6 +177,36 @@ def die_with_this_process() -> None:
     ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
+def become_subreaper() -> None:
+    """Have orphaned descendants re-parented to this process instead of init (PR_SET_CHILD_SUBREAPER): a shim
+    then finds every process its program left behind (a backgrounded child of a shell, a daemon that double
+    forked, even into a session of its own) among its own descendants, and stops them all."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def stop_descendants(grace_s: float = 1.0) -> None:
+    """SIGTERM every descendant of this process, SIGKILL what is left after ``grace_s`` (and whatever appeared
+    meanwhile: a program forking as it dies), and reap them. By process object, never by name or a bare PID
+    number: psutil checks that a PID still names the process it found before signalling it."""
+    import psutil
+
+    me = psutil.Process()
+    procs = me.children(recursive=True)
+    for p in procs:
+        with contextlib.suppress(psutil.Error):
+            p.terminate()
+    psutil.wait_procs(procs, timeout=grace_s)
+    for _round in range(3):
+        procs = me.children(recursive=True)
+        if not procs:
+            return
+        for p in procs:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(procs, timeout=0.5)
+
+
 def process_tree(root: Any) -> list[Any]:
     """``root`` (a psutil.Process) and all its descendants; empty once it is gone."""
     import psutil
@@ -186,19 +217,21 @@ def process_tree(root: Any) -> list[Any]:
         return []
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """Ask Linux to SIGKILL us when the parent dies; exit now if it already has."""
+def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
+    """Ask Linux to send ``sig`` (SIGKILL; a shim that must stop its program's tree first asks for SIGTERM) when
+    the parent dies; exit now if it already has."""
     try:
         libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
     except (OSError, AttributeError):  # not Linux: the stdin watch still covers us
         pass
     if os.getppid() != parent_pid:  # parent died before prctl took effect
         os._exit(0)
 
 
-def exit_when_stdin_closes() -> None:
-    """Exit as soon as the parent's end of our stdin pipe closes (the parent died or let go)."""
+def exit_when_stdin_closes(then: Callable[[], None] | None = None) -> None:
+    """Exit as soon as the parent's end of our stdin pipe closes (the parent died or let go); with ``then``,
+    call it instead (a shim stops its program's tree and exits by itself)."""
 
     def watch() -> None:
         # os.read on the descriptor, not sys.stdin: a daemon thread blocked inside the buffered reader holds its
@@ -208,7 +241,9 @@ def exit_when_stdin_closes() -> None:
             while os.read(fd, 4096):
                 pass
         finally:
-            os._exit(0)
+            if then is None:
+                os._exit(0)
+            then()
 
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 

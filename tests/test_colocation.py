@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
+import subprocess
 import sys
 from pathlib import Path
 
@@ -206,6 +208,42 @@ def test_score_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) -> 
         proc.wait(timeout=60)
         assert wait_all_gone(family, 15.0) == []
     assert not alive(sleeper.pid)
+
+
+def _marked(marker: str) -> list[int]:
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+
+@pytest.mark.parametrize("ending", ["killed", "finished"])
+def test_what_a_co_runner_leaves_behind_goes_with_it(tmp_path: Path, ending: str) -> None:
+    """A shell that backgrounds a child and ends: the child is no longer in the program's tree, and a restart
+    (the program ended cleanly) used to leave one more each time; a SIGKILL of the orchestrator left them all.
+    The shim is their subreaper and stops them, on a restart, at the end, and when the orchestrator dies."""
+    rep = tmp_path / "reporter.json"
+    reporter.save(rep, _curve([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]), tmp_path, reporter.WORKLOAD)
+    marker = f"{3000 + tmp_path.stat().st_ino % 500}.{len(ending)}17"  # a sleep length no one else uses
+    program = ["sh", "-c", f"sleep {marker} & sleep 1.2"]  # ready after 1 s, restarted every 1.2 s
+    args = ["score", "--reporter", str(rep), "--repeats", "2", "-q", "--out", str(tmp_path / "s"), "--", *program]
+    try:
+        with running_cli(args, tmp_path) as (proc, pids):
+            wait_until(lambda: _marked(marker) or None, 120, "the co-runner's background child to start")
+            pids.extend(p.pid for p in descendants(proc.pid))
+            if ending == "killed":
+                proc.send_signal(signal.SIGKILL)
+            seen: set[int] = set()
+            while proc.poll() is None:  # watch it to the end: a restart shows as a second background child
+                seen.update(_marked(marker))
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=0.1)
+            assert proc.returncode == (-9 if ending == "killed" else 0), proc.stderr.read() if proc.stderr else ""
+            if ending == "finished":
+                assert len(seen) >= 2, seen  # restarted at least once: the leak needed a restart to show
+            # inside the block: leaving it kills every PID the test noted, these included
+            assert wait_until(lambda: not _marked(marker), 15, "every process the co-runner left to go")
+    finally:
+        for pid in _marked(marker):  # only our own marked sleeps, by PID
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
 
 
 def test_score_refuses_bad_input_in_one_line(tmp_path: Path) -> None:

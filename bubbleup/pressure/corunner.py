@@ -7,9 +7,11 @@ has. The shim:
 
 - refuses a command that is not a program here, and one that exits at once (within
   ``--startup-s``) reports why, with the tail of its stderr;
-- starts it in a session of its own, tied to the shim's life (PR_SET_PDEATHSIG), so the whole
-  tree can be stopped by process group, and the shim's own death (SIGKILL from *its* parent's
-  death, or a kill) takes the program with it;
+- starts it in a session of its own, tied to the shim's life (PR_SET_PDEATHSIG: a SIGKILL of the shim
+  takes the program with it), and is its subreaper (PR_SET_CHILD_SUBREAPER): whatever the program
+  leaves behind (a shell's backgrounded child, a double-forked daemon) is re-parented to the shim,
+  which stops every descendant when it stops, when the program is restarted, and when the
+  orchestrator dies (its death is a SIGTERM to the shim, not a SIGKILL, so the shim can);
 - is the **memory guard**: polls the tree's resident memory and kills the tree when it grows
   past the memory available at start less the reserve (``--reserve-mb``), unless
   ``--allow-unsafe``: a co-runner never eats the machine's safety margin;
@@ -23,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -35,11 +36,12 @@ import psutil
 
 from bubbleup.pressure.kernel import emit
 from bubbleup.procs import (
+    become_subreaper,
     die_with_parent,
     die_with_this_process,
     exit_when_stdin_closes,
     not_a_program,
-    process_tree,
+    stop_descendants,
 )
 
 MIB = 1 << 20
@@ -60,24 +62,6 @@ def _usage(procs: list[psutil.Process]) -> tuple[float, float | None]:
         except psutil.Error:
             continue
     return rss / MIB, cpu if alive else None
-
-
-def _kill_group(child: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to the program's process group, SIGKILL after a grace period: by its PID, never by name."""
-    for sig, grace in ((signal.SIGTERM, 3.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(child.pid, sig)
-        except ProcessLookupError:
-            pass
-        try:
-            child.wait(timeout=grace)
-            try:
-                os.killpg(child.pid, signal.SIGKILL)  # the leader is gone; anything left of its group goes too
-            except ProcessLookupError:
-                pass
-            return
-        except subprocess.TimeoutExpired:
-            continue
 
 
 class CoRunner:
@@ -111,11 +95,8 @@ class CoRunner:
     def poll(self) -> tuple[float, float]:
         """Resident MiB now and CPU seconds so far; raises MemoryError past the guard's limit."""
         assert self.child is not None
-        try:
-            tree = process_tree(psutil.Process(self.child.pid)) if self.child.poll() is None else []
-        except psutil.NoSuchProcess:
-            tree = []
-        rss, cpu = _usage(tree)
+        self.child.poll()  # reaps the leader once it exits (the run's end is judged by the caller)
+        rss, cpu = _usage(psutil.Process().children(recursive=True))  # the subreaper's: leftovers count too
         self.cpu_last = max(self.cpu_last, cpu) if cpu is not None else self.cpu_last
         self.rss_peak = max(self.rss_peak, rss)
         self.rss_sum, self.rss_n = self.rss_sum + rss, self.rss_n + 1
@@ -134,7 +115,8 @@ class CoRunner:
         return f": {' '.join(lines[-2:])[:300]}" if lines else " (nothing on its stderr)"
 
     def relaunch(self) -> None:
-        """The program finished cleanly: run it again, keeping the CPU it used."""
+        """The program finished cleanly: stop what it left behind, run it again, keeping the CPU it used."""
+        stop_descendants()
         self.cpu_done += self.cpu_last
         self.cpu_last = 0.0
         self.errors = b""
@@ -156,11 +138,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    if args.parent_pid is not None:
-        die_with_parent(args.parent_pid)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
+    become_subreaper()
+    if args.parent_pid is not None:
+        die_with_parent(args.parent_pid, signal.SIGTERM)  # the shim stops its program's tree, then exits
     command = json.loads(args.command)
     missing = not_a_program(command)
     if missing:
@@ -175,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     child = runner.launch()
     if args.watch_stdin:
-        exit_when_stdin_closes()  # after Popen: no thread may exist while preexec_fn runs
+        exit_when_stdin_closes(then=stop.set)  # after Popen: no thread may exist while preexec_fn runs
     stopped: dict[str, Any] = {}
     try:
         deadline = time.perf_counter() + args.startup_s
@@ -212,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         emit("error", message=str(exc))
         return 3
     finally:
+        stop_descendants()  # the program and all it left: within the pool's 3 s grace (1 s, then SIGKILL)
         if runner.child is not None:
-            _kill_group(runner.child)
+            runner.child.poll()
     emit("stopped", **stopped)
     return 0
 
