@@ -34,7 +34,10 @@ import yaml
 
 from bubbleup.campaign import Campaign, PlannedRun, finish_run, unmet
 from bubbleup.errors import UserError
+from bubbleup.procs import describe_exit
+from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import MANIFEST, is_run_dir
+from bubbleup.store.writer import RunWriter
 
 #: The custom resource each host offers once: what keeps two runs off one host.
 HOST_RESOURCE = "bubbleup_host"
@@ -134,12 +137,22 @@ def _mark_interrupted(target: Path, reason: str) -> None:
     path.write_text(json.dumps(data, indent=2))
 
 
+def resume_files(target: Path) -> dict[str, bytes] | None:
+    """The campaign's copy of a run to resume on a host, tidied first as the host's resume will tidy it (rows of a
+    point the host streamed only in part dropped): the host then streams from the lengths shipped, and a file its
+    resume shortened would have been read from the wrong offsets. None: nothing to resume."""
+    if not is_run_dir(target):
+        return None
+    RunWriter(target, manifest_io.read(target / MANIFEST)).tidy()
+    return {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()}
+
+
 def _drive(campaign: Campaign, run: PlannedRun, task: Any, options: dict[str, Any], allow_concurrent: bool) -> None:
     """Start one run on the cluster and write what it streams back, until it ends or its host dies."""
     import ray
 
     target = campaign.run_dir(run)
-    files = {p.name: p.read_bytes() for p in target.iterdir() if p.is_file()} if is_run_dir(target) else None
+    files = resume_files(target)
     stream = task.options(**options).remote(run.id, run.given, run.scenario, files, allow_concurrent)
     try:
         for ref in stream:
@@ -150,8 +163,12 @@ def _drive(campaign: Campaign, run: PlannedRun, task: Any, options: dict[str, An
                     campaign.save()
                 continue
             _apply(target, msg)
-            if msg.get("returncode") not in (None, 0) and not is_run_dir(target):
-                run.note = f"failed to start (exit {msg['returncode']}): {msg.get('stderr', '')}"
+            code = msg.get("returncode")
+            if code not in (None, 0) and not is_run_dir(target):
+                run.note = f"failed to start (exit {code}): {msg.get('stderr', '')}"
+            elif code not in (None, 0):  # killed on the host (an OOM kill, say): it could not mark itself
+                _mark_interrupted(target, f"the run ended on {run.host or '?'} with {describe_exit(code)}; "
+                                          f"completed points kept, --resume goes on")  # fmt: skip
     except ray.exceptions.RayTaskError as exc:  # our task raised on the host: not a lost host, but as final
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         _mark_interrupted(target, f"the task failed on {run.host or '?'}: {first}")

@@ -80,6 +80,27 @@ def test_resume_measures_again_a_point_whose_rows_landed_only_in_part(tmp_path: 
     assert RunWriter.open_for_resume(tmp_path / "run").completed_points() == {(0, 0), (0, 1)}
 
 
+def test_a_run_shipped_to_a_ray_host_for_resume_is_left_as_shipped(tmp_path: Path) -> None:
+    """The host streams a resumed run's growth from the lengths it was shipped; its resume used to shorten the
+    files first (a point's orphan rows dropped), so the campaign's copy kept the orphans and missed rows."""
+    from bubbleup import campaign_ray
+
+    store = RunWriter.create(tmp_path / "run", MANIFEST.model_copy(update={"plan": [(0, 0), (0, 1)]}))
+    store.append_point([sample_row(0, 0, i) for i in range(5)], [point_row(0, 0)], [tele(0, 0, 0.1)])
+    store.append_point([sample_row(0, 1, i) for i in range(5)], [], [tele(0, 1, 0.2)])  # the host died here
+    files = campaign_ray.resume_files(tmp_path / "run")
+    assert files is not None and set(pd.read_csv(tmp_path / "run" / "samples.csv")["value"]) == {0}
+    host = tmp_path / "host"
+    host.mkdir()
+    for name, data in files.items():
+        (host / name).write_bytes(data)
+    RunWriter.open_for_resume(host)
+    for name in campaign_ray.APPENDED:
+        if name in files:
+            assert (host / name).read_bytes() == files[name], name
+    assert campaign_ray.resume_files(tmp_path / "missing") is None
+
+
 def test_manifest_carries_schema_and_status(tmp_path: Path) -> None:
     RunWriter.create(tmp_path / "run", MANIFEST)
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())

@@ -79,11 +79,18 @@ class RunWriter:
     @classmethod
     def open_for_resume(cls, root: Path) -> RunWriter:
         store = cls(root, manifest_io.read(root / MANIFEST))
-        store._upgrade_headers()
-        store._drop_cut_points()
-        store._drop_orphan_rows()
+        store.tidy()
         store._hold_reserve()
         return store
+
+    def tidy(self) -> None:
+        """What a resume does to the files before measuring again: today's columns, and no row of a point that did
+        not fully land. Done again on the same files it changes nothing (a Ray campaign tidies its copy before
+        shipping it, so that the host's resume leaves the shipped bytes as they are and streaming from their
+        lengths stays right)."""
+        self._upgrade_headers()
+        self._drop_cut_points()
+        self._drop_orphan_rows()
 
     def _upgrade_headers(self) -> None:
         """Give samples.csv and points.csv of a run begun by an older version today's columns (new ones empty,
