@@ -84,10 +84,30 @@ def test_own_session_placement_gives_each_bubble_its_own_session() -> None:
 
 def test_bubble_refuses_to_eat_the_reserve_and_the_pool_names_it() -> None:
     huge_reserve = int(psutil.virtual_memory().available / MIB) + 1024
+    # The pool refuses before starting anything ...
     with BubblePool.uniform(BubbleSpec(cpu_duty=0.0), 2, 64, reserve_mb=huge_reserve) as pool:
-        pool.start()
-        with pytest.raises(BubbleFailed, match=r"bubble [01] \(pid \d+\): refusing to allocate 64 MiB"):
-            pool.wait_ready(30)
+        with pytest.raises(BubbleFailed, match=r"refusing to start 2 bubble\(s\) holding about 192 MiB: only 0 MiB"):
+            pool.start()
+        assert pool.bubbles == []
+    # ... and a bubble started on its own (``bubbleup bubble``, or memory taken since the pool looked) checks itself
+    done = subprocess.run([PY, "-m", "bubbleup", "bubble", "--size-mb", "64", "--reserve-mb", str(huge_reserve)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 2 and "refusing to allocate 64 MiB" in done.stderr, done.stderr
+
+
+def test_bubbles_that_fit_one_by_one_but_not_together_are_refused_together() -> None:
+    """Each bubble checks its own size against the memory it sees, and they all look at the same moment: two
+    bubbles of 64 MiB with 150 MiB to spare each pass their own check. The pool checks what they hold together."""
+    spare = 150
+    reserve = int(psutil.virtual_memory().available / MIB) - spare
+    with BubblePool.uniform(BubbleSpec(cpu_duty=0.0), 2, 64, reserve_mb=reserve) as pool:
+        with pytest.raises(BubbleFailed, match="refusing to start 2 bubble"):
+            pool.start()
+        assert pool.bubbles == []
+    one = BubblePool.uniform(BubbleSpec(cpu_duty=0.0), 1, 64, reserve_mb=reserve)
+    assert one._memory_check(one.members) is None  # one fits: no refusal (and no co-runner to share with)
+    assert BubblePool.uniform(BubbleSpec(cpu_duty=0.0), 2, 64, reserve_mb=reserve, allow_unsafe=True)._memory_check(
+        [(BubbleSpec(cpu_duty=0.0), 64)] * 2) is None  # an opted-in scenario is not checked  # fmt: skip
 
 
 def test_standalone_bubble_command_runs_until_ctrl_c() -> None:

@@ -102,7 +102,8 @@ class CoRunner:
         self.rss_sum, self.rss_n = self.rss_sum + rss, self.rss_n + 1
         if self.limit_mb is not None and rss > self.limit_mb:
             raise MemoryError(f"the co-runner grew to {rss:.0f} MiB, past the {self.limit_mb:.0f} MiB it may use "
-                              f"(available memory at start less the reserve); killed")  # fmt: skip
+                              f"(available at start less the reserve, or its share beside the other bubbles); "
+                              f"killed")  # fmt: skip
         return rss, self.cpu_done + self.cpu_last
 
 
@@ -130,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--command", required=True, help="the program and its arguments, as a JSON list")
     p.add_argument("--startup-s", type=float, default=1.0, help="it must survive this long to be ready")
     p.add_argument("--reserve-mb", type=int, default=2048, help="memory always left available (default 2048)")
+    p.add_argument("--limit-mb", type=float, default=None,
+                   help="at most this much, when less than available less the reserve (the pool's share for it)")
     p.add_argument("--allow-unsafe", action="store_true", help="no memory guard")
     p.add_argument("--parent-pid", type=int, default=None, help=argparse.SUPPRESS)
     p.add_argument("--watch-stdin", action="store_true", help=argparse.SUPPRESS)
@@ -150,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         emit("error", message=missing)
         return 3
     limit = None if args.allow_unsafe else psutil.virtual_memory().available / MIB - args.reserve_mb
+    if limit is not None and args.limit_mb is not None:
+        limit = min(limit, args.limit_mb)
     if limit is not None and limit <= 0:
         emit("error", message=f"refusing to start a co-runner: less than the {args.reserve_mb} MiB reserve is "
                               f"available (opt in with allow_unsafe_memory / --allow-unsafe)")  # fmt: skip

@@ -18,6 +18,10 @@ from bubbleup import procs
 from bubbleup.errors import BubbleFailed
 from bubbleup.pressure.kinds import effective
 
+MIB = 1 << 20
+#: What a bubble process holds before its region (the interpreter, numpy): measured 25-30 MiB.
+BASELINE_MB = 32
+
 if TYPE_CHECKING:
     from bubbleup.scenario import BubbleSpec
 
@@ -61,6 +65,8 @@ class BubblePool:
     wrap: Callable[[list[str]], list[str]] | None = None
     #: CPUs bubble *i* is pinned to (``CpuAssignment.for_bubble``); None: not pinned.
     cpus: Callable[[int], tuple[int, ...] | None] | None = None
+    #: ``limits.max_memory_fraction``: with ``reserve_mb``, what the bubbles started together may hold.
+    max_memory_fraction: float = 1.0
     bubbles: list[BubbleHandle] = field(default_factory=list)
     ready_s: float = 0.0
 
@@ -83,12 +89,13 @@ class BubblePool:
         live ones is members[i], on bubble *i*'s CPUs, as at a count sweep's point of ``count``."""
         if count > len(self.members):
             raise ValueError(f"the pool holds {len(self.members)} members, not {count}")
+        corunner_mb = self._memory_check(self.members[len(self.live):count])
         while len(self.live) < count:
             i = len(self.live)
             spec, size_mb = self.members[i]
             spec = effective(spec)
             if spec.kind == "command":
-                module, args = CORUNNER_MODULE, self._corunner_args(spec)
+                module, args = CORUNNER_MODULE, self._corunner_args(spec, corunner_mb)
             else:
                 module, args = BACKEND_MODULES[spec.backend], self._kernel_args(spec, size_mb, i)
             own_session = spec.placement == "own-session"
@@ -141,9 +148,32 @@ class BubblePool:
             args.append("--allow-unsafe")
         return args
 
-    def _corunner_args(self, spec: BubbleSpec) -> list[str]:
+    def _memory_check(self, starting: list[tuple[BubbleSpec, int]]) -> float | None:
+        """Refuse to start bubbles that together would hold more than may be used now: the lesser of
+        ``max_memory_fraction`` of the memory available and available less the reserve. Each bubble checks its
+        own size too, but they allocate at the same moment, each seeing the same free memory. The scenario's check
+        at start cannot see memory others took since. Returns each co-runner's share of what is left (their
+        memory is the program's, known only as it runs), or None when none starts or the scenario opted out."""
+        if self.allow_unsafe or not starting:
+            return None
+        import psutil
+
+        available = psutil.virtual_memory().available / MIB
+        allowed = max(0.0, min(available * self.max_memory_fraction, available - self.reserve_mb))
+        corunners = sum(1 for spec, _ in starting if spec.kind == "command")
+        need = sum(size for spec, size in starting if spec.kind != "command") + BASELINE_MB * len(starting)
+        if need > allowed:
+            raise BubbleFailed(f"refusing to start {len(starting)} bubble(s) holding about {need:.0f} MiB: only "
+                               f"{allowed:.0f} MiB may be used now (the lesser of {self.max_memory_fraction:.0%} of "
+                               f"the {available:.0f} MiB available and available less the {self.reserve_mb} MiB "
+                               f"reserve; opt in with limits.allow_unsafe_memory)")  # fmt: skip
+        return (allowed - need) / corunners if corunners else None
+
+    def _corunner_args(self, spec: BubbleSpec, limit_mb: float | None) -> list[str]:
         args = ["--command", json.dumps(spec.command), "--startup-s", str(spec.startup_s),
                 "--reserve-mb", str(self.reserve_mb), "--watch-stdin"]  # fmt: skip
+        if limit_mb is not None:
+            args += ["--limit-mb", f"{limit_mb:.0f}"]
         return args + (["--allow-unsafe"] if self.allow_unsafe else [])
 
     def wait_ready(self, timeout_s: float) -> None:

@@ -248,7 +248,7 @@ class Orchestrator:
         outcomes: list[_StepOutcome] = []
         schedule = sc.sweep.axis == "schedule"  # bubbles come and go within each step, not before the point
         pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory, self._wrap,
-                          cpus=self.cpus.for_bubble)  # fmt: skip
+                          cpus=self.cpus.for_bubble, max_memory_fraction=sc.limits.max_memory_fraction)  # fmt: skip
         sampler = None
         if sc.telemetry.enabled:
             sampler = telemetry.Sampler(sc.telemetry.interval_s, {"repeat": repeat, "value": value},
