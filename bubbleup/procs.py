@@ -29,6 +29,12 @@ from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+#: prctl, looked up once here in the parent: ``die_with_this_process`` runs between fork and exec, where a shim's
+#: other threads may hold locks a lookup (dlopen) would need.
+try:
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux: the stdin watch still covers children
+    _prctl = None
 
 # Children run single-threaded numeric code unless told otherwise; keep BLAS pools from
 # multiplying threads behind the scheduler's back.
@@ -174,15 +180,16 @@ def close_pipes(procs: list[subprocess.Popen[bytes]]) -> None:
 
 def die_with_this_process() -> None:
     """``preexec_fn`` for a program a shim starts (stress-ng, a co-runner): SIGKILL it when the shim dies."""
-    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
 def become_subreaper() -> None:
     """Have orphaned descendants re-parented to this process instead of init (PR_SET_CHILD_SUBREAPER): a shim
     then finds every process its program left behind (a backgrounded child of a shell, a daemon that double
     forked, even into a session of its own) among its own descendants, and stops them all."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if _prctl is not None:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 def stop_descendants(grace_s: float = 1.0) -> None:
@@ -220,11 +227,8 @@ def process_tree(root: Any) -> list[Any]:
 def die_with_parent(parent_pid: int, sig: int = signal.SIGKILL) -> None:
     """Ask Linux to send ``sig`` (SIGKILL; a shim that must stop its program's tree first asks for SIGTERM) when
     the parent dies; exit now if it already has."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the stdin watch still covers us
-        pass
+    if _prctl is not None:  # not Linux: the stdin watch still covers us
+        _prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
     if os.getppid() != parent_pid:  # parent died before prctl took effect
         os._exit(0)
 

@@ -166,3 +166,25 @@ def test_a_full_disk_ends_the_run_with_one_line_and_keeps_completed_points(tmp_p
     assert len(points) == 2 * len(done_points)  # both settings of every completed point, nothing partial
     assert set(zip(samples["repeat"], samples["value"], strict=True)) == done_points
     assert len(samples) == len(points) * (300 + 2)  # every sample of every completed point, warm-ups included
+
+
+def test_a_stop_signal_waits_for_a_held_block_then_stops_the_run() -> None:
+    """A point's bubbles being stopped and its rows being committed are held blocks: a Ctrl-C in the middle used
+    to leave bubbles unreaped and lose a point whose every step had been measured."""
+    from bubbleup.sweep.signals import Interrupted, _held, held, signals_raise
+
+    done = []
+    with signals_raise(), pytest.raises(Interrupted):
+        with held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done.append("the block ran to its end")  # Python runs the handler before this line, and it held it
+        done.append("not reached")
+    assert done == ["the block ran to its end"]
+    with signals_raise(), pytest.raises(RuntimeError, match="its own error"):
+        try:
+            raise RuntimeError("its own error")
+        except RuntimeError:
+            with held(then_raise=False):  # cleanup on the way out: the error being handled goes on
+                os.kill(os.getpid(), signal.SIGINT)
+            raise
+    assert _held == {"depth": 0, "signum": 0}  # nothing left pending for the next run in this process

@@ -325,7 +325,8 @@ def main(argv: list[str] | None = None) -> int:
     except MemoryError as exc:
         emit("error", message=f"allocation failed: {exc}")
         return 3
-    fault = {"fault": f"region released {args.fault_release_after_s:g} s after ready"} if bubble.release_after_s else {}
+    fault = {"fault": f"region released {args.fault_release_after_s:g} s after ready"} \
+        if bubble.release_after_s is not None else {}
     emit("ready", size_mb=args.size_mb, cpu_duty=args.cpu_duty, **ready, **fault)
     delivered = bubble.run()
     emit("stopped", **delivered)

@@ -44,7 +44,7 @@ from bubbleup.store.records import (
     pressure_failed,
 )
 from bubbleup.store.writer import RunWriter
-from bubbleup.sweep import evidence, replication
+from bubbleup.sweep import evidence, replication, signals
 from bubbleup.sweep.facts import bubble_duties, cpu_demand
 from bubbleup.sweep.plan import StepPlan, steps_of
 from bubbleup.sweep.progress import Progress
@@ -204,13 +204,15 @@ class Orchestrator:
                 self.workers.pop(label).kill()
             raise
         finally:
-            for label in list(self.workers):
-                self._drop_worker(label)
-            if self.budget is not None:
-                final = self.budget.stats()
-                self.budget.close()
-                self.store.update_manifest(budget_final_stats=final)
-            self.progress.close()
+            try:
+                for label in list(self.workers):
+                    self._drop_worker(label)
+                if self.budget is not None:
+                    final = self.budget.stats()
+                    self.budget.close()
+                    self.store.update_manifest(budget_final_stats=final)
+            finally:
+                self.progress.close()  # a budget that cannot be removed still leaves the terminal tidy
 
     def _run_points(self, points: list[tuple[int, int]]) -> None:
         for repeat, value in points:
@@ -295,17 +297,23 @@ class Orchestrator:
                     self.progress.step(f"{label} {step.setting}: {status}")
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
-        finally:
+        except BaseException:
+            with signals.held(then_raise=False):  # the bubbles stop whatever else arrives
+                pool.stop()
+                if sampler is not None:
+                    sampler.stop()
+            raise
+        with signals.held():  # a signal now waits for the point's rows: every step of it was measured
             stopping = time.time()  # bubbles' RSS after this is their exit, not a miss
             delivered = pool.stop()
             machine_rows = sampler.stop() if sampler is not None else []
-        bubbles = evidence.bubble_rows(repeat, value, pool, delivered, sampler, stopping, self.started_epoch)
-        # Statistics only now, with the bubbles down: nothing heavy runs while pressure is applied.
-        samples = [self._sample_row(o, r, pool) for o in outcomes for r in self._records(o)]
-        points = [self._point_row(o) for o in outcomes]
-        self.store.append_point(samples, points, machine_rows, bubbles)
-        if sampler is not None:
-            self._record_if_busy(repeat, value, sampler.busiest)
+            bubbles = evidence.bubble_rows(repeat, value, pool, delivered, sampler, stopping, self.started_epoch)
+            # Statistics only now, with the bubbles down: nothing heavy runs while pressure is applied.
+            samples = [self._sample_row(o, r, pool) for o in outcomes for r in self._records(o)]
+            points = [self._point_row(o) for o in outcomes]
+            self.store.append_point(samples, points, machine_rows, bubbles)
+            if sampler is not None:
+                self._record_if_busy(repeat, value, sampler.busiest)
         if sc.limits.stop_on_pressure_failure and pressure_failed(pressure_error):
             raise RunFailed(f"{pressure_error} (limits.stop_on_pressure_failure: the run stops here)")
 

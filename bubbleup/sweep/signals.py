@@ -13,6 +13,8 @@ from contextlib import contextmanager
 #: Signals that end a run the way Ctrl-C does: children stopped, completed points kept, manifest
 #: "interrupted". SIGHUP is the terminal or ssh connection going away.
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+#: :func:`held`'s state: how deep in held blocks the run is, and the stop signal that arrived meanwhile (0: none).
+_held = {"depth": 0, "signum": 0}
 
 
 class Interrupted(Exception):
@@ -31,11 +33,33 @@ def signals_raise() -> Iterator[None]:
         # One signal is enough: ignore repeats so the cleanup it triggers cannot itself be cut short.
         for s in STOP_SIGNALS:
             signal.signal(s, signal.SIG_IGN)
+        if _held["depth"]:
+            _held["signum"] = signum  # raised as the held block ends
+            return
         raise Interrupted(signum)
 
+    _held["signum"] = 0  # a new run: nothing held from an earlier one in this process
     old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     try:
         yield
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+
+
+@contextmanager
+def held(then_raise: bool = True) -> Iterator[None]:
+    """A stop signal arriving inside this block is raised as it ends, not in the middle: a point's bubbles being
+    stopped (a signal between SIGTERM and the reaping left them running) and its rows being committed (a point
+    whose every step was measured was lost). If the block itself fails, its own error goes on; so does the one
+    being handled when the block is cleanup on the way out (``then_raise=False``)."""
+    _held["depth"] += 1
+    try:
+        yield
+    finally:
+        _held["depth"] -= 1
+    if _held["depth"]:
+        return  # an outer held block raises it
+    signum, _held["signum"] = _held["signum"], 0
+    if then_raise and signum:
+        raise Interrupted(signum)
