@@ -16,9 +16,10 @@ benchmark. ``@pytest.mark.contention(bubbles=4, cpu_duty=1.0)`` sets a test's de
 using the fixture carries the marker, so ``-m "not contention"`` leaves them out.
 
 Options, pytest-benchmark's as the model: ``--contention-dir`` (where runs are saved, default
-``.bubbleup``), ``--contention-compare=DIR`` (an earlier ``--contention-dir``: each test is compared with
-its newest run there), ``--contention-compare-fail=PCT`` (fail a test whose run is slower than that
-baseline by PCT at any point, with the ratio's CI above 1: :func:`bubbleup.analysis.compare.regressions`).
+``.bubbleup``), ``--contention-compare=DIR`` (an earlier ``--contention-dir``: each call is compared with
+the same call's newest run there, the n-th call of a test with its n-th, and the terminal summary says
+how), ``--contention-compare-fail=PCT`` (fail a test whose run is slower than that baseline by PCT at any
+point, with the ratio's CI above 1: :func:`bubbleup.analysis.compare.regressions`).
 
 Importing this module stays cheap (pytest loads it in every session of an environment that has
 bubbleup): the harness is imported when a test first asks for contention.
@@ -39,6 +40,14 @@ if TYPE_CHECKING:
     from bubbleup.analysis.validity import Validity
     from bubbleup.store.reader import Run
 
+#: The comparison lines of this session's contention calls (--contention-compare), for the terminal summary.
+_COMPARED = pytest.StashKey[list[str]]()
+
+#: A contention argument as the scenario names it, for the argument's own name in an error.
+_ARGUMENT_OF = {"sweep.values": "bubbles", "bubble.size_mb": "size_mb", "bubble.cpu_duty": "cpu_duty",
+                "bubble.pattern": "pattern", "bubble.kind": "kind", "workload.inferences_per_setting": "inferences",
+                "workload.warmup": "warmup", "sweep.repeats": "repeats", "sweep.settle_s": "settle_s"}  # fmt: skip
+
 #: What a contention call runs unless the call or the test's marker says otherwise.
 DEFAULTS: dict[str, Any] = {"bubbles": 2, "size_mb": 256, "cpu_duty": 1.0, "pattern": "stream", "kind": "combined",
                             "inferences": 50, "warmup": 5, "repeats": 2, "settle_s": 0.5}  # fmt: skip
@@ -58,6 +67,29 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "contention(**defaults): the test applies bubbleup contention (the "
                                        "contention fixture); keyword arguments set its defaults")  # fmt: skip
+    # The options are checked now, as pytest's own are: a bad one is a usage error before any test runs.
+    fail = config.getoption("contention_compare_fail", None)
+    if fail is not None:
+        from bubbleup.errors import UserError
+        from bubbleup.formatting import share_of_percent
+
+        if not config.getoption("contention_compare", None):
+            raise pytest.UsageError("--contention-compare-fail needs --contention-compare=DIR, the baseline to "
+                                    "compare with")  # fmt: skip
+        try:
+            share_of_percent(fail, "--contention-compare-fail")
+        except UserError as exc:
+            raise pytest.UsageError(str(exc)) from None
+    config.stash[_COMPARED] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    """With --contention-compare, one line per contention call: how it compares with its baseline."""
+    lines = config.stash.get(_COMPARED, [])
+    if lines:
+        terminalreporter.write_sep("-", f"bubbleup contention against {config.getoption('contention_compare')}")
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -66,7 +98,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.contention)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class ContentionResult:
     """One contention call: the saved run, and its latency and slowdown at any percentile with a 95% CI."""
 
@@ -112,6 +144,10 @@ class ContentionResult:
         invalid = "" if verdict.valid else f"; the run is {verdict.short()}"
         return (f"{self.slowdown(50):.2f}x median slowdown [{low:.2f}, {high:.2f}] beside {self.bubbles} bubbles "
                 f"({self.path}{invalid})")  # fmt: skip
+
+    def __repr__(self) -> str:
+        # what pytest prints for ``assert ..., result``: the verdict, not a dump of the run's data frames
+        return f"ContentionResult({self})"
 
 
 def _unmeasured(result: ContentionResult) -> str:
@@ -163,6 +199,7 @@ def contention(request: pytest.FixtureRequest) -> Callable[..., ContentionResult
     # with the paths on the command line, and a baseline must be found again under the same name.
     module = getattr(request.node.module, "__name__", "") if getattr(request.node, "module", None) else ""
     slug = _slug(f"{module}.{request.node.name}" if module else request.node.nodeid)
+    calls = [0]
 
     def run(func: Callable[..., Any], **given: Any) -> ContentionResult:
         from bubbleup.api import run as run_scenario
@@ -175,8 +212,11 @@ def contention(request: pytest.FixtureRequest) -> Callable[..., ContentionResult
                             f"known: {', '.join(DEFAULTS)}")  # fmt: skip
         o = {**DEFAULTS, **(marker.kwargs if marker is not None else {}), **given}
         function, path = _target(func)
+        # the n-th call of a test is saved, and compared, as the n-th: a test may measure two functions
+        calls[0] += 1
+        name = slug if calls[0] == 1 else f"{slug}.call{calls[0]}"
         data = {
-            "name": slug,
+            "name": name,
             "description": f"{request.node.nodeid}: {function} beside {o['bubbles']} bubbles (bubbleup pytest plugin)",
             "workload": {"kind": "python", "inferences_per_setting": o["inferences"], "warmup": o["warmup"],
                          "restart": "per_repeat", "options": {"function": function, "path": path}},
@@ -188,41 +228,47 @@ def contention(request: pytest.FixtureRequest) -> Callable[..., ContentionResult
             scenario = scenario_from_dict(data, f"contention({function})")
             done = run_scenario(scenario, reports_root=Path(config.getoption("contention_dir")), report=False)
         except UserError as exc:
-            pytest.fail(str(exc), pytrace=False)
+            said = str(exc)
+        else:
+            said = ""
+        if said:  # failed outside the except: said once, not "during handling of the above exception"
+            for field, argument in _ARGUMENT_OF.items():
+                said = said.replace(f": {field}: ", f": {argument}: ", 1)
+            pytest.fail(said, pytrace=False)
         result = ContentionResult(done, done.path, int(o["bubbles"]))
         unmeasured = _unmeasured(result)
         if unmeasured:
             pytest.fail(f"contention({function}): {unmeasured} ({done.path})", pytrace=False)
-        _gate(config, slug, result)
+        _gate(config, name, result)
         return result
 
     return run
 
 
-def _gate(config: pytest.Config, slug: str, result: ContentionResult) -> None:
-    """With --contention-compare, compare with the test's newest baseline run; fail on a regression when asked."""
+def _gate(config: pytest.Config, name: str, result: ContentionResult) -> None:
+    """With --contention-compare, compare with the call's newest baseline run (said in the terminal summary);
+    with --contention-compare-fail, fail on a regression."""
     base_dir = config.getoption("contention_compare")
     if not base_dir:
         return
-    from bubbleup.analysis.compare import Gate, compare_runs, regressions
+    from bubbleup.analysis.compare import Gate, compare_runs, regressions, table_rows
+    from bubbleup.formatting import share_of_percent
     from bubbleup.store.reader import load_run
 
-    baseline = _newest_run(Path(base_dir) / slug)
+    baseline = _newest_run(Path(base_dir) / name)
+    compared = config.stash.setdefault(_COMPARED, [])
     if baseline is None or baseline.resolve() == result.path.resolve():
-        import warnings
-
-        warnings.warn(f"contention: no baseline run for {slug} under {base_dir}", stacklevel=3)
+        compared.append(f"{name}: no baseline run under {base_dir}")
         return
+    cmp = compare_runs(load_run(baseline), result.run)
+    rows = [r for r in table_rows(cmp.table) if r.ratio == r.ratio]  # NaN: a point with nothing to compare
+    worst = max(rows, key=lambda r: r.ratio, default=None)
+    largest = (f"; largest B/A {worst.ratio:.2f}x [{worst.ratio_low:.2f}, {worst.ratio_high:.2f}] at "
+               f"{worst.value:g} bubbles" if worst is not None else "")  # fmt: skip
+    compared.append(f"{name}: {cmp.flagged} of {len(cmp.table)} points changed{largest} (against {baseline})")
     fail = config.getoption("contention_compare_fail")
     if fail is None:
         return
-    from bubbleup.errors import UserError
-    from bubbleup.formatting import share_of_percent
-
-    try:
-        slower = share_of_percent(fail, "--contention-compare-fail")
-    except UserError as exc:
-        raise pytest.UsageError(str(exc)) from None
-    found = regressions(compare_runs(load_run(baseline), result.run), Gate(slower=slower))
+    found = regressions(cmp, Gate(slower=share_of_percent(fail, "--contention-compare-fail")))
     if found:
         pytest.fail(f"contention regression against {baseline}:\n" + "\n".join(found), pytrace=False)

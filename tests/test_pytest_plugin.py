@@ -78,18 +78,38 @@ def test_a_user_test_passes_quiet_and_fails_its_threshold_loaded(pytester: pytes
     skipped.assert_outcomes(deselected=4)
 
 
+TWO_CALLS = '''
+from test_user import work
+
+
+def twice():
+    return work() + work()
+
+
+def test_two_calls(contention):
+    contention(twice, bubbles=0, inferences=20, repeats=2, size_mb=16)
+    contention(work, bubbles=0, inferences=20, repeats=2, size_mb=16)
+'''
+
+
 def test_the_gate_fails_a_test_slower_than_its_baseline(pytester: pytest.Pytester, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """The same quiet test, first as the baseline, then with twice the work: against the baseline with a 10% gate
-    it fails naming the regression; a run like the baseline passes the same gate."""
-    pytester.makepyfile(test_user=USER_TESTS)
+    it fails naming the regression; a run like the baseline passes the same gate. A test that calls contention
+    twice, on functions twice apart, is compared call by call (each call with its own baseline once failed it);
+    the terminal summary says how each call compared."""
+    pytester.makepyfile(test_user=USER_TESTS, test_two=TWO_CALLS)
     base, again, slow = tmp_path / "base", tmp_path / "again", tmp_path / "slow"
-    common = ["-q", "-k", "quiet"]
-    pytester.runpytest_subprocess(*common, "--contention-dir", str(base)).assert_outcomes(passed=1)
+    common = ["-q", "-k", "quiet or two_calls"]
+    pytester.runpytest_subprocess(*common, "--contention-dir", str(base)).assert_outcomes(passed=2)
     gate = ["--contention-compare", str(base), "--contention-compare-fail", "10%"]
-    pytester.runpytest_subprocess(*common, "--contention-dir", str(again), *gate).assert_outcomes(passed=1)
+    same = pytester.runpytest_subprocess(*common, "--contention-dir", str(again), *gate)
+    same.assert_outcomes(passed=2)
+    summary = same.stdout.str()
+    assert re.search(r"test_two\.test_two_calls\.call2: 0 of 1 points changed; largest B/A", summary), summary
+    assert re.search(r"test_two\.test_two_calls: 0 of 1 points changed", summary), summary
     monkeypatch.setenv("WORK_N", "400000")
-    failed = pytester.runpytest_subprocess(*common, "--contention-dir", str(slow), *gate)
+    failed = pytester.runpytest_subprocess("-q", "-k", "quiet", "--contention-dir", str(slow), *gate)
     failed.assert_outcomes(failed=1)
     out = failed.stdout.str()
     assert "contention regression against" in out and "more than 10%" in out
@@ -112,7 +132,36 @@ def test_a_result_says_when_its_run_is_invalid(tmp_path: Path) -> None:
     result = ContentionResult(analysis.load_run(run_dir), run_dir, 2)
     assert not result.validity.valid and [r.code for r in result.validity.reasons] == ["machine_busy"]
     assert str(result).endswith("; the run is INVALID (machine_busy))"), str(result)
+    # ``assert result.validity.valid, result`` prints repr(result): the verdict, not the run's data frames
+    assert repr(result) == f"ContentionResult({result})" and "DataFrame" not in repr(result)
     manifest["validity"] = {"valid": True, "reasons": []}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     again = ContentionResult(analysis.load_run(run_dir), run_dir, 2)
     assert again.validity.valid and "INVALID" not in str(again) and 1.8 < again.slowdown() < 2.2
+
+
+@pytest.mark.parametrize(("options", "says"), [
+    (["--contention-compare", "base", "--contention-compare-fail=-5%"], "-5% must be above 0%"),
+    (["--contention-compare-fail", "abc"], "--contention-compare-fail needs --contention-compare=DIR"),
+])  # fmt: skip
+def test_bad_plugin_options_are_usage_errors_before_any_test(pytester: pytest.Pytester, options: list[str],
+                                                             says: str) -> None:  # fmt: skip
+    pytester.makepyfile(test_user=USER_TESTS)
+    done = pytester.runpytest_subprocess("-q", "-k", "quiet", *options)
+    assert done.ret == pytest.ExitCode.USAGE_ERROR and says in done.stderr.str(), done.stderr.str()
+    assert "passed" not in done.stdout.str() and "failed" not in done.stdout.str()
+
+
+def test_a_bad_argument_is_named_as_given_and_said_once(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile(test_bad="""
+from test_user import work
+
+
+def test_bad(contention):
+    contention(work, bubbles=-1)
+""", test_user=USER_TESTS)
+    done = pytester.runpytest_subprocess("-q", "-k", "test_bad", "--contention-dir", str(tmp_path / "runs"))
+    done.assert_outcomes(failed=1)
+    out = done.stdout.str()
+    assert ": bubbles: " in out and "sweep.values" not in out, out
+    assert "During handling of the above exception" not in out, out
