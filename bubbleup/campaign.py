@@ -225,10 +225,12 @@ def run_local(campaign: Campaign, reports_root: Path, progress: bool = True, all
         write_index(campaign)
 
 
-def finish_run(campaign: Campaign, run: PlannedRun) -> None:
-    """After a run ends however it ended: its report, and the campaign's page, brought up to date."""
+def finish_run(campaign: Campaign, run: PlannedRun, report: bool = True) -> None:
+    """After a run ends however it ended: its report (unless ``report`` is False: a Ray driver on a host that
+    runs the next run meanwhile draws them all at the end; drawing one beside it made that run INVALID), and
+    the campaign's page, brought up to date."""
     target = campaign.run_dir(run)
-    if is_run_dir(target):
+    if report and is_run_dir(target):
         try:
             from bubbleup.report.html import write_report
 

@@ -19,6 +19,7 @@ is an optional extra (``pip install 'bubbleup[ray]'``).
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -46,6 +47,8 @@ HOST_RESOURCE = "bubbleup_host"
 #: row of the points sent (and perhaps a next point's, which a resume drops as orphans), never fewer.
 APPENDED = ("points.csv", "samples.csv", "telemetry.csv", "bubbles.csv", "worker.log")
 POLL_S = 0.5
+#: How long a cluster's address may take to answer before ``--ray ADDRESS`` is refused.
+CONNECT_S = 15.0
 #: A host's scratch directory for one run: ``<tmp>/bubbleup-ray-<task PID>-<random>`` (``procs.owned_tmpdir``).
 WORK_PREFIX = "bubbleup-ray-"
 
@@ -75,9 +78,11 @@ def _collect(run_dir: Path, offsets: dict[str, int], manifest_seen: list[float])
 
 
 def host_run(run_id: str, given: dict[str, Any], source: str, files: dict[str, bytes] | None,
-             allow_concurrent: bool) -> Iterator[dict[str, Any]]:  # fmt: skip
+             allow_concurrent: bool, cwd: str | None = None) -> Iterator[dict[str, Any]]:  # fmt: skip
     """On a host: run (or, given ``files``, resume) the scenario with the ordinary command line, and yield the
-    run directory's growth as it happens; last, how the command ended."""
+    run directory's growth as it happens; last, how the command ended. It runs in ``cwd``, the directory the
+    campaign was started in, where that exists on the host: a scenario's relative paths (an adaptive workload's
+    profile, a python workload's path) mean there what they mean in a local campaign."""
     import ray
 
     from bubbleup.procs import die_with_this_process, owned_tmpdir
@@ -99,7 +104,8 @@ def host_run(run_id: str, given: dict[str, Any], source: str, files: dict[str, b
         args += ["-q", "--no-report"] + (["--allow-concurrent"] if allow_concurrent else [])
         yield {"node": ray.get_runtime_context().get_node_id(), "host": socket.gethostname()}
         with open(work / "stderr.txt", "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-m", "bubbleup", *args], cwd=work, stdout=subprocess.DEVNULL,
+            here = cwd if cwd and Path(cwd).is_dir() else work
+            proc = subprocess.Popen([sys.executable, "-m", "bubbleup", *args], cwd=here, stdout=subprocess.DEVNULL,
                                     stderr=err, preexec_fn=die_with_this_process)  # fmt: skip
             seen = [0.0]
             while proc.poll() is None:
@@ -153,7 +159,7 @@ def _drive(campaign: Campaign, run: PlannedRun, task: Any, options: dict[str, An
 
     target = campaign.run_dir(run)
     files = resume_files(target)
-    stream = task.options(**options).remote(run.id, run.given, run.scenario, files, allow_concurrent)
+    stream = task.options(**options).remote(run.id, run.given, run.scenario, files, allow_concurrent, os.getcwd())
     try:
         for ref in stream:
             msg = ray.get(ref)
@@ -178,19 +184,33 @@ def _drive(campaign: Campaign, run: PlannedRun, task: Any, options: dict[str, An
         _mark_interrupted(target, f"host {run.host or '?'} lost ({what}); completed points kept, --resume goes on")
         run.note = f"host lost mid-run ({what})"
     with _lock:
-        finish_run(campaign, run)
+        finish_run(campaign, run, report=False)  # reports are drawn once every run has ended (run())
 
 
 def _hosts(ray: Any) -> list[dict[str, Any]]:
     return [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get(HOST_RESOURCE, 0) >= 1]
 
 
-def run(campaign: Campaign, address: str, allow_concurrent: bool = False) -> None:
-    """Run what is left of ``campaign`` on the Ray cluster at ``address`` ('auto' finds a running one)."""
+def connect(address: str) -> list[dict[str, Any]]:
+    """Join the Ray cluster at ``address`` ('auto' finds a running one) and return its hosts, before a campaign
+    directory is made: a wrong address is one line and exit 2, not a retry loop (Ray's own waits for minutes)."""
     try:
         import ray
     except ImportError:
         raise UserError("campaign --ray needs Ray, which is not installed here: pip install 'bubbleup[ray]'") from None
+    host, _, port = address.rpartition(":")
+    if host and port.isdigit() and "://" not in address:
+        deadline = time.monotonic() + CONNECT_S  # a head just started may take seconds to listen
+        while True:
+            try:
+                socket.create_connection((host, int(port)), timeout=CONNECT_S).close()
+                break
+            except OSError as exc:
+                if time.monotonic() > deadline:
+                    raise UserError(f"campaign --ray {address}: no Ray cluster answers there within {CONNECT_S:g} s "
+                                    f"({exc.strerror or exc}); start one with ray start --head, or give its "
+                                    f"address") from None  # fmt: skip
+                time.sleep(0.5)
     if not ray.is_initialized():
         try:
             ray.init(address=address, log_to_driver=False, include_dashboard=False)
@@ -200,6 +220,14 @@ def run(campaign: Campaign, address: str, allow_concurrent: bool = False) -> Non
     if not hosts:
         raise UserError(f"campaign --ray {address}: no host offers the {HOST_RESOURCE} resource; start each with "
                         f"ray start ... --resources='{{\"{HOST_RESOURCE}\": 1}}'")  # fmt: skip
+    return hosts
+
+
+def run(campaign: Campaign, address: str, allow_concurrent: bool = False) -> None:
+    """Run what is left of ``campaign`` on the Ray cluster at ``address`` (joined first if :func:`connect` was not)."""
+    import ray
+
+    hosts = connect(address)
     task = ray.remote(max_retries=0)(host_run)
     campaign.engine = f"ray ({address}, {len(hosts)} hosts)"
     campaign.status = "running"
@@ -218,6 +246,8 @@ def run(campaign: Campaign, address: str, allow_concurrent: bool = False) -> Non
     try:
         for f in [pool.submit(_drive, campaign, r, task, o, allow_concurrent) for r, o in todo]:
             f.result()
+        for r, _ in todo:  # now, with nothing measuring: the driver may share a host with a run
+            finish_run(campaign, r)
         campaign.status = campaign.ended()
     except BaseException:
         # Interrupted: disconnecting ends every task this driver owns (each host's orchestrator dies with its

@@ -224,21 +224,31 @@ def _cmd_campaign(args: argparse.Namespace) -> int:
     """Start (or resume) a campaign and run it here, or on Ray (:mod:`bubbleup.campaign_ray`, only with --ray)."""
     from bubbleup import campaign as campaigns
     from bubbleup.store.layout import CAMPAIGN_INDEX
+    from bubbleup.sweep.signals import signals_raise
 
-    camp = campaigns.open_or_start(args.file, args.resume, args.out, Path(args.reports_root))
-    print(f"campaign directory: {camp.root}", file=sys.stderr, flush=True)
     if args.ray:
         from bubbleup import campaign_ray
 
-        campaign_ray.run(camp, args.ray, allow_concurrent=args.allow_concurrent)
-    else:
-        from bubbleup.sweep.signals import signals_raise
-
-        with signals_raise():
+        campaign_ray.connect(args.ray)  # before the campaign directory: a wrong address leaves nothing behind
+    camp = campaigns.open_or_start(args.file, args.resume, args.out, Path(args.reports_root))
+    print(f"campaign directory: {camp.root}", file=sys.stderr, flush=True)
+    with signals_raise():  # after Ray's own handlers: SIGTERM ends a campaign as Ctrl-C does, on either engine
+        if args.ray:
+            campaign_ray.run(camp, args.ray, allow_concurrent=args.allow_concurrent)
+        else:
             campaigns.run_local(camp, Path(args.reports_root), progress=not args.quiet,
                                 allow_concurrent=args.allow_concurrent)  # fmt: skip
+    # Every run that did not complete, said here too (the index page has it), and a failure in the exit status:
+    # a CI job running a campaign must not pass on a run that failed.
+    failed = 0
+    for r in camp.runs:
+        status = camp.status_of(r)
+        if status != "complete":
+            failed += status != "skipped"
+            said = r.note if r.note.startswith(status) else f"{status}: {r.note}" if r.note else status
+            print(f"  {r.id}: {said}", flush=True)
     print(f"campaign {camp.status}: {camp.root / CAMPAIGN_INDEX}")
-    return 0
+    return 1 if failed else 0
 
 
 def _cmd_recommend(args: argparse.Namespace) -> int:

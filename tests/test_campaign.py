@@ -118,3 +118,34 @@ def test_a_campaign_here_imports_nothing_of_ray(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-c", code, str(camp), str(tmp_path / "out")], capture_output=True,
                           text=True, timeout=300, cwd=tmp_path)  # fmt: skip
     assert done.stdout.split()[-2:] == ["False", "0"], done.stderr[-2000:]
+
+
+def test_a_ray_address_where_no_cluster_answers_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    """Ray's own connect retries for minutes, printing every 5 s; and the campaign directory it left said
+    'running', so the same --out was then refused."""
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: bound, then released
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    write_scenario(tmp_path, smoke_dict(name="quick"), "quick.yaml")
+    camp = _campaign(tmp_path, [{"scenario": "quick.yaml"}])
+    out = tmp_path / "out"
+    done = run_cli(["campaign", str(camp), "--out", str(out), "--ray", f"127.0.0.1:{port}"], cwd=tmp_path, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()] and "no Ray cluster answers there" in done.stderr
+    assert not out.exists()
+
+
+def test_a_campaign_with_a_failed_run_says_so_and_exits_1(tmp_path: Path) -> None:
+    write_scenario(tmp_path, smoke_dict(name="quick"), "quick.yaml")
+    broken = smoke_dict(name="broken")
+    broken["workload"] = {"kind": "python", "inferences_per_setting": 5, "warmup": 1,
+                          "options": {"function": "json:no_such_function"}}  # loads nowhere: the run fails
+    write_scenario(tmp_path, broken, "broken.yaml")
+    camp = _campaign(tmp_path, [{"scenario": "broken.yaml"}, {"scenario": "quick.yaml"},
+                                {"scenario": "quick.yaml", "requires": {"cpus": 4096}}])  # fmt: skip
+    done = run_cli(["campaign", str(camp), "--out", str(tmp_path / "out"), "-q"], cwd=tmp_path, timeout=300)
+    assert done.returncode == 1, (done.stdout, done.stderr)
+    assert "01-broken: failed" in done.stdout and "03-quick: skipped: needs 4096 CPUs" in done.stdout, done.stdout
+    assert "02-quick" not in done.stdout.replace("campaign complete", "")
