@@ -18,7 +18,7 @@ from pathlib import Path
 
 from bubbleup import __version__
 from bubbleup.colocation import cli as colocation_cli
-from bubbleup.errors import OneLineParser, RunFailed, UserError, amount_arg, count_arg
+from bubbleup.errors import OneLineParser, RunFailed, UserError, amount_arg, count_arg, finite_arg
 from bubbleup.formatting import plural
 
 EXIT_INTERRUPTED = 130
@@ -32,6 +32,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise UserError("run: give a scenario file, or --resume RUN_DIR")
     if args.resume is not None:
         run_dir = Path(args.resume)
+        if run_dir.exists() and not run_dir.is_dir():
+            raise UserError(f"{run_dir}: is a file; --resume names the run directory (the one holding manifest.json)")
         if args.scenario is not None:
             from bubbleup.store.layout import MANIFEST
             from bubbleup.store.manifest import read
@@ -317,13 +319,13 @@ def _cmd_train(argv: list[str]) -> int:
         module = importlib.import_module(f"workloads.{kind}.train")
     except ModuleNotFoundError:
         raise UserError(f"train: workload {kind!r} has nothing to train") from None
-    return int(module.main(rest) or 0)
+    return int(module.main(rest, OneLineParser) or 0)
 
 
 def _cmd_export(argv: list[str]) -> int:
     from workloads.nn.litert_export import main
 
-    return int(main(argv) or 0)
+    return int(main(argv, OneLineParser) or 0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -391,10 +393,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     rc = sub.add_parser("recommend", help="the most accurate setting that meets an SLO at each pressure level")
     rc.add_argument("run_dir")
-    rc.add_argument("--slo-ms", type=amount_arg, required=True, metavar="MS", help="the latency objective, ms")
+    rc.add_argument("--slo-ms", type=finite_arg, required=True, metavar="MS", help="the latency objective, ms")
     rc.add_argument("--percentile", type=float, default=50, metavar="P",
                     help="the latency percentile held to the SLO: 50 (default), 90, 95 or 99")  # fmt: skip
-    rc.add_argument("--margin", type=amount_arg, default=1.3, metavar="M",
+    rc.add_argument("--margin", type=finite_arg, default=1.3, metavar="M",
                     help="a setting fits when its latency is within SLO / M (default 1.3, ApproxDet's)")  # fmt: skip
     rc.set_defaults(func=_cmd_recommend)
 

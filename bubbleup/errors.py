@@ -45,6 +45,17 @@ def count_arg(text: str) -> int:
     return value
 
 
+def finite_arg(text: str) -> float:
+    """An argparse type: a finite number, whose range the command checks (and says) itself."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
+
+
 def amount_arg(text: str) -> float:
     """An argparse type: a finite number, 0 or more (MiB, seconds, cores)."""
     try:

@@ -25,7 +25,12 @@ from pydantic import (
 def _reject_text_and_bool(value: Any) -> Any:
     # YAML gives us real numbers; a quoted "5" or a `true` where a number belongs is a mistake.
     if isinstance(value, (str, bool)):
-        raise ValueError(f"expected a number, got {type(value).__name__} {value!r}")
+        hint = ""
+        number = re.fullmatch(r"([+-]?\d+)(\.\d*)?[eE]([+-]?)(\d+)", value.strip()) if isinstance(value, str) else None
+        if number:  # YAML 1.1 (PyYAML) reads a number in this form only with a dot and a signed exponent
+            whole, frac, sign, exp = number.groups()
+            hint = f" (YAML reads {value} as text: write {whole}{frac or '.0'}e{sign or '+'}{exp})"
+        raise ValueError(f"expected a number, got {type(value).__name__} {value!r}{hint}")
     return value
 
 

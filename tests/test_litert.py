@@ -112,6 +112,8 @@ def test_litert_options_are_checked_when_the_scenario_is_read(tmp_path: Path) ->
     with pytest.raises(ValidationError, match="quantize"):
         ApproxNetOptions(runtime="litert", quantize="int4")
     assert ApproxNetOptions(runtime="litert", threads=3).intra_op_threads == 3  # threads is the same field
+    with pytest.raises(ValidationError, match="threads: it and intra_op_threads are one setting"):
+        ApproxNetOptions(threads=1, intra_op_threads=2)  # was "threads: unknown key", of a documented name
     scenario = tmp_path / "s.yaml"
     scenario.write_text(yaml.safe_dump({
         "name": "x", "workload": {"kind": "approxnet", "settings": ["LL"],
@@ -135,6 +137,19 @@ def test_export_refuses_bad_options_in_one_line(options: str, says: str, cache: 
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
     assert not cache.exists()  # nothing was exported
+
+
+@pytest.mark.parametrize(("argv", "says"), [
+    (["export", "synthetic", "--runtime", "litert"], "invalid choice: 'synthetic'"),
+    (["export", "approxnet"], "required: --runtime"),
+    (["export", "approxnet", "--runtime", "litert", "--quantize", "int4"], "invalid choice: 'int4'"),
+    (["train", "approxnet", "--variant", "huge"], "invalid choice: 'huge'"),
+])  # fmt: skip
+def test_export_and_train_refuse_bad_arguments_in_one_line(argv: list[str], says: str) -> None:
+    """They parse their own arguments (the workloads' parsers), in the command line's one-line style."""
+    done = run_cli(argv, ROOT)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and says in done.stderr, done.stderr
+    assert "usage:" not in done.stderr
 
 
 # -- TensorFlow and LiteRT ------------------------------------------------------------------------

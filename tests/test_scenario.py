@@ -43,6 +43,8 @@ CASES = [
     ("missing sweep axis", "sweep.axis", DELETE, "sweep.axis", "required"),
     ("negative size", "bubble.size_mb", -1, "bubble.size_mb", "greater than or equal to 0"),
     ("size as text", "bubble.size_mb", "256", "bubble.size_mb", "expected a number"),
+    # what PyYAML makes of an unsigned exponent: text, and the line says how to write the number
+    ("exponent without a dot", "bubble.size_mb", "1e3", "bubble.size_mb", "YAML reads 1e3 as text: write 1.0e+3"),
     ("duty above 1", "bubble.cpu_duty", 1.5, "bubble.cpu_duty", "less than or equal to 1"),
     ("duty below 0", "bubble.cpu_duty", -0.1, "bubble.cpu_duty", "greater than or equal to 0"),
     ("bad pattern", "bubble.pattern", "zigzag", "bubble.pattern", "'none', 'stream', 'random' or 'mixed'"),
@@ -248,3 +250,12 @@ def test_help_works_for_every_command() -> None:
     for command in commands:
         done = run_cli([command, "--help"], cwd=ROOT, timeout=60)
         assert done.returncode == 0 and "usage:" in done.stdout, (command, done.stderr)
+
+
+def test_resume_of_a_file_says_it_is_a_file(tmp_path: Path, capsys) -> None:
+    """``run --resume RUN/samples.csv`` said '.../samples.csv/manifest.json: unreadable manifest: Not a directory'."""
+    file = tmp_path / "samples.csv"
+    file.write_text("repeat,value\n")
+    assert cli.main(["run", "--resume", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"error: {file}: is a file; --resume names the run directory (the one holding manifest.json)\n"

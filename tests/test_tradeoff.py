@@ -126,3 +126,15 @@ def test_a_scenario_slo_puts_the_recommendation_in_the_report(tmp_path: Path) ->
     table = html.split('id="recommendation-table"')[1].split("</table>")[0]
     assert [r.split("<td>")[2].split("<")[0] for r in table.split("<tr")[2:]] == ["MM", "LL", "LL", "none fits"]
     assert "From 3 bubbles on, no setting meets the SLO" in html
+
+
+def test_a_bad_slo_or_margin_gets_one_range_in_words(tmp_path: Path) -> None:
+    """-5 and 0 are refused by the same rule, said the same way (argparse once said '0 or more' and then 0 was
+    refused as 'must be positive')."""
+    run_dir = profile(tmp_path)
+    for flag, values, says in (("--slo-ms", ["-5", "0"], "--slo-ms must be a positive number of milliseconds"),
+                               ("--margin", ["-1", "0", "0.5"], "--margin must be at least 1")):  # fmt: skip
+        for value in values:
+            done = run_cli(["recommend", str(run_dir), "--slo-ms", "10", flag, value], cwd=tmp_path)
+            (line,) = done.stderr.splitlines()
+            assert done.returncode == 2 and says in line, (flag, value, line)

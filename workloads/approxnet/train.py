@@ -223,8 +223,9 @@ def build_plan(args: argparse.Namespace) -> TrainPlan:
     )
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``cls``: the command line's own parser class (bubbleup's says a bad argument in one line)."""
+    p = cls(
         prog="bubbleup train approxnet",
         description="Train ApproxNet on synthetic video offline (backbone, then outports) and report "
         "held-out top-1 accuracy per (input size, outport) setting.",
@@ -241,8 +242,8 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser_cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    args = parser(parser_cls).parse_args(argv)
     if (args.epochs is not None and args.epochs < 1) or (args.outport_epochs is not None and args.outport_epochs < 1):
         print("error: epochs must be at least 1", file=sys.stderr)
         return 2

@@ -176,8 +176,9 @@ def _plan_dict(plan: McdnnPlan) -> dict[str, Any]:
     return asdict(plan)
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``cls``: the command line's own parser class (bubbleup's says a bad argument in one line)."""
+    p = cls(
         prog="bubbleup train mcdnn",
         description="Train MCDNN's full model and its specialised small model (top-K classes + other) on "
         "synthetic video offline, and report held-out accuracy of each and of the cascade.",
@@ -209,8 +210,8 @@ def build_plan(args: argparse.Namespace) -> McdnnPlan:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main(argv: list[str] | None = None, parser_cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
+    args = parser(parser_cls).parse_args(argv)
     if args.epochs is not None and args.epochs < 1:
         print("error: --epochs must be at least 1", file=sys.stderr)
         return 2

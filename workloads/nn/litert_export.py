@@ -228,8 +228,9 @@ def export(kind: str, options: Mapping[str, Any], out_dir: Path | None = None) -
     raise files.ExportError(f"export: workload {kind!r} has no LiteRT export (approxnet, mcdnn)")
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+def parser(cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """``cls``: the command line's own parser class (bubbleup's says a bad argument in one line)."""
+    p = cls(
         prog="bubbleup export",
         description="Convert a workload's networks to LiteRT models (cached; the workloads use them with "
         "options {runtime: litert}) and check them against TensorFlow on held-out clips.",
@@ -243,12 +244,12 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, parser_cls: type[argparse.ArgumentParser] = argparse.ArgumentParser) -> int:
     from pydantic import ValidationError
 
     from workloads import MissingExtra, check_requirements, get_workload_class
 
-    args = parser().parse_args(argv)
+    args = parser(parser_cls).parse_args(argv)
     try:
         options = dict(json.loads(args.options))
     except (ValueError, TypeError) as exc:

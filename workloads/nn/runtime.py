@@ -32,6 +32,14 @@ class RuntimeOptions(BaseModel):
     #: TensorFlow only: its inter-op pool.
     inter_op_threads: int = Field(default=1, ge=1, le=1024)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_name_for_threads(cls, data: Any) -> Any:
+        """Both names given: said as such (pydantic took one and called the other an unknown key)."""
+        if isinstance(data, dict) and "threads" in data and "intra_op_threads" in data:
+            raise ValueError("threads: it and intra_op_threads are one setting under two names: give one of them")
+        return data
+
     @model_validator(mode="after")
     def _runtime_ok(self) -> Any:
         if self.runtime == "tensorflow" and (self.quantize != "none" or self.model_file != "cache"):
