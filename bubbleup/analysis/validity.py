@@ -360,7 +360,8 @@ def _throttled(run: Run, unchecked: list[str]) -> list[Reason]:
         return []
     periods, secs = final.get("cpu_throttled_periods"), final.get("cpu_throttled_s")
     if periods is None and secs is None:
-        unchecked.append("budget CPU throttling: this kernel's cgroup did not say")
+        if run.manifest.budget.get("cpu_quota_us"):  # no quota (memory only, or more CPUs than here): nothing to say
+            unchecked.append("budget CPU throttling: this kernel's cgroup did not say")
         return []
     periods, secs = int(periods or 0), float(secs or 0.0)
     if periods <= 0 and secs <= 0:
