@@ -129,15 +129,6 @@ def stderr_tail(proc: subprocess.Popen[bytes], limit: int = 400) -> str:
     return text[-limit:]
 
 
-def not_a_program(argv: Sequence[str]) -> str | None:
-    """Why ``argv`` cannot be started here (said when a scenario is read, not after every step failed), or None."""
-    if not argv:
-        return "no program given"
-    if shutil.which(argv[0]) is None:
-        return f"{argv[0]!r} is not a program here (not on PATH, not a file)"
-    return None
-
-
 def describe_exit(returncode: int | None) -> str:
     """'exit status 1' or 'killed by SIGKILL (out of memory?)'."""
     if returncode is None:

@@ -40,9 +40,9 @@ from bubbleup.procs import (
     die_with_parent,
     die_with_this_process,
     exit_when_stdin_closes,
-    not_a_program,
     stop_descendants,
 )
+from bubbleup.programs import not_a_program
 
 MIB = 1 << 20
 POLL_S = 0.1

@@ -24,7 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bubbleup.procs import not_a_program
+from bubbleup.programs import not_a_program
 
 if TYPE_CHECKING:
     from bubbleup.scenario import BubbleSpec
