@@ -355,6 +355,9 @@ class Limits(_Strict):
     #: applied, instead of recording that point failed and going on. What ``score`` and ``check-prediction``
     #: ask: a co-runner that cannot run beside the reporter fails every repeat the same way.
     stop_on_pressure_failure: StrictBool = False
+    #: How long the start check watches the machine for other processes' CPU (validity's ``machine_busy_start``);
+    #: the workers load meanwhile. Shorter is quicker and sees less: 0.25 cores is 0.25 s of CPU per second.
+    start_check_s: Float = Field(default=1.0, ge=0.1, le=60.0)
 
 
 class TelemetrySpec(_Strict):

@@ -144,6 +144,9 @@ def smoke_dict(**overrides: Any) -> dict[str, Any]:
         },
         "bubble": {"size_mb": 16, "cpu_duty": 0.5, "pattern": "stream"},
         "sweep": {"axis": "count", "values": [0, 1], "repeats": 1, "settle_s": 0.0},
+        # a quick start check: the suite makes ~100 runs, each waiting for the window (tests of the check itself
+        # set the default back)
+        "limits": {"start_check_s": 0.3},
     }
     for dotted, value in overrides.items():
         node = data

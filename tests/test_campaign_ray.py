@@ -139,6 +139,14 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _listening(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
+
+
 def test_the_cli_runs_a_campaign_on_a_head_started_by_ray_start(tmp_path: Path) -> None:
     """``ray start --head`` (blocking, ours by PID) with one bubbleup_host; ``bubbleup campaign --ray`` runs the
     shipped smoke scenario twice on it (repeats: 2); the campaign page renders in headless Chromium; stopping
@@ -156,6 +164,9 @@ def test_the_cli_runs_a_campaign_on_a_head_started_by_ray_start(tmp_path: Path) 
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
     started: list[int] = []
     try:
+        # as `ray start` without --block returns: once the head listens (the campaign refuses an address where
+        # nothing answers)
+        wait_until(lambda: _listening(port), 60, "the Ray head to listen")
         out = tmp_path / "out"
         done = run_cli(["campaign", str(camp), "--out", str(out), "--ray", f"127.0.0.1:{port}", "-q",
                         "--allow-concurrent"], cwd=tmp_path, timeout=900)  # fmt: skip

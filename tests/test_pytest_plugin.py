@@ -87,8 +87,8 @@ def twice():
 
 
 def test_two_calls(contention):
-    contention(twice, bubbles=0, inferences=20, repeats=2, size_mb=16)
-    contention(work, bubbles=0, inferences=20, repeats=2, size_mb=16)
+    contention(twice, bubbles=0, inferences=10, warmup=2, repeats=2, size_mb=16)
+    contention(work, bubbles=0, inferences=10, warmup=2, repeats=2, size_mb=16)
 '''
 
 

@@ -46,7 +46,7 @@ def tiny(**overrides: Any) -> dict[str, Any]:
     # this VM: a busy neighbour kept its CPU awake, and the dial fell).
     return smoke_dict(**{"workload.options": {"working_sets_kb": [2048], "rounds": 4},
                          "workload.inferences_per_setting": 60, "sweep.settle_s": 0.6, "telemetry.interval_s": 0.05,
-                         **overrides})  # fmt: skip
+                         "limits.start_check_s": 1.0, **overrides})  # fmt: skip
 
 
 def run(tmp_path: Path, data: dict[str, Any], env: dict[str, str] | None = None) -> tuple[validity.Validity, Path]:
@@ -106,6 +106,7 @@ def test_a_process_spinning_beside_the_run_makes_it_invalid(tmp_path: Path) -> N
     assert telemetry["run_cpu_cores"].mean() > 0 and telemetry["outside_cpu_cores"].mean() > 0.25
     start = json.loads((out / "manifest.json").read_text())["machine_checks"]
     assert len(start) == 1 and start[0]["outside_cpu_cores"] > OUTSIDE_CPU_CORES
+    assert start[0]["window_s"] >= 1.0  # limits.start_check_s, as tiny() sets it
     # and it names who: the spinner, by its PID (a user can act on that)
     assert any(b["pid"] == spinner.pid and b["cores"] > 0.25 for b in start[0]["busiest"]), start
     assert f"pid {spinner.pid}" in message(verdict, "machine_busy_start")

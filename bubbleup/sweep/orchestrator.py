@@ -54,9 +54,6 @@ from bubbleup.sweep.worker_client import WorkerClient, WorkerDied, WorkerError, 
 if TYPE_CHECKING:
     from bubbleup.pressure.budget import Budget
 
-#: The start check's window: long enough that a short burst (a shell command) does not count as busy.
-START_CHECK_S = 1.0
-
 
 @dataclass
 class _StepOutcome:
@@ -174,7 +171,7 @@ class Orchestrator:
         """Before the first point: is someone else using the CPUs? (validity's ``machine_busy_start``) The
         window opened before the workers loaded: their CPU is the run's, so loading overlaps the check. The
         ``census`` taken then lets the check name who else was busy."""
-        check: dict[str, Any] = telemetry.outside_cpu(account, START_CHECK_S, census)
+        check: dict[str, Any] = telemetry.outside_cpu(account, self.scenario.limits.start_check_s, census)
         resumes = len(self.store.manifest.resumed_at)
         check["when"] = f"at resume {resumes}" if resumes else "before the first point"
         self.store.update_manifest(machine_checks=[*self.store.manifest.machine_checks, check])
