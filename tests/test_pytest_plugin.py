@@ -87,8 +87,8 @@ def twice():
 
 
 def test_two_calls(contention):
-    contention(twice, bubbles=0, inferences=10, warmup=2, repeats=2, size_mb=16)
-    contention(work, bubbles=0, inferences=10, warmup=2, repeats=2, size_mb=16)
+    contention(twice, bubbles=0, inferences=20, repeats=2, size_mb=16)
+    contention(work, bubbles=0, inferences=20, repeats=2, size_mb=16)
 '''
 
 
@@ -106,8 +106,10 @@ def test_the_gate_fails_a_test_slower_than_its_baseline(pytester: pytest.Pyteste
     same = pytester.runpytest_subprocess(*common, "--contention-dir", str(again), *gate)
     same.assert_outcomes(passed=2)
     summary = same.stdout.str()
-    assert re.search(r"test_two\.test_two_calls\.call2: 0 of 1 points changed; largest B/A", summary), summary
-    assert re.search(r"test_two\.test_two_calls: 0 of 1 points changed", summary), summary
+    # one line per call, each against its own baseline (whether noise moved a point past 5% is not the question)
+    for call in ("test_two\\.test_two_calls", "test_two\\.test_two_calls\\.call2"):
+        line = call + r": [01] of 1 points changed; largest B/A .* \(against .*" + call + "/"
+        assert re.search(line, summary), summary
     monkeypatch.setenv("WORK_N", "400000")
     failed = pytester.runpytest_subprocess("-q", "-k", "quiet", "--contention-dir", str(slow), *gate)
     failed.assert_outcomes(failed=1)
