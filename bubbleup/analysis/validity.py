@@ -436,7 +436,8 @@ def _repeats(run: Run, unchecked: list[str]) -> list[Reason]:
     if not unmet:
         return []
     target = float(rule.get("target") or math.nan)
-    named = [f"{p['setting']} at {_at(run, p['value'])}: +/-{float(p['relative_se']):.1%} over {p['repeats']} repeats"
+    named = [f"{p['setting']} at {_at(run, p['value'])}: +/-{_beyond(float(p['relative_se']), target)} over "
+             f"{p['repeats']} repeats"
              for p in unmet]  # fmt: skip
     return [Reason("repeats", f"{len(unmet)} point(s) still disagreed beyond +/-{target:.1%} between repeats at "
                               f"max_repeats: {_named(named)}")]  # fmt: skip
@@ -453,6 +454,15 @@ def _samples_cut(run: Run) -> str:
     counted = int(pd.to_numeric(ok["n"], errors="coerce").fillna(0).sum())
     held = len(s[s["phase"] == "timed"].merge(ok[keys].drop_duplicates(), on=keys)) if len(s) else 0
     return f"samples.csv holds {held} of the {counted} timed inferences points.csv counts" if held < counted else ""
+
+
+def _beyond(value: float, target: float) -> str:
+    """``value`` as a percentage precise enough to read as above ``target`` (2.54% is not "2.5%" beside 2.5%)."""
+    for digits in (1, 2, 3):
+        text = f"{value:.{digits}%}"
+        if text != f"{target:.{digits}%}":
+            return text
+    return text
 
 
 def _damaged_or_empty(run: Run) -> list[Reason]:
