@@ -205,6 +205,27 @@ def stop_descendants(grace_s: float = 1.0) -> None:
         psutil.wait_procs(procs, timeout=0.5)
 
 
+def process_tree_of(pid: int) -> list[Any]:
+    """The descendants of ``pid`` now (psutil processes; empty once it is gone)."""
+    import psutil
+
+    try:
+        return list(psutil.Process(pid).children(recursive=True))
+    except psutil.Error:
+        return []
+
+
+def kill_all(processes: Sequence[Any]) -> None:
+    """SIGKILL each of ``processes`` (psutil processes) still running, and wait for them: psutil checks a PID still
+    names the process it found before signalling it, so a reused PID is never hit."""
+    import psutil
+
+    for p in processes:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(list(processes), timeout=2.0)
+
+
 def process_tree(root: Any) -> list[Any]:
     """``root`` (a psutil.Process) and all its descendants; empty once it is gone."""
     import psutil

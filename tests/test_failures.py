@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -58,6 +59,41 @@ def test_worker_that_hangs_yields_a_timeout_point(tmp_path: Path) -> None:
     points = pd.read_csv(tmp_path / "run" / "points.csv")
     assert list(points["status"]) == ["ok", "ok", "timeout"]
     assert "no answer within 2 s" in points["error"].iloc[2]
+
+
+def test_a_command_workload_that_hangs_leaves_none_of_its_processes(tmp_path: Path) -> None:
+    """A step timeout kills the worker; its program died with it (PDEATHSIG), but the program's own children
+    used to be left to init. The worker's whole tree goes now."""
+    import psutil
+
+    marker = f"{1000 + tmp_path.stat().st_ino % 500}.913"  # a sleep length no one else uses
+    data = smoke_dict(**{"limits.step_timeout_s": 2.0, "sweep.values": [0], "workload.warmup": 0,
+                         "workload.inferences_per_setting": 1})  # fmt: skip
+    data["workload"].pop("settings")
+    data["workload"]["kind"] = "command"
+    data["workload"]["options"] = {"argv": ["sh", "-c", f"sleep {marker} & sleep 60"]}
+
+    def marked() -> list[int]:
+        return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+    try:
+        done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "run"), "-q",
+                        "--no-report"], cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert list(pd.read_csv(tmp_path / "run" / "points.csv")["status"]) == ["timeout"]
+        assert wait_until(lambda: not marked(), 10, "the program's background child to go")
+        # a program that ends at once and leaves its child running, every inference: none left after the run
+        data["workload"]["options"] = {"argv": ["sh", "-c", f"sleep {marker} >/dev/null 2>&1 &"]}
+        data["workload"]["inferences_per_setting"] = 3
+        done = run_cli(["run", str(write_scenario(tmp_path, data, "ends.yaml")), "--out", str(tmp_path / "ends"),
+                        "-q", "--no-report"], cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert list(pd.read_csv(tmp_path / "ends" / "points.csv")["status"]) == ["ok"]
+        assert wait_until(lambda: not marked(), 10, "what the program left behind to go")
+    finally:
+        for pid in marked():  # only our own marked sleeps, by PID
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
 
 
 def test_workload_that_cannot_load_fails_the_run_with_status_1(tmp_path: Path) -> None:

@@ -7,11 +7,14 @@ Options::
     check: true                             # a non-zero exit makes the step fail (default)
 
 The program runs in this worker's session and is killed with the worker if the
-orchestrator dies, like every process bubbleup starts.
+orchestrator dies, like every process bubbleup starts. The worker is its subreaper: what the
+program leaves running (a shell's backgrounded child) stays among the worker's descendants, and is
+stopped when the workload closes, or with the worker's whole tree when a step times out.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import shutil
 import signal
@@ -49,6 +52,20 @@ class CommandWorkload(Workload):
     kind = "command"
     summary = "an external program; one run = one timed inference"
     Options = CommandOptions
+
+    def load(self) -> None:
+        # PR_SET_CHILD_SUBREAPER: orphans of the program come to this worker, not init, so they can be stopped
+        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+
+    def close(self) -> None:
+        """Stop what the program runs left behind (untimed: here, not after each inference)."""
+        import psutil
+
+        left = psutil.Process().children(recursive=True)
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(left, timeout=2.0)
 
     def __init__(self, options: CommandOptions) -> None:
         super().__init__(options)
