@@ -37,7 +37,7 @@ from bubbleup.campaign import Campaign, PlannedRun, finish_run, unmet
 from bubbleup.errors import UserError
 from bubbleup.procs import describe_exit
 from bubbleup.store import manifest as manifest_io
-from bubbleup.store.layout import MANIFEST, is_run_dir
+from bubbleup.store.layout import MANIFEST, REPORT, is_run_dir
 from bubbleup.store.writer import RunWriter
 
 #: The custom resource each host offers once: what keeps two runs off one host.
@@ -240,8 +240,10 @@ def run(campaign: Campaign, address: str, allow_concurrent: bool = False) -> Non
     try:
         for f in [pool.submit(_drive, campaign, r, task, o, allow_concurrent) for r, o in todo]:
             f.result()
-        for r, _ in todo:  # now, with nothing measuring: the driver may share a host with a run
-            finish_run(campaign, r)
+        for r in campaign.runs:  # now, with nothing measuring (the driver may share a host with a run); those an
+            # interrupted campaign left without one too
+            if r in [t for t, _ in todo] or not (campaign.run_dir(r) / REPORT).is_file():
+                finish_run(campaign, r)
         campaign.status = campaign.ended()
     except BaseException:
         # Interrupted: disconnecting ends every task this driver owns (each host's orchestrator dies with its
