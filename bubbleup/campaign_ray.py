@@ -240,9 +240,10 @@ def run(campaign: Campaign, address: str, allow_concurrent: bool = False) -> Non
     try:
         for f in [pool.submit(_drive, campaign, r, task, o, allow_concurrent) for r, o in todo]:
             f.result()
+        ran = {r.id for r, _ in todo}
         for r in campaign.runs:  # now, with nothing measuring (the driver may share a host with a run); those an
             # interrupted campaign left without one too
-            if r in [t for t, _ in todo] or not (campaign.run_dir(r) / REPORT).is_file():
+            if r.id in ran or not (campaign.run_dir(r) / REPORT).is_file():
                 finish_run(campaign, r)
         campaign.status = campaign.ended()
     except BaseException:

@@ -199,23 +199,20 @@ def stop_descendants(grace_s: float = 1.0) -> None:
         procs = me.children(recursive=True)
         if not procs:
             return
-        for p in procs:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(procs, timeout=0.5)
+        kill_all(procs, wait_s=0.5)
 
 
-def process_tree_of(pid: int) -> list[Any]:
+def descendants_of(pid: int) -> list[Any]:
     """The descendants of ``pid`` now (psutil processes; empty once it is gone)."""
     import psutil
 
     try:
-        return list(psutil.Process(pid).children(recursive=True))
+        return process_tree(psutil.Process(pid))[1:]
     except psutil.Error:
         return []
 
 
-def kill_all(processes: Sequence[Any]) -> None:
+def kill_all(processes: Sequence[Any], wait_s: float = 2.0) -> None:
     """SIGKILL each of ``processes`` (psutil processes) still running, and wait for them: psutil checks a PID still
     names the process it found before signalling it, so a reused PID is never hit."""
     import psutil
@@ -223,7 +220,7 @@ def kill_all(processes: Sequence[Any]) -> None:
     for p in processes:
         with contextlib.suppress(psutil.Error):
             p.kill()
-    psutil.wait_procs(list(processes), timeout=2.0)
+    psutil.wait_procs(list(processes), timeout=wait_s)
 
 
 def process_tree(root: Any) -> list[Any]:

@@ -37,14 +37,11 @@ import pandas as pd
 
 from bubbleup.analysis.speed import for_verdicts
 from bubbleup.analysis.stats import describe, top1
-from bubbleup.store.reader import Run
+from bubbleup.store.reader import Run, of_ok_steps
 from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT, pressure_failed
 
 if TYPE_CHECKING:
     from bubbleup.analysis.cliff import Cliff, CurvePoint
-
-_KEY = ["repeat", "value", "step", "setting"]
-
 
 @dataclass(frozen=True)
 class MissingPoint:
@@ -68,8 +65,7 @@ def timed_samples(run: Run) -> pd.DataFrame:
     s = s[s["phase"].astype(str) == "timed"]
     if run.points.empty:
         return s.reset_index(drop=True)
-    ok = run.points.loc[run.points["status"] == STATUS_OK, _KEY].drop_duplicates()
-    return s.merge(ok, on=_KEY, how="inner").reset_index(drop=True)
+    return of_ok_steps(s, run.points).reset_index(drop=True)
 
 
 def _point_status(rows: pd.DataFrame) -> tuple[str, int, int, str]:

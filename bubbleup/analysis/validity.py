@@ -61,7 +61,7 @@ from bubbleup.errors import UserError
 from bubbleup.formatting import busiest, plural, pressure
 from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import MANIFEST
-from bubbleup.store.reader import UNREADABLE, Run, load_run
+from bubbleup.store.reader import UNREADABLE, Run, load_run, of_ok_steps
 from bubbleup.store.records import BUDGET_OOM, OUTSIDE_CPU_CORES, STATUS_OK, pressure_failed
 
 #: A bubble missed its size target below this share of it.
@@ -449,10 +449,8 @@ def _samples_cut(run: Run) -> str:
     p, s = run.points, run.samples
     if p.empty or "n" not in p.columns:
         return ""
-    keys = ["repeat", "value", "setting", "step"]
-    ok = p[p["status"] == STATUS_OK]
-    counted = int(pd.to_numeric(ok["n"], errors="coerce").fillna(0).sum())
-    held = len(s[s["phase"] == "timed"].merge(ok[keys].drop_duplicates(), on=keys)) if len(s) else 0
+    counted = int(pd.to_numeric(p.loc[p["status"] == STATUS_OK, "n"], errors="coerce").fillna(0).sum())
+    held = len(of_ok_steps(s[s["phase"] == "timed"], p)) if len(s) else 0
     return f"samples.csv holds {held} of the {counted} timed inferences points.csv counts" if held < counted else ""
 
 

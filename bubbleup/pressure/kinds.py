@@ -71,6 +71,12 @@ def llc_bytes() -> int:
     return best or FALLBACK_LLC_BYTES
 
 
+def safe_mb(available_mb: float, max_fraction: float, reserve_mb: float) -> float:
+    """What bubbles may hold of ``available_mb``: the lesser of ``limits.max_memory_fraction`` of it and it less
+    ``limits.reserve_mb`` (never below 0). The scenario's check at start and the pool's at every point."""
+    return max(0.0, min(available_mb * max_fraction, available_mb - reserve_mb))
+
+
 def check(spec: BubbleSpec) -> None:
     """ValueError("field: problem") for a field the spec's kind contradicts or cannot use."""
     for field, value in FIXED.get(spec.kind, {}).items():

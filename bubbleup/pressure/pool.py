@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from bubbleup import procs
 from bubbleup.errors import BubbleFailed
-from bubbleup.pressure.kinds import effective
+from bubbleup.pressure.kinds import effective, safe_mb
 
 MIB = 1 << 20
 #: What a bubble process holds before its region (the interpreter, numpy): measured 25-30 MiB.
@@ -24,6 +24,7 @@ BASELINE_MB = 32
 
 if TYPE_CHECKING:
     from bubbleup.scenario import BubbleSpec
+
 
 #: The process each backend runs; both speak bubble_kernel's JSON-lines protocol.
 BACKEND_MODULES = {"builtin": "bubbleup.pressure.kernel", "stress-ng": "bubbleup.pressure.stress_ng"}
@@ -159,7 +160,7 @@ class BubblePool:
         import psutil
 
         available = psutil.virtual_memory().available / MIB
-        allowed = max(0.0, min(available * self.max_memory_fraction, available - self.reserve_mb))
+        allowed = safe_mb(available, self.max_memory_fraction, self.reserve_mb)
         corunners = sum(1 for spec, _ in starting if spec.kind == "command")
         need = sum(size for spec, size in starting if spec.kind != "command") + BASELINE_MB * len(starting)
         if need > allowed:

@@ -28,6 +28,7 @@ from bubbleup.store.records import (
     POINT_TEXT,
     SAMPLE_COLUMNS,
     SAMPLE_TEXT,
+    STATUS_OK,
     corrects,
 )
 
@@ -187,6 +188,19 @@ def read_points(run_dir: Path, notes: list[str] | None = None) -> pd.DataFrame:
     """points.csv as written (every complete row), for :func:`load_run` and for a run that reads its own."""
     points = _read_csv(run_dir / POINTS, POINT_COLUMNS, POINT_TEXT, [] if notes is None else notes)
     return points.dropna(subset=["value", "status"]).reset_index(drop=True)
+
+
+#: What joins a sample to its step's row in points.csv, once :func:`load_run` has named every setting by its
+#: workload (in the files as written, ``workload`` is part of it too).
+STEP_KEY = ("repeat", "value", "step", "setting")
+
+
+def of_ok_steps(samples: pd.DataFrame, points: pd.DataFrame, key: Sequence[str] = STEP_KEY) -> pd.DataFrame:
+    """The samples of steps that finished ok: a step that failed or timed out may have left samples behind,
+    which describe a workload in the middle of dying (or a point whose pressure was not held); a step with no
+    row in points.csv yet (a run stopped mid-point) is left out too."""
+    ok = points.loc[points["status"] == STATUS_OK, list(key)].drop_duplicates()
+    return samples.merge(ok, on=list(key), how="inner")
 
 
 def read_samples(run_dir: Path, notes: list[str] | None = None, columns: Sequence[str] | None = None) -> pd.DataFrame:

@@ -39,6 +39,7 @@ from bubbleup.store.records import (
     PointKey,
     PointRow,
     SampleRow,
+    TelemetryRow,
     corrects,
     key_fields,
     pressure_failed,
@@ -296,14 +297,10 @@ class Orchestrator:
                     self._drop_worker(label)
         except BaseException:
             with signals.held(then_raise=False):  # the bubbles stop whatever else arrives
-                pool.stop()
-                if sampler is not None:
-                    sampler.stop()
+                self._stop_point(pool, sampler)
             raise
         with signals.held():  # a signal now waits for the point's rows: every step of it was measured
-            stopping = time.time()  # bubbles' RSS after this is their exit, not a miss
-            delivered = pool.stop()
-            machine_rows = sampler.stop() if sampler is not None else []
+            stopping, delivered, machine_rows = self._stop_point(pool, sampler)
             bubbles = evidence.bubble_rows(repeat, value, pool, delivered, sampler, stopping, self.started_epoch)
             # Statistics only now, with the bubbles down: nothing heavy runs while pressure is applied.
             samples = [self._sample_row(o, r, pool) for o in outcomes for r in self._records(o)]
@@ -313,6 +310,15 @@ class Orchestrator:
                 self._record_if_busy(repeat, value, sampler.busiest)
         if sc.limits.stop_on_pressure_failure and pressure_failed(pressure_error):
             raise RunFailed(f"{pressure_error} (limits.stop_on_pressure_failure: the run stops here)")
+
+    @staticmethod
+    def _stop_point(pool: BubblePool, sampler: telemetry.Sampler | None) -> tuple[float, list[dict[str, Any]],
+                                                                                    list[TelemetryRow]]:  # fmt: skip
+        """Stop the point's bubbles, then its sampler: (when the stop began: bubbles' RSS after it is their exit, not
+        a miss; what each bubble said it delivered; the sampler's rows)."""
+        stopping = time.time()
+        delivered = pool.stop()
+        return stopping, delivered, sampler.stop() if sampler is not None else []
 
     def _record_if_busy(self, repeat: int, value: int, who: list[dict[str, Any]]) -> None:
         """Who else used the CPU during a point (0.05 cores or more) goes into the manifest, so that validity can

@@ -12,6 +12,7 @@ from typing import Any
 import psutil
 
 from bubbleup.errors import UserError
+from bubbleup.pressure.kinds import safe_mb
 from bubbleup.scenario import PrecisionSpec, Scenario, WorkloadSpec
 from bubbleup.store.records import ADAPTIVE
 
@@ -68,7 +69,7 @@ def check_memory_safety(
     (``source``), the field whose worst point is too big, and the numbers."""
     lim = scenario.limits
     available = psutil.virtual_memory().available / MIB if available_mb is None else available_mb
-    allowed = max(0.0, min(available * lim.max_memory_fraction, available - lim.reserve_mb))
+    allowed = safe_mb(available, lim.max_memory_fraction, lim.reserve_mb)
     peak = scenario.peak_bubble_mb()
     facts = {"peak_bubble_mb": peak, "available_mb": available, "allowed_mb": allowed}
     if peak > allowed and not lim.allow_unsafe_memory:

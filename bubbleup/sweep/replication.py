@@ -30,12 +30,11 @@ from bubbleup.analysis import speed
 from bubbleup.analysis.stats import iqm
 from bubbleup.specs import ReplicationSpec
 from bubbleup.store import reader
-from bubbleup.store.records import STATUS_OK
 from bubbleup.sweep.plan import point_order
 
 COLUMNS = ["repeat", "value", "workload", "setting", "phase", "latency_ms", "speed_ns"]
-#: What joins a sample to its step's row in points.csv.
-OK_KEY = ["repeat", "value", "workload", "step", "setting"]
+#: What joins a sample to its step's row in points.csv as written (:data:`bubbleup.store.reader.STEP_KEY`).
+OK_KEY = ["workload", *reader.STEP_KEY]
 
 
 @dataclass(frozen=True)
@@ -105,6 +104,5 @@ def read_samples(root: Path) -> pd.DataFrame:
     ``analysis.summary.timed_samples``; a step whose pressure was not held leaves samples that describe
     no point), read as every reader of a run directory reads them, only the columns the decision reads."""
     points = reader.read_points(root)
-    points = points.loc[points["status"] == STATUS_OK, OK_KEY].drop_duplicates()
     samples = reader.read_samples(root, columns=[*COLUMNS, *OK_KEY])
-    return samples.merge(points, on=OK_KEY, how="inner")[COLUMNS]
+    return reader.of_ok_steps(samples, points, OK_KEY)[COLUMNS]

@@ -141,7 +141,7 @@ class WorkerClient:
     def kill(self) -> None:
         """Stop the worker and whatever it started (a ``command`` workload's program and that program's children,
         which the worker's death would leave to init): its process tree as it stands, by PID."""
-        tree = procs.process_tree_of(self.proc.pid)
+        tree = procs.descendants_of(self.proc.pid)
         procs.terminate([self.proc], grace_s=2.0)
         procs.kill_all(tree)
         procs.close_pipes([self.proc])
