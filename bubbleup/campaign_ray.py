@@ -85,7 +85,7 @@ def host_run(run_id: str, given: dict[str, Any], source: str, files: dict[str, b
     profile, a python workload's path) mean there what they mean in a local campaign."""
     import ray
 
-    from bubbleup.procs import die_with_this_process, owned_tmpdir
+    from bubbleup.procs import owned_tmpdir, tied_to_this_process
 
     work = owned_tmpdir(WORK_PREFIX)  # a node killed mid-run leaves it; the next run on this machine removes it
     run_dir = work / run_id
@@ -106,7 +106,7 @@ def host_run(run_id: str, given: dict[str, Any], source: str, files: dict[str, b
         with open(work / "stderr.txt", "wb") as err:
             here = cwd if cwd and Path(cwd).is_dir() else work
             proc = subprocess.Popen([sys.executable, "-m", "bubbleup", *args], cwd=here, stdout=subprocess.DEVNULL,
-                                    stderr=err, preexec_fn=die_with_this_process)  # fmt: skip
+                                    stderr=err, preexec_fn=tied_to_this_process())  # fmt: skip
             seen = [0.0]
             while proc.poll() is None:
                 time.sleep(POLL_S)

@@ -15,11 +15,15 @@ import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bubbleup import __version__
 from bubbleup.colocation import cli as colocation_cli
 from bubbleup.errors import OneLineParser, RunFailed, UserError, amount_arg, count_arg, finite_arg
 from bubbleup.formatting import plural
+
+if TYPE_CHECKING:
+    from bubbleup.scenario import Scenario
 
 EXIT_INTERRUPTED = 130
 
@@ -131,9 +135,22 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         f"ok: {args.scenario}: {scenario.name}: {plural(len(plan_points(scenario)), 'point')} x "
         f"{plural(len(steps), 'step')} of "
         f"{kinds}{each}; peak bubble memory {safety['peak_bubble_mb']} MiB "
-        f"(safe limit here {safety['allowed_mb']:.0f} MiB){adapting}"
+        f"(safe limit here {safety['allowed_mb']:.0f} MiB){adapting}{_budget_filled(scenario)}"
     )
     return 0
+
+
+def _budget_filled(scenario: Scenario) -> str:
+    """Which sweep values' bubbles alone fill the budget's memory: those points are expected to end out of memory
+    (the study's size sweep does so on purpose), which is better said before the run than found in it."""
+    memory_mb = scenario.budget.get("memory_mb") if isinstance(scenario.budget, dict) else None
+    if not memory_mb:
+        return ""
+    full = [v for v in scenario.sweep.values if sum(size for _, size in scenario.pressure_at(v)) >= memory_mb]
+    if not full:
+        return ""
+    return (f"; at {scenario.sweep.axis}={', '.join(str(v) for v in full)} the bubbles alone fill the "
+            f"{memory_mb} MiB budget: expect those points to end out of memory")
 
 
 def _cmd_list(args: argparse.Namespace) -> int:

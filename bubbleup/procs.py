@@ -29,7 +29,7 @@ from typing import IO, Any
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
-#: prctl, looked up once here in the parent: ``die_with_this_process`` runs between fork and exec, where a shim's
+#: prctl, looked up once here in the parent: ``tied_to_this_process``'s hook runs between fork and exec, where a shim's
 #: other threads may hold locks a lookup (dlopen) would need.
 try:
     _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
@@ -169,10 +169,19 @@ def close_pipes(procs: list[subprocess.Popen[bytes]]) -> None:
 # -- the child side: dying with the parent ------------------------------------
 
 
-def die_with_this_process() -> None:
-    """``preexec_fn`` for a program a shim starts (stress-ng, a co-runner): SIGKILL it when the shim dies."""
-    if _prctl is not None:
-        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+def tied_to_this_process() -> Callable[[], None]:
+    """A ``preexec_fn`` for a program a shim starts (stress-ng, a co-runner): SIGKILL it when the shim dies. Made
+    in the shim, before the fork, so that the child can tell whether the shim died before prctl took effect (its
+    parent is then another process) and exit instead of running on unowned."""
+    shim = os.getpid()
+
+    def preexec() -> None:
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != shim:
+            os._exit(0)
+
+    return preexec
 
 
 def become_subreaper() -> None:

@@ -336,7 +336,10 @@ def test_training_tiny_beats_chance_and_is_deterministic(tmp_path: Path) -> None
     from workloads.approxnet.train import VARIANT_PLANS, TrainPlan, train
     from workloads.nn.training import Schedule
 
-    plan = TrainPlan(variant="tiny", **VARIANT_PLANS["tiny"])
+    # The tiny plan on 64 px frames at one input size: half the time of 128 px frames at three sizes (34 s on CI).
+    # It learns less there (HH 0.27 of 100 held-out clips on our machines, 0.34 at 128 px), still well past 0.2.
+    small = {"sizes": (64,), "frame_size": 64, "heldout_clips": 100}
+    plan = TrainPlan(variant="tiny", **{**VARIANT_PLANS["tiny"], **small})
     report = train(plan, tmp_path / "tiny.npz", log=lambda _m: None)
     hh = report["presets"]["HH"]["top1"]
     # held-out frames follow the skewed deployment prior; the model is trained on a uniform one,

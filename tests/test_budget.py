@@ -414,3 +414,17 @@ def test_scaled_tx2_budget_ends_a_size_sweep_in_a_recorded_oom(tmp_path: Path) -
     manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
     assert manifest["budget"]["memory_limit_mb"] == 384 and manifest["budget_final_stats"]["oom_kills"] >= 1
     assert cgroups.find_groups() == []  # the run removed its cgroup
+
+
+def test_validate_says_which_points_fill_the_budget_before_the_run(tmp_path: Path) -> None:
+    from conftest import run_cli, smoke_dict, write_scenario
+
+    sweep = {"sweep.axis": "size_mb", "sweep.count": 2, "sweep.values": [0, 64, 128]}
+    data = smoke_dict(**sweep, budget={"memory_mb": 128})
+    done = run_cli(["validate", str(write_scenario(tmp_path, data))], tmp_path)
+    assert done.returncode == 0, done.stderr
+    # two bubbles of 64 MiB fill 128 MiB; of 0 MiB they do not
+    assert "at size_mb=64, 128 the bubbles alone fill the 128 MiB budget" in done.stdout, done.stdout
+    data["budget"] = {"memory_mb": 1024}
+    done = run_cli(["validate", str(write_scenario(tmp_path, data))], tmp_path)
+    assert done.returncode == 0 and "budget" not in done.stdout, done.stdout

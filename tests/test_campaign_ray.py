@@ -149,13 +149,13 @@ def _listening(port: int) -> bool:
 
 def test_the_cli_runs_a_campaign_on_a_head_started_by_ray_start(tmp_path: Path) -> None:
     """``ray start --head`` (blocking, ours by PID) with one bubbleup_host; ``bubbleup campaign --ray`` runs the
-    shipped smoke scenario twice on it (repeats: 2); the campaign page renders in headless Chromium; stopping
+    suite's quick scenario twice on it (repeats: 2); the campaign page renders in headless Chromium; stopping
     the head leaves no process behind."""
     from test_report import _chromium, require_chromium
 
-    root = Path(__file__).resolve().parents[1] / "scenarios"
+    scenario = write_scenario(tmp_path, smoke_dict(name="smoke"), "smoke.yaml")
     camp = tmp_path / "camp.yaml"
-    camp.write_text(yaml.safe_dump({"name": "shipped", "runs": [{"scenario": str(root / "smoke.yaml"), "repeats": 2}]}))
+    camp.write_text(yaml.safe_dump({"name": "quick", "runs": [{"scenario": str(scenario), "repeats": 2}]}))
     port = _free_port()
     ray_bin = str(Path(sys.executable).with_name("ray"))
     head = subprocess.Popen([ray_bin, "start", "--head", "--block", "--node-ip-address=127.0.0.1", f"--port={port}",

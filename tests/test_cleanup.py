@@ -91,3 +91,28 @@ def test_a_scratch_directory_is_swept_once_its_owner_is_gone_and_never_before(tm
         zombie.wait()
         for left in root.glob(f"{prefix}*"):
             shutil.rmtree(left, ignore_errors=True)
+
+
+def test_a_program_whose_shim_died_before_it_was_tied_does_not_run() -> None:
+    """The hook a shim gives a program it starts: from the shim, the program runs (and would get SIGKILL when the
+    shim dies); from any other parent, the shim died between fork and prctl and the program exits unrun."""
+    import subprocess
+
+    from bubbleup.procs import tied_to_this_process
+
+    hook = tied_to_this_process()
+    here = subprocess.run(["sh", "-c", "echo ran"], capture_output=True, text=True, preexec_fn=hook, timeout=30)
+    assert here.stdout == "ran\n"
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # another process than the hook's maker: its program is orphaned from the hook's view
+        try:
+            done = subprocess.run(["sh", "-c", "echo ran"], capture_output=True, preexec_fn=hook, timeout=30)
+            os.write(write, done.stdout + b"|" + str(done.returncode).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as got:
+        said = got.read()
+    os.waitpid(child, 0)
+    assert said == b"|0", said  # exited before exec: nothing printed

@@ -228,8 +228,9 @@ def test_a_stale_cached_model_is_rebuilt_byte_for_byte(tiny_copy: Path) -> None:
 def test_litert_float32_matches_tensorflow_on_every_setting(
     shipped_cache: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Shipped weights, every setting, the 64 sample frames (never trained on) and the export's 128 held-out
-    clips: logits within tolerance, top-1 agreeing on >= 99%, the same accuracy records."""
+    """Shipped weights, every setting, the first 16 of the 64 sample frames (never trained on; every one of them
+    once cost 14 s) served here, and the export's own check on 128 held-out clips: logits within tolerance, top-1
+    agreeing on >= 99%, the same accuracy records."""
     monkeypatch.setenv(litert_files.CACHE_ENV, str(shipped_cache))
     lite = ApproxNetWorkload(ApproxNetOptions(runtime="litert"))
     tf_w = ApproxNetWorkload(ApproxNetOptions())
@@ -242,13 +243,13 @@ def test_litert_float32_matches_tensorflow_on_every_setting(
         xs_lite, xs_tf = lite.samples(), tf_w.samples()
         assert [y for _, y in xs_lite] == [y for _, y in xs_tf]
         agree = 0
-        for (x_lite, _), (x_tf, _) in zip(xs_lite, xs_tf, strict=True):
+        for (x_lite, _), (x_tf, _) in zip(xs_lite[:16], xs_tf[:16], strict=True):
             assert np.array_equal(x_lite, x_tf.numpy())  # identical inputs: the export wrote the TF path's own
             a = lite.served_function(setting)(x_lite)
             b = tf_w.served_function(setting)(x_tf).numpy()
             assert np.all(np.abs(a - b) <= ATOL + RTOL * np.abs(b)), (setting, float(np.abs(a - b).max()))
             agree += int(a.argmax() == b.argmax())
-        assert agree >= 0.99 * len(xs_tf), (setting, agree)
+        assert agree >= 0.99 * 16, (setting, agree)
         assert lite.infer(xs_lite[0]) == tf_w.infer(xs_tf[0])  # the same accuracy record
     (req, _, _), = litert_plan(ApproxNetOptions(runtime="litert"))  # fmt: skip
     check = (litert_files.read_sidecar(litert_files.model_path(req)) or {})["check"]

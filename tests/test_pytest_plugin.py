@@ -27,7 +27,7 @@ def work():
 
 
 def test_quiet(contention):
-    result = contention(work, bubbles=0, inferences=30, repeats=2, size_mb=16)
+    result = contention(work, bubbles=0, inferences=30, repeats=2, size_mb=16, settle_s=0)
     assert result.slowdown(p=95) <= 1.5
 
 
@@ -87,8 +87,8 @@ def twice():
 
 
 def test_two_calls(contention):
-    contention(twice, bubbles=0, inferences=20, repeats=2, size_mb=16)
-    contention(work, bubbles=0, inferences=20, repeats=2, size_mb=16)
+    contention(twice, bubbles=0, inferences=20, repeats=2, size_mb=16, settle_s=0)
+    contention(work, bubbles=0, inferences=20, repeats=2, size_mb=16, settle_s=0)
 '''
 
 

@@ -38,9 +38,9 @@ from bubbleup.pressure.kernel import emit
 from bubbleup.procs import (
     become_subreaper,
     die_with_parent,
-    die_with_this_process,
     exit_when_stdin_closes,
     stop_descendants,
+    tied_to_this_process,
 )
 from bubbleup.programs import not_a_program
 
@@ -80,7 +80,7 @@ class CoRunner:
     def launch(self) -> subprocess.Popen[bytes]:
         self.child = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                                       stderr=subprocess.PIPE, start_new_session=True,
-                                      preexec_fn=die_with_this_process)  # fmt: skip
+                                      preexec_fn=tied_to_this_process())  # fmt: skip
         assert self.child.stderr is not None  # piped just above
         # Read stderr all the time, keeping its last 4 KiB: a pipe nobody reads fills, and a chatty program
         # would block on its next write and stop pressing exactly when it should.

@@ -36,7 +36,7 @@ from bubbleup.pressure.kernel import (
     refusal,
     validate_args,
 )
-from bubbleup.procs import die_with_parent, die_with_this_process, exit_when_stdin_closes, process_tree, terminate
+from bubbleup.procs import die_with_parent, exit_when_stdin_closes, process_tree, terminate, tied_to_this_process
 
 MIB = 1 << 20
 VM_METHODS = {"stream": "write64", "random": "rand-set"}
@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         return 3
     t0 = time.perf_counter()
     child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                             preexec_fn=die_with_this_process)  # fmt: skip
+                             preexec_fn=tied_to_this_process())  # fmt: skip
     assert child.stderr is not None  # piped just above
     if args.watch_stdin:
         exit_when_stdin_closes()  # after Popen: no thread may exist while preexec_fn runs
