@@ -26,13 +26,15 @@ def run(scenario: Scenario | str | Path, out: str | Path | None = None, *, repor
     ``allow_concurrent``; the verdict is ``run.manifest.validity`` (see :mod:`bubbleup.analysis.validity`).
     Bad input raises :class:`bubbleup.errors.UserError`; a run that cannot go on, :class:`bubbleup.errors.RunFailed`.
     """
+    from bubbleup.scenario import scenario_from_dict
     from bubbleup.sweep import lifecycle
 
     if not isinstance(scenario, Scenario):
         source = str(scenario)
         scenario = Scenario.from_yaml(scenario)
-    else:
+    else:  # built or changed in code: resolved as a file is (settings "all" named, kinds' defaults filled in)
         source = "scenario"
+        scenario = scenario_from_dict(scenario.given, source)
     store = lifecycle.run(scenario, scenario.given, Path(out) if out is not None else None, Path(reports_root),
                              progress=progress, source=source, allow_concurrent=allow_concurrent)  # fmt: skip
     if report:

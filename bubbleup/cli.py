@@ -53,12 +53,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
         scenario, given = load_scenario(args.scenario)
         out = Path(args.out) if args.out else default_run_dir(Path(args.reports_root), scenario.name)
-        calibration = Path(args.calibration) if args.calibration else Path(args.reports_root) / "calibration.json"
-        if args.calibration and not calibration.is_file():
+        calibration = Path(args.calibration) if args.calibration else None
+        if calibration is not None and not calibration.is_file():
             raise UserError(f"{calibration}: no such calibration file (make one with 'bubbleup calibrate')")
         with _result_on_failure(out):
             store = lifecycle.run(scenario, given, out, Path(args.reports_root), progress=not args.quiet,
-                                     calibration=calibration if calibration.is_file() else None,
+                                     calibration=calibration,
                                      source=str(args.scenario), allow_concurrent=args.allow_concurrent)  # fmt: skip
     print(f"run complete: {store.root}", file=sys.stderr)
     status = _write_report(store.root) if not args.no_report else 0

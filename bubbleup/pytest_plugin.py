@@ -27,6 +27,7 @@ bubbleup): the harness is imported when a test first asks for contention.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 from collections.abc import Callable
@@ -172,13 +173,19 @@ def _target(func: Callable[..., Any]) -> tuple[str, str]:
     if file is None:
         raise TypeError(f"contention: the module {module!r} of {name} has no file for the worker to import")
     root = Path(file).resolve().parent
-    for _ in range(module.count(".")):
+    for _ in range(module.count(".") + (Path(file).stem == "__init__")):  # a package's own function: one up more
         root = root.parent
     return f"{module}:{name}", str(root)
 
 
 def _slug(nodeid: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_")[:100] or "test"
+    """The test's name as a run name: itself where it is one, else what survives of it and a hash of the whole,
+    so that two parametrized cases whose ids differ only in a long or a replaced part never share a baseline.
+    At most 88 characters, leaving room for ``.callN`` within a scenario name's 100."""
+    cleaned = re.sub(r"[^A-Za-z0-9_.-]+", "_", nodeid).strip("_") or "test"
+    if cleaned == nodeid and len(cleaned) <= 88:
+        return cleaned
+    return f"{cleaned[:79]}-{hashlib.sha1(nodeid.encode()).hexdigest()[:8]}"
 
 
 def _newest_run(folder: Path) -> Path | None:
@@ -206,11 +213,15 @@ def contention(request: pytest.FixtureRequest) -> Callable[..., ContentionResult
         from bubbleup.errors import UserError
         from bubbleup.scenario import scenario_from_dict
 
-        unknown = set(given) - set(DEFAULTS)
-        if unknown:
-            raise TypeError(f"contention: unknown argument(s) {', '.join(sorted(unknown))}; "
-                            f"known: {', '.join(DEFAULTS)}")  # fmt: skip
-        o = {**DEFAULTS, **(marker.kwargs if marker is not None else {}), **given}
+        marked = marker.kwargs if marker is not None else {}
+        for where, args in (("", given), ("@pytest.mark.contention: ", marked)):
+            unknown = set(args) - set(DEFAULTS)
+            if unknown:
+                raise TypeError(f"contention: {where}unknown argument(s) {', '.join(sorted(unknown))}; "
+                                f"known: {', '.join(DEFAULTS)}")  # fmt: skip
+        if marker is not None and marker.args:
+            raise TypeError(f"contention: @pytest.mark.contention takes keyword arguments only, got {marker.args!r}")
+        o = {**DEFAULTS, **marked, **given}
         function, path = _target(func)
         # the n-th call of a test is saved, and compared, as the n-th: a test may measure two functions
         calls[0] += 1

@@ -60,6 +60,8 @@ class Scenario(_Strict):
     slo: SloSpec | None = None
     #: The data as the user gave it (recorded in the manifest; what a resumed run re-validates).
     _given: dict[str, Any] | None = PrivateAttr(default=None)
+    #: What ``_given`` resolved to: a copy with changes (``model_copy(update=...)``) no longer is it.
+    _resolved: dict[str, Any] | None = PrivateAttr(default=None)
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Scenario:
@@ -68,10 +70,11 @@ class Scenario(_Strict):
 
     @property
     def given(self) -> dict[str, Any]:
-        """The scenario as given: the file's data, or the effective scenario for one built in code."""
-        if self._given is not None:
+        """The scenario as given: the file's data, or the effective scenario for one built or changed in code."""
+        now = self.model_dump(mode="json", exclude_none=True)
+        if self._given is not None and now == self._resolved:
             return self._given
-        return self.model_dump(mode="json", exclude_none=True)
+        return now
 
     @field_validator("budget")
     @classmethod
@@ -210,6 +213,7 @@ def scenario_from_dict(data: Any, source: str) -> Scenario:
         raise UserError(f"{source}: {field}: {msg}") from None
     effective = _resolve_precision(_resolve_bubbles(_resolve_workload(scenario, source)), source)
     effective._given = data
+    effective._resolved = effective.model_dump(mode="json", exclude_none=True)
     return effective
 
 

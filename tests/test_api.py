@@ -55,3 +55,18 @@ def test_bad_input_through_the_api_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(UserError) as info:
         bubbleup.Scenario.from_yaml(path)
     assert "\n" not in str(info.value) and "sweep.repeats" in str(info.value)
+
+
+def test_a_scenario_built_or_changed_in_code_is_resolved_and_recorded_as_it_ran(tmp_path: Path) -> None:
+    """``Scenario.model_validate`` leaves settings as given ("all"): run resolves it as a file is, where steps
+    named "a", "l", "l" once all failed. A copy of a file's scenario with a change records the change, not the
+    file (whose data a resume would rebuild)."""
+    built = bubbleup.Scenario.model_validate(smoke_dict())
+    run = bubbleup.run(built, tmp_path / "built", report=False)
+    assert sorted(run.settings) == ["ws256k", "ws64k"] and (run.points["status"] == "ok").all()
+    path = write_scenario(tmp_path, smoke_dict())
+    changed = bubbleup.Scenario.from_yaml(path).model_copy(update={"name": "changed"})
+    assert changed.given["name"] == "changed"
+    assert bubbleup.Scenario.from_yaml(path).given == yaml.safe_load(path.read_text())  # unchanged: as the file
+    run = bubbleup.run(changed, tmp_path / "changed", report=False)
+    assert run.manifest.scenario_given["name"] == "changed"

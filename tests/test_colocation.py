@@ -96,9 +96,15 @@ def test_prediction_interpolates_inside_the_range_and_says_so_outside() -> None:
     assert p.qos == pytest.approx(0.7) and not p.outside  # halfway between 0.8 at 8 and 0.6 at 16
     assert p.latency_ms == pytest.approx(20.0 / 0.7)
     assert p.qos_low < p.qos < p.qos_high
-    beyond = prediction.Score(128.0, 128.0, 128.0, ABOVE, 0.3, 0.29, 0.31)
-    (q,) = prediction.predict([workload], beyond)
-    assert q.outside and "outside the measured sizes" in q.sentence()
+    # slower than the reporter's largest bubble: the score is clamped there, inside the workload's sizes, and the
+    # sentence says which range it left (it used to say "outside the measured sizes (0-128 MiB)" of 128 MiB)
+    clamped = prediction.Score(128.0, 128.0, 128.0, ABOVE, 0.3, 0.29, 0.31)
+    (q,) = prediction.predict([workload], clamped)
+    assert q.outside and "slowed the reporter more than its largest bubble did" in q.sentence()
+    assert "outside the measured sizes" not in q.sentence()
+    beyond = prediction.Score(500.0, 400.0, 600.0, INSIDE, 0.5, 0.49, 0.51)  # a reporter curve reaching further
+    (r,) = prediction.predict([workload], beyond)
+    assert r.outside and "the score 500 MiB lies outside the measured sizes (0-128 MiB)" in r.sentence()
 
 
 # -- the reporter, the score command and the co-runner shim, for real -------------------------------
@@ -135,8 +141,8 @@ def test_the_score_measures_what_the_co_runner_used(reporter_curve: Path, tmp_pa
     """A co-runner that is itself a 64 MiB Bubble-Up bubble: about one core busy and its region held, as
     measured over its process tree while it ran (whether it *scores* 64 MiB is this VM's noise: README)."""
     bubble = [sys.executable, "-m", "bubbleup", "bubble", "--size-mb", "64", "--pattern", "mixed"]
-    done = run_cli(["score", "--reporter", str(reporter_curve), "--repeats", "2", "-q", "--out",
-                    str(tmp_path / "score"), "--", *bubble], cwd=ROOT, timeout=300)  # fmt: skip
+    done = run_cli(["score", "--reporter", str(reporter_curve), "--repeats", "2", "--startup-s", "0.5", "-q",
+                    "--out", str(tmp_path / "score"), "--", *bubble], cwd=ROOT, timeout=300)  # fmt: skip
     assert done.returncode == 0, done.stderr
     cores = float(done.stdout.split("it keeps ")[1].split(" cores")[0])
     held = float(done.stdout.split("held ")[1].split(" MiB")[0])
@@ -222,8 +228,9 @@ def test_what_a_co_runner_leaves_behind_goes_with_it(tmp_path: Path, ending: str
     rep = tmp_path / "reporter.json"
     reporter.save(rep, _curve([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]), tmp_path, reporter.WORKLOAD)
     marker = f"{3000 + tmp_path.stat().st_ino % 500}.{len(ending)}17"  # a sleep length no one else uses
-    program = ["sh", "-c", f"sleep {marker} & sleep 1.2"]  # ready after 1 s, restarted every 1.2 s
-    args = ["score", "--reporter", str(rep), "--repeats", "2", "-q", "--out", str(tmp_path / "s"), "--", *program]
+    program = ["sh", "-c", f"sleep {marker} & sleep 0.6"]  # ready after 0.3 s, restarted every 0.6 s
+    args = ["score", "--reporter", str(rep), "--repeats", "2", "--startup-s", "0.3", "-q", "--out", str(tmp_path / "s"),
+            "--", *program]  # fmt: skip
     try:
         with running_cli(args, tmp_path) as (proc, pids):
             wait_until(lambda: _marked(marker) or None, 120, "the co-runner's background child to start")

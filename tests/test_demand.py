@@ -111,3 +111,12 @@ def test_a_command_co_runner_or_a_rate_held_bubble_gets_no_prediction() -> None:
     assert facts({"kind": "command", "command": ["yes"]})["demand_unknown"]
     assert facts({"kind": "bandwidth", "size_mb": 8, "rate_mb_s": 100})["demand_unknown"]
     assert not facts({"kind": "cpu", "cpu_duty": 0.5})["demand_unknown"]
+
+
+def test_the_workloads_use_is_said_beside_the_pressure_it_was_measured_at() -> None:
+    from bubbleup.analysis.demand import DemandPrediction
+
+    alone = DemandPrediction("HH", 1.0, 0.3, 2.0, 0.0, 4.0, 6.0)
+    beside = DemandPrediction("HH", 1.0, 0.3, 2.0, 1.0, 4.0, 6.0)  # the 0-bubble point failed or was not swept
+    assert "the workload alone uses 1.00 cores" in alone.why()
+    assert "the workload beside 1 bubble uses 1.00 cores" in beside.why() and "alone" not in beside.why()

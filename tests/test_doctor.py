@@ -47,3 +47,17 @@ def test_doctor_autogroup_verdict_for_each_kernel_state(value: str | None, verdi
     """Every state the file can be in, whatever this machine's is: on is worth knowing, off or unknown is fine."""
     finding = _autogroup({"sched_autogroup": value})
     assert (finding.verdict, finding.detail.split(":")[0]) == (verdict, word), finding
+
+
+def test_a_cgroup_limit_is_read_where_the_process_is_not_at_the_root(tmp_path: Path) -> None:
+    """Under ``systemd-run -p MemoryMax=2G`` the limit is on the process's own group (or one above it), not on
+    the hierarchy's root, which the manifest used to read: it said no limit."""
+    from bubbleup.machine.environment import _nearest_limit
+
+    (tmp_path / "job" / "step").mkdir(parents=True)
+    (tmp_path / "memory.max").write_text("max\n")
+    (tmp_path / "job" / "memory.max").write_text("2147483648\n")
+    (tmp_path / "job" / "step" / "memory.max").write_text("max\n")
+    assert _nearest_limit(tmp_path, "/job/step", "memory.max") == "2147483648"  # the nearest group with a limit
+    assert _nearest_limit(tmp_path, "/", "memory.max") == "max"  # none anywhere: as the root says
+    assert _nearest_limit(tmp_path, "/job/step", "cpu.max") is None  # the file nowhere: not this version

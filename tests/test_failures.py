@@ -82,14 +82,46 @@ def test_a_command_workload_that_hangs_leaves_none_of_its_processes(tmp_path: Pa
         assert done.returncode == 0, done.stderr
         assert list(pd.read_csv(tmp_path / "run" / "points.csv")["status"]) == ["timeout"]
         assert wait_until(lambda: not marked(), 10, "the program's background child to go")
-        # a program that ends at once and leaves its child running, every inference: none left after the run
-        data["workload"]["options"] = {"argv": ["sh", "-c", f"sleep {marker} >/dev/null 2>&1 &"]}
+        # a program that ends at once and leaves its child running, every inference: none left after the run;
+        # the child keeps the program's stderr open, and an inference used to last until the child ended (here
+        # past the 2 s step timeout)
+        data["workload"]["options"] = {"argv": ["sh", "-c", f"sleep {marker} &"]}
         data["workload"]["inferences_per_setting"] = 3
         done = run_cli(["run", str(write_scenario(tmp_path, data, "ends.yaml")), "--out", str(tmp_path / "ends"),
                         "-q", "--no-report"], cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert list(pd.read_csv(tmp_path / "ends" / "points.csv")["status"]) == ["ok"]
         assert wait_until(lambda: not marked(), 10, "what the program left behind to go")
+    finally:
+        for pid in marked():  # only our own marked sleeps, by PID
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
+
+
+def test_a_command_workloads_leftovers_go_when_the_orchestrator_is_killed_mid_step(tmp_path: Path) -> None:
+    """SIGKILL of the orchestrator while a program that backgrounds a child runs inference after inference: the
+    worker (told by SIGTERM now, not SIGKILL) stops everything its programs left before it goes."""
+    import signal
+
+    import psutil
+
+    marker = f"{1000 + tmp_path.stat().st_ino % 500}.917"  # a sleep length no one else uses
+    data = smoke_dict(**{"sweep.values": [0], "workload.warmup": 0, "workload.inferences_per_setting": 100000})
+    data["workload"].pop("settings")
+    data["workload"]["kind"] = "command"
+    data["workload"]["options"] = {"argv": ["sh", "-c", f"sleep {marker} & sleep 0.02"]}
+
+    def marked() -> list[int]:
+        return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+    try:
+        with running_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "run"), "-q",
+                          "--no-report"], tmp_path) as (proc, pids):  # fmt: skip
+            wait_until(lambda: len(marked()) >= 3, 60, "the program to leave children behind")
+            pids.extend(p.pid for p in psutil.Process(proc.pid).children(recursive=True))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            assert wait_until(lambda: not marked(), 10, "what the program left behind to go")
     finally:
         for pid in marked():  # only our own marked sleeps, by PID
             with contextlib.suppress(psutil.Error):

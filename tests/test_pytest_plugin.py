@@ -156,14 +156,49 @@ def test_bad_plugin_options_are_usage_errors_before_any_test(pytester: pytest.Py
 
 def test_a_bad_argument_is_named_as_given_and_said_once(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile(test_bad="""
+import pytest
+
 from test_user import work
 
 
 def test_bad(contention):
     contention(work, bubbles=-1)
+
+
+@pytest.mark.contention(bubble=4)
+def test_bad_marker(contention):
+    contention(work)
 """, test_user=USER_TESTS)
     done = pytester.runpytest_subprocess("-q", "-k", "test_bad", "--contention-dir", str(tmp_path / "runs"))
-    done.assert_outcomes(failed=1)
+    done.assert_outcomes(failed=2)
     out = done.stdout.str()
     assert ": bubbles: " in out and "sweep.values" not in out, out
     assert "During handling of the above exception" not in out, out
+    # a misspelt marker argument is refused, not run with the default pressure
+    assert "@pytest.mark.contention: unknown argument(s) bubble;" in out, out
+    assert not (tmp_path / "runs" / "test_bad.test_bad_marker").exists()
+
+
+def test_a_run_name_is_unique_per_test_and_leaves_room_for_the_call_number() -> None:
+    from bubbleup.pytest_plugin import _slug
+
+    assert _slug("test_user.test_quiet") == "test_user.test_quiet"  # a plain name stays itself: baselines keep
+    long = "tests.test_models.test_latency_beside_memory_bubbles_" + "x" * 60
+    a, b = _slug(long + "[resnet-fp32]"), _slug(long + "[resnet-fp16]")
+    assert a != b and len(a) <= 88 and len(b) <= 88
+    assert _slug("m.test[a b]") != _slug("m.test[a_b]")  # replaced characters alone do not merge two cases
+
+
+def test_a_package_inits_function_is_imported_from_above_the_package(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib
+
+    from bubbleup.pytest_plugin import _target
+
+    package = tmp_path / "src" / "mypkg_for_target_test"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("def work():\n    return 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path / "src"))
+    module = importlib.import_module("mypkg_for_target_test")
+    assert _target(module.work) == ("mypkg_for_target_test:work", str((tmp_path / "src").resolve()))

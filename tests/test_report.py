@@ -18,6 +18,7 @@ from pathlib import Path
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
+from conftest import smoke_dict, write_scenario
 from fixtures_runs import make_run
 
 from bubbleup import analysis
@@ -344,10 +345,12 @@ def test_comparison_renders_in_chromium(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_smoke_run_report_renders_in_chromium(tmp_path: Path) -> None:
-    """End to end: the smoke scenario through the CLI, its report rewritten by `bubbleup report`, then rendered."""
+    """End to end: a quick scenario through the CLI (the shipped smoke scenario runs in test_workloads and
+    test_api), its report rewritten by `bubbleup report`, then rendered."""
     pytest.importorskip("bubbleup.sweep.orchestrator")
     require_chromium()
-    scenario = ROOT / "scenarios" / "smoke.yaml"
+    scenario = write_scenario(tmp_path, smoke_dict(**{"sweep.values": [0, 1, 2], "sweep.repeats": 2,
+                                                     "bubble.size_mb": 64}))  # fmt: skip
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     cmd = [sys.executable, "-m", "bubbleup", "run", str(scenario), "--out", str(out)]

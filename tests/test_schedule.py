@@ -83,6 +83,14 @@ def test_every_frame_records_the_pressure_the_pool_log_says_was_in_force(tmp_pat
         assert series.p95_ms == pytest.approx(stats.nearest_rank(lat, 95)) and series.p95_ms in set(lat)
     html = (out / "report.html").read_text()
     assert 'id="schedule"' in html
+    # no SLO given: no frame is judged against one (it read "held to the SLO of nan ms", 0.0% per phase, every
+    # row failed), and the sweep is said as the schedule it was, not as "bubble size (MiB): 0"
+    assert not result.has_slo and "no SLO given" in result.lines()[0] and "nan" not in "\n".join(result.lines())
+    assert "No SLO was" in html and "nan ms" not in html and "nan%" not in html
+    table = html.split('id="schedule-table"')[1].split("</table>")[0]
+    assert "status-failed" not in table
+    assert "schedule: 0 bubbles for 1 s then 2 bubbles for 1.5 s then 1 bubble for 1 s" in html
+    assert "State an SLO" not in html
 
 
 def test_the_policy_switches_where_its_sensor_sees_the_level_change() -> None:

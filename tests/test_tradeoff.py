@@ -110,7 +110,7 @@ def test_recommend_refuses_what_the_run_cannot_answer(tmp_path: Path) -> None:
     assert "no accuracy records" in line
     done = run_cli(["recommend", str(profile(tmp_path)), "--slo-ms", "10", "--percentile", "99"], cwd=tmp_path)
     (line,) = done.stderr.splitlines()
-    assert done.returncode == 2 and "p99 needs at least 500 timed samples per point" in line and "80" in line
+    assert done.returncode == 2 and "p99 needs at least 400 timed samples per point" in line and "80" in line
     done = run_cli(["recommend", str(tmp_path / "nowhere"), "--slo-ms", "10"], cwd=tmp_path)
     assert done.returncode == 2 and "not a run directory" in done.stderr
 

@@ -229,3 +229,10 @@ def test_a_workers_temporary_files_leave_with_it(tmp_path: Path) -> None:
     assert len(written) >= 3  # the workload did leave files (warmup and timed calls)...
     assert all(p.parent.parent == tmp and p.parent.name.startswith("bubbleup-worker-") for p in written)
     assert not any(p.exists() for p in written) and list(tmp.iterdir()) == [live]  # ...and none is left
+
+
+def test_synthetic_presets_are_the_smallest_and_largest_working_set_in_any_order() -> None:
+    from workloads.synthetic import SyntheticOptions, SyntheticWorkload
+
+    w = SyntheticWorkload(SyntheticOptions(working_sets_kb=[16384, 2048, 256]))
+    assert w.presets() == {"small": "ws256k", "large": "ws16384k"}

@@ -9,21 +9,22 @@ Options::
 The program runs in this worker's session and is killed with the worker if the
 orchestrator dies, like every process bubbleup starts. The worker is its subreaper: what the
 program leaves running (a shell's backgrounded child) stays among the worker's descendants, and is
-stopped when the workload closes, or with the worker's whole tree when a step times out.
+stopped when the workload closes, with the worker's whole tree when a step times out, and by the
+worker when the orchestrator dies (``workloads.lifetime``). Such leftovers are reaped between runs.
 """
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
+import os
 import shutil
-import signal
 import subprocess
-from collections.abc import Mapping
-from typing import Any
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import IO, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from workloads import lifetime
 from workloads.base import Workload
 
 
@@ -43,34 +44,32 @@ class CommandOptions(BaseModel):
         return argv
 
 
-def _die_with_worker() -> None:
-    # Runs in the child between fork and exec: ask for SIGKILL when the worker dies.
-    ctypes.CDLL(None).prctl(1, signal.SIGKILL, 0, 0, 0)
-
-
 class CommandWorkload(Workload):
     kind = "command"
     summary = "an external program; one run = one timed inference"
     Options = CommandOptions
 
-    def load(self) -> None:
-        # PR_SET_CHILD_SUBREAPER: orphans of the program come to this worker, not init, so they can be stopped
-        ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
-
-    def close(self) -> None:
-        """Stop what the program runs left behind (untimed: here, not after each inference)."""
-        import psutil
-
-        left = psutil.Process().children(recursive=True)
-        for p in left:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-        psutil.wait_procs(left, timeout=2.0)
-
     def __init__(self, options: CommandOptions) -> None:
         super().__init__(options)
         self.options: CommandOptions = options
         self._argv: list[str] = list(options.argv)
+        self._tie: Callable[[], None] | None = None
+        self._stderr: IO[bytes] | None = None
+
+    def load(self) -> None:
+        # orphans of the program come to this worker, not init, and go when the orchestrator dies
+        lifetime.stop_tree_when_orphaned()
+        self._tie = lifetime.tied_to_this_process()
+        # stderr goes to a file, not a pipe: a program's backgrounded child inherits it, and reading a pipe to
+        # its end waited for that child (a program ending in `sleep 2 &` measured 2 s an inference)
+        self._stderr = tempfile.TemporaryFile(buffering=0)  # unbuffered: tell() is the file's offset
+
+    def close(self) -> None:
+        """Stop what the program runs left behind (untimed: here, not after each inference)."""
+        lifetime.stop_descendants()
+        if self._stderr is not None:
+            self._stderr.close()
+            self._stderr = None
 
     def settings(self) -> list[str]:
         return list(self.options.settings)
@@ -79,15 +78,33 @@ class CommandWorkload(Workload):
         self._argv = [a.replace("{setting}", setting) for a in self.options.argv]
 
     def infer(self, sample: Any) -> Mapping[str, Any] | None:
-        done = subprocess.run(
-            self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=_die_with_worker, check=False,
-        )  # fmt: skip
+        err = self._stderr
+        if err is None or self._tie is None:
+            raise RuntimeError("load() the workload before running it")
+        if err.tell():  # what the last run wrote (the offset is shared with the program's descriptor)
+            err.seek(0)
+            err.truncate()
+        done = subprocess.run(self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                              preexec_fn=self._tie, check=False)  # fmt: skip
+        _reap_orphans()
         if self.options.check and done.returncode != 0:
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            err.seek(0)
+            tail = err.read()[-4096:].decode(errors="replace").strip().splitlines()[-1:]
             said = f": {tail[0][:200]}" if tail else ""  # its last line of stderr, when it wrote one
             raise RuntimeError(f"{self._argv[0]} exited with status {done.returncode}{said}")
         return None
 
     def metadata(self) -> dict[str, Any]:
         return {"argv": list(self.options.argv)}
+
+
+def _reap_orphans() -> None:
+    """Reap the program's orphans that have ended (the worker is their subreaper): a program that leaves a
+    helper behind on every run would otherwise pile up zombies over a step."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

@@ -73,8 +73,9 @@ class SyntheticWorkload(Workload):
         return [f"ws{kb}k" for kb in self.options.working_sets_kb]
 
     def presets(self) -> dict[str, str]:
-        names = self.settings()
-        return {"small": names[0], "large": names[-1]}
+        """The smallest and largest working set, in whatever order they were given."""
+        sized = sorted(zip(self.options.working_sets_kb, self.settings(), strict=True))
+        return {"small": sized[0][1], "large": sized[-1][1]}
 
     def load(self) -> None:
         if self.options.threads > 1:

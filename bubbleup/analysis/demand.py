@@ -50,8 +50,11 @@ class DemandPrediction:
     def why(self) -> str:
         """The arithmetic behind the prediction, in words."""
         unit = pressure_unit("count", self.set_size, 1)
-        return (f"the workload alone uses {self.workload_cores:.2f} cores, each {unit} asks for {self.per_unit:.2f}, "
-                f"the run may use {number(self.cores)}")  # fmt: skip
+        # measured at the lowest pressure that ran: without pressure, unless that point failed or was not swept
+        where = ("alone" if self.baseline == 0 else
+                 f"beside {number(self.baseline)} {pressure_unit('count', self.set_size, self.baseline)}")  # fmt: skip
+        return (f"the workload {where} uses {self.workload_cores:.2f} cores, each {unit} asks for "
+                f"{self.per_unit:.2f}, the run may use {number(self.cores)}")  # fmt: skip
 
     def measured(self, cliff: Cliff, values: list[float]) -> str:
         """``at 5; within one step``: the measured cliff beside the prediction."""

@@ -90,8 +90,10 @@ class Prediction:
     cpu_qos: float = math.nan  # the CPU curve's QoS at the co-runner's load
     cpu_load: float = math.nan  # where the co-runner sits on the CPU curve (CpuCurve.load of its cores)
     cores_span: tuple[float, float] | None = None  # the CPU curve's measured cores, when one was read
-    score_outside: bool = False  # the score (not the cores) lies beyond the memory curve
+    score_outside: bool = False  # the score (not the cores) lies beyond the memory curve's sizes
     n_sessions: int = 1  # the co-runner's programs, each a session of its own
+    #: the co-runner slowed the reporter more than its largest bubble did: the score is that bubble's size, a floor
+    score_clamped: bool = False
 
     def sentence(self) -> str:
         stat = "median" if self.percentile == 50 else f"p{self.percentile:g}"
@@ -104,6 +106,9 @@ class Prediction:
             text += (f" (memory {self.memory_qos:.3f} at the score x CPU {self.cpu_qos:.3f} at "
                      f"{self.cpu_load:.2f} cores{grouped})")  # fmt: skip
         beyond = []
+        if self.score_clamped:
+            beyond.append(f"the co-runner slowed the reporter more than its largest bubble did (the score, "
+                          f"{sig3(self.score_mb)} MiB, is at least that)")  # fmt: skip
         if self.score_outside:
             beyond.append(f"the score {sig3(self.score_mb)} MiB lies outside the measured sizes "
                           f"({sig3(self.span[0])}-{sig3(self.span[1])} MiB)")  # fmt: skip
@@ -156,8 +161,9 @@ def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50
         grid = np.linspace(s.low_mb, s.high_mb, 9)
         low = float(min(np.interp(grid, sizes, lows).min(), qos))
         high = float(max(np.interp(grid, sizes, highs).max(), qos))
-        outside = not (sizes[0] <= s.size_mb <= sizes[-1]) or s.where == ABOVE
-        memory, cores, load, cpu_qos, cores_span, score_outside = qos, math.nan, math.nan, math.nan, None, outside
+        score_outside = not (sizes[0] <= s.size_mb <= sizes[-1])
+        outside = score_outside or s.where == ABOVE
+        memory, cores, load, cpu_qos, cores_span = qos, math.nan, math.nan, math.nan, None
         if cpu is not None:
             if c.setting not in cpu:
                 continue  # no CPU curve for this setting: nothing honest to say on shared CPUs
@@ -168,7 +174,7 @@ def predict(curves: Sequence[SensitivityCurve], s: Score, percentile: float = 50
         out.append(Prediction(c.setting, c.percentile, s.size_mb, qos, low, high,
                               c.base_latency_ms / qos if qos > 0 else math.inf, c.base_latency_ms, outside,
                               c.span, memory, cores, cpu_qos, load, cores_span, score_outside,
-                              len(s.sessions)))  # fmt: skip
+                              len(s.sessions), s.where == ABOVE))  # fmt: skip
     return out
 
 

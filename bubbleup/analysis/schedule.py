@@ -62,9 +62,16 @@ class ScheduleResult:
         ok = [s for s in self.series if not s.adaptive and s.meets and not math.isnan(s.accuracy)]
         return max(ok, key=lambda s: s.accuracy) if ok else None
 
+    @property
+    def has_slo(self) -> bool:
+        """Whether frames were held to an SLO (the scenario's ``slo``, or an adaptive workload's own)."""
+        return not math.isnan(self.slo_ms)
+
     def targets(self) -> list[str]:
         """For each adaptive configuration, the two targets in words, met or not, with the numbers."""
-        out = []
+        out: list[str] = []
+        if not self.has_slo:
+            return out
         best = self.best_fixed
         for s in self.series:
             if not s.adaptive:
@@ -84,11 +91,13 @@ class ScheduleResult:
     def lines(self) -> list[str]:
         head = (f"{'configuration':28} {'frames':>7} {'within SLO':>11} {'accuracy':>9} {'median':>8} {'p95':>8} "
                 f"{'switches':>8}")  # fmt: skip
-        out = [f"Under the schedule ({' -> '.join(f'{b} for {s:g} s' for b, s in self.phases)} bubble sets), SLO "
-               f"{self.slo_ms:g} ms:", head]  # fmt: skip
+        slo = f"SLO {self.slo_ms:g} ms" if self.has_slo else "no SLO given"
+        out = [f"Under the schedule ({' -> '.join(f'{b} for {s:g} s' for b, s in self.phases)} bubble sets), "
+               f"{slo}:", head]  # fmt: skip
         for s in self.series:
             acc = f"{s.accuracy:.1%}" if not math.isnan(s.accuracy) else "-"
-            out.append(f"{s.series:28} {s.frames:>7} {s.within:>11.1%} {acc:>9} {s.median_ms:>8.2f} {s.p95_ms:>8.2f} "
+            within = f"{s.within:.1%}" if not math.isnan(s.within) else "-"
+            out.append(f"{s.series:28} {s.frames:>7} {within:>11} {acc:>9} {s.median_ms:>8.2f} {s.p95_ms:>8.2f} "
                        f"{s.switches if s.adaptive else '':>8}")  # fmt: skip
         return out + self.targets()
 
@@ -141,7 +150,8 @@ def analyse(run: Run) -> ScheduleResult | None:
         low, high = wilson(float(inside.sum()), n) if not math.isnan(slo) else (math.nan, math.nan)
         sw = g["switched"].to_numpy(dtype=bool)
         per_phase = tuple(float((g.loc[g["schedule_phase"] == k, "latency_ms"] <= slo).mean())
-                          if (g["schedule_phase"] == k).any() else math.nan for k in range(len(phases)))  # fmt: skip
+                          if (g["schedule_phase"] == k).any() and not math.isnan(slo) else math.nan
+                          for k in range(len(phases)))  # fmt: skip
         correct = g["correct"].to_numpy(dtype=float)
         out.append(SeriesResult(
             series=series, adaptive=series.split(":")[-1] == ADAPTIVE, frames=n,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from bubbleup.analysis.stats import MIN_TAIL_SAMPLES, PERCENTILES, top1
+from bubbleup.analysis.stats import MIN_TAIL_SAMPLES, PERCENTILES, samples_needed, top1
 from bubbleup.analysis.summary import timed_samples
 from bubbleup.formatting import format_value, pressure
 from bubbleup.store.reader import Run
@@ -146,11 +146,6 @@ def latency_column(percentile: float) -> str:
     if percentile not in CHOICES:
         raise TradeoffError(f"percentile {percentile:g} is not one of {', '.join(f'{c:g}' for c in CHOICES)}")
     return "median_ms" if percentile == 50 else f"p{percentile:g}_ms"
-
-
-def samples_needed(percentile: float) -> int:
-    """Timed samples a point needs for its ``percentile`` not to be thin (MIN_TAIL_SAMPLES at or above it)."""
-    return math.ceil(MIN_TAIL_SAMPLES / (1 - percentile / 100))
 
 
 def levels(summary: pd.DataFrame, accuracy: dict[str, Accuracy], percentile: float = 50,

@@ -20,7 +20,7 @@ import psutil
 MIB = 1 << 20
 
 
-def read_text(path: str) -> str | None:
+def read_text(path: str | Path) -> str | None:
     """A /proc or /sys value, stripped; None where the machine does not have it."""
     try:
         return Path(path).read_text().strip()
@@ -64,16 +64,36 @@ def _thp() -> str | None:
 
 
 def _cgroup() -> dict[str, Any]:
+    """The limits of this process's own cgroup, not of the hierarchy's root: under ``systemd-run -p MemoryMax=2G``
+    or a job scheduler's group the limit sits on the group the process is in (or one above it)."""
     info: dict[str, Any] = {"cgroup_version": 2 if Path("/sys/fs/cgroup/cgroup.controllers").exists() else 1}
     own = read_text("/proc/self/cgroup") or ""
     info["cgroup_path"] = own.splitlines()[0] if own else None
-    for key, path in (
-        ("cgroup_memory_max", "/sys/fs/cgroup/memory.max"),
-        ("cgroup_cpu_max", "/sys/fs/cgroup/cpu.max"),
-        ("cgroup_v1_memory_limit", "/sys/fs/cgroup/memory/memory.limit_in_bytes"),
-    ):
-        info[key] = read_text(path)
+    groups = dict(line.split(":", 2)[1:] for line in own.splitlines() if line.count(":") >= 2)  # controllers -> path
+    v2, memory_v1 = groups.get("", "/"), next((p for c, p in groups.items() if "memory" in c.split(",")), "/")
+    info["cgroup_memory_max"] = _nearest_limit(Path("/sys/fs/cgroup"), v2, "memory.max")
+    info["cgroup_cpu_max"] = _nearest_limit(Path("/sys/fs/cgroup"), v2, "cpu.max")
+    info["cgroup_v1_memory_limit"] = _nearest_limit(Path("/sys/fs/cgroup/memory"), memory_v1, "memory.limit_in_bytes")
     return info
+
+
+def _nearest_limit(mount: Path, group: str, name: str) -> str | None:
+    """``name`` of ``group`` or, where that says no limit (``max``), of the nearest group above it that sets one;
+    else what the topmost readable group says (None where the file is nowhere: another cgroup version)."""
+    seen: str | None = None
+    here = mount / group.strip("/")
+    for directory in [here, *here.parents]:
+        text = read_text(directory / name)
+        if text is not None and not text.startswith("max") and text != str(_V1_UNLIMITED):
+            return text
+        seen = text if text is not None else seen
+        if directory == mount:
+            break
+    return seen
+
+
+#: What cgroup v1 writes for "no memory limit" (the largest page-aligned signed 64-bit number).
+_V1_UNLIMITED = 9223372036854771712
 
 
 def versions() -> dict[str, str | None]:

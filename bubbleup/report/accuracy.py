@@ -52,6 +52,7 @@ def accuracy_context(view: AccuracyView | None, axis: str) -> dict[str, Any] | N
         "settings": settings,
         "problem": view.problem,
         "recommendation": None,
+        "levels": axis != "schedule",  # a schedule has no pressure levels to recommend a setting for
     }
     if rec is not None:
         lines = rec.lines()

@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from bubbleup.formatting import format_value
+from bubbleup.formatting import format_value, pressure
 from bubbleup.store.reader import Run
 
 
@@ -20,11 +20,7 @@ def run_facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
     facts = [
         ("workload", ", ".join(run.workloads) or str(workload.get("kind", "?"))),
         ("settings", ", ".join(run.settings) or "-"),
-        (
-            "sweep",
-            f"{'bubble count' if run.axis == 'count' else 'bubble size (MiB)'}: "
-            f"{', '.join(format_value(float(v), run.axis, unit=False) for v in values)}",
-        ),
+        ("sweep", sweep_fact(run.axis, sweep, values, run.set_size)),
         ("repeats", repeats_fact(run, sweep)),
         ("CPUs", cpus_fact(run)),
         (
@@ -35,6 +31,17 @@ def run_facts(run: Run, summary: pd.DataFrame) -> list[tuple[str, str]]:
         ("started / finished", f"{run.manifest.started_at or '-'} / {run.manifest.finished_at or '-'}"),
     ]
     return facts
+
+
+def sweep_fact(axis: str, sweep: dict[str, Any], values: list[Any], set_size: int = 1) -> str:
+    """What the run swept, in its own terms: counts, sizes, or a schedule's phases (whose one value, 0, is no
+    pressure of its own)."""
+    if axis == "schedule":
+        phases = sweep.get("phases") or []
+        return "schedule: " + " then ".join(f"{pressure(float(p.get('bubbles', 0)), 'count', set_size)} for "
+                                            f"{float(p.get('seconds', 0)):g} s" for p in phases)  # fmt: skip
+    what = "bubble count" if axis == "count" else "bubble size (MiB)"
+    return f"{what}: {', '.join(format_value(float(v), axis, unit=False) for v in values)}"
 
 
 def repeats_fact(run: Run, sweep: dict[str, Any]) -> str:

@@ -85,6 +85,8 @@ def wants_log(values: pd.Series | np.ndarray, ratio: float = 6.0) -> bool:
 def axis_label(run: Run) -> str:
     """The x-axis title of a latency-vs-pressure figure, with units and the fixed other dimension."""
     kinds = run.set_size
+    if run.axis == "schedule":  # one point: the whole schedule, its pressure changing within every step
+        return "the whole schedule (pressure changing within it)"
     if run.axis == "size_mb":
         counts: np.ndarray | list[float] = run.points["bubble_count"].dropna().unique() if len(run.points) else []
         count = int(counts[0]) if len(counts) == 1 else run.sweep_count
@@ -291,11 +293,15 @@ def distributions(run: Run, timed: pd.DataFrame) -> Figure | None:
     settings = [s for s in run.settings if s in set(timed["setting"])]
     style = styles(settings)
     values = sorted(timed["value"].unique())
-    labels = [format_value(v, run.axis, unit=False) for v in values]
+
+    def tick(v: float) -> str:  # a schedule's one value (0) is no pressure of its own
+        return "whole schedule" if run.axis == "schedule" else format_value(v, run.axis, unit=False)
+
+    labels = [tick(v) for v in values]
     log_y = wants_log(timed["latency_ms"], 4)
     ylabel = f"latency per inference (ms){', log scale' if log_y else ''}"
     if len(settings) <= 6:
-        data = timed.assign(pressure=timed["value"].map(lambda v: format_value(v, run.axis, unit=False)))
+        data = timed.assign(pressure=timed["value"].map(tick))
         width = min(16.0, max(8.0, 0.55 * len(values) * len(settings) + 3))
         fig, ax = plt.subplots(figsize=(width, 5))
         with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated argument

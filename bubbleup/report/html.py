@@ -399,6 +399,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "stats": stats_rows(summary, run.axis),
         "accuracy": accuracy_context(accuracy, run.axis),
         "min_tail": lat_stats.MIN_TAIL_SAMPLES,
+        "p99_needed": lat_stats.samples_needed(99),
         "failed": [
             {
                 "repeat": int(r.repeat) + 1,  # from 1 in words, as every sentence of the report counts them

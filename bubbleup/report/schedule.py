@@ -30,15 +30,16 @@ def schedule_context(result: ScheduleResult | None) -> dict[str, Any] | None:
     rows = [{
         "series": s.series, "frames": s.frames, "within": pct(s.within),
         "within_ci": f"{pct(s.within_low)}-{pct(s.within_high)}" if not math.isnan(s.within_low) else "",
-        "meets": s.meets, "accuracy": pct(s.accuracy), "median": fmt_ms(s.median_ms), "p95": fmt_ms(s.p95_ms),
+        "meets": s.meets or not result.has_slo, "accuracy": pct(s.accuracy), "median": fmt_ms(s.median_ms),
+        "p95": fmt_ms(s.p95_ms),
         "switches": s.switches if s.adaptive else "", "adaptive": s.adaptive,
         "switch_cost": (f"{fmt_ms(s.switch_ms)} vs {fmt_ms(s.steady_ms)}" if s.adaptive and s.switches else ""),
         "phases": ", ".join(pct(x) for x in s.phase_within), "transition": s.transition_frames,
         "used": ", ".join(s.settings_used[:4]) + (" ..." if len(s.settings_used) > 4 else ""),
     } for s in result.series]  # fmt: skip
     phases = " then ".join(f"{b} for {sec:g} s" for b, sec in result.phases)
-    return {"slo": f"{result.slo_ms:g}", "target": f"{TARGET_SHARE:.0%}", "rows": rows, "phases": phases,
-            "targets": result.targets()}  # fmt: skip
+    return {"slo": f"{result.slo_ms:g}" if result.has_slo else "", "target": f"{TARGET_SHARE:.0%}", "rows": rows,
+            "phases": phases, "targets": result.targets()}  # fmt: skip
 
 
 def schedule_timeline(run: Run, result: ScheduleResult | None) -> Figure | None:
@@ -74,7 +75,9 @@ def schedule_timeline(run: Run, result: ScheduleResult | None) -> Figure | None:
                        label="switch", lw=0.8)  # fmt: skip
         if not math.isnan(result.slo_ms):
             ax.axhline(result.slo_ms, color="#b22222", ls="--", lw=1.0)
-        ax.set_title(f"{name}: {res.within:.1%} of frames within {result.slo_ms:g} ms", fontsize=9, loc="left")
+        said = (f"{res.within:.1%} of frames within {result.slo_ms:g} ms" if result.has_slo
+                else f"median {fmt_ms(res.median_ms)} ms (no SLO given)")  # fmt: skip
+        ax.set_title(f"{name}: {said}", fontsize=9, loc="left")
         ax.set_ylabel("ms")
         if log:
             ax.set_yscale("log")

@@ -179,6 +179,7 @@ _UNITS = (
     ("_kb", "KiB"),
     ("_bytes", "B"),
     ("_ms", "ms"),
+    ("_per_s", "/s"),  # before "_s": a rate, not a duration
     ("_s", "s"),
     ("_hz", "Hz"),
     ("_mhz", "MHz"),
@@ -200,8 +201,9 @@ def _unit(column: str) -> str:
 TELEMETRY_KEYS = frozenset({"t_s", "repeat", "value", "step", "bubble_count", "bubble_size_mb"})
 
 
-def telemetry(run: Run, max_panels: int = 12) -> Figure | None:
-    """Every numeric telemetry column over time, one small panel each, sweep points shaded."""
+def telemetry(run: Run) -> Figure | None:
+    """Every numeric telemetry column over time, one small panel each, sweep points shaded (all of them: a cap
+    at 12 once left out the CPU-accounting columns validity judges the run by)."""
     tel = run.telemetry
     if tel is None or tel.empty:
         return None
@@ -212,7 +214,6 @@ def telemetry(run: Run, max_panels: int = 12) -> Figure | None:
     ]
     if not cols:
         return None
-    cols = cols[:max_panels]
     theme()
     fig, axes = plt.subplots(len(cols), 1, figsize=(12, 1.7 * len(cols) + 0.6), sharex=True, squeeze=False)
     for i, (ax, col) in enumerate(zip(axes[:, 0], cols, strict=True)):

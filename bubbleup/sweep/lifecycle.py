@@ -28,6 +28,7 @@ def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_roo
         progress: bool = True, calibration: Path | None = None, source: str = "scenario",
         allow_concurrent: bool = False) -> RunWriter:  # fmt: skip
     """Start a new run of ``scenario`` (read from ``source``); returns its store when the sweep has finished.
+    ``calibration`` defaults to ``reports_root/calibration.json`` where that exists (for the CLI and the API alike).
 
     Refused (:class:`bubbleup.machine.lock.MachineBusy`, before the run directory exists) while another
     bubbleup run holds the machine, unless ``allow_concurrent`` (the run is then INVALID)."""
@@ -35,6 +36,8 @@ def run(scenario: Scenario, given: dict[str, Any], out: Path | None, reports_roo
     profiles = adapt_profiles(scenario, source=source)
     root = out if out is not None else default_run_dir(reports_root, scenario.name)
     manifest = new_manifest(scenario, given)
+    if calibration is None and (reports_root / "calibration.json").is_file():
+        calibration = reports_root / "calibration.json"
     cal = calibration_facts(scenario, calibration)
     differ = [f"{label} adapts on a profile measured with other workload options ({', '.join(p['options_differ'])})"
               for label, p in profiles.items() if p["options_differ"]]  # fmt: skip

@@ -283,7 +283,9 @@ class McdnnWorkload(Workload):
             "threshold": self.options.threshold,
             "specialised_classes": list(self.classes),
             "input_sizes": dict(self.sizes),
-            "model_loads": dict(self.loads),
+            # how often each model has been loaded so far: the manifest keeps it as of the worker's load (the
+            # swaps of a step are in each inference's record, "swaps"), so the key says when it was counted
+            "model_loads_so_far": dict(self.loads),
             **self._meta,
         }
 

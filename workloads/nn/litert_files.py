@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from workloads.lifetime import tied_to_this_process
+
 #: Bump when the export changes what a file holds (graph, signatures, inputs): old caches are then stale.
 EXPORT_FORMAT = 1
 CACHE_ENV = "BUBBLEUP_CACHE_DIR"
@@ -131,7 +133,8 @@ def export_in_subprocess(kind: str, options: Mapping[str, Any]) -> None:
     """Run ``python -m bubbleup export KIND --runtime litert --options JSON`` (TensorFlow stays in that process)."""
     argv = [sys.executable, "-m", "bubbleup", "export", kind, "--runtime", "litert",
             "--options", json.dumps(dict(options), sort_keys=True)]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    # tied to this worker: an orchestrator killed mid-export took the worker, and left the conversion running
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, preexec_fn=tied_to_this_process())
     if done.returncode != 0:
         tail = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
         raise ExportError(f"exporting {kind} to LiteRT failed: {tail}")

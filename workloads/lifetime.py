@@ -1,0 +1,82 @@
+"""What a workload starts cannot outlive the worker, nor the orchestrator.
+
+The harness ties its own children to their parents in ``bubbleup.procs``; workloads do not import the harness
+(tests/test_layout.py), so the few ties a workload needs for the programs it starts are here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import signal
+import threading
+from collections.abc import Callable
+from typing import Any
+
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+#: Looked up once, here: a preexec_fn runs between fork and exec, where a lookup (dlopen) could deadlock.
+try:
+    _prctl: Any = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
+
+
+def tied_to_this_process() -> Callable[[], None]:
+    """A ``preexec_fn``: SIGKILL the program when this process dies, and exit unrun if it died before the tie took
+    effect (the program's parent is then another process). It also unblocks SIGTERM, which
+    :func:`stop_tree_when_orphaned` blocks in this process and a program must not inherit blocked."""
+    me = os.getpid()
+
+    def preexec() -> None:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        if _prctl is not None:
+            _prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != me:
+            os._exit(0)
+
+    return preexec
+
+
+def stop_tree_when_orphaned() -> bool:
+    """Make this worker the subreaper of whatever its programs leave running, and stop all of it when the
+    orchestrator dies, even by SIGKILL: the worker then gets SIGTERM (not the harness's SIGKILL), which a thread
+    of its own waits for, so the worker's main thread may be anywhere. Without it, a program's own children
+    (a shell's backgrounded job) were left to init when the orchestrator was killed mid-step.
+
+    Only where this is the worker's only thread (a blocked signal reaches a thread that has not blocked it,
+    and kills the process outright): returns whether it took effect; otherwise the worker stays a subreaper
+    and dies by SIGKILL as before."""
+    if _prctl is None:
+        return False
+    _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if threading.active_count() > 1:
+        return False
+    parent = os.getppid()
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})  # threads started from now on inherit it
+
+    def watch() -> None:
+        signal.sigwait({signal.SIGTERM})
+        try:
+            stop_descendants()
+        finally:
+            os._exit(128 + signal.SIGTERM)
+
+    threading.Thread(target=watch, name="stop-tree", daemon=True).start()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent:  # the orchestrator died before the new tie took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
+
+
+def stop_descendants(wait_s: float = 2.0) -> None:
+    """SIGKILL every descendant of this process (psutil checks each PID still names the process it found) and
+    reap them: what a program left behind has no claim to a graceful stop."""
+    import psutil
+
+    left = psutil.Process().children(recursive=True)
+    for p in left:
+        with contextlib.suppress(psutil.Error):
+            p.kill()
+    psutil.wait_procs(left, timeout=wait_s)
