@@ -16,6 +16,9 @@ from bubbleup.analysis import monotone, tradeoff, validity
 from bubbleup.report import figures
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 VALUES = [0, 1, 2, 3]
 
 

@@ -15,6 +15,9 @@ from conftest import ROOT, smoke_dict, write_scenario
 import bubbleup
 from bubbleup.errors import UserError
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 
 def readme_example() -> str:
     text = (ROOT / "README.md").read_text()

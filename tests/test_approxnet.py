@@ -25,6 +25,9 @@ from workloads.approxnet.spec import (
 )
 from workloads.nn import data
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "workloads" / "approxnet" / "weights"
 TINY_SIZES = (64, 80, 96)

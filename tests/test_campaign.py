@@ -8,10 +8,14 @@ import json
 import signal
 from pathlib import Path
 
+import pytest
 import yaml
 from conftest import run_cli, running_cli, smoke_dict, wait_until, write_scenario
 
 from bubbleup import analysis
+
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
 
 
 def _campaign(tmp_path: Path, runs: list[dict[str, object]], name: str = "camp") -> Path:

@@ -28,7 +28,8 @@ from ray.cluster_utils import Cluster
 
 from bubbleup import analysis, campaign, campaign_ray, procs
 
-pytestmark = pytest.mark.slow
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = [pytest.mark.slow, pytest.mark.beside_others]
 
 
 @pytest.fixture

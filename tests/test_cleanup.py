@@ -22,6 +22,9 @@ from conftest import (
 
 from bubbleup.pressure.pool import BACKEND_MODULES
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 BUBBLE_MB = 16  # smoke_dict's bubble size
 
 

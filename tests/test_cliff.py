@@ -13,6 +13,9 @@ from hypothesis import strategies as st
 from bubbleup import analysis
 from bubbleup.analysis.cliff import BREAK, NO_DATA, NON_FUNCTIONAL, NONE, CurvePoint, detect
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 
 def curve(
     medians: Sequence[float | None],

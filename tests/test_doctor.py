@@ -10,6 +10,9 @@ from conftest import PY, run_cli
 
 from bubbleup.machine.doctor import CHECKS, _autogroup, diagnose
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 
 def test_doctor_covers_every_check_with_a_verdict(tmp_path: Path) -> None:
     done = run_cli(["doctor"], cwd=tmp_path, timeout=60)

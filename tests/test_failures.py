@@ -24,6 +24,9 @@ from conftest import (
 
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 
 def python_workload(function: str, **overrides) -> dict:
     return smoke_dict(**{

@@ -14,6 +14,9 @@ from pathlib import Path
 
 import pytest
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("bubbleup", "workloads")
 #: bubbleup modules that start, signal or kill processes, or create cgroups.

@@ -23,6 +23,9 @@ from pydantic import ValidationError
 from workloads.approxnet import ApproxNetOptions, ApproxNetWorkload, litert_plan
 from workloads.nn import litert_files
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 TINY = {"variant": "tiny", "weights": "random", "sizes": [64, 96], "n_samples": 4}
 
 #: float32 LiteRT vs TensorFlow logits: |lite - tf| <= ATOL + RTOL * |tf| (XNNPACK's kernels sum in another

@@ -17,6 +17,9 @@ from pydantic import ValidationError
 from workloads.mcdnn import McdnnOptions, McdnnWorkload
 from workloads.mcdnn.models import TOP_K, VARIANTS, small_answers, top_classes
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 ROOT = Path(__file__).resolve().parents[1]
 WEIGHTS = ROOT / "workloads" / "mcdnn" / "weights"
 

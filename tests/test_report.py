@@ -28,6 +28,9 @@ from bubbleup.report import figures, trace_figures
 from bubbleup.report import html as report
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 ROOT = Path(__file__).resolve().parents[1]
 VALUES = [0, 1, 2, 3, 4, 5]
 CURVES = {"LL": [10, 10.5, 11, 11.4, 30, 41], "MM": [14, 15, 16, 17, 18, 19], "HH": [20, 21, 23, 24, 25, 26]}

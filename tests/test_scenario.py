@@ -18,6 +18,9 @@ from bubbleup.errors import UserError
 from bubbleup.scenario import load_scenario, scenario_from_dict
 from bubbleup.sweep.plan import check_memory_safety, plan_points
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 
 def mutate(path: str, value: Any) -> dict:
     data = smoke_dict()

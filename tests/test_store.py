@@ -19,6 +19,9 @@ from bubbleup.store.reader import load_run
 from bubbleup.store.records import DERIVED_SAMPLE_COLUMNS, POINT_COLUMNS, SAMPLE_COLUMNS, PointRow, SampleRow
 from bubbleup.store.writer import RunWriter, StoreWriteError
 
+#: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
+pytestmark = pytest.mark.beside_others
+
 DATA = TESTS / "data"
 
 MANIFEST = Manifest(name="t", telemetry_columns=["repeat", "value", "t_s"])
