@@ -84,14 +84,16 @@ class CommandWorkload(Workload):
         if err.tell():  # what the last run wrote (the offset is shared with the program's descriptor)
             err.seek(0)
             err.truncate()
-        done = subprocess.run(self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
-                              preexec_fn=self._tie, check=False)  # fmt: skip
+        with lifetime.spawning:  # not while the worker is stopping its tree for good
+            program = subprocess.Popen(self._argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err,
+                                       preexec_fn=self._tie)  # fmt: skip
+        returncode = program.wait()
         _reap_orphans()
-        if self.options.check and done.returncode != 0:
+        if self.options.check and returncode != 0:
             err.seek(0)
             tail = err.read()[-4096:].decode(errors="replace").strip().splitlines()[-1:]
             said = f": {tail[0][:200]}" if tail else ""  # its last line of stderr, when it wrote one
-            raise RuntimeError(f"{self._argv[0]} exited with status {done.returncode}{said}")
+            raise RuntimeError(f"{self._argv[0]} exited with status {returncode}{said}")
         return None
 
     def metadata(self) -> dict[str, Any]:

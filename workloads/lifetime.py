@@ -39,6 +39,11 @@ def tied_to_this_process() -> Callable[[], None]:
     return preexec
 
 
+#: Held while a program is being started (fork to exec): the thread that stops the worker's tree takes it and never
+#: gives it back, so no program starts between its last look at the tree and the worker's exit.
+spawning = threading.Lock()
+
+
 def stop_tree_when_orphaned() -> bool:
     """Make this worker the subreaper of whatever its programs leave running, and stop all of it when the
     orchestrator dies, even by SIGKILL: the worker then gets SIGTERM (not the harness's SIGKILL), which a thread
@@ -59,6 +64,7 @@ def stop_tree_when_orphaned() -> bool:
     def watch() -> None:
         signal.sigwait({signal.SIGTERM})
         try:
+            spawning.acquire(timeout=5.0)  # the main thread may be starting the next program right now
             stop_descendants()
         finally:
             os._exit(128 + signal.SIGTERM)
@@ -72,11 +78,17 @@ def stop_tree_when_orphaned() -> bool:
 
 def stop_descendants(wait_s: float = 2.0) -> None:
     """SIGKILL every descendant of this process (psutil checks each PID still names the process it found) and
-    reap them: what a program left behind has no claim to a graceful stop."""
+    reap them: what a program left behind has no claim to a graceful stop. Looked at again until none is left:
+    a shell may fork its background job between one look and its own death (the job then comes to this
+    process, its subreaper)."""
     import psutil
 
-    left = psutil.Process().children(recursive=True)
-    for p in left:
-        with contextlib.suppress(psutil.Error):
-            p.kill()
-    psutil.wait_procs(left, timeout=wait_s)
+    me = psutil.Process()
+    for _round in range(5):
+        left = me.children(recursive=True)
+        if not left:
+            return
+        for p in left:
+            with contextlib.suppress(psutil.Error):
+                p.kill()
+        psutil.wait_procs(left, timeout=wait_s)
