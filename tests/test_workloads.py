@@ -82,6 +82,16 @@ def test_command_workload_times_each_run_of_a_program(tmp_path: Path) -> None:
     assert diff >= 0.75 * asked, evidence
     # not a multiple of it or of a run's measured start-up (a setting run twice, timings that accumulate).
     assert diff <= 2 * (asked + startup), evidence
+    # Loaded in-process (here, not in a worker), it takes nothing of the process: SIGTERM stays deliverable
+    # (blocked, every child started from here after it inherited that, and an orchestrator among them waited
+    # out each bubble's grace period), and no other child of this process is its to stop.
+    import signal
+
+    from workloads import lifetime
+
+    w.close()
+    assert signal.SIGTERM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+    assert not lifetime.owns_process_tree()
 
 
 def test_command_workload_failure_is_an_error() -> None:

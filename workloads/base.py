@@ -46,6 +46,9 @@ class Workload:
     requires: ClassVar[tuple[str, ...]] = ()
     #: The optional extra of the ``bubbleup`` package that installs ``requires`` (``pip install 'bubbleup[extra]'``).
     extra: ClassVar[str | None] = None
+    #: Whether it starts programs of its own: a worker process running it then owns its process tree
+    #: (``workloads.lifetime.own_process_tree``), so that what the programs leave goes with the worker.
+    starts_programs: ClassVar[bool] = False
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options

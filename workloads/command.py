@@ -48,6 +48,7 @@ class CommandWorkload(Workload):
     kind = "command"
     summary = "an external program; one run = one timed inference"
     Options = CommandOptions
+    starts_programs = True
 
     def __init__(self, options: CommandOptions) -> None:
         super().__init__(options)
@@ -57,16 +58,16 @@ class CommandWorkload(Workload):
         self._stderr: IO[bytes] | None = None
 
     def load(self) -> None:
-        # orphans of the program come to this worker, not init, and go when the orchestrator dies
-        lifetime.stop_tree_when_orphaned()
         self._tie = lifetime.tied_to_this_process()
         # stderr goes to a file, not a pipe: a program's backgrounded child inherits it, and reading a pipe to
         # its end waited for that child (a program ending in `sleep 2 &` measured 2 s an inference)
         self._stderr = tempfile.TemporaryFile(buffering=0)  # unbuffered: tell() is the file's offset
 
     def close(self) -> None:
-        """Stop what the program runs left behind (untimed: here, not after each inference)."""
-        lifetime.stop_descendants()
+        """Stop what the program runs left behind (untimed: here, not after each inference), in a worker that
+        owns its process tree: loaded in-process, the process's other children are none of its business."""
+        if lifetime.owns_process_tree():
+            lifetime.stop_descendants()
         if self._stderr is not None:
             self._stderr.close()
             self._stderr = None

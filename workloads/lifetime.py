@@ -26,7 +26,7 @@ except (OSError, AttributeError):  # not Linux
 def tied_to_this_process() -> Callable[[], None]:
     """A ``preexec_fn``: SIGKILL the program when this process dies, and exit unrun if it died before the tie took
     effect (the program's parent is then another process). It also unblocks SIGTERM, which
-    :func:`stop_tree_when_orphaned` blocks in this process and a program must not inherit blocked."""
+    :func:`own_process_tree` blocks in a worker and a program must not inherit blocked."""
     me = os.getpid()
 
     def preexec() -> None:
@@ -44,18 +44,31 @@ def tied_to_this_process() -> Callable[[], None]:
 spawning = threading.Lock()
 
 
-def stop_tree_when_orphaned() -> bool:
-    """Make this worker the subreaper of whatever its programs leave running, and stop all of it when the
-    orchestrator dies, even by SIGKILL: the worker then gets SIGTERM (not the harness's SIGKILL), which a thread
-    of its own waits for, so the worker's main thread may be anywhere. Without it, a program's own children
-    (a shell's backgrounded job) were left to init when the orchestrator was killed mid-step.
+_owned = False
 
-    Only where this is the worker's only thread (a blocked signal reaches a thread that has not blocked it,
-    and kills the process outright): returns whether it took effect; otherwise the worker stays a subreaper
-    and dies by SIGKILL as before."""
+
+def owns_process_tree() -> bool:
+    """Whether this process is a worker that owns its process tree (:func:`own_process_tree`)."""
+    return _owned
+
+
+def own_process_tree() -> bool:
+    """For a worker process only (its whole process tree is then the workload's): become the subreaper of
+    whatever the workload's programs leave running, and stop all of it when the orchestrator dies, even by
+    SIGKILL: the worker then gets SIGTERM (not the harness's SIGKILL), which a thread of its own waits for, so
+    the worker's main thread may be anywhere. Without it, a program's own children (a shell's backgrounded
+    job) were left to init when the orchestrator was killed mid-step. Never in a process that runs a
+    workload in-process (a test, a notebook): SIGTERM stays blocked in it, and its other children inherit
+    that (an orchestrator started from it waited out every bubble's grace period).
+
+    The SIGTERM part only where this is the process's only thread (a blocked signal reaches a thread that has
+    not blocked it, and kills the process outright): returns whether it took effect; otherwise the worker is
+    a subreaper and dies by SIGKILL as before."""
+    global _owned
     if _prctl is None:
         return False
     _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    _owned = True
     if threading.active_count() > 1:
         return False
     parent = os.getppid()

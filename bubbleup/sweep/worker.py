@@ -235,10 +235,16 @@ def _info(info: Any) -> str:
     return json.dumps(info, separators=(",", ":"), default=str)
 
 
-def load_workload(kind: str, options: dict[str, Any]) -> Workload:
+def load_workload(kind: str, options: dict[str, Any], in_worker: bool = False) -> Workload:
+    """The workload, constructed; ``in_worker``: this process is a worker, whose process tree a workload that
+    starts programs owns (``workloads.lifetime``)."""
     from workloads import get_workload_class
 
     cls = get_workload_class(kind)
+    if in_worker and cls.starts_programs:
+        from workloads import lifetime
+
+        lifetime.own_process_tree()
     return cls(cls.Options.model_validate(options))
 
 
@@ -258,7 +264,7 @@ def serve(commands: IO[str], replies: IO[str]) -> int:
         try:
             if cmd == "load":
                 t0 = time.perf_counter()
-                workload = load_workload(msg["kind"], msg.get("options", {}))
+                workload = load_workload(msg["kind"], msg.get("options", {}), in_worker=True)
                 workload.load()
                 adapt = msg.get("adapt")
                 runner = Runner(workload, policy_from(adapt) if adapt else None)
