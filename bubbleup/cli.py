@@ -146,7 +146,7 @@ def _budget_filled(scenario: Scenario) -> str:
     memory_mb = scenario.budget.get("memory_mb") if isinstance(scenario.budget, dict) else None
     if not memory_mb:
         return ""
-    full = [v for v in scenario.sweep.values if sum(size for _, size in scenario.pressure_at(v)) >= memory_mb]
+    full = [v for v in scenario.sweep.values if scenario.bubble_mb_at(v) >= memory_mb]
     if not full:
         return ""
     return (f"; at {scenario.sweep.axis}={', '.join(str(v) for v in full)} the bubbles alone fill the "

@@ -193,9 +193,13 @@ class Scenario(_Strict):
         size = max((region_mb(effective(b)) for b in self.bubble_set if b.holds_memory), default=0)
         return [(len(self.pressure_at(v)), size) for v in self.sweep.values]
 
+    def bubble_mb_at(self, value: int) -> int:
+        """The bubble memory the point ``value`` holds at once (every bubble's region)."""
+        return sum(size for _, size in self.pressure_at(value))
+
     def peak_bubble_mb(self) -> int:
         """The most bubble memory any point holds at once."""
-        return max(sum(size for _, size in self.pressure_at(v)) for v in self.sweep.values)
+        return max(self.bubble_mb_at(v) for v in self.sweep.values)
 
 
 def scenario_from_dict(data: Any, source: str) -> Scenario:

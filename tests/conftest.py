@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -87,6 +88,24 @@ def kill_pids(pids: list[int]) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def marked(marker: str) -> list[int]:
+    """PIDs of the processes with ``marker`` among their arguments (a sleep length no one else uses): what a test's
+    programs left behind, found wherever it was re-parented, init included."""
+    return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
+
+
+@contextmanager
+def killing_marked(marker: str) -> Iterator[None]:
+    """On leaving, SIGKILL whatever still carries ``marker`` (a failed test's leftovers), by process object:
+    psutil checks that each PID still names the process it found."""
+    try:
+        yield
+    finally:
+        for pid in marked(marker):
+            with contextlib.suppress(psutil.Error):
+                psutil.Process(pid).kill()
 
 
 @pytest.fixture(autouse=True)

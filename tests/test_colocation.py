@@ -13,7 +13,18 @@ import numpy as np
 import pandas as pd
 import psutil
 import pytest
-from conftest import ROOT, alive, descendants, run_cli, running_cli, wait_all_gone, wait_until, write_scenario
+from conftest import (
+    ROOT,
+    alive,
+    descendants,
+    killing_marked,
+    marked,
+    run_cli,
+    running_cli,
+    wait_all_gone,
+    wait_until,
+    write_scenario,
+)
 from fixtures_runs import make_run
 
 from bubbleup.analysis import prediction, sensitivity
@@ -216,10 +227,6 @@ def test_score_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) -> 
     assert not alive(sleeper.pid)
 
 
-def _marked(marker: str) -> list[int]:
-    return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
-
-
 @pytest.mark.parametrize("ending", ["killed", "finished"])
 def test_what_a_co_runner_leaves_behind_goes_with_it(tmp_path: Path, ending: str) -> None:
     """A shell that backgrounds a child and ends: the child is no longer in the program's tree, and a restart
@@ -231,26 +238,21 @@ def test_what_a_co_runner_leaves_behind_goes_with_it(tmp_path: Path, ending: str
     program = ["sh", "-c", f"sleep {marker} & sleep 0.6"]  # ready after 0.3 s, restarted every 0.6 s
     args = ["score", "--reporter", str(rep), "--repeats", "2", "--startup-s", "0.3", "-q", "--out", str(tmp_path / "s"),
             "--", *program]  # fmt: skip
-    try:
-        with running_cli(args, tmp_path) as (proc, pids):
-            wait_until(lambda: _marked(marker) or None, 120, "the co-runner's background child to start")
-            pids.extend(p.pid for p in descendants(proc.pid))
-            if ending == "killed":
-                proc.send_signal(signal.SIGKILL)
-            seen: set[int] = set()
-            while proc.poll() is None:  # watch it to the end: a restart shows as a second background child
-                seen.update(_marked(marker))
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=0.1)
-            assert proc.returncode == (-9 if ending == "killed" else 0), proc.stderr.read() if proc.stderr else ""
-            if ending == "finished":
-                assert len(seen) >= 2, seen  # restarted at least once: the leak needed a restart to show
-            # inside the block: leaving it kills every PID the test noted, these included
-            assert wait_until(lambda: not _marked(marker), 15, "every process the co-runner left to go")
-    finally:
-        for pid in _marked(marker):  # only our own marked sleeps, by PID
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+    with killing_marked(marker), running_cli(args, tmp_path) as (proc, pids):
+        wait_until(lambda: marked(marker) or None, 120, "the co-runner's background child to start")
+        pids.extend(p.pid for p in descendants(proc.pid))
+        if ending == "killed":
+            proc.send_signal(signal.SIGKILL)
+        seen: set[int] = set()
+        while proc.poll() is None:  # watch it to the end: a restart shows as a second background child
+            seen.update(marked(marker))
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(timeout=0.1)
+        assert proc.returncode == (-9 if ending == "killed" else 0), proc.stderr.read() if proc.stderr else ""
+        if ending == "finished":
+            assert len(seen) >= 2, seen  # restarted at least once: the leak needed a restart to show
+        # inside the block: leaving it kills every PID the test noted, these included
+        assert wait_until(lambda: not marked(marker), 15, "every process the co-runner left to go")
 
 
 def test_score_refuses_bad_input_in_one_line(tmp_path: Path) -> None:

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 from conftest import (
     TESTS,
     descendants,
+    killing_marked,
+    marked,
     run_cli,
     running_cli,
     smoke_dict,
@@ -64,41 +66,36 @@ def test_worker_that_hangs_yields_a_timeout_point(tmp_path: Path) -> None:
     assert "no answer within 2 s" in points["error"].iloc[2]
 
 
+def _command_run(argv: list[str], inferences: int, **overrides: Any) -> dict[str, Any]:
+    """The quick scenario with a ``command`` workload running ``argv``: one point, no bubble, no warmup."""
+    data = smoke_dict(**{"sweep.values": [0], "workload.warmup": 0, "workload.inferences_per_setting": inferences,
+                         **overrides})  # fmt: skip
+    data["workload"].pop("settings")
+    data["workload"]["kind"] = "command"
+    data["workload"]["options"] = {"argv": argv}
+    return data
+
+
 def test_a_command_workload_that_hangs_leaves_none_of_its_processes(tmp_path: Path) -> None:
     """A step timeout kills the worker; its program died with it (PDEATHSIG), but the program's own children
     used to be left to init. The worker's whole tree goes now."""
-    import psutil
-
     marker = f"{1000 + tmp_path.stat().st_ino % 500}.913"  # a sleep length no one else uses
-    data = smoke_dict(**{"limits.step_timeout_s": 2.0, "sweep.values": [0], "workload.warmup": 0,
-                         "workload.inferences_per_setting": 1})  # fmt: skip
-    data["workload"].pop("settings")
-    data["workload"]["kind"] = "command"
-    data["workload"]["options"] = {"argv": ["sh", "-c", f"sleep {marker} & sleep 60"]}
-
-    def marked() -> list[int]:
-        return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
-
-    try:
+    data = _command_run(["sh", "-c", f"sleep {marker} & sleep 60"], 1, **{"limits.step_timeout_s": 2.0})
+    with killing_marked(marker):
         done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "run"), "-q",
                         "--no-report"], cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert list(pd.read_csv(tmp_path / "run" / "points.csv")["status"]) == ["timeout"]
-        assert wait_until(lambda: not marked(), 10, "the program's background child to go")
+        assert wait_until(lambda: not marked(marker), 10, "the program's background child to go")
         # a program that ends at once and leaves its child running, every inference: none left after the run;
         # the child keeps the program's stderr open, and an inference used to last until the child ended (here
         # past the 2 s step timeout)
-        data["workload"]["options"] = {"argv": ["sh", "-c", f"sleep {marker} &"]}
-        data["workload"]["inferences_per_setting"] = 3
+        data = _command_run(["sh", "-c", f"sleep {marker} &"], 3, **{"limits.step_timeout_s": 2.0})
         done = run_cli(["run", str(write_scenario(tmp_path, data, "ends.yaml")), "--out", str(tmp_path / "ends"),
                         "-q", "--no-report"], cwd=tmp_path)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert list(pd.read_csv(tmp_path / "ends" / "points.csv")["status"]) == ["ok"]
-        assert wait_until(lambda: not marked(), 10, "what the program left behind to go")
-    finally:
-        for pid in marked():  # only our own marked sleeps, by PID
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+        assert wait_until(lambda: not marked(marker), 10, "what the program left behind to go")
 
 
 def test_a_command_workloads_leftovers_go_when_the_orchestrator_is_killed_mid_step(tmp_path: Path) -> None:
@@ -106,29 +103,15 @@ def test_a_command_workloads_leftovers_go_when_the_orchestrator_is_killed_mid_st
     worker (told by SIGTERM now, not SIGKILL) stops everything its programs left before it goes."""
     import signal
 
-    import psutil
-
     marker = f"{1000 + tmp_path.stat().st_ino % 500}.917"  # a sleep length no one else uses
-    data = smoke_dict(**{"sweep.values": [0], "workload.warmup": 0, "workload.inferences_per_setting": 100000})
-    data["workload"].pop("settings")
-    data["workload"]["kind"] = "command"
-    data["workload"]["options"] = {"argv": ["sh", "-c", f"sleep {marker} & sleep 0.02"]}
-
-    def marked() -> list[int]:
-        return [p.pid for p in psutil.process_iter(["cmdline"]) if marker in (p.info["cmdline"] or [])]
-
-    try:
-        with running_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "run"), "-q",
-                          "--no-report"], tmp_path) as (proc, pids):  # fmt: skip
-            wait_until(lambda: len(marked()) >= 3, 60, "the program to leave children behind")
-            pids.extend(p.pid for p in psutil.Process(proc.pid).children(recursive=True))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
-            assert wait_until(lambda: not marked(), 10, "what the program left behind to go")
-    finally:
-        for pid in marked():  # only our own marked sleeps, by PID
-            with contextlib.suppress(psutil.Error):
-                psutil.Process(pid).kill()
+    data = _command_run(["sh", "-c", f"sleep {marker} & sleep 0.02"], 100000)
+    with killing_marked(marker), running_cli(["run", str(write_scenario(tmp_path, data)), "--out",
+                                              str(tmp_path / "run"), "-q", "--no-report"], tmp_path) as (proc, pids):
+        wait_until(lambda: len(marked(marker)) >= 3, 60, "the program to leave children behind")
+        pids.extend(p.pid for p in descendants(proc.pid))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert wait_until(lambda: not marked(marker), 10, "what the program left behind to go")
 
 
 def test_workload_that_cannot_load_fails_the_run_with_status_1(tmp_path: Path) -> None:

@@ -73,7 +73,7 @@ def check_memory_safety(
     peak = scenario.peak_bubble_mb()
     facts = {"peak_bubble_mb": peak, "available_mb": available, "allowed_mb": allowed}
     if peak > allowed and not lim.allow_unsafe_memory:
-        worst = max(scenario.sweep.values, key=lambda v: sum(size for _, size in scenario.pressure_at(v)))
+        worst = max(scenario.sweep.values, key=scenario.bubble_mb_at)
         count = len(scenario.pressure_at(worst))
         raise UserError(
             f"{source}: sweep.values: refusing to run {scenario.name!r}: peak bubble memory {peak} MiB "
