@@ -134,7 +134,10 @@ def describe_exit(returncode: int | None) -> str:
     if returncode is None:
         return "still running"
     if returncode < 0:
-        name = signal.Signals(-returncode).name
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:  # a real-time signal has no name
+            name = f"signal {-returncode}"
         hint = " (out of memory?)" if -returncode == signal.SIGKILL else ""
         return f"killed by {name}{hint}"
     return f"exit status {returncode}"

@@ -350,3 +350,49 @@ def test_the_co_runner_shim_kills_a_program_past_the_memory_guard(tmp_path: Path
                           timeout=120)  # fmt: skip
     assert shim.returncode == 3
     assert "past the" in shim.stdout and "killed" in shim.stdout, shim.stdout
+
+
+def test_a_bubble_that_dies_while_running_says_why(tmp_path: Path) -> None:
+    """The pool's check between inferences reports the bubble's own last words, not only an exit status: a
+    co-runner that grows past the guard after it was ready is named with the guard's message."""
+    import time
+
+    from bubbleup.errors import BubbleFailed
+    from bubbleup.pressure.pool import BubblePool
+    from bubbleup.scenario import BubbleSpec
+
+    reserve = int(psutil.virtual_memory().available / (1 << 20)) - 120
+    grow = [sys.executable, "-c", "import time; time.sleep(1.0); b = bytearray(200 << 20); "
+            "b[::4096] = b'x' * len(b[::4096]); time.sleep(600)"]  # fmt: skip
+    pool = BubblePool([(BubbleSpec(kind="command", command=grow, startup_s=0.2), 0)], reserve_mb=reserve)
+    with pool, pytest.raises(BubbleFailed, match=r"bubble 0 \(pid \d+\): the co-runner grew to .* past the") as failed:
+        pool.start()
+        pool.wait_ready(30)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            pool.check_alive()
+            with contextlib.suppress(subprocess.TimeoutExpired):  # wait on its exit, a check at least every 0.2 s
+                pool.bubbles[0].proc.wait(timeout=0.2)
+    assert "MiB it may use" in str(failed.value)
+
+
+def test_bubbles_joining_later_count_the_room_a_live_co_runner_may_grow_into() -> None:
+    """A schedule adds bubbles phase by phase. A co-runner started in an earlier phase was given what was left
+    as its guard's limit; a bubble that joins later must not be allowed to take the same memory again."""
+    from bubbleup.errors import BubbleFailed
+    from bubbleup.pressure.pool import BubblePool
+    from bubbleup.scenario import BubbleSpec
+
+    idle = [sys.executable, "-c", "import sys; sys.stdin.read()"]
+    members = [(BubbleSpec(kind="command", command=idle, startup_s=0.1), 0), (BubbleSpec(kind="memory"), 64)]
+    with BubblePool(members, max_memory_fraction=0.5) as pool:
+        pool.grow(1)
+        pool.wait_ready(30)
+        limit = pool.bubbles[0].limit_mb
+        assert limit is not None and pool.bubbles[0].headroom_mb() > limit - 100
+        with pytest.raises(BubbleFailed, match="live co-runners may still grow into"):
+            pool.grow(2)
+        assert len(pool.live) == 1
+    with BubblePool(members[1:], max_memory_fraction=0.5) as alone:  # the same bubble alone is allowed
+        alone.grow(1)
+        alone.wait_ready(30)

@@ -45,6 +45,20 @@ class BubbleHandle:
     started_epoch: float = math.nan  # time.time() as it was spawned
     stop_epoch: float = math.nan  # time.time() as its stop began (NaN: still live)
     gone_epoch: float = math.nan  # time.time() once it had exited
+    limit_mb: float | None = None  # a co-runner's: the memory its guard lets it grow to
+
+    def headroom_mb(self) -> float:
+        """What this co-runner may still grow by: its guard's limit less what the program holds now (the
+        shim's descendants, as the guard counts them)."""
+        if self.limit_mb is None or not self.live or self.proc.poll() is not None:
+            return 0.0
+        import psutil
+
+        try:
+            held = sum(p.memory_info().rss for p in psutil.Process(self.pid).children(recursive=True)) / MIB
+        except psutil.Error:
+            return 0.0
+        return max(0.0, self.limit_mb - held)
 
     @property
     def live(self) -> bool:
@@ -104,7 +118,8 @@ class BubblePool:
             started = time.time()
             proc = procs.spawn_child(module, args, own_session=own_session, wrap=self.wrap, cpus=cpus)
             assert proc.stdout is not None  # spawn_child always pipes stdout
-            handle = BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb, spec, started_epoch=started)
+            handle = BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb, spec, started_epoch=started,
+                                  limit_mb=corunner_mb if spec.kind == "command" else None)  # fmt: skip
             self.bubbles.append(handle)
 
     def shrink(self, count: int) -> None:
@@ -153,8 +168,10 @@ class BubblePool:
         """Refuse to start bubbles that together would hold more than may be used now: the lesser of
         ``max_memory_fraction`` of the memory available and available less the reserve. Each bubble checks its
         own size too, but they allocate at the same moment, each seeing the same free memory. The scenario's check
-        at start cannot see memory others took since. Returns each co-runner's share of what is left (their
-        memory is the program's, known only as it runs), or None when none starts or the scenario opted out."""
+        at start cannot see memory others took since. Co-runners already live (a schedule's earlier phase) keep
+        the room their guard lets them grow into, so it counts as taken. Returns each starting co-runner's share
+        of what is left (their memory is the program's, known only as it runs), or None when none starts or the
+        scenario opted out."""
         if self.allow_unsafe or not starting:
             return None
         import psutil
@@ -163,8 +180,12 @@ class BubblePool:
         allowed = safe_mb(available, self.max_memory_fraction, self.reserve_mb)
         corunners = sum(1 for spec, _ in starting if spec.kind == "command")
         need = sum(size for spec, size in starting if spec.kind != "command") + BASELINE_MB * len(starting)
+        held_open = sum(b.headroom_mb() for b in self.live)
+        need += held_open
         if need > allowed:
-            raise BubbleFailed(f"refusing to start {len(starting)} bubble(s) holding about {need:.0f} MiB: only "
+            beside = f" beside {held_open:.0f} MiB live co-runners may still grow into" if held_open else ""
+            raise BubbleFailed(f"refusing to start {len(starting)} bubble(s) holding about {need - held_open:.0f} MiB"
+                               f"{beside}: only "
                                f"{allowed:.0f} MiB may be used now (the lesser of {self.max_memory_fraction:.0%} of "
                                f"the {available:.0f} MiB available and available less the {self.reserve_mb} MiB "
                                f"reserve; opt in with limits.allow_unsafe_memory)")  # fmt: skip
@@ -222,8 +243,11 @@ class BubblePool:
         """Raise BubbleFailed if a bubble died after it was ready (e.g. OOM-killed)."""
         for b in self.live:
             if b.proc.poll() is not None:
+                self._drain(b)  # its last words (a memory guard's refusal, stress-ng's failure) say why
+                tail = procs.stderr_tail(b.proc)
                 raise BubbleFailed(
                     f"bubble {b.index} (pid {b.pid}) died while running: {procs.describe_exit(b.proc.returncode)}"
+                    + (f": {tail}" if tail else "")
                 )
 
     @property
