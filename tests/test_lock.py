@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -131,12 +132,33 @@ def test_allow_concurrent_runs_and_both_runs_are_invalid(tmp_path: Path) -> None
     assert "Result is: INVALID" in first_out
 
 
-def test_the_lock_dir_is_private_and_per_user(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_lock_dir_is_per_user_and_the_same_in_every_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs of one user started from shells with different environments (ssh, cron, env -i) must find
+    each other: the directory does not follow TMPDIR or XDG_RUNTIME_DIR."""
     monkeypatch.delenv(lock.LOCK_DIR_ENV)
+    plain = lock.lock_dir()
+    assert plain.name == f"bubbleup-{os.getuid()}"
     monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
-    assert lock.lock_dir() == tmp_path / "bubbleup"
-    monkeypatch.delenv("XDG_RUNTIME_DIR")
-    assert lock.lock_dir().name == f"bubbleup-{os.getuid()}"
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    tempfile.tempdir = None  # gettempdir() caches; make it read TMPDIR again
+    try:
+        assert lock.lock_dir() == plain
+    finally:
+        tempfile.tempdir = None
+
+
+def test_a_lock_whose_directory_vanished_is_released_quietly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Removing the lock directory under a running run (a cleaner, a logout) must not turn its end into a
+    traceback that hides how the run ended."""
+    import shutil
+
+    monkeypatch.setenv(lock.LOCK_DIR_ENV, str(tmp_path / "locks"))
+    held = lock.acquire(str(tmp_path / "run"))
+    shutil.rmtree(tmp_path / "locks")
+    held.release()
+    assert held._file is None
 
 
 @pytest.fixture(scope="module")

@@ -158,3 +158,18 @@ def test_a_partial_duty_cycles_at_the_bubbles_period(backend: str) -> None:
     assert 0.35 <= statistics.median(shares) <= 0.65, shares
     # nearly every window between all on and all off (random 0-0.5 s slices put most windows at 0 or 1)
     assert sum(0.2 <= s <= 0.8 for s in shares) >= 12, shares
+
+
+def test_a_stress_ng_bubble_reports_its_region_and_its_whole_tree() -> None:
+    """What a stress-ng bubble says at ready is measured as the built-in bubble's is: the region is the vm
+    worker's growth (not the memory every stress-ng process holds from its fork), and the resident total is the
+    shim's whole process tree, as telemetry samples it (a bubble losing its region is read against it)."""
+    with BubblePool.uniform(BubbleSpec(backend="stress-ng", cpu_duty=0.0, pattern="none"), 1, 4) as pool:
+        pool.start()
+        pool.wait_ready(60)
+        ready = pool.bubbles[0].ready
+        assert ready is not None
+        tree = [psutil.Process(pool.bubbles[0].pid), *psutil.Process(pool.bubbles[0].pid).children(recursive=True)]
+        held = sum(p.memory_info().rss for p in tree) / MIB
+        assert 4 * 0.97 <= ready["region_mb"] <= 4.3, ready
+        assert abs(ready["rss_mb"] - held) <= 0.05 * held, (ready, held)

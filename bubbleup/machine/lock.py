@@ -13,10 +13,11 @@ registers too, so later runs see it, and leaves a note in each holder's inbox
 (``<holder>.found``), so the holder learns it was found by another run. Both runs record the
 other in their manifests, and both are INVALID (``bubbleup.analysis.validity``).
 
-Where: ``$BUBBLEUP_LOCK_DIR`` if set (tests give each test its own), else
-``$XDG_RUNTIME_DIR/bubbleup``, else ``/tmp/bubbleup-<uid>``: per user, created private (0700),
-refused if it belongs to someone else. Runs of *other users* are not seen; the machine-busy check
-(outside CPU in telemetry) still catches their load.
+Where: ``$BUBBLEUP_LOCK_DIR`` if set (tests give each test its own), else ``/tmp/bubbleup-<uid>``: one
+path per user whatever the shell's environment (``TMPDIR`` and ``XDG_RUNTIME_DIR`` differ between an ssh
+login, cron and ``env -i``, and logind removes ``/run/user/<uid>`` at the last logout, under a run still
+going), created private (0700), refused if it belongs to someone else. Runs of *other users* are not seen;
+the machine-busy check (outside CPU in telemetry) still catches their load.
 """
 
 from __future__ import annotations
@@ -65,10 +66,8 @@ def lock_dir() -> Path:
     env = os.environ.get(LOCK_DIR_ENV)
     if env:
         return Path(env)
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.isdir(xdg) and os.access(xdg, os.W_OK):
-        return Path(xdg) / "bubbleup"
-    return Path(tempfile.gettempdir()) / f"bubbleup-{os.getuid()}"
+    root = "/tmp" if os.path.isdir("/tmp") and os.access("/tmp", os.W_OK) else tempfile.gettempdir()
+    return Path(root) / f"bubbleup-{os.getuid()}"
 
 
 def _ensure_dir(path: Path) -> None:
@@ -161,8 +160,12 @@ class MachineLock:
     def release(self) -> None:
         if self._file is None:
             return
-        with _guard(self.directory):
-            _remove_run_files(self.directory, self.me.token)
+        try:
+            with _guard(self.directory):
+                _remove_run_files(self.directory, self.me.token)
+        except (OSError, UserError):
+            pass  # the directory is gone (removed under us): nothing is left to clean, and the run's end stands
+        finally:
             self._file.close()
             self._file = None
 

@@ -39,7 +39,10 @@ from bubbleup.pressure.kernel import (
 from bubbleup.procs import die_with_parent, exit_when_stdin_closes, process_tree, terminate, tied_to_this_process
 
 MIB = 1 << 20
-VM_METHODS = {"stream": "write64", "random": "rand-set"}
+#: The vm method per pattern. ``random`` steps through memory in very large prime strides (``prime-1``), so every
+#: access lands on another cache line and page, past the prefetchers, as the built-in bubble's scattered walk
+#: does; ``rand-set`` (once used here) writes random *values* but walks the addresses in order.
+VM_METHODS = {"stream": "write64", "random": "prime-1"}
 
 
 def stress_ng_argv(size_mb: int, cpu_duty: float, pattern: str, period_ms: float = 50.0) -> list[str]:
@@ -115,7 +118,9 @@ def main(argv: list[str] | None = None) -> int:
                 tail = (child.stderr.read() or b"").decode(errors="replace").strip().splitlines()[-1:]
                 emit("error", message=f"stress-ng exited with status {child.returncode}: {' '.join(tail)[:200]}")
                 return 3
-            region = max((_anon_rss(p) for p in process_tree(root)), default=0)
+            # The vm worker's growth over what every stress-ng process holds from its fork (the parent's
+            # anonymous memory, about 1 MiB): a small bubble is not ready on that alone.
+            region = max(0, max((_anon_rss(p) for p in process_tree(root)), default=0) - _anon_rss(root))
             # Resident enough, and done growing (stress-ng populates progressively): then ready.
             stable = stable + 1 if region == previous else 0
             previous = region
@@ -125,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                 emit("error", message=f"stress-ng held only {region / MIB:.0f} of {args.size_mb} MiB after 120 s")
                 return 3
             time.sleep(0.02)
-        tree_rss = sum(p.memory_info().rss for p in process_tree(root))
+        # The shim counts too: telemetry samples this process and its descendants, and a bubble's memory loss is
+        # read as the fall from this figure to telemetry's lowest (validity's bubble_rss).
+        tree_rss = sum(p.memory_info().rss for p in process_tree(psutil.Process()))
         emit("ready", size_mb=args.size_mb, cpu_duty=args.cpu_duty, region_mb=region / MIB, rss_mb=tree_rss / MIB,
              baseline_mb=(tree_rss - region) / MIB, touch_s=time.perf_counter() - t0, pattern=args.pattern,
              backend="stress-ng", argv=cmd[1:])  # fmt: skip
