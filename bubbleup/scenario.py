@@ -139,6 +139,10 @@ class Scenario(_Strict):
             raise ValueError("bubbles: every bubble of a set must have the same placement")
         if self.sweep.axis == "size_mb" and not any(b.holds_memory for b in self.bubble_set):
             raise ValueError("sweep.axis: a size_mb sweep needs a bubble kind that holds memory")
+        if (self.sweep.axis == "size_mb" and 0 in (self.sweep.values or [])
+                and any(b.kind == "bandwidth" and b.rate_mb_s is not None for b in self.bubble_set)):
+            raise ValueError("sweep.values: a bandwidth bubble holds its rate_mb_s over a region, and a size of 0 "
+                             "has no region; start the sizes above 0")  # fmt: skip
         if any(b.kind == "bubble-up" for b in self.bubble_set) and self.cpus.placement != "apart":
             raise ValueError("cpus.placement: a bubble-up bubble presses on the memory subsystem from CPUs the "
                              "workload does not use, as in Bubble-Up; set cpus: {placement: apart}")

@@ -49,6 +49,28 @@ def test_contradictions_are_one_line_errors(tmp_path: Path, capsys, bubble: dict
     assert err.startswith(f"error: {file}: {field}: ") and words in err and err.count("\n") == 1, err
 
 
+@pytest.mark.parametrize(
+    ("bubble", "field", "words"),
+    [
+        ({"kind": "bandwidth", "rate_mb_s": 100}, "sweep.values", "a size of 0 has no region"),
+        ({"backend": "stress-ng", "size_mb": 0, "cpu_duty": 0.5, "pattern": "stream"}, "bubble.cpu_duty",
+         "stress-ng cannot duty-cycle a stream memory walk"),
+    ],
+)  # fmt: skip
+def test_what_a_size_sweep_cannot_start_is_refused_before_it_runs(
+    tmp_path: Path, capsys, bubble: dict, field: str, words: str
+) -> None:
+    """Each of these passed validation and then failed every repeat of a point: the rate-held bandwidth bubble
+    at size 0 (nothing to walk), stress-ng's partial-duty walk at every size above the spec's own 0."""
+    import yaml
+
+    file = tmp_path / "s.yaml"
+    file.write_text(yaml.safe_dump(smoke_dict(bubble=bubble, **{"sweep.axis": "size_mb", "sweep.values": [0, 16]})))
+    assert cli.main(["validate", str(file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {file}: {field}: ") and words in err and err.count("\n") == 1, err
+
+
 def test_a_set_of_kinds_is_started_together_per_count() -> None:
     sc = scenario_from_dict(smoke_dict(bubble=None, bubbles=[{"kind": "cpu", "cpu_duty": 0.2},
                                                              {"kind": "memory", "size_mb": 32}],

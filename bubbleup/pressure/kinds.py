@@ -105,7 +105,8 @@ def check(spec: BubbleSpec) -> None:
         if spec.kind == "bubble-up":
             raise ValueError("backend: stress-ng has no Bubble-Up walk (scattered + streaming); use builtin")
         eff = effective(spec)
-        if eff.pattern != "none" and eff.size_mb and eff.cpu_duty not in (0.0, 1.0):
+        # whatever size_mb says: a size sweep gives the walk its swept sizes
+        if eff.pattern != "none" and eff.cpu_duty not in (0.0, 1.0):
             raise ValueError(
                 f"cpu_duty: stress-ng cannot duty-cycle a {eff.pattern} memory walk; use 0 or 1, or pattern none"
             )
