@@ -167,7 +167,7 @@ class BubbleSpec(_Strict):
     cpu_duty: Float | None = Field(default=None, ge=0.0, le=1.0)
     #: How the busy part walks memory: none (pure compute), stream (sequential RMW), random.
     pattern: Literal["none", "stream", "random", "mixed"] | None = None
-    #: bandwidth kind: MB/s to hold by feedback (default: as fast as one core streams).
+    #: bandwidth kind: MiB/s (2^20 bytes a second) to hold by feedback (default: as fast as one core streams).
     rate_mb_s: Float | None = Field(default=None, gt=0.0)
     #: cache kind: working set as a multiple of the last-level cache (default 1.0).
     llc_fraction: Float | None = Field(default=None, gt=0.0, le=64.0)

@@ -26,7 +26,7 @@ def test_calibration_measures_every_kind(measured: dict[str, Any]) -> None:
     memory = next(r for r in cal["results"] if r["kind"] == "memory")
     assert abs(memory["delivered"]["region_mb"] - 256) <= 0.1 * 256
     assert memory["delivered"]["core_share"] < 0.05
-    paced = next(r for r in cal["results"] if r["probe"] == "bandwidth 1000 MB/s")["delivered"]["mb_per_s"]
+    paced = next(r for r in cal["results"] if r["probe"] == "bandwidth 1000 MiB/s")["delivered"]["mb_per_s"]
     unpaced = next(r for r in cal["results"] if r["probe"] == "bandwidth unlimited")["delivered"]["mb_per_s"]
     # A held rate never overshoots (ignoring it, the bubble would stream what the unpaced probe does) ...
     assert paced <= 1.1 * 1000, (paced, unpaced)

@@ -49,7 +49,7 @@ def probes() -> list[Probe]:
         "cpu duty 1.0": BubbleSpec(kind="cpu", cpu_duty=1.0),
         "memory 256 MiB": BubbleSpec(kind="memory", size_mb=256),
         "combined 256 MiB duty 1.0": BubbleSpec(kind="combined", size_mb=256, cpu_duty=1.0),
-        "bandwidth 1000 MB/s": BubbleSpec(kind="bandwidth", rate_mb_s=1000),
+        "bandwidth 1000 MiB/s": BubbleSpec(kind="bandwidth", rate_mb_s=1000),
         "bandwidth unlimited": BubbleSpec(kind="bandwidth"),
         "cache 1.0 x LLC": BubbleSpec(kind="cache"),
         # The Bubble-Up bubble at three sizes: inside one core's L2, about the LLC, 4x beyond it.
@@ -134,7 +134,7 @@ def render(cal: dict[str, Any]) -> str:
     for r in cal["results"]:
         asked = ", ".join(f"{k}={v:g}" for k, v in r["asked"].items())
         got = r["delivered"]
-        delivered = f"region={got['region_mb']:.0f} share={got['core_share']:.2f} MB/s={got['mb_per_s']:.0f}"
+        delivered = f"region={got['region_mb']:.0f} share={got['core_share']:.2f} MiB/s={got['mb_per_s']:.0f}"
         flag = "  MISSED " + ", ".join(f"{k} by {v:+.0%}" for k, v in r["misses"].items()) if r["misses"] else ""
         lines.append(f"{r['probe']:28} {asked:>22} {delivered:>34}  {r['interference']:>14.2f}x{flag}")
     dial = cal.get("dial")

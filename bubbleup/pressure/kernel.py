@@ -267,7 +267,7 @@ def build_parser(prog: str = "bubbleup bubble") -> argparse.ArgumentParser:
     p.add_argument("--cpu-duty", type=float, default=1.0, help="share of one core to burn, 0..1 (default 1)")
     p.add_argument("--pattern", choices=("none", "stream", "random", "mixed"), default="stream", help="memory walk")
     p.add_argument("--period-ms", type=float, default=50.0, help="duty-cycle period in ms (default 50)")
-    p.add_argument("--rate-mb-s", type=float, default=None, help="hold a streaming rate in MB/s instead of a duty")
+    p.add_argument("--rate-mb-s", type=float, default=None, help="hold a streaming rate in MiB/s instead of a duty")
     p.add_argument("--reserve-mb", type=int, default=2048, help="memory always left available (default 2048)")
     p.add_argument("--allow-unsafe", action="store_true", help="allocate even into the reserve")
     p.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
