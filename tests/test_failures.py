@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 import pytest
 from conftest import (
+    PY,
     TESTS,
     descendants,
     killing_marked,
@@ -242,3 +243,28 @@ def test_a_stop_signal_waits_for_a_held_block_then_stops_the_run() -> None:
                 os.kill(os.getpid(), signal.SIGINT)
             raise
     assert _held == {"depth": 0, "signum": 0}  # nothing left pending for the next run in this process
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs to take one away")
+def test_a_run_is_resumed_only_where_its_points_mean_the_same(tmp_path: Path) -> None:
+    """A resume re-reads the scenario on the machine it runs on; where that gives other CPUs (a Ray host of
+    another size, a taskset), the new points would join the old ones under other conditions. It is refused in
+    one line, and the run stays interrupted and resumable where it began."""
+    out = tmp_path / "run"
+    path = write_scenario(tmp_path, smoke_dict(**{"cpus": {"placement": "spread"}}))
+    assert run_cli(["run", str(path), "--out", str(out), "-q", "--no-report"], cwd=tmp_path).returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    points = pd.read_csv(out / "points.csv")
+    points[points["value"] == 0].to_csv(out / "points.csv", index=False)  # the last point to measure again
+
+    one_cpu = subprocess.run(["taskset", "-c", "0", PY, "-m", "bubbleup", "run", "--resume", str(out), "-q",
+                              "--no-report"], cwd=tmp_path, capture_output=True, text=True, timeout=120)  # fmt: skip
+    lines = one_cpu.stderr.strip().splitlines()
+    assert one_cpu.returncode == 2 and len(lines) == 1, one_cpu.stderr
+    assert lines[0].startswith(f"error: {out}: cannot resume on this machine: cpus.bubble_cpus: "), lines[0]
+    assert json.loads((out / "manifest.json").read_text())["status"] == "interrupted"
+
+    again = run_cli(["run", "--resume", str(out), "-q", "--no-report"], cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"

@@ -1,5 +1,6 @@
 """What a run's manifest says of it before anything starts: the new manifest itself, the CPU-demand facts
-the cliff prediction needs, and the calibration the run relies on."""
+the cliff prediction needs, where bubbles and the worker run, the calibration the run relies on, and whether a
+resume here would measure under what the run was measured under so far."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 from bubbleup.analysis import stats
 from bubbleup.machine import environment, telemetry
+from bubbleup.pressure.placement import CpuAssignment, allowed_cpus, assign
 from bubbleup.scenario import Scenario
 from bubbleup.store.manifest import Manifest, StepEntry
 from bubbleup.sweep.plan import all_steps, plan_points
@@ -47,10 +49,7 @@ def new_manifest(scenario: Scenario, given: dict[str, Any]) -> Manifest:
         scenario_given=given,
         scenario_effective=scenario.model_dump(mode="json"),
         plan=plan_points(scenario),
-        steps=[
-            StepEntry(workload=s.workload, setting=s.setting, warmup=s.warmup, inferences=s.inferences)
-            for s in all_steps(scenario)
-        ],
+        steps=step_entries(scenario),
         workloads=[spec.label or spec.kind for spec in scenario.specs],
         settings=list(dict.fromkeys(s.setting for s in all_steps(scenario))),
         placement=scenario.placement,
@@ -59,6 +58,53 @@ def new_manifest(scenario: Scenario, given: dict[str, Any]) -> Manifest:
         environment_warnings=environment.warnings(env),
         statistics=stats.METHOD,
     )
+
+
+def step_entries(scenario: Scenario) -> list[StepEntry]:
+    """The steps of one point, as the manifest records them."""
+    return [StepEntry(workload=s.workload, setting=s.setting, warmup=s.warmup, inferences=s.inferences)
+            for s in all_steps(scenario)]  # fmt: skip
+
+
+def cpu_assignment(scenario: Scenario) -> CpuAssignment:
+    """Which CPUs the worker and each bubble get on this machine (``cpus.placement``)."""
+    return assign(scenario.cpus.placement, scenario.cpus.workload, allowed_cpus(), bubble_duties(scenario))
+
+
+def resume_differences(recorded: Manifest, scenario: Scenario) -> list[str]:
+    """What would differ if the run were resumed here: the scenario as this machine resolves it (``N llc``
+    values, a cache bubble's size, ``settings: all``), its steps, the CPUs it may use and where bubbles sit,
+    each against what the run recorded when it began. Empty: the points measured here join the others."""
+    here = {
+        "scenario": scenario.model_dump(mode="json"),
+        "steps": [s.model_dump(mode="json") for s in step_entries(scenario)],
+        "cpus": cpu_assignment(scenario).describe(),
+        "cores": cpu_demand(scenario, len(allowed_cpus()))["cores"],
+    }
+    then = {
+        "scenario": recorded.scenario_effective,
+        "steps": [s.model_dump(mode="json") for s in recorded.steps],
+        "cpus": recorded.cpu_placement,
+        "cores": (recorded.cpu_demand or {}).get("cores"),
+    }
+    return _differences(then, here, "")
+
+
+def _differences(then: Any, here: Any, path: str) -> list[str]:
+    """``path: recorded vs here`` for each leaf that differs; a key the recorded side lacks (written by an
+    older version, before that field existed) or records as None is not a difference."""
+    if then is None:
+        return []
+    if isinstance(then, dict) and isinstance(here, dict):
+        return [d for k in then for d in _differences(then[k], here.get(k), f"{path}.{k}" if path else str(k))]
+    if isinstance(then, list) and isinstance(here, list) and len(then) == len(here):
+        return [d for i, (a, b) in enumerate(zip(then, here, strict=True)) for d in _differences(a, b, f"{path}[{i}]")]
+    return [] if then == here else [f"{path}: {_short(then)} recorded, {_short(here)} here"]
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:

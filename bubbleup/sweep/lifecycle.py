@@ -13,12 +13,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bubbleup.errors import UserError
 from bubbleup.machine import lock as machine_lock
 from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, default_run_dir, now_iso
 from bubbleup.store.manifest import read as read_manifest
 from bubbleup.store.writer import RunWriter, StoreWriteError
-from bubbleup.sweep.facts import calibration_facts, new_manifest
+from bubbleup.sweep.facts import calibration_facts, new_manifest, resume_differences
 from bubbleup.sweep.orchestrator import Orchestrator
 from bubbleup.sweep.plan import adapt_profiles, check_memory_safety
 from bubbleup.sweep.signals import Interrupted, signals_raise
@@ -60,6 +61,11 @@ def resume(run_dir: Path, progress: bool = True, allow_concurrent: bool = False)
         store = RunWriter.open_for_resume(run_dir)
         source = str(run_dir / MANIFEST)
         scenario = scenario_from_dict(store.manifest.scenario_given, source)
+        if differ := resume_differences(store.manifest, scenario):
+            more = f" (and {len(differ) - 1} more)" if len(differ) > 1 else ""
+            raise UserError(f"{run_dir}: cannot resume on this machine: {differ[0]}{more}; its points would not be "
+                            "measured under the same conditions as the rest (resume it where it began, or start a "
+                            "new run)")  # fmt: skip
         check_memory_safety(scenario, source=source)
         # validity=None: the old verdict judged fewer points; until this session ends and judges again there is none
         store.update_manifest(status="running", stop_reason=None, validity=None,

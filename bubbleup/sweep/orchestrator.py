@@ -25,7 +25,7 @@ from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed
 from bubbleup.formatting import busiest
 from bubbleup.machine import telemetry
-from bubbleup.pressure.placement import allowed_cpus, assign
+from bubbleup.pressure.placement import allowed_cpus
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import Scenario
 from bubbleup.store.layout import WORKER_LOG
@@ -46,7 +46,7 @@ from bubbleup.store.records import (
 )
 from bubbleup.store.writer import RunWriter
 from bubbleup.sweep import evidence, replication, signals
-from bubbleup.sweep.facts import bubble_duties, cpu_demand
+from bubbleup.sweep.facts import cpu_assignment, cpu_demand
 from bubbleup.sweep.plan import StepPlan, steps_of
 from bubbleup.sweep.progress import Progress
 from bubbleup.sweep.worker import InferenceRecord, Precision, StepResult
@@ -86,7 +86,7 @@ class Orchestrator:
         self._phase_starts = scenario.sweep.phase_starts()  # a schedule's phases, seconds after it began
         self.own_session = scenario.placement == "own-session"
         allowed = allowed_cpus()
-        self.cpus = assign(scenario.cpus.placement, scenario.cpus.workload, allowed, bubble_duties(scenario))
+        self.cpus = cpu_assignment(scenario)
         self.budget: Budget | None = None  # while a device budget is applied
         self._current_repeat: int | None = None  # the repeat whose workers are loaded
         # A run begun before the CPU-accounting columns existed (and resumed now) is sampled without them.
