@@ -268,3 +268,19 @@ def test_a_run_is_resumed_only_where_its_points_mean_the_same(tmp_path: Path) ->
     again = run_cli(["run", "--resume", str(out), "-q", "--no-report"], cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_a_resume_with_nothing_left_to_measure_adds_no_start_check(tmp_path: Path) -> None:
+    """A run killed after its last point landed, before it was marked complete: its resume measures nothing,
+    so it loads no workload and takes no start check (whose busy machine would make a valid run INVALID)."""
+    out = tmp_path / "run"
+    path = write_scenario(tmp_path, smoke_dict())
+    assert run_cli(["run", str(path), "--out", str(out), "-q", "--no-report"], cwd=tmp_path).returncode == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    (out / "manifest.json").write_text(json.dumps({**manifest, "status": "interrupted"}))
+    log = (out / "worker.log").read_bytes()
+    done = run_cli(["run", "--resume", str(out), "-q", "--no-report"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    after = json.loads((out / "manifest.json").read_text())
+    assert after["status"] == "complete" and after["machine_checks"] == manifest["machine_checks"]
+    assert (out / "worker.log").read_bytes() == log  # no worker started

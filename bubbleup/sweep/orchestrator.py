@@ -187,12 +187,15 @@ class Orchestrator:
         todo = [(r, v) for r, v in plan if (r, v) not in done]
         self.progress.advance(self.steps_per_point * (len(plan) - len(todo)))
         try:
+            pending = todo or self._more_repeats()
+            if not pending:  # killed after its last point landed: nothing to measure, so no start check to judge
+                return
             account, census = telemetry.CpuAccount(lambda: [os.getpid()]), telemetry.process_census()
             self._open_budget()
             self._load_workers()
             self._check_machine(account, census)
-            self._current_repeat = todo[0][0] if todo else None
-            self._run_points(todo)
+            self._current_repeat = pending[0][0]
+            self._run_points(pending)
             while extra := self._more_repeats():
                 self._run_points(extra)
         except BaseException:
@@ -231,7 +234,8 @@ class Orchestrator:
             return []
         extra, entry, note = replication.next_round(replication.read_samples(self.store.root), m.plan, rule,
                                                     sweep.order, sweep.seed)  # fmt: skip
-        self.store.update_manifest(plan=[*m.plan, *extra], replication=[*m.replication, entry])
+        if extra or not m.replication or m.replication[-1] != entry:  # a resume that finds the same end adds none
+            self.store.update_manifest(plan=[*m.plan, *extra], replication=[*m.replication, entry])
         if extra:
             self.progress.grow(self.steps_per_point * len(extra))
             self.progress.note(note)
