@@ -25,6 +25,7 @@ from conftest import (
     write_scenario,
 )
 
+from bubbleup.scenario import scenario_from_dict
 from bubbleup.store.records import POINT_COLUMNS, SAMPLE_COLUMNS
 
 #: Nothing asserted here depends on the machine being quiet: tox runs this module beside another (pyproject.toml)
@@ -284,3 +285,36 @@ def test_a_resume_with_nothing_left_to_measure_adds_no_start_check(tmp_path: Pat
     after = json.loads((out / "manifest.json").read_text())
     assert after["status"] == "complete" and after["machine_checks"] == manifest["machine_checks"]
     assert (out / "worker.log").read_bytes() == log  # no worker started
+
+
+def test_a_process_the_machine_refuses_to_start_fails_its_point_not_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fork can fail (ENOMEM, EAGAIN) in a harness that fills memory on purpose. A bubble or a worker that cannot
+    be started fails that point or step, in words, and the run measures the rest, instead of ending in a
+    traceback. The failure is injected at the one call that starts every child; all else runs for real."""
+    import errno
+
+    import bubbleup
+    from bubbleup import procs
+    from bubbleup.pressure import pool
+
+    real = procs.spawn_child
+    calls = {"bubble": 0}
+
+    def refusing(module: str, *args: Any, **kw: Any) -> Any:
+        if module != "bubbleup.sweep.worker":
+            calls["bubble"] += 1
+            if calls["bubble"] == 2:  # ascending: the first bubble of count 2
+                raise OSError(errno.ENOMEM, "Cannot allocate memory")
+        return real(module, *args, **kw)
+
+    monkeypatch.setattr(pool.procs, "spawn_child", refusing)
+    data = smoke_dict(**{"sweep.values": [0, 1, 2]})
+    data["sweep"]["order"] = "ascending"
+    run = bubbleup.run(scenario_from_dict(data, "test"), tmp_path / "run", report=False)
+    points = run.points
+    failed = points[points["status"] == "failed"]
+    assert set(failed["value"]) == {2} and failed["error"].str.contains("could not be started: .*memory").all()
+    assert set(points.loc[points["status"] == "ok", "value"]) == {0, 1}
+    assert run.manifest.status == "complete"

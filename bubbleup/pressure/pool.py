@@ -116,7 +116,10 @@ class BubblePool:
             own_session = spec.placement == "own-session"
             cpus = self.cpus(i) if self.cpus is not None else None
             started = time.time()
-            proc = procs.spawn_child(module, args, own_session=own_session, wrap=self.wrap, cpus=cpus)
+            try:
+                proc = procs.spawn_child(module, args, own_session=own_session, wrap=self.wrap, cpus=cpus)
+            except OSError as exc:  # fork refused (ENOMEM, EAGAIN), CPUs not ours: the point fails, not the run
+                raise BubbleFailed(f"bubble {i} could not be started: {exc}") from None
             assert proc.stdout is not None  # spawn_child always pipes stdout
             handle = BubbleHandle(i, proc, procs.LineReader(proc.stdout.fileno()), size_mb, spec, started_epoch=started,
                                   limit_mb=corunner_mb if spec.kind == "command" else None)  # fmt: skip

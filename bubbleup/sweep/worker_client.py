@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -46,9 +47,14 @@ class WorkerClient:
         # function it traces and never removes one (thousands a day in /tmp, before).
         self._tmp = str(procs.owned_tmpdir(TMP_PREFIX))
         env = {**(env or {}), "TMPDIR": self._tmp}  # on top of this process's environment (procs.spawn_child)
-        self.proc = procs.spawn_child(
-            WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log, wrap=wrap, cpus=cpus
-        )
+        try:
+            self.proc = procs.spawn_child(
+                WORKER_MODULE, [], own_session=own_session, env=env, stderr=self._log, wrap=wrap, cpus=cpus
+            )
+        except OSError as exc:  # fork refused (ENOMEM, EAGAIN), CPUs not ours: this step fails, the run goes on
+            self._log.close()
+            shutil.rmtree(self._tmp, ignore_errors=True)
+            raise WorkerDied(f"the worker could not be started: {exc}") from None
         assert self.proc.stdout is not None  # spawn_child always pipes stdout
         self.reader = procs.LineReader(self.proc.stdout.fileno())
         self.loaded: dict[str, Any] | None = None
@@ -93,7 +99,7 @@ class WorkerClient:
     def _death_note(self) -> str:
         try:
             self.proc.wait(timeout=5)
-        except Exception:
+        except subprocess.TimeoutExpired:  # only that: a stop signal (Interrupted) must go on unwinding the run
             self.kill()
         return f"worker pid {self.pid} died: {procs.describe_exit(self.proc.returncode)} (log: {self.log_path.name})"
 
