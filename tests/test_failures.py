@@ -318,3 +318,44 @@ def test_a_process_the_machine_refuses_to_start_fails_its_point_not_the_run(
     assert set(failed["value"]) == {2} and failed["error"].str.contains("could not be started: .*memory").all()
     assert set(points.loc[points["status"] == "ok", "value"]) == {0, 1}
     assert run.manifest.status == "complete"
+
+
+def test_a_run_under_nohup_outlives_the_terminal(tmp_path: Path) -> None:
+    """``nohup bubbleup run ...`` ignores SIGHUP; the run must keep that, not install its own stop on it."""
+    out = tmp_path / "run"
+    path = write_scenario(tmp_path, smoke_dict(**{"sweep.values": [0, 1, 2], "sweep.settle_s": 0.2}))
+    proc = subprocess.Popen(["nohup", PY, "-m", "bubbleup", "run", str(path), "--out", str(out), "-q", "--no-report"],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        wait_until(lambda: (out / "points.csv").is_file() and len(pd.read_csv(out / "points.csv")) >= 2, 60,
+                   "the first point", interval_s=0.02)  # fmt: skip
+        proc.send_signal(signal.SIGHUP)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, err
+    assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
+
+
+def test_a_run_started_from_a_thread_runs(tmp_path: Path) -> None:
+    """Python installs signal handlers only in the main thread; a run started through the API from another
+    thread (a service, a notebook's executor) runs with the process's own handlers."""
+    import threading
+
+    import bubbleup
+
+    got: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            got["run"] = bubbleup.run(scenario_from_dict(smoke_dict(), "test"), tmp_path / "run", report=False)
+        except BaseException as exc:  # handed to the test's thread
+            got["error"] = exc
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join(timeout=120)
+    assert not thread.is_alive() and "error" not in got, got.get("error")
+    assert got["run"].manifest.status == "complete"

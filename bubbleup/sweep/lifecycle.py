@@ -19,6 +19,7 @@ from bubbleup.scenario import Scenario, scenario_from_dict
 from bubbleup.store.layout import MANIFEST, default_run_dir, now_iso
 from bubbleup.store.manifest import read as read_manifest
 from bubbleup.store.writer import RunWriter, StoreWriteError
+from bubbleup.sweep import signals
 from bubbleup.sweep.facts import calibration_facts, new_manifest, resume_differences
 from bubbleup.sweep.orchestrator import Orchestrator
 from bubbleup.sweep.plan import adapt_profiles, check_memory_safety
@@ -83,19 +84,25 @@ def _execute(scenario: Scenario, store: RunWriter, progress: bool, held: machine
         print(f"warning: sharing the machine with {len(held.found_at_start)} other bubbleup run(s) "
               "(--allow-concurrent): this run will be INVALID", file=sys.stderr)  # fmt: skip
         store.update_manifest(concurrent_runs=[*earlier, *held.concurrent()])
-    try:
-        with signals_raise():
+    # The run's end is recorded with the stop signals still caught, and a signal arriving meanwhile waits for
+    # the record (signals.held): a second Ctrl-C would otherwise cut the verdict short.
+    with signals_raise():
+        try:
             Orchestrator(scenario, store, progress).run()
-    except Interrupted as exc:
-        _finish(store, "interrupted", f"signal {exc}", earlier, held)
-        raise
-    except StoreWriteError as exc:
-        _finish(store, "interrupted", str(exc), earlier, held)
-        raise
-    except BaseException as exc:
-        _finish(store, "failed", f"{type(exc).__name__}: {exc}", earlier, held)
-        raise
-    _finish(store, "complete", None, earlier, held)
+        except Interrupted as exc:
+            with signals.held(then_raise=False):
+                _finish(store, "interrupted", f"signal {exc}", earlier, held)
+            raise
+        except StoreWriteError as exc:
+            with signals.held(then_raise=False):
+                _finish(store, "interrupted", str(exc), earlier, held)
+            raise
+        except BaseException as exc:
+            with signals.held(then_raise=False):
+                _finish(store, "failed", f"{type(exc).__name__}: {exc}", earlier, held)
+            raise
+        with signals.held():
+            _finish(store, "complete", None, earlier, held)
 
 
 def _finish(store: RunWriter, status: str, reason: str | None, earlier: list[dict[str, Any]],

@@ -7,6 +7,7 @@ whichever of them is running when the terminal closes or a job scheduler sends S
 from __future__ import annotations
 
 import signal
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -27,7 +28,11 @@ class Interrupted(Exception):
 
 @contextmanager
 def signals_raise() -> Iterator[None]:
-    """Turn the stop signals into an exception so every ``finally`` runs and children are stopped."""
+    """Turn the stop signals into an exception so every ``finally`` runs and children are stopped.
+
+    A signal ignored on entry stays ignored (``nohup`` ignores SIGHUP, and a run under it must outlive the
+    terminal). Outside the main thread (a run started from a thread through the API) Python cannot install
+    handlers: the block runs with the process's own, and :func:`held` still works."""
 
     def handler(signum: int, _frame: object) -> None:
         # One signal is enough: ignore repeats so the cleanup it triggers cannot itself be cut short.
@@ -39,7 +44,10 @@ def signals_raise() -> Iterator[None]:
         raise Interrupted(signum)
 
     _held["signum"] = 0  # a new run: nothing held from an earlier one in this process
-    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = {s: signal.signal(s, handler) for s in STOP_SIGNALS if signal.getsignal(s) is not signal.SIG_IGN}
     try:
         yield
     finally:
