@@ -64,3 +64,22 @@ def test_missing_calibration_file_is_exit_2(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, smoke_dict())
     done = run_cli(["run", str(scenario), "--calibration", str(tmp_path / "nope.json")], cwd=tmp_path)
     assert done.returncode == 2 and "no such calibration file" in done.stderr
+
+
+@pytest.mark.parametrize(("content", "words"), [
+    (b"{not json", "not a calibration file (not JSON"),
+    (b"[1]", "not a calibration file (no list of probe results)"),
+    (b'{"results": {"a": 1}}', "not a calibration file (no list of probe results)"),
+    (b'{"results": [{"probe": "x", "kind": "cpu", "misses": [1]}]}', "probe 'x': misses is not an object"),
+    (b"\xff\xfe", "not a calibration file (not JSON"),
+])  # fmt: skip
+def test_a_calibration_file_that_is_not_one_is_exit_2(tmp_path: Path, content: bytes, words: str) -> None:
+    """A run told to check its bubbles against a calibration must not go on believing it did: a file that is
+    not a calibration is one line naming it, exit 2, and no run directory."""
+    (tmp_path / "cal.json").write_bytes(content)
+    scenario = write_scenario(tmp_path, smoke_dict())
+    done = run_cli(["run", str(scenario), "--calibration", str(tmp_path / "cal.json"), "--reports-root",
+                    str(tmp_path / "reports")], cwd=tmp_path)  # fmt: skip
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'cal.json'}: "), lines
+    assert words in lines[0] and not (tmp_path / "reports").exists()

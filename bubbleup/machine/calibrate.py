@@ -148,11 +148,29 @@ def render(cal: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def load(path: Path) -> dict[str, Any] | None:
+def load(path: Path) -> dict[str, Any]:
+    """A calibration file as ``bubbleup calibrate`` wrote it; UserError in one line naming the file for
+    anything else (a run must not go on believing it was checked against a calibration it could not read)."""
+    from bubbleup.errors import UserError
+
+    def refuse(problem: str) -> UserError:
+        return UserError(f"{path}: {problem}; write it again with 'bubbleup calibrate --out {path}', or remove it")
+
     try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
+        cal = json.loads(path.read_text())
+    except OSError as exc:
+        raise refuse(f"cannot be read ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise refuse(f"not a calibration file (not JSON: {exc})") from None
+    results = cal.get("results") if isinstance(cal, dict) else None
+    if not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise refuse("not a calibration file (no list of probe results)")
+    if not isinstance(cal.get("dial") or {}, dict):
+        raise refuse("not a calibration file (its dial check is not an object)")
+    for r in results:
+        if not isinstance(r.get("misses") or {}, dict):
+            raise refuse(f"not a calibration file (probe {r.get('probe')!r}: misses is not an object)")
+    return cal
 
 
 def warnings_for(cal: dict[str, Any], kinds: Collection[str]) -> list[str]:

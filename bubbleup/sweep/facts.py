@@ -111,9 +111,9 @@ def calibration_facts(scenario: Scenario, path: Path | None) -> dict[str, Any]:
     """Which calibration this run relies on, and its warnings for the bubble kinds the scenario uses."""
     from bubbleup.machine import calibrate
 
-    cal = calibrate.load(path) if path is not None else None
-    if cal is None:
+    if path is None:
         return {"path": None, "warnings": [], "note": "no calibration found (run 'bubbleup calibrate')"}
+    cal = calibrate.load(path)
     kinds = {b.kind for b in scenario.bubble_set}
     return {"path": str(path), "created_at": cal.get("created_at"), "host": cal.get("host"),
             "warnings": calibrate.warnings_for(cal, kinds)}  # fmt: skip
