@@ -255,9 +255,11 @@ class Orchestrator:
                           cpus=self.cpus.for_bubble, max_memory_fraction=sc.limits.max_memory_fraction)  # fmt: skip
         sampler = None
         if sc.telemetry.enabled:
+            # the sampler's thread reads the workers while the sweep starts and drops them: a copy (made in one
+            # step under the GIL), never the live dict
             sampler = telemetry.Sampler(sc.telemetry.interval_s, {"repeat": repeat, "value": value},
                                         self.started_epoch,
-                                        lambda: {"worker": [w.pid for w in self.workers.values()],
+                                        lambda: {"worker": [w.pid for w in list(self.workers.values())],
                                                  "bubbles": pool.pids(), "run": [os.getpid()]},
                                         cpu_account=self.cpu_account)  # fmt: skip
             sampler.start()

@@ -146,8 +146,12 @@ class WorkerClient:
 
     def kill(self) -> None:
         """Stop the worker and whatever it started (a ``command`` workload's program and that program's children,
-        which the worker's death would leave to init): its process tree as it stands, by PID."""
-        tree = procs.descendants_of(self.proc.pid)
+        which the worker's death would leave to init): its process tree as it stands, by PID. Once the worker has
+        been reaped its PID may belong to another process by now, so its tree is looked up only before that; done
+        again (a timeout's kill, then the close that drops the worker) it does nothing."""
+        if self._log.closed:
+            return
+        tree = procs.descendants_of(self.proc.pid) if self.proc.returncode is None else []
         procs.terminate([self.proc], grace_s=2.0)
         procs.kill_all(tree)
         procs.close_pipes([self.proc])
