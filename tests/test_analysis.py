@@ -169,6 +169,20 @@ def test_truncated_last_line_is_dropped(tmp_path) -> None:
     assert analysis.summarise(run)["n"].tolist() == [10, 10, 10, 10]
 
 
+def test_a_points_row_cut_short_is_not_read_as_a_point(tmp_path) -> None:
+    """A point row cut inside its median (a kill mid-write) parsed as a whole row with NaN for the rest: a
+    point that never landed was shown with a wrong median. It is left out, and said so."""
+    run_dir = make_run(tmp_path, {"A": [10, 11, 12, 13]}, VALUES, n=10, telemetry=False)
+    path = run_dir / "points.csv"
+    whole = path.read_text()
+    last = whole.rstrip("\n").rsplit("\n", 1)[1]
+    cut = last[: last.index(",ok,") + 8]  # through status and into n / the median
+    path.write_text(whole[: whole.rstrip("\n").rfind("\n") + 1] + cut)
+    run = analysis.load_run(run_dir)
+    assert len(run.points) == len(pd.read_csv(io.StringIO(whole))) - 1
+    assert "points.csv: its last line was cut short and is left out" in run.notes
+
+
 def test_a_line_cut_inside_a_quoted_field_loses_that_line_only(tmp_path) -> None:
     """A SIGKILL inside samples.csv's quoted ``info`` left a quote open to the end of the file, and pandas
     refused the whole file: every sample of the run was gone from its report."""

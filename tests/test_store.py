@@ -58,6 +58,40 @@ def test_resume_drops_samples_of_a_point_whose_rows_never_landed(tmp_path: Path)
     assert pd.read_csv(tmp_path / "run" / "telemetry.csv")["value"].tolist() == [0]
 
 
+@pytest.mark.parametrize("left", [b"", b"repeat,ax", None])  # empty, a header cut short, no file at all
+def test_a_run_killed_before_its_headers_landed_resumes_with_them(tmp_path: Path, left: bytes | None) -> None:
+    """A kill (or a full disk) between the manifest and the files' headers: the resume writes the headers, so the
+    rows it appends are read as rows (they were read as a header, and every point measured again was lost)."""
+    root = tmp_path / "run"
+    RunWriter.create(root, MANIFEST.model_copy(update={"plan": [(0, 0)]}))
+    for name in ("samples.csv", "points.csv", "telemetry.csv"):
+        if left is None:
+            (root / name).unlink()
+        else:
+            (root / name).write_bytes(left)
+    resumed = RunWriter.open_for_resume(root)
+    resumed.append_point([sample_row(0, 0, i) for i in range(5)], [point_row(0, 0)], [tele(0, 0, 0.1)])
+    assert list(pd.read_csv(root / "samples.csv").columns) == list(SAMPLE_COLUMNS)
+    assert len(pd.read_csv(root / "samples.csv")) == 5 and len(pd.read_csv(root / "points.csv")) == 1
+    assert RunWriter.open_for_resume(root).completed_points() == {(0, 0)}
+
+
+def test_a_resume_reads_past_damaged_rows(tmp_path: Path) -> None:
+    """A byte that is not UTF-8, or a row whose repeat is not a number, spoils that row: it is dropped (its point
+    measured again), and the resume goes on."""
+    root = tmp_path / "run"
+    store = RunWriter.create(root, MANIFEST.model_copy(update={"plan": [(0, 0), (0, 1)]}))
+    store.append_point([sample_row(0, 0, i) for i in range(5)], [point_row(0, 0)], [tele(0, 0, 0.1)])
+    store.append_point([sample_row(0, 1, i) for i in range(5)], [point_row(0, 1)], [tele(0, 1, 0.2)])
+    points = (root / "points.csv").read_bytes().splitlines(keepends=True)
+    (root / "points.csv").write_bytes(b"".join([*points[:-1], b"\xff" + points[-1][1:]]))  # point (0, 1) damaged
+    samples = (root / "samples.csv").read_bytes().splitlines(keepends=True)
+    (root / "samples.csv").write_bytes(b"".join([*samples, b"x" + samples[-1][1:]]))
+    resumed = RunWriter.open_for_resume(root)
+    assert resumed.completed_points() == {(0, 0)}
+    assert set(pd.read_csv(root / "samples.csv")["value"]) == {0}
+
+
 def test_resume_measures_again_a_point_whose_rows_landed_only_in_part(tmp_path: Path) -> None:
     """A kill inside a point's batch of rows (several syscalls once it passes a buffer) leaves some of its rows,
     the last one perhaps without its newline. Any row used to mark the point complete, and the next row written

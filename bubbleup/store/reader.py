@@ -143,12 +143,17 @@ def _read_csv(path: Path, columns: Sequence[str], text: Iterable[str], notes: li
                            usecols=(lambda c: c in wanted) if only else None)  # fmt: skip
 
     try:
+        whole = path.read_bytes()
+        if whole and not whole.endswith(b"\n"):
+            # The writer ends every row with a newline: a last line without one was cut (a kill mid-write), and
+            # read as it stands it would be a row with its last fields missing, a point that never landed.
+            whole = whole[: whole.rfind(b"\n") + 1]
+            notes.append(f"{path.name}: its last line was cut short and is left out")
         try:
-            frame = read(path)
+            frame = read(io.BytesIO(whole))
         except pd.errors.ParserError:
             # A SIGKILL inside a quoted field (samples.csv's ``info``) leaves a quote open to the end of the file,
             # and pandas then refuses all of it: drop the cut line and read the complete ones.
-            whole = path.read_bytes()
             frame = read(io.BytesIO(whole[: whole.rstrip(b"\n").rfind(b"\n") + 1]))
             notes.append(f"{path.name}: its last line was cut short and is left out")
     except pd.errors.EmptyDataError:

@@ -88,9 +88,20 @@ class RunWriter:
         not fully land. Done again on the same files it changes nothing (a Ray campaign tidies its copy before
         shipping it, so that the host's resume leaves the shipped bytes as they are and streaming from their
         lengths stays right)."""
+        self._write_missing_headers()
         self._upgrade_headers()
         self._drop_cut_points()
         self._drop_orphan_rows()
+
+    def _write_missing_headers(self) -> None:
+        """A run killed (or out of disk) between its manifest and its files' headers left files missing, empty, or
+        with a header cut short: give them their header, or rows appended now would be read as a header and lost."""
+        for name, columns in ((SAMPLES, SAMPLE_COLUMNS), (POINTS, POINT_COLUMNS),
+                              (TELEMETRY, self.manifest.telemetry_columns)):  # fmt: skip
+            path = self.root / name
+            data = path.read_bytes() if path.exists() else b""
+            if b"\n" not in data:  # nothing, or not even one whole line: no row can have been committed
+                self._guarded(name, lambda f, cols=columns: csv.writer(f).writerow(cols), mode="w")
 
     def _upgrade_headers(self) -> None:
         """Give samples.csv and points.csv of a run begun by an older version today's columns (new ones empty,
@@ -139,7 +150,8 @@ class RunWriter:
                 continue
             header, body = rows[0], rows[1:]
             r_i, v_i = header.index("repeat"), header.index("value")
-            kept = [row for row in body if len(row) == len(header) and (int(row[r_i]), int(row[v_i])) in done]
+            kept = [row for row in body if len(row) == len(header) and row[r_i].isdigit() and row[v_i].isdigit()
+                    and (int(row[r_i]), int(row[v_i])) in done]  # fmt: skip
             if len(kept) != len(body):
                 _replace_rows(self.root / name, header, kept)
 
@@ -245,7 +257,7 @@ def _read_rows(path: Path) -> list[list[str]]:
     """Every row of a contract CSV, header first ([] when the file is missing or empty)."""
     if not path.exists():
         return []
-    with open(path, newline="") as f:
+    with open(path, newline="", errors="replace") as f:  # a damaged byte spoils its row, not the resume
         return list(csv.reader(f))
 
 
