@@ -178,6 +178,16 @@ def test_a_run_written_before_the_typed_contract_still_loads() -> None:
     assert len(bubbleup.find_cliffs(run)) == 2 and run.notes == ()
 
 
+def test_a_run_of_the_first_schema_1_form_loads() -> None:
+    """The first commits wrote steps without their workload and the workload's metadata flat (this directory was
+    written by the project's first commit); every schema-1 directory loads, as layout.py promises."""
+    run = load_run(DATA / "run-schema1-first")
+    assert run.manifest.schema_version == 1 and run.status == "complete"
+    assert [s.workload for s in run.manifest.steps] == ["synthetic", "synthetic"]
+    assert run.manifest.workload_metadata == {"synthetic": {"numpy": "2.4.6"}}
+    assert len(run.points) == 6 and len(bubbleup.find_cliffs(run)) == 2
+
+
 def test_resuming_a_run_of_an_older_version_gives_its_files_todays_columns(tmp_path: Path) -> None:
     """A run begun before samples.csv had e.g. ``speed_ns``: on resume the files get today's header (old rows kept,
     new columns empty), so rows appended by position land under their names and every row still loads."""
@@ -223,4 +233,15 @@ def test_a_wrongly_typed_manifest_field_is_named(tmp_path: Path) -> None:
     manifest["plan"] = "all of it"
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(UserError, match=r"manifest\.json: plan: "):
+        load_run(run_dir)
+
+
+@pytest.mark.parametrize("verdict", [{"valid": True, "reasons": "x"}, {"valid": "yes"}, {"valid": 0, "reasons": [1]}])
+def test_a_recorded_verdict_of_the_wrong_shape_is_one_line(tmp_path: Path, verdict: dict) -> None:
+    """report, compare and resume read the recorded verdict: one of the wrong shape is named, not a traceback."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(DATA / "run-schema1", run_dir)
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    (run_dir / "manifest.json").write_text(json.dumps({**manifest, "validity": verdict}))
+    with pytest.raises(UserError, match=r"manifest.json: validity: "):
         load_run(run_dir)

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bubbleup import __version__
 from bubbleup.errors import UserError
@@ -98,6 +98,41 @@ class Manifest(BaseModel):
     #: Per adaptive workload (label): the profile table its policy ran on (analysis.tradeoff.profile_table),
     #: read from the profile run as this run started, so the run says what it adapted to.
     adapt_profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("validity")
+    @classmethod
+    def _verdict_shape(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        """What readers of the verdict rely on: ``valid`` a bool, ``reasons`` a list of {code, message}."""
+        if v is None:
+            return v
+        if not isinstance(v.get("valid"), bool):
+            raise ValueError("'valid' must be true or false")
+        reasons = v.get("reasons", [])
+        if not isinstance(reasons, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("code"), str) and isinstance(r.get("message"), str)
+            for r in reasons
+        ):
+            raise ValueError("'reasons' must be a list of {code, message}")
+        return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_schema1_form(cls, data: Any) -> Any:
+        """The first schema-1 runs (one workload a run) wrote steps without their workload and the workload's
+        metadata flat; read them as today's form, with the workload's label (or kind) filled in."""
+        if not isinstance(data, dict):
+            return data
+        effective = data.get("scenario_effective") if isinstance(data.get("scenario_effective"), dict) else {}
+        workload = effective.get("workload") if isinstance(effective.get("workload"), dict) else {}
+        label = ((data.get("workloads") or [None])[0] or workload.get("label") or workload.get("kind")
+                 or "workload")  # fmt: skip
+        steps = data.get("steps")
+        if isinstance(steps, list) and any(isinstance(s, dict) and "workload" not in s for s in steps):
+            data = {**data, "steps": [{"workload": label, **s} if isinstance(s, dict) else s for s in steps]}
+        meta = data.get("workload_metadata")
+        if isinstance(meta, dict) and meta and not all(isinstance(v, dict) for v in meta.values()):
+            data = {**data, "workload_metadata": {str(label): meta}}
+        return data
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, default=str)
