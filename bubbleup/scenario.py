@@ -9,6 +9,7 @@ Every problem is reported as one line: ``FILE: FIELD: PROBLEM``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -279,7 +280,9 @@ def _resolve_spec(spec: WorkloadSpec, source: str, where: str) -> WorkloadSpec:
     except UnknownWorkload as exc:
         raise UserError(f"{source}: {where}.kind: {exc.args[0]}") from None
     try:
-        options = cls.Options.model_validate(spec.options)
+        # strictly, through JSON (a YAML list still fills a tuple): a quoted "8" or a true is not a number here,
+        # as everywhere else in a scenario
+        options = cls.Options.model_validate_json(json.dumps(spec.options, default=str), strict=True)
     except ValidationError as exc:
         field, msg = validation_line(exc)
         raise UserError(f"{source}: {where}.options.{field}: {msg}") from None

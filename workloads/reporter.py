@@ -32,7 +32,7 @@ class ReporterOptions(BaseModel):
     accesses: int = Field(default=1 << 15, ge=1024, le=1 << 24)
     #: KiB streamed per inference (a rotating window of the working set).
     stream_kb: int = Field(default=1024, ge=0, le=1 << 20)
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy seeds are non-negative
 
 
 class ReporterWorkload(Workload):

@@ -52,7 +52,7 @@ class SyntheticOptions(BaseModel):
         if isinstance(share, tuple) and len(share) != len(self.working_sets_kb):
             raise ValueError(f"correct_share: {len(share)} shares for {len(self.working_sets_kb)} working sets")
         return self
-    seed: int = 0
+    seed: int = Field(default=0, ge=0)  # numpy seeds are non-negative
 
 
 class SyntheticWorkload(Workload):
