@@ -101,10 +101,13 @@ class Campaign:
             data = json.loads((root / CAMPAIGN_FILE).read_text())
         except FileNotFoundError:
             raise UserError(f"{root}: not a campaign directory (no {CAMPAIGN_FILE})") from None
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise UserError(f"{root / CAMPAIGN_FILE}: unreadable: {exc}") from None
         try:
             runs = [PlannedRun(**r) for r in data["runs"]]
+            for r in runs:  # an id names a directory under the campaign's: never a path out of it
+                if not isinstance(r.id, str) or not r.id or r.id in (".", "..") or "/" in r.id or "\0" in r.id:
+                    raise TypeError(f"run id {r.id!r} is not a plain name")
             return cls(root, data["name"], data["source"], runs, data["started_at"], data["status"],
                        data.get("engine", "local"))  # fmt: skip
         except (KeyError, TypeError) as exc:  # valid JSON, not what a campaign writes
@@ -116,9 +119,10 @@ class Campaign:
         if not path.is_file():
             return "skipped" if run.note.startswith("skipped") else "not run"
         try:
-            return str(json.loads(path.read_text()).get("status") or "unknown")
-        except (OSError, json.JSONDecodeError):
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             return "unknown"
+        return str(data.get("status") or "unknown") if isinstance(data, dict) else "unknown"
 
     def ended(self) -> str:
         """The campaign's status once its loop is done: complete, or incomplete while a run still is not."""
@@ -145,8 +149,12 @@ def load_campaign(path: str | Path) -> tuple[CampaignSpec, list[PlannedRun]]:
         raise UserError(f"{path}: {where}: {msg}") from None
     planned: list[PlannedRun] = []
     for i, entry in enumerate(spec.runs):
-        file = (path.parent / entry.scenario).resolve()
-        if not file.is_file():
+        try:
+            file = (path.parent / entry.scenario).resolve()
+            found = file.is_file()
+        except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+            raise UserError(f"{path}: runs.{i}.scenario: not a usable path: {exc}") from None
+        if not found:
             raise UserError(f"{path}: runs.{i}.scenario: {entry.scenario}: no such file (relative to the campaign)")
         scenario, given = load_scenario(file)
         for k in range(entry.repeats):

@@ -188,12 +188,14 @@ def _option_text(default: object) -> str:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import json
 
+    from bubbleup.inputs import output_path
     from bubbleup.machine.calibrate import calibrate, render
 
     if args.reporter:
         from bubbleup.colocation import reporter, workflow
 
-        made = workflow.calibrate_reporter(Path(args.reporter_out), Path(args.reports_root), progress=True)
+        curve_out = output_path(args.reporter_out, "reporter curve file", "--reporter-out")
+        made = workflow.calibrate_reporter(curve_out, Path(args.reports_root), progress=True)
         curve = ", ".join(f"{p.size_mb:g}: {p.qos:.3f}" for p in made.curve.points)
         print(f"reporter curve (normalised QoS by Bubble-Up bubble size, MiB): {curve}")
         flat = reporter.flat_warning(made.curve)
@@ -205,11 +207,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from bubbleup import dial_check
     from bubbleup.store.layout import default_run_dir
 
+    out = output_path(args.out, "calibration file")
     result = calibrate(window_s=args.window_s, reps=args.reps)
     result["dial"] = dial_check.check(default_run_dir(Path(args.reports_root), dial_check.DIAL_SCENARIO["name"]))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
+    try:
+        out.write_text(json.dumps(result, indent=2))
+    except OSError as exc:
+        raise UserError(f"{out}: cannot write the calibration: {exc.strerror or exc}") from None
     print(render(result))
     print(f"calibration: {out}")
     return 0

@@ -56,6 +56,8 @@ def read_yaml(path: str | Path, what: str) -> Any:
         raise UserError(f"{path}: {where}: invalid YAML: {problem}") from None
     except RecursionError:
         raise UserError(f"{path}: (top level): invalid YAML: nested too deeply to read") from None
+    except ValueError as exc:  # e.g. an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise UserError(f"{path}: (parse): invalid YAML: {exc}") from None
     if data is None:
         raise UserError(f"{path}: (top level): the file is empty")
     return data
@@ -108,3 +110,16 @@ def validation_line(exc: ValidationError, what: str = "scenario") -> tuple[str, 
     if others > 0:
         msg += f" (and {others} more problem{'s' if others > 1 else ''})"
     return field, msg
+
+
+def output_path(path: str | Path, what: str, flag: str = "--out") -> Path:
+    """A file the user named for output, checked before any work is done (a calibration took minutes before it
+    found ``--out`` was a directory): not a directory, and its directory can be made."""
+    out = Path(path)
+    if out.is_dir():
+        raise UserError(f"{out}: is a directory; {flag} names the {what} to write")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"{out}: cannot create its directory: {exc.strerror or exc}") from None
+    return out

@@ -83,3 +83,11 @@ def test_a_calibration_file_that_is_not_one_is_exit_2(tmp_path: Path, content: b
     lines = done.stderr.strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and lines[0].startswith(f"error: {tmp_path / 'cal.json'}: "), lines
     assert words in lines[0] and not (tmp_path / "reports").exists()
+
+
+def test_calibrate_checks_where_it_will_write_before_it_measures(tmp_path: Path) -> None:
+    """A calibration takes minutes; an --out that is a directory was found only at the end, losing them."""
+    done = run_cli(["calibrate", "--out", str(tmp_path)], cwd=tmp_path, timeout=30)
+    assert done.returncode == 2 and done.stderr.strip().splitlines() == [
+        f"error: {tmp_path}: is a directory; --out names the calibration file to write"
+    ], done.stderr

@@ -89,6 +89,8 @@ def test_a_bad_campaign_file_is_one_line_exit_2(tmp_path: Path) -> None:
         ({"name": "c", "runs": [{"scenario": "broken.yaml"}]}, "broken.yaml: sweep.values:"),
         ({"name": "c", "run": [{"scenario": "quick.yaml"}]}, "c4.yaml: run: unknown key"),  # the typo, not "runs"
         ("name: c\nruns: [{scenario: quick.yaml}\n", "c5.yaml: line 3, column 1: invalid YAML: expected ','"),
+        ({"name": "c", "runs": [{"scenario": "a\0b.yaml"}]}, "runs.0.scenario: not a usable path"),
+        ({"name": "c", "runs": [{"scenario": "x" * 5000}]}, "runs.0.scenario: not a usable path"),
     ]
     for i, (data, where) in enumerate(cases):
         path = tmp_path / f"c{i}.yaml"
@@ -108,6 +110,14 @@ def test_a_bad_campaign_file_is_one_line_exit_2(tmp_path: Path) -> None:
     done = run_cli(["campaign", "--resume", str(tmp_path)], cwd=tmp_path)
     assert done.returncode == 2 and "campaign.json: not a campaign's record" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+    record = {"name": "c", "source": "c.yaml", "started_at": "", "status": "incomplete", "runs": [
+        {"id": "../../escape", "scenario": "quick.yaml", "given": {}, "requires": {}}]}  # fmt: skip
+    for bad, words in ((json.dumps(record).encode(), "run id '../../escape' is not a plain name"),
+                       (b"\xff\xfe{", "campaign.json: unreadable")):  # fmt: skip
+        (tmp_path / "campaign.json").write_bytes(bad)
+        done = run_cli(["campaign", "--resume", str(tmp_path)], cwd=tmp_path)
+        assert done.returncode == 2 and words in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert not (tmp_path.parent / "escape").exists()
 
 
 def test_a_campaign_here_imports_nothing_of_ray(tmp_path: Path) -> None:

@@ -104,8 +104,9 @@ def test_malformed_scenario_is_one_clear_line(tmp_path: Path, capsys, path, valu
         ("name: a\nname: b\n", "line 2, column 1: invalid YAML: key 'name' is given twice"),
         ("name: " + "[" * 1000 + "]" * 1000, "invalid YAML: nested too deeply to read"),
         ("? [a, b]\n: 1\n", "line 1, column 3: invalid YAML: found unhashable key"),
+        ("name: a\nseed: " + "9" * 5000 + "\n", "(parse): invalid YAML: Exceeds the limit"),
     ],
-    ids=["syntax error", "empty file", "a list", "a key twice", "nested too deeply", "a list as a key"],
+    ids=["syntax error", "empty file", "a list", "a key twice", "nested too deeply", "a list as a key", "huge int"],
 )
 def test_unreadable_yaml_is_one_clear_line(tmp_path: Path, capsys, text: str, words: str) -> None:
     file = tmp_path / "bad.yaml"

@@ -209,4 +209,10 @@ def test_an_adapt_profile_that_cannot_serve_is_refused_in_one_line(tmp_path: Pat
     done = run_cli(["run", str(path), "--out", str(tmp_path / "run")], cwd=tmp_path)
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert "workload.adapt.profile:" in done.stderr and "ws1024k" in done.stderr
+    newer = json.loads((profile / "manifest.json").read_text())
+    (profile / "manifest.json").write_text(json.dumps({**newer, "schema_version": 99}))
+    path = write_scenario(tmp_path, smoke_dict(**{"workload.adapt": {"profile": str(profile), "slo_ms": 10}}), "n.yaml")
+    done = run_cli(["run", str(path), "--out", str(tmp_path / "run")], cwd=tmp_path)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert f"{path}: workload.adapt.profile: " in done.stderr and "schema_version: 99 is newer" in done.stderr
     assert not (tmp_path / "run").exists()

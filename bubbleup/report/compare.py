@@ -19,6 +19,7 @@ import bubbleup
 from bubbleup.analysis.compare import MIN_EFFECT, Comparison, compare_runs, format_text, table_rows
 from bubbleup.errors import UserError
 from bubbleup.formatting import fmt_ms, format_value, times
+from bubbleup.inputs import output_path
 from bubbleup.report.figures import plain_log_y, styles, theme, wants_log, x_axis
 from bubbleup.report.html import FigureBlock, draw_figures, environment
 from bubbleup.store.reader import Run, load_run
@@ -104,12 +105,9 @@ def write_comparison(run_a: Path, run_b: Path, out: Path | None = None, stream: 
 def write_compared(run_a: Path, run_b: Path, out: Path | None = None, stream: IO[str] | None = sys.stdout,
                    min_effect: float = MIN_EFFECT) -> tuple[Path, Comparison]:  # fmt: skip
     """:func:`write_comparison`, also returning the comparison (for a gate to judge)."""
-    out = Path(out) if out is not None else default_output(Path(run_a), Path(run_b))
-    if out.is_dir():
-        raise UserError(f"{out}: is a directory; --out names the HTML file to write")
+    out = output_path(out if out is not None else default_output(Path(run_a), Path(run_b)), "HTML file")
     cmp = compare_runs(load_run(run_a), load_run(run_b), min_effect)
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(render(cmp), encoding="utf-8")
     except OSError as exc:
         raise UserError(f"{out}: cannot write the comparison: {exc.strerror or exc}") from None

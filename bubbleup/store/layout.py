@@ -59,4 +59,7 @@ def default_run_dir(reports_root: Path, name: str) -> Path:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / MANIFEST).is_file()
+    try:
+        return (path / MANIFEST).is_file()
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte: no run directory there
+        return False

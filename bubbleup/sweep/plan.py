@@ -106,7 +106,10 @@ def adapt_profiles(scenario: Scenario, source: str = "scenario") -> dict[str, di
             raise UserError(f"{field}: {path} is not a run directory (no {MANIFEST}); measure a profile first, a "
                             f"count sweep of the same workload, e.g. python -m bubbleup run "
                             f"scenarios/approxnet-profile.yaml --out {path}")  # fmt: skip
-        run = load_run(path)
+        try:
+            run = load_run(path)
+        except UserError as exc:  # the profile's own problem, said as this scenario's field
+            raise UserError(f"{field}: {exc}") from None
         kinds = {str(w.get("kind")) for w in _workload_entries(run.effective)}
         if kinds and kinds != {spec.kind}:
             raise UserError(f"{field}: {path} measured {', '.join(sorted(kinds))}, not {spec.kind}")
