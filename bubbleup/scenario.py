@@ -144,6 +144,9 @@ class Scenario(_Strict):
                 and any(b.kind == "bandwidth" and b.rate_mb_s is not None for b in self.bubble_set)):
             raise ValueError("sweep.values: a bandwidth bubble holds its rate_mb_s over a region, and a size of 0 "
                              "has no region; start the sizes above 0")  # fmt: skip
+        if self.sweep.axis == "count" and max(self.sweep.values) * len(self.bubble_set) > 256:
+            raise ValueError(f"sweep.values: at most 256 bubbles per point ({max(self.sweep.values)} sets of "
+                             f"{len(self.bubble_set)} bubbles are {max(self.sweep.values) * len(self.bubble_set)})")
         if any(b.kind == "bubble-up" for b in self.bubble_set) and self.cpus.placement != "apart":
             raise ValueError("cpus.placement: a bubble-up bubble presses on the memory subsystem from CPUs the "
                              "workload does not use, as in Bubble-Up; set cpus: {placement: apart}")
@@ -199,8 +202,11 @@ class Scenario(_Strict):
         return [(len(self.pressure_at(v)), size) for v in self.sweep.values]
 
     def bubble_mb_at(self, value: int) -> int:
-        """The bubble memory the point ``value`` holds at once (every bubble's region)."""
-        return sum(size for _, size in self.pressure_at(value))
+        """The bubble memory the point ``value`` holds at once: every bubble's region and its process's own
+        (``BASELINE_MB``), as the pool counts it when it starts them (eight cpu bubbles hold 256 MiB, not 0)."""
+        from bubbleup.pressure.kinds import BASELINE_MB
+
+        return sum(size + BASELINE_MB for _, size in self.pressure_at(value))
 
     def peak_bubble_mb(self) -> int:
         """The most bubble memory any point holds at once."""

@@ -76,7 +76,7 @@ def test_a_set_of_kinds_is_started_together_per_count() -> None:
                                                              {"kind": "memory", "size_mb": 32}],
                                        **{"sweep.values": [0, 2]}), "x")  # fmt: skip
     kinds = [spec.kind for spec, _ in sc.pressure_at(2)]
-    assert kinds == ["cpu", "memory", "cpu", "memory"] and sc.peak_bubble_mb() == 64
+    assert kinds == ["cpu", "memory", "cpu", "memory"] and sc.peak_bubble_mb() == 64 + 4 * 32
     assert sc.points() == [(0, 32), (4, 32)]
 
 

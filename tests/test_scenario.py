@@ -163,16 +163,28 @@ def test_missing_file_is_exit_2(tmp_path: Path) -> None:
     assert done.returncode == 2 and "nope.yaml: no such file" in done.stderr
 
 
+def test_bubbles_per_point_count_every_bubble_of_a_set() -> None:
+    """The 256-bubble cap is per point, so a set of eight bubbles at count 64 is 512; and even bubbles without a
+    region hold their process's memory, which the peak counts as the pool does."""
+    eight = [{"kind": "cpu"}] * 8
+    with pytest.raises(UserError, match=r"sweep\.values: at most 256 bubbles per point \(64 sets of 8 .* 512\)"):
+        scenario_from_dict(smoke_dict(bubble=None, bubbles=eight, **{"sweep.values": [0, 64]}), "x.yaml")
+    sc = scenario_from_dict(smoke_dict(bubble=None, bubbles=eight, **{"sweep.values": [0, 32]}), "x.yaml")
+    assert sc.peak_bubble_mb() == 256 * 32
+    with pytest.raises(UserError, match="peak bubble memory 8192 MiB"):
+        check_memory_safety(sc, available_mb=10_000, source="x.yaml")
+
+
 def test_unsafe_peak_memory_is_refused_with_the_numbers() -> None:
     sc = scenario_from_dict(smoke_dict(**{"bubble.size_mb": 4096, "sweep.values": [0, 4]}), "x.yaml")
-    expected = r"^x\.yaml: sweep\.values: .*peak bubble memory 16384 MiB \(4 bubbles at count=4\) exceeds "
+    expected = r"^x\.yaml: sweep\.values: .*peak bubble memory 16512 MiB \(4 bubbles at count=4\) exceeds "
     expected += "the safe limit of 6000"
     with pytest.raises(UserError, match=expected):
         check_memory_safety(sc, available_mb=10_000, source="x.yaml")
     opted_in = scenario_from_dict(
         smoke_dict(**{"bubble.size_mb": 4096, "sweep.values": [0, 4], "limits": {"allow_unsafe_memory": True}}), "x"
     )
-    assert check_memory_safety(opted_in, available_mb=10_000)["peak_bubble_mb"] == 16384
+    assert check_memory_safety(opted_in, available_mb=10_000)["peak_bubble_mb"] == 4 * (4096 + 32)  # + processes
 
 
 def test_unsafe_scenario_exits_2_before_starting_anything(tmp_path: Path) -> None:
@@ -197,7 +209,7 @@ def test_repeats_alternate_direction() -> None:
 
 def test_size_sweep_points() -> None:
     sc = scenario_from_dict(smoke_dict(**{"sweep.axis": "size_mb", "sweep.values": [0, 64], "sweep.count": 2}), "x")
-    assert sc.points() == [(2, 0), (2, 64)] and sc.peak_bubble_mb() == 128
+    assert sc.points() == [(2, 0), (2, 64)] and sc.peak_bubble_mb() == 2 * (64 + 32)
 
 
 def test_sizes_relative_to_the_llc_resolve_to_this_machines_cache_and_keep_the_given_form(

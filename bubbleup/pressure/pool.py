@@ -16,11 +16,9 @@ from typing import TYPE_CHECKING, Any
 
 from bubbleup import procs
 from bubbleup.errors import BubbleFailed
-from bubbleup.pressure.kinds import effective, safe_mb
+from bubbleup.pressure.kinds import BASELINE_MB, effective, safe_mb
 
 MIB = 1 << 20
-#: What a bubble process holds before its region (the interpreter, numpy): measured 25-30 MiB.
-BASELINE_MB = 32
 
 if TYPE_CHECKING:
     from bubbleup.scenario import BubbleSpec
