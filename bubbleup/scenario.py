@@ -71,11 +71,14 @@ class Scenario(_Strict):
 
     @property
     def given(self) -> dict[str, Any]:
-        """The scenario as given: the file's data, or the effective scenario for one built or changed in code."""
+        """The scenario as given: the file's data, with what code changed since (``model_copy(update=...)``)
+        laid over it field by field, so that it resolves again as a file does (a cache bubble's size, the
+        settings of ``all``, a precision's batches follow the change); the effective scenario for one built in
+        code."""
         now = self.model_dump(mode="json", exclude_none=True)
-        if self._given is not None and now == self._resolved:
-            return self._given
-        return now
+        if self._given is None or self._resolved is None:
+            return now
+        return _rebase(self._given, self._resolved, now)
 
     @field_validator("budget")
     @classmethod
@@ -211,6 +214,24 @@ class Scenario(_Strict):
     def peak_bubble_mb(self) -> int:
         """The most bubble memory any point holds at once."""
         return max(self.bubble_mb_at(v) for v in self.sweep.values)
+
+
+def _rebase(given: Any, resolved: Any, now: Any) -> Any:
+    """``given`` with the changes from ``resolved`` to ``now`` applied: keys added, removed or changed in code
+    take ``now``'s value; what code left alone keeps the user's form (``settings: all``, a field left out)."""
+    if now == resolved:
+        return given
+    if not (isinstance(given, dict) and isinstance(resolved, dict) and isinstance(now, dict)):
+        return now
+    out = dict(given)
+    for key in set(resolved) | set(now):
+        if key not in now:
+            out.pop(key, None)
+        elif key not in resolved:
+            out[key] = now[key]
+        elif resolved[key] != now[key]:  # changed in code; a key unchanged keeps the user's form, or its absence
+            out[key] = _rebase(given[key], resolved[key], now[key]) if key in given else now[key]
+    return out
 
 
 def scenario_from_dict(data: Any, source: str) -> Scenario:

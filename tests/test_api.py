@@ -73,3 +73,27 @@ def test_a_scenario_built_or_changed_in_code_is_resolved_and_recorded_as_it_ran(
     assert bubbleup.Scenario.from_yaml(path).given == yaml.safe_load(path.read_text())  # unchanged: as the file
     run = bubbleup.run(changed, tmp_path / "changed", report=False)
     assert run.manifest.scenario_given["name"] == "changed"
+
+
+def test_a_change_made_in_code_resolves_again_as_a_file_would() -> None:
+    """What code changes is laid over the file's data, field by field, so the values derived from the file are
+    derived again: a cache bubble's size from its LLC share (a copy failed with "sized by llc_fraction"), the
+    settings of ``all`` from new options (failed: unknown setting), a precision's batches from a new period."""
+    from bubbleup.scenario import scenario_from_dict
+
+    cache = scenario_from_dict(smoke_dict(bubble={"kind": "cache"}), "x.yaml")
+    copy = cache.model_copy(update={"description": "changed in code"})
+    assert scenario_from_dict(copy.given, "code").bubble.size_mb == cache.bubble.size_mb
+    assert "size_mb" not in copy.given["bubble"] and copy.given["description"] == "changed in code"
+
+    plain = scenario_from_dict(smoke_dict(), "x.yaml")
+    wider = plain.model_copy(update={"workload": plain.workload.model_copy(
+        update={"options": {"working_sets_kb": [512, 4096]}})})  # fmt: skip
+    assert scenario_from_dict(wider.given, "code").workload.settings == ["ws512k", "ws4096k"]
+
+    data = smoke_dict(**{"bubble.cpu_duty": 0.5, "workload.precision": {"max_seconds": 5.0}})
+    paced = scenario_from_dict(data, "x.yaml")
+    slower = paced.model_copy(update={"bubble": paced.bubble.model_copy(update={"period_ms": 200.0})})
+    as_file = scenario_from_dict({**data, "bubble": {**data["bubble"], "period_ms": 200.0}}, "file")
+    again = scenario_from_dict(slower.given, "code")
+    assert again.workload.precision == as_file.workload.precision and again.workload.precision.batch_ms == 200.0
