@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from bubbleup import __version__
 from bubbleup.colocation import cli as colocation_cli
-from bubbleup.errors import OneLineParser, RunFailed, UserError, amount_arg, count_arg, finite_arg
+from bubbleup.errors import OneLineParser, RunFailed, UserError, amount_arg, count_arg, finite_arg, positive_arg
 from bubbleup.formatting import plural
 
 if TYPE_CHECKING:
@@ -38,6 +38,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
         run_dir = Path(args.resume)
         if run_dir.exists() and not run_dir.is_dir():
             raise UserError(f"{run_dir}: is a file; --resume names the run directory (the one holding manifest.json)")
+        for flag, value in (("--out", args.out), ("--calibration", args.calibration)):
+            if value is not None:  # a resume goes on in place, against the calibration the run recorded
+                raise UserError(f"run: {flag} does not apply to --resume, which continues {run_dir} as it began")
         if args.scenario is not None:
             from bubbleup.store.layout import MANIFEST
             from bubbleup.store.manifest import read
@@ -378,7 +381,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     cal = sub.add_parser("calibrate", help="measure what each bubble kind delivers here, and its interference")
     cal.add_argument("--out", default="reports/calibration.json", help="where to write (default: %(default)s)")
-    cal.add_argument("--window-s", type=amount_arg, default=2.0, help="seconds each bubble is measured (default 2)")
+    cal.add_argument("--window-s", type=positive_arg, default=2.0, help="seconds each bubble is measured (default 2)")
     cal.add_argument("--reps", type=count_arg, default=30, help="reference kernel runs per measurement (default 30)")
     cal.add_argument("--reporter", action="store_true", help="measure only the reporter's sensitivity curve "
                      "against the Bubble-Up bubble (what 'score' reads)")  # fmt: skip

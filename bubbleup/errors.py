@@ -65,3 +65,11 @@ def amount_arg(text: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise argparse.ArgumentTypeError(f"must be a finite number, 0 or more, got {text}")
     return value
+
+
+def positive_arg(text: str) -> float:
+    """An argparse type: a finite number above 0 (a measuring window: none measures nothing)."""
+    value = amount_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value

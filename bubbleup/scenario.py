@@ -325,6 +325,11 @@ def _resolve_spec(spec: WorkloadSpec, source: str, where: str) -> WorkloadSpec:
 
     settings = spec.settings
     settings = workload.settings() if settings == "all" else [canonical(s, f"{where}.settings") for s in settings]
+    twice = next((s for i, s in enumerate(settings) if s in settings[:i]), None)
+    if twice is not None:  # measured twice a point, and pooled as one in every summary
+        named = [str(n) for n in spec.settings if canonical(str(n), f"{where}.settings") == twice]
+        raise UserError(f"{source}: {where}.settings: {' and '.join(repr(n) for n in named)} name the same setting "
+                        f"{twice!r}; give each setting once")  # fmt: skip
     steps = spec.steps
     if steps is not None:
         steps = [

@@ -71,6 +71,8 @@ CASES = [
     ("boolean for a number", "workload.options", {"working_sets_kb": [True]}, "workload.options.working_sets_kb.0",
      "valid integer"),
     ("negative seed", "workload.options", {"seed": -1}, "workload.options.seed", "greater than or equal to 0"),
+    ("setting twice", "workload.settings", ["small", "ws64k"], "workload.settings",
+     "'small' and 'ws64k' name the same setting 'ws64k'"),
     ("empty settings", "workload.settings", [], "workload.settings", "at least one setting"),
     ("zero inferences", "workload.inferences_per_setting", 0, "workload.inferences_per_setting", "greater than"),
     ("bad name", "name", "my run/1", "name", "should match pattern"),
@@ -279,3 +281,12 @@ def test_resume_of_a_file_says_it_is_a_file(tmp_path: Path, capsys) -> None:
     assert cli.main(["run", "--resume", str(file)]) == 2
     err = capsys.readouterr().err
     assert err == f"error: {file}: is a file; --resume names the run directory (the one holding manifest.json)\n"
+
+
+@pytest.mark.parametrize("flag", ["--out", "--calibration"])
+def test_resume_refuses_what_it_would_ignore(tmp_path: Path, capsys, flag: str) -> None:
+    """A resume continues in place, against the calibration it began with: --out or --calibration beside
+    --resume were silently ignored, and the user looked for a run that was never written there."""
+    assert cli.main(["run", "--resume", str(tmp_path), flag, str(tmp_path / "x")]) == 2
+    said = capsys.readouterr().err
+    assert said == f"error: run: {flag} does not apply to --resume, which continues {tmp_path} as it began\n"
