@@ -180,7 +180,7 @@ class BubblePool:
         available = psutil.virtual_memory().available / MIB
         allowed = safe_mb(available, self.max_memory_fraction, self.reserve_mb)
         corunners = sum(1 for spec, _ in starting if spec.kind == "command")
-        need = sum(size for spec, size in starting if spec.kind != "command") + BASELINE_MB * len(starting)
+        need: float = sum(size for spec, size in starting if spec.kind != "command") + BASELINE_MB * len(starting)
         held_open = sum(b.headroom_mb() for b in self.live)
         need += held_open
         if need > allowed:

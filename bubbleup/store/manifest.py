@@ -122,8 +122,10 @@ class Manifest(BaseModel):
         metadata flat; read them as today's form, with the workload's label (or kind) filled in."""
         if not isinstance(data, dict):
             return data
-        effective = data.get("scenario_effective") if isinstance(data.get("scenario_effective"), dict) else {}
-        workload = effective.get("workload") if isinstance(effective.get("workload"), dict) else {}
+        raw = data.get("scenario_effective")
+        effective: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        raw = effective.get("workload")
+        workload: dict[str, Any] = raw if isinstance(raw, dict) else {}
         label = ((data.get("workloads") or [None])[0] or workload.get("label") or workload.get("kind")
                  or "workload")  # fmt: skip
         steps = data.get("steps")
