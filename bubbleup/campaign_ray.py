@@ -172,9 +172,13 @@ def _drive(campaign: Campaign, run: PlannedRun, task: Any, options: dict[str, An
             code = msg.get("returncode")
             if code not in (None, 0) and not is_run_dir(target):
                 run.note = f"failed to start (exit {code}): {msg.get('stderr', '')}"
-            elif code not in (None, 0):  # killed on the host (an OOM kill, say): it could not mark itself
-                _mark_interrupted(target, f"the run ended on {run.host or '?'} with {describe_exit(code)}; "
+            elif code not in (None, 0):  # killed on the host (an OOM kill), or refused there (a resume on a host
+                # unlike the one the run began on): it could not mark itself, and its last line says why
+                said = str(msg.get("stderr") or "").strip().splitlines()[-1:]
+                why = f" ({said[0][:300]})" if said else ""
+                _mark_interrupted(target, f"the run ended on {run.host or '?'} with {describe_exit(code)}{why}; "
                                           f"completed points kept, --resume goes on")  # fmt: skip
+                run.note = f"ended on the host with {describe_exit(code)}{why}"
     except ray.exceptions.RayTaskError as exc:  # our task raised on the host: not a lost host, but as final
         first = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         _mark_interrupted(target, f"the task failed on {run.host or '?'}: {first}")
