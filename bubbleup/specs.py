@@ -47,7 +47,8 @@ class Step(_Strict):
 
     setting: StrictStr
     inferences: Int = Field(ge=1, le=1_000_000)
-    warmup: Int = Field(default=0, ge=0, le=100_000)
+    #: Left out: the workload's ``warmup``.
+    warmup: Int | None = Field(default=None, ge=0, le=100_000)
 
 
 class PrecisionSpec(_Strict):

@@ -290,3 +290,13 @@ def test_resume_refuses_what_it_would_ignore(tmp_path: Path, capsys, flag: str) 
     assert cli.main(["run", "--resume", str(tmp_path), flag, str(tmp_path / "x")]) == 2
     said = capsys.readouterr().err
     assert said == f"error: run: {flag} does not apply to --resume, which continues {tmp_path} as it began\n"
+
+
+def test_a_step_without_its_own_warmup_takes_the_workloads() -> None:
+    """``warmup: 5`` beside ``steps:`` was silently 0 for every step that did not repeat it."""
+    from bubbleup.sweep.plan import steps_of
+
+    steps = [{"setting": "ws64k", "inferences": 10}, {"setting": "ws256k", "inferences": 10, "warmup": 0}]
+    data = smoke_dict(**{"workload.warmup": 5, "workload.steps": steps})
+    sc = scenario_from_dict(data, "x.yaml")
+    assert [step.warmup for step in steps_of(sc.specs[0])] == [5, 0]

@@ -34,7 +34,8 @@ def steps_of(spec: WorkloadSpec) -> list[StepPlan]:
     if spec.adapt is not None:  # one step per point, in which the workload picks among its settings
         return [StepPlan(label, ADAPTIVE, spec.warmup, spec.inferences_per_setting, spec.precision)]
     if spec.steps is not None:
-        return [StepPlan(label, s.setting, s.warmup, s.inferences, spec.precision) for s in spec.steps]
+        return [StepPlan(label, s.setting, spec.warmup if s.warmup is None else s.warmup, s.inferences, spec.precision)
+                for s in spec.steps]  # fmt: skip
     return [StepPlan(label, s, spec.warmup, spec.inferences_per_setting, spec.precision) for s in spec.settings]
 
 
