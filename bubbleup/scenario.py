@@ -9,7 +9,6 @@ Every problem is reported as one line: ``FILE: FIELD: PROBLEM``.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -299,6 +298,26 @@ def _resolve_workload(scenario: Scenario, source: str) -> Scenario:
     return scenario.model_copy(update={"workloads": specs})
 
 
+def _coerced(given: Any, became: Any, path: str) -> str:
+    """``field: problem`` for the first value given as one JSON type and read as another (a string or a bool
+    read as a number, a string read as a bool); "" when none was."""
+    if isinstance(given, dict) and isinstance(became, dict):
+        for key, value in given.items():
+            if key in became and (found := _coerced(value, became[key], f"{path}.{key}" if path else str(key))):
+                return found
+        return ""
+    if isinstance(given, list | tuple) and isinstance(became, list) and len(given) == len(became):
+        found = (_coerced(a, b, f"{path}.{i}") for i, (a, b) in enumerate(zip(given, became, strict=True)))
+        return next((f for f in found if f), "")
+    number = isinstance(became, int | float) and not isinstance(became, bool)
+    if number and isinstance(given, str | bool):
+        kind = "integer" if isinstance(became, int) else "number"
+        return f"{path}: Input should be a valid {kind}, not {type(given).__name__} {given!r}"
+    if isinstance(became, bool) and not isinstance(given, bool):
+        return f"{path}: Input should be a valid boolean, not {type(given).__name__} {given!r}"
+    return ""
+
+
 def _resolve_spec(spec: WorkloadSpec, source: str, where: str) -> WorkloadSpec:
     from workloads import UnknownWorkload, get_workload_class
 
@@ -307,12 +326,14 @@ def _resolve_spec(spec: WorkloadSpec, source: str, where: str) -> WorkloadSpec:
     except UnknownWorkload as exc:
         raise UserError(f"{source}: {where}.kind: {exc.args[0]}") from None
     try:
-        # strictly, through JSON (a YAML list still fills a tuple): a quoted "8" or a true is not a number here,
-        # as everywhere else in a scenario
-        options = cls.Options.model_validate_json(json.dumps(spec.options, default=str), strict=True)
+        options = cls.Options.model_validate(spec.options)
     except ValidationError as exc:
         field, msg = validation_line(exc)
         raise UserError(f"{source}: {where}.options.{field}: {msg}") from None
+    # A quoted "8" or a true is not a number here, as everywhere else in a scenario (pydantic's lax mode took
+    # them; its strict mode also refuses a YAML list for a tuple, so the check is of what became of each value).
+    if coerced := _coerced(spec.options, options.model_dump(mode="json"), ""):
+        raise UserError(f"{source}: {where}.options.{coerced}")
     workload = cls(options)
 
     def canonical(name: str, field: str) -> str:
