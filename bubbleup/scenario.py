@@ -307,8 +307,8 @@ def _coerced(given: Any, became: Any, path: str) -> str:
                 return found
         return ""
     if isinstance(given, list | tuple) and isinstance(became, list) and len(given) == len(became):
-        found = (_coerced(a, b, f"{path}.{i}") for i, (a, b) in enumerate(zip(given, became, strict=True)))
-        return next((f for f in found if f), "")
+        items = (_coerced(a, b, f"{path}.{i}") for i, (a, b) in enumerate(zip(given, became, strict=True)))
+        return next((f for f in items if f), "")
     number = isinstance(became, int | float) and not isinstance(became, bool)
     if number and isinstance(given, str | bool):
         kind = "integer" if isinstance(became, int) else "number"

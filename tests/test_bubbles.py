@@ -134,6 +134,7 @@ def test_standalone_bubble_command_runs_until_ctrl_c() -> None:
     (["--size-mb", "abc"], "argument --size-mb: invalid int value: 'abc'"),
     (["--size-mb", str(1 << 40)], "refusing"),  # past the memory available: a person's bad input, exit 2
 ])  # fmt: skip
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_bubble_command_rejects_bad_flags_in_one_line(flags: list[str], words: str) -> None:
     done = subprocess.run([PY, "-m", "bubbleup", "bubble", *flags], cwd=ROOT, capture_output=True, text=True,
                           timeout=30)  # fmt: skip

@@ -60,6 +60,7 @@ def test_run_records_the_calibration_and_warns_about_misses(measured: dict[str, 
     assert any("core_share by -30%" in w for w in manifest["calibration"]["warnings"])
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_missing_calibration_file_is_exit_2(tmp_path: Path) -> None:
     scenario = write_scenario(tmp_path, smoke_dict())
     done = run_cli(["run", str(scenario), "--calibration", str(tmp_path / "nope.json")], cwd=tmp_path)
@@ -73,6 +74,7 @@ def test_missing_calibration_file_is_exit_2(tmp_path: Path) -> None:
     (b'{"results": [{"probe": "x", "kind": "cpu", "misses": [1]}]}', "probe 'x': misses is not an object"),
     (b"\xff\xfe", "not a calibration file (not JSON"),
 ])  # fmt: skip
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_a_calibration_file_that_is_not_one_is_exit_2(tmp_path: Path, content: bytes, words: str) -> None:
     """A run told to check its bubbles against a calibration must not go on believing it did: a file that is
     not a calibration is one line naming it, exit 2, and no run directory."""
@@ -85,6 +87,7 @@ def test_a_calibration_file_that_is_not_one_is_exit_2(tmp_path: Path, content: b
     assert words in lines[0] and not (tmp_path / "reports").exists()
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_calibrate_checks_where_it_will_write_before_it_measures(tmp_path: Path) -> None:
     """A calibration takes minutes; an --out that is a directory was found only at the end, losing them."""
     done = run_cli(["calibrate", "--out", str(tmp_path)], cwd=tmp_path, timeout=30)

@@ -255,6 +255,7 @@ def test_what_a_co_runner_leaves_behind_goes_with_it(tmp_path: Path, ending: str
         assert wait_until(lambda: not marked(marker), 15, "every process the co-runner left to go")
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_score_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     rep = tmp_path / "reporter.json"
     reporter.save(rep, _curve([1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35]), tmp_path, reporter.WORKLOAD)
@@ -284,6 +285,7 @@ def test_score_refuses_bad_input_in_one_line(tmp_path: Path) -> None:
     assert other.returncode == 2 and "another kind of machine" in other.stderr and "Some Other CPU" in other.stderr
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_predict_refuses_a_run_without_a_bubble_up_size_sweep(tmp_path: Path) -> None:
     count_run = make_run(tmp_path / "a", {"a": [10, 20]}, [0, 1])
     done = run_cli(["predict", str(count_run), "--score", "8"], cwd=tmp_path)
@@ -305,6 +307,7 @@ def test_predict_prints_each_setting_at_a_given_score(tmp_path: Path) -> None:
     assert "the score 5000 MiB" in far.stdout, far.stdout  # not 5e+03
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_predict_and_check_refuse_bad_arguments_in_one_line(tmp_path: Path) -> None:
     run_dir = make_run(tmp_path, {"LL": [10, 11, 12]}, [0, 16, 32], axis="size_mb", bubbles=[{"kind": "bubble-up"}])
     none = str(tmp_path / "none.json")
@@ -330,6 +333,7 @@ def test_predict_and_check_refuse_bad_arguments_in_one_line(tmp_path: Path) -> N
         assert done.returncode == 2 and len(lines) == 1 and words in lines[0], (mix, done.stderr)
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_a_bubble_up_bubble_must_run_apart(tmp_path: Path) -> None:
     data = {"name": "x", "workload": {"kind": "synthetic"}, "bubble": {"kind": "bubble-up"},
             "sweep": {"axis": "size_mb", "values": [0, 8]}}  # fmt: skip

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import run_cli
 from fixtures_runs import make_run
 
@@ -71,6 +72,7 @@ def test_a_partial_or_invalid_b_is_said_and_a_partial_one_fails_the_gate(tmp_pat
     assert "Run A is INVALID" not in done.stdout
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_a_bad_threshold_is_one_line_exit_2(tmp_path: Path) -> None:
     a = make_run(tmp_path, {"LL": [10, 11]}, [0, 1], name="a")
     done = run_cli(["compare", str(a), str(a), "--fail-if-slower", "fast"], cwd=tmp_path)

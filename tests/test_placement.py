@@ -145,6 +145,7 @@ def test_free_pins_nothing(tmp_path: Path) -> None:
         ({"workload": []}, "cpus.workload: must name at least one CPU"),
     ],
 )
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_a_placement_that_cannot_be_honoured_is_refused_in_one_line(tmp_path: Path, cpus: dict, message: str) -> None:
     path = write_scenario(tmp_path, smoke_dict(cpus=cpus))
     done = run_cli(["validate", str(path)], cwd=tmp_path)

@@ -149,6 +149,7 @@ def test_the_precision_rule_batches_by_the_bubbles_period() -> None:
          "workload.precision.min_periods: 10 periods of 50 ms take 0.5 s, not below max_seconds (0.4 s)"),
     ],
 )
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_bad_precision_is_refused_in_one_line(tmp_path: Path, precision: dict[str, Any], problem: str) -> None:
     data = smoke_dict(**{"workload.precision": precision, "bubble.cpu_duty": 0.5})
     file = write_scenario(tmp_path, data)

@@ -17,6 +17,7 @@ from bubbleup.scenario import BubbleSpec, scenario_from_dict
 MIB = 1 << 20
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_kind_defaults_are_filled_in() -> None:
     llc_mb = llc_bytes() // MIB
     assert llc_mb >= 1
@@ -39,6 +40,7 @@ def test_kind_defaults_are_filled_in() -> None:
         ({"kind": "bandwidth", "rate_mb_s": 100, "backend": "stress-ng"}, "bubble.rate_mb_s", "stress-ng cannot"),
     ],
 )
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_contradictions_are_one_line_errors(tmp_path: Path, capsys, bubble: dict, field: str, words: str) -> None:
     import yaml
 
@@ -57,6 +59,7 @@ def test_contradictions_are_one_line_errors(tmp_path: Path, capsys, bubble: dict
          "stress-ng cannot duty-cycle a stream memory walk"),
     ],
 )  # fmt: skip
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_what_a_size_sweep_cannot_start_is_refused_before_it_runs(
     tmp_path: Path, capsys, bubble: dict, field: str, words: str
 ) -> None:

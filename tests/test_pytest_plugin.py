@@ -146,6 +146,7 @@ def test_a_result_says_when_its_run_is_invalid(tmp_path: Path) -> None:
     (["--contention-compare", "base", "--contention-compare-fail=-5%"], "-5% must be above 0%"),
     (["--contention-compare-fail", "abc"], "--contention-compare-fail needs --contention-compare=DIR"),
 ])  # fmt: skip
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_bad_plugin_options_are_usage_errors_before_any_test(pytester: pytest.Pytester, options: list[str],
                                                              says: str) -> None:  # fmt: skip
     pytester.makepyfile(test_user=USER_TESTS)
@@ -154,6 +155,7 @@ def test_bad_plugin_options_are_usage_errors_before_any_test(pytester: pytest.Py
     assert "passed" not in done.stdout.str() and "failed" not in done.stdout.str()
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_a_bad_argument_is_named_as_given_and_said_once(pytester: pytest.Pytester, tmp_path: Path) -> None:
     pytester.makepyfile(test_bad="""
 import pytest

@@ -156,6 +156,7 @@ def test_a_run_killed_in_an_extra_repeat_resumes_it_and_finishes_the_rounds(tmp_
         ({"target": 0.03}, 3, "sweep.replication.max_repeats: required but missing"),
     ],
 )
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_bad_replication_is_refused_in_one_line(tmp_path: Path, replication: dict[str, Any], repeats: int,
                                                 problem: str) -> None:  # fmt: skip
     path = write_scenario(tmp_path, smoke_dict(**{"sweep.repeats": repeats, "sweep.replication": replication}))

@@ -177,6 +177,12 @@ def test_bubbles_per_point_count_every_bubble_of_a_set() -> None:
         check_memory_safety(sc, available_mb=10_000, source="x.yaml")
 
 
+def test_a_reserve_larger_than_the_machine_is_named_as_the_cause() -> None:
+    sc = scenario_from_dict(smoke_dict(**{"limits.reserve_mb": 20_000}), "x.yaml")
+    with pytest.raises(UserError, match=r"^x\.yaml: limits\.reserve_mb: refusing to run"):
+        check_memory_safety(sc, available_mb=10_000, source="x.yaml")
+
+
 def test_unsafe_peak_memory_is_refused_with_the_numbers() -> None:
     sc = scenario_from_dict(smoke_dict(**{"bubble.size_mb": 4096, "sweep.values": [0, 4]}), "x.yaml")
     expected = r"^x\.yaml: sweep\.values: .*peak bubble memory 16512 MiB \(4 bubbles at count=4\) exceeds "

@@ -185,6 +185,7 @@ def test_an_adaptive_workload_runs_through_a_schedule_on_its_profile(tmp_path: P
         ({"axis": "count", "values": [1], "phases": [{"bubbles": 1, "seconds": 2}]}, "sweep.phases"),
     ],
 )  # fmt: skip
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_a_bad_schedule_is_one_line_exit_2(tmp_path: Path, sweep: dict[str, object], field: str) -> None:
     path = write_scenario(tmp_path, smoke_dict(sweep=sweep))
     done = run_cli(["run", str(path), "--out", str(tmp_path / "run")], cwd=tmp_path)
@@ -194,6 +195,7 @@ def test_a_bad_schedule_is_one_line_exit_2(tmp_path: Path, sweep: dict[str, obje
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_an_adapt_profile_that_cannot_serve_is_refused_in_one_line(tmp_path: Path) -> None:
     """A profile that is not a run directory, and one that never measured a candidate: exit 2 before anything runs,
     naming the file, the field and what is missing."""

@@ -102,6 +102,7 @@ def test_the_recommend_command_prints_the_table_and_the_adaptive_cliff(tmp_path:
     assert f"warning: {run_dir} is INVALID (machine_busy)" in done.stderr, done.stderr
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_recommend_refuses_what_the_run_cannot_answer(tmp_path: Path) -> None:
     plain = make_run(tmp_path, CURVES, [0, 1], n=40, name="plain")
     done = run_cli(["recommend", str(plain), "--slo-ms", "10"], cwd=tmp_path)
@@ -128,6 +129,7 @@ def test_a_scenario_slo_puts_the_recommendation_in_the_report(tmp_path: Path) ->
     assert "From 3 bubbles on, no setting meets the SLO" in html
 
 
+@pytest.mark.beside_others  # input checks: nothing timed
 def test_a_bad_slo_or_margin_gets_one_range_in_words(tmp_path: Path) -> None:
     """-5 and 0 are refused by the same rule, said the same way (argparse once said '0 or more' and then 0 was
     refused as 'must be positive')."""

@@ -76,8 +76,10 @@ def check_memory_safety(
     if peak > allowed and not lim.allow_unsafe_memory:
         worst = max(scenario.sweep.values, key=scenario.bubble_mb_at)
         count = len(scenario.pressure_at(worst))
+        # the field to change: the reserve when it alone leaves nothing, else the sweep that asks too much
+        field = "limits.reserve_mb" if lim.reserve_mb >= available else "sweep.values"
         raise UserError(
-            f"{source}: sweep.values: refusing to run {scenario.name!r}: peak bubble memory {peak} MiB "
+            f"{source}: {field}: refusing to run {scenario.name!r}: peak bubble memory {peak} MiB "
             f"({count} bubbles at {scenario.sweep.axis}={worst}) exceeds the "
             f"safe limit of {allowed:.0f} MiB (the lesser of {lim.max_memory_fraction:.0%} of the {available:.0f} "
             f"MiB available and available minus the {lim.reserve_mb} MiB reserve); shrink the sweep or set "
