@@ -148,7 +148,13 @@ def main() -> None:
     if len(missed):
         print("  missed: " + ", ".join(f"{r.setting} at {r.value:g} ({r.ratio:.2f}x [{r.ratio_low:.2f}, "
                                       f"{r.ratio_high:.2f}])" for r in missed.itertuples()))  # fmt: skip
-    print(f"  compare at one CPU speed: {'yes' if cmp_slow.one_speed else 'no (a run has no probes)'}")
+    why = ("yes" if cmp_slow.one_speed else "no: raw latencies (a run has no probes, or scaling by them spread its "
+           "repeats further apart)")  # fmt: skip
+    print(f"  compare at one CPU speed: {why}")
+    for i, r in enumerate(runs, 1):
+        f = speed.facts(r)
+        print(f"  run {i}: repeats {f.spread_raw:.1%} apart as measured, {f.spread_scaled:.1%} at one speed: "
+              f"{'judged raw' if f.scatters else 'judged at one speed' if f.adjusts else 'judged raw'}")
     print(f"\nrun directories: {base}")
 
 

@@ -183,3 +183,20 @@ def test_every_inference_carries_the_probe_taken_last_before_it() -> None:
             assert starts[nxt] - starts[first] > every - slack, (first, nxt)
     assert len(runs) >= 2 or starts[-1] - starts[0] < every  # 0.45 s of inferences: more than one probe
     assert len(set(runs)) == len(runs)  # each probe used for one stretch of inferences, never again later
+
+
+def test_a_probe_that_does_not_track_the_latency_is_not_used_to_correct_it(tmp_path: Path) -> None:
+    """The probe times a compute loop. When it moves between repeats while the workload does not (what slowed the
+    loop did not slow the workload alike), scaling by it puts the repeats further apart: verdicts and compare
+    then use raw latencies, and the report says why. Where it tracks the latency, it is used as before."""
+    flat = {"a": [10, 11, 12, 13, 14], "b": [20, 21, 22, 23, 24]}
+    noise = {(r, v): f for r in range(3) for v, f in zip(VALUES, (1.3, 0.8, 1.25, 0.85, 1.2)[r:] + (1.0,) * r,
+                                                                  strict=False)}  # fmt: skip
+    blind = load_run(make_run(tmp_path, flat, VALUES, repeats=3, name="blind", seed=1, probe_scale=noise))
+    facts = speed.facts(blind)
+    assert facts.scatters and not facts.adjusts and facts.spread_scaled > facts.spread_raw
+    assert "further apart" in facts.sentence() and speed.for_verdicts(blind) is blind
+    again = load_run(make_run(tmp_path, flat, VALUES, repeats=3, name="again", seed=2))
+    assert not compare.compare_runs(blind, again).one_speed
+    tracking = load_run(make_run(tmp_path, flat, VALUES, repeats=3, name="tracking", seed=3, slow_cpu=noise))
+    assert not speed.facts(tracking).scatters and compare.compare_runs(tracking, again).one_speed

@@ -161,6 +161,8 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     # when their probes count the same thing (the same loop, interpreter and CPU model).
     apart = _probes_apart(run_a, run_b)
     one_speed = speed.has_speed(run_a) and speed.has_speed(run_b) and not apart
+    # ... unless the correction spreads either run's repeats further apart (speed.scatters): then it adds noise
+    one_speed = one_speed and not (speed.facts(run_a).scatters or speed.facts(run_b).scatters)
     reference = speed.reference_ns(run_a)
     speed_a, speed_b = speed.point_speed(run_a), speed.point_speed(run_b)
     # each run's cliffs as its own report judges them; the points' replicates at the common speed

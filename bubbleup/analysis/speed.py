@@ -85,6 +85,26 @@ def at_speed(samples: pd.DataFrame, reference: float) -> pd.DataFrame:
     return out
 
 
+def repeat_spread(samples: pd.DataFrame) -> float:
+    """How far apart the repeats of one point lie: the pooled standard deviation of the log of each repeat's
+    median latency, within every (value, workload, setting) measured in two or more repeats (NaN with none)."""
+    timed = samples[_timed(samples) & (samples["latency_ms"] > 0)]
+    medians = timed.groupby(["value", "workload", "setting", "repeat"])["latency_ms"].median()
+    within = np.log(medians).groupby(level=["value", "workload", "setting"]).var(ddof=1).dropna()
+    return float(np.sqrt(within.mean())) if len(within) else math.nan
+
+
+def scatters(samples: pd.DataFrame, reference: float) -> tuple[bool, float, float]:
+    """(whether scaling by the probe spreads the repeats further apart than they were as measured, their spread
+    as measured, and scaled). The probe times a compute loop; where what slows the workload is something the
+    loop does not feel alike (another tenant's cache or memory traffic), the correction scales by the wrong
+    factor: on 2026-12-07 it made the repeats 2.1-2.7x further apart, and compare flagged 6-7% of an A/A pair's
+    points where raw latencies gave 0-4%. Not told (False) without two repeats of some point."""
+    raw, scaled = repeat_spread(samples), repeat_spread(at_speed(samples, reference))
+    told = not (math.isnan(raw) or math.isnan(scaled))
+    return (told and scaled > raw), raw, scaled
+
+
 def has_speed(run: Run) -> bool:
     """Whether every timed sample of ``run`` carries a speed probe."""
     return probed(run.samples)
@@ -122,12 +142,18 @@ class SpeedFacts:
     schedule: bool = False  # a schedule's one point changes its pressure while timed: nothing to test against
     #: Fewer (repeat, value) points than the trend test needs to reach p < TREND_P at all: it cannot tell.
     too_few: int = 0
+    #: Scaling by the probe spread the repeats further apart (:func:`scatters`), with the spreads as measured
+    #: and scaled: the probe did not track what slowed the workload, and correcting by it adds noise.
+    scatters: bool = False
+    spread_raw: float = math.nan
+    spread_scaled: float = math.nan
 
     @property
     def adjusts(self) -> bool:
         """Whether verdicts are judged at one speed (:func:`for_verdicts`): only when the trend test could
-        have seen the speed follow the pressure, and did not."""
-        return self.probed and not self.follows_pressure and not self.schedule and not self.too_few
+        have seen the speed follow the pressure, and did not, and the correction brings the repeats closer."""
+        return (self.probed and not self.follows_pressure and not self.schedule and not self.too_few
+                and not self.scatters)  # fmt: skip
 
     def sentence(self) -> str:
         if not self.probed:
@@ -146,6 +172,11 @@ class SpeedFacts:
                     f"most; Spearman rho {self.rho:.2f}, p {self.p:.2g}): the load changes the CPU's own speed here "
                     f"(a governor, a shared turbo budget, heat), which is part of what it does, so verdicts are "
                     f"judged on raw latencies.")  # fmt: skip
+        if self.scatters:
+            return (f"{spread}, independently of the pressure, but scaling each inference by it put the repeats "
+                    f"further apart ({self.spread_scaled:.1%} between repeats, against {self.spread_raw:.1%} as "
+                    f"measured): the probe did not track what slowed the workload, so verdicts and compare use raw "
+                    f"latencies.")  # fmt: skip
         return (f"{spread}, independently of the pressure: verdicts (cliffs, falls, curves) are judged with each "
                 f"inference scaled to the median speed; the latencies shown are raw.")
 
@@ -215,7 +246,9 @@ def _facts(run: Run) -> SpeedFacts:
     by_value = per.groupby("value")[COLUMN].median()
     effect = float(by_value.iloc[-1] / by_value.iloc[0] - 1)
     follows = bool(p < TREND_P and abs(effect) > TREND_EFFECT)
-    return SpeedFacts(True, ref, low, high, float(rho), float(p), effect, follows)
+    worse, raw, scaled = scatters(run.samples, ref)
+    return SpeedFacts(True, ref, low, high, float(rho), float(p), effect, follows, scatters=worse, spread_raw=raw,
+                      spread_scaled=scaled)  # fmt: skip
 
 
 def for_verdicts(run: Run) -> Run:

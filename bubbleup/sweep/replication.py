@@ -11,7 +11,8 @@ repeat, one round at a time, until it is within the target or at ``max_repeats``
 
 A repeat's level is the IQM of its timed latencies at one CPU speed (each scaled by the run's median
 probe / its own probe: ``analysis.speed.at_speed``), so a VM changing speed between repeats does not
-ask for repeats the pressure never caused. Pure but for reading the run's own ``samples.csv``.
+ask for repeats the pressure never caused; as measured where that scaling spreads the repeats further apart
+(``analysis.speed.scatters``). Pure but for reading the run's own ``samples.csv``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ def spreads(samples: pd.DataFrame, ran: Mapping[int, int] | None = None) -> list
     ``ran`` counts the repeats each point ran (from the plan); without it, the repeats that left samples.
     A repeat whose step failed leaves none, so counting only those would let a point that keeps failing
     ask for repeats for ever; it is at ``max_repeats`` when it has run that often, whatever came of it."""
-    samples = speed.at_speed(samples, speed.median_probe(samples))
+    reference = speed.median_probe(samples)
+    if not speed.scatters(samples, reference)[0]:  # at one speed, unless that spreads the repeats further apart
+        samples = speed.at_speed(samples, reference)
     timed = samples[(samples["phase"] == "timed") & samples["latency_ms"].notna()]
     if timed.empty:
         return []
