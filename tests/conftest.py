@@ -8,7 +8,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -182,10 +182,11 @@ def run_cli(args: list[str], cwd: Path, timeout: float = 120, **kw: Any) -> subp
 
 
 @contextmanager
-def running_cli(args: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[str], list[int]]]:
-    """``bubbleup ARGS`` in the background; on leaving, it is killed if still running, and so is every PID
-    the test appended to the yielded list (its children, by PID only)."""
-    proc = start_cli(args, cwd)
+def running_cli(args: list[str], cwd: Path, under: Sequence[str] = ()) -> Iterator[tuple[subprocess.Popen[str],
+                                                                                      list[int]]]:  # fmt: skip
+    """``bubbleup ARGS`` in the background (``under`` a command such as ``nohup``); on leaving, it is killed if
+    still running, and so is every PID the test appended to the yielded list (its children, by PID only)."""
+    proc = start_cli(args, cwd, under)
     pids: list[int] = []
     try:
         yield proc, pids
@@ -196,6 +197,6 @@ def running_cli(args: list[str], cwd: Path) -> Iterator[tuple[subprocess.Popen[s
         kill_pids([p for p in pids if p])
 
 
-def start_cli(args: list[str], cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen([PY, "-m", "bubbleup", *args], cwd=cwd, stdout=subprocess.PIPE,
+def start_cli(args: list[str], cwd: Path, under: Sequence[str] = ()) -> subprocess.Popen[str]:
+    return subprocess.Popen([*under, PY, "-m", "bubbleup", *args], cwd=cwd, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip

@@ -324,17 +324,11 @@ def test_a_run_under_nohup_outlives_the_terminal(tmp_path: Path) -> None:
     """``nohup bubbleup run ...`` ignores SIGHUP; the run must keep that, not install its own stop on it."""
     out = tmp_path / "run"
     path = write_scenario(tmp_path, smoke_dict(**{"sweep.values": [0, 1, 2], "sweep.settle_s": 0.2}))
-    proc = subprocess.Popen(["nohup", PY, "-m", "bubbleup", "run", str(path), "--out", str(out), "-q", "--no-report"],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)  # fmt: skip
-    try:
+    with running_cli(["run", str(path), "--out", str(out), "-q", "--no-report"], tmp_path, ["nohup"]) as (proc, _):
         wait_until(lambda: (out / "points.csv").is_file() and len(pd.read_csv(out / "points.csv")) >= 2, 60,
                    "the first point", interval_s=0.02)  # fmt: skip
         proc.send_signal(signal.SIGHUP)
         _, err = proc.communicate(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     assert proc.returncode == 0, err
     assert json.loads((out / "manifest.json").read_text())["status"] == "complete"
 

@@ -48,7 +48,7 @@ MIB = 1 << 20
 POLL_S = 0.1
 
 
-def _usage(procs: list[psutil.Process]) -> tuple[float, float | None]:
+def tree_usage(procs: list[psutil.Process]) -> tuple[float, float | None]:
     """(resident MiB, CPU seconds) of the live tree: each process's own CPU plus that of the children it
     has reaped, so a helper process that came and went is counted once, in its parent (None: no tree)."""
     rss, cpu, alive = 0.0, 0.0, False
@@ -96,7 +96,7 @@ class CoRunner:
         """Resident MiB now and CPU seconds so far; raises MemoryError past the guard's limit."""
         assert self.child is not None
         self.child.poll()  # reaps the leader once it exits (the run's end is judged by the caller)
-        rss, cpu = _usage(psutil.Process().children(recursive=True))  # the subreaper's: leftovers count too
+        rss, cpu = tree_usage(psutil.Process().children(recursive=True))  # the subreaper's: leftovers count too
         self.cpu_last = max(self.cpu_last, cpu) if cpu is not None else self.cpu_last
         self.rss_peak = max(self.rss_peak, rss)
         self.rss_sum, self.rss_n = self.rss_sum + rss, self.rss_n + 1

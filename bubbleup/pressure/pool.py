@@ -52,8 +52,10 @@ class BubbleHandle:
             return 0.0
         import psutil
 
+        from bubbleup.pressure.corunner import tree_usage
+
         try:
-            held = sum(p.memory_info().rss for p in psutil.Process(self.pid).children(recursive=True)) / MIB
+            held, _ = tree_usage(psutil.Process(self.pid).children(recursive=True))
         except psutil.Error:
             return 0.0
         return max(0.0, self.limit_mb - held)
@@ -213,7 +215,7 @@ class BubblePool:
                 if b.ready is None and (b.reader.closed or b.proc.poll() is not None):
                     self._drain(b)
                     if b.ready is None:
-                        raise BubbleFailed(self._death_note(b))
+                        raise BubbleFailed(self._death_note(b, "before ready"))
             if time.monotonic() > deadline:
                 b = next(b for b in self.live if b.ready is None)
                 raise BubbleFailed(f"bubble {b.index} (pid {b.pid}, {b.size_mb} MiB) not ready after {timeout_s:.0f} s")
@@ -232,11 +234,12 @@ class BubblePool:
                 b.proc.poll()
                 raise BubbleFailed(f"bubble {b.index} (pid {b.pid}): {msg.get('message')}")
 
-    def _death_note(self, b: BubbleHandle) -> str:
+    def _death_note(self, b: BubbleHandle, when: str) -> str:
+        """How bubble ``b`` ended, ``when`` ("before ready", "while running"), with its last words on stderr."""
         b.proc.wait(timeout=5)
         tail = procs.stderr_tail(b.proc)
         return (
-            f"bubble {b.index} (pid {b.pid}, {b.size_mb} MiB) died before ready: "
+            f"bubble {b.index} (pid {b.pid}, {b.size_mb} MiB) died {when}: "
             f"{procs.describe_exit(b.proc.returncode)}" + (f": {tail}" if tail else "")
         )
 
@@ -245,11 +248,7 @@ class BubblePool:
         for b in self.live:
             if b.proc.poll() is not None:
                 self._drain(b)  # its last words (a memory guard's refusal, stress-ng's failure) say why
-                tail = procs.stderr_tail(b.proc)
-                raise BubbleFailed(
-                    f"bubble {b.index} (pid {b.pid}) died while running: {procs.describe_exit(b.proc.returncode)}"
-                    + (f": {tail}" if tail else "")
-                )
+                raise BubbleFailed(self._death_note(b, "while running"))
 
     @property
     def resident_mb(self) -> float:

@@ -85,24 +85,24 @@ def _execute(scenario: Scenario, store: RunWriter, progress: bool, held: machine
               "(--allow-concurrent): this run will be INVALID", file=sys.stderr)  # fmt: skip
         store.update_manifest(concurrent_runs=[*earlier, *held.concurrent()])
     # The run's end is recorded with the stop signals still caught, and a signal arriving meanwhile waits for
-    # the record (signals.held): a second Ctrl-C would otherwise cut the verdict short.
+    # the record (signals.held; raised after it only when the run itself ended well): a second Ctrl-C would
+    # otherwise cut the verdict short.
+    ending: tuple[str, str | None] = ("complete", None)
     with signals_raise():
         try:
             Orchestrator(scenario, store, progress).run()
         except Interrupted as exc:
-            with signals.held(then_raise=False):
-                _finish(store, "interrupted", f"signal {exc}", earlier, held)
+            ending = ("interrupted", f"signal {exc}")
             raise
         except StoreWriteError as exc:
-            with signals.held(then_raise=False):
-                _finish(store, "interrupted", str(exc), earlier, held)
+            ending = ("interrupted", str(exc))
             raise
         except BaseException as exc:
-            with signals.held(then_raise=False):
-                _finish(store, "failed", f"{type(exc).__name__}: {exc}", earlier, held)
+            ending = ("failed", f"{type(exc).__name__}: {exc}")
             raise
-        with signals.held():
-            _finish(store, "complete", None, earlier, held)
+        finally:
+            with signals.held(then_raise=ending[0] == "complete"):
+                _finish(store, *ending, earlier, held)
 
 
 def _finish(store: RunWriter, status: str, reason: str | None, earlier: list[dict[str, Any]],
