@@ -69,7 +69,6 @@ from dataclasses import dataclass, field
 from typing import TypedDict
 
 import numpy as np
-from scipy import stats
 
 from bubbleup.analysis.stats import iqm
 from bubbleup.formatting import format_value, number, pressure, pressure_unit, times
@@ -264,6 +263,9 @@ def ratio_ci(before: np.ndarray, after: np.ndarray, rule: CliffRule = DEFAULT_RU
 
     def ratio(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
         return np.asarray(iqm(y, axis) / iqm(x, axis))
+
+    from scipy import stats  # here, not at import: scipy.stats takes a second to load, and a run needs it only
+    # once it judges its cliffs (``bubbleup validate`` and every refusal of bad input never do)
 
     res = stats.bootstrap(
         (before, after),

@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import isotonic_regression
 
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.sensitivity import curve_of
@@ -59,6 +58,8 @@ class CpuCurve:
 
     def monotone(self) -> np.ndarray:
         """The closest non-increasing QoS: more CPU load beside the workload never helps it."""
+        from scipy.optimize import isotonic_regression
+
         return np.asarray(isotonic_regression(np.asarray(self.qos), increasing=False).x)
 
     def at(self, cores: float) -> tuple[float, float, float, bool]:

@@ -26,8 +26,8 @@ import math
 from dataclasses import dataclass
 
 import pandas as pd
-from scipy import stats as scipy_stats
 
+from bubbleup.analysis.stats import t_quantile
 from bubbleup.formatting import format_value, ms, pressure, times
 from bubbleup.store.reader import Run
 from bubbleup.store.records import STATUS_OK
@@ -49,7 +49,7 @@ class RepeatNoise:
     def threshold(self, n_high: int, n_low: int, comparisons: int) -> float:
         """The least log-fall between points of ``n_high`` and ``n_low`` repeats that this noise does not
         explain, one-sided at ``FALSE_ALARM`` shared by ``comparisons`` pairs."""
-        crit = float(scipy_stats.t.ppf(1.0 - FALSE_ALARM / max(1, comparisons), self.df))
+        crit = t_quantile(self.df, 1.0 - 2.0 * FALSE_ALARM / max(1, comparisons))  # one-sided at FALSE_ALARM
         return crit * self.sd * math.sqrt(1.0 / n_high + 1.0 / n_low)
 
 

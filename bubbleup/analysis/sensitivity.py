@@ -24,7 +24,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from scipy.optimize import isotonic_regression
 
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis.cliff import CurvePoint
@@ -76,6 +75,8 @@ class SensitivityCurve:
 
     def monotone(self) -> np.ndarray:
         """The closest non-increasing QoS (least squares, isotonic regression): more pressure never helps."""
+        from scipy.optimize import isotonic_regression
+
         return np.asarray(isotonic_regression(self.qos, increasing=False).x)
 
 

@@ -38,7 +38,6 @@ from typing import Any, TypeVar, cast
 
 import numpy as np
 import pandas as pd
-from scipy import stats as scipy_stats
 
 from bubbleup.store.reader import Run
 
@@ -185,7 +184,7 @@ def rank_trend(x: np.ndarray, y: np.ndarray, n_permutations: int = 4000, seed: i
     """Spearman's rho of ``y`` against ``x`` and its two-sided permutation p-value. A permutation test, not
     the t approximation: a run of one repeat has only a few points, and three in perfect order is what
     chance gives one time in three, not "p = 0"."""
-    rx, ry = scipy_stats.rankdata(x), scipy_stats.rankdata(y)
+    rx, ry = pd.Series(x).rank().to_numpy(), pd.Series(y).rank().to_numpy()  # average ranks, as scipy's rankdata
     if np.ptp(rx) == 0 or np.ptp(ry) == 0:
         return 0.0, 1.0
     rx, ry = rx - rx.mean(), ry - ry.mean()

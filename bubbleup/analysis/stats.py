@@ -126,7 +126,8 @@ MIN_BATCHES = 10
 
 
 @functools.lru_cache(maxsize=256)
-def _t_quantile(df: int, confidence: float) -> float:
+def t_quantile(df: int, confidence: float) -> float:
+    """The two-sided ``confidence`` quantile of Student's t with ``df`` degrees of freedom."""
     return float(stdtrit(df, 0.5 + confidence / 2.0))  # scipy.stats.t.ppf, without importing scipy.stats
 
 
@@ -166,7 +167,7 @@ def batch_halfwidth(latencies: Values, ends_s: Values, batch_s: float, confidenc
     ranked = np.sort(values)
     winsorised = np.clip(ranked, ranked[g], ranked[k - g - 1])
     se = float(np.std(winsorised, ddof=1)) / ((1 - 2 * g / k) * math.sqrt(k))
-    return _t_quantile(k - 2 * g - 1, confidence) * se / centre
+    return t_quantile(k - 2 * g - 1, confidence) * se / centre
 
 
 def wilson(correct: float, n: int, confidence: float = CONFIDENCE) -> tuple[float, float]:
