@@ -207,6 +207,7 @@ def test_a_co_runners_cpu_demand_is_measured_unpinned_and_leaves_nothing_behind(
     assert survivors == []
 
 
+@pytest.mark.beside_others  # processes and files only: nothing timed, no validity verdict
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_score_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) -> None:
     """Interrupt or kill ``score`` while its co-runner runs: the co-runner and its shim go too."""
@@ -227,6 +228,7 @@ def test_score_leaves_no_process_behind(tmp_path: Path, sig: signal.Signals) -> 
     assert not alive(sleeper.pid)
 
 
+@pytest.mark.beside_others  # processes and files only: nothing timed, no validity verdict
 @pytest.mark.parametrize("ending", ["killed", "finished"])
 def test_what_a_co_runner_leaves_behind_goes_with_it(tmp_path: Path, ending: str) -> None:
     """A shell that backgrounds a child and ends: the child is no longer in the program's tree, and a restart
@@ -293,6 +295,7 @@ def test_predict_refuses_a_run_without_a_bubble_up_size_sweep(tmp_path: Path) ->
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_predict_prints_each_setting_at_a_given_score(tmp_path: Path) -> None:
     lat = [10, 10, 10.5, 11, 12, 14, 17, 19, 20]
     run_dir = make_run(tmp_path, {"LL": lat, "HH": [2 * x for x in lat]}, SIZES, axis="size_mb", repeats=2,

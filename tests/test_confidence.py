@@ -153,6 +153,7 @@ def test_levels_of_ranks_are_the_levels_of_the_draws() -> None:
         assert np.allclose(middle(ascending, positions), expected)
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_a_sawtooth_is_said_in_words_in_the_report_and_on_the_command_line(tmp_path: Path) -> None:
     curves = {"HH": SAWTOOTH, "LL": [10, 10.5, 11, 11.5, 12, 12.5, 13]}
     run_dir = make_run(tmp_path, curves, list(range(7)), repeats=2, n=30)
@@ -170,6 +171,7 @@ def test_a_sawtooth_is_said_in_words_in_the_report_and_on_the_command_line(tmp_p
     assert "LL is not monotone" not in text
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_the_cli_report_prints_each_verdict_with_its_confidence(tmp_path: Path) -> None:
     from conftest import run_cli
 

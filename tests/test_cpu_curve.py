@@ -105,6 +105,7 @@ def test_a_cpu_run_must_be_cpu_only_bubbles_of_the_same_workload(tmp_path: Path)
         workflow.cpu_curves(other, sens)
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_predict_on_shared_cpus_from_the_command_line(tmp_path: Path) -> None:
     sens, cpu = _sensitivity(tmp_path), _cpu_run(tmp_path)
     done = run_cli(["predict", str(sens), "--score", "24", "--cores", "1", "--cpu-run", str(cpu)], cwd=tmp_path)

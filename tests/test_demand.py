@@ -84,6 +84,7 @@ def test_the_worker_measures_its_own_cpu_use(tmp_path: Path) -> None:
     assert manifest["cpu_demand"]["duty_per_set"] == 0.5 and manifest["cpu_demand"]["cores"] >= 1
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_the_report_and_the_command_line_state_both_cliffs(tmp_path: Path) -> None:
     from bubbleup.report import html
 

@@ -18,6 +18,7 @@ def _gate(tmp_path: Path, a: Path, b: Path, *flags: str) -> tuple[int, list[str]
     return done.returncode, lines, done.stderr
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_a_made_slowdown_fails_the_gate_and_noise_does_not(tmp_path: Path) -> None:
     values = [0, 1, 2, 3]
     a = make_run(tmp_path, {"LL": [10, 11, 12, 13], "HH": [20, 21, 22, 23]}, values, name="a", seed=1, repeats=3)
@@ -38,6 +39,7 @@ def test_a_made_slowdown_fails_the_gate_and_noise_does_not(tmp_path: Path) -> No
     assert code == 0 and lines == []
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_a_cliff_two_steps_earlier_fails_one_step_does_not(tmp_path: Path) -> None:
     values = [0, 1, 2, 3, 4, 5]
     a = make_run(tmp_path, {"LL": [10, 10, 10, 10, 40, 45]}, values, name="a", seed=1, repeats=2)
@@ -49,6 +51,7 @@ def test_a_cliff_two_steps_earlier_fails_one_step_does_not(tmp_path: Path) -> No
     assert code == 1 and lines == ["LL: cliff at 2 in B, at 4 in A (more than one step lower)"]
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_a_partial_or_invalid_b_is_said_and_a_partial_one_fails_the_gate(tmp_path: Path) -> None:
     """B killed after two of its four points: the gate cannot pass what B never measured, and says which; an
     INVALID run is named as such above the table, with its reasons' codes."""

@@ -87,6 +87,7 @@ def running(tmp_path: Path, cpus: dict, bubble: dict, count: int, n_children: in
 CPU_BUBBLE = {"kind": "cpu", "cpu_duty": 0.2}
 
 
+@pytest.mark.beside_others  # CPU affinities only: nothing timed
 @needs_two
 def test_spread_pins_bubbles_round_robin_and_the_worker_where_asked(tmp_path: Path) -> None:
     seen = running(tmp_path, {"placement": "spread", "workload": [CPUS[0]]}, CPU_BUBBLE, 3, 4)
@@ -95,6 +96,7 @@ def test_spread_pins_bubbles_round_robin_and_the_worker_where_asked(tmp_path: Pa
     assert seen["manifest"][0] == {"placement": "spread", "workload_cpus": [CPUS[0]], "bubble_cpus": list(CPUS)}
 
 
+@pytest.mark.beside_others  # CPU affinities only: nothing timed
 @needs_two
 def test_pack_pins_each_bubble_where_its_duty_fits(tmp_path: Path) -> None:
     # 0.4-core bubbles beside a worker on the first CPU: two fill the second CPU (0.8), the next two
@@ -112,6 +114,7 @@ def test_pack_pins_each_bubble_where_its_duty_fits(tmp_path: Path) -> None:
         assert all(b[0] != first for b in seen["bubble"])
 
 
+@pytest.mark.beside_others  # CPU affinities only: nothing timed
 @needs_two
 def test_apart_keeps_bubbles_off_the_workload_cpus(tmp_path: Path) -> None:
     seen = running(tmp_path, {"placement": "apart"}, CPU_BUBBLE, 2, 3)
@@ -120,6 +123,7 @@ def test_apart_keeps_bubbles_off_the_workload_cpus(tmp_path: Path) -> None:
     assert all(len(b) == 1 and b[0] not in workload for b in seen["bubble"]) and len(seen["bubble"]) == 2
 
 
+@pytest.mark.beside_others  # CPU affinities only: nothing timed
 @needs_two
 @pytest.mark.skipif(shutil.which("stress-ng") is None and os.environ.get("CI") != "true", reason="no stress-ng")
 def test_stress_ng_workers_inherit_the_bubble_pin(tmp_path: Path) -> None:
@@ -131,6 +135,7 @@ def test_stress_ng_workers_inherit_the_bubble_pin(tmp_path: Path) -> None:
     assert {tuple(b) for b in seen["bubble"]} == {(CPUS[0],), (CPUS[1],)}
 
 
+@pytest.mark.beside_others  # CPU affinities only: nothing timed
 def test_free_pins_nothing(tmp_path: Path) -> None:
     seen = running(tmp_path, {"placement": "free"}, CPU_BUBBLE, 1, 2)
     assert seen["worker"] == [list(CPUS)] and seen["bubble"] == [list(CPUS)]

@@ -12,6 +12,13 @@ from bubbleup import analysis
 
 pytest_plugins = ("pytester",)
 
+
+@pytest.fixture(autouse=True)
+def _without_hypothesis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The user's pytest runs in a subprocess, which would load every installed plugin: hypothesis's costs 0.7 s a
+    start here and has nothing to do with the user's tests."""
+    monkeypatch.setenv("PYTEST_ADDOPTS", "-p no:hypothesispytest")
+
 USER_TESTS = '''
 import os
 

@@ -84,6 +84,7 @@ def test_recommend_picks_the_most_accurate_setting_that_fits_at_each_level(tmp_p
     assert tight.levels[0].chosen.accuracy.top1 == pytest.approx(0.8) and tight.levels[0].chosen.accuracy.n == 40
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_the_recommend_command_prints_the_table_and_the_adaptive_cliff(tmp_path: Path) -> None:
     run_dir = profile(tmp_path)
     done = run_cli(["recommend", str(run_dir), "--slo-ms", "9.1"], cwd=tmp_path)
@@ -116,6 +117,7 @@ def test_recommend_refuses_what_the_run_cannot_answer(tmp_path: Path) -> None:
     assert done.returncode == 2 and "not a run directory" in done.stderr
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_a_scenario_slo_puts_the_recommendation_in_the_report(tmp_path: Path) -> None:
     from bubbleup.report import html as report
 

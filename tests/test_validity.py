@@ -197,6 +197,7 @@ def test_a_workload_that_fails_without_pressure_is_invalid(tmp_path: Path) -> No
         "on PATH, not a file)"]
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_only_a_setting_that_never_worked_without_pressure_lacks_a_baseline(tmp_path: Path) -> None:
     """baseline_failed is about no pressure at all: not a failure with bubbles up (the workload's result, the
     cliff's "does not work even at"), not a budget's OOM kill, not one crashed repeat among working ones."""
@@ -260,6 +261,7 @@ def _bubbles(run_dir: Path, rows: list[dict[str, Any]]) -> None:
                                                                                      index=False)  # fmt: skip
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_a_short_duty_is_a_miss_only_where_the_cpus_had_room(tmp_path: Path) -> None:
     run_dir = _fake(tmp_path, cpu_placement={"placement": "spread", "workload_cpus": "any", "bubble_cpus": [0, 1]},
                     machine_checks=[{"window_s": 1.0, "outside_cpu_cores": 0.0}])  # fmt: skip
@@ -280,6 +282,7 @@ def test_a_short_duty_is_a_miss_only_where_the_cpus_had_room(tmp_path: Path) -> 
     assert "bubble_duty" in codes(validity.check(load_run(run_dir2)))
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_a_rate_bubble_is_held_to_its_rate_not_a_duty(tmp_path: Path) -> None:
     run_dir = _fake(tmp_path)
     _telemetry(run_dir, {0: (5, 5), 1: (30, 30), 2: (40, 40)})
@@ -289,6 +292,7 @@ def test_a_rate_bubble_is_held_to_its_rate_not_a_duty(tmp_path: Path) -> None:
     assert codes(verdict) == ["bubble_rate"] and "delivered 1500 of 2000 MiB/s" in message(verdict, "bubble_rate")
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_precision_caps_falls_throttling_concurrency_and_a_busy_start(tmp_path: Path) -> None:
     run_dir = _fake(
         tmp_path,
@@ -319,6 +323,7 @@ def test_precision_caps_falls_throttling_concurrency_and_a_busy_start(tmp_path: 
     assert validity.Validity.from_dict(verdict.to_dict()) == verdict
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_an_old_run_gets_a_verdict_computed_from_its_files(tmp_path: Path) -> None:
     from bubbleup.report.html import render
 
@@ -332,6 +337,7 @@ def test_an_old_run_gets_a_verdict_computed_from_its_files(tmp_path: Path) -> No
     assert html.index('id="validity"') < html.index('id="summary"')  # among the report's first lines
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_an_invalid_run_is_marked_red_at_the_top_of_its_report(tmp_path: Path) -> None:
     from bubbleup.report.html import render
 
@@ -348,6 +354,7 @@ def test_an_invalid_run_is_marked_red_at_the_top_of_its_report(tmp_path: Path) -
     assert "Result is: INVALID" in done.stdout and "  concurrent: " in done.stdout
 
 
+@pytest.mark.beside_others  # synthetic runs (fixtures_runs): nothing measured
 def test_a_run_that_measured_nothing_or_cannot_be_read_is_invalid(tmp_path: Path) -> None:
     """A report of nothing once said VALID; so did one whose manifest was not JSON."""
     run_dir = _fake(tmp_path)

@@ -128,6 +128,7 @@ def test_third_party_workload_registers_through_an_entry_point(tmp_path: Path, m
     sys.modules.pop("thirdparty_bench", None)
 
 
+@pytest.mark.beside_others  # processes and files only: nothing timed, no validity verdict
 def test_list_shows_kinds_settings_and_presets(tmp_path: Path) -> None:
     done = run_cli(["list"], cwd=tmp_path, timeout=120)
     assert done.returncode == 0
@@ -163,12 +164,14 @@ def test_smoke_scenario_runs_and_reads_back(tmp_path: Path) -> None:
     assert (telemetry["worker_rss_mb"] > 20).all() and telemetry["t_s"].is_monotonic_increasing
 
 
+@pytest.mark.beside_others  # processes and files only: nothing timed, no validity verdict
 def test_validate_reports_the_plan(tmp_path: Path) -> None:
     file = write_scenario(tmp_path, smoke_dict())
     done = run_cli(["validate", str(file)], cwd=tmp_path, timeout=60)
     assert done.returncode == 0 and "2 points x 2 steps of synthetic" in done.stdout
 
 
+@pytest.mark.beside_others  # processes and files only: nothing timed, no validity verdict
 def test_several_workloads_are_measured_one_at_a_time_in_fresh_workers(tmp_path: Path) -> None:
     data = smoke_dict(**{"sweep.values": [0, 1]})
     del data["workload"]
@@ -203,6 +206,7 @@ def test_workload_and_workloads_are_mutually_exclusive(tmp_path: Path, capsys) -
         assert words in capsys.readouterr().err
 
 
+@pytest.mark.beside_others  # processes and files only: nothing timed, no validity verdict
 def test_per_repeat_gives_every_repeat_a_fresh_worker_loaded_before_its_bubbles(tmp_path: Path) -> None:
     data = smoke_dict(**{"sweep.values": [0, 1], "sweep.repeats": 3, "workload.restart": "per_repeat"})
     done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(tmp_path / "r"), "-q", "--no-report"],
@@ -216,6 +220,7 @@ def test_per_repeat_gives_every_repeat_a_fresh_worker_loaded_before_its_bubbles(
     assert len(first) == 3 * 2 and first.groupby("repeat")["value"].nunique().eq(1).all()
 
 
+@pytest.mark.beside_others  # processes and files only: nothing timed, no validity verdict
 def test_a_workers_temporary_files_leave_with_it(tmp_path: Path) -> None:
     """TensorFlow's autograph writes a file into the temporary directory for every traced function and never
     removes it (thousands a day here): each worker gets a private temporary directory, removed with it, and one
