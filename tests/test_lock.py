@@ -106,7 +106,7 @@ def test_a_second_run_is_refused_until_the_first_is_killed(tmp_path: Path) -> No
     assert json.loads((second_dir / "manifest.json").read_text())["concurrent_runs"] == []
 
 
-@pytest.mark.beside_others  # the lock only: nothing timed; the run's concurrent reason, which nothing beside it can take away
+@pytest.mark.beside_others  # the lock only: nothing timed; the concurrent reason, which nothing beside it removes
 def test_allow_concurrent_runs_and_both_runs_are_invalid(tmp_path: Path) -> None:
     first_dir, second_dir = tmp_path / "first", tmp_path / "second"
     with running_cli(["run", str(_long_run(tmp_path)), "--out", str(first_dir), "-q", "--no-report"],

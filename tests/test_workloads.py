@@ -169,6 +169,12 @@ def test_validate_reports_the_plan(tmp_path: Path) -> None:
     file = write_scenario(tmp_path, smoke_dict())
     done = run_cli(["validate", str(file)], cwd=tmp_path, timeout=60)
     assert done.returncode == 0 and "2 points x 2 steps of synthetic" in done.stdout
+    # validate, and every refusal of bad input, answers without loading what only a finished run needs (scipy.stats
+    # and matplotlib took 1 s and more of each start)
+    check = (f"import sys; from bubbleup.cli import main; code = main(['validate', {str(file)!r}]); "
+             "print(sorted(m for m in ('scipy.stats', 'matplotlib', 'seaborn') if m in sys.modules))")
+    loaded = subprocess.run([sys.executable, "-c", check], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0 and loaded.stdout.splitlines()[-1] == "[]", (loaded.stdout, loaded.stderr)
 
 
 @pytest.mark.beside_others  # processes and files only: nothing timed, no validity verdict

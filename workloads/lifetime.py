@@ -6,6 +6,7 @@ The harness ties its own children to their parents in ``bubbleup.procs``; worklo
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ctypes
 import os
@@ -63,11 +64,18 @@ def own_process_tree() -> bool:
 
     The SIGTERM part only where this is the process's only thread (a blocked signal reaches a thread that has
     not blocked it, and kills the process outright): returns whether it took effect; otherwise the worker is
-    a subreaper and dies by SIGKILL as before."""
+    a subreaper and dies by SIGKILL as before.
+
+    Whatever ends the worker's interpreter stops the tree too (``atexit``): when the orchestrator dies mid-step,
+    stopping the tree kills the running program, the step fails, the worker's reply to the dead orchestrator
+    raises, and the main thread ends the interpreter, whose daemon threads die with it. The stop thread was then
+    cut off half-way, and a program's background child was left to init (2 of 24 times beside a busy CPU)."""
     global _owned
     if _prctl is None:
         return False
     _prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    if not _owned:
+        atexit.register(stop_descendants)
     _owned = True
     if threading.active_count() > 1:
         return False
