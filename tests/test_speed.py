@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -197,6 +198,12 @@ def test_a_probe_that_does_not_track_the_latency_is_not_used_to_correct_it(tmp_p
     assert facts.scatters and not facts.adjusts and facts.spread_scaled > facts.spread_raw
     assert "further apart" in facts.sentence() and speed.for_verdicts(blind) is blind
     again = load_run(make_run(tmp_path, flat, VALUES, repeats=3, name="again", seed=2))
-    assert not compare.compare_runs(blind, again).one_speed
+    raw = compare.compare_runs(blind, again)
+    assert not raw.one_speed
+    # compare says why it reads the runs as measured, and how far apart the probes put the two CPUs (it used to
+    # say that one of the runs had no probes at all)
+    (said,) = [w for w in raw.warnings if "probe" in w]
+    assert "spread run A's (" in said and "and B's (" not in said and "compared as measured" in said, said
+    assert re.search(r"B's CPU ran \d\.\d\dx A's time per loop", said), said
     tracking = load_run(make_run(tmp_path, flat, VALUES, repeats=3, name="tracking", seed=3, slow_cpu=noise))
     assert not speed.facts(tracking).scatters and compare.compare_runs(tracking, again).one_speed

@@ -144,6 +144,18 @@ def _probes_apart(run_a: Run, run_b: Run) -> str:
     return "; ".join(apart)
 
 
+def _scattered(run_a: Run, run_b: Run) -> str:
+    """Why two probed runs are compared as measured (``speed.scatters``), and how far apart their probes put the
+    CPU: a whole run measured in a slower spell moves every point alike, which its repeats cannot see."""
+    which = [f"{label}'s ({f.spread_raw:.1%} apart as measured, {f.spread_scaled:.1%} scaled)"
+             for label, f in (("A", speed.facts(run_a)), ("B", speed.facts(run_b))) if f.scatters]  # fmt: skip
+    probes = speed.reference_ns(run_b) / speed.reference_ns(run_a)
+    return (f"Scaling by the CPU speed probe spread run {' and '.join(which)} repeats further apart: points are "
+            f"compared as measured. By its median probe, B's CPU ran {probes:.2f}x A's time per loop; a spell of the "
+            f"machine that spans a whole run moves every point alike, which the runs' repeats cannot see, so a "
+            f"change of a few % at every point may be the machine, not the workload.")
+
+
 def _verdict(row: dict[str, Any], min_effect: float) -> str:
     if row["status_a"] != "ok" or row["status_b"] != "ok":
         return f"A {row['status_a']}, B {row['status_b']}"
@@ -252,9 +264,11 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     if apart:
         warnings.append(f"The CPU speed probes of A and B do not count the same thing ({apart}): points are compared "
                         f"at whatever speed each CPU ran.")  # fmt: skip
-    elif not one_speed:
+    elif not (speed.has_speed(run_a) and speed.has_speed(run_b)):
         warnings.append("Run A or B has no CPU speed probes (older than them): points are compared at whatever "
                         "speed the CPU ran, and a VM's wandering speed reads as a change.")  # fmt: skip
+    elif not one_speed:
+        warnings.append(_scattered(run_a, run_b))
     single = [label for label, t in (("A", "n_repeats_a"), ("B", "n_repeats_b")) if len(table) and table[t].max() < 2]
     if single:
         warnings.append(
