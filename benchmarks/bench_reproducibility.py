@@ -144,6 +144,10 @@ def main() -> None:
           f"   <= 5 min")  # fmt: skip
     print(f"points compare flags, A/A pairs                {', '.join(f'{f:.0%}' for f in flagged)}"
           f"   <= 5%")  # fmt: skip
+    # A whole run measured in a slower spell of the machine moves every point alike: the pair's median B/A shows it.
+    shifts = [float(comparisons[pair].table["ratio"].median()) for pair in pairs]
+    each = (f"run {a + 1} vs {b + 1} {r:.3f}x" for (a, b), r in zip(pairs, shifts, strict=True))
+    print("  median B/A over each pair's points: " + ", ".join(each))
     print(f"points compare flags, run 1 vs run {len(runs)} x 1.2       {slow_share:.0%}          100%")
     if len(missed):
         print("  missed: " + ", ".join(f"{r.setting} at {r.value:g} ({r.ratio:.2f}x [{r.ratio_low:.2f}, "
