@@ -158,7 +158,7 @@ def main() -> None:
     for i, r in enumerate(runs, 1):
         f = speed.facts(r)
         print(f"  run {i}: repeats {f.spread_raw:.1%} apart as measured, {f.spread_scaled:.1%} at one speed: "
-              f"{'judged raw' if f.scatters else 'judged at one speed' if f.adjusts else 'judged raw'}")
+              f"{'judged at one speed' if f.adjusts else 'judged raw'}")  # adjusts is False where it scatters
     print(f"\nrun directories: {base}")
 
 

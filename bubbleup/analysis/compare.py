@@ -172,7 +172,8 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     # One point measured twice, compared at one CPU speed (analysis.speed): both runs scaled to A's median probe,
     # when their probes count the same thing (the same loop, interpreter and CPU model).
     apart = _probes_apart(run_a, run_b)
-    one_speed = speed.has_speed(run_a) and speed.has_speed(run_b) and not apart
+    probed = speed.has_speed(run_a) and speed.has_speed(run_b)
+    one_speed = probed and not apart
     # ... unless the correction spreads either run's repeats further apart (speed.scatters): then it adds noise
     one_speed = one_speed and not (speed.facts(run_a).scatters or speed.facts(run_b).scatters)
     reference = speed.reference_ns(run_a)
@@ -264,7 +265,7 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     if apart:
         warnings.append(f"The CPU speed probes of A and B do not count the same thing ({apart}): points are compared "
                         f"at whatever speed each CPU ran.")  # fmt: skip
-    elif not (speed.has_speed(run_a) and speed.has_speed(run_b)):
+    elif not probed:
         warnings.append("Run A or B has no CPU speed probes (older than them): points are compared at whatever "
                         "speed the CPU ran, and a VM's wandering speed reads as a change.")  # fmt: skip
     elif not one_speed:

@@ -99,9 +99,22 @@ def scatters(samples: pd.DataFrame, reference: float) -> tuple[bool, float, floa
     loop does not feel alike (another tenant's cache or memory traffic), the correction scales by the wrong
     factor: on 2026-12-07 it made the repeats 2.1-2.7x further apart, and compare flagged 6-7% of an A/A pair's
     points where raw latencies gave 0-4%. Not told (False) without two repeats of some point."""
-    raw, scaled = repeat_spread(samples), repeat_spread(at_speed(samples, reference))
-    told = not (math.isnan(raw) or math.isnan(scaled))
-    return (told and scaled > raw), raw, scaled
+    return _scaling(samples, reference)[1:]
+
+
+def at_speed_unless_it_scatters(samples: pd.DataFrame, reference: float) -> pd.DataFrame:
+    """The samples a judgement of the run so far reads: at one speed (:func:`at_speed`), unless that spreads the
+    repeats further apart (:func:`scatters`); as measured then. The samples are scaled once for both."""
+    scaled, worse, _, _ = _scaling(samples, reference)
+    return samples if worse else scaled
+
+
+def _scaling(samples: pd.DataFrame, reference: float) -> tuple[pd.DataFrame, bool, float, float]:
+    """(the samples at one speed, and :func:`scatters`'s answer for them)."""
+    scaled = at_speed(samples, reference)
+    raw, spread = repeat_spread(samples), repeat_spread(scaled)
+    told = not (math.isnan(raw) or math.isnan(spread))
+    return scaled, (told and spread > raw), raw, spread
 
 
 def has_speed(run: Run) -> bool:

@@ -58,9 +58,7 @@ def spreads(samples: pd.DataFrame, ran: Mapping[int, int] | None = None) -> list
     ``ran`` counts the repeats each point ran (from the plan); without it, the repeats that left samples.
     A repeat whose step failed leaves none, so counting only those would let a point that keeps failing
     ask for repeats for ever; it is at ``max_repeats`` when it has run that often, whatever came of it."""
-    reference = speed.median_probe(samples)
-    if not speed.scatters(samples, reference)[0]:  # at one speed, unless that spreads the repeats further apart
-        samples = speed.at_speed(samples, reference)
+    samples = speed.at_speed_unless_it_scatters(samples, speed.median_probe(samples))
     timed = samples[(samples["phase"] == "timed") & samples["latency_ms"].notna()]
     if timed.empty:
         return []
