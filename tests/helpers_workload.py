@@ -76,3 +76,26 @@ def leave_temp_file() -> None:
         f.write("# generated\n")
     with open(os.environ["LEFTOVER_LOG"], "a") as log:
         log.write(f.name + "\n")
+
+
+_worker_level_s: float | None = None
+
+
+def setup_level(setting: str) -> float:
+    """Seconds each inference of ``setting`` sleeps: 'steady' 2 ms; 'noisy' 2 ms in the 1st, 3rd, ... worker
+    process this test started and 3 ms in the 2nd, 4th, ... (counted in the file $BUBBLEUP_TEST_WORKER_COUNT), so
+    its repeats, each in a fresh worker, disagree by design."""
+    global _worker_level_s
+    if setting != "noisy":
+        return 0.002
+    if _worker_level_s is None:
+        path = os.environ["BUBBLEUP_TEST_WORKER_COUNT"]
+        n = int(open(path).read()) if os.path.exists(path) else 0
+        with open(path, "w") as f:
+            f.write(str(n + 1))
+        _worker_level_s = 0.002 if n % 2 == 0 else 0.003
+    return _worker_level_s
+
+
+def sleep_s(seconds: float) -> None:
+    time.sleep(seconds)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import signal
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import descendants, run_cli, running_cli, smoke_dict, wait_all_gone, wait_until, write_scenario
+from conftest import TESTS, descendants, run_cli, running_cli, smoke_dict, wait_all_gone, wait_until, write_scenario
 
+from bubbleup.analysis.summary import missing_points
 from bubbleup.report.facts import repeats_fact
 from bubbleup.specs import ReplicationSpec
 from bubbleup.store.reader import load_run
-from bubbleup.sweep.replication import next_round, spreads, wanting
+from bubbleup.store.manifest import LISTED_ONLY, Manifest
+from bubbleup.sweep.replication import next_round, repeats_ran, spreads, wanting
 
 
 def frame(levels: dict[tuple[int, str], list[float]], probes: dict[tuple[int, int], float] | None = None,
@@ -33,31 +36,51 @@ def frame(levels: dict[tuple[int, str], list[float]], probes: dict[tuple[int, in
     return pd.DataFrame(rows)
 
 
-def test_only_the_point_whose_repeats_disagree_asks_for_another() -> None:
+def test_only_the_steps_whose_repeats_disagree_ask_for_another() -> None:
     samples = frame({(0, "a"): [10.0, 10.1, 9.9], (0, "b"): [5.0, 5.02, 4.98],
                      (4, "a"): [10.0, 13.0, 11.0], (4, "b"): [5.0, 5.1, 4.9]})  # fmt: skip
-    by_value = {p.value: p for p in spreads(samples)}
-    assert by_value[4].setting == "a" and by_value[4].repeats == 3
+    by_step = {(p.value, p.setting): p for p in spreads(samples)}
+    assert set(by_step) == {(0, "a"), (0, "b"), (4, "a"), (4, "b")} and by_step[4, "a"].repeats == 3
     expected = float(np.std([10.0, 13.0, 11.0], ddof=1) / np.mean([10.0, 13.0, 11.0]) / math.sqrt(3))
-    assert by_value[4].relative_se == pytest.approx(expected, rel=0.02)
-    assert by_value[0].relative_se < 0.01
-    assert [p.value for p in wanting(samples, 0.03, 6)] == [4]
+    assert by_step[4, "a"].relative_se == pytest.approx(expected, rel=0.02)
+    assert by_step[0, "a"].relative_se < 0.01 and by_step[4, "b"].relative_se < 0.03
+    assert [p.step for p in wanting(samples, 0.03, 6)] == [(4, "w", "a")]  # not (4, "b"), at the same point
     assert wanting(samples, 0.03, 3) == []  # at max_repeats already
     assert wanting(samples, 0.5, 6) == []
 
 
-def test_a_point_whose_step_keeps_failing_stops_at_max_repeats() -> None:
-    """A failed step leaves no samples: counted by the samples, the point would stay at one repeat, its spread
+def test_a_round_measures_only_the_steps_it_lists_and_counts_their_repeats_alone() -> None:
+    """The round's entry lists the steps it measures; the next round counts a repeat only for the steps it had."""
+    samples = frame({(0, "a"): [10.0, 10.1, 9.9], (0, "b"): [5.0, 5.02, 4.98],
+                     (4, "a"): [10.0, 13.0, 11.0], (4, "b"): [5.0, 5.1, 4.9]})  # fmt: skip
+    plan = [(r, v) for r in range(3) for v in (0, 4)]
+    rule = ReplicationSpec(target=0.03, max_repeats=6)
+    extra, entry, note = next_round(samples, plan, [], rule, "ascending", 0)
+    assert extra == [(3, 4)] and entry["repeat"] == 3 and entry[LISTED_ONLY] is True
+    assert [(p["value"], p["workload"], p["setting"]) for p in entry["points"]] == [(4, "w", "a")]
+    assert note.startswith("repeat 4: 1 step(s) at 1 point(s)")
+    m = Manifest(plan=[*plan, *extra], replication=[entry])
+    assert m.round_steps(3) == {(4, "w", "a")} and m.round_steps(2) is None
+    more = frame({(0, "a"): [10.0, 10.1, 9.9], (0, "b"): [5.0, 5.02, 4.98],
+                  (4, "a"): [10.0, 13.0, 11.0, 12.0], (4, "b"): [5.0, 5.1, 4.9]})  # fmt: skip
+    ran = repeats_ran(m.plan, m.replication)
+    assert ran((4, "w", "a")) == 4 and ran((4, "w", "b")) == 3 and ran((0, "w", "a")) == 3
+    assert {(p.setting, p.repeats) for p in spreads(more, ran) if p.value == 4} == {("a", 4), ("b", 3)}
+
+
+def test_a_step_that_keeps_failing_stops_at_max_repeats() -> None:
+    """A failed step leaves no samples: counted by the samples, the step would stay at one repeat, its spread
     unknown (infinite), and ask for another round for ever. Its repeats are counted from the plan."""
     samples = frame({(0, "a"): [10.0, 10.1], (3, "a"): [10.0]})  # at 3, repeat 1 failed: no samples
     plan = [(r, v) for r in range(2) for v in (0, 3)]
+    rounds: list[dict[str, Any]] = []
     rule = ReplicationSpec(target=0.03, max_repeats=4)
     for _ in range(5):
-        extra, entry, _note = next_round(samples, plan, rule, "ascending", 0)
+        extra, entry, _note = next_round(samples, plan, rounds, rule, "ascending", 0)
         if not extra:
             break
         assert extra == [(max(r for r, _ in plan) + 1, 3)]
-        plan = [*plan, *extra]
+        plan, rounds = [*plan, *extra], [*rounds, entry]
     assert extra == [] and [p["value"] for p in entry["points"]] == [3], entry
     assert sum(v == 3 for _, v in plan) == 4 and entry["points"][0]["repeats"] == 4
 
@@ -69,9 +92,9 @@ def test_extra_repeats_follow_the_sweeps_order_shuffle_included() -> None:
     samples = frame({(v, "a"): [10.0, 13.0, 11.0] for v in values})  # every point disagrees
     plan = [(r, v) for r in range(3) for v in values]
     rule = ReplicationSpec(target=0.01, max_repeats=6)
-    assert [v for _, v in next_round(samples, plan, rule, "alternate", 0)[0]] == values[::-1]  # repeat 3: odd
-    assert [v for _, v in next_round(samples, [*plan, (3, 0)], rule, "alternate", 0)[0]] == values  # repeat 4
-    drawn = [[v for _, v in next_round(samples, plan, rule, "shuffle", seed)[0]] for seed in (0, 0, 1)]
+    assert [v for _, v in next_round(samples, plan, [], rule, "alternate", 0)[0]] == values[::-1]  # repeat 3: odd
+    assert [v for _, v in next_round(samples, [*plan, (3, 0)], [], rule, "alternate", 0)[0]] == values  # repeat 4
+    drawn = [[v for _, v in next_round(samples, plan, [], rule, "shuffle", seed)[0]] for seed in (0, 0, 1)]
     assert sorted(drawn[0]) == values and drawn[0] not in (values, values[::-1])
     assert drawn[0] == drawn[1] != drawn[2]  # seeded: a resumed run draws the same round
 
@@ -108,7 +131,33 @@ def test_an_unreachable_target_repeats_every_point_to_max_repeats_and_says_inval
     reasons = {r["code"]: r["message"] for r in m["validity"]["reasons"]}
     assert "repeats" in reasons and "max_repeats" in reasons["repeats"]
     run = load_run(out)  # the report's facts say how many repeats were added
-    assert repeats_fact(run, run.effective["sweep"]).endswith(": 4 more point-repeat(s)")
+    assert repeats_fact(run, run.effective["sweep"]).endswith(": 4 more point-repeat(s) of 8 step(s) in all")
+
+
+def test_an_extra_round_measures_only_the_step_whose_repeats_disagree(tmp_path: Path) -> None:
+    """Two settings at one point, each repeat in a fresh worker: 'noisy' sleeps 2 ms in odd-numbered workers and
+    3 ms in even ones, 'steady' 2 ms in all. Only 'noisy' is measured again, and the run is whole without the rest."""
+    data = smoke_dict(**{"sweep.values": [0], "sweep.repeats": 2, "telemetry.enabled": False,
+                         "sweep.replication": {"target": 0.05, "max_repeats": 4}})  # fmt: skip
+    data["workload"] = {"kind": "python", "inferences_per_setting": 20, "warmup": 2, "restart": "per_repeat",
+                        "options": {"function": "helpers_workload:sleep_s", "setup": "helpers_workload:setup_level",
+                                    "settings": ["steady", "noisy"], "path": str(TESTS)}}  # fmt: skip
+    out = tmp_path / "run"
+    env = {**os.environ, "BUBBLEUP_TEST_WORKER_COUNT": str(tmp_path / "workers")}
+    done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(out), "-q"], cwd=tmp_path, env=env)
+    assert done.returncode == 0, done.stderr
+    points = pd.read_csv(out / "points.csv")
+    assert sorted(zip(points["repeat"], points["setting"], strict=True)) == [
+        (0, "noisy"), (0, "steady"), (1, "noisy"), (1, "steady"), (2, "noisy"), (3, "noisy")]
+    m = manifest(out)
+    assert [tuple(p) for p in m["plan"]] == [(0, 0), (1, 0), (2, 0), (3, 0)]
+    assert [[(p["setting"], p["repeats"]) for p in r["points"]] for r in m["replication"]] == [
+        [("noisy", 2)], [("noisy", 3)], [("noisy", 4)]]
+    reasons = {r["code"]: r["message"] for r in m["validity"]["reasons"]}
+    assert reasons["repeats"].startswith("1 step(s) still disagreed") and "noisy at 0 bubbles" in reasons["repeats"]
+    run = load_run(out)
+    assert missing_points(run) == [] and "all 4 planned points were measured" in (out / "report.html").read_text()
+    assert repeats_fact(run, run.effective["sweep"]).endswith(": 2 more point-repeat(s) of 2 step(s) in all")
 
 
 def test_a_met_target_adds_nothing(tmp_path: Path) -> None:

@@ -37,7 +37,7 @@ import pandas as pd
 
 from bubbleup.analysis.speed import for_verdicts
 from bubbleup.analysis.stats import describe, top1
-from bubbleup.store.reader import Run, of_ok_steps
+from bubbleup.store.reader import Run, of_ok_steps, series_name
 from bubbleup.store.records import STATUS_OK, STATUS_TIMEOUT, pressure_failed
 
 if TYPE_CHECKING:
@@ -259,14 +259,19 @@ def _add_slowdown(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def missing_points(run: Run) -> list[MissingPoint]:
-    """Planned (repeat, value) points, or settings within them, with no row in points.csv."""
+    """Planned (repeat, value) points, or settings within them, with no row in points.csv. An extra repeat
+    that measured only some steps (:meth:`Manifest.round_steps`) misses none of the others."""
     settings = list(run.planned) or run.settings
     done: dict[tuple[int, float], set[str]] = {}
     for rep, val, setting in zip(run.points["repeat"], run.points["value"], run.points["setting"], strict=True):
         done.setdefault((int(rep), float(val)), set()).add(str(setting))
+    multi = len(run.workloads) > 1
     out = []
     for key in run.plan:
-        missing = tuple(s for s in settings if s not in done.get(key, set()))
+        listed = run.manifest.round_steps(key[0])
+        at = None if listed is None else {series_name(w, s) if multi else s for v, w, s in listed if v == key[1]}
+        wanted = settings if at is None else [s for s in settings if s in at]
+        missing = tuple(s for s in wanted if s not in done.get(key, set()))
         if missing or (not settings and key not in done):
             out.append(MissingPoint(repeat=key[0], value=key[1], settings=missing))
     return out

@@ -26,7 +26,7 @@ Reasons, by code (thresholds are module constants):
   counts as the contamination it is; quantisation noise of the CPU clocks averages out.
 - ``precision``: a step stopped at a cap (``stopped_by`` ``cap_*``) with its IQM's CI half-width
   still above the target asked for (points.csv ``halfwidth`` > ``target_halfwidth``).
-- ``repeats``: with ``sweep.replication``, a point whose repeats still disagreed beyond the target when it
+- ``repeats``: with ``sweep.replication``, a step whose repeats still disagreed beyond the target when it
   had ``max_repeats`` (the manifest's last ``replication`` entry).
 - ``pressure_failed``: a step ran without the pressure its point asked for (a bubble died, was refused or
   never started; :func:`bubbleup.store.records.pressure_failed`). Its point is left out of the curves;
@@ -61,7 +61,7 @@ from bubbleup.errors import UserError
 from bubbleup.formatting import busiest, plural, pressure
 from bubbleup.store import manifest as manifest_io
 from bubbleup.store.layout import MANIFEST
-from bubbleup.store.reader import UNREADABLE, Run, load_run, of_ok_steps
+from bubbleup.store.reader import UNREADABLE, Run, load_run, of_ok_steps, series_name
 from bubbleup.store.records import BUDGET_OOM, OUTSIDE_CPU_CORES, STATUS_OK, pressure_failed
 
 #: A bubble missed its size target below this share of it.
@@ -436,10 +436,11 @@ def _repeats(run: Run, unchecked: list[str]) -> list[Reason]:
     if not unmet:
         return []
     target = float(rule.get("target") or math.nan)
-    named = [f"{p['setting']} at {_at(run, p['value'])}: +/-{_beyond(float(p['relative_se']), target)} over "
-             f"{p['repeats']} repeats"
+    multi = len(run.workloads) > 1
+    named = [f"{series_name(p.get('workload'), p['setting']) if multi else p['setting']} at {_at(run, p['value'])}: "
+             f"+/-{_beyond(float(p['relative_se']), target)} over {p['repeats']} repeats"
              for p in unmet]  # fmt: skip
-    return [Reason("repeats", f"{len(unmet)} point(s) still disagreed beyond +/-{target:.1%} between repeats at "
+    return [Reason("repeats", f"{len(unmet)} step(s) still disagreed beyond +/-{target:.1%} between repeats at "
                               f"max_repeats: {_named(named)}")]  # fmt: skip
 
 

@@ -7,6 +7,7 @@ from typing import Any
 import pandas as pd
 
 from bubbleup.formatting import format_value, pressure
+from bubbleup.store.manifest import LISTED_ONLY
 from bubbleup.store.reader import Run
 
 
@@ -51,8 +52,10 @@ def repeats_fact(run: Run, sweep: dict[str, Any]) -> str:
     if not rule:
         return planned
     extra = len(run.manifest.plan) - int(sweep.get("repeats") or 0) * len(sweep.get("values") or run.values or [])
+    steps = sum(len(r.get("points") or []) for r in run.manifest.replication if r.get(LISTED_ONLY))
     return (f"{planned}, then up to {rule.get('max_repeats')} where the repeats disagreed beyond "
-            f"+/-{float(rule.get('target') or 0):.1%}: {extra} more point-repeat(s)")  # fmt: skip
+            f"+/-{float(rule.get('target') or 0):.1%}: {extra} more point-repeat(s)"
+            + (f" of {steps} step(s) in all" if steps else ""))  # fmt: skip
 
 
 def cpus_fact(run: Run) -> str:

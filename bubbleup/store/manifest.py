@@ -59,9 +59,10 @@ class Manifest(BaseModel):
     scenario_effective: dict[str, Any] = Field(default_factory=dict)
     #: (repeat, sweep value) in execution order.
     plan: list[tuple[int, int]] = Field(default_factory=list)
-    #: sweep.replication's rounds: per extra repeat, the points that asked for it and their spread
-    #: (sweep.replication.PointSpread); the last entry, with ``"repeat": None``, the points still above the
-    #: target when the rounds ended (at max_repeats).
+    #: sweep.replication's rounds: per extra repeat, the steps that asked for it and their spread
+    #: (sweep.replication.StepSpread), which are all it measured when it has ``LISTED_ONLY`` (an earlier
+    #: version listed each point's worst step and measured every step of the point); the last entry, with
+    #: ``"repeat": None``, the steps still above the target when the rounds ended (at max_repeats).
     replication: list[dict[str, Any]] = Field(default_factory=list)
     steps: list[StepEntry] = Field(default_factory=list)
     workloads: list[str] = Field(default_factory=list)
@@ -138,6 +139,26 @@ class Manifest(BaseModel):
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2, default=str)
+
+    def round_steps(self, repeat: int) -> set[StepId] | None:
+        """The steps an extra repeat measured, when its replication round measured only those it lists; None for
+        a repeat that measured every step of its points (a planned repeat, or an earlier version's round)."""
+        return round_steps(self.replication, repeat)
+
+
+#: (sweep value, workload label, setting): a step of a point, as a replication round lists it.
+StepId = tuple[int, str, str]
+#: A replication round's key, true when the round measured only the steps it lists.
+LISTED_ONLY = "listed_steps_only"
+
+
+def round_steps(rounds: list[dict[str, Any]], repeat: int) -> set[StepId] | None:
+    """:meth:`Manifest.round_steps` of a manifest's ``replication`` entries (a run that plans its next round
+    reads them before they are in a manifest)."""
+    for entry in rounds:
+        if entry.get("repeat") == repeat and entry.get(LISTED_ONLY):
+            return {(int(p["value"]), str(p["workload"]), str(p["setting"])) for p in entry.get("points") or []}
+    return None
 
 
 def check_schema(version: Any, source: Path | str) -> None:

@@ -1,4 +1,4 @@
-"""The sweep: for each point, bubbles up -> all ready -> settle -> workload runs every step -> record -> bubbles down.
+"""The sweep: for each point, bubbles up -> all ready -> settle -> workload runs its steps -> record -> bubbles down.
 
 It knows nothing of how a workload infers (that is the worker's business) and
 nothing of statistics beyond a per-step summary (analysis works on saved files).
@@ -80,8 +80,7 @@ class Orchestrator:
         # next starts: their memory is then theirs alone. A single one keeps its worker unless told.
         self.isolated = len(self.specs) > 1
         self.workers: dict[str, WorkerClient] = {}
-        self.steps_per_point = sum(len(v) for v in self.steps.values())
-        self.progress = Progress(self.steps_per_point * len(store.manifest.plan), progress)
+        self.progress = Progress(sum(self._step_count(r, v) for r, v in store.manifest.plan), progress)
         self.started_epoch = store.manifest.started_epoch
         self._phase_starts = scenario.sweep.phase_starts()  # a schedule's phases, seconds after it began
         self.own_session = scenario.placement == "own-session"
@@ -185,7 +184,7 @@ class Orchestrator:
         done = self.store.completed_points()
         plan = self.store.manifest.plan
         todo = [(r, v) for r, v in plan if (r, v) not in done]
-        self.progress.advance(self.steps_per_point * (len(plan) - len(todo)))
+        self.progress.advance(sum(self._step_count(r, v) for r, v in plan if (r, v) in done))
         try:
             pending = todo or self._more_repeats()
             if not pending:  # killed after its last point landed: nothing to measure, so no start check to judge
@@ -232,14 +231,25 @@ class Orchestrator:
         rule = sweep.replication
         if rule is None:
             return []
-        extra, entry, note = replication.next_round(replication.read_samples(self.store.root), m.plan, rule,
-                                                    sweep.order, sweep.seed)  # fmt: skip
+        extra, entry, note = replication.next_round(replication.read_samples(self.store.root), m.plan,
+                                                    m.replication, rule, sweep.order, sweep.seed)  # fmt: skip
         if extra or not m.replication or m.replication[-1] != entry:  # a resume that finds the same end adds none
             self.store.update_manifest(plan=[*m.plan, *extra], replication=[*m.replication, entry])
         if extra:
-            self.progress.grow(self.steps_per_point * len(extra))
+            self.progress.grow(sum(self._step_count(r, v) for r, v in extra))
             self.progress.note(note)
         return extra
+
+    def _steps_at(self, repeat: int, value: int) -> dict[str, list[tuple[int, StepPlan]]]:
+        """The steps a point runs, per workload, with their index in the workload's steps: all of them, or in
+        an extra repeat only those its replication round lists (:meth:`Manifest.round_steps`)."""
+        listed = self.store.manifest.round_steps(repeat)
+        return {label: [(i, st) for i, st in enumerate(steps)
+                        if listed is None or (value, label, st.setting) in listed]
+                for label, steps in self.steps.items()}  # fmt: skip
+
+    def _step_count(self, repeat: int, value: int) -> int:
+        return sum(len(steps) for steps in self._steps_at(repeat, value).values())
 
     def _run_point(self, repeat: int, value: int) -> None:
         sc = self.scenario
@@ -275,10 +285,12 @@ class Orchestrator:
                 killed = self._oom_kills() - ooms
                 pressure_error = f"{PRESSURE_NOT}applied: {exc}" + (f"; {BUDGET_OOM}" if killed else "")
                 self.progress.note(f"  {pressure_error}")
-            for label, steps in self.steps.items():
+            for label, steps in self._steps_at(repeat, value).items():
+                if not steps:
+                    continue
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
-                for idx, step in enumerate(steps):
+                for idx, step in steps:
                     t0 = math.nan
                     if pressure_error:
                         status, error, result = STATUS_FAILED, pressure_error, None

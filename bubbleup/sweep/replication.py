@@ -5,9 +5,11 @@ deviation is shared by every setting measured with the same bubbles), and it is 
 the main job's cliff one point's repeat IQMs spread 7-12% (CV), at the points below it 1-3%. A step's
 precision rule cannot see it; more repeats everywhere cost a third more run time each. Kalibera and
 Jones ("Rigorous benchmarking in reasonable time", ISMM 2013) size each level of repetition from the
-variance measured at that level; this does the same per point: after the planned repeats, a point at
-which any step's mean over its repeats has a relative standard error above the target gets one more
-repeat, one round at a time, until it is within the target or at ``max_repeats``.
+variance measured at that level; this does the same per step: after the planned repeats, each step of a
+point (one setting at one pressure) whose mean over its repeats has a relative standard error above the
+target gets one more repeat, one round at a time, until it is within the target or at ``max_repeats``.
+A round measures only those steps: in the noisy spells where rounds happen, a third to a half of a
+point's steps ask for one (2026-12-07, set G), so a round costs that share of a whole-point round.
 
 A repeat's level is the IQM of its timed latencies at one CPU speed (each scaled by the run's median
 probe / its own probe: ``analysis.speed.at_speed``), so a VM changing speed between repeats does not
@@ -20,7 +22,7 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +33,7 @@ from bubbleup.analysis import speed
 from bubbleup.analysis.stats import iqm
 from bubbleup.specs import ReplicationSpec
 from bubbleup.store import reader
+from bubbleup.store.manifest import LISTED_ONLY, StepId, round_steps
 from bubbleup.sweep.plan import point_order
 
 COLUMNS = ["repeat", "value", "workload", "setting", "phase", "latency_ms", "speed_ns"]
@@ -39,65 +42,85 @@ OK_KEY = ["workload", *reader.STEP_KEY]
 
 
 @dataclass(frozen=True)
-class PointSpread:
-    """One point's worst step: the relative standard error of its mean over ``repeats`` repeat IQMs."""
+class StepSpread:
+    """One step of a point: the relative standard error of its mean over ``repeats`` repeat IQMs."""
 
     value: int
+    workload: str
     setting: str
     repeats: int
     relative_se: float
 
+    @property
+    def step(self) -> StepId:
+        return (self.value, self.workload, self.setting)
+
     def to_dict(self) -> dict[str, object]:
-        return {"value": self.value, "setting": self.setting, "repeats": self.repeats,
+        return {"value": self.value, "workload": self.workload, "setting": self.setting, "repeats": self.repeats,
                 "relative_se": round(self.relative_se, 5)}  # fmt: skip
 
 
-def spreads(samples: pd.DataFrame, ran: Mapping[int, int] | None = None) -> list[PointSpread]:
-    """Per point, the step whose repeat IQMs agree least (relative standard error of their mean).
+def repeats_ran(plan: list[tuple[int, int]], rounds: list[dict[str, Any]]) -> Callable[[StepId], int]:
+    """How many repeats each step ran, from the plan: every step of a planned point, only the listed steps of an
+    extra repeat's point (:func:`bubbleup.store.manifest.round_steps`). A repeat whose step failed leaves no
+    samples, so counting those would let a step that keeps failing ask for repeats for ever; it is at
+    ``max_repeats`` when it has run that often, whatever came of it."""
+    whole: Counter[int] = Counter()
+    listed: Counter[StepId] = Counter()
+    for repeat, value in plan:
+        steps = round_steps(rounds, repeat)
+        if steps is None:
+            whole[value] += 1
+        else:
+            listed.update(s for s in steps if s[0] == value)
+    return lambda step: whole[step[0]] + listed[step]
 
-    ``ran`` counts the repeats each point ran (from the plan); without it, the repeats that left samples.
-    A repeat whose step failed leaves none, so counting only those would let a point that keeps failing
-    ask for repeats for ever; it is at ``max_repeats`` when it has run that often, whatever came of it."""
+
+def spreads(samples: pd.DataFrame, ran: Callable[[StepId], int] | None = None) -> list[StepSpread]:
+    """Every step's spread: how far its repeat IQMs disagree (relative standard error of their mean), with the
+    repeats it ran (``ran``; without it, the repeats that left samples)."""
     samples = speed.at_speed_unless_it_scatters(samples, speed.median_probe(samples))
     timed = samples[(samples["phase"] == "timed") & samples["latency_ms"].notna()]
     if timed.empty:
         return []
-    by_repeat = timed.groupby(["value", "workload", "setting", "repeat"])["latency_ms"]
+    by_repeat = timed.groupby(["value", "workload", "setting", "repeat"], sort=False)["latency_ms"]
     levels = by_repeat.agg(lambda x: float(iqm(x.to_numpy())))
-    out: dict[int, PointSpread] = {}
-    for (value, _workload, setting), per_repeat in levels.groupby(level=["value", "workload", "setting"]):
+    out: list[StepSpread] = []
+    for (value, workload, setting), per_repeat in levels.groupby(level=["value", "workload", "setting"], sort=False):
         k = len(per_repeat)
         mean = float(per_repeat.mean())
         rse = float(per_repeat.std(ddof=1)) / mean / math.sqrt(k) if k >= 2 and mean > 0 else math.inf
-        worst = out.get(int(value))
-        if worst is None or rse > worst.relative_se:
-            out[int(value)] = PointSpread(int(value), str(setting), k if ran is None else ran[int(value)], rse)
-    return [out[v] for v in sorted(out)]
+        step = (int(value), str(workload), str(setting))
+        out.append(StepSpread(*step, k if ran is None else ran(step), rse))
+    return sorted(out, key=lambda p: p.value)
 
 
 def wanting(samples: pd.DataFrame, target: float, max_repeats: int,
-            ran: Mapping[int, int] | None = None) -> list[PointSpread]:  # fmt: skip
-    """The points that need another repeat: above ``target`` with fewer than ``max_repeats`` repeats."""
+            ran: Callable[[StepId], int] | None = None) -> list[StepSpread]:  # fmt: skip
+    """The steps that need another repeat: above ``target`` with fewer than ``max_repeats`` repeats."""
     return [p for p in spreads(samples, ran) if p.relative_se > target and p.repeats < max_repeats]
 
 
-def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rule: ReplicationSpec, order: str,
-               seed: int) -> tuple[list[tuple[int, int]], dict[str, Any], str]:  # fmt: skip
-    """The next round: (its points, one new repeat of every point that wants one, in the sweep's ``order``
-    (:func:`bubbleup.sweep.plan.point_order`; a shuffle seeded by ``seed`` and the repeat, so a resumed run
-    draws the same); its manifest entry; a line for the user). No points: the entry lists those left above
-    the target."""
-    ran = Counter(v for _, v in plan)
+def next_round(samples: pd.DataFrame, plan: list[tuple[int, int]], rounds: list[dict[str, Any]],
+               rule: ReplicationSpec, order: str, seed: int) -> tuple[list[tuple[int, int]], dict[str, Any], str]:
+    """The next round: (its points, one new repeat of every point with a step that wants one, in the sweep's
+    ``order`` (:func:`bubbleup.sweep.plan.point_order`; a shuffle seeded by ``seed`` and the repeat, so a resumed
+    run draws the same); its manifest entry, which lists the steps it measures (``LISTED_ONLY``): at such a
+    point the others already agree, and measuring them again would cost as much and change nothing; a line for
+    the user). No points: the entry lists the steps left above the target. ``rounds`` are the manifest's
+    replication entries so far."""
+    ran = repeats_ran(plan, rounds)
     want = wanting(samples, rule.target, rule.max_repeats, ran)
     if not want:
         unmet = [p.to_dict() for p in spreads(samples, ran) if p.relative_se > rule.target]
         return [], {"repeat": None, "points": unmet}, ""
     repeat = max(r for r, _ in plan) + 1
-    values = point_order((p.value for p in want), repeat, order, random.Random(f"{seed}/{repeat}"))
+    values = point_order({p.value for p in want}, repeat, order, random.Random(f"{seed}/{repeat}"))
     worst = max(want, key=lambda p: p.relative_se)
-    note = (f"repeat {repeat + 1}: {len(values)} point(s) whose repeats disagree beyond +/-{rule.target:.1%} "
-            f"(worst: {worst.setting} at {worst.value}, +/-{worst.relative_se:.1%})")  # fmt: skip
-    return [(repeat, v) for v in values], {"repeat": repeat, "points": [p.to_dict() for p in want]}, note
+    note = (f"repeat {repeat + 1}: {len(want)} step(s) at {len(values)} point(s) whose repeats disagree beyond "
+            f"+/-{rule.target:.1%} (worst: {worst.setting} at {worst.value}, +/-{worst.relative_se:.1%})")  # fmt: skip
+    entry = {"repeat": repeat, LISTED_ONLY: True, "points": [p.to_dict() for p in want]}
+    return [(repeat, v) for v in values], entry, note
 
 
 def read_samples(root: Path) -> pd.DataFrame:
