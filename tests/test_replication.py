@@ -17,8 +17,8 @@ from conftest import TESTS, descendants, run_cli, running_cli, smoke_dict, wait_
 from bubbleup.analysis.summary import missing_points
 from bubbleup.report.facts import repeats_fact
 from bubbleup.specs import ReplicationSpec
-from bubbleup.store.reader import load_run
 from bubbleup.store.manifest import LISTED_ONLY, Manifest
+from bubbleup.store.reader import load_run
 from bubbleup.sweep.replication import next_round, repeats_ran, spreads, wanting
 
 
