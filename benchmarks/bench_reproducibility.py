@@ -98,7 +98,8 @@ def main() -> None:
         print(f"{s:<15}" + "  ".join(words) + f"  {'yes' if agree[s] else 'NO'}")
 
     # A point's statistic across runs: the median as measured and at one CPU speed (every run scaled to their common
-    # median probe), and compare's statistic (the mean of the repeats' IQMs) at one speed.
+    # median probe by the elasticity fitted on all of them, as compare scales a pair), and compare's statistic (the
+    # mean of the repeats' IQMs) at one speed.
     def points(r: Run) -> pd.DataFrame:
         """Per (setting, value): the pooled median (points.csv's) and the mean of the repeats' IQMs."""
         summary = summarise(r)
@@ -111,7 +112,8 @@ def main() -> None:
         return values.std(axis=1, ddof=1) / values.mean(axis=1)
 
     reference = float(np.median([speed.reference_ns(r) for r in runs]))
-    raw, at_one_speed = [points(r) for r in runs], [points(speed.adjusted(r, reference)) for r in runs]
+    fit = speed.elasticity(*(r.samples for r in runs))
+    raw, at_one_speed = [points(r) for r in runs], [points(speed.adjusted(r, reference, fit.beta)) for r in runs]
     cv = cv_across(raw, "median")
     cv_speed, cv_iqm = cv_across(at_one_speed, "median"), cv_across(at_one_speed, "iqm")
     # (setting, value) index labels, which pandas types as Hashable
@@ -130,7 +132,7 @@ def main() -> None:
     print(f"  the same cliff in every run                  {same} of {len(agree)}")
     print(f"largest CV of a point's median across runs     {cv.max():.1%} ({worst[0]} at {worst[1]:g})   <= 5%")
     print(f"  the same at one CPU speed                    {cv_speed.max():.1%} ({worst_speed[0]} at "
-          f"{worst_speed[1]:g})")  # fmt: skip
+          f"{worst_speed[1]:g}; the probe to the power {fit.beta:.2f}, fitted on all runs' repeats)")  # fmt: skip
     print(f"median CV of a point's median across runs      {np.median(cv):.1%}; at one CPU speed "
           f"{np.median(cv_speed):.1%}")  # fmt: skip
     print(f"the same for compare's statistic (IQM)        {cv_iqm.max():.1%} ({worst_iqm[0]} at {worst_iqm[1]:g}); "
@@ -152,13 +154,15 @@ def main() -> None:
     if len(missed):
         print("  missed: " + ", ".join(f"{r.setting} at {r.value:g} ({r.ratio:.2f}x [{r.ratio_low:.2f}, "
                                       f"{r.ratio_high:.2f}])" for r in missed.itertuples()))  # fmt: skip
-    why = ("yes" if cmp_slow.one_speed else "no: raw latencies (a run has no probes, or scaling by them spread its "
-           "repeats further apart)")  # fmt: skip
+    why = (f"yes, each inference scaled by its probe to the power {cmp_slow.beta:.2f}" if cmp_slow.one_speed else
+           "no: raw latencies (a run has no probes, or latency did not follow them between repeats)")  # fmt: skip
     print(f"  compare at one CPU speed: {why}")
     for i, r in enumerate(runs, 1):
         f = speed.facts(r)
-        print(f"  run {i}: repeats {f.spread_raw:.1%} apart as measured, {f.spread_scaled:.1%} at one speed: "
-              f"{'judged at one speed' if f.adjusts else 'judged raw'}")  # adjusts is False where it scatters
+        e = f.elasticity
+        print(f"  run {i}: latency followed the probe to the power {e.beta:.2f} between repeats; repeats "
+              f"{e.spread_raw:.1%} apart as measured, {e.spread_scaled:.1%} so: "
+              f"{'judged at one speed' if f.adjusts else 'judged raw'}")  # fmt: skip
     print(f"\nrun directories: {base}")
 
 

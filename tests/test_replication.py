@@ -134,30 +134,38 @@ def test_an_unreachable_target_repeats_every_point_to_max_repeats_and_says_inval
     assert repeats_fact(run, run.effective["sweep"]).endswith(": 4 more point-repeat(s) of 8 step(s) in all")
 
 
-def test_an_extra_round_measures_only_the_step_whose_repeats_disagree(tmp_path: Path) -> None:
+def test_an_extra_round_measures_only_the_steps_it_lists(tmp_path: Path) -> None:
     """Two settings at one point, each repeat in a fresh worker: 'noisy' sleeps 2 ms in odd-numbered workers and
-    3 ms in even ones, 'steady' 2 ms in all. Only 'noisy' is measured again, and the run is whole without the rest."""
+    20 ms in even ones, 'steady' 2 ms in all. Every round lists 'noisy'; each extra repeat measures exactly the steps
+    its round lists ('steady' too only if the VM made its repeats disagree), and the run is whole without the rest."""
     data = smoke_dict(**{"sweep.values": [0], "sweep.repeats": 2, "telemetry.enabled": False,
-                         "sweep.replication": {"target": 0.05, "max_repeats": 4}})  # fmt: skip
-    data["workload"] = {"kind": "python", "inferences_per_setting": 20, "warmup": 2, "restart": "per_repeat",
+                         "sweep.replication": {"target": 0.15, "max_repeats": 4}})  # fmt: skip
+    data["workload"] = {"kind": "python", "inferences_per_setting": 50, "warmup": 5, "restart": "per_repeat",
                         "options": {"function": "helpers_workload:sleep_s", "setup": "helpers_workload:setup_level",
                                     "settings": ["steady", "noisy"], "path": str(TESTS)}}  # fmt: skip
     out = tmp_path / "run"
     env = {**os.environ, "BUBBLEUP_TEST_WORKER_COUNT": str(tmp_path / "workers")}
     done = run_cli(["run", str(write_scenario(tmp_path, data)), "--out", str(out), "-q"], cwd=tmp_path, env=env)
     assert done.returncode == 0, done.stderr
-    points = pd.read_csv(out / "points.csv")
-    assert sorted(zip(points["repeat"], points["setting"], strict=True)) == [
-        (0, "noisy"), (0, "steady"), (1, "noisy"), (1, "steady"), (2, "noisy"), (3, "noisy")]
     m = manifest(out)
     assert [tuple(p) for p in m["plan"]] == [(0, 0), (1, 0), (2, 0), (3, 0)]
-    assert [[(p["setting"], p["repeats"]) for p in r["points"]] for r in m["replication"]] == [
-        [("noisy", 2)], [("noisy", 3)], [("noisy", 4)]]
+    rounds = m["replication"]
+    assert [r["repeat"] for r in rounds] == [2, 3, None] and all(r.get(LISTED_ONLY) for r in rounds[:2])
+    points = pd.read_csv(out / "points.csv")
+    for r in rounds[:2]:
+        listed = {p["setting"] for p in r["points"]}
+        assert "noisy" in listed
+        assert sorted(points.loc[points["repeat"] == r["repeat"], "setting"]) == sorted(listed)
+    assert sorted(points.loc[points["repeat"] < 2, "setting"]) == ["noisy", "noisy", "steady", "steady"]
+    unmet = rounds[-1]["points"]
+    assert ("noisy", 4) in {(p["setting"], p["repeats"]) for p in unmet}
     reasons = {r["code"]: r["message"] for r in m["validity"]["reasons"]}
-    assert reasons["repeats"].startswith("1 step(s) still disagreed") and "noisy at 0 bubbles" in reasons["repeats"]
+    assert reasons["repeats"].startswith(f"{len(unmet)} step(s) still disagreed") and "noisy at 0 bubbles" in \
+        reasons["repeats"]  # fmt: skip
     run = load_run(out)
     assert missing_points(run) == [] and "all 4 planned points were measured" in (out / "report.html").read_text()
-    assert repeats_fact(run, run.effective["sweep"]).endswith(": 2 more point-repeat(s) of 2 step(s) in all")
+    steps = sum(len(r["points"]) for r in rounds[:2])
+    assert repeats_fact(run, run.effective["sweep"]).endswith(f": 2 more point-repeat(s) of {steps} step(s) in all")
 
 
 def test_a_met_target_adds_nothing(tmp_path: Path) -> None:

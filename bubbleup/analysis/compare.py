@@ -66,6 +66,9 @@ class Comparison:
     min_effect: float = MIN_EFFECT
     #: Whether ratios are at one CPU speed (both runs probed; analysis.speed), or raw.
     one_speed: bool = False
+    #: How far both runs' latency followed the probe between repeats (analysis.speed.elasticity): each inference
+    #: is scaled by its probe to this power (1: in full; 0, raw).
+    beta: float = 1.0
     agreement: tuple[CliffAgreement, ...] = ()
     #: (key, A, B) where readings taken at each run's start differ (load, free memory, load times): they always do.
     env_readings: tuple[tuple[str, str, str], ...] = ()
@@ -144,16 +147,19 @@ def _probes_apart(run_a: Run, run_b: Run) -> str:
     return "; ".join(apart)
 
 
-def _scattered(run_a: Run, run_b: Run) -> str:
-    """Why two probed runs are compared as measured (``speed.scatters``), and how far apart their probes put the
-    CPU: a whole run measured in a slower spell moves every point alike, which its repeats cannot see."""
-    which = [f"{label}'s ({f.spread_raw:.1%} apart as measured, {f.spread_scaled:.1%} scaled)"
-             for label, f in (("A", speed.facts(run_a)), ("B", speed.facts(run_b))) if f.scatters]  # fmt: skip
+def _partly_tracked(run_a: Run, run_b: Run, fit: speed.Elasticity) -> str:
+    """How far the two runs' latency followed the CPU speed probe (``speed.elasticity`` < 1), and how far apart
+    their probes put the CPU: a whole run measured in a slower spell moves every point alike, which its repeats
+    cannot see, and the probe then tells only part of it."""
     probes = speed.reference_ns(run_b) / speed.reference_ns(run_a)
-    return (f"Scaling by the CPU speed probe spread run {' and '.join(which)} repeats further apart: points are "
-            f"compared as measured. By its median probe, B's CPU ran {probes:.2f}x A's time per loop; a spell of the "
-            f"machine that spans a whole run moves every point alike, which the runs' repeats cannot see, so a "
-            f"change of a few % at every point may be the machine, not the workload.")
+    how = ("did not follow the CPU speed probe (fitted elasticity 0): points are compared as measured"
+           if fit.beta == 0 else
+           f"followed the CPU speed probe only in part (fitted elasticity {fit.beta:.2f}): each inference is scaled "
+           f"by its probe to that power")  # fmt: skip
+    return (f"Between repeats, both runs' latency {how} (their repeats {fit.spread_raw:.1%} apart as measured, "
+            f"{fit.spread_scaled:.1%} so). By its median probe, B's CPU ran {probes:.2f}x A's time per loop; a "
+            f"spell of the machine that spans a whole run moves every point alike, which the runs' repeats cannot "
+            f"see, so a change of a few % at every point may be the machine, not the workload.")
 
 
 def _verdict(row: dict[str, Any], min_effect: float) -> str:
@@ -174,15 +180,17 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     apart = _probes_apart(run_a, run_b)
     probed = speed.has_speed(run_a) and speed.has_speed(run_b)
     one_speed = probed and not apart
-    # ... unless the correction spreads either run's repeats further apart (speed.scatters): then it adds noise
-    one_speed = one_speed and not (speed.facts(run_a).scatters or speed.facts(run_b).scatters)
+    # ... by how far both runs' latency followed the probe between repeats (speed.elasticity): in a noisy spell
+    # another tenant's traffic slows the probe's loop more than the workload, and scaling in full adds noise
+    fit = speed.elasticity(run_a.samples, run_b.samples) if one_speed else speed.Elasticity()
+    one_speed = one_speed and fit.beta > 0
     reference = speed.reference_ns(run_a)
     speed_a, speed_b = speed.point_speed(run_a), speed.point_speed(run_b)
     # each run's cliffs as its own report judges them; the points' replicates at the common speed
     curves_a, curves_b = summaries.setting_curves(run_a, sum_a), summaries.setting_curves(run_b, sum_b)
     if one_speed:
-        reps_a = _by_repeat(summaries.setting_curves(speed.adjusted(run_a, reference), sum_a))
-        reps_b = _by_repeat(summaries.setting_curves(speed.adjusted(run_b, reference), sum_b))
+        reps_a = _by_repeat(summaries.setting_curves(speed.adjusted(run_a, reference, fit.beta), sum_a))
+        reps_b = _by_repeat(summaries.setting_curves(speed.adjusted(run_b, reference, fit.beta), sum_b))
     else:
         reps_a, reps_b = _by_repeat(curves_a), _by_repeat(curves_b)
     warnings = []
@@ -268,8 +276,8 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
     elif not probed:
         warnings.append("Run A or B has no CPU speed probes (older than them): points are compared at whatever "
                         "speed the CPU ran, and a VM's wandering speed reads as a change.")  # fmt: skip
-    elif not one_speed:
-        warnings.append(_scattered(run_a, run_b))
+    elif fit.told and fit.beta < 1:
+        warnings.append(_partly_tracked(run_a, run_b, fit))
     single = [label for label, t in (("A", "n_repeats_a"), ("B", "n_repeats_b")) if len(table) and table[t].max() < 2]
     if single:
         warnings.append(
@@ -293,6 +301,7 @@ def compare_runs(run_a: Run, run_b: Run, min_effect: float = MIN_EFFECT) -> Comp
         warnings=tuple(warnings),
         min_effect=min_effect,
         one_speed=one_speed,
+        beta=fit.beta if one_speed else 0.0,
         agreement=tuple(cliff_agreement(cliffs_a, cliffs_b, sorted(set(sum_a["value"]) | set(sum_b["value"])))),
     )
 
@@ -374,8 +383,9 @@ def format_text(cmp: Comparison) -> str:
             f"least {cmp.min_effect:.0%}; {cmp.flagged} of {len(t)} points changed."
         )
         if cmp.one_speed:
-            lines.append("Medians are as measured; B/A is at one CPU speed: every inference scaled by the CPU speed "
-                         "probe taken before it (CPU B/A: how much slower B's CPU ran at that point).")  # fmt: skip
+            power = f" to the power {cmp.beta:.2f}" if cmp.beta < 1 else ""
+            lines.append(f"Medians are as measured; B/A is at one CPU speed: every inference scaled by the CPU speed "
+                         f"probe taken before it{power} (CPU B/A: how much slower B's CPU ran at that point).")
     for ag in cmp.agreement:
         lines.append(f"cliff {ag.setting}: A {ag.a} | B {ag.b} -> {'agree' if ag.agree else 'DIFFER'} ({ag.why})")
     if cmp.agreement:

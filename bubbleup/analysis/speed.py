@@ -4,9 +4,12 @@ Every timed inference carries the worker's CPU speed probe taken just before it 
 :mod:`bubbleup.machine.speed`: thread-CPU nanoseconds of a fixed interpreter loop). On our VMs the
 CPU changes speed by 15-30% for seconds at a time with nothing of ours running, and latency moves
 with it; the probe sees that and nothing of time-sharing or cache pressure. A speed-adjusted run
-scales each inference by ``reference_ns / speed_ns``: the latency it would have had at the speed
-where the probe takes ``reference_ns``. Everything downstream (summaries, cliffs, resampling,
-compare) then works on it unchanged, since it is an ordinary :class:`Run` with other latencies.
+scales each inference by ``(reference_ns / speed_ns) ** beta``: the latency it would have had at the
+speed where the probe takes ``reference_ns``, where ``beta`` (:func:`elasticity`) is how far the
+workload's latency followed the probe between repeats (near 1 when the CPU's own speed moves; far
+less when another tenant's cache or memory traffic slows the loop and the workload unequally).
+Everything downstream (summaries, cliffs, resampling, compare) then works on it unchanged, since it
+is an ordinary :class:`Run` with other latencies.
 
 Where it is used:
 
@@ -65,11 +68,13 @@ def median_probe(samples: pd.DataFrame) -> float:
     return float(np.median(samples.loc[_timed(samples), COLUMN]))
 
 
-def at_speed(samples: pd.DataFrame, reference: float) -> pd.DataFrame:
-    """``samples`` with every timed latency scaled to the speed where the probe takes ``reference`` ns (the
-    raw latency kept in ``latency_raw_ms``); ``samples`` itself when they have no probes, no reference is
-    given, or they are at that speed already (adjusting again would copy them to change nothing)."""
-    if not probed(samples) or not reference > 0:
+def at_speed(samples: pd.DataFrame, reference: float, beta: float = 1.0) -> pd.DataFrame:
+    """``samples`` with every timed latency scaled to the speed where the probe takes ``reference`` ns, by
+    ``(reference / probe) ** beta`` (the workload's :func:`elasticity`; 1: latency in proportion to the probe's
+    time); the raw latency kept in ``latency_raw_ms``. ``samples`` itself when they have no probes, no reference
+    is given, ``beta`` is 0, or they are at that speed already (adjusting again would copy them to change
+    nothing)."""
+    if not probed(samples) or not reference > 0 or beta == 0:
         return samples
     timed = _timed(samples)
     if (samples.loc[timed, COLUMN] == reference).all():
@@ -77,44 +82,85 @@ def at_speed(samples: pd.DataFrame, reference: float) -> pd.DataFrame:
     out = samples.copy()
     out["latency_raw_ms"] = out["latency_ms"]
     factor = pd.Series(1.0, index=out.index)
-    factor[timed] = reference / out.loc[timed, COLUMN]
+    factor[timed] = (reference / out.loc[timed, COLUMN]) ** beta
     out["latency_ms"] = out["latency_ms"] * factor
     out[COLUMN] = out[COLUMN].astype(float)
     out.loc[timed, COLUMN] = reference  # now at that speed: adjusting again only rescales uniformly
     return out
 
 
-def repeat_spread(samples: pd.DataFrame) -> float:
-    """How far apart the repeats of one point lie: the pooled standard deviation of the log of each repeat's
-    median latency, within every (value, workload, setting) measured in two or more repeats (NaN with none)."""
+def _repeat_logs(samples: pd.DataFrame) -> pd.DataFrame:
+    """Per (value, workload, setting, repeat) of timed samples: log median latency and log median probe, each
+    less its step's mean over the step's repeats (steps measured in one repeat only dropped)."""
     timed = samples[_timed(samples) & (samples["latency_ms"] > 0)]
-    medians = timed.groupby(["value", "workload", "setting", "repeat"])["latency_ms"].median()
-    within = np.log(medians).groupby(level=["value", "workload", "setting"]).var(ddof=1).dropna()
-    return float(np.sqrt(within.mean())) if len(within) else math.nan
+    if COLUMN not in timed:
+        timed = timed.assign(**{COLUMN: math.nan})
+    per = timed.groupby(["value", "workload", "setting", "repeat"])[["latency_ms", COLUMN]].median()
+    logs = np.log(per.where(per > 0))
+    steps = logs.groupby(level=["value", "workload", "setting"])
+    return (logs - steps.transform("mean"))[steps["latency_ms"].transform("size") >= 2]
 
 
-def scatters(samples: pd.DataFrame, reference: float) -> tuple[bool, float, float]:
-    """(whether scaling by the probe spreads the repeats further apart than they were as measured, their spread
-    as measured, and scaled). The probe times a compute loop; where what slows the workload is something the
-    loop does not feel alike (another tenant's cache or memory traffic), the correction scales by the wrong
-    factor: on 2026-12-07 it made the repeats 2.1-2.7x further apart, and compare flagged 6-7% of an A/A pair's
-    points where raw latencies gave 0-4%. Not told (False) without two repeats of some point."""
-    return _scaling(samples, reference)[1:]
+def repeat_spread(samples: pd.DataFrame, beta: float = 0.0) -> float:
+    """How far apart the repeats of one point lie: the pooled standard deviation of the log of each repeat's
+    median latency, within every (value, workload, setting) measured in two or more repeats (NaN with none),
+    with each repeat scaled by its median probe to the power ``beta`` (0: as measured)."""
+    logs = _repeat_logs(samples)
+    if logs.empty:
+        return math.nan
+    level = logs["latency_ms"] - beta * logs[COLUMN].fillna(0.0) if beta else logs["latency_ms"]
+    within = (level**2).groupby(level=["value", "workload", "setting"]).sum() / (
+        level.groupby(level=["value", "workload", "setting"]).size() - 1)
+    return float(np.sqrt(within.mean()))
 
 
-def at_speed_unless_it_scatters(samples: pd.DataFrame, reference: float) -> pd.DataFrame:
-    """The samples a judgement of the run so far reads: at one speed (:func:`at_speed`), unless that spreads the
-    repeats further apart (:func:`scatters`); as measured then. The samples are scaled once for both."""
-    scaled, worse, _, _ = _scaling(samples, reference)
-    return samples if worse else scaled
+#: The elasticity's prior, 1 (latency in proportion to the probe's time), weighs as much as repeats whose probes
+#: moved this much (sd of log probe): a run whose probes barely moved between repeats cannot tell its elasticity,
+#: and keeps the prior, while one whose probes moved 10% (a noisy spell) is judged by its own repeats.
+PRIOR_SD = 0.01
 
 
-def _scaling(samples: pd.DataFrame, reference: float) -> tuple[pd.DataFrame, bool, float, float]:
-    """(the samples at one speed, and :func:`scatters`'s answer for them)."""
-    scaled = at_speed(samples, reference)
-    raw, spread = repeat_spread(samples), repeat_spread(scaled)
-    told = not (math.isnan(raw) or math.isnan(spread))
-    return scaled, (told and spread > raw), raw, spread
+@dataclass(frozen=True)
+class Elasticity:
+    """How far the workload's latency follows the probe between repeats: ``beta``, the least-squares slope of
+    each repeat's log median latency on its log median probe, within each step (one setting at one point), pooled,
+    pulled toward 1 by :data:`PRIOR_SD`, kept in [0, 1] and rounded to 0.01; with the repeats' spread as measured
+    and at it."""
+
+    beta: float = 1.0
+    told: bool = False  # two repeats of some step, with probes: else beta is the prior
+    spread_raw: float = math.nan
+    spread_scaled: float = math.nan
+
+
+def elasticity(*runs: pd.DataFrame) -> Elasticity:
+    """The :class:`Elasticity` of one run's samples, or of several runs' together (compare's two: one workload
+    on one machine follows its CPU's speed alike in both; each run's steps are its own).
+
+    The probe times a compute loop. When the CPU itself changes speed (15-30% for seconds at a time on our VMs),
+    latency follows the loop's time closely (elasticity near 1: on 2026-12-07 scaling by it cut the spread of a
+    point's median across runs 4-5x). When what slows the workload is something the loop feels more (another
+    tenant's cache or memory traffic in a noisy spell), it follows by far less: in the six runs of sets G and H
+    the fitted slope was 0.19-0.36, full scaling put the repeats 1.4-2.7x further apart than as measured, and
+    scaling by the fitted slope 0.6-0.8x as far."""
+    parts = [_repeat_logs(s) for s in runs if probed(s)]
+    logs = pd.concat(parts, keys=range(len(parts))) if parts else pd.DataFrame()
+    if logs.empty or len(parts) < len(runs):
+        return Elasticity()
+    x, y = logs[COLUMN].to_numpy(), logs["latency_ms"].to_numpy()
+    prior = len(x) * PRIOR_SD**2
+    # to two decimals, as it is known at best, so a probe that the workload did not follow at all reads 0 (raw)
+    beta = round(float(np.clip((np.dot(x, y) + prior) / (np.dot(x, x) + prior), 0.0, 1.0)), 2)
+    raw = float(np.mean([repeat_spread(s) for s in runs]))
+    scaled = float(np.mean([repeat_spread(s, beta) for s in runs]))
+    if scaled > raw:  # a slope from the samples' noise alone: scaling by it puts the repeats further apart
+        return Elasticity(0.0, True, raw, raw)
+    return Elasticity(beta, True, raw, scaled)
+
+
+def at_fitted_speed(samples: pd.DataFrame, reference: float) -> pd.DataFrame:
+    """The samples a judgement of the run so far reads: :func:`at_speed` by the run's own :func:`elasticity`."""
+    return at_speed(samples, reference, elasticity(samples).beta)
 
 
 def has_speed(run: Run) -> bool:
@@ -127,9 +173,10 @@ def reference_ns(run: Run) -> float:
     return median_probe(run.samples)
 
 
-def adjusted(run: Run, reference: float) -> Run:
-    """``run`` with its samples :func:`at_speed` ``reference``; ``run`` itself when that changes nothing."""
-    samples = at_speed(run.samples, reference)
+def adjusted(run: Run, reference: float, beta: float = 1.0) -> Run:
+    """``run`` with its samples :func:`at_speed` ``reference`` (by elasticity ``beta``); ``run`` itself when that
+    changes nothing."""
+    samples = at_speed(run.samples, reference, beta)
     return run if samples is run.samples else dataclasses.replace(run, samples=samples)
 
 
@@ -154,18 +201,16 @@ class SpeedFacts:
     schedule: bool = False  # a schedule's one point changes its pressure while timed: nothing to test against
     #: Fewer (repeat, value) points than the trend test needs to reach p < TREND_P at all: it cannot tell.
     too_few: int = 0
-    #: Scaling by the probe spread the repeats further apart (:func:`scatters`), with the spreads as measured
-    #: and scaled: the probe did not track what slowed the workload, and correcting by it adds noise.
-    scatters: bool = False
-    spread_raw: float = math.nan
-    spread_scaled: float = math.nan
+    #: How far latency followed the probe between repeats (:func:`elasticity`), with the repeats' spread as
+    #: measured and scaled by it: 0, the probe did not track what slowed the workload.
+    elasticity: Elasticity = dataclasses.field(default_factory=Elasticity)
 
     @property
     def adjusts(self) -> bool:
         """Whether verdicts are judged at one speed (:func:`for_verdicts`): only when the trend test could
-        have seen the speed follow the pressure, and did not, and the correction brings the repeats closer."""
+        have seen the speed follow the pressure, and did not, and latency follows the probe at all."""
         return (self.probed and not self.follows_pressure and not self.schedule and not self.too_few
-                and not self.scatters)  # fmt: skip
+                and self.elasticity.beta > 0)  # fmt: skip
 
     def sentence(self) -> str:
         if not self.probed:
@@ -184,13 +229,16 @@ class SpeedFacts:
                     f"most; Spearman rho {self.rho:.2f}, p {self.p:.2g}): the load changes the CPU's own speed here "
                     f"(a governor, a shared turbo budget, heat), which is part of what it does, so verdicts are "
                     f"judged on raw latencies.")  # fmt: skip
-        if self.scatters:
-            return (f"{spread}, independently of the pressure, but scaling each inference by it put the repeats "
-                    f"further apart ({self.spread_scaled:.1%} between repeats, against {self.spread_raw:.1%} as "
-                    f"measured): the probe did not track what slowed the workload, so verdicts and compare use raw "
-                    f"latencies.")  # fmt: skip
+        e = self.elasticity
+        if e.beta == 0:
+            return (f"{spread}, independently of the pressure, but latency did not follow it between repeats "
+                    f"(fitted elasticity 0; the repeats {e.spread_raw:.1%} apart as measured): the probe did not track "
+                    f"what slowed the workload, so verdicts and compare use raw latencies.")  # fmt: skip
+        how = (f"scaled to the median speed by the probe to the power {e.beta:.2f}, how far latency followed it "
+               f"between repeats (the repeats {e.spread_scaled:.1%} apart so, {e.spread_raw:.1%} as measured)"
+               if e.told and e.beta < 1 else "scaled to the median speed")  # fmt: skip
         return (f"{spread}, independently of the pressure: verdicts (cliffs, falls, curves) are judged with each "
-                f"inference scaled to the median speed; the latencies shown are raw.")
+                f"inference {how}; the latencies shown are raw.")
 
 
 def rank_trend(x: np.ndarray, y: np.ndarray, n_permutations: int = 4000, seed: int = 0) -> tuple[float, float]:
@@ -258,9 +306,8 @@ def _facts(run: Run) -> SpeedFacts:
     by_value = per.groupby("value")[COLUMN].median()
     effect = float(by_value.iloc[-1] / by_value.iloc[0] - 1)
     follows = bool(p < TREND_P and abs(effect) > TREND_EFFECT)
-    worse, raw, scaled = scatters(run.samples, ref)
-    return SpeedFacts(True, ref, low, high, float(rho), float(p), effect, follows, scatters=worse, spread_raw=raw,
-                      spread_scaled=scaled)  # fmt: skip
+    return SpeedFacts(True, ref, low, high, float(rho), float(p), effect, follows,
+                      elasticity=elasticity(run.samples))  # fmt: skip
 
 
 def for_verdicts(run: Run) -> Run:
@@ -269,7 +316,7 @@ def for_verdicts(run: Run) -> Run:
 
     def judged(run: Run) -> Run | None:  # None for "as measured": the cache must not hold the run itself
         f = facts(run)
-        return adjusted(run, f.reference_ns) if f.adjusts else None
+        return adjusted(run, f.reference_ns, f.elasticity.beta) if f.adjusts else None
 
     found = _cached("verdicts", run, judged)
     return found if found is not None else run

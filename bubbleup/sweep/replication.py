@@ -12,9 +12,9 @@ A round measures only those steps: in the noisy spells where rounds happen, a th
 point's steps ask for one (2026-12-07, set G), so a round costs that share of a whole-point round.
 
 A repeat's level is the IQM of its timed latencies at one CPU speed (each scaled by the run's median
-probe / its own probe: ``analysis.speed.at_speed``), so a VM changing speed between repeats does not
-ask for repeats the pressure never caused; as measured where that scaling spreads the repeats further apart
-(``analysis.speed.scatters``). Pure but for reading the run's own ``samples.csv``.
+probe / its own probe, to the power of how far latency follows the probe in this run:
+``analysis.speed.at_fitted_speed``), so a VM changing speed between repeats does not ask for repeats
+the pressure never caused. Pure but for reading the run's own ``samples.csv``.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def repeats_ran(plan: list[tuple[int, int]], rounds: list[dict[str, Any]]) -> Ca
 def spreads(samples: pd.DataFrame, ran: Callable[[StepId], int] | None = None) -> list[StepSpread]:
     """Every step's spread: how far its repeat IQMs disagree (relative standard error of their mean), with the
     repeats it ran (``ran``; without it, the repeats that left samples)."""
-    samples = speed.at_speed_unless_it_scatters(samples, speed.median_probe(samples))
+    samples = speed.at_fitted_speed(samples, speed.median_probe(samples))
     timed = samples[(samples["phase"] == "timed") & samples["latency_ms"].notna()]
     if timed.empty:
         return []
