@@ -141,8 +141,8 @@ def elasticity(*runs: pd.DataFrame) -> Elasticity:
     latency follows the loop's time closely (elasticity near 1: on 2026-12-07 scaling by it cut the spread of a
     point's median across runs 4-5x). When what slows the workload is something the loop feels more (another
     tenant's cache or memory traffic in a noisy spell), it follows by far less: in the six runs of sets G and H
-    the fitted slope was 0.19-0.36, full scaling put the repeats 1.4-2.7x further apart than as measured, and
-    scaling by the fitted slope 0.6-0.8x as far."""
+    the fitted slope was 0.19-0.37, full scaling put the repeats 1.7-3.2x further apart than as measured, and
+    scaling by the fitted slope 0.7-0.8x as far."""
     parts = [_repeat_logs(s) for s in runs if probed(s)]
     logs = pd.concat(parts, keys=range(len(parts))) if parts else pd.DataFrame()
     if logs.empty or len(parts) < len(runs):

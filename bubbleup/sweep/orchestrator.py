@@ -256,9 +256,11 @@ class Orchestrator:
         count, size = dict(zip(sc.sweep.values, sc.points(), strict=True))[value]
         where = (f"a schedule of {len(sc.sweep.phases or [])} phases, {sc.sweep.schedule_s:g} s per step, up to"
                  if sc.sweep.axis == "schedule" else f"{sc.sweep.axis}={value}")  # fmt: skip
-        rule = sc.sweep.replication  # an extra repeat (sweep.replication) counts to its max_repeats
-        of = f"{rule.max_repeats} at most" if rule is not None and repeat >= sc.sweep.repeats else sc.sweep.repeats
-        self.progress.point(f"repeat {repeat + 1}/{of} {where} ({count} x {size} MiB)")
+        rule = sc.sweep.replication
+        # an extra round's number may pass max_repeats: each step counts its own repeats to it, not the rounds
+        which = (f"repeat {repeat + 1} (extra: steps that disagree, to {rule.max_repeats} repeats each)"
+                 if rule is not None and repeat >= sc.sweep.repeats else f"repeat {repeat + 1}/{sc.sweep.repeats}")
+        self.progress.point(f"{which} {where} ({count} x {size} MiB)")
         outcomes: list[_StepOutcome] = []
         schedule = sc.sweep.axis == "schedule"  # bubbles come and go within each step, not before the point
         pool = BubblePool(sc.pressure_at(value), sc.limits.reserve_mb, sc.limits.allow_unsafe_memory, self._wrap,
