@@ -20,6 +20,7 @@ from fixtures_runs import make_run
 from bubbleup.analysis import compare, monotone, speed, validity
 from bubbleup.analysis.summary import find_cliffs, summarise
 from bubbleup.machine import speed as probe
+from bubbleup.report.compare import render
 from bubbleup.store.reader import load_run
 from bubbleup.sweep.worker import Runner, load_workload
 
@@ -223,3 +224,7 @@ def test_a_probe_scales_latency_only_as_far_as_latency_follows_it(tmp_path: Path
     assert some.one_speed and 0.1 <= some.beta <= 0.4 and some.flagged == 0, some.table
     (said,) = [w for w in some.warnings if "probe" in w]
     assert "only in part" in said, said
+    # the text and the HTML say how far the inferences were scaled
+    assert f"probe taken before it to the power {some.beta:.2f}" in compare.format_text(some)
+    assert f"before it to the power {some.beta:.2f} to A's median speed" in render(some)
+    assert "to the power" not in render(full) and "to the power" not in compare.format_text(full)

@@ -74,6 +74,11 @@ class Comparison:
     env_readings: tuple[tuple[str, str, str], ...] = ()
 
     @property
+    def power(self) -> str:
+        """`` to the power 0.28`` when inferences are scaled by their probe in part (the fitted elasticity), else ""."""
+        return f" to the power {self.beta:.2f}" if self.one_speed and self.beta < 1 else ""
+
+    @property
     def agree_count(self) -> int:
         return sum(a.agree for a in self.agreement)
 
@@ -383,9 +388,8 @@ def format_text(cmp: Comparison) -> str:
             f"least {cmp.min_effect:.0%}; {cmp.flagged} of {len(t)} points changed."
         )
         if cmp.one_speed:
-            power = f" to the power {cmp.beta:.2f}" if cmp.beta < 1 else ""
             lines.append(f"Medians are as measured; B/A is at one CPU speed: every inference scaled by the CPU speed "
-                         f"probe taken before it{power} (CPU B/A: how much slower B's CPU ran at that point).")
+                         f"probe taken before it{cmp.power} (CPU B/A: how much slower B's CPU ran at that point).")
     for ag in cmp.agreement:
         lines.append(f"cliff {ag.setting}: A {ag.a} | B {ag.b} -> {'agree' if ag.agree else 'DIFFER'} ({ag.why})")
     if cmp.agreement:

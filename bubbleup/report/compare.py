@@ -39,7 +39,7 @@ def _figures(cmp: Comparison) -> list[FigureBlock]:
                 "ratio",
                 "B / A latency per point (interquartile means)" + (", at one CPU speed" if cmp.one_speed else ""),
                 "Above 1: B is slower. Bars: 95% hierarchical-bootstrap CI of the ratio. Filled: changed points."
-                + (" Every inference scaled by the CPU speed probe taken before it, to A's median speed."
+                + (f" Every inference scaled by the CPU speed probe taken before it{cmp.power}, to A's median speed."
                    if cmp.one_speed else ""),
                 lambda: comparison_ratios(cmp.run_a, cmp.run_b, cmp.table),
             ),
@@ -81,6 +81,7 @@ def render(cmp: Comparison) -> str:
         "figures": _figures(cmp),
         "min_effect": f"{cmp.min_effect:.0%}",
         "one_speed": cmp.one_speed,
+        "power": cmp.power,
         "agreement": list(cmp.agreement),
         "agree_count": cmp.agree_count,
         "flagged": cmp.flagged,
