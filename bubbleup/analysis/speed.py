@@ -118,6 +118,9 @@ def repeat_spread(samples: pd.DataFrame, beta: float = 0.0) -> float:
 #: moved this much (sd of log probe): a run whose probes barely moved between repeats cannot tell its elasticity,
 #: and keeps the prior, while one whose probes moved 10% (a noisy spell) is judged by its own repeats.
 PRIOR_SD = 0.01
+#: Fewer repeat deviations than this (a step's repeats less one, summed over its steps) fit no slope: a test's
+#: two repeats of one step gave 0.63 from two such deviations a run. Such runs scale in full or not at all.
+MIN_DEVIATIONS = 10
 
 
 @dataclass(frozen=True)
@@ -151,6 +154,10 @@ def elasticity(*runs: pd.DataFrame) -> Elasticity:
     prior = len(x) * PRIOR_SD**2
     # to two decimals, as it is known at best, so a probe that the workload did not follow at all reads 0 (raw)
     beta = round(float(np.clip((np.dot(x, y) + prior) / (np.dot(x, x) + prior), 0.0, 1.0)), 2)
+    # each step's repeats give (repeats - 1) independent deviations from its mean: too few, and the slope is noise
+    freedom = len(logs) - logs.groupby(level=[0, "value", "workload", "setting"]).ngroups
+    if freedom < MIN_DEVIATIONS:  # then only in full or not at all, whichever puts the repeats closer
+        beta = 1.0
     raw = float(np.mean([repeat_spread(s) for s in runs]))
     scaled = float(np.mean([repeat_spread(s, beta) for s in runs]))
     if scaled > raw:  # a slope from the samples' noise alone: scaling by it puts the repeats further apart
