@@ -1,4 +1,4 @@
-"""sweep.replication: more repeats only at the points whose repeats disagree, recorded, resumable, judged."""
+"""sweep.replication: more repeats only at the steps whose repeats disagree, recorded, resumable, judged."""
 
 from __future__ import annotations
 

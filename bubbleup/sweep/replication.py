@@ -1,4 +1,4 @@
-"""Which points need another repeat: more replication only where the planned repeats disagree.
+"""Which steps need another repeat: more replication only where the planned repeats disagree.
 
 On our VMs the largest variation is between repeats, not within a step (README, round 6: a repeat's
 deviation is shared by every setting measured with the same bubbles), and it is not spread evenly: at
