@@ -105,7 +105,11 @@ def repeat_spread(samples: pd.DataFrame, beta: float = 0.0) -> float:
     """How far apart the repeats of one point lie: the pooled standard deviation of the log of each repeat's
     median latency, within every (value, workload, setting) measured in two or more repeats (NaN with none),
     with each repeat scaled by its median probe to the power ``beta`` (0: as measured)."""
-    logs = _repeat_logs(samples)
+    return _spread(_repeat_logs(samples), beta)
+
+
+def _spread(logs: pd.DataFrame, beta: float) -> float:
+    """:func:`repeat_spread` of a run's :func:`_repeat_logs`."""
     if logs.empty:
         return math.nan
     level = logs["latency_ms"] - beta * logs[COLUMN].fillna(0.0) if beta else logs["latency_ms"]
@@ -158,8 +162,8 @@ def elasticity(*runs: pd.DataFrame) -> Elasticity:
     freedom = len(logs) - logs.groupby(level=[0, "value", "workload", "setting"]).ngroups
     if freedom < MIN_DEVIATIONS:  # then only in full or not at all, whichever puts the repeats closer
         beta = 1.0
-    raw = float(np.mean([repeat_spread(s) for s in runs]))
-    scaled = float(np.mean([repeat_spread(s, beta) for s in runs]))
+    raw = float(np.mean([_spread(p, 0.0) for p in parts]))  # one part per run: every run is probed here
+    scaled = float(np.mean([_spread(p, beta) for p in parts]))
     if scaled > raw:  # a slope from the samples' noise alone: scaling by it puts the repeats further apart
         return Elasticity(0.0, True, raw, raw)
     return Elasticity(beta, True, raw, scaled)
