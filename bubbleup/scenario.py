@@ -31,6 +31,7 @@ from bubbleup.specs import (
     WorkloadSpec,
     _Strict,
 )
+from bubbleup.trees import leaf_pairs
 
 __all__ = ["AdaptSpec", "BubbleKind", "BubbleSpec", "CpuSpec", "Limits", "PhaseSpec", "PrecisionSpec", "Scenario",
            "SloSpec", "Step", "SweepSpec", "TelemetrySpec", "WorkloadSpec", "load_scenario", "scenario_from_dict"]
@@ -298,23 +299,15 @@ def _resolve_workload(scenario: Scenario, source: str) -> Scenario:
     return scenario.model_copy(update={"workloads": specs})
 
 
-def _coerced(given: Any, became: Any, path: str) -> str:
+def _coerced(given: Any, became: Any) -> str:
     """``field: problem`` for the first value given as one JSON type and read as another (a string or a bool
     read as a number, a string read as a bool); "" when none was."""
-    if isinstance(given, dict) and isinstance(became, dict):
-        for key, value in given.items():
-            if key in became and (found := _coerced(value, became[key], f"{path}.{key}" if path else str(key))):
-                return found
-        return ""
-    if isinstance(given, list | tuple) and isinstance(became, list) and len(given) == len(became):
-        items = (_coerced(a, b, f"{path}.{i}") for i, (a, b) in enumerate(zip(given, became, strict=True)))
-        return next((f for f in items if f), "")
-    number = isinstance(became, int | float) and not isinstance(became, bool)
-    if number and isinstance(given, str | bool):
-        kind = "integer" if isinstance(became, int) else "number"
-        return f"{path}: Input should be a valid {kind}, not {type(given).__name__} {given!r}"
-    if isinstance(became, bool) and not isinstance(given, bool):
-        return f"{path}: Input should be a valid boolean, not {type(given).__name__} {given!r}"
+    for path, was, now in leaf_pairs(given, became):
+        if isinstance(now, int | float) and not isinstance(now, bool) and isinstance(was, str | bool):
+            kind = "integer" if isinstance(now, int) else "number"
+            return f"{path}: Input should be a valid {kind}, not {type(was).__name__} {was!r}"
+        if isinstance(now, bool) and not isinstance(was, bool):
+            return f"{path}: Input should be a valid boolean, not {type(was).__name__} {was!r}"
     return ""
 
 
@@ -332,7 +325,7 @@ def _resolve_spec(spec: WorkloadSpec, source: str, where: str) -> WorkloadSpec:
         raise UserError(f"{source}: {where}.options.{field}: {msg}") from None
     # A quoted "8" or a true is not a number here, as everywhere else in a scenario (pydantic's lax mode took
     # them; its strict mode also refuses a YAML list for a tuple, so the check is of what became of each value).
-    if coerced := _coerced(spec.options, options.model_dump(mode="json"), ""):
+    if coerced := _coerced(spec.options, options.model_dump(mode="json")):
         raise UserError(f"{source}: {where}.options.{coerced}")
     workload = cls(options)
 

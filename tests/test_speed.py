@@ -235,4 +235,12 @@ def test_a_probe_scales_latency_only_as_far_as_latency_follows_it(tmp_path: Path
                              slow_cpu={k: f**0.3 for k, f in tiny_probe.items()},
                              probe_scale={k: f**0.7 for k, f in tiny_probe.items()}))  # fmt: skip
     fit = speed.elasticity(tiny.samples)
-    assert fit.beta in (0.0, 1.0) and fit.spread_scaled <= fit.spread_raw, fit
+    assert fit.beta in (0.0, 1.0) and fit.spread_scaled <= fit.spread_raw and not fit.fitted, fit
+    assert e.fitted and facts.elasticity.fitted
+    # a tiny run whose latency ignores its moving probe: 0, and the sentence does not claim a fitted slope
+    deaf = load_run(make_run(tmp_path, {"a": flat["a"]}, VALUES, repeats=2, name="deaf", seed=6,
+                             probe_scale={k: f for k, f in noise.items() if k[0] < 2}))  # fmt: skip
+    e0 = speed.elasticity(deaf.samples)
+    assert e0.beta == 0 and not e0.fitted, e0
+    said = speed.facts(deaf).sentence()
+    assert "too few repeats" in said and "fitted elasticity" not in said, said

@@ -136,6 +136,9 @@ class Elasticity:
 
     beta: float = 1.0
     told: bool = False  # two repeats of some step, with probes: else beta is the prior
+    #: Whether beta is a fitted slope; False: too few repeat deviations (:data:`MIN_DEVIATIONS`) to fit one,
+    #: so beta is 1 or 0, whichever put the repeats closer.
+    fitted: bool = False
     spread_raw: float = math.nan
     spread_scaled: float = math.nan
 
@@ -160,13 +163,14 @@ def elasticity(*runs: pd.DataFrame) -> Elasticity:
     beta = round(float(np.clip((np.dot(x, y) + prior) / (np.dot(x, x) + prior), 0.0, 1.0)), 2)
     # each step's repeats give (repeats - 1) independent deviations from its mean: too few, and the slope is noise
     freedom = len(logs) - logs.groupby(level=[0, "value", "workload", "setting"]).ngroups
-    if freedom < MIN_DEVIATIONS:  # then only in full or not at all, whichever puts the repeats closer
+    fitted = freedom >= MIN_DEVIATIONS
+    if not fitted:  # then only in full or not at all, whichever puts the repeats closer
         beta = 1.0
     raw = float(np.mean([_spread(p, 0.0) for p in parts]))  # one part per run: every run is probed here
     scaled = float(np.mean([_spread(p, beta) for p in parts]))
     if scaled > raw:  # a slope from the samples' noise alone: scaling by it puts the repeats further apart
-        return Elasticity(0.0, True, raw, raw)
-    return Elasticity(beta, True, raw, scaled)
+        return Elasticity(0.0, True, fitted, raw, raw)
+    return Elasticity(beta, True, fitted, raw, scaled)
 
 
 def at_fitted_speed(samples: pd.DataFrame, reference: float) -> pd.DataFrame:
@@ -242,12 +246,14 @@ class SpeedFacts:
                     f"judged on raw latencies.")  # fmt: skip
         e = self.elasticity
         if e.beta == 0:
+            why = ("fitted elasticity 0" if e.fitted else
+                   "too few repeats to fit how far it did, and scaling in full put them further apart")  # fmt: skip
             return (f"{spread}, independently of the pressure, but latency did not follow it between repeats "
-                    f"(fitted elasticity 0; the repeats {e.spread_raw:.1%} apart as measured): the probe did not track "
+                    f"({why}; the repeats {e.spread_raw:.1%} apart as measured): the probe did not track "
                     f"what slowed the workload, so verdicts and compare use raw latencies.")  # fmt: skip
         how = (f"scaled to the median speed by the probe to the power {e.beta:.2f}, how far latency followed it "
                f"between repeats (the repeats {e.spread_scaled:.1%} apart so, {e.spread_raw:.1%} as measured)"
-               if e.told and e.beta < 1 else "scaled to the median speed")  # fmt: skip
+               if e.fitted and e.beta < 1 else "scaled to the median speed")  # fmt: skip
         return (f"{spread}, independently of the pressure: verdicts (cliffs, falls, curves) are judged with each "
                 f"inference {how}; the latencies shown are raw.")
 

@@ -14,6 +14,7 @@ from bubbleup.pressure.placement import CpuAssignment, allowed_cpus, assign
 from bubbleup.scenario import Scenario
 from bubbleup.store.manifest import Manifest, StepEntry
 from bubbleup.sweep.plan import all_steps, plan_points
+from bubbleup.trees import leaf_pairs
 
 
 def cpu_demand(scenario: Scenario, allowed: int) -> dict[str, Any]:
@@ -87,19 +88,14 @@ def resume_differences(recorded: Manifest, scenario: Scenario) -> list[str]:
         "cpus": recorded.cpu_placement,
         "cores": (recorded.cpu_demand or {}).get("cores"),
     }
-    return _differences(then, here, "")
+    return _differences(then, here)
 
 
-def _differences(then: Any, here: Any, path: str) -> list[str]:
+def _differences(then: Any, here: Any) -> list[str]:
     """``path: recorded vs here`` for each leaf that differs; a key the recorded side lacks (written by an
     older version, before that field existed) or records as None is not a difference."""
-    if then is None:
-        return []
-    if isinstance(then, dict) and isinstance(here, dict):
-        return [d for k in then for d in _differences(then[k], here.get(k), f"{path}.{k}" if path else str(k))]
-    if isinstance(then, list) and isinstance(here, list) and len(then) == len(here):
-        return [d for i, (a, b) in enumerate(zip(then, here, strict=True)) for d in _differences(a, b, f"{path}[{i}]")]
-    return [] if then == here else [f"{path}: {_short(then)} recorded, {_short(here)} here"]
+    return [f"{path}: {_short(was)} recorded, {_short(now)} here"
+            for path, was, now in leaf_pairs(then, here, item="{}[{}]") if was is not None and was != now]
 
 
 def _short(value: Any) -> str:
