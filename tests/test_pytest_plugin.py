@@ -101,15 +101,16 @@ def test_two_calls(contention):
 
 def test_the_gate_fails_a_test_slower_than_its_baseline(pytester: pytest.Pytester, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
-    """The same quiet test, first as the baseline, then with twice the work: against the baseline with a 10% gate
-    it fails naming the regression; a run like the baseline passes the same gate. A test that calls contention
+    """The same quiet test, first as the baseline, then with twice the work: against the baseline with a 25% gate
+    it fails naming the regression; a run like the baseline passes the same gate (at 10%, a run like it read
+    1.10x its baseline in a noisy spell of the VM: a second of work sees the machine's minute, not only the code). A test that calls contention
     twice, on functions twice apart, is compared call by call (each call with its own baseline once failed it);
     the terminal summary says how each call compared."""
     pytester.makepyfile(test_user=USER_TESTS, test_two=TWO_CALLS)
     base, again, slow = tmp_path / "base", tmp_path / "again", tmp_path / "slow"
     common = ["-q", "-k", "quiet or two_calls"]
     pytester.runpytest_subprocess(*common, "--contention-dir", str(base)).assert_outcomes(passed=2)
-    gate = ["--contention-compare", str(base), "--contention-compare-fail", "10%"]
+    gate = ["--contention-compare", str(base), "--contention-compare-fail", "25%"]
     same = pytester.runpytest_subprocess(*common, "--contention-dir", str(again), *gate)
     same.assert_outcomes(passed=2)
     summary = same.stdout.str()
@@ -121,9 +122,9 @@ def test_the_gate_fails_a_test_slower_than_its_baseline(pytester: pytest.Pyteste
     failed = pytester.runpytest_subprocess("-q", "-k", "quiet", "--contention-dir", str(slow), *gate)
     failed.assert_outcomes(failed=1)
     out = failed.stdout.str()
-    assert "contention regression against" in out and "more than 10%" in out
+    assert "contention regression against" in out and "more than 25%" in out
     found = re.search(r"default at 0: B (\d+\.\d+)x slower", out)
-    assert found and float(found.group(1)) > 1.2, out  # twice the work: well past the 10% gate
+    assert found and float(found.group(1)) > 1.5, out  # twice the work: well past the 25% gate
 
 
 def test_a_result_says_when_its_run_is_invalid(tmp_path: Path) -> None:
