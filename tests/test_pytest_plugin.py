@@ -103,9 +103,9 @@ def test_the_gate_fails_a_test_slower_than_its_baseline(pytester: pytest.Pyteste
                                                         monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
     """The same quiet test, first as the baseline, then with twice the work: against the baseline with a 25% gate
     it fails naming the regression; a run like the baseline passes the same gate (at 10%, a run like it read
-    1.10x its baseline in a noisy spell of the VM: a second of work sees the machine's minute, not only the code). A test that calls contention
-    twice, on functions twice apart, is compared call by call (each call with its own baseline once failed it);
-    the terminal summary says how each call compared."""
+    1.10x its baseline in a noisy spell of the VM: a second of work sees the machine's minute, not only the
+    code). A test that calls contention twice, on functions twice apart, is compared call by call (each call
+    with its own baseline once failed it); the terminal summary says how each call compared."""
     pytester.makepyfile(test_user=USER_TESTS, test_two=TWO_CALLS)
     base, again, slow = tmp_path / "base", tmp_path / "again", tmp_path / "slow"
     common = ["-q", "-k", "quiet or two_calls"]
