@@ -157,9 +157,7 @@ def _partly_tracked(run_a: Run, run_b: Run, fit: speed.Elasticity) -> str:
     their probes put the CPU: a whole run measured in a slower spell moves every point alike, which its repeats
     cannot see, and the probe then tells only part of it."""
     probes = speed.reference_ns(run_b) / speed.reference_ns(run_a)
-    zero = ("fitted elasticity 0" if fit.fitted else
-            "too few repeats to fit a slope, and scaling in full put the repeats further apart")  # fmt: skip
-    how = (f"did not follow the CPU speed probe ({zero}): points are compared as measured"
+    how = (f"did not follow the CPU speed probe ({fit.why_zero}): points are compared as measured"
            if fit.beta == 0 else
            f"followed the CPU speed probe only in part (fitted elasticity {fit.beta:.2f}): each inference is scaled "
            f"by its probe to that power")  # fmt: skip

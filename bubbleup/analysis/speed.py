@@ -142,6 +142,12 @@ class Elasticity:
     spread_raw: float = math.nan
     spread_scaled: float = math.nan
 
+    @property
+    def why_zero(self) -> str:
+        """Why ``beta`` is 0, in words for the report and compare: fitted as 0, or too few repeats to fit a slope."""
+        return ("fitted elasticity 0" if self.fitted else
+                "too few repeats to fit a slope, and scaling in full put the repeats further apart")  # fmt: skip
+
 
 def elasticity(*runs: pd.DataFrame) -> Elasticity:
     """The :class:`Elasticity` of one run's samples, or of several runs' together (compare's two: one workload
@@ -246,10 +252,8 @@ class SpeedFacts:
                     f"judged on raw latencies.")  # fmt: skip
         e = self.elasticity
         if e.beta == 0:
-            why = ("fitted elasticity 0" if e.fitted else
-                   "too few repeats to fit how far it did, and scaling in full put them further apart")  # fmt: skip
             return (f"{spread}, independently of the pressure, but latency did not follow it between repeats "
-                    f"({why}; the repeats {e.spread_raw:.1%} apart as measured): the probe did not track "
+                    f"({e.why_zero}; the repeats {e.spread_raw:.1%} apart as measured): the probe did not track "
                     f"what slowed the workload, so verdicts and compare use raw latencies.")  # fmt: skip
         how = (f"scaled to the median speed by the probe to the power {e.beta:.2f}, how far latency followed it "
                f"between repeats (the repeats {e.spread_scaled:.1%} apart so, {e.spread_raw:.1%} as measured)"
