@@ -41,8 +41,11 @@ WORKLOAD: dict[str, Any] = {
     "precision": {"target": 0.03, "max_inferences": 2000, "max_seconds": 0.5},
     "options": {"working_set_mb": max(4, llc_bytes() // MIB // 2)},  # half the LLC: alone, it fits
 }  # fmt: skip
-#: Repeats of a curve's size sweep and of a score's alone/beside pair.
-CURVE_REPEATS = 6
+#: Repeats of a curve's size sweep and of a score's alone/beside pair. The curve is measured once per machine
+#: and every score is read off it: on the EPYC VM six repeats left its points' 95% CIs 0.2-0.9 wide (QoS) in four
+#: runs of an afternoon, from the host's own cache traffic, not from drift a paired design could cancel (README
+#: "Where the reporter's noise comes from"); twelve halve the variance for about 40 s more, once.
+CURVE_REPEATS = 12
 SCORE_REPEATS = 8
 
 
