@@ -56,6 +56,8 @@ def affinities(orchestrator: int, n_children: int) -> dict[str, list[list[int]]]
         try:
             proc = psutil.Process(pid)
             cmd = " ".join(proc.cmdline())
+            if "bubbleup.machine.cache_link" in cmd:
+                continue  # apart's L3 check before each step: a helper of milliseconds, not a bubble
             role = "worker" if "bubbleup.sweep.worker" in cmd else "bubble"
             out[role].append(sorted(proc.cpu_affinity()))
         except psutil.NoSuchProcess:

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 import bubbleup
-from bubbleup.analysis import confidence, demand, monotone, speed
+from bubbleup.analysis import cache_link, confidence, demand, monotone, speed
 from bubbleup.analysis import stats as lat_stats
 from bubbleup.analysis import summary as summaries
 from bubbleup.analysis import validity as run_validity
@@ -390,7 +390,7 @@ def _render(run: Run) -> tuple[str, list[str]]:
         "facts": run_facts(run, summary),
         "cliffs": rows,
         "headline": headline(rows),
-        "speed": speed.facts(run).sentence(),
+        "speed": " ".join(t for t in (speed.facts(run).sentence(), _cache_link(run)) if t),
         "n_resamples": confidence.N_RESAMPLES,
         "single": single,
         "pressure": format_value(float(run.values[0]), run.axis) if single and len(run.values) else "",
@@ -424,6 +424,12 @@ def _render(run: Run) -> tuple[str, list[str]]:
         resume = f" 'bubbleup run --resume {run.path}' measures what is missing." if missing else ""
         lines = [status_text + resume, *lines]
     return environment().get_template("report.html.j2").render(**ctx), lines
+
+
+def _cache_link(run: Run) -> str:
+    """Under ``placement: apart``, whether the bubbles' CPUs shared the workload's L3 at every step ("" otherwise)."""
+    found = cache_link.facts(run.points, run.axis)
+    return found.sentence() if found is not None else ""
 
 
 @dataclass(frozen=True)

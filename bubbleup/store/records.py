@@ -100,6 +100,10 @@ class PointRow(PointKey):
     halfwidth: float  # the precision rule's: the IQM's 95% CI half-width / IQM, as the step ended (NaN: count)
     target_halfwidth: float  # the precision asked for (NaN: fixed count)
     cpu_cores: float  # the worker's CPU time (all threads) / wall time over the timed inferences
+    #: ``placement: apart`` only (else NaN): one cache line's round trip, in ns, between the worker's first CPU and
+    #: the first bubble CPU, timed just before the step (machine.cache_link): a VM's vCPUs move between L3 domains,
+    #: and a step timed with them apart saw no cache pressure from the bubbles (analysis.cache_link)
+    cpu_link_ns: float
     #: top-1 accuracy over the distinct samples of the timed inferences (analysis.stats.top1), its 95% Wilson
     #: interval and how many distinct samples; NaN / 0 when the workload does not say what is correct
     top1: float

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from bubbleup.analysis import stats
 from bubbleup.errors import BubbleFailed, RunFailed
 from bubbleup.formatting import busiest
-from bubbleup.machine import telemetry
+from bubbleup.machine import cache_link, telemetry
 from bubbleup.pressure.placement import allowed_cpus
 from bubbleup.pressure.pool import BubblePool
 from bubbleup.scenario import Scenario
@@ -68,6 +68,7 @@ class _StepOutcome:
     bubbles_mb: float
     target_halfwidth: float  # NaN for a fixed count
     schedule_epoch: float = math.nan  # when a schedule's clock started (the worker's timed loop), else NaN
+    cpu_link_ns: float = math.nan  # placement apart: the workload's and the bubbles' CPUs' cache-line round trip
 
 
 class Orchestrator:
@@ -293,7 +294,7 @@ class Orchestrator:
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
                 for idx, step in steps:
-                    t0 = math.nan
+                    t0, link = math.nan, math.nan
                     if pressure_error:
                         status, error, result = STATUS_FAILED, pressure_error, None
                     elif schedule:
@@ -301,6 +302,7 @@ class Orchestrator:
                         if error.startswith(PRESSURE_NOT):
                             pressure_error = error
                     else:
+                        link = self._cache_link()
                         status, error, result = self._run_step(step)
                         if status == STATUS_OK:
                             try:
@@ -311,7 +313,8 @@ class Orchestrator:
                     key = PointKey(repeat, sc.sweep.axis, value, count, size, label, idx, step.setting)
                     pid: int | str = self.workers[label].pid if result is not None else ""
                     target = step.precision.target if step.precision is not None else math.nan
-                    outcomes.append(_StepOutcome(key, status, error, result, pid, pool.resident_mb, target, t0))
+                    outcomes.append(_StepOutcome(key, status, error, result, pid, pool.resident_mb, target, t0,
+                                                 link))  # fmt: skip
                     self.progress.step(f"{label} {step.setting}: {status}")
                 if not self._keeps_worker(label):
                     self._drop_worker(label)
@@ -393,6 +396,14 @@ class Orchestrator:
         status, error, result = self._run_step(step, through_the_schedule)
         return status, error, result, clock[0]
 
+    def _cache_link(self) -> float:
+        """Under ``placement: apart``, whether the workload's CPUs share an L3 with the bubbles' at this moment, as
+        one cache line's round trip between the first of each (``cache_link``, ~70 ms); NaN under other placements."""
+        c = self.cpus
+        if c.placement != "apart" or not c.workload or not c.bubble_cpus:
+            return math.nan
+        return cache_link.round_trip_ns(c.workload[0], c.bubble_cpus[0])
+
     @staticmethod
     def _hold_until(epoch: float, pool: BubblePool, worker: WorkerClient) -> bool:
         """Keep the current phase until ``epoch`` (wall clock, the worker's schedule clock); False as soon as the
@@ -464,6 +475,7 @@ class Orchestrator:
             halfwidth=round(o.result.halfwidth, 6) if o.result is not None else math.nan,
             target_halfwidth=o.target_halfwidth,
             cpu_cores=round(o.result.cpu_cores, 4) if o.result is not None else math.nan,
+            cpu_link_ns=round(o.cpu_link_ns, 1),
             top1=round(acc["top1"], 6), top1_low=round(acc["top1_low"], 6), top1_high=round(acc["top1_high"], 6),
             top1_n=int(acc["top1_n"]),
             error=o.error.replace("\n", " "),
