@@ -14,18 +14,16 @@ windows' median latencies (alone / beside: the reporter's QoS), the first ``--sk
 out; printed per (co-runner, half-cycle): the geometric mean QoS with its 95% bootstrap interval over cycles and
 the standard deviation of the cycles' log QoS. A co-runner that does nothing (``sleep``) should read 1.
 
-Before every cycle, the co-runner paused, it also times a cache line bouncing between the two CPUs: the
-hypervisor moves a VM's vCPUs between L3 domains (on the EPYC VM the round trip is 50 ns in C under one L3,
-310 ns across), and a co-runner on another L3 cannot press on the reporter's cache at all. Where a cell's cycles
-were split, it prints the QoS of each part.
+Before every cycle, the co-runner paused, it also times a cache line bouncing between the two CPUs
+(``bubbleup.machine.cache_link``, as ``placement: apart`` runs do before every step): the hypervisor moves a VM's
+vCPUs between L3 domains (on the EPYC VM the round trip is 50 ns in C under one L3, 310 ns across), and a
+co-runner on another L3 cannot press on the reporter's cache. Where a cell's cycles were split, it prints the QoS
+of each part.
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import mmap
-import multiprocessing
 import os
 import shutil
 import signal
@@ -36,6 +34,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from bubbleup.analysis.cache_link import APART_RATIO
+from bubbleup.machine import cache_link
 from bubbleup.pressure.kinds import llc_bytes
 from bubbleup.procs import tied_to_this_process
 from workloads.reporter import ReporterOptions, ReporterWorkload
@@ -76,39 +76,6 @@ class Reporter:
         return float(np.median(latencies)) / 1e6 if latencies else float("nan")
 
 
-def _bounce(buf: mmap.mmap, cpu: int, bounces: int) -> None:
-    os.sched_setaffinity(0, {cpu})
-    for _ in range(bounces):
-        while buf[0] != 1:
-            pass
-        buf[0] = 2
-
-
-def line_rtt_ns(here: int, there: int, bounces: int = 20_000, blocks: int = 10) -> float:
-    """Round trip of one cache line between CPU ``here`` (this process's) and CPU ``there``, in ns: the fastest of
-    ``blocks`` blocks' means. Two vCPUs under one L3 bounce it through that cache, two under different L3s through
-    the fabric between them: on the EPYC VM 190-230 ns against 340-370 ns from Python (50 against 310 ns in C)."""
-    buf = mmap.mmap(-1, mmap.PAGESIZE)
-    buf[0] = 0
-    partner = multiprocessing.get_context("fork").Process(target=_bounce, args=(buf, there, bounces))
-    partner.start()
-    best, per = math.inf, bounces // blocks
-    try:
-        for _ in range(blocks):
-            t0 = time.perf_counter_ns()
-            for _ in range(per):
-                buf[0] = 1
-                while buf[0] != 2:
-                    pass
-            best = min(best, (time.perf_counter_ns() - t0) / per)
-    finally:
-        partner.join(timeout=5)
-        if partner.is_alive():
-            partner.kill()
-            partner.join()
-    return best
-
-
 def paired_qos(reporter: Reporter, group: int, half_s: float, cycles: int, skip_s: float,
                there: int) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Per cycle, alone / beside (median latencies; the order within a cycle alternates), and the cache line's round
@@ -117,7 +84,7 @@ def paired_qos(reporter: Reporter, group: int, half_s: float, cycles: int, skip_
     here = next(iter(os.sched_getaffinity(0)))
     for c in range(cycles):
         os.killpg(group, signal.SIGSTOP)
-        rtts.append(line_rtt_ns(here, there))
+        rtts.append(cache_link.round_trip_ns(here, there))
         medians = {}
         for running in (True, False) if c % 2 else (False, True):
             os.killpg(group, signal.SIGCONT if running else signal.SIGSTOP)
@@ -135,9 +102,6 @@ def interval(qos: np.ndarray, seed: int = 0, n: int = 4000) -> tuple[float, floa
     return float(np.exp(logs.mean())), float(low), float(high)
 
 
-#: A round trip this much above the cell's fastest marks a cycle whose two CPUs did not share an L3 (1.6-1.9x on the
-#: EPYC VM from Python).
-SHARED_RTT_RATIO = 1.3
 
 
 def cell(label: str, qos: np.ndarray) -> str:
@@ -186,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for half in half_cycles:
                 cycles = max(2, int(args.seconds / (2 * half)))
                 qos, rtts = paired_qos(reporter, child.pid, half, cycles, args.skip_ms / 1000, cpus[1])
-                shared = rtts <= SHARED_RTT_RATIO * rtts.min()
+                shared = rtts <= APART_RATIO * rtts.min()  # the rule run reports use
                 line = f"{name:8} half-cycle {half * 1000:6.0f} ms x {len(qos):3d} cycles: " + cell("QoS", qos)
                 if not shared.all():
                     line += (f"; the cache line's round trip {rtts.min():.0f}-{rtts.max():.0f} ns: {int(shared.sum())} "

@@ -3,9 +3,9 @@
 ``points.csv`` ``cpu_link_ns`` is one cache line's round trip between the two CPUs, timed before each step
 (:mod:`bubbleup.machine.cache_link`). Under one L3 it is the run's fastest; across L3 domains it is 1.6-1.9x that
 (190-230 against 340-370 ns from Python on the EPYC VM; a line the scheduler cut into reads up to 1.45x). A step
-above :data:`APART_RATIO` times the run's fastest was measured with the bubbles on another L3: it saw none of
-their cache pressure. The rule is relative, so a run whose every step was apart reads as shared: the sentence
-gives the round trips so a reader can compare them with another run's.
+above :data:`APART_RATIO` times the run's fastest was measured with the bubbles on another L3: it felt their
+memory traffic, not their pressure on the workload's cache. The rule is relative, so a run whose every step was
+apart reads as shared: the sentence gives the round trips so a reader can compare them with another run's.
 """
 
 from __future__ import annotations
@@ -37,7 +37,8 @@ class LinkFacts:
         return (f"At {len(self.apart)} of {self.steps} steps the workload's and the bubbles' CPUs did not share a "
                 f"last-level cache (a cache line's round trip {self.apart_low_ns:.0f}-{self.apart_high_ns:.0f} ns, "
                 f"against {self.fastest_ns:.0f}-{self.shared_high_ns:.0f} ns at the others): the hypervisor had moved "
-                f"them apart, and those steps saw none of the bubbles' cache pressure: {named}.")
+                f"them apart, and those steps felt the bubbles' memory traffic but not their pressure on the "
+                f"workload's cache: {named}.")
 
 
 def facts(points: pd.DataFrame, axis: str) -> LinkFacts | None:
