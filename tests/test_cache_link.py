@@ -12,8 +12,10 @@ import pytest
 from conftest import run_cli, smoke_dict, write_scenario
 
 from bubbleup.analysis import cache_link as link_facts
+from bubbleup.analysis.summary import setting_curves
 from bubbleup.machine.cache_link import round_trip_ns
 from bubbleup.pressure.placement import allowed_cpus
+from bubbleup.store.reader import load_run
 
 CPUS = allowed_cpus()
 needs_two = pytest.mark.skipif(len(CPUS) < 2, reason="a round trip needs two CPUs")
@@ -63,3 +65,18 @@ def test_an_apart_run_times_the_link_before_every_step_and_other_placements_do_n
         assert said == (placement == "apart"), done.stdout
     assert len(trips["apart"]) == 4 and trips["apart"].between(10, 100_000).all()  # 2 settings x 2 values
     assert trips["free"].isna().all()
+
+    # One step made to read as timed apart (3x the run's fastest): verdicts and curves leave its samples out, the
+    # tables keep them, and the report names it.
+    run_dir = tmp_path / "apart"
+    points = pd.read_csv(run_dir / "points.csv")
+    away = points.index[(points["value"] == 1) & (points["setting"] == points["setting"].iloc[0])][0]
+    points.loc[away, "cpu_link_ns"] = 3 * points["cpu_link_ns"].min()
+    points.to_csv(run_dir / "points.csv", index=False)
+    run = load_run(run_dir)
+    curves = {c.setting: {p.value: len(p.samples) for p in c.points} for c in setting_curves(run)}
+    assert curves[points.loc[away, "setting"]][1.0] == 0 and curves[points.loc[away, "setting"]][0.0] > 0
+    assert all(n > 0 for setting, c in curves.items() if setting != points.loc[away, "setting"] for n in c.values())
+    assert len(run.samples[(run.samples["value"] == 1) & (run.samples["setting"] == points.loc[away, "setting"])])
+    done = run_cli(["report", str(run_dir)], cwd=tmp_path)
+    assert "At 1 of 4 steps" in done.stdout and "verdicts and curves leave them out" in done.stdout, done.stdout

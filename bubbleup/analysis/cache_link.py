@@ -4,7 +4,9 @@
 (:mod:`bubbleup.machine.cache_link`). Under one L3 it is the run's fastest; across L3 domains it is 1.6-1.9x that
 (190-230 against 340-370 ns from Python on the EPYC VM; a line the scheduler cut into reads up to 1.45x). A step
 above :data:`APART_RATIO` times the run's fastest was measured with the bubbles on another L3: it felt their
-memory traffic, not their pressure on the workload's cache. The rule is relative, so a run whose every step was
+memory traffic, not their pressure on the workload's cache, so verdicts and curves, the sensitivity and reporter
+curves, scores and co-runs among them (all built on ``summary.setting_curves``), leave it out, as they are judged
+at one CPU speed; the tables and figures of latencies keep it. The rule is relative, so a run whose every step was
 apart reads as shared: the sentence gives the round trips so a reader can compare them with another run's.
 """
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bubbleup.formatting import format_value
+from bubbleup.store.reader import STEP_KEY
 
 APART_RATIO = 1.5
 
@@ -38,17 +41,39 @@ class LinkFacts:
                 f"last-level cache (a cache line's round trip {self.apart_low_ns:.0f}-{self.apart_high_ns:.0f} ns, "
                 f"against {self.fastest_ns:.0f}-{self.shared_high_ns:.0f} ns at the others): the hypervisor had moved "
                 f"them apart, and those steps felt the bubbles' memory traffic but not their pressure on the "
-                f"workload's cache: {named}.")
+                f"workload's cache, so verdicts and curves leave them out (the tables keep them): {named}.")
+
+
+def _round_trips(points: pd.DataFrame) -> pd.Series:
+    """``cpu_link_ns`` of the steps that have one (empty: not ``apart``, or a run from before the column)."""
+    if "cpu_link_ns" not in points:
+        return pd.Series(dtype=float)
+    return pd.to_numeric(points["cpu_link_ns"], errors="coerce").dropna()
+
+
+def apart_steps(points: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``points`` whose step was timed with the CPUs on different L3s (by :data:`APART_RATIO`)."""
+    rtt = _round_trips(points)
+    return points.loc[rtt.index[rtt > APART_RATIO * rtt.min()]] if len(rtt) else points.iloc[0:0]
+
+
+def shared_only(samples: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
+    """``samples`` without those of the steps timed apart: what verdicts and curves are judged on, as they are
+    judged at one CPU speed; the tables keep every sample."""
+    away = apart_steps(points)
+    if away.empty:
+        return samples
+    key = list(STEP_KEY)
+    marked = samples[key].merge(away[key].drop_duplicates().assign(_apart=True), on=key, how="left")
+    return samples[marked["_apart"].isna().to_numpy()]
 
 
 def facts(points: pd.DataFrame, axis: str) -> LinkFacts | None:
     """The run's round trips read by :data:`APART_RATIO`; None when none was timed (not ``apart``, older runs)."""
-    if "cpu_link_ns" not in points:
+    rtt = _round_trips(points)
+    if rtt.empty:
         return None
-    timed = points[pd.to_numeric(points["cpu_link_ns"], errors="coerce").notna()]
-    if timed.empty:
-        return None
-    rtt = timed["cpu_link_ns"].astype(float)
+    timed = points.loc[rtt.index]
     fastest = float(rtt.min())
     apart = rtt > APART_RATIO * fastest
     shared, away = rtt[~apart], timed[apart]

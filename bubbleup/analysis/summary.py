@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import numpy as np
 import pandas as pd
 
+from bubbleup.analysis.cache_link import shared_only
 from bubbleup.analysis.speed import for_verdicts
 from bubbleup.analysis.stats import describe, top1
 from bubbleup.store.reader import Run, of_ok_steps, series_name
@@ -297,11 +298,13 @@ class SettingCurve:
 def setting_curves(run: Run, summary: pd.DataFrame | None = None) -> list[SettingCurve]:
     """Each setting's curve (pooled and per-repeat timed samples, status per point), in settings order: what
     verdicts are judged on, so its latencies are at one CPU speed where the run's probes allow
-    (:func:`bubbleup.analysis.speed.for_verdicts`); ``summary`` (raw) gives each point's status."""
+    (:func:`bubbleup.analysis.speed.for_verdicts`), without the steps an ``apart`` run timed with the bubbles on
+    another L3 (:func:`bubbleup.analysis.cache_link.shared_only`); ``summary`` (raw) gives each point's status."""
     from bubbleup.analysis.cliff import CurvePoint
 
     summary = summarise(run) if summary is None else summary
     timed = timed_samples(for_verdicts(run))  # at one CPU speed where the run's probes allow (analysis.speed)
+    timed = shared_only(timed, run.points)  # placement apart: not the steps the bubbles sat on another L3
     smp_by = by_point(timed)
     set_size = run.set_size
     out = []
