@@ -9,9 +9,10 @@ seconds, and beside a 16 MiB Bubble-Up bubble the reporter kept QoS 0.59 (median
 enough to tell the two apart, so the orchestrator times it before every step of an ``apart`` run
 (``points.csv`` ``cpu_link_ns``) and :mod:`bubbleup.analysis.cache_link` says which steps were measured apart.
 
-It runs in a fresh process (``python -m bubbleup.machine.cache_link HERE THERE``): single-threaded, so it can
-fork its partner safely, which a process with threads (the orchestrator's telemetry) cannot. The partner dies
-with it (PR_SET_PDEATHSIG), and the caller kills it by PID past a timeout: nothing spins on after.
+It runs in a fresh process (``python -m bubbleup.machine.cache_link HERE THERE PARENT``): single-threaded, so it
+can fork its partner safely, which a process with threads (the orchestrator's telemetry) cannot. It dies with the
+caller and its partner with it (PR_SET_PDEATHSIG), and the caller kills it by PID past a timeout: nothing spins on
+after.
 """
 
 from __future__ import annotations
@@ -33,12 +34,11 @@ TIMEOUT_S = 2.0
 def round_trip_ns(here: int, there: int, timeout_s: float = TIMEOUT_S) -> float:
     """One cache line's round trip between CPU ``here`` and CPU ``there`` in ns, measured in a fresh process;
     NaN when it could not be measured (a CPU not allowed, the helper killed at ``timeout_s``)."""
-    from bubbleup.procs import tied_to_this_process
-
-    cmd = [sys.executable, "-m", "bubbleup.machine.cache_link", str(here), str(there)]
-    try:  # tied: a SIGKILL of the caller takes the helper (and so its partner) with it
-        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False,
-                              preexec_fn=tied_to_this_process())  # fmt: skip
+    # The helper ties itself to this process (PR_SET_PDEATHSIG, given our PID): no preexec_fn, which is not safe
+    # in a process with threads, as the orchestrator is.
+    cmd = [sys.executable, "-m", "bubbleup.machine.cache_link", str(here), str(there), str(os.getpid())]
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s, check=False)
     except (OSError, subprocess.TimeoutExpired):  # run() kills the helper it started on a timeout
         return math.nan
     try:
@@ -91,9 +91,17 @@ def measure(here: int, there: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``HERE THERE [PARENT]``: print the round trip in ns; with PARENT, die with that process (SIGKILL of the
+    caller takes this helper, and so its partner, with it)."""
     args = sys.argv[1:] if argv is None else argv
     try:
-        here, there = (int(a) for a in args)
+        here, there, *parent = (int(a) for a in args)
+        if len(parent) > 1:
+            raise ValueError("usage: HERE THERE [PARENT]")
+        if parent:
+            from bubbleup.procs import die_with_parent
+
+            die_with_parent(parent[0])
         print(f"{measure(here, there):.1f}")
     except (ValueError, OSError) as exc:  # a CPU not allowed here, or not two numbers
         print(f"cache_link: {exc}", file=sys.stderr)
