@@ -33,8 +33,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
+import pandas as pd
 
-from bubbleup.analysis.cache_link import APART_RATIO
+from bubbleup.analysis.cache_link import apart_mask
 from bubbleup.machine import cache_link
 from bubbleup.pressure.kinds import llc_bytes
 from bubbleup.procs import tied_to_this_process
@@ -150,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             for half in half_cycles:
                 cycles = max(2, int(args.seconds / (2 * half)))
                 qos, rtts = paired_qos(reporter, child.pid, half, cycles, args.skip_ms / 1000, cpus[1])
-                shared = rtts <= APART_RATIO * rtts.min()  # the rule run reports use
+                shared = ~apart_mask(pd.Series(rtts)).to_numpy()  # the rule run reports use
                 line = f"{name:8} half-cycle {half * 1000:6.0f} ms x {len(qos):3d} cycles: " + cell("QoS", qos)
                 if not shared.all():
                     line += (f"; the cache line's round trip {rtts.min():.0f}-{rtts.max():.0f} ns: {int(shared.sum())} "

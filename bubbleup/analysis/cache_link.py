@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from bubbleup.formatting import format_value
-from bubbleup.store.reader import STEP_KEY
+from bubbleup.store.reader import of_ok_steps
 
 APART_RATIO = 1.5
 
@@ -51,21 +51,23 @@ def _round_trips(points: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(points["cpu_link_ns"], errors="coerce").dropna()
 
 
+def apart_mask(rtt: pd.Series) -> pd.Series:
+    """The rule, once: a round trip above :data:`APART_RATIO` times the run's fastest was timed apart."""
+    return rtt > APART_RATIO * rtt.min()
+
+
 def apart_steps(points: pd.DataFrame) -> pd.DataFrame:
-    """The rows of ``points`` whose step was timed with the CPUs on different L3s (by :data:`APART_RATIO`)."""
+    """The rows of ``points`` whose step was timed with the CPUs on different L3s."""
     rtt = _round_trips(points)
-    return points.loc[rtt.index[rtt > APART_RATIO * rtt.min()]] if len(rtt) else points.iloc[0:0]
+    return points.loc[rtt.index[apart_mask(rtt)]] if len(rtt) else points.iloc[0:0]
 
 
 def shared_only(samples: pd.DataFrame, points: pd.DataFrame) -> pd.DataFrame:
-    """``samples`` without those of the steps timed apart: what verdicts and curves are judged on, as they are
-    judged at one CPU speed; the tables keep every sample."""
+    """``samples`` (of steps that finished ok) without those of the steps timed apart, joined to their steps as
+    every sample is (``reader.of_ok_steps``): what verdicts and curves are judged on, as they are judged at one CPU
+    speed; the tables keep every sample."""
     away = apart_steps(points)
-    if away.empty:
-        return samples
-    key = list(STEP_KEY)
-    marked = samples[key].merge(away[key].drop_duplicates().assign(_apart=True), on=key, how="left")
-    return samples[marked["_apart"].isna().to_numpy()]
+    return samples if away.empty else of_ok_steps(samples, points.drop(away.index)).reset_index(drop=True)
 
 
 def facts(points: pd.DataFrame, axis: str) -> LinkFacts | None:
@@ -75,7 +77,7 @@ def facts(points: pd.DataFrame, axis: str) -> LinkFacts | None:
         return None
     timed = points.loc[rtt.index]
     fastest = float(rtt.min())
-    apart = rtt > APART_RATIO * fastest
+    apart = apart_mask(rtt)
     shared, away = rtt[~apart], timed[apart]
     named = tuple(f"{r.setting} at {format_value(float(r.value), axis)} (repeat {int(r.repeat) + 1})"
                   for r in away.itertuples())  # fmt: skip
